@@ -1,0 +1,126 @@
+"""Profiles: measured per-block compute times on one node, and measured links.
+
+These are the planner's inputs. They refer to the model by sha256 and to blocks by name, so a
+profile can be checked against the LayerGraph it is used with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from qsplit._jsonio import read_json, write_json
+
+COMPUTE_PROFILE_KIND = "compute-profile"
+LINK_PROFILE_KIND = "link-profile"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BlockTiming:
+    """Latency of one block on one node, in seconds (medians over repetitions)."""
+
+    fp32_s: float
+    int8_s: float | None = None
+    """``None`` when the block was not profiled quantized (not quantizable)."""
+    fp32_spread_s: float = 0.0
+    """Interquartile range of the fp32 repetitions."""
+    int8_spread_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ComputeProfile:
+    """Per-block latencies of one model on one node."""
+
+    node: str
+    model_sha256: str
+    granularity: str
+    blocks: dict[str, BlockTiming]
+    settings: dict[str, Any] = field(default_factory=dict)
+    """How it was measured: execution provider, threads, repetitions, speed factor, source."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "model": {"sha256": self.model_sha256},
+            "granularity": self.granularity,
+            "settings": self.settings,
+            "blocks": {
+                name: {
+                    "fp32_s": t.fp32_s,
+                    "int8_s": t.int8_s,
+                    "fp32_spread_s": t.fp32_spread_s,
+                    "int8_spread_s": t.int8_spread_s,
+                }
+                for name, t in self.blocks.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ComputeProfile:
+        return cls(
+            node=data["node"],
+            model_sha256=data["model"]["sha256"],
+            granularity=data["granularity"],
+            settings=dict(data.get("settings", {})),
+            blocks={
+                name: BlockTiming(
+                    fp32_s=float(t["fp32_s"]),
+                    int8_s=None if t.get("int8_s") is None else float(t["int8_s"]),
+                    fp32_spread_s=float(t.get("fp32_spread_s", 0.0)),
+                    int8_spread_s=float(t.get("int8_spread_s", 0.0)),
+                )
+                for name, t in data["blocks"].items()
+            },
+        )
+
+    def save(self, path: str) -> None:
+        write_json(path, COMPUTE_PROFILE_KIND, SCHEMA_VERSION, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str) -> ComputeProfile:
+        return cls.from_dict(read_json(path, COMPUTE_PROFILE_KIND, (SCHEMA_VERSION,)))
+
+
+@dataclass(frozen=True)
+class LinkMeasurement:
+    """One-way latency and bandwidth measured from one endpoint to another."""
+
+    source: str
+    target: str
+    latency_s: float
+    bandwidth_bytes_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.source,
+            "to": self.target,
+            "latency_s": self.latency_s,
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LinkMeasurement:
+        return cls(
+            source=data["from"],
+            target=data["to"],
+            latency_s=float(data["latency_s"]),
+            bandwidth_bytes_per_s=float(data["bandwidth_bytes_per_s"]),
+        )
+
+
+@dataclass(frozen=True)
+class LinkProfile:
+    """A set of measured links, saved beside the compute profiles."""
+
+    links: tuple[LinkMeasurement, ...]
+
+    def save(self, path: str) -> None:
+        write_json(
+            path, LINK_PROFILE_KIND, SCHEMA_VERSION, {"links": [m.to_dict() for m in self.links]}
+        )
+
+    @classmethod
+    def load(cls, path: str) -> LinkProfile:
+        data = read_json(path, LINK_PROFILE_KIND, (SCHEMA_VERSION,))
+        return cls(links=tuple(LinkMeasurement.from_dict(m) for m in data["links"]))

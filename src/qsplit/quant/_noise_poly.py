@@ -1,0 +1,82 @@
+"""The fitted noise model as the planner sees it: a polynomial over quantization bits.
+
+``noise(mask) = intercept + Σ coefficient · Π_{i ∈ term} q_i`` for a non-empty mask, and exactly
+0 for the empty mask (an unquantized model has no quantization noise, whatever the fit's
+intercept says). Terms are products of distinct blocks only, because ``q_i² = q_i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qsplit._jsonio import read_json, write_json
+
+NOISE_MODEL_KIND = "noise-model"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class NoiseTerm:
+    """One monomial: the product of the quantization bits of ``blocks``, times a coefficient."""
+
+    blocks: tuple[str, ...]
+    coefficient: float
+
+
+@dataclass(frozen=True)
+class NoisePolynomial:
+    """Predicted quantization noise as a function of which blocks are quantized."""
+
+    model_sha256: str
+    quantizable: tuple[str, ...]
+    """Blocks that may be quantized (the candidate set the samples were drawn over)."""
+    intercept: float
+    terms: tuple[NoiseTerm, ...]
+    degree: int
+    metric: str = "mean_abs_output_error"
+    fit: dict[str, Any] = field(default_factory=dict)
+    """Fit quality and provenance: samples, train/test R², regressor choice."""
+
+    def predict(self, quantized: Iterable[str]) -> float:
+        """Noise of quantizing exactly ``quantized`` (0 for the empty set)."""
+        chosen = set(quantized)
+        if not chosen:
+            return 0.0
+        return self.intercept + sum(
+            t.coefficient for t in self.terms if all(b in chosen for b in t.blocks)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": {"sha256": self.model_sha256},
+            "metric": self.metric,
+            "quantizable": list(self.quantizable),
+            "degree": self.degree,
+            "intercept": self.intercept,
+            "terms": [{"blocks": list(t.blocks), "coefficient": t.coefficient} for t in self.terms],
+            "fit": self.fit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NoisePolynomial:
+        return cls(
+            model_sha256=data["model"]["sha256"],
+            metric=data.get("metric", "mean_abs_output_error"),
+            quantizable=tuple(data["quantizable"]),
+            degree=int(data["degree"]),
+            intercept=float(data["intercept"]),
+            terms=tuple(
+                NoiseTerm(blocks=tuple(t["blocks"]), coefficient=float(t["coefficient"]))
+                for t in data["terms"]
+            ),
+            fit=dict(data.get("fit", {})),
+        )
+
+    def save(self, path: str) -> None:
+        write_json(path, NOISE_MODEL_KIND, SCHEMA_VERSION, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str) -> NoisePolynomial:
+        return cls.from_dict(read_json(path, NOISE_MODEL_KIND, (SCHEMA_VERSION,)))
