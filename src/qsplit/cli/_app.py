@@ -22,7 +22,13 @@ err_console = Console(stderr=True)
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from qsplit.cli import analyze_cmd, model_cmd, plan_cmd  # noqa: F401
+    from qsplit.cli import (  # noqa: F401
+        analyze_cmd,
+        model_cmd,
+        pareto_cmd,
+        plan_cmd,
+        prototype_cmd,
+    )
 
 
 def main() -> None:
