@@ -35,7 +35,7 @@ def main() -> None:
     """Entry point: run the app, turning every QsplitError into one line and exit code 2."""
     _register_commands()
     try:
-        app(standalone_mode=False)
+        app()
     except QsplitError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -1,5 +1,8 @@
 """Model analysis: load an ONNX model, build its LayerGraph, coarsen it into blocks."""
 
+from qsplit.model._analyze import build_node_graph
+from qsplit.model._coarsen import coarsen
+from qsplit.model._grouping import acyclic_groups
 from qsplit.model._layergraph import (
     Block,
     Granularity,
@@ -8,5 +11,33 @@ from qsplit.model._layergraph import (
     Tensor,
     TensorSpec,
 )
+from qsplit.model._load import LoadedModel, ValueType, load_model, parse_input_shape
 
-__all__ = ["Block", "Granularity", "LayerGraph", "ModelInfo", "Tensor", "TensorSpec"]
+
+def analyze(
+    path: str,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    granularity: Granularity = "block",
+) -> tuple[LoadedModel, LayerGraph]:
+    """Load a model and build its LayerGraph at the given granularity."""
+    model = load_model(path, input_shapes)
+    graph = build_node_graph(model)
+    return model, coarsen(graph) if granularity == "block" else graph
+
+
+__all__ = [
+    "Block",
+    "Granularity",
+    "LayerGraph",
+    "LoadedModel",
+    "ModelInfo",
+    "Tensor",
+    "TensorSpec",
+    "ValueType",
+    "acyclic_groups",
+    "analyze",
+    "build_node_graph",
+    "coarsen",
+    "load_model",
+    "parse_input_shape",
+]

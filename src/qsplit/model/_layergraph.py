@@ -8,6 +8,7 @@ can share one graph without copying or defending against mutation.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -144,6 +145,22 @@ class LayerGraph:
                 else:
                     g.add_edge(t.producer, c, tensors=[t.name])
         return g
+
+    def boundary(self, members: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Tensors entering and leaving a set of blocks, in block order, without repeats."""
+        inside = set(members)
+        inputs: dict[str, None] = {}
+        outputs: dict[str, None] = {}
+        for name in sorted(inside, key=self.position):
+            block = self.block(name)
+            for t in block.inputs:
+                if self.tensor_by_name[t].producer not in inside:
+                    inputs[t] = None
+            for t in block.outputs:
+                tensor = self.tensor_by_name[t]
+                if tensor.is_model_output or any(c not in inside for c in tensor.consumers):
+                    outputs[t] = None
+        return tuple(inputs), tuple(outputs)
 
     # -- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -2,5 +2,6 @@
 
 from qsplit.partition._component import Component
 from qsplit.partition._components import components
+from qsplit.partition._extract import ComponentExtractor
 
-__all__ = ["Component", "components"]
+__all__ = ["Component", "ComponentExtractor", "components"]
