@@ -51,6 +51,4 @@ def sample_images_dir() -> Path:
 
 def sample_images() -> list[Path]:
     """The bundled sample images, sorted by name so every run sees them in the same order."""
-    return sorted(
-        p for p in sample_images_dir().iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES
-    )
+    return sorted(p for p in sample_images_dir().iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
