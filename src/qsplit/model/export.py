@@ -611,7 +611,7 @@ def _metadata(
         "Conv/Linear weight (DFL excepted, biases kept) scaled in forward order so that its "
         "output has unit std on {n} calibration images; layer output std before: "
         "min {b0:.2e} median {b1:.2e}, after: min {a0:.2f} median {a1:.2f} max {a2:.2f}. "
-        "Weights are NOT trained: outputs are meaningless as detections."
+        "Weights are NOT trained: outputs are meaningless as predictions."
     ).format(
         seed=seed,
         n=batch.shape[0],
