@@ -1,0 +1,19 @@
+"""Infrastructure: the machines (nodes), the directed links between them, and their units."""
+
+from qsplit.infra._load import InfraProblem, infra_from_dict, load_infra, validate_infra
+from qsplit.infra._types import Infra, Link, Node, Role
+from qsplit.infra._units import parse_bandwidth, parse_duration, parse_memory
+
+__all__ = [
+    "Infra",
+    "InfraProblem",
+    "Link",
+    "Node",
+    "Role",
+    "infra_from_dict",
+    "load_infra",
+    "parse_bandwidth",
+    "parse_duration",
+    "parse_memory",
+    "validate_infra",
+]

@@ -1,0 +1,94 @@
+"""The infrastructure as the planner and runtime see it: nodes and directed links, in SI units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from qsplit.errors import InputError
+
+Role = Literal["device", "edge", "cloud"]
+
+
+@dataclass(frozen=True)
+class Node:
+    """A machine that can run blocks."""
+
+    name: str
+    role: Role
+    compute_power_w: float
+    """Power drawn while computing, in watts (``P^c``)."""
+    transmit_power_w: float
+    """Power drawn while sending, in watts (``P^x``); charged to the sender of a transfer."""
+    memory_bytes: int
+    """Memory available for weights and activations of the components placed here."""
+    speed_factor: float = 1.0
+    """How many times slower than the reference machine this node is emulated (testbed only)."""
+    address: str | None = None
+    """``host:port`` of the node's agent, when it runs one."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """A directed network link; a transfer over it takes ``latency_s + bytes / bandwidth``."""
+
+    source: str
+    target: str
+    bandwidth_bytes_per_s: float
+    """The sender's egress rate over this link."""
+    latency_s: float
+    """One-way latency, charged once per tensor transfer."""
+
+    def transfer_s(self, size_bytes: float) -> float:
+        """Time to move ``size_bytes`` over this link."""
+        return self.latency_s + size_bytes / self.bandwidth_bytes_per_s
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Nodes, directed links and the requesting device (where inputs come from and results go)."""
+
+    device: str
+    nodes: tuple[Node, ...]
+    links: tuple[Link, ...]
+    source: str | None = None
+    """File it was loaded from, for messages."""
+    _nodes: dict[str, Node] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    _links: dict[tuple[str, str], Link] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_nodes", {n.name: n for n in self.nodes})
+        object.__setattr__(self, "_links", {(lk.source, lk.target): lk for lk in self.links})
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes)
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; :class:`InputError` naming the known nodes otherwise."""
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise InputError(
+                f"unknown node {name!r}",
+                file=self.source,
+                field="nodes",
+                fix=f"use one of {', '.join(self.node_names)}",
+            ) from None
+
+    def has_link(self, source: str, target: str) -> bool:
+        return (source, target) in self._links
+
+    def link(self, source: str, target: str) -> Link:
+        """The direct link ``source → target``; :class:`InputError` when there is none."""
+        try:
+            return self._links[(source, target)]
+        except KeyError:
+            self.node(source)
+            self.node(target)
+            raise InputError(
+                f"no link from {source!r} to {target!r}",
+                file=self.source,
+                field="links",
+                fix=f"add a link {{from: {source}, to: {target}, bandwidth: ..., latency: ...}}",
+            ) from None
