@@ -1,0 +1,256 @@
+"""The cost model: what a placement and a quantization choice cost, in seconds, joules, bytes.
+
+This is the single definition of cost in qsplit. The MILP is built from the same coefficient
+functions (:func:`wire_bytes`, :func:`weight_bytes`, :meth:`PlanningProblem.compute_s`,
+:meth:`Link.transfer_s`), baselines are priced with :func:`evaluate`, and every plan's predicted
+values are :func:`evaluate` of its assignment, so a number never means two things.
+
+Definitions (docs/planner.md has the long form):
+
+* A tensor's **source** is its producer's node, or the device for a model input. Its
+  **destinations** are its consumers' nodes, plus the device when it is a model output. It crosses
+  each link ``source → destination`` (destination ≠ source) **once**, however many consumers sit
+  there, taking ``latency_s + wire_bytes / bandwidth``.
+* A quantized producer sends its tensor at int8: one byte per element plus
+  :data:`QUANT_PARAMS_BYTES` for scale and zero point. Non-float tensors always travel as they are.
+* Energy is ``Σ_k P^c_k·compute_s_k + Σ_(k,h) P^x_k·transfer_s_kh``; the device's energy is its
+  own compute and transmit share.
+* Memory of a node: weights of its blocks (int8 weights take a quarter of the fp32 bytes) plus
+  every tensor present on it — produced there or delivered to it, at full size (received int8
+  tensors are dequantized). That sum is an upper bound on the peak of live activations; it needs no
+  schedule and is linear in the placement.
+* Latency ``sum``: all compute plus all transfers (the papers' sequential model). Latency
+  ``critical-path``: the finish time of the DAG when each block starts once all its inputs have
+  arrived on its node, transfers start when their producer finishes, and the request ends when
+  every block has finished and every model output has reached the device — but never less than
+  the busiest node's total compute, since a node runs its blocks one at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from qsplit.errors import AssignmentError
+from qsplit.model import LayerGraph, Tensor
+from qsplit.plan._problem import LatencyModel, PlanningProblem, Precision
+
+QUANT_PARAMS_BYTES = 8
+"""Bytes sent with an int8 tensor for its quantization parameters (float32 scale, zero point)."""
+
+_FLOAT_ITEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+_WEIGHT_SCALE: dict[Precision, float] = {"fp32": 1.0, "int8": 0.25}
+
+
+def wire_bytes(tensor: Tensor, precision: Precision) -> int:
+    """Bytes a tensor takes on a link when its producer runs at ``precision``."""
+    item = _FLOAT_ITEM_BYTES.get(tensor.dtype)
+    if precision == "fp32" or item is None:
+        return tensor.bytes
+    return tensor.bytes // item + QUANT_PARAMS_BYTES
+
+
+def weight_bytes(block_weight_bytes: int, precision: Precision) -> float:
+    """Memory the weights of a block take at ``precision`` (quantization *saves* memory)."""
+    return block_weight_bytes * _WEIGHT_SCALE[precision]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one plan costs under the cost model. Link keys are ``(sender, receiver)``."""
+
+    latency_s: float
+    """End-to-end latency of one inference under ``latency_model``."""
+    energy_j: float
+    """Energy of all nodes for one inference."""
+    device_energy_j: float
+    """The requesting device's share of ``energy_j``."""
+    noise: float
+    """Predicted quantization noise (0 when nothing is quantized)."""
+    memory_bytes: Mapping[str, float]
+    """Per node: weights plus activations present on it."""
+    compute_s: Mapping[str, float]
+    """Per node: total compute time of its blocks."""
+    transfer_s: Mapping[tuple[str, str], float]
+    """Per link used: total transfer time, latency included."""
+    transfer_bytes: Mapping[tuple[str, str], float]
+    """Per link used: bytes sent."""
+    latency_model: LatencyModel
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A bound a plan does not meet."""
+
+    constraint: str
+    """``noise``, ``device-energy`` or ``memory:<node>``."""
+    value: float
+    bound: float
+
+
+def evaluate(
+    problem: PlanningProblem,
+    assignment: Mapping[str, str],
+    quantized: Collection[str] = (),
+    latency_model: LatencyModel | None = None,
+) -> Evaluation:
+    """Price ``assignment`` (block → node) with ``quantized`` blocks at int8.
+
+    ``latency_model`` defaults to the problem's. Raises :class:`AssignmentError` for unknown or
+    missing blocks or nodes, or a block that cannot be quantized, and :class:`InputError` when a
+    tensor would need a link the infrastructure does not have.
+    """
+    graph, infra = problem.graph, problem.infra
+    _check(problem, assignment, quantized)
+    model = latency_model or problem.latency_model
+    tally = _Tally(problem, assignment, quantized)
+    for tensor in graph.tensors:
+        if tensor.producer is None:
+            tally.route(tensor, ready_s=0.0)
+    reads = _consumed_tensors(graph)
+    finish_s: dict[str, float] = {}
+    for block in graph.blocks:  # topological order: producers finish before consumers start
+        node = assignment[block.name]
+        start_s = max((tally.arrival_s[(t.name, node)] for t in reads[block.name]), default=0.0)
+        finish_s[block.name] = start_s + tally.compute_block(block.name)
+        for name in block.outputs:
+            tally.route(graph.tensor_by_name[name], ready_s=finish_s[block.name])
+
+    compute, transfer_s = tally.compute_s, tally.transfer_s
+    if model == "sum":
+        latency_s = sum(compute.values()) + sum(transfer_s.values())
+    else:
+        returned = [
+            tally.arrival_s[(t.name, infra.device)] for t in graph.tensors if t.is_model_output
+        ]
+        latency_s = max([*finish_s.values(), *returned, *compute.values(), 0.0])
+    energy = {
+        node.name: node.compute_power_w * compute[node.name]
+        + node.transmit_power_w
+        * sum(s for (sender, _), s in transfer_s.items() if sender == node.name)
+        for node in infra.nodes
+    }
+    return Evaluation(
+        latency_s=latency_s,
+        energy_j=sum(energy.values()),
+        device_energy_j=energy[infra.device],
+        noise=problem.noise.predict(quantized) if problem.noise is not None else 0.0,
+        memory_bytes=tally.memory_bytes,
+        compute_s=compute,
+        transfer_s=transfer_s,
+        transfer_bytes=tally.transfer_bytes,
+        latency_model=model,
+    )
+
+
+def violations(problem: PlanningProblem, evaluation: Evaluation) -> tuple[Violation, ...]:
+    """Bounds of ``problem`` that ``evaluation`` breaks, with a relative tolerance of 1e-6."""
+    found = []
+    bounds = problem.bounds
+    if bounds.noise_max is not None and _above(evaluation.noise, bounds.noise_max):
+        found.append(Violation("noise", evaluation.noise, bounds.noise_max))
+    budget = bounds.device_energy_budget_j
+    if budget is not None and _above(evaluation.device_energy_j, budget):
+        found.append(Violation("device-energy", evaluation.device_energy_j, budget))
+    if bounds.memory:
+        for node in problem.infra.nodes:
+            used = evaluation.memory_bytes[node.name]
+            if _above(used, node.memory_bytes):
+                found.append(Violation(f"memory:{node.name}", used, node.memory_bytes))
+    return tuple(found)
+
+
+class _Tally:
+    """Accumulates compute, transfers, memory and arrival times while walking the graph."""
+
+    def __init__(
+        self, problem: PlanningProblem, assignment: Mapping[str, str], quantized: Collection[str]
+    ) -> None:
+        self._problem = problem
+        self._assignment = assignment
+        self._precision = {b: _precision(b, quantized) for b in problem.graph.block_names}
+        nodes = problem.infra.node_names
+        self.compute_s = dict.fromkeys(nodes, 0.0)
+        self.memory_bytes = dict.fromkeys(nodes, 0.0)
+        self.transfer_s: dict[tuple[str, str], float] = {}
+        self.transfer_bytes: dict[tuple[str, str], float] = {}
+        self.arrival_s: dict[tuple[str, str], float] = {}
+        """(tensor, node) → when the tensor is ready on that node."""
+
+    def compute_block(self, block: str) -> float:
+        """Charge ``block`` to its node (time and weights); return its compute time."""
+        node, precision = self._assignment[block], self._precision[block]
+        seconds = self._problem.compute_s(block, node, precision)
+        self.compute_s[node] += seconds
+        size = self._problem.graph.block(block).weight_bytes
+        self.memory_bytes[node] += weight_bytes(size, precision)
+        return seconds
+
+    def route(self, tensor: Tensor, ready_s: float) -> None:
+        """Send ``tensor`` from its source to each destination node once."""
+        infra = self._problem.infra
+        producer = tensor.producer
+        source = self._assignment[producer] if producer else infra.device
+        targets = {self._assignment[c] for c in tensor.consumers}
+        if tensor.is_model_output:
+            targets.add(infra.device)
+        self.arrival_s[(tensor.name, source)] = ready_s
+        self.memory_bytes[source] += tensor.bytes
+        size = wire_bytes(tensor, self._precision[producer] if producer else "fp32")
+        for target in sorted(targets - {source}):
+            seconds = infra.link(source, target).transfer_s(size)
+            key = (source, target)
+            self.transfer_s[key] = self.transfer_s.get(key, 0.0) + seconds
+            self.transfer_bytes[key] = self.transfer_bytes.get(key, 0.0) + size
+            self.arrival_s[(tensor.name, target)] = ready_s + seconds
+            self.memory_bytes[target] += tensor.bytes
+
+
+def _consumed_tensors(graph: LayerGraph) -> dict[str, list[Tensor]]:
+    """Block → the tensors it reads, from the tensors' consumer lists (as the MILP sees them)."""
+    reads: dict[str, list[Tensor]] = {name: [] for name in graph.block_names}
+    for tensor in graph.tensors:
+        for consumer in dict.fromkeys(tensor.consumers):
+            reads[consumer].append(tensor)
+    return reads
+
+
+def _precision(block: str, quantized: Collection[str]) -> Precision:
+    return "int8" if block in quantized else "fp32"
+
+
+def _above(value: float, bound: float) -> bool:
+    return value > bound + 1e-6 * max(1.0, abs(bound))
+
+
+def _check(
+    problem: PlanningProblem, assignment: Mapping[str, str], quantized: Collection[str]
+) -> None:
+    graph = problem.graph
+    missing = [b for b in graph.block_names if b not in assignment]
+    known = set(graph.block_names)
+    unknown = [b for b in assignment if b not in known]
+    if missing or unknown:
+        raise AssignmentError(
+            f"assignment misses {len(missing)} block(s) and names {len(unknown)} unknown one(s)"
+            f"{f', first missing {missing[0]!r}' if missing else ''}"
+            f"{f', first unknown {unknown[0]!r}' if unknown else ''}",
+            field="assignment",
+            fix="assign every block of the graph, and only those",
+        )
+    nodes = set(problem.infra.node_names)
+    stray = sorted({n for n in assignment.values() if n not in nodes})
+    if stray:
+        raise AssignmentError(
+            f"assignment uses unknown node(s) {', '.join(map(repr, stray))}",
+            field="assignment",
+            fix=f"use the infrastructure's nodes: {', '.join(sorted(nodes))}",
+        )
+    allowed = set(problem.quantizable)
+    wrong = [b for b in quantized if b not in allowed]
+    if wrong:
+        raise AssignmentError(
+            f"{len(wrong)} block(s) cannot be quantized, first {wrong[0]!r}",
+            field="quantized",
+            fix="quantize only blocks in the noise model's set with int8 timings on every node",
+        )
