@@ -1,8 +1,16 @@
 """The ``qsplit`` command line: parse, call one library function, render.
 
-Each command group lives in its own ``*_cmd`` module and registers itself on :data:`app`.
+Each command group lives in its own ``*_cmd`` module and registers itself on :data:`app` when
+imported here.
 """
 
+from qsplit.cli import (  # noqa: F401  (imported to register their commands)
+    analyze_cmd,
+    model_cmd,
+    pareto_cmd,
+    plan_cmd,
+    prototype_cmd,
+)
 from qsplit.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from qsplit.errors import QsplitError
 
@@ -20,22 +21,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _register_commands() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    from qsplit.cli import (  # noqa: F401
-        analyze_cmd,
-        model_cmd,
-        pareto_cmd,
-        plan_cmd,
-        prototype_cmd,
-    )
-
-
 def main() -> None:
     """Entry point: run the app, turning every QsplitError into one line and exit code 2."""
-    _register_commands()
     try:
         app()
     except QsplitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # The message is plain text: ONNX errors contain [brackets] rich would read as markup.
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         sys.exit(2)

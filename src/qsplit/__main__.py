@@ -1,0 +1,5 @@
+"""``python -m qsplit`` runs the command line."""
+
+from qsplit.cli import main
+
+main()

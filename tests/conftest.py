@@ -1,0 +1,58 @@
+"""Shared fixtures: synthetic ONNX models on disk, the bundled YOLO11n, and ORT helpers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import synthetic  # noqa: E402
+
+
+def session(model: onnx.ModelProto) -> ort.InferenceSession:
+    """An ORT session with graph optimisations off, so that a component runs exactly the same
+    kernels on the same data as the whole model does and outputs can be compared tightly."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    initializers = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        shape = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A folder with the synthetic models saved as .onnx files."""
+    synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    synthetic.save(synthetic.branchy_cnn(named=False), tmp_path / "branchy_anon.onnx")
+    synthetic.save(synthetic.attention(), tmp_path / "attention.onnx")
+    synthetic.save(synthetic.attention(dynamic_batch=True), tmp_path / "attention_dyn.onnx")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def yolo11n_path() -> Path:
+    from qsplit.assets import bundled_model_path
+
+    path = bundled_model_path("yolo11n")
+    assert path.exists(), "the bundled YOLO11n is part of the repository"
+    return path

@@ -1,0 +1,114 @@
+"""Loading: every kind of bad model input ends in a ModelError naming the file and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import helper
+
+import synthetic
+from qsplit.errors import ModelError
+from qsplit.model import load_model, parse_input_shape
+
+
+def test_static_model_loads_with_concrete_shapes(model_dir: Path) -> None:
+    model = load_model(model_dir / "branchy.onnx")
+    assert [s.name for s in model.info.inputs] == ["x", "y"]
+    assert model.values["cat"].shape == (1, 8, 16, 16)
+    assert model.values["fc"].bytes == 5 * 4
+    assert len(model.info.sha256) == 64
+
+
+def test_anonymous_nodes_get_unique_names(model_dir: Path) -> None:
+    model = load_model(model_dir / "branchy_anon.onnx")
+    names = [n.name for n in model.proto.graph.node]
+    assert all(names) and len(set(names)) == len(names)
+
+
+def test_dynamic_input_needs_a_shape(model_dir: Path) -> None:
+    with pytest.raises(ModelError, match=r"attention_dyn.onnx.*dynamic.*--input-shape x=1x6x8"):
+        load_model(model_dir / "attention_dyn.onnx")
+
+
+def test_dynamic_input_with_shape(model_dir: Path) -> None:
+    model = load_model(model_dir / "attention_dyn.onnx", {"x": (3, 6, 8)})
+    assert model.values["y"].shape == (3, 6, 8)
+    assert model.values["qk"].shape == (3, 6, 6)
+    assert model.info.input_shapes == (("x", (3, 6, 8)),)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ({"x": (1, 5, 8)}, r"dimension 1 is fixed to 6.*use 6"),
+        ({"x": (1, 6)}, r"rank 3.*rank 2"),
+        ({"nope": (1, 6, 8)}, r"no input 'nope'.*name one of its inputs: x"),
+    ],
+)
+def test_shape_that_does_not_match(model_dir: Path, shape: dict, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        load_model(model_dir / "attention_dyn.onnx", shape)
+
+
+def test_not_onnx(tmp_path: Path) -> None:
+    path = tmp_path / "notes.onnx"
+    path.write_text("this is not a model\n" * 20)
+    with pytest.raises(ModelError, match=r"notes.onnx: not an ONNX model"):
+        load_model(path)
+
+
+def test_truncated(model_dir: Path, tmp_path: Path) -> None:
+    data = (model_dir / "branchy.onnx").read_bytes()
+    for cut in (len(data) // 3, len(data) - 7):
+        path = tmp_path / f"cut{cut}.onnx"
+        path.write_bytes(data[:cut])
+        with pytest.raises(ModelError, match="truncated|invalid ONNX"):
+            load_model(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="file not found"):
+        load_model(tmp_path / "absent.onnx")
+
+
+def test_old_opset_is_refused(tmp_path: Path) -> None:
+    model = synthetic.attention()
+    model.opset_import[0].version = 9
+    model.graph.node.pop()  # drop the node whose schema differs before opset 11
+    model.graph.node[-1].output[0] = "y"
+    path = tmp_path / "old.onnx"
+    onnx.save(model, path)
+    with pytest.raises(ModelError, match="opset 9 is older than 11"):
+        load_model(path)
+
+
+def test_data_dependent_shapes_are_measured(tmp_path: Path) -> None:
+    """NonZero's output size depends on the data; one run on zeros measures it."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], "relu"),
+        helper.make_node("NonZero", ["r"], ["nz"], "nonzero"),
+        helper.make_node("Cast", ["nz"], ["y"], "cast", to=onnx.TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "nz",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["rank", "count"])],
+    )
+    path = tmp_path / "nz.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    loaded = load_model(path)
+    assert loaded.values["nz"].shape == (2, 0)
+
+
+@pytest.mark.parametrize("text", ["images", "images=", "=1x3", "images=1x-3", "images=axb"])
+def test_bad_input_shape_text(text: str) -> None:
+    with pytest.raises(ModelError, match="--input-shape"):
+        parse_input_shape(text)
+
+
+def test_input_shape_text() -> None:
+    assert parse_input_shape("images=1x3x640x640") == ("images", (1, 3, 640, 640))
