@@ -64,7 +64,7 @@ def test_truncated(model_dir: Path, tmp_path: Path) -> None:
     for cut in (len(data) // 3, len(data) - 7):
         path = tmp_path / f"cut{cut}.onnx"
         path.write_bytes(data[:cut])
-        with pytest.raises(ModelError, match="truncated|invalid ONNX"):
+        with pytest.raises(ModelError, match=r"truncated|invalid ONNX"):
             load_model(path)
 
 

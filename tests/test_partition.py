@@ -134,7 +134,7 @@ def test_return_trip_splits_the_device_group(model_dir: Path) -> None:
 
 def test_unknown_and_missing_blocks(model_dir: Path) -> None:
     _, graph = analyze(str(model_dir / "branchy.onnx"))
-    with pytest.raises(AssignmentError, match="unknown block.*'nope'"):
+    with pytest.raises(AssignmentError, match=r"unknown block.*'nope'"):
         components(graph, {**dict.fromkeys(graph.block_names, "d"), "nope": "d"})
     with pytest.raises(AssignmentError, match="have no node"):
         components(graph, {"stem": "d"})
