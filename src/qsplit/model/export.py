@@ -381,6 +381,15 @@ def _load_yolo(yolo_cls: Any, arch: str, weights: Path | None, workdir: Path, ta
             field="weights",
             fix="pass a .pt written by Ultralytics",
         ) from exc
+    scale = (getattr(yolo.model, "yaml", None) or {}).get("scale")
+    wanted = arch.removesuffix(".yaml").split("-")[0]
+    if scale and f"yolo11{scale}" != wanted:
+        raise InputError(
+            f"checkpoint is a yolo11{scale} model, not {wanted}",
+            file=weights,
+            field="model",
+            fix=f"pass yolo11{scale} as the model",
+        )
     if yolo.task != task:
         raise InputError(
             f"checkpoint is a {yolo.task!r} model, not {task!r}",
