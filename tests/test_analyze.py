@@ -44,7 +44,7 @@ def test_attention_matmul_pairs_count_both_products(model_dir: Path) -> None:
 
 def test_block_granularity_groups_by_module_prefix(model_dir: Path) -> None:
     _, node_graph = analyze(str(model_dir / "branchy.onnx"), granularity="node")
-    graph = coarsen(node_graph)
+    graph = coarsen(node_graph, max_block_macs_fraction=1.0)
     assert [b.name for b in graph.blocks] == ["stem", "body", "neck", "side", "head"]
     assert graph.total_macs == node_graph.total_macs
     assert graph.total_weight_bytes == node_graph.total_weight_bytes
@@ -52,6 +52,17 @@ def test_block_granularity_groups_by_module_prefix(model_dir: Path) -> None:
     assert graph.block("body").inputs == ("r1",)
     assert set(graph.tensor_by_name["r1"].consumers) == {"body", "neck"}
     assert "c2" not in graph.tensor_by_name  # internal to the body block
+    assert nx.is_directed_acyclic_graph(graph.dag)
+
+
+def test_modules_with_too_many_macs_are_split_one_level_deeper(model_dir: Path) -> None:
+    _, node_graph = analyze(str(model_dir / "branchy.onnx"), granularity="node")
+    graph = coarsen(node_graph, max_block_macs_fraction=0.3)
+    names = [b.name for b in graph.blocks]
+    # 'stem' (42 % of MACs) splits into its conv and act sub-modules; 'body' (55 %) into m.0,
+    # m.1 and the nodes directly under it; small modules stay whole.
+    assert {"stem/conv", "stem/act", "body/m.0", "body/m.1", "neck", "side", "head"} <= set(names)
+    assert graph.total_macs == node_graph.total_macs
     assert nx.is_directed_acyclic_graph(graph.dag)
 
 
@@ -106,6 +117,9 @@ def test_yolo11n_coarsens_to_a_few_dozen_blocks(yolo11n_path: Path) -> None:
     assert len(node_graph.blocks) > 200
     assert 20 <= len(graph.blocks) <= 60
     assert graph.blocks[0].name == "model.0"
+    # the detection head (~30 % of the MACs) is split into its branches
+    assert any(b.name.startswith("model.23/cv2") for b in graph.blocks)
+    assert max(b.macs for b in graph.blocks) < 0.125 * graph.total_macs
     assert graph.total_macs == node_graph.total_macs
     # YOLO11n at 640: about 3.2 GMACs (6.5 GFLOPs as Ultralytics reports them)
     assert 2.5e9 < graph.total_macs < 4.5e9

@@ -13,7 +13,7 @@ import pytest
 import synthetic
 from conftest import random_feeds, session
 from qsplit.errors import AssignmentError
-from qsplit.model import LayerGraph, LoadedModel, analyze, load_model
+from qsplit.model import LayerGraph, LoadedModel, analyze, build_node_graph, coarsen, load_model
 from qsplit.partition import Component, ComponentExtractor, components
 
 NODES = ("device", "edge", "cloud")
@@ -106,8 +106,13 @@ def test_random_dags_with_long_skips(tmp_path: Path, seed: int) -> None:
             np.testing.assert_allclose(got[name], value, atol=1e-5, rtol=0)
 
 
+def _by_module(path: Path) -> LayerGraph:
+    """Block graph with one block per top-level module, whatever its share of the MACs."""
+    return coarsen(build_node_graph(load_model(path)), max_block_macs_fraction=1.0)
+
+
 def test_one_node_gives_one_component_per_connected_piece(model_dir: Path) -> None:
-    _, graph = analyze(str(model_dir / "branchy.onnx"))
+    graph = _by_module(model_dir / "branchy.onnx")
     parts = components(graph, dict.fromkeys(graph.block_names, "device"))
     # 'side' (MatMul on the second input) is independent of the conv trunk until the end
     assert len(parts) == 1
@@ -116,7 +121,7 @@ def test_one_node_gives_one_component_per_connected_piece(model_dir: Path) -> No
 
 
 def test_return_trip_splits_the_device_group(model_dir: Path) -> None:
-    _, graph = analyze(str(model_dir / "branchy.onnx"))
+    graph = _by_module(model_dir / "branchy.onnx")
     assignment = {
         "stem": "device",
         "body": "edge",
@@ -133,7 +138,7 @@ def test_return_trip_splits_the_device_group(model_dir: Path) -> None:
 
 
 def test_unknown_and_missing_blocks(model_dir: Path) -> None:
-    _, graph = analyze(str(model_dir / "branchy.onnx"))
+    graph = _by_module(model_dir / "branchy.onnx")
     with pytest.raises(AssignmentError, match=r"unknown block.*'nope'"):
         components(graph, {**dict.fromkeys(graph.block_names, "d"), "nope": "d"})
     with pytest.raises(AssignmentError, match="have no node"):
@@ -143,8 +148,6 @@ def test_unknown_and_missing_blocks(model_dir: Path) -> None:
 @pytest.mark.slow
 def test_yolo11n_random_assignments_reproduce_the_model(yolo11n_path: Path) -> None:
     model = load_model(yolo11n_path)
-    from qsplit.model import build_node_graph, coarsen
-
     node_graph = build_node_graph(model)
     block_graph = coarsen(node_graph)
     feeds = random_feeds(model.proto)
@@ -164,8 +167,6 @@ def test_yolo11n_random_assignments_reproduce_the_model(yolo11n_path: Path) -> N
 
 def test_yolo11n_extraction_is_fast(yolo11n_path: Path) -> None:
     model = load_model(yolo11n_path)
-    from qsplit.model import build_node_graph, coarsen
-
     graph = coarsen(build_node_graph(model))
     assignment = random_assignment(graph, np.random.default_rng(3), segments=False)
     parts = components(graph, assignment)

@@ -21,16 +21,26 @@ from qsplit.model._layergraph import Block, LayerGraph, Tensor
 MIN_PREFIXED_FRACTION = 0.5
 """Below this share of nodes with a module prefix, names say too little: contract chains."""
 
+MAX_BLOCK_MACS_FRACTION = 1 / 8
+"""A module holding more of the model's MACs than this is split at the next prefix level: one
+block that large (YOLO's detection head is ~30 %) leaves the planner no room to place it."""
 
-def coarsen(graph: LayerGraph, *, prefix_depth: int = 1) -> LayerGraph:
+
+def coarsen(
+    graph: LayerGraph,
+    *,
+    prefix_depth: int = 1,
+    max_block_macs_fraction: float = MAX_BLOCK_MACS_FRACTION,
+) -> LayerGraph:
     """Group a node-granularity graph into blocks; a block-granularity graph is returned as is.
 
     ``prefix_depth`` is how many leading path segments of a node name form its module prefix
-    (1 groups ``/model.4/...`` as ``model.4``; 2 would split YOLO's modules further).
+    (1 groups ``/model.4/...`` as ``model.4``); modules holding more than
+    ``max_block_macs_fraction`` of the MACs are split one level deeper.
     """
     if graph.granularity == "block":
         return graph
-    labels = _prefix_labels(graph, prefix_depth)
+    labels = _prefix_labels(graph, prefix_depth, max_block_macs_fraction)
     prefixed = sum(1 for v in labels.values() if v is not None)
     if prefixed < MIN_PREFIXED_FRACTION * len(graph.blocks):
         labels = {b: None for b in labels}
@@ -40,12 +50,31 @@ def coarsen(graph: LayerGraph, *, prefix_depth: int = 1) -> LayerGraph:
     return _merge(graph, groups, names)
 
 
-def _prefix_labels(graph: LayerGraph, depth: int) -> dict[str, Hashable]:
-    labels: dict[str, Hashable] = {}
-    for block in graph.blocks:
-        segments = block.name.strip("/").split("/")
-        labels[block.name] = "/".join(segments[:depth]) if len(segments) > depth else None
-    return labels
+def _prefix_labels(graph: LayerGraph, depth: int, max_fraction: float) -> dict[str, Hashable]:
+    """Module prefix of each node, one level deeper inside modules too large to place as one."""
+    segments = {b.name: b.name.strip("/").split("/") for b in graph.blocks}
+    limit = max_fraction * graph.total_macs
+    deepened: set[str] = set()
+    while True:
+        labels: dict[str, Hashable] = {}
+        for name, parts in segments.items():
+            d = depth
+            while d < len(parts) - 1 and "/".join(parts[:d]) in deepened:
+                d += 1
+            labels[name] = "/".join(parts[:d]) if len(parts) > d else None
+        macs: dict[str, int] = {}
+        splittable: set[str] = set()
+        for block in graph.blocks:
+            label = labels[block.name]
+            if label is None:
+                continue
+            macs[label] = macs.get(label, 0) + block.macs
+            if len(segments[block.name]) > str(label).count("/") + 2:
+                splittable.add(str(label))  # some node sits in a sub-module of it
+        too_large = {label for label in splittable if macs[label] > limit} - deepened
+        if not too_large:
+            return labels
+        deepened |= too_large
 
 
 def _contract_chains(graph: LayerGraph, labels: dict[str, Hashable]) -> dict[str, Hashable]:
