@@ -1,0 +1,148 @@
+"""Baselines: priced by the cost model, and optimal within their plan family (brute force)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from plan_helpers import all_assignments, infra, noise, profile, random_dag
+
+from qsplit.plan import Bounds, LatencyModel, PlanningProblem, evaluate, violations
+from qsplit.plan._baselines import baseline_plans, compute_baselines
+from qsplit.plan._linear import Scalarisation
+from qsplit.plan._split import split_assignment
+
+SCALE = Scalarisation(per_s=1.0, per_j=0.2)
+
+
+def random_problem(
+    seed: int,
+    blocks: int,
+    nodes: int = 3,
+    *,
+    quantizable: int = 0,
+    noise_max: float | None = None,
+    latency_model: LatencyModel = "sum",
+) -> PlanningProblem:
+    """A random DAG on a device plus ``nodes - 1`` faster, hungrier nodes on a full mesh."""
+    rng = random.Random(seed)
+    graph = random_dag(rng, blocks)
+    names = ["dev", "edge", "cloud"][:nodes]
+    speed = {"dev": 1.0, "edge": rng.uniform(2, 4), "cloud": rng.uniform(8, 30)}
+    base = {b: rng.uniform(0.005, 0.05) for b in graph.block_names}
+    chosen = graph.block_names[:quantizable]
+    profiles = {
+        n: profile(
+            n,
+            {
+                b: (base[b] / speed[n], base[b] / speed[n] * 0.4 if b in chosen else None)
+                for b in graph.block_names
+            },
+        )
+        for n in names
+    }
+    mesh = infra(
+        [(n, rng.uniform(2, 30), rng.uniform(0.1, 4), 10**9) for n in names],
+        [
+            (a, b, rng.uniform(1e6, 5e7), rng.uniform(0.001, 0.05))
+            for a in names
+            for b in names
+            if a != b
+        ],
+    )
+    poly = None
+    if chosen:
+        poly = noise(chosen, 0.01, {(b,): rng.uniform(0.01, 0.05) for b in chosen})
+    return PlanningProblem(
+        graph=graph,
+        infra=mesh,
+        profiles=profiles,
+        noise=poly,
+        bounds=Bounds(noise_max=noise_max),
+        latency_model=latency_model,
+    )
+
+
+@pytest.mark.parametrize("latency_model", ["sum", "critical-path"])
+@pytest.mark.parametrize("seed", range(4))
+def test_every_baseline_is_priced_by_the_cost_model(seed: int, latency_model: str) -> None:
+    problem = random_problem(seed, 12, quantizable=4, noise_max=0.06, latency_model=latency_model)
+    plans = baseline_plans(problem)
+    assert list(plans)[:4] == ["dev-only", "edge-only", "cloud-only", "best-split"]
+    assert {"min-cut", "qpart"} <= set(plans)
+    for baseline in plans.values():
+        assert baseline.evaluation == evaluate(problem, baseline.assignment, baseline.quantized)
+    assert compute_baselines(problem) == {n: b.evaluation for n, b in plans.items()}
+
+
+def test_device_only_runs_everything_on_the_device() -> None:
+    problem = random_problem(1, 10)
+    local = baseline_plans(problem)["dev-only"]
+    assert set(local.assignment.values()) == {"dev"}
+    assert local.quantized == frozenset()
+    assert local.evaluation.transfer_s == {}
+    assert local.evaluation.device_energy_j == pytest.approx(local.evaluation.energy_j)
+
+
+def test_single_node_baselines_still_exchange_inputs_and_outputs_with_the_device() -> None:
+    problem = random_problem(2, 10)
+    remote = baseline_plans(problem)["cloud-only"]
+    assert set(remote.assignment.values()) == {"cloud"}
+    assert ("dev", "cloud") in remote.evaluation.transfer_s
+    assert ("cloud", "dev") in remote.evaluation.transfer_s
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_split_matches_brute_force_over_split_points(seed: int) -> None:
+    problem = random_problem(seed, 14)
+    graph = problem.graph
+    brute = min(
+        SCALE(evaluate(problem, split_assignment(graph, "dev", node, position)))
+        for node in ("edge", "cloud")
+        for position in range(len(graph.blocks) + 1)
+    )
+    found = baseline_plans(problem, SCALE)["best-split"]
+    assert SCALE(found.evaluation) == pytest.approx(brute, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_min_cut_is_optimal_on_two_nodes(seed: int) -> None:
+    problem = random_problem(seed, 9, nodes=2)
+    blocks = problem.graph.block_names
+    brute = min(SCALE(evaluate(problem, a)) for a in all_assignments(blocks, ["dev", "edge"]))
+    found = baseline_plans(problem, SCALE)["min-cut"]
+    assert SCALE(found.evaluation) == pytest.approx(brute, rel=1e-9)
+    assert SCALE(found.evaluation) <= SCALE(baseline_plans(problem, SCALE)["best-split"].evaluation)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_qpart_quantizes_the_device_segment_within_the_noise_bound(seed: int) -> None:
+    problem = random_problem(seed, 12, quantizable=5, noise_max=0.07)
+    plans = baseline_plans(problem, SCALE)
+    qpart = plans["qpart"]
+    assert qpart.evaluation.noise <= 0.07 + 1e-12
+    assert all(qpart.assignment[b] == "dev" for b in qpart.quantized)
+    assert not violations(problem, qpart.evaluation)
+    assert SCALE(qpart.evaluation) <= SCALE(plans["best-split"].evaluation) + 1e-12
+
+
+def test_device_energy_budget_steers_the_split_when_it_can() -> None:
+    problem = random_problem(3, 12)
+    free = baseline_plans(problem, SCALE)["best-split"]
+    budget = free.evaluation.device_energy_j * 0.5
+    bounded = PlanningProblem(
+        graph=problem.graph,
+        infra=problem.infra,
+        profiles=problem.profiles,
+        bounds=Bounds(device_energy_budget_j=budget),
+    )
+    chosen = baseline_plans(bounded, SCALE)["best-split"]
+    meets = [
+        split_assignment(problem.graph, "dev", node, p)
+        for node in ("edge", "cloud")
+        for p in range(len(problem.graph.blocks) + 1)
+        if evaluate(problem, split_assignment(problem.graph, "dev", node, p)).device_energy_j
+        <= budget
+    ]
+    if meets:
+        assert chosen.evaluation.device_energy_j <= budget * (1 + 1e-9)
