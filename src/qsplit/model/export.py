@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,14 +401,19 @@ def _load_yolo(yolo_cls: Any, arch: str, weights: Path | None, workdir: Path, ta
     return yolo
 
 
-def _export_onnx(yolo: Any, imgsz: int, workdir: Path) -> Path:
+def _export_onnx(torch: Any, yolo: Any, imgsz: int, workdir: Path) -> Path:
     """Run Ultralytics' ONNX exporter (TorchScript-based, not dynamo) inside ``workdir``.
 
     The working directory is switched because Ultralytics names the file after the yaml/pt
     and writes it relative to the cwd; qsplit must not leave files behind there.
     """
     simplify = importlib.util.find_spec("onnxslim") is not None
-    with contextlib.chdir(workdir):
+    with contextlib.chdir(workdir), warnings.catch_warnings():
+        # The TorchScript exporter is chosen on purpose (it keeps /model.N/ node names, which
+        # block coarsening relies on); torch >= 2.9 flags it as deprecated. Tracer warnings
+        # (shape-dependent Python branches in the head) are expected: the input is static.
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         written = yolo.export(
             format="onnx",
             imgsz=imgsz,
@@ -415,7 +421,6 @@ def _export_onnx(yolo: Any, imgsz: int, workdir: Path) -> Path:
             dynamic=False,
             batch=1,
             simplify=simplify,
-            half=False,
             nms=False,
             device="cpu",
         )
@@ -562,7 +567,7 @@ def export_yolo(
         layers: tuple[LayerStats, ...] = ()
         if weights is None:
             layers = rescale_to_unit_variance(torch, yolo.model, torch.from_numpy(batch))
-        written = _export_onnx(yolo, imgsz, workdir)
+        written = _export_onnx(torch, yolo, imgsz, workdir)
         metadata = _metadata(arch, task, imgsz, weights, layers, batch, seed, calibration)
         _annotate(written, metadata)
         health = activation_health(written, batch[0])
