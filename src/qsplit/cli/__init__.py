@@ -10,6 +10,7 @@ from qsplit.cli import (  # noqa: F401  (imported to register their commands)
     pareto_cmd,
     plan_cmd,
     prototype_cmd,
+    split_cmd,
 )
 from qsplit.cli._app import app, main
 
