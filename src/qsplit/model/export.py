@@ -40,8 +40,8 @@ from qsplit.errors import DependencyError, InputError, ModelError
 SIZES = ("n", "s", "m", "l", "x")
 #: Task → suffix of the Ultralytics architecture file (``yolo11n-seg.yaml``).
 TASK_SUFFIX = {"detect": "", "segment": "-seg", "classify": "-cls"}
-#: opset 17 has every op YOLO11 needs (incl. LayerNormalization-free attention) and is
-#: supported by every onnxruntime qsplit accepts.
+#: opset 17 covers every op YOLO11 exports to and is run by every onnxruntime qsplit accepts;
+#: fixing it (rather than "newest") keeps exports comparable across torch versions.
 OPSET = 17
 #: A layer counts as rescaled when its output std is within this fraction of 1.
 RESCALE_TOLERANCE = 0.10
@@ -550,6 +550,7 @@ def export_yolo(
     out = _check_out(
         Path(out) if out is not None else Path.cwd() / default_output_name(model, task)
     )
+    torch, yolo_cls = _import_backend()  # before the images: a missing extra fails fast
     if calibration_images is None:
         from qsplit.assets import sample_images
 
@@ -558,7 +559,6 @@ def export_yolo(
     calibration = (
         ", ".join(Path(p).name for p in calibration_images) or f"uniform noise (seed {seed})"
     )
-    torch, yolo_cls = _import_backend()
 
     with tempfile.TemporaryDirectory(prefix="qsplit-export-") as tmp:
         workdir = Path(tmp)
