@@ -9,6 +9,9 @@ from qsplit.plan._cost import (
     weight_bytes,
     wire_bytes,
 )
+from qsplit.plan._load import load_problem
+from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
+from qsplit.plan._planner import plan
 from qsplit.plan._problem import (
     LATENCY_MODELS,
     PRECISIONS,
@@ -17,18 +20,26 @@ from qsplit.plan._problem import (
     PlanningProblem,
     Precision,
 )
+from qsplit.plan._solver import SOLVERS
 
 __all__ = [
     "LATENCY_MODELS",
     "PRECISIONS",
     "QUANT_PARAMS_BYTES",
+    "SOLVERS",
     "Bounds",
     "Evaluation",
     "LatencyModel",
+    "Payoff",
+    "Plan",
     "PlanningProblem",
     "Precision",
+    "Predicted",
+    "SolverReport",
     "Violation",
     "evaluate",
+    "load_problem",
+    "plan",
     "violations",
     "weight_bytes",
     "wire_bytes",

@@ -1,0 +1,355 @@
+"""The MILP: placement and precision of every block, in the edge-assignment formulation.
+
+Only placement ``x[i,k]`` and precision ``z[i,l]`` are binary. Everything that couples them is a
+continuous variable constrained by *marginals*, so that its value is forced to the exact product
+once ``x`` and ``z`` are integral, and the LP relaxation stays nearly integral:
+
+* ``xz[i,k,l] ≥ 0`` with ``Σ_l xz = x[i,k]`` and ``Σ_k xz = z[i,l]`` (``i`` on ``k`` at ``l``);
+* for each tensor → destination edge, ``e[k,h] ≥ 0`` with ``Σ_h e = x[src,k]`` and
+  ``Σ_k e = x[dst,h]`` (source on ``k``, destination on ``h``); an endpoint pinned to the device
+  (model input, model output) turns ``e`` into a plain placement variable;
+* ``carry[t,(k,h)]`` (tensor ``t`` crosses link ``k→h``): ``e`` itself when ``t`` has a single
+  destination, otherwise ``y ≥ e`` for each destination, so it is charged once per link;
+* the carried (and, for the critical path, the per-edge) amounts are split by the producer's
+  precision, ``Σ_l c_l = c`` and ``c_l ≤ z[src,l]``, to price quantized transfers;
+* noise: one AND variable per monomial, and an OR variable for the intercept (``η(∅) = 0``).
+
+docs/planner.md derives each piece; :mod:`qsplit.plan._cost` defines the same quantities for a
+fixed plan, and the tests check the two against each other by brute force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import count
+
+import pulp
+
+from qsplit.model import Tensor
+from qsplit.plan._cost import weight_bytes, wire_bytes
+from qsplit.plan._problem import PlanningProblem, Precision
+from qsplit.plan._solver import DISABLED
+
+Expr = pulp.LpAffineExpression
+_SOURCE = "<source>"
+_SINK = "<sink>"
+
+
+@dataclass
+class Formulation:
+    """A built model and the expressions the planner optimises or bounds."""
+
+    prob: pulp.LpProblem
+    latency: Expr
+    energy: Expr
+    device_energy: Expr
+    noise: Expr
+    memory: dict[str, Expr]
+    bound_rows: dict[str, pulp.LpConstraint]
+    """``noise``, ``device-energy``, ``memory:<node>`` → its ``≤`` row (switched off if unset)."""
+    lex_rows: dict[str, pulp.LpConstraint]
+    """``latency``, ``energy`` → a row used to keep one objective at its optimum."""
+    x: dict[tuple[str, str], pulp.LpVariable]
+    z: dict[tuple[str, Precision], pulp.LpVariable]
+    build_time_s: float = 0.0
+
+    def quantity(self, name: str) -> Expr:
+        """The expression a bound row limits (for infeasibility explanations)."""
+        if name == "noise":
+            return self.noise
+        if name == "device-energy":
+            return self.device_energy
+        return self.memory[name.removeprefix("memory:")]
+
+    def read_assignment(self) -> tuple[dict[str, str], tuple[str, ...]]:
+        """Block → node and the quantized blocks of the solution on the variables."""
+        assignment: dict[str, str] = {}
+        for (block, node), var in self.x.items():
+            if (var.value() or 0.0) > 0.5:
+                assignment[block] = node
+        quantized = tuple(
+            b for (b, level), v in self.z.items() if level == "int8" and v.value() > 0.5
+        )
+        return assignment, quantized
+
+
+@dataclass
+class _Builder:
+    problem: PlanningProblem
+    prob: pulp.LpProblem = field(default_factory=lambda: pulp.LpProblem("qsplit", pulp.LpMinimize))
+    _ids: Iterator[int] = field(default_factory=count)
+
+    def var(
+        self, prefix: str, *, binary: bool = False, upper: float | None = 1.0
+    ) -> pulp.LpVariable:
+        # Short generated names keep PuLP fast and immune to characters in block names.
+        category = pulp.LpBinary if binary else pulp.LpContinuous
+        return pulp.LpVariable(f"{prefix}{next(self._ids)}", 0, None if binary else upper, category)
+
+    def add(self, constraint: pulp.LpConstraint) -> pulp.LpConstraint:
+        constraint.name = f"r{next(self._ids)}"
+        self.prob.addConstraint(constraint)
+        return constraint
+
+
+def build(problem: PlanningProblem) -> Formulation:
+    """Formulate ``problem`` (bounds set from ``problem.bounds``; objective left to the caller)."""
+    b = _Builder(problem)
+    graph, infra = problem.graph, problem.infra
+    nodes = infra.node_names
+    device = infra.device
+
+    x = {(blk.name, k): b.var("x", binary=True) for blk in graph.blocks for k in nodes}
+    for blk in graph.blocks:
+        b.add(pulp.lpSum(x[blk.name, k] for k in nodes) == 1)
+
+    z: dict[tuple[str, Precision], pulp.LpVariable] = {}
+    xz: dict[tuple[str, str, Precision], Expr] = {}
+    for blk in graph.blocks:
+        levels = problem.precisions(blk.name)
+        if len(levels) == 1:
+            for k in nodes:
+                xz[blk.name, k, levels[0]] = x[blk.name, k] + 0
+            continue
+        for level in levels:
+            z[blk.name, level] = b.var("z", binary=True)
+        b.add(pulp.lpSum(z[blk.name, level] for level in levels) == 1)
+        cells = _marginals(
+            b,
+            rows={k: x[blk.name, k] + 0 for k in nodes},
+            cols={lv: z[blk.name, lv] + 0 for lv in levels},
+            pairs=[(k, lv) for k in nodes for lv in levels],
+        )
+        for (k, lv), cell in cells.items():
+            xz[blk.name, k, lv] = cell
+
+    crossing_pairs = [(k, h) for k in nodes for h in nodes if k != h]
+    # -- edges and carried tensors -----------------------------------------------------------
+    compute_s = {
+        (blk.name, k): pulp.lpSum(
+            problem.compute_s(blk.name, k, lv) * xz[blk.name, k, lv]
+            for lv in problem.precisions(blk.name)
+        )
+        for blk in graph.blocks
+        for k in nodes
+    }
+    transfer_s: dict[tuple[str, str], list[Expr]] = {pair: [] for pair in crossing_pairs}
+    present: dict[str, list[Expr]] = {k: [] for k in nodes}
+    edge_time: dict[tuple[str, str], Expr] = {}  # (tensor, destination) → transfer time
+    for tensor in graph.tensors:
+        source = tensor.producer or _SOURCE
+        destinations = list(dict.fromkeys(tensor.consumers))
+        if tensor.is_model_output:
+            destinations.append(_SINK)
+        if tensor.producer is None:
+            present[device].append(pulp.LpAffineExpression(constant=tensor.bytes))
+        else:
+            for k in nodes:
+                present[k].append(tensor.bytes * x[tensor.producer, k])
+        edges = {d: _edge(b, x, source, d) for d in destinations}
+        if len(destinations) == 1:
+            carry = edges[destinations[0]]
+        else:
+            carry = {}
+            for pair in crossing_pairs:
+                terms = [e[pair] for e in edges.values() if pair in e]
+                if terms:
+                    y = b.var("y")
+                    for term in terms:
+                        b.add(y >= term)
+                    carry[pair] = y + 0
+        carried_by_level = _by_precision(b, problem, z, tensor, carry)
+        for (k, h), by_level in carried_by_level.items():
+            link = infra.link(k, h)
+            transfer_s[k, h].append(
+                pulp.lpSum(
+                    link.transfer_s(wire_bytes(tensor, lv)) * amount
+                    for lv, amount in by_level.items()
+                )
+            )
+            present[h].append(tensor.bytes * carry[k, h])
+        if problem.latency_model == "critical-path":
+            for d, edge in edges.items():
+                by_level = (
+                    carried_by_level
+                    if len(destinations) == 1
+                    else _by_precision(b, problem, z, tensor, edge)
+                )
+                edge_time[tensor.name, d] = pulp.lpSum(
+                    infra.link(k, h).transfer_s(wire_bytes(tensor, lv)) * amount
+                    for (k, h), amounts in by_level.items()
+                    for lv, amount in amounts.items()
+                )
+
+    # -- objectives --------------------------------------------------------------------------
+    node_compute = {k: pulp.lpSum(compute_s[blk.name, k] for blk in graph.blocks) for k in nodes}
+    node_send = {
+        k: pulp.lpSum(t for (src, _), ts in transfer_s.items() if src == k for t in ts)
+        for k in nodes
+    }
+    energy_of = {
+        k: infra.node(k).compute_power_w * node_compute[k]
+        + infra.node(k).transmit_power_w * node_send[k]
+        for k in nodes
+    }
+    energy = pulp.lpSum(energy_of.values())
+    if problem.latency_model == "sum":
+        latency = pulp.lpSum(node_compute.values()) + pulp.lpSum(node_send.values())
+    else:
+        latency = _critical_path(b, problem, compute_s, node_compute, edge_time)
+
+    memory = {
+        k: pulp.lpSum(
+            weight_bytes(blk.weight_bytes, lv) * xz[blk.name, k, lv]
+            for blk in graph.blocks
+            for lv in problem.precisions(blk.name)
+        )
+        + pulp.lpSum(present[k])
+        for k in nodes
+    }
+    noise = _noise(b, problem, z)
+
+    # -- bounds ------------------------------------------------------------------------------
+    bounds = problem.bounds
+    limits = {
+        "noise": bounds.noise_max,
+        "device-energy": bounds.device_energy_budget_j,
+        **{f"memory:{n.name}": n.memory_bytes if bounds.memory else None for n in infra.nodes},
+    }
+    expressions = {"noise": noise, "device-energy": energy_of[device]} | {
+        f"memory:{k}": memory[k] for k in nodes
+    }
+    bound_rows = {
+        name: b.add(expressions[name] <= (DISABLED if limit is None else limit))
+        for name, limit in limits.items()
+    }
+    lex_rows = {"latency": b.add(latency <= DISABLED), "energy": b.add(energy <= DISABLED)}
+    return Formulation(
+        prob=b.prob,
+        latency=latency,
+        energy=energy,
+        device_energy=energy_of[device],
+        noise=noise,
+        memory=memory,
+        bound_rows=bound_rows,
+        lex_rows=lex_rows,
+        x=x,
+        z=z,
+    )
+
+
+def _marginals(
+    b: _Builder, *, rows: dict[str, Expr], cols: dict[str, Expr], pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], Expr]:
+    """Variables ``v[r,c] ≥ 0`` over ``pairs`` whose row and column sums are ``rows``/``cols``.
+
+    When the sums are 0/1 with a single 1 on each side, the only solution puts 1 on that pair:
+    the product of the two indicators, without any product constraint.
+    """
+    cells = {pair: b.var("m") for pair in pairs}
+    for r, total in rows.items():
+        b.add(pulp.lpSum(v for (rr, _), v in cells.items() if rr == r) == total)
+    for c, total in cols.items():
+        b.add(pulp.lpSum(v for (_, cc), v in cells.items() if cc == c) == total)
+    return {pair: v + 0 for pair, v in cells.items()}
+
+
+def _edge(
+    b: _Builder, x: dict[tuple[str, str], pulp.LpVariable], source: str, destination: str
+) -> dict[tuple[str, str], Expr]:
+    """Crossing part of a tensor edge: (k, h) → 1 when source is on k and destination on h ≠ k.
+
+    ``source``/``destination`` are block names or the device-pinned source/sink. Pairs without a
+    link are left out of the marginals, which forbids placing the two ends across them.
+    """
+    infra = b.problem.infra
+    nodes, device = infra.node_names, infra.device
+    source_pinned, destination_pinned = source == _SOURCE, destination == _SINK
+    if source_pinned and destination_pinned:
+        return {}
+    if source_pinned or destination_pinned:
+        # One end sits on the device: the edge is the other end's placement.
+        free = destination if source_pinned else source
+        result = {}
+        for k in nodes:
+            pair = (device, k) if source_pinned else (k, device)
+            if k == device:
+                continue
+            if infra.has_link(*pair):
+                result[pair] = x[free, k] + 0
+            else:
+                b.add(x[free, k] == 0)
+        return result
+    allowed = [(k, h) for k in nodes for h in nodes if k == h or infra.has_link(k, h)]
+    cells = _marginals(
+        b,
+        rows={k: x[source, k] + 0 for k in nodes},
+        cols={h: x[destination, h] + 0 for h in nodes},
+        pairs=allowed,
+    )
+    return {pair: v for pair, v in cells.items() if pair[0] != pair[1]}
+
+
+def _by_precision(
+    b, problem: PlanningProblem, z, tensor: Tensor, amounts: dict[tuple[str, str], Expr]
+) -> dict[tuple[str, str], dict[Precision, Expr]]:
+    """Split each carried amount by the producer's precision (transfers are sent at it)."""
+    producer = tensor.producer
+    levels = problem.precisions(producer) if producer else ("fp32",)
+    if len(levels) == 1:
+        return {pair: {levels[0]: amount} for pair, amount in amounts.items()}
+    result = {}
+    for pair, amount in amounts.items():
+        parts = {lv: b.var("w") for lv in levels}
+        b.add(pulp.lpSum(parts.values()) == amount)
+        for lv, part in parts.items():
+            b.add(part <= z[producer, lv])
+        result[pair] = {lv: part + 0 for lv, part in parts.items()}
+    return result
+
+
+def _critical_path(b, problem, compute_s, node_compute, edge_time) -> Expr:
+    """Latency variable ``T`` ≥ every finish time, output return and node load."""
+    graph, nodes = problem.graph, problem.infra.node_names
+    finish = {blk.name: b.var("f", upper=None) for blk in graph.blocks}
+    latency = b.var("T", upper=None)
+    own = {blk.name: pulp.lpSum(compute_s[blk.name, k] for k in nodes) for blk in graph.blocks}
+    for blk in graph.blocks:
+        b.add(finish[blk.name] >= own[blk.name])
+        b.add(latency >= finish[blk.name])
+    for tensor in graph.tensors:
+        ready = finish[tensor.producer] if tensor.producer else 0
+        for consumer in dict.fromkeys(tensor.consumers):
+            b.add(finish[consumer] >= ready + edge_time[tensor.name, consumer] + own[consumer])
+        if tensor.is_model_output:
+            b.add(latency >= ready + edge_time[tensor.name, _SINK])
+    for k in nodes:
+        b.add(latency >= node_compute[k])
+    return latency + 0
+
+
+def _noise(b, problem: PlanningProblem, z) -> Expr:
+    """``intercept·OR(q) + Σ coefficient·AND(q_S)``, exact for binary ``q``."""
+    poly = problem.noise
+    quantizable = problem.quantizable
+    if poly is None or not quantizable:
+        return pulp.LpAffineExpression()
+    q = {blk: z[blk, "int8"] for blk in quantizable}
+    any_q = b.var("any")
+    for v in q.values():
+        b.add(any_q >= v)
+    b.add(any_q <= pulp.lpSum(q.values()))
+    terms = [poly.intercept * any_q]
+    for term in poly.terms:
+        if not all(blk in q for blk in term.blocks):
+            continue  # a block that is never quantized keeps the monomial at 0
+        if len(term.blocks) == 1:
+            terms.append(term.coefficient * q[term.blocks[0]])
+            continue
+        both = b.var("and")
+        for blk in term.blocks:
+            b.add(both <= q[blk])
+        b.add(both >= pulp.lpSum(q[blk] for blk in term.blocks) - (len(term.blocks) - 1))
+        terms.append(term.coefficient * both)
+    return pulp.lpSum(terms)

@@ -1,0 +1,167 @@
+"""From a PlanningProblem to a Plan: formulate once, solve a few times, read back, price.
+
+With both objective weights positive the planner solves four single-objective problems for the
+payoff table (min latency, then min energy with latency held at its optimum; the same the other
+way round) and then the normalised objective — five solves of one loaded model. With a single
+weight it solves that objective and breaks ties on the other (two solves), so the plan is never
+dominated. The plan's predicted values are :func:`evaluate` of the solution, never the solver's
+objective value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulp
+
+from qsplit.errors import SolverError
+from qsplit.partition import components
+from qsplit.plan._cost import Evaluation, evaluate
+from qsplit.plan._explain import explain_infeasible
+from qsplit.plan._milp import Formulation, build
+from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
+from qsplit.plan._problem import PlanningProblem
+from qsplit.plan._solver import SolveResult, SolverSession, open_session
+
+LEX_TOLERANCE = 1e-6
+"""Relative slack when holding one objective at its optimum while optimising the other."""
+
+
+@dataclass
+class Solves:
+    """Runs solves on a session and keeps the record the plan reports."""
+
+    problem: PlanningProblem
+    form: Formulation
+    session: SolverSession
+    results: list[SolveResult] = field(default_factory=list)
+
+    def minimise(self, objective: pulp.LpAffineExpression, what: str) -> SolveResult:
+        """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible."""
+        result = self.session.solve(objective)
+        self.results.append(result)
+        if result.status in ("unbounded", "no-solution"):
+            raise SolverError(
+                f"{self.session.name} found no plan while minimising {what} "
+                f"(status {result.status}); give it more time with --time-limit"
+            )
+        return result
+
+    def solution(self) -> tuple[dict[str, str], tuple[str, ...], Evaluation]:
+        assignment, quantized = self.form.read_assignment()
+        return assignment, quantized, evaluate(self.problem, assignment, quantized)
+
+    def hold(self, objective: str, value: float | None) -> None:
+        """Hold ``objective`` at most ``value`` (plus tolerance); ``None`` frees it."""
+        rhs = None if value is None else value + LEX_TOLERANCE * max(abs(value), 1e-3)
+        self.session.set_upper(self.form.lex_rows[objective], rhs)
+
+
+def plan(
+    problem: PlanningProblem,
+    solver: str = "highs",
+    *,
+    time_limit_s: float | None = None,
+    mip_gap: float = 1e-6,
+    with_baselines: bool = True,
+) -> Plan:
+    """Find the plan minimising ``w_latency·T_norm + w_energy·E_norm`` under the bounds.
+
+    Raises :class:`InfeasibleError` naming the binding bound and its least feasible value, and
+    :class:`SolverError` when the solver stops without any plan (e.g. out of time).
+    """
+    started = time.perf_counter()
+    form = build(problem)
+    build_time_s = time.perf_counter() - started
+    solves = Solves(
+        problem, form, open_session(form.prob, solver, mip_gap=mip_gap, time_limit_s=time_limit_s)
+    )
+    payoff, (assignment, quantized, evaluation) = _optimise(solves)
+
+    total = solves.results
+    status = "optimal" if all(r.status == "optimal" for r in total) else "feasible"
+    report = SolverReport(
+        name=solves.session.name,
+        status=status,
+        gap=total[-1].gap,
+        solve_time_s=sum(r.solve_time_s for r in total),
+        build_time_s=build_time_s,
+        solves=len(total),
+    )
+    objective = (
+        None
+        if payoff is None
+        else payoff.objective(
+            evaluation.latency_s, evaluation.energy_j, problem.w_latency, problem.w_energy
+        )
+    )
+    return Plan(
+        model_sha256=problem.graph.model.sha256,
+        assignment=assignment,
+        quantized=tuple(b for b in problem.graph.block_names if b in set(quantized)),
+        components=components(problem.graph, assignment),
+        predicted=Predicted.of(evaluation),
+        memory_bytes=dict(evaluation.memory_bytes),
+        w_latency=problem.w_latency,
+        w_energy=problem.w_energy,
+        latency_model=problem.latency_model,
+        bounds=problem.bounds,
+        solver=report,
+        payoff=payoff,
+        objective=objective,
+        baselines=_baselines(problem) if with_baselines else {},
+    )
+
+
+def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluation]]:
+    problem, form = solves.problem, solves.form
+    expressions = {"latency": form.latency, "energy": form.energy}
+    weights = {"latency": problem.w_latency, "energy": problem.w_energy}
+
+    def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
+        result = solves.minimise(expressions[first], first)
+        if result.status == "infeasible":
+            raise explain_infeasible(problem, form, solves)
+        best = _value(solves.solution()[2], first)
+        solves.hold(first, best)
+        solves.minimise(expressions[second], f"{second} at the least {first}")
+        solution = solves.solution()
+        solves.hold(first, None)
+        return best, solution
+
+    if weights["energy"] == 0 or weights["latency"] == 0:
+        first = "latency" if weights["energy"] == 0 else "energy"
+        second = "energy" if first == "latency" else "latency"
+        return None, lexicographic(first, second)[1]
+
+    latency_min, at_latency_min = lexicographic("latency", "energy")
+    energy_min, at_energy_min = lexicographic("energy", "latency")
+    payoff = Payoff(
+        latency_min_s=latency_min,
+        latency_max_s=at_energy_min[2].latency_s,
+        energy_min_j=energy_min,
+        energy_max_j=at_latency_min[2].energy_j,
+    )
+    t_scale, e_scale = payoff.scales()
+    objective = (weights["latency"] / t_scale) * (form.latency - latency_min) + (
+        weights["energy"] / e_scale
+    ) * (form.energy - energy_min)
+    solves.minimise(objective, "the weighted objective")
+    return payoff, solves.solution()
+
+
+def _value(evaluation: Evaluation, objective: str) -> float:
+    return evaluation.latency_s if objective == "latency" else evaluation.energy_j
+
+
+def _baselines(problem: PlanningProblem) -> Mapping[str, Predicted]:
+    """Baselines from :mod:`qsplit.plan._baselines`, or none while that module does not exist."""
+    try:
+        from qsplit.plan._baselines import compute_baselines  # type: ignore[import-not-found]
+    except ModuleNotFoundError as exc:
+        if exc.name != "qsplit.plan._baselines":
+            raise
+        return {}
+    return {name: Predicted.of(ev) for name, ev in compute_baselines(problem).items()}

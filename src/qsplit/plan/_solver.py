@@ -1,0 +1,215 @@
+"""The solver boundary: one MILP built once, then re-solved with other objectives and bounds.
+
+The planner solves the same model several times (payoff table, final objective, infeasibility
+explanation). A :class:`SolverSession` keeps the model loaded and only changes what differs
+between solves: the objective and the right-hand sides of named ``≤`` rows. With HiGHS (the
+default) the highspy model is built once from the PuLP model and then edited in place, and each
+solve starts from the previous solution. Other solvers go through PuLP's generic interface, which
+re-exports the (unchanged) PuLP model on each solve.
+
+Statuses are read from the *solution* status, not only the model status: PuLP maps a HiGHS run
+stopped by its time limit to "Optimal" while the solution is only integer-feasible.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import pulp
+
+from qsplit.errors import DependencyError, InputError, SolverError
+
+SolverName = Literal["highs", "cbc", "cplex", "gurobi"]
+SOLVERS: tuple[str, ...] = ("highs", "cbc", "cplex", "gurobi")
+
+Status = Literal["optimal", "feasible", "infeasible", "unbounded", "no-solution"]
+
+DISABLED = 1e30
+"""Right-hand side that switches a ``≤`` row off (solvers read it as infinite)."""
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """Outcome of one solve; variable values are left on the PuLP variables."""
+
+    status: Status
+    gap: float | None
+    """Relative MIP gap reported by the solver (``None`` when it does not report one)."""
+    solve_time_s: float
+
+    @property
+    def has_solution(self) -> bool:
+        return self.status in ("optimal", "feasible")
+
+
+class SolverSession:
+    """A loaded model that can be re-solved; created by :func:`open_session`."""
+
+    name: str
+
+    def __init__(self, prob: pulp.LpProblem, *, mip_gap: float, deadline: float | None) -> None:
+        self._prob = prob
+        self._mip_gap = mip_gap
+        self._deadline = deadline
+
+    def set_upper(self, row: pulp.LpConstraint, rhs: float | None) -> None:
+        """Make ``row`` read ``expression ≤ rhs``; ``None`` switches it off."""
+        bound = DISABLED if rhs is None else rhs
+        row.constant = row.expr.constant - bound
+
+    def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
+        raise NotImplementedError
+
+    def _time_left_s(self) -> float | None:
+        if self._deadline is None:
+            return None
+        return max(self._deadline - time.monotonic(), 0.01)
+
+
+class _HighsSession(SolverSession):
+    """HiGHS through highspy: one model, edited in place, warm-started from the last solution."""
+
+    name = "highs"
+
+    def __init__(self, prob: pulp.LpProblem, *, mip_gap: float, deadline: float | None) -> None:
+        super().__init__(prob, mip_gap=mip_gap, deadline=deadline)
+        import highspy
+
+        self._highspy = highspy
+        api = pulp.HiGHS(msg=False, gapRel=mip_gap)
+        if prob.objective is None:
+            prob.setObjective(pulp.LpAffineExpression())  # the real ones are set per solve
+        api.createAndConfigureSolver(prob)
+        api.buildSolverModel(prob)
+        self._model = prob.solverModel
+        self._model.setOptionValue("mip_abs_gap", 0.0)  # objectives can be tiny (seconds, joules)
+        self._variables = prob.variables()
+        self._last: object | None = None
+
+    def set_upper(self, row: pulp.LpConstraint, rhs: float | None) -> None:
+        super().set_upper(row, rhs)
+        inf = self._highspy.kHighsInf
+        upper = inf if rhs is None else row.getUb()
+        self._model.changeRowBounds(row.index, -inf, upper)
+
+    def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
+        model = self._model
+        costs = [0.0] * len(self._variables)
+        for var, coefficient in objective.items():
+            costs[var.index] = coefficient
+        model.changeColsCost(len(costs), list(range(len(costs))), costs)
+        model.changeObjectiveOffset(objective.constant)
+        left = self._time_left_s()
+        model.setOptionValue("time_limit", math.inf if left is None else left)
+        if self._last is not None:
+            model.setSolution(self._last)
+        started = time.perf_counter()
+        model.run()
+        elapsed = time.perf_counter() - started
+
+        status = self._status()
+        info = model.getInfo()
+        gap = info.mip_gap if math.isfinite(info.mip_gap) else None
+        if status in ("optimal", "feasible"):
+            solution = model.getSolution()
+            self._last = solution
+            values = list(solution.col_value)
+            for var in self._variables:
+                var.varValue = values[var.index]
+        return SolveResult(status, gap, elapsed)
+
+    def _status(self) -> Status:
+        kinds = self._highspy.HighsModelStatus
+        status = self._model.getModelStatus()
+        if status == kinds.kOptimal:
+            return "optimal"
+        if status in (kinds.kInfeasible, kinds.kUnboundedOrInfeasible):
+            return "infeasible"
+        if status == kinds.kUnbounded:
+            return "unbounded"
+        feasible = self._model.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
+        return "feasible" if feasible else "no-solution"
+
+
+class _PulpSession(SolverSession):
+    """Any PuLP solver (CBC, CPLEX, Gurobi): the PuLP model is kept, the solver re-reads it."""
+
+    def __init__(
+        self,
+        prob: pulp.LpProblem,
+        solver_class: type[pulp.LpSolver],
+        name: str,
+        *,
+        mip_gap: float,
+        deadline: float | None,
+    ) -> None:
+        super().__init__(prob, mip_gap=mip_gap, deadline=deadline)
+        self._solver_class = solver_class
+        self.name = name
+        self._warm = False
+
+    def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
+        self._prob.setObjective(objective)
+        left = self._time_left_s()
+        solver = self._solver_class(
+            msg=False,
+            gapRel=self._mip_gap,
+            timeLimit=None if left is None else max(1, math.ceil(left)),
+            warmStart=self._warm,
+        )
+        started = time.perf_counter()
+        try:
+            self._prob.solve(solver)
+        except pulp.PulpSolverError as exc:
+            raise SolverError(f"{self.name} failed: {exc}") from None
+        elapsed = time.perf_counter() - started
+        status: Status = {
+            pulp.LpSolutionOptimal: "optimal",
+            pulp.LpSolutionIntegerFeasible: "feasible",
+            pulp.LpSolutionInfeasible: "infeasible",
+            pulp.LpSolutionUnbounded: "unbounded",
+        }.get(self._prob.sol_status, "no-solution")
+        self._warm = status in ("optimal", "feasible")
+        return SolveResult(status, 0.0 if status == "optimal" else None, elapsed)
+
+
+def open_session(
+    prob: pulp.LpProblem,
+    solver: str = "highs",
+    *,
+    mip_gap: float = 1e-6,
+    time_limit_s: float | None = None,
+) -> SolverSession:
+    """Load ``prob`` into ``solver``; ``time_limit_s`` bounds all solves of the session together.
+
+    HiGHS is used through highspy; should that be missing, PuLP's ``HiGHS_CMD`` and then CBC
+    (bundled with PuLP) stand in. CPLEX and Gurobi are used only when asked for and installed.
+    """
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+    kwargs = {"mip_gap": mip_gap, "deadline": deadline}
+    if solver == "highs":
+        if pulp.HiGHS(msg=False).available():
+            return _HighsSession(prob, **kwargs)
+        if pulp.HiGHS_CMD(msg=False).available():
+            return _PulpSession(prob, pulp.HiGHS_CMD, "highs-cmd", **kwargs)
+        return _PulpSession(prob, pulp.PULP_CBC_CMD, "cbc", **kwargs)
+    if solver == "cbc":
+        return _PulpSession(prob, pulp.PULP_CBC_CMD, "cbc", **kwargs)
+    candidates = {
+        "cplex": (pulp.CPLEX_PY, pulp.CPLEX_CMD),
+        "gurobi": (pulp.GUROBI, pulp.GUROBI_CMD),
+    }.get(solver)
+    if candidates is None:
+        raise InputError(
+            f"unknown solver {solver!r}", field="solver", fix=f"use one of {', '.join(SOLVERS)}"
+        )
+    for solver_class in candidates:
+        if solver_class(msg=False).available():
+            return _PulpSession(prob, solver_class, solver, **kwargs)
+    raise DependencyError(
+        f"solver {solver!r} is not installed (or not licensed) here; "
+        "use --solver highs, or install it so that PuLP can find it"
+    )
