@@ -1,1 +1,136 @@
-"""Commands of this group register themselves on the root app (filled in by its owner)."""
+"""``qsplit plan``: solve the placement/quantization problem and show the plan beside baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from qsplit.cli._app import app, console
+from qsplit.plan import LATENCY_MODELS, SOLVERS, Bounds, Plan, Predicted, load_problem, plan
+
+
+@app.command("plan")
+def plan_command(
+    graph: Annotated[Path, typer.Option(help="LayerGraph JSON written by `qsplit analyze`.")],
+    infra: Annotated[Path, typer.Option(help="Infrastructure YAML (nodes and links).")],
+    profiles: Annotated[
+        list[Path],
+        typer.Option(help="Compute profile files, or a directory of them. Repeat for several."),
+    ],
+    noise: Annotated[
+        Path | None, typer.Option(help="Noise model JSON; without it nothing is quantized.")
+    ] = None,
+    noise_max: Annotated[
+        float | None, typer.Option(help="Largest predicted quantization noise allowed.")
+    ] = None,
+    energy_budget: Annotated[
+        float | None, typer.Option(help="Largest energy the device may spend, joules/inference.")
+    ] = None,
+    w_latency: Annotated[float, typer.Option(help="Weight of normalised latency.")] = 0.5,
+    w_energy: Annotated[float, typer.Option(help="Weight of normalised energy.")] = 0.5,
+    latency_model: Annotated[
+        str, typer.Option(help=f"Latency model: {' or '.join(LATENCY_MODELS)}.")
+    ] = "sum",
+    memory: Annotated[bool, typer.Option(help="Keep each node within its memory_bytes.")] = True,
+    solver: Annotated[str, typer.Option(help=f"MILP solver: {', '.join(SOLVERS)}.")] = "highs",
+    time_limit: Annotated[
+        float | None, typer.Option(help="Seconds for all solves together (default: none).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where to write the plan JSON.")] = Path("plan.json"),
+) -> None:
+    """Choose where each block runs and which blocks run at int8.
+
+    Example: qsplit plan --graph graph.json --infra src/qsplit/examples/three-tier.yaml
+    --profiles profiles/ --noise noise.json --noise-max 0.05 --energy-budget 1.5 --out plan.json
+    """
+    if latency_model not in LATENCY_MODELS:
+        raise typer.BadParameter(
+            f"use one of {', '.join(LATENCY_MODELS)}", param_hint="--latency-model"
+        )
+    problem = load_problem(
+        graph,
+        infra,
+        profiles,
+        noise,
+        bounds=Bounds(noise_max=noise_max, device_energy_budget_j=energy_budget, memory=memory),
+        w_latency=w_latency,
+        w_energy=w_energy,
+        latency_model=latency_model,  # type: ignore[arg-type]
+    )
+    with console.status("solving…"):
+        result = plan(problem, solver, time_limit_s=time_limit)
+    result.save(out)
+    console.print(component_table(result))
+    console.print(comparison_table(result))
+    console.print(_solver_line(result))
+    console.print(f"Plan written to [bold]{out}[/]")
+
+
+def component_table(result: Plan) -> Table:
+    """One row per component: where it runs, how many blocks, how many quantized."""
+    quantized = set(result.quantized)
+    table = Table(title=f"Plan — {len(result.components)} component(s)")
+    for column, justify in [
+        ("#", "right"),
+        ("node", "left"),
+        ("blocks", "right"),
+        ("int8", "right"),
+        ("first block", "left"),
+        ("last block", "left"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for c in result.components:
+        table.add_row(
+            str(c.index),
+            c.node,
+            str(len(c.blocks)),
+            str(sum(b in quantized for b in c.blocks)),
+            c.blocks[0],
+            c.blocks[-1],
+        )
+    return table
+
+
+def comparison_table(result: Plan) -> Table:
+    """The plan's predicted cost, then every baseline with the plan's change against it."""
+    table = Table(title=f"Predicted per inference ({result.latency_model} latency)")
+    for column in ("", "latency", "Δ latency", "energy", "Δ energy", "device energy", "noise"):
+        table.add_column(column, justify="right" if column else "left", no_wrap=True)
+    rows: list[tuple[str, Predicted]] = [("plan", result.predicted), *result.baselines.items()]
+    for name, p in rows:
+        is_plan = name == "plan"
+        table.add_row(
+            f"[bold]{name}[/]" if is_plan else name,
+            f"{p.latency_s * 1e3:.2f} ms",
+            "" if is_plan else _change(result.predicted.latency_s, p.latency_s),
+            f"{p.energy_j:.4g} J",
+            "" if is_plan else _change(result.predicted.energy_j, p.energy_j),
+            f"{p.device_energy_j:.4g} J",
+            f"{p.noise:.4g}",
+        )
+    if not result.baselines:
+        table.caption = "no baselines available"
+    else:
+        table.caption = "Δ: the plan's change against that baseline (negative is better)"
+    return table
+
+
+def _change(plan_value: float, baseline: float) -> str:
+    if baseline == 0:
+        return "—"
+    percent = (plan_value - baseline) / baseline * 100
+    style = "green" if percent < 0 else "red" if percent > 0 else ""
+    text = f"{percent:+.1f} %"
+    return f"[{style}]{text}[/]" if style else text
+
+
+def _solver_line(result: Plan) -> str:
+    s = result.solver
+    gap = "n/a" if s.gap is None else f"{s.gap:.2g}"
+    return (
+        f"solver {s.name}: {s.status}, gap {gap}, {s.solves} solves in {s.solve_time_s:.2f} s "
+        f"(model built in {s.build_time_s:.2f} s)"
+    )
