@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from qsplit.errors import InputError
+from qsplit.infra import load_infra
 from qsplit.model import LayerGraph
 from qsplit.profile import ComputeProfile
 from qsplit.prototype import PrototypeImport, import_prototype
@@ -100,7 +101,22 @@ def test_saved_files_load_back(node_level: PrototypeImport, tmp_path: Path) -> N
     assert NoisePolynomial.load(str(tmp_path / "noise.json")) == node_level.noise
     for node, profile in node_level.profiles.items():
         assert ComputeProfile.load(str(tmp_path / "profiles" / f"{node}.json")) == profile
-    assert "bandwidth: 5MiB/s" in (tmp_path / "infra.yaml").read_text()
+    loaded = load_infra(tmp_path / "infra.yaml")
+    assert (loaded.nodes, loaded.links) == (node_level.infra.nodes, node_level.infra.links)
+
+
+def test_infra_is_the_published_scenario(node_level: PrototypeImport) -> None:
+    infra = node_level.infra
+    assert infra.device == "device"
+    egress = {"device": 5, "edge": 20, "cloud": 100}
+    one_way_ms = {"edge": 5, "cloud": 55}
+    for link in infra.links:
+        assert link.bandwidth_bytes_per_s == egress[link.source] * 2**20
+        pair = {link.source, link.target}
+        expected = 50 if pair == {"edge", "cloud"} else one_way_ms[(pair - {"device"}).pop()]
+        assert link.latency_s == pytest.approx(expected / 1000)
+    assert [n.compute_power_w for n in infra.nodes] == [2.9165, 5.833, 35.0]
+    assert [n.transmit_power_w for n in infra.nodes] == [3.507, 2.265, 0.014]
 
 
 def test_coarsened_import_keeps_the_totals(

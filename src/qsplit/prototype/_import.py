@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from qsplit.infra import Infra, infra_from_dict
 from qsplit.model import LayerGraph
 from qsplit.profile import ComputeProfile
 from qsplit.prototype._coarsen import block_mapping, coarsen_noise, coarsen_profile
 from qsplit.prototype._convert import to_layergraph, to_noise, to_profiles
 from qsplit.prototype._files import read_prototype
-from qsplit.prototype._scenario import infra_yaml
+from qsplit.prototype._scenario import infra_document, infra_yaml
 from qsplit.quant import NoisePolynomial
 
 LAYERGRAPH_FILE = "layergraph.json"
@@ -28,8 +29,10 @@ class PrototypeImport:
     profiles: dict[str, ComputeProfile]
     """By qsplit node name: ``device``, ``edge``, ``cloud``."""
     noise: NoisePolynomial
+    infra: Infra
+    """The scenario's infrastructure (see :mod:`._scenario`), validated like a user's file."""
     infra_yaml: str
-    """The scenario's infrastructure file, ready to write (see :mod:`._scenario`)."""
+    """The same as the YAML file written beside the JSON files."""
 
     def save(self, out_dir: str | Path) -> tuple[Path, ...]:
         """Write the files in the layout ``qsplit plan`` reads; return their paths."""
@@ -72,5 +75,9 @@ def import_prototype(
         noise = coarsen_noise(noise, mapping, coarse)
         graph = coarse
     return PrototypeImport(
-        graph=graph, profiles=profiles, noise=noise, infra_yaml=infra_yaml(files)
+        graph=graph,
+        profiles=profiles,
+        noise=noise,
+        infra=infra_from_dict(infra_document(files), source=str(files.energy_path)),
+        infra_yaml=infra_yaml(files),
     )
