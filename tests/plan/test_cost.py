@@ -1,0 +1,171 @@
+"""The cost model on hand-computed cases."""
+
+from __future__ import annotations
+
+import pytest
+from plan_helpers import graph, infra, noise, profile
+
+from qsplit.errors import AssignmentError, InputError
+from qsplit.model import Tensor
+from qsplit.plan import (
+    QUANT_PARAMS_BYTES,
+    Bounds,
+    PlanningProblem,
+    evaluate,
+    violations,
+    weight_bytes,
+    wire_bytes,
+)
+
+# dev → edge: 1 MB/s, 5 ms; edge → dev: 2 MB/s, 5 ms; dev ↔ cloud: 10 MB/s, 50 ms.
+INFRA = infra(
+    [("dev", 2.0, 3.0, 10**6), ("edge", 5.0, 1.0, 10**6), ("cloud", 30.0, 0.5, 10**9)],
+    [
+        ("dev", "edge", 1e6, 0.005),
+        ("edge", "dev", 2e6, 0.005),
+        ("dev", "cloud", 10e6, 0.05),
+        ("cloud", "dev", 10e6, 0.05),
+    ],
+)
+
+
+def _problem(g, times, quantizable=(), **kwargs) -> PlanningProblem:
+    profiles = {
+        node: profile(node, {b: (t * scale, t * scale / 2) for b, t in times.items()})
+        for node, scale in (("dev", 1.0), ("edge", 0.1), ("cloud", 0.05))
+    }
+    poly = noise(quantizable, 0.1, {(b,): 0.2 for b in quantizable}) if quantizable else None
+    return PlanningProblem(g, INFRA, profiles, poly, **kwargs)
+
+
+CHAIN = graph(
+    {"a": 1000, "b": 400},
+    [("x", None, ["a"], 4000, False), ("h", "a", ["b"], 8000, False), ("y", "b", [], 400, True)],
+)
+
+
+def test_chain_split_with_quantized_producer() -> None:
+    problem = _problem(CHAIN, {"a": 0.1, "b": 0.2}, quantizable=("a", "b"))
+    ev = evaluate(problem, {"a": "dev", "b": "edge"}, ["a"])
+    send_h = 0.005 + (8000 // 4 + QUANT_PARAMS_BYTES) / 1e6  # a is int8: h goes quantized
+    send_y = 0.005 + 400 / 2e6
+    compute_dev, compute_edge = 0.05, 0.02
+    assert ev.transfer_s == pytest.approx({("dev", "edge"): send_h, ("edge", "dev"): send_y})
+    assert ev.transfer_bytes == {("dev", "edge"): 2008, ("edge", "dev"): 400}
+    assert ev.latency_s == pytest.approx(compute_dev + compute_edge + send_h + send_y)
+    assert ev.device_energy_j == pytest.approx(2.0 * compute_dev + 3.0 * send_h)
+    assert ev.energy_j == pytest.approx(ev.device_energy_j + 5.0 * compute_edge + 1.0 * send_y)
+    assert ev.noise == pytest.approx(0.1 + 0.2)
+    # weights (a at int8: a quarter) + x, h on dev; b's weights + h and y (delivered) on edge
+    assert ev.memory_bytes == pytest.approx(
+        {"dev": 250 + 4000 + 8000 + 400, "edge": 400 + 8000 + 400, "cloud": 0}
+    )
+    chain_cp = evaluate(problem, {"a": "dev", "b": "edge"}, ["a"], "critical-path")
+    assert chain_cp.latency_s == pytest.approx(ev.latency_s)  # a chain has no overlap
+
+
+def test_quantization_saves_memory() -> None:
+    problem = _problem(CHAIN, {"a": 0.1, "b": 0.2}, quantizable=("a",))
+    fp32 = evaluate(problem, {"a": "dev", "b": "dev"})
+    int8 = evaluate(problem, {"a": "dev", "b": "dev"}, ["a"])
+    assert fp32.memory_bytes["dev"] - int8.memory_bytes["dev"] == pytest.approx(750)
+    assert weight_bytes(1000, "int8") == 250
+
+
+def test_model_input_goes_out_and_output_comes_back() -> None:
+    problem = _problem(CHAIN, {"a": 0.1, "b": 0.2})
+    ev = evaluate(problem, {"a": "cloud", "b": "cloud"})
+    send_x, send_y = 0.05 + 4000 / 10e6, 0.05 + 400 / 10e6
+    assert ev.transfer_s == pytest.approx({("dev", "cloud"): send_x, ("cloud", "dev"): send_y})
+    assert ev.latency_s == pytest.approx(0.005 + 0.01 + send_x + send_y)
+    assert ev.device_energy_j == pytest.approx(3.0 * send_x)
+    assert ev.memory_bytes["dev"] == 4000 + 400
+
+
+# x → a; a's output h fans out to b and c; b and c return their outputs.
+FAN = graph(
+    {"a": 0, "b": 0, "c": 0},
+    [
+        ("x", None, ["a"], 4000, False),
+        ("h", "a", ["b", "c"], 20000, False),
+        ("yb", "b", [], 400, True),
+        ("yc", "c", [], 800, True),
+    ],
+)
+
+
+def test_a_tensor_crosses_a_link_once_whatever_the_consumers() -> None:
+    problem = _problem(FAN, {"a": 0.1, "b": 0.2, "c": 0.3})
+    ev = evaluate(problem, {"a": "dev", "b": "edge", "c": "edge"})
+    assert ev.transfer_bytes[("dev", "edge")] == 20000
+    assert ev.transfer_s[("dev", "edge")] == pytest.approx(0.005 + 0.02)
+    assert ev.transfer_s[("edge", "dev")] == pytest.approx(2 * 0.005 + 1200 / 2e6)
+
+
+def test_critical_path_overlaps_branches_on_different_nodes() -> None:
+    problem = _problem(FAN, {"a": 0.1, "b": 0.2, "c": 0.3})
+    assignment = {"a": "dev", "b": "edge", "c": "cloud"}
+    cp = evaluate(problem, assignment, latency_model="critical-path")
+    to_edge, to_cloud = 0.005 + 20000 / 1e6, 0.05 + 20000 / 10e6
+    back_b, back_c = 0.005 + 400 / 2e6, 0.05 + 800 / 10e6
+    branch_b = 0.1 + to_edge + 0.02 + back_b
+    branch_c = 0.1 + to_cloud + 0.015 + back_c
+    assert cp.latency_s == pytest.approx(max(branch_b, branch_c))
+    total = evaluate(problem, assignment, latency_model="sum")
+    assert total.latency_s == pytest.approx(
+        0.1 + 0.02 + 0.015 + to_edge + to_cloud + back_b + back_c
+    )
+    assert total.energy_j == pytest.approx(cp.energy_j)
+
+
+def test_critical_path_serialises_one_node() -> None:
+    problem = _problem(FAN, {"a": 0.1, "b": 0.2, "c": 0.3})
+    on_device = {"a": "dev", "b": "dev", "c": "dev"}
+    cp = evaluate(problem, on_device, latency_model="critical-path")
+    assert cp.latency_s == pytest.approx(0.6)  # busiest node's compute, not the longest path
+    assert cp.latency_s == pytest.approx(evaluate(problem, on_device).latency_s)
+
+
+def test_wire_bytes_by_dtype() -> None:
+    def tensor(dtype: str, size: int) -> Tensor:
+        return Tensor("t", "a", ("b",), (1,), dtype, size)
+
+    assert wire_bytes(tensor("float32", 4000), "int8") == 1000 + QUANT_PARAMS_BYTES
+    assert wire_bytes(tensor("float16", 4000), "int8") == 2000 + QUANT_PARAMS_BYTES
+    assert wire_bytes(tensor("int64", 4000), "int8") == 4000
+    assert wire_bytes(tensor("float32", 4000), "fp32") == 4000
+
+
+def test_violations_lists_each_broken_bound() -> None:
+    problem = _problem(
+        CHAIN,
+        {"a": 0.1, "b": 0.2},
+        quantizable=("a",),
+        bounds=Bounds(noise_max=0.2, device_energy_budget_j=0.01),
+    )
+    ev = evaluate(problem, {"a": "dev", "b": "dev"}, ["a"])
+    found = {v.constraint: v for v in violations(problem, ev)}
+    assert set(found) == {"noise", "device-energy"}
+    assert found["noise"].value == pytest.approx(0.3)
+    assert found["device-energy"].bound == 0.01
+    tiny = infra([("dev", 1, 1, 100)], [])
+    small = PlanningProblem(CHAIN, tiny, {"dev": profile("dev", {"a": (1, None), "b": (1, None)})})
+    assert [v.constraint for v in violations(small, evaluate(small, {"a": "dev", "b": "dev"}))] == [
+        "memory:dev"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("assignment", "quantized", "error", "words"),
+    [
+        ({"a": "dev"}, (), AssignmentError, "misses 1 block"),
+        ({"a": "dev", "b": "dev", "zz": "dev"}, (), AssignmentError, "unknown one"),
+        ({"a": "dev", "b": "mars"}, (), AssignmentError, "unknown node"),
+        ({"a": "dev", "b": "dev"}, ("b",), AssignmentError, "cannot be quantized"),
+        ({"a": "edge", "b": "cloud"}, (), InputError, "no link from 'edge' to 'cloud'"),
+    ],
+)
+def test_bad_assignments(assignment, quantized, error, words) -> None:
+    problem = _problem(CHAIN, {"a": 0.1, "b": 0.2}, quantizable=("a",))
+    with pytest.raises(error, match=words):
+        evaluate(problem, assignment, quantized)
