@@ -177,3 +177,31 @@ def test_missing_power_names_section_and_key(tmp_path: Path) -> None:
     ini.write_text(ini.read_text().replace("TRANS_ENERGY_PER_SEC = 2.265\n", ""))
     with pytest.raises(InputError, match=r"\[edge\]: missing TRANS_ENERGY_PER_SEC"):
         import_prototype(root)
+
+
+def test_cli_import_then_pareto_end_to_end(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from qsplit.cli import app
+    from qsplit.plan._pareto import ParetoFront
+
+    runner = CliRunner()
+    data = tmp_path / "imported"
+    result = runner.invoke(
+        app, ["import-prototype", str(PROTOTYPE), "--granularity", "block", "--out", str(data)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "block granularity" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "pareto",
+            *("--graph", str(data / "layergraph.json"), "--infra", str(data / "infra.yaml")),
+            *("--profiles", str(data / "profiles"), "--noise", str(data / "noise.json")),
+            *("--noise-max", "0.1", "--points", "2", "--out-dir", str(tmp_path / "front")),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    front = ParetoFront.load(tmp_path / "front" / "pareto.json")
+    assert front.points and (tmp_path / "front" / "pareto.png").is_file()
+    assert all(p.noise <= 0.1 + 1e-9 for p in front.points)

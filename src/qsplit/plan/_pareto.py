@@ -22,6 +22,7 @@ plan dominates in (latency, energy, noise), which includes the single-objective 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,13 @@ from typing import Any
 import pulp
 
 from qsplit._jsonio import read_json, write_json
-from qsplit.errors import InfeasibleError
-from qsplit.plan._cost import Evaluation, evaluate
-from qsplit.plan._milp import Formulation, build
+from qsplit.plan._cost import Evaluation
+from qsplit.plan._explain import explain_infeasible
+from qsplit.plan._milp import build
+from qsplit.plan._planfile import Payoff
+from qsplit.plan._planner import Solves
 from qsplit.plan._problem import PlanningProblem
-from qsplit.plan._solver import SolverSession, open_session
+from qsplit.plan._solver import open_session
 
 PARETO_KIND = "pareto"
 PARETO_SCHEMA_VERSION = 1
@@ -44,24 +47,6 @@ AUGMENTATION = 1e-4
 
 _REL_TOL = 1e-7
 """Relative tolerance when comparing objective values of two plans (solver precision)."""
-
-
-@dataclass(frozen=True)
-class Normalisation:
-    """Ranges of latency and energy between the two single-objective optima (payoff table)."""
-
-    latency_min_s: float
-    latency_max_s: float
-    energy_min_j: float
-    energy_max_j: float
-
-    @property
-    def latency_range_s(self) -> float:
-        return _positive(self.latency_max_s - self.latency_min_s, self.latency_max_s)
-
-    @property
-    def energy_range_j(self) -> float:
-        return _positive(self.energy_max_j - self.energy_min_j, self.energy_max_j)
 
 
 @dataclass(frozen=True)
@@ -127,7 +112,8 @@ class ParetoFront:
     """Non-dominated plans in order of latency, and how the sweep went."""
 
     points: tuple[ParetoPoint, ...]
-    normalisation: Normalisation
+    payoff: Payoff
+    """Single-objective optima that normalise the weighted objectives (as in ``qsplit plan``)."""
     model_sha256: str
     granularity: str
     latency_model: str
@@ -141,7 +127,7 @@ class ParetoFront:
     """Sum of the solver runs."""
 
     def to_dict(self) -> dict[str, Any]:
-        n = self.normalisation
+        n = self.payoff
         return {
             "model": {"sha256": self.model_sha256},
             "granularity": self.granularity,
@@ -152,7 +138,7 @@ class ParetoFront:
                 "build_time_s": self.build_time_s,
                 "solve_time_s": self.solve_time_s,
             },
-            "normalisation": {
+            "payoff": {
                 "latency_min_s": n.latency_min_s,
                 "latency_max_s": n.latency_max_s,
                 "energy_min_j": n.energy_min_j,
@@ -164,10 +150,10 @@ class ParetoFront:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ParetoFront:
-        solver, n = data["solver"], data["normalisation"]
+        solver, n = data["solver"], data["payoff"]
         return cls(
             points=tuple(ParetoPoint.from_dict(p) for p in data["points"]),
-            normalisation=Normalisation(**{k: float(v) for k, v in n.items()}),
+            payoff=Payoff(**{k: float(v) for k, v in n.items()}),
             model_sha256=data["model"]["sha256"],
             granularity=data["granularity"],
             latency_model=data["latency_model"],
@@ -209,15 +195,15 @@ def pareto_front(
     front = _non_dominated(found)
     return ParetoFront(
         points=tuple(sorted(front, key=lambda p: (p.latency_s, p.energy_j, p.noise))),
-        normalisation=sweep.normalisation,
+        payoff=sweep.payoff,
         model_sha256=problem.graph.model.sha256,
         granularity=problem.graph.granularity,
         latency_model=problem.latency_model,
-        solver=sweep.session.name,
-        solves=sweep.solves,
+        solver=sweep.solves.session.name,
+        solves=len(sweep.solves.results),
         candidates=len(found),
-        build_time_s=sweep.formulation.build_time_s,
-        solve_time_s=sweep.solve_time_s,
+        build_time_s=sweep.build_time_s,
+        solve_time_s=sum(r.solve_time_s for r in sweep.solves.results),
     )
 
 
@@ -235,26 +221,27 @@ class _Sweep:
         self.problem = problem
         self.points = points
         self.progress = progress
-        self.formulation: Formulation = build(problem)
-        form = self.formulation
+        started = time.perf_counter()
+        form = build(problem)
+        self.build_time_s = time.perf_counter() - started
         form.prob.setObjective(form.latency)
-        self.session: SolverSession = open_session(form.prob, solver, time_limit_s=time_limit_s)
-        self.solves = 0
+        session = open_session(form.prob, solver, time_limit_s=time_limit_s)
+        self.form = form
+        self.solves = Solves(problem, form, session)
         self.planned = 4 + points + 3 * points + 1 + 3 * (points - 1)
-        self.solve_time_s = 0.0
-        self.normalisation = Normalisation(0.0, 1.0, 0.0, 1.0)
+        self.payoff = Payoff(0.0, 1.0, 0.0, 1.0)
         bound = problem.bounds.noise_max
         self.noise_range = bound if bound else 1.0
 
     def run(self) -> list[ParetoPoint]:
-        form, session, bounds = self.formulation, self.session, self.problem.bounds
+        form, session, bounds = self.form, self.solves.session, self.problem.bounds
         fast = self._lexicographic("latency", "energy", "latency-optimum")
         frugal = self._lexicographic("energy", "latency", "energy-optimum")
-        self.normalisation = Normalisation(
+        self.payoff = Payoff(
             latency_min_s=fast.latency_s,
-            latency_max_s=max(frugal.latency_s, fast.latency_s),
+            latency_max_s=frugal.latency_s,
             energy_min_j=frugal.energy_j,
-            energy_max_j=max(fast.energy_j, frugal.energy_j),
+            energy_max_j=fast.energy_j,
         )
         found = [fast, frugal]
         for w in _steps(0.0, 1.0, self.points):
@@ -285,40 +272,33 @@ class _Sweep:
 
     def _lexicographic(self, first: str, second: str, origin: str) -> ParetoPoint:
         """Optimise ``first``; then ``second`` with ``first`` held at its optimum."""
-        form = self.formulation
-        primary = getattr(form, first)
-        optimum = self._solve(primary, origin, 1.0 if first == "latency" else 0.0)
+        w_latency = 1.0 if first == "latency" else 0.0
+        optimum = self._solve(getattr(self.form, first), origin, w_latency)
         if not optimum:
-            raise InfeasibleError(
-                "no plan meets the problem's bounds (noise, device energy, memory)",
-                constraint="bounds",
-            )
-        row = form.lex_rows[first]
-        value = pulp.value(primary)
-        self.session.set_upper(row, value + _REL_TOL * max(1.0, abs(value)))
-        tied = self._solve(
-            getattr(form, second) + self._noise_tiebreak(), origin, optimum[0].w_latency
-        )
-        self.session.set_upper(row, None)
+            raise explain_infeasible(self.problem, self.form, self.solves)
+        value = optimum[0].latency_s if first == "latency" else optimum[0].energy_j
+        self.solves.hold(first, value)
+        tied = self._solve(getattr(self.form, second) + self._noise_tiebreak(), origin, w_latency)
+        self.solves.hold(first, None)
         return (tied or optimum)[0]
 
     def _weighted(self, w_latency: float) -> pulp.LpAffineExpression:
-        form, n = self.formulation, self.normalisation
+        t_scale, e_scale = self.payoff.scales()
         return (
-            w_latency / n.latency_range_s * form.latency
-            + (1.0 - w_latency) / n.energy_range_j * form.energy
+            w_latency / t_scale * self.form.latency
+            + (1.0 - w_latency) / e_scale * self.form.energy
             + self._augmentation()
         )
 
     def _augmentation(self) -> pulp.LpAffineExpression:
-        form, n = self.formulation, self.normalisation
+        t_scale, e_scale = self.payoff.scales()
         return (
-            AUGMENTATION * (form.latency / n.latency_range_s + form.energy / n.energy_range_j)
+            AUGMENTATION * (self.form.latency / t_scale + self.form.energy / e_scale)
             + self._noise_tiebreak()
         )
 
     def _noise_tiebreak(self) -> pulp.LpAffineExpression:
-        return AUGMENTATION / self.noise_range * self.formulation.noise
+        return AUGMENTATION / self.noise_range * self.form.noise
 
     def _solve(
         self,
@@ -329,15 +309,12 @@ class _Sweep:
         budget_j: float | None = None,
     ) -> list[ParetoPoint]:
         """Solve; the plan as a one-element list, or an empty list when there is none."""
-        result = self.session.solve(objective)
-        self.solves += 1
-        self.solve_time_s += result.solve_time_s
+        result = self.solves.minimise(objective, f"a {origin} point")
         if self.progress is not None:
-            self.progress(self.solves, self.planned)
+            self.progress(len(self.solves.results), self.planned)
         if not result.has_solution:
             return []
-        assignment, quantized = self.formulation.read_assignment()
-        evaluation = evaluate(self.problem, assignment, quantized)
+        assignment, quantized, evaluation = self.solves.solution()
         bounds = self.problem.bounds
         return [
             _point(
@@ -402,8 +379,3 @@ def _largest(found: list[ParetoPoint], attribute: str) -> float:
 
 def _tolerance(value: float) -> float:
     return _REL_TOL * max(1.0, abs(value))
-
-
-def _positive(span: float, scale: float) -> float:
-    """A range to divide by: the span, or a sliver of the value when both optima coincide."""
-    return span if span > _tolerance(scale) else max(abs(scale), 1e-12)
