@@ -97,24 +97,25 @@ def component_table(result: Plan) -> Table:
 def comparison_table(result: Plan) -> Table:
     """The plan's predicted cost, then every baseline with the plan's change against it."""
     table = Table(title=f"Predicted per inference ({result.latency_model} latency)")
-    for column in ("", "latency", "Δ latency", "energy", "Δ energy", "device energy", "noise"):
-        table.add_column(column, justify="right" if column else "left", no_wrap=True)
     rows: list[tuple[str, Predicted]] = [("plan", result.predicted), *result.baselines.items()]
+    table.add_column("", no_wrap=True, min_width=max(len(name) for name, _ in rows))
+    for column in ("latency ms", "ΔT", "energy J", "ΔE", "device J", "noise"):
+        table.add_column(column, justify="right", no_wrap=True)
     for name, p in rows:
         is_plan = name == "plan"
         table.add_row(
             f"[bold]{name}[/]" if is_plan else name,
-            f"{p.latency_s * 1e3:.2f} ms",
+            f"{p.latency_s * 1e3:.2f}",
             "" if is_plan else _change(result.predicted.latency_s, p.latency_s),
-            f"{p.energy_j:.4g} J",
+            f"{p.energy_j:.4g}",
             "" if is_plan else _change(result.predicted.energy_j, p.energy_j),
-            f"{p.device_energy_j:.4g} J",
+            f"{p.device_energy_j:.4g}",
             f"{p.noise:.4g}",
         )
     if not result.baselines:
         table.caption = "no baselines available"
     else:
-        table.caption = "Δ: the plan's change against that baseline (negative is better)"
+        table.caption = "ΔT, ΔE: the plan against that baseline (negative: the plan is better)"
     return table
 
 

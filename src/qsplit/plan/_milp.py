@@ -85,7 +85,10 @@ class _Builder:
     ) -> pulp.LpVariable:
         # Short generated names keep PuLP fast and immune to characters in block names.
         category = pulp.LpBinary if binary else pulp.LpContinuous
-        return pulp.LpVariable(f"{prefix}{next(self._ids)}", 0, None if binary else upper, category)
+        name, upper = f"{prefix}{next(self._ids)}", None if binary else upper
+        if hasattr(self.prob, "add_variable"):  # PuLP ≥ 3.3 deprecates bare LpVariable(...)
+            return self.prob.add_variable(name, 0, upper, category)
+        return pulp.LpVariable(name, 0, upper, category)
 
     def add(self, constraint: pulp.LpConstraint) -> pulp.LpConstraint:
         constraint.name = f"r{next(self._ids)}"

@@ -189,27 +189,26 @@ def open_session(
     (bundled with PuLP) stand in. CPLEX and Gurobi are used only when asked for and installed.
     """
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
-    kwargs = {"mip_gap": mip_gap, "deadline": deadline}
-    if solver == "highs":
-        if pulp.HiGHS(msg=False).available():
-            return _HighsSession(prob, **kwargs)
-        if pulp.HiGHS_CMD(msg=False).available():
-            return _PulpSession(prob, pulp.HiGHS_CMD, "highs-cmd", **kwargs)
-        return _PulpSession(prob, pulp.PULP_CBC_CMD, "cbc", **kwargs)
-    if solver == "cbc":
-        return _PulpSession(prob, pulp.PULP_CBC_CMD, "cbc", **kwargs)
-    candidates = {
-        "cplex": (pulp.CPLEX_PY, pulp.CPLEX_CMD),
-        "gurobi": (pulp.GUROBI, pulp.GUROBI_CMD),
-    }.get(solver)
-    if candidates is None:
+    if solver not in SOLVERS:
         raise InputError(
             f"unknown solver {solver!r}", field="solver", fix=f"use one of {', '.join(SOLVERS)}"
         )
-    for solver_class in candidates:
+    if solver == "highs" and pulp.HiGHS(msg=False).available():
+        return _HighsSession(prob, mip_gap=mip_gap, deadline=deadline)
+    for name, solver_class in _FALLBACKS[solver]:
         if solver_class(msg=False).available():
-            return _PulpSession(prob, solver_class, solver, **kwargs)
+            return _PulpSession(prob, solver_class, name, mip_gap=mip_gap, deadline=deadline)
     raise DependencyError(
         f"solver {solver!r} is not installed (or not licensed) here; "
         "use --solver highs, or install it so that PuLP can find it"
     )
+
+
+_CBC = [("cbc", pulp.COIN_CMD), ("cbc", pulp.PULP_CBC_CMD)]
+"""CBC on the PATH first; the copy bundled with PuLP (deprecated there) otherwise."""
+_FALLBACKS: dict[str, list[tuple[str, type[pulp.LpSolver]]]] = {
+    "highs": [("highs-cmd", pulp.HiGHS_CMD), *_CBC],
+    "cbc": _CBC,
+    "cplex": [("cplex", pulp.CPLEX_PY), ("cplex", pulp.CPLEX_CMD)],
+    "gurobi": [("gurobi", pulp.GUROBI), ("gurobi", pulp.GUROBI_CMD)],
+}
