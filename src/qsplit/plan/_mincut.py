@@ -5,18 +5,20 @@ the cut's capacity (DADS, Hu et al. 2019): the source side runs on the device, t
 the other node. Capacities, for a block ``i`` and a tensor ``t``:
 
 * ``s → i``: price of running ``i`` on the other node (cut when ``i`` leaves the device);
-* ``i → t_sink``: price of running ``i`` on the device;
-* a tensor is sent once per direction however many consumers read it, so each tensor gets two
-  auxiliary vertices: ``producer → fwd_t`` (price of sending device → node) with uncapacitated
-  ``fwd_t → consumer`` edges, and ``back_t → producer`` (price of sending node → device) with
-  uncapacitated ``consumer → back_t`` edges. A model input's producer is the source; a model
-  output's reader is the source too (the device receives it).
+* ``i → sink``: price of running ``i`` on the device;
+* forward, ``t`` is sent device → node once however many of its readers sit on the node: with
+  one reader an edge ``producer → reader``, with several an auxiliary vertex ``fwd_t`` behind
+  ``producer → fwd_t`` and uncapacitated ``fwd_t → reader`` edges;
+* backward (node → device) the same with reversed edges and ``back_t``; a model output is also
+  read by the device, i.e. by the source. A model input's producer is the source.
 
 The cut is then exactly the plan's price, so the minimum cut is the optimal two-node plan
 (without quantization; networkx's preflow-push finds it in polynomial time).
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable
 
 import networkx as nx
 
@@ -29,25 +31,41 @@ _SINK = ("sink",)
 def min_cut_assignment(prices: LinearPrices, node: str) -> dict[str, str]:
     """The cheapest placement of every block on either the device or ``node``."""
     graph, device = prices.problem.graph, prices.device
-    flow = nx.DiGraph()
-    flow.add_node(_SOURCE)
-    flow.add_node(_SINK)
+    capacity: dict[tuple[Hashable, Hashable], float] = {}
+    unbounded: list[tuple[Hashable, Hashable]] = []
+
+    def charge(tail: Hashable, head: Hashable, price: float) -> None:
+        capacity[tail, head] = capacity.get((tail, head), 0.0) + price
+
+    def fan(tail: Hashable, heads: list[Hashable], price: float, aux: Hashable, back: bool) -> None:
+        """Charge ``price`` once if any of ``heads`` is cut from ``tail`` (edges reversed if
+        ``back``)."""
+        if len(heads) == 1:
+            charge(*((heads[0], tail) if back else (tail, heads[0])), price)
+            return
+        charge(*((aux, tail) if back else (tail, aux)), price)
+        unbounded.extend((h, aux) if back else (aux, h) for h in heads)
+
     for name in graph.block_names:
-        flow.add_edge(_SOURCE, name, capacity=prices.block(name, node).objective)
-        flow.add_edge(name, _SINK, capacity=prices.block(name, device).objective)
+        charge(_SOURCE, name, prices.block(name, node).objective)
+        charge(name, _SINK, prices.block(name, device).objective)
     for tensor in graph.tensors:
         producer = tensor.producer if tensor.producer is not None else _SOURCE
-        forward = ("fwd", tensor.name)
-        flow.add_edge(producer, forward, capacity=prices.tensor(tensor, device, [node]).objective)
-        for consumer in tensor.consumers:
-            flow.add_edge(forward, consumer)  # no capacity attribute: uncapacitated
+        readers: list[Hashable] = list(dict.fromkeys(tensor.consumers))
+        if readers:
+            forward = prices.tensor(tensor, device, [node]).objective
+            fan(producer, readers, forward, ("fwd", tensor.name), back=False)
         if tensor.producer is None:
             continue  # a model input never travels back to the device
-        backward = ("back", tensor.name)
-        flow.add_edge(backward, producer, capacity=prices.tensor(tensor, node, [device]).objective)
-        for consumer in tensor.consumers:
-            flow.add_edge(consumer, backward)
         if tensor.is_model_output:
-            flow.add_edge(_SOURCE, backward)
+            readers.append(_SOURCE)
+        if readers:
+            backward = prices.tensor(tensor, node, [device]).objective
+            fan(producer, readers, backward, ("back", tensor.name), back=True)
+
+    flow = nx.DiGraph()
+    flow.add_edges_from((u, v, {"capacity": c}) for (u, v), c in capacity.items())
+    flow.add_edges_from(unbounded)  # no capacity attribute: uncapacitated
+    flow.add_nodes_from((_SOURCE, _SINK))
     _, (device_side, _) = nx.minimum_cut(flow, _SOURCE, _SINK)
     return {b: device if b in device_side else node for b in graph.block_names}

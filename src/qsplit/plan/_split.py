@@ -36,7 +36,7 @@ def scan_splits(prices: LinearPrices, node: str, *, quantize: bool = False) -> l
     """Every split point between the device and ``node``, priced.
 
     With ``quantize``, each split also gets the QPART-style choice of quantized device blocks
-    from :func:`_greedy_quantization`; without, nothing is quantized.
+    from :func:`_greedy_choice`; without, nothing is quantized.
     """
     problem = prices.problem
     graph, device = problem.graph, prices.device
@@ -54,23 +54,26 @@ def scan_splits(prices: LinearPrices, node: str, *, quantize: bool = False) -> l
     block_price = {b: prices.block(b, node) for b in order}
     tensor_price = {t.name: price_tensor(t) for t in graph.tensors}
     total = sum((*block_price.values(), *tensor_price.values()), ZERO)
-    noise_ok = _noise_check(problem)
     quantizable = set(problem.quantizable) if quantize else set()
-    on_device: list[str] = []
+    noise_ok = _noise_check(problem)
+    # Quantizable device blocks → what quantizing each alone changes (independent under sum).
+    saving: dict[str, Price] = {}
+
+    def quantization_saving(block: str) -> Price:
+        delta = prices.block(block, device, "int8") - prices.block(block, device)
+        for tensor in writes[block]:
+            delta += price_tensor(tensor, "int8") - price_tensor(tensor)
+        return delta
 
     result = []
+    chosen: frozenset[str] = frozenset()
+    chosen_saving = ZERO
     for position in range(len(order) + 1):
-        chosen: frozenset[str] = frozenset()
-        saving = ZERO
-        if on_device:
-            chosen, saving = _greedy_quantization(prices, on_device, writes, price_tensor, noise_ok)
-        result.append(SplitCandidate(node, position, chosen, total + saving))
+        result.append(SplitCandidate(node, position, chosen, total + chosen_saving))
         if position == len(order):
             break
         block = order[position]
         assignment[block] = device
-        if block in quantizable:
-            on_device.append(block)
         fresh = prices.block(block, device)
         total += fresh - block_price[block]
         block_price[block] = fresh
@@ -78,15 +81,17 @@ def scan_splits(prices: LinearPrices, node: str, *, quantize: bool = False) -> l
             fresh = price_tensor(tensor)
             total += fresh - tensor_price[tensor.name]
             tensor_price[tensor.name] = fresh
+        # Only the moved block and the producers of what it reads can change their saving.
+        touched = {block} | {t.producer for t in reads[block] if t.producer is not None}
+        touched &= quantizable
+        if touched:
+            saving.update({b: quantization_saving(b) for b in touched})
+            chosen, chosen_saving = _greedy_choice(saving, noise_ok)
     return result
 
 
-def _greedy_quantization(
-    prices: LinearPrices,
-    candidates: list[str],
-    writes: dict[str, list[Tensor]],
-    price_tensor: Callable[..., Price],
-    noise_ok: Callable[[frozenset[str]], bool],
+def _greedy_choice(
+    saving: dict[str, Price], noise_ok: Callable[[frozenset[str]], bool]
 ) -> tuple[frozenset[str], Price]:
     """Quantize device blocks in order of objective saving while the noise bound holds.
 
@@ -94,17 +99,11 @@ def _greedy_quantization(
     independent of the others', so only the noise bound couples the choices; taking the largest
     saving first is QPART's greedy reading of its per-layer bit-width rule.
     """
-    device = prices.device
-    savings = []
-    for block in candidates:
-        delta = prices.block(block, device, "int8") - prices.block(block, device)
-        for tensor in writes[block]:
-            delta += price_tensor(tensor, "int8") - price_tensor(tensor)
-        if delta.objective < 0:
-            savings.append((delta.objective, block, delta))
     chosen: frozenset[str] = frozenset()
     total = ZERO
-    for _, block, delta in sorted(savings):
+    for block, delta in sorted(saving.items(), key=lambda item: item[1].objective):
+        if delta.objective >= 0:
+            break
         trial = chosen | {block}
         if noise_ok(trial):
             chosen, total = trial, total + delta
