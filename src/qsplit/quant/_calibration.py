@@ -1,0 +1,210 @@
+"""Calibration: observed activation ranges of a model on sample inputs, computed once.
+
+Static int8 needs, for every activation tensor, the range it takes on realistic inputs. Running
+the model on the calibration images is the slow part of post-training quantization (seconds on a
+detector); quantizing a subset of blocks afterwards only needs the ranges. So ranges are computed
+once per model and reused for every subset: in memory, and optionally in a JSON file keyed by the
+model's sha256 so a second ``qsplit noise`` run on the same model skips the images altogether.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from qsplit._jsonio import read_json, write_json
+from qsplit.errors import InputError, SchemaError
+from qsplit.model import LoadedModel, TensorSpec
+
+CALIBRATION_KIND = "calibration-ranges"
+SCHEMA_VERSION = 1
+
+#: Grey Ultralytics pads letterboxed images with; calibrating on the same padding it infers on.
+LETTERBOX_GREY = 114
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+Feeds = dict[str, np.ndarray]
+
+
+# -- images -------------------------------------------------------------------------------------
+def image_input(model: LoadedModel) -> TensorSpec:
+    """The model's single image input (N×C×H×W float, C of 1 or 3), or an InputError saying why
+    images cannot be fed to it."""
+    inputs = model.info.inputs
+    spec = inputs[0] if len(inputs) == 1 else None
+    if (
+        spec is None
+        or len(spec.shape) != 4
+        or spec.shape[1] not in (1, 3)
+        or spec.dtype
+        not in (
+            "float32",
+            "float16",
+        )
+    ):
+        shown = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))} {s.dtype}" for s in inputs)
+        raise InputError(
+            f"calibration images need one N×C×H×W float input with 1 or 3 channels; the model "
+            f"has {shown}",
+            file=model.info.path,
+            field="--calib",
+            fix="calibrate this model from arrays with qsplit.quant.calibrate(model, feeds)",
+        )
+    return spec
+
+
+def load_image(path: Path, channels: int, height: int, width: int) -> np.ndarray:
+    """One image as a C×H×W float32 array in [0, 1], letterboxed to H×W.
+
+    Any source size is accepted: letterboxing (scale to fit, keep the aspect ratio, pad with
+    grey) is what YOLO does at inference, so the ranges seen here are the deployed ones.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            picture = img.convert("RGB" if channels == 3 else "L")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot decode image ({exc.__class__.__name__}: {exc})",
+            file=path,
+            field="--calib",
+            fix="remove the file from the calibration folder or replace it with a JPEG/PNG",
+        ) from None
+    scale = min(width / picture.width, height / picture.height)
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    resized = picture.resize(size, Image.Resampling.BILINEAR)
+    canvas = Image.new(picture.mode, (width, height), (LETTERBOX_GREY,) * channels)
+    canvas.paste(resized, ((width - size[0]) // 2, (height - size[1]) // 2))
+    array = np.asarray(canvas, dtype=np.float32) / 255.0
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def image_feeds(model: LoadedModel, folder: str | Path, limit: int | None = None) -> list[Feeds]:
+    """Feeds for ``model`` from the images in ``folder`` (sorted by name, at most ``limit``).
+
+    Raises :class:`InputError` for a missing or empty folder and for a file that is not a
+    decodable image, naming the file, rather than calibrating on fewer images than asked.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(
+            "calibration folder not found", file=folder, field="--calib", fix="check the path"
+        )
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise InputError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) in the calibration folder",
+            file=folder,
+            field="--calib",
+            fix="put a few representative images there, or omit --calib for the bundled samples",
+        )
+    spec = image_input(model)
+    n, c, h, w = spec.shape
+    arrays = [load_image(p, c, h, w) for p in paths[:limit]]
+    dtype = np.dtype(spec.dtype)
+    return [
+        {spec.name: np.stack(arrays[i : i + n]).astype(dtype)}
+        for i in range(0, len(arrays) - n + 1, n)
+    ]
+
+
+# -- ranges -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Calibration:
+    """Activation ranges (min, max per tensor) of one model, and the inputs they came from."""
+
+    model_sha256: str
+    ranges: dict[str, tuple[float, float]]
+    feeds: tuple[Feeds, ...] = ()
+    """The calibration inputs, kept in memory because the noise model evaluates on them too;
+    empty when loaded from a cache file."""
+
+    def tensors_data(self) -> object:
+        """The ranges as ORT's ``TensorsData`` (MinMax), as its quantizers expect them."""
+        from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+        return TensorsData(
+            CalibrationMethod.MinMax,
+            {
+                name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+                for name, (lo, hi) in self.ranges.items()
+            },
+        )
+
+    def save(self, path: str | Path) -> None:
+        body = {
+            "model": {"sha256": self.model_sha256},
+            "method": "minmax",
+            "ranges": {n: [lo, hi] for n, (lo, hi) in self.ranges.items()},
+        }
+        write_json(path, CALIBRATION_KIND, SCHEMA_VERSION, body)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        data = read_json(path, CALIBRATION_KIND, (SCHEMA_VERSION,))
+        return cls(
+            model_sha256=data["model"]["sha256"],
+            ranges={n: (float(r[0]), float(r[1])) for n, r in data["ranges"].items()},
+        )
+
+
+def calibrate(
+    model: LoadedModel, feeds: Sequence[Feeds], cache: str | Path | None = None
+) -> Calibration:
+    """MinMax ranges of every activation of ``model`` over ``feeds``.
+
+    With ``cache``, a file written for the same model (same sha256) is reused and ``feeds`` are
+    only kept for evaluation; otherwise the ranges are computed and written there.
+    """
+    if cache is not None and Path(cache).is_file():
+        try:
+            cached = Calibration.load(cache)
+        except SchemaError:
+            cached = None
+        if cached is not None and cached.model_sha256 == model.info.sha256:
+            return Calibration(model.info.sha256, cached.ranges, tuple(feeds))
+    if not feeds:
+        raise InputError("no calibration inputs", field="--calib", fix="give at least one image")
+    ranges = _minmax_ranges(model.proto, feeds)
+    result = Calibration(model.info.sha256, ranges, tuple(feeds))
+    if cache is not None:
+        result.save(cache)
+    return result
+
+
+def _minmax_ranges(
+    proto: onnx.ModelProto, feeds: Sequence[Feeds]
+) -> dict[str, tuple[float, float]]:
+    """Run ORT's MinMax calibrator (it adds every tensor as an output and reduces per batch)."""
+    from onnxruntime.quantization.calibrate import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        create_calibrator,
+    )
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._items: Iterator[Feeds] = iter(feeds)
+
+        def get_next(self) -> Feeds | None:
+            return next(self._items, None)
+
+    with tempfile.TemporaryDirectory(prefix="qsplit-calib-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save(proto, path)
+        calibrator = create_calibrator(
+            path,
+            [],
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        calibrator.collect_data(_Reader())
+        data = calibrator.compute_data()
+    return {name: (float(np.min(t.lowest)), float(np.max(t.highest))) for name, t in data.items()}
