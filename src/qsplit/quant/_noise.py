@@ -1,0 +1,295 @@
+"""The noise model: sample quantization masks, measure their noise, fit a polynomial to it.
+
+The planner needs ``noise(mask)`` for every mask it considers, far too many to measure. Measured
+noise of quantizing blocks together is close to additive with small pairwise interactions, so a
+low-degree polynomial in the quantization bits, fitted on a few hundred measured masks, predicts
+it well. Degree 1–3 (interaction terms only, since q² = q) is chosen by held-out error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qsplit._jsonio import write_json
+from qsplit.errors import InputError
+from qsplit.model import LayerGraph
+from qsplit.quant._noise_poly import NoisePolynomial, NoiseTerm
+from qsplit.quant._ptq import Quantizer
+
+SAMPLES_KIND = "noise-samples"
+SCHEMA_VERSION = 1
+CONF_THRESHOLD = 0.25
+NMS_IOU = 0.7
+
+
+@dataclass(frozen=True)
+class NoiseSample:
+    """One measured mask: which blocks were quantized and what that cost."""
+
+    blocks: tuple[str, ...]
+    noise: float
+    """Mean over inputs of mean |fp32 output − quantized output| (the papers' metric)."""
+    task: float | None
+    """mAP50 against the fp32 boxes (detection) or top-1 agreement (classification)."""
+    seconds: float
+
+
+def candidate_blocks(
+    graph: LayerGraph, quantizer: Quantizer, top_k: int = 12, include_head: bool = False
+) -> tuple[str, ...]:
+    """The ``top_k`` quantizable blocks with the most MACs, in graph order.
+
+    Without ``include_head``, blocks producing a model output (a detector's final decode and
+    concat) are left out: static int8 there can collapse detections.
+    """
+    pool = [
+        b
+        for b in quantizer.quantizable
+        if include_head
+        or not any(graph.tensor_by_name[t].is_model_output for t in graph.block(b).outputs)
+    ]
+    if not 1 <= top_k <= len(pool):
+        raise InputError(
+            f"top-K {top_k} is out of range: this model has {len(pool)} quantizable blocks",
+            field="--top-k",
+            fix=f"choose K between 1 and {len(pool)}",
+        )
+    chosen = set(sorted(pool, key=lambda b: -graph.block(b).macs)[:top_k])
+    return tuple(b for b in graph.block_names if b in chosen)
+
+
+def random_masks(n_blocks: int, count: int, seed: int = 0) -> list[tuple[int, ...]]:
+    """``count`` distinct 0/1 masks: the empty and the full one first, then random ones."""
+    count = min(count, 2**n_blocks)
+    rng = np.random.default_rng(seed)
+    masks = list(dict.fromkeys([(0,) * n_blocks, (1,) * n_blocks]))
+    seen = set(masks)
+    while len(masks) < count:
+        mask = tuple(int(b) for b in rng.integers(0, 2, n_blocks))
+        if mask not in seen:
+            seen.add(mask)
+            masks.append(mask)
+    return masks
+
+
+def sample_noise(
+    quantizer: Quantizer,
+    blocks: Sequence[str],
+    masks: Sequence[tuple[int, ...]],
+    feeds: Sequence[dict[str, np.ndarray]],
+    on_sample: Callable[[NoiseSample], None] | None = None,
+) -> list[NoiseSample]:
+    """Quantize each mask's blocks, run it on ``feeds`` and compare with the float model."""
+    reference = _run(quantizer.quantize(()), feeds)
+    samples = []
+    for mask in masks:
+        start = time.perf_counter()
+        chosen = tuple(b for b, bit in zip(blocks, mask, strict=True) if bit)
+        outputs = _run(quantizer.quantize(chosen), feeds)
+        pairs = zip(reference, outputs, strict=True)
+        noise = float(np.mean([np.abs(r - o).mean() for r, o in pairs]))
+        task = _task_metric(reference, outputs)
+        sample = NoiseSample(chosen, noise, task, time.perf_counter() - start)
+        samples.append(sample)
+        if on_sample is not None:
+            on_sample(sample)
+    return samples
+
+
+def _run(model: Any, feeds: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """First output of ``model`` on each feed (one session for all of them)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    return [np.asarray(session.run(None, f)[0], dtype=np.float32) for f in feeds]
+
+
+# -- task metrics -------------------------------------------------------------------------------
+def _task_metric(reference: list[np.ndarray], outputs: list[np.ndarray]) -> float | None:
+    shape = reference[0].shape
+    if len(shape) == 2:
+        pairs = zip(reference, outputs, strict=True)
+        agree = [np.argmax(r, 1) == np.argmax(o, 1) for r, o in pairs]
+        return float(np.mean(np.concatenate(agree)))
+    if len(shape) == 3 and shape[1] > 4 and shape[2] > shape[1]:
+        return map50([detections(r[0]) for r in reference], [detections(o[0]) for o in outputs])
+    return None
+
+
+def detections(output: np.ndarray) -> np.ndarray:
+    """YOLO ``(4 + classes) × anchors`` output to rows (x1, y1, x2, y2, score, class) after
+    a confidence threshold and per-class NMS."""
+    boxes, scores = output[:4].T, output[4:].T
+    cls = scores.argmax(1)
+    conf = scores[np.arange(len(cls)), cls]
+    keep = conf >= CONF_THRESHOLD
+    cx, cy, w, h = boxes[keep].T
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    rows = np.column_stack([xyxy, conf[keep], cls[keep]])
+    kept = []
+    for c in np.unique(rows[:, 5]):
+        r = rows[rows[:, 5] == c]
+        r = r[np.argsort(-r[:, 4])]
+        while len(r):
+            kept.append(r[0])
+            r = r[1:][_iou(r[0, :4], r[1:, :4]) < NMS_IOU]
+    return np.array(kept).reshape(-1, 6)
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    lo = np.maximum(box[:2], others[:, :2])
+    hi = np.minimum(box[2:], others[:, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+    area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)  # noqa: E731
+    return inter / np.maximum(area(box) + area(others) - inter, 1e-12)
+
+
+def map50(references: list[np.ndarray], predictions: list[np.ndarray]) -> float:
+    """mAP at IoU 0.5 of ``predictions`` against ``references`` as ground truth, per image.
+
+    Classes without reference boxes are skipped; with no reference box at all the score is 1
+    when nothing is predicted either and 0 otherwise.
+    """
+    classes = {int(c) for r in references for c in r[:, 5]}
+    if not classes:
+        return 1.0 if all(len(p) == 0 for p in predictions) else 0.0
+    aps = []
+    for c in sorted(classes):
+        hits: list[tuple[float, bool]] = []
+        total = 0
+        for ref, pred in zip(references, predictions, strict=True):
+            truth = ref[ref[:, 5] == c]
+            total += len(truth)
+            used = np.zeros(len(truth), bool)
+            for p in pred[pred[:, 5] == c][np.argsort(-pred[pred[:, 5] == c][:, 4])]:
+                ious = _iou(p[:4], truth[:, :4]) if len(truth) else np.zeros(0)
+                best = int(np.argmax(ious)) if len(ious) else -1
+                match = best >= 0 and ious[best] >= 0.5 and not used[best]
+                if match:
+                    used[best] = True
+                hits.append((float(p[4]), bool(match)))
+        hits.sort(key=lambda h: -h[0])
+        tp = np.cumsum([h[1] for h in hits])
+        precision = tp / np.arange(1, len(hits) + 1) if hits else np.zeros(0)
+        recall = tp / total if hits else np.zeros(0)
+        envelope = np.maximum.accumulate(precision[::-1])[::-1] if hits else np.zeros(0)
+        grid = np.linspace(0, 1, 101)
+        aps.append(
+            float(
+                np.mean([envelope[recall >= g].max() if (recall >= g).any() else 0 for g in grid])
+            )
+        )
+    return float(np.mean(aps))
+
+
+# -- fitting ------------------------------------------------------------------------------------
+def fit_noise(
+    samples: Sequence[NoiseSample],
+    blocks: Sequence[str],
+    model_sha256: str,
+    *,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> NoisePolynomial:
+    """Polynomial of degree 1–3 in the quantization bits, the degree with least held-out MSE.
+
+    Only non-empty masks are fitted: the empty mask has no noise by definition, which
+    :class:`NoisePolynomial` enforces whatever the intercept.
+    """
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import mean_squared_error, r2_score
+    from sklearn.preprocessing import PolynomialFeatures
+
+    start = time.perf_counter()
+    used = [s for s in samples if s.blocks]
+    x = np.array([[b in s.blocks for b in blocks] for s in used], dtype=float)
+    y = np.array([s.noise for s in used])
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test = max(1, round(len(y) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    errors: dict[int, float] = {}
+    fits = {}
+    for degree in (1, 2, 3):
+        features = PolynomialFeatures(degree, interaction_only=True, include_bias=False)
+        xt = features.fit_transform(x)
+        if xt.shape[1] >= len(train):  # more coefficients than samples: not identifiable
+            continue
+        reg = LinearRegression().fit(xt[train], y[train])
+        errors[degree] = float(mean_squared_error(y[test], reg.predict(xt[test])))
+        fits[degree] = (features, reg, xt)
+    if not fits:
+        raise InputError(
+            f"{len(used)} non-empty samples are too few to fit even a linear model of "
+            f"{len(blocks)} blocks",
+            field="--samples",
+            fix=f"use at least {2 * len(blocks) + 4} samples",
+        )
+    degree = min(errors, key=errors.__getitem__)
+    features, reg, xt = fits[degree]
+    terms = tuple(
+        NoiseTerm(tuple(blocks[i] for i in np.flatnonzero(powers)), float(coef))
+        for powers, coef in zip(features.powers_, reg.coef_, strict=True)
+    )
+    return NoisePolynomial(
+        model_sha256=model_sha256,
+        quantizable=tuple(blocks),
+        intercept=float(reg.intercept_),
+        terms=terms,
+        degree=degree,
+        fit={
+            "samples": len(samples),
+            "train": len(train),
+            "test": len(test),
+            "degree": degree,
+            "r2_train": float(r2_score(y[train], reg.predict(xt[train]))),
+            "r2_test": float(r2_score(y[test], reg.predict(xt[test]))),
+            "test_mse_by_degree": {str(d): e for d, e in errors.items()},
+            "metric": "mean_abs_output_error",
+            "regressor": "LinearRegression on PolynomialFeatures(interaction_only=True)",
+            "seconds": time.perf_counter() - start,
+        },
+    )
+
+
+def save_samples(path: str | Path, samples: Sequence[NoiseSample], blocks: Sequence[str]) -> None:
+    """Write the measured samples (kind ``noise-samples``) so a fit can be redone or audited."""
+    body = {
+        "quantizable": list(blocks),
+        "samples": [
+            {"blocks": list(s.blocks), "noise": s.noise, "task": s.task, "seconds": s.seconds}
+            for s in samples
+        ],
+    }
+    write_json(path, SAMPLES_KIND, SCHEMA_VERSION, body)
+
+
+def plot_fit(path: str | Path, model: NoisePolynomial, samples: Sequence[NoiseSample]) -> None:
+    """Predicted against measured noise, one point per sample, with the identity line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [s.noise for s in samples]
+    predicted = [model.predict(s.blocks) for s in samples]
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(measured, predicted, s=8)
+    top = max(measured + predicted) or 1.0
+    ax.plot([0, top], [0, top], color="grey", linewidth=0.8)
+    ax.set_xlabel("measured noise (mean |fp32 − int8|)")
+    ax.set_ylabel("predicted noise")
+    ax.set_title(f"degree {model.degree}, held-out R² {model.fit.get('r2_test', float('nan')):.4f}")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,82 @@
+"""Noise sampling, task metrics and the polynomial fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import synthetic
+from conftest import random_feeds
+from qsplit.errors import InputError
+from qsplit.model import analyze
+from qsplit.quant import NoisePolynomial, Quantizer, calibrate
+from qsplit.quant._noise import (
+    NoiseSample,
+    candidate_blocks,
+    fit_noise,
+    map50,
+    plot_fit,
+    random_masks,
+    sample_noise,
+    save_samples,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path_factory.mktemp("n") / "b.onnx")
+    model, graph = analyze(str(path), granularity="node")
+    feeds = [random_feeds(model.proto, seed) for seed in range(3)]
+    return model, graph, Quantizer(model, graph, calibrate(model, feeds)), feeds
+
+
+def test_masks_are_distinct_and_include_empty_and_full() -> None:
+    masks = random_masks(5, 20, seed=1)
+    assert len(set(masks)) == 20 and masks[:2] == [(0,) * 5, (1,) * 5]
+    assert len(random_masks(2, 50)) == 4
+
+
+def test_top_k_out_of_range_names_the_option(setup) -> None:
+    _, graph, quantizer, _ = setup
+    with pytest.raises(InputError, match=r"--top-k.*between 1 and"):
+        candidate_blocks(graph, quantizer, top_k=0)
+    with pytest.raises(InputError, match="--top-k"):
+        candidate_blocks(graph, quantizer, top_k=999)
+
+
+def test_sampling_and_fit(setup, tmp_path: Path) -> None:
+    model, graph, quantizer, feeds = setup
+    blocks = candidate_blocks(graph, quantizer, top_k=4)
+    assert not any(
+        graph.tensor_by_name[t].is_model_output for b in blocks for t in graph.block(b).outputs
+    )
+    samples = sample_noise(quantizer, blocks, random_masks(len(blocks), 16), feeds)
+    assert samples[0].noise == 0.0 and samples[1].noise > 0
+    assert samples[0].task == 1.0  # classification-like output: top-1 agreement
+    poly = fit_noise(samples, blocks, model.info.sha256)
+    assert poly.predict(()) == 0.0
+    assert poly.fit["r2_test"] > 0.9
+    assert set(poly.fit["test_mse_by_degree"]) <= {"1", "2", "3"}
+    poly.save(tmp_path / "noise.json")
+    assert NoisePolynomial.load(tmp_path / "noise.json") == poly
+    save_samples(tmp_path / "samples.json", samples, blocks)
+    plot_fit(tmp_path / "fit.png", poly, samples)
+    assert (tmp_path / "fit.png").stat().st_size > 0
+
+
+def test_too_few_samples_is_an_input_error() -> None:
+    samples = [NoiseSample(("a",), 0.1, None, 0.0)]
+    with pytest.raises(InputError, match="--samples"):
+        fit_noise(samples, ["a", "b", "c"], "sha")
+
+
+def test_map50_identity_and_miss() -> None:
+    ref = [np.array([[0, 0, 10, 10, 0.9, 1], [20, 20, 30, 30, 0.8, 2]], float)]
+    assert map50(ref, ref) == pytest.approx(1.0)
+    shifted = [ref[0] + np.array([100, 100, 100, 100, 0, 0])]
+    assert map50(ref, shifted) == 0.0
+    assert map50([np.zeros((0, 6))], [np.zeros((0, 6))]) == 1.0
