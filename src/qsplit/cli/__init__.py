@@ -7,9 +7,11 @@ imported here.
 from qsplit.cli import (  # noqa: F401  (imported to register their commands)
     analyze_cmd,
     model_cmd,
+    noise_cmd,
     pareto_cmd,
     plan_cmd,
     prototype_cmd,
+    runtime_cmd,
     split_cmd,
 )
 from qsplit.cli._app import app, main

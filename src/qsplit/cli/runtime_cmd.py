@@ -1,0 +1,160 @@
+"""``qsplit agent``, ``qsplit deploy`` and ``qsplit run``: the distributed runtime's commands."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from qsplit.cli._app import app, console
+from qsplit.cli._format import human_bytes
+from qsplit.errors import InputError
+
+if TYPE_CHECKING:
+    from qsplit.runtime import Deployment, RequestRecord
+
+TOKEN_HELP = "Shared secret (default: $QSPLIT_TOKEN); required when listening off loopback."
+PlanArg = Annotated[Path, typer.Argument(help="plan.json written by `qsplit plan`.")]
+InfraOpt = Annotated[
+    Path, typer.Option("--infra", help="Infrastructure YAML with agent addresses.")
+]
+ModelOpt = Annotated[Path, typer.Option("--model", help="The ONNX model the plan was made for.")]
+TokenOpt = Annotated[str | None, typer.Option("--token", help=TOKEN_HELP)]
+
+
+def _token(token: str | None) -> str | None:
+    return token if token is not None else os.environ.get("QSPLIT_TOKEN")
+
+
+@app.command("agent")
+def agent_command(
+    name: Annotated[str, typer.Option("--name", help="Node name, as in the infra file.")],
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT (port 0: any free port).")],
+    token: TokenOpt = None,
+    speed_factor: Annotated[float, typer.Option(help="Emulate a node this × slower.")] = 1.0,
+    threads: Annotated[int, typer.Option(help="ORT threads per component.")] = 1,
+) -> None:
+    """Run this machine's agent until interrupted.
+
+    Example: qsplit agent --name edge --listen 0.0.0.0:7102 --token $SECRET
+    """
+    from qsplit.runtime import AgentSettings, run_agent
+
+    settings = AgentSettings(
+        name=name,
+        listen=listen,
+        token=_token(token),
+        speed_factor=speed_factor,
+        threads=threads,
+    )
+    run_agent(settings, on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True))
+
+
+@app.command("deploy")
+def deploy_command(plan: PlanArg, infra: InfraOpt, model: ModelOpt, token: TokenOpt = None) -> None:
+    """Send a plan's components to their agents (each checked by sha256 there).
+
+    Example: qsplit deploy plan.json --infra infra.yaml --model yolo11n.onnx
+    """
+    from qsplit.runtime import connect
+
+    with connect(plan, infra, model=model, token=_token(token), deploy=False) as session:
+        session.deploy()
+        table = Table(title=f"deployment {session.deployment.id}")
+        for column in ("component", "node", "address", "size", "sha256"):
+            table.add_column(column)
+        for spec in session.deployment.components:
+            address = session.deployment.addresses[spec.node]
+            size = human_bytes(len(spec.onnx))
+            table.add_row(spec.name, spec.node, address, size, spec.sha256[:12])
+        console.print(table)
+
+
+@app.command("run")
+def run_command(
+    plan: PlanArg,
+    infra: InfraOpt,
+    model: ModelOpt,
+    input: Annotated[
+        Path | None, typer.Option("--input", help="An image, or a folder of images.")
+    ] = None,
+    random: Annotated[int | None, typer.Option("--random", help="N random inputs.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
+    out: Annotated[Path, typer.Option(help="Results JSON.")] = Path("runtime-results.json"),
+    token: TokenOpt = None,
+) -> None:
+    """Run inferences through the deployed plan and report latency, compute and transfers.
+
+    Example: qsplit run plan.json --infra infra.yaml --model yolo11n.onnx --random 20
+    """
+    from qsplit.runtime import connect, save_results
+
+    if (input is None) == (random is None):
+        raise InputError("pass exactly one of --input and --random", fix="e.g. --random 10")
+    with connect(plan, infra, model=model, token=_token(token), timeout_s=timeout) as session:
+        feeds = _feeds(session.deployment, input, random)
+        start = time.perf_counter()
+        results = list(session.stream(feeds, max_in_flight=concurrency, timeout_s=timeout))
+        wall_s = time.perf_counter() - start
+        records = [r.record for r in results]
+        meta = {"plan": str(plan), "deployment": session.deployment.id, "concurrency": concurrency}
+        save_results(out, records, wall_s, meta)
+    for result in results:
+        if result.error is not None:
+            console.print(f"request {result.index}: [red]failed[/red] {result.error}")
+    _render(records, wall_s)
+    console.print(f"results written to {out}")
+
+
+def _feeds(
+    deployment: Deployment, input: Path | None, random: int | None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Model feeds: letterboxed images for a one-input image model, or seeded random tensors."""
+    specs = deployment.input_specs
+    if random is not None:
+        rng = np.random.default_rng(0)
+        for _ in range(random):
+            yield {s.name: rng.random(s.shape).astype(s.dtype) for s in specs}
+        return
+    from qsplit.model.export import letterbox
+
+    assert input is not None
+    images = sorted(p for p in input.iterdir() if p.is_file()) if input.is_dir() else [input]
+    (spec,) = specs
+    for image in images:
+        yield {spec.name: letterbox(image, spec.shape[-1])[None]}
+
+
+def _render(records: Sequence[RequestRecord], wall_s: float) -> None:
+    from qsplit.runtime import summarize
+
+    summary = summarize(records, wall_s)
+    latency = summary["latency_s"]
+    console.print(
+        f"{summary['requests'] - summary['failed']}/{summary['requests']} requests ok in "
+        f"{wall_s:.2f} s"
+        + (f", median latency {latency['median'] * 1e3:.1f} ms" if latency else "")
+    )
+    nodes = Table(title="compute per request (median)")
+    nodes.add_column("node")
+    nodes.add_column("compute")
+    for node, seconds in summary["compute_s_per_node"].items():
+        nodes.add_row(node, f"{seconds * 1e3:.1f} ms")
+    links = Table(title="transfers per request (median)")
+    for column in ("from", "to", "bytes", "time"):
+        links.add_column(column)
+    for link in summary["links"]:
+        links.add_row(
+            link["from"],
+            link["to"],
+            human_bytes(link["bytes_per_request"]),
+            f"{link['transfer_s'] * 1e3:.2f} ms",
+        )
+    console.print(nodes, links)

@@ -1,0 +1,36 @@
+"""The distributed runtime: agents that run components, and sessions that deploy and infer.
+
+``with qsplit.runtime.connect(plan, infra, model=path) as s: outputs = s.infer(feeds)``; the
+wire format, failure semantics and security are described in ``docs/runtime.md``.
+"""
+
+from qsplit.runtime._agent import AgentSettings, run_agent, serve
+from qsplit.runtime._client import InferResult, Session, connect
+from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
+from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
+from qsplit.runtime._wire import Limits, Message, Quant
+from qsplit.runtime.errors import PeerTimeout, ProtocolError, RemoteError
+
+__all__ = [
+    "AgentSettings",
+    "ComponentRun",
+    "ComponentSpec",
+    "Deployment",
+    "InferResult",
+    "Limits",
+    "Message",
+    "PeerTimeout",
+    "ProtocolError",
+    "Quant",
+    "RemoteError",
+    "RequestRecord",
+    "Session",
+    "Transfer",
+    "build_deployment",
+    "connect",
+    "load_deployment",
+    "run_agent",
+    "save_results",
+    "serve",
+    "summarize",
+]

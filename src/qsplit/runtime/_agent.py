@@ -1,0 +1,403 @@
+"""The agent: one long-running process per machine that holds and runs components.
+
+Control plane (request → ``reply``): ``deploy`` (ONNX bytes checked against their sha256 before
+ORT sees them), ``undeploy``, ``health``, ``stats``. Data plane: ``tensors`` messages fill a
+per-request inbox; a component runs as soon as all its inputs are there, its outputs are pushed
+straight to the nodes that read them, and a ``done`` report (carrying any model outputs) goes
+to the requester. Nothing a peer sends can crash the loop: bad messages are counted and, when
+they carry a correlation id, answered with an error.
+
+One asyncio loop owns the sockets; ORT runs in a thread pool (it releases the GIL), so
+components of different requests overlap with network I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from qsplit.errors import InputError
+from qsplit.runtime._transport import Endpoint, Received, ZmqEndpoint
+from qsplit.runtime._wire import Limits, Message
+from qsplit.runtime.errors import TransportError
+
+REQUEST_SWEEP_S = 1.0
+"""How often requests past their deadline are dropped (their upstream failed)."""
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """How an agent listens and runs components."""
+
+    name: str
+    listen: str
+    """``host:port``; port 0 picks a free port (printed at start)."""
+    token: str | None = None
+    """Shared secret every message must carry; required unless listening on loopback."""
+    threads: int = 1
+    """ORT intra-op threads per component: agents share cores on a testbed."""
+    workers: int = 1
+    """Components this agent runs at the same time."""
+    speed_factor: float = 1.0
+    """Emulate a node this many times slower: each run is padded to ``speed_factor ×`` its time."""
+    limits: Limits = field(default_factory=Limits)
+    send_timeout_s: float = 5.0
+    """How long a push to a peer may wait for the peer to accept it."""
+
+    def __post_init__(self) -> None:
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if self.token is None and not _is_loopback(host):
+            raise InputError(
+                f"agent {self.name!r} would listen on {self.listen} without a token",
+                field="--token",
+                fix="pass --token SECRET (the same on every agent and client), or listen on "
+                "127.0.0.1",
+            )
+        if self.speed_factor < 1.0:
+            raise InputError(
+                f"speed factor {self.speed_factor} is below 1",
+                field="--speed-factor",
+                fix="a node can only be emulated as slower than this machine",
+            )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Component:
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    routes: dict[str, list[str]]
+    returns: tuple[str, ...]
+    peers: dict[str, str]
+    session: ort.InferenceSession
+
+
+@dataclass
+class _Request:
+    reply_to: bytes
+    deadline: float
+    """Wall-clock time (``time.time``) after which the request is abandoned."""
+    inbox: dict[str, np.ndarray] = field(default_factory=dict)
+    started: set[str] = field(default_factory=set)
+    finished: set[str] = field(default_factory=set)
+    arrivals: list[dict[str, Any]] = field(default_factory=list)
+    """Transfers into this node not yet reported to the requester."""
+
+
+class Agent:
+    """The state and message handlers of one agent, over any :class:`Endpoint`."""
+
+    def __init__(self, settings: AgentSettings, endpoint: Endpoint) -> None:
+        self.settings = settings
+        self._endpoint = endpoint
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="component")
+        self._deployments: dict[str, dict[str, _Component]] = {}
+        self._requests: dict[tuple[str, str], _Request] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._counts: Counter[str] = Counter()
+        self._compute_s = 0.0
+        self._started = time.time()
+
+    # -- loop ------------------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Handle messages until ``stop`` is set."""
+        sweeper = asyncio.create_task(self._sweep())
+        try:
+            while not stop.is_set():
+                receiving = asyncio.ensure_future(self._endpoint.recv())
+                stopping = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait(
+                    {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if receiving in done:
+                    await self._dispatch(receiving.result())
+                else:
+                    receiving.cancel()
+                stopping.cancel()
+        finally:
+            sweeper.cancel()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _dispatch(self, received: Received) -> None:
+        handlers: dict[str, Callable[[Received], Any]] = {
+            "deploy": self._deploy,
+            "undeploy": self._undeploy,
+            "health": self._health,
+            "stats": self._stats,
+            "tensors": self._tensors,
+        }
+        handler = handlers.get(received.message.kind)
+        body = received.message.body
+        try:
+            if handler is None:
+                raise ValueError(f"unknown message kind {received.message.kind!r}")
+            answer = handler(received)
+            if asyncio.iscoroutine(answer):
+                answer = await answer
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self._endpoint.rejected["malformed"] += 1
+            answer = {"ok": False, "error": f"malformed {received.message.kind!r}: {exc!r}"}
+        except InputError as exc:
+            answer = {"ok": False, "error": str(exc)}
+        if answer is not None and received.route is not None and "cid" in body:
+            await self._answer(received.route, {"cid": body["cid"], **answer})
+
+    async def _answer(self, route: bytes, body: Mapping[str, Any], **kwargs: Any) -> None:
+        try:
+            await self._endpoint.reply(route, Message("reply", body, **kwargs))
+        except TransportError:
+            self._counts["undeliverable"] += 1
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(REQUEST_SWEEP_S)
+            now = time.time()
+            for key in [k for k, r in self._requests.items() if r.deadline < now]:
+                self._counts["expired"] += 1
+                del self._requests[key]
+
+    # -- control plane ---------------------------------------------------------------------
+
+    async def _deploy(self, received: Received) -> dict[str, Any]:
+        body, onnx_bytes = received.message.body, received.message.blobs["onnx"]
+        digest = hashlib.sha256(onnx_bytes).hexdigest()
+        if not isinstance(body["sha256"], str) or digest != body["sha256"]:
+            self._counts["bad_hash"] += 1
+            return {"ok": False, "error": f"component {body['name']!r}: sha256 mismatch, refused"}
+        optimize = body.get("graph_optimization", "all") == "all"
+        loop = asyncio.get_running_loop()
+        try:
+            session = await loop.run_in_executor(self._pool, self._session, onnx_bytes, optimize)
+        except Exception as exc:  # ORT raises plain RuntimeError subclasses for bad models
+            return {"ok": False, "error": f"component {body['name']!r} does not load: {exc}"}
+        component = _Component(
+            name=str(body["name"]),
+            inputs=tuple(map(str, body["inputs"])),
+            outputs=tuple(map(str, body["outputs"])),
+            routes={str(t): list(map(str, n)) for t, n in dict(body["routes"]).items()},
+            returns=tuple(map(str, body["returns"])),
+            peers={str(n): str(a) for n, a in dict(body["peers"]).items()},
+            session=session,
+        )
+        self._deployments.setdefault(str(body["dep"]), {})[component.name] = component
+        return {"ok": True, "node": self.settings.name}
+
+    def _session(self, onnx_bytes: bytes, optimize: bool) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if optimize
+            else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        )
+        options.intra_op_num_threads = self.settings.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+    def _undeploy(self, received: Received) -> dict[str, Any]:
+        dep = str(received.message.body["dep"])
+        removed = self._deployments.pop(dep, {})
+        return {"ok": True, "removed": len(removed)}
+
+    def _health(self, received: Received) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "node": self.settings.name,
+            "uptime_s": time.time() - self._started,
+            "deployments": {d: sorted(c) for d, c in self._deployments.items()},
+        }
+
+    def _stats(self, received: Received) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "node": self.settings.name,
+            "rejected": dict(self._endpoint.rejected),
+            "counts": dict(self._counts),
+            "compute_s": self._compute_s,
+            "open_requests": len(self._requests),
+        }
+
+    # -- data plane ------------------------------------------------------------------------
+
+    async def _tensors(self, received: Received) -> None:
+        message, now = received.message, time.time()
+        body = message.body
+        dep, req, reply_to = str(body["dep"]), str(body["req"]), body["reply_to"]
+        if not isinstance(reply_to, bytes):
+            raise TypeError("reply_to must be bytes")
+        components = self._deployments.get(dep)
+        if components is None:
+            error = f"deployment {dep} is not on node {self.settings.name!r}: redeploy"
+            await self._report(reply_to, "error", {"dep": dep, "req": req, "error": error})
+            return
+        key = (dep, req)
+        state = self._requests.get(key)
+        if state is None:
+            state = self._requests[key] = _Request(reply_to, float(body["deadline"]))
+        state.inbox.update(message.tensors)
+        state.arrivals.append(
+            {
+                "from": str(body["from"]),
+                "to": self.settings.name,
+                "tensors": sorted(message.tensors),
+                "bytes": message.payload_bytes,
+                "transfer_s": max(0.0, now - float(body["sent_at"])),
+            }
+        )
+        self._start_ready(dep, req, state, components)
+
+    def _start_ready(
+        self, dep: str, req: str, state: _Request, components: Mapping[str, _Component]
+    ) -> None:
+        for component in components.values():
+            if component.name not in state.started and all(
+                i in state.inbox for i in component.inputs
+            ):
+                state.started.add(component.name)
+                task = asyncio.create_task(self._run(dep, req, state, component))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, dep: str, req: str, state: _Request, component: _Component) -> None:
+        feeds = {i: state.inbox[i] for i in component.inputs}
+        loop = asyncio.get_running_loop()
+        try:
+            outputs, compute_s = await loop.run_in_executor(
+                self._pool, self._compute, component, feeds
+            )
+        except Exception as exc:  # whatever ORT raises: the requester must hear about it
+            self._counts["failed"] += 1
+            error = f"component {component.name} failed on node {self.settings.name!r}: {exc}"
+            await self._report(state.reply_to, "error", {"dep": dep, "req": req, "error": error})
+            return
+        self._counts["runs"] += 1
+        self._compute_s += compute_s
+        by_node: dict[str, dict[str, np.ndarray]] = {}
+        for tensor, value in outputs.items():
+            for node in component.routes.get(tensor, ()):
+                by_node.setdefault(node, {})[tensor] = value
+        local = by_node.pop(self.settings.name, None)
+        if local:
+            state.inbox.update(local)
+            self._start_ready(dep, req, state, self._deployments.get(dep, {}))
+        failures = await asyncio.gather(
+            *(self._push(dep, req, state, component, n, t) for n, t in by_node.items())
+        )
+        body = {
+            "dep": dep,
+            "req": req,
+            "component": component.name,
+            "node": self.settings.name,
+            "compute_s": compute_s,
+            "arrivals": state.arrivals,
+        }
+        state.arrivals = []
+        state.finished.add(component.name)
+        if len(state.finished) == len(self._deployments.get(dep, {})):
+            self._requests.pop((dep, req), None)
+        for error in filter(None, failures):
+            await self._report(state.reply_to, "error", {"dep": dep, "req": req, "error": error})
+        returns = {t: outputs[t] for t in component.returns}
+        await self._report(state.reply_to, "done", body, returns)
+
+    def _compute(
+        self, component: _Component, feeds: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], float]:
+        start = time.perf_counter()
+        values = component.session.run(list(component.outputs), feeds)
+        measured = time.perf_counter() - start
+        # Speed-factor emulation: pad the run to speed_factor × its measured time.
+        # TODO(profiling issue): use qsplit.profile's shared pad_to once it is public.
+        emulated = measured * self.settings.speed_factor
+        remaining = start + emulated - time.perf_counter()
+        if remaining > 0:
+            time.sleep(remaining)
+        return dict(zip(component.outputs, values, strict=True)), emulated
+
+    async def _push(
+        self,
+        dep: str,
+        req: str,
+        state: _Request,
+        component: _Component,
+        node: str,
+        tensors: dict[str, np.ndarray],
+    ) -> str | None:
+        """Send outputs to ``node``; an error text naming it when it cannot be reached."""
+        body = {
+            "dep": dep,
+            "req": req,
+            "reply_to": state.reply_to,
+            "from": self.settings.name,
+            "sent_at": time.time(),
+            "deadline": state.deadline,
+        }
+        try:
+            await self._endpoint.send(component.peers[node], Message("tensors", body, tensors))
+        except TransportError as exc:
+            return f"node {node!r} unreachable from {self.settings.name!r}: {exc}"
+        return None
+
+    async def _report(
+        self,
+        reply_to: bytes,
+        kind: str,
+        body: Mapping[str, Any],
+        tensors: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        body = {"node": self.settings.name, "sent_at": time.time(), **body}
+        try:
+            await self._endpoint.reply(reply_to, Message(kind, body, tensors or {}))
+        except TransportError:
+            self._counts["undeliverable"] += 1
+
+
+async def serve(
+    settings: AgentSettings, *, on_ready: Callable[[str], None] = lambda address: None
+) -> None:
+    """Run an agent until SIGINT/SIGTERM; ``on_ready`` gets the bound ``host:port``."""
+    endpoint = await ZmqEndpoint.open(
+        listen=settings.listen,
+        token=settings.token,
+        limits=settings.limits,
+        send_timeout_s=settings.send_timeout_s,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    agent = Agent(settings, endpoint)
+    try:
+        on_ready(endpoint.address or settings.listen)
+        await agent.serve(stop)
+    finally:
+        await endpoint.aclose()
+
+
+def run_agent(
+    settings: AgentSettings, *, on_ready: Callable[[str], None] = lambda address: None
+) -> None:
+    """Blocking form of :func:`serve`, for the CLI."""
+    asyncio.run(serve(settings, on_ready=on_ready))

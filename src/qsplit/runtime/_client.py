@@ -1,0 +1,414 @@
+"""The requester's side: deploy a :class:`Deployment` to its agents and run inferences.
+
+A :class:`Session` owns a private event loop on a background thread (the sockets live there);
+its public methods are blocking and thread-safe, so scripts and the CLI need no asyncio. The
+client sends each model input to the nodes that read it and then only listens: agents push
+intermediate tensors to each other and return model outputs and ``done`` reports to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qsplit.errors import InputError
+from qsplit.infra import Infra, load_infra
+from qsplit.runtime._deployment import Deployment, load_deployment
+from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
+from qsplit.runtime._transport import Received, ZmqEndpoint
+from qsplit.runtime._wire import Limits, Message
+from qsplit.runtime.errors import PeerTimeout, RemoteError, TransportError
+
+HEALTH_PROBE_S = 1.0
+"""How long a timed-out request waits for a health answer from the node it blames."""
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """One request of a stream: outputs and record, or the error that ended it."""
+
+    index: int
+    outputs: dict[str, np.ndarray] | None
+    record: RequestRecord
+    error: TransportError | None = None
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[dict[str, np.ndarray]]
+    started: float
+    remaining: set[str]
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    runs: list[ComponentRun] = field(default_factory=list)
+    transfers: list[Transfer] = field(default_factory=list)
+
+
+class Session:
+    """A connection to the agents of one deployment. Use :func:`connect` to make one."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        device: str,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+        control_timeout_s: float = 10.0,
+        graph_optimization: str = "all",
+        limits: Limits | None = None,
+    ) -> None:
+        self.deployment = deployment
+        self._device = device
+        self._token = token
+        self._timeout_s = timeout_s
+        self._control_timeout_s = control_timeout_s
+        self._graph_optimization = graph_optimization
+        self._limits = limits or Limits()
+        self._identity = b"qsplit-client-" + uuid.uuid4().hex.encode()
+        self._ids = itertools.count()
+        self._control: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._requests: dict[str, _Pending] = {}
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._endpoint: ZmqEndpoint = self._call_sync(self._open())
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def _open(self) -> ZmqEndpoint:
+        endpoint = await ZmqEndpoint.open(
+            identity=self._identity,
+            token=self._token,
+            limits=self._limits,
+            send_timeout_s=self._control_timeout_s,
+        )
+        for address in self.deployment.addresses.values():
+            endpoint.connect(address)
+        self._receiver = asyncio.create_task(self._receive(endpoint))
+        return endpoint
+
+    def close(self) -> None:
+        """Stop the session (deployed components stay on the agents for the next one)."""
+        if self._closed:
+            return
+        self._call_sync(self._aclose())
+        self._closed = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    async def _aclose(self) -> None:
+        self._receiver.cancel()
+        for pending in self._requests.values():
+            if not pending.future.done():
+                pending.future.set_exception(TransportError("session closed"))
+        await self._endpoint.aclose()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call_sync(self, coroutine: Any) -> Any:
+        if self._closed:
+            coroutine.close()
+            raise TransportError("the session is closed")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    # -- control plane ---------------------------------------------------------------------
+
+    def deploy(self, *, only_missing: bool = False) -> None:
+        """Send every component to its agent (or only those the agents do not hold)."""
+        self._call_sync(self._deploy(only_missing))
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Each node's health answer; :class:`TransportError` naming a node that does not answer."""
+        return self._call_sync(self._each("health"))
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Each node's counters: runs, rejected messages by reason, compute time."""
+        return self._call_sync(self._each("stats"))
+
+    def undeploy(self) -> None:
+        """Remove this deployment from every agent."""
+        self._call_sync(self._each("undeploy", {"dep": self.deployment.id}))
+
+    async def _each(self, kind: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        nodes = self.deployment.nodes
+        answers = await asyncio.gather(*(self._request(n, kind, body or {}) for n in nodes))
+        return dict(zip(nodes, answers, strict=True))
+
+    async def _deploy(self, only_missing: bool) -> None:
+        have: dict[str, set[str]] = {}
+        if only_missing:
+            health = await self._each("health")
+            have = {n: set(h["deployments"].get(self.deployment.id, ())) for n, h in health.items()}
+        await asyncio.gather(
+            *(
+                self._request(
+                    spec.node,
+                    "deploy",
+                    {
+                        "dep": self.deployment.id,
+                        "name": spec.name,
+                        "inputs": list(spec.inputs),
+                        "outputs": list(spec.outputs),
+                        "sha256": spec.sha256,
+                        "routes": {t: list(n) for t, n in spec.routes.items()},
+                        "returns": list(spec.returns),
+                        "peers": dict(self.deployment.addresses),
+                        "graph_optimization": self._graph_optimization,
+                    },
+                    blobs={"onnx": spec.onnx},
+                )
+                for spec in self.deployment.components
+                if spec.name not in have.get(spec.node, set())
+            )
+        )
+
+    async def _request(
+        self,
+        node: str,
+        kind: str,
+        body: Mapping[str, Any],
+        blobs: Mapping[str, bytes] | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        timeout_s = self._control_timeout_s if timeout_s is None else timeout_s
+        address = self.deployment.addresses[node]
+        cid = next(self._ids)
+        future = self._control[cid] = asyncio.get_running_loop().create_future()
+        try:
+            await self._endpoint.send(
+                address, Message(kind, {**body, "cid": cid}, blobs=blobs or {})
+            )
+            answer = await asyncio.wait_for(future, timeout_s)
+        except (TimeoutError, PeerTimeout):
+            raise PeerTimeout(
+                f"node {node!r} ({address}) did not answer {kind!r} within {timeout_s:g} s: "
+                "is its agent running?",
+                peer=node,
+            ) from None
+        finally:
+            self._control.pop(cid, None)
+        if not answer.get("ok"):
+            raise RemoteError(f"node {node!r}: {answer.get('error')}", peer=node)
+        return answer
+
+    # -- data plane ------------------------------------------------------------------------
+
+    def infer(
+        self, feeds: Mapping[str, np.ndarray], *, timeout_s: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run one inference; model outputs by name. Raises :class:`TransportError` naming the
+        node on failure or timeout."""
+        outputs, _ = self.infer_timed(feeds, timeout_s=timeout_s)
+        return outputs
+
+    def infer_timed(
+        self, feeds: Mapping[str, np.ndarray], *, timeout_s: float | None = None
+    ) -> tuple[dict[str, np.ndarray], RequestRecord]:
+        """:meth:`infer` with its measurements."""
+        result = self._call_sync(self._infer(0, feeds, timeout_s))
+        if result.error is not None:
+            raise result.error
+        return result.outputs, result.record
+
+    def stream(
+        self,
+        feeds: Iterable[Mapping[str, np.ndarray]],
+        *,
+        max_in_flight: int = 4,
+        timeout_s: float | None = None,
+    ) -> Iterator[InferResult]:
+        """Pipelined requests, at most ``max_in_flight`` at once, results in input order.
+
+        A failed request yields a result with ``error`` set; the stream goes on.
+        """
+        if max_in_flight < 1:
+            raise InputError("max_in_flight must be at least 1", field="concurrency")
+        window: deque[Future[InferResult]] = deque()
+        for index, one in enumerate(feeds):
+            window.append(
+                asyncio.run_coroutine_threadsafe(self._infer(index, one, timeout_s), self._loop)
+            )
+            if len(window) >= max_in_flight:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+    async def _infer(
+        self, index: int, feeds: Mapping[str, np.ndarray], timeout_s: float | None
+    ) -> InferResult:
+        deployment = self.deployment
+        missing = sorted(set(deployment.model_inputs) - set(feeds))
+        if missing:
+            raise InputError(
+                f"missing model input(s) {', '.join(missing)}",
+                fix=f"pass feeds for {', '.join(deployment.model_inputs)}",
+            )
+        timeout_s = self._timeout_s if timeout_s is None else timeout_s
+        req = f"{next(self._ids)}"
+        pending = self._requests[req] = _Pending(
+            future=asyncio.get_running_loop().create_future(),
+            started=time.perf_counter(),
+            remaining={c.name for c in deployment.components},
+        )
+        by_node: dict[str, dict[str, np.ndarray]] = {}
+        for name, nodes in deployment.model_inputs.items():
+            for node in nodes:
+                by_node.setdefault(node, {})[name] = np.asarray(feeds[name])
+        error: TransportError | None = None
+        outputs = None
+        try:
+            body = {
+                "dep": deployment.id,
+                "req": req,
+                "reply_to": self._identity,
+                "from": self._device,
+                "deadline": time.time() + timeout_s,
+            }
+            await asyncio.gather(
+                *(
+                    self._endpoint.send(
+                        deployment.addresses[node],
+                        Message("tensors", {**body, "sent_at": time.time()}, tensors),
+                    )
+                    for node, tensors in by_node.items()
+                )
+            )
+            outputs = await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
+        except TimeoutError:
+            error = await self._blame(req, pending, timeout_s)
+        except TransportError as exc:
+            error = exc
+        finally:
+            self._requests.pop(req, None)
+        record = RequestRecord(
+            request=req,
+            latency_s=time.perf_counter() - pending.started,
+            runs=tuple(pending.runs),
+            transfers=tuple(pending.transfers),
+            error=None if error is None else str(error),
+        )
+        return InferResult(index, outputs, record, error)
+
+    async def _blame(self, req: str, pending: _Pending, timeout_s: float) -> PeerTimeout:
+        """The timeout error, naming the node of the first unfinished component and whether
+        that node still answers."""
+        stuck = next(c for c in self.deployment.components if c.name in pending.remaining)
+        try:
+            await self._request(stuck.node, "health", {}, timeout_s=HEALTH_PROBE_S)
+            state = "is alive but did not finish it"
+        except TransportError:
+            state = "does not answer: is its agent running?"
+        return PeerTimeout(
+            f"request {req} timed out after {timeout_s:g} s waiting for component "
+            f"{stuck.name} on node {stuck.node!r} ({self.deployment.addresses[stuck.node]}), "
+            f"which {state}",
+            peer=stuck.node,
+        )
+
+    async def _receive(self, endpoint: ZmqEndpoint) -> None:
+        while True:
+            received = await endpoint.recv()
+            try:
+                self._handle(received)
+            except (KeyError, TypeError, ValueError):
+                endpoint.rejected["malformed"] += 1
+
+    def _handle(self, received: Received) -> None:
+        message = received.message
+        body = message.body
+        if message.kind == "reply":
+            future = self._control.get(body["cid"])
+            if future is not None and not future.done():
+                future.set_result(dict(body))
+            return
+        pending = self._requests.get(str(body["req"]))
+        if pending is None or pending.future.done() or body["dep"] != self.deployment.id:
+            return
+        if message.kind == "error":
+            node = str(body["node"])
+            pending.future.set_exception(RemoteError(str(body["error"]), peer=node))
+            return
+        if message.kind != "done":
+            raise ValueError(f"unexpected message kind {message.kind!r}")
+        node = str(body["node"])
+        pending.runs.append(ComponentRun(str(body["component"]), node, float(body["compute_s"])))
+        for arrival in body["arrivals"]:
+            pending.transfers.append(
+                Transfer(
+                    str(arrival["from"]),
+                    str(arrival["to"]),
+                    int(arrival["bytes"]),
+                    float(arrival["transfer_s"]),
+                )
+            )
+        if message.tensors:
+            pending.transfers.append(
+                Transfer(
+                    node,
+                    self._device,
+                    message.payload_bytes,
+                    max(0.0, time.time() - float(body["sent_at"])),
+                )
+            )
+            pending.outputs.update(message.tensors)
+        pending.remaining.discard(str(body["component"]))
+        if not pending.remaining:
+            pending.future.set_result(
+                {o: pending.outputs[o] for o in self.deployment.model_outputs}
+            )
+
+
+def connect(
+    plan: Deployment | str | Path,
+    infra: Infra | str | Path,
+    *,
+    model: str | Path | None = None,
+    token: str | None = None,
+    timeout_s: float = 30.0,
+    graph_optimization: str = "all",
+    deploy: bool = True,
+) -> Session:
+    """A :class:`Session` for a plan file (with the ``model`` it was made for) or a
+    :class:`Deployment`; components the agents lack are deployed unless ``deploy=False``.
+
+    ``graph_optimization="disabled"`` runs components with ORT optimisations off, which
+    reproduces an unoptimised whole-model session to the bit.
+    """
+    infra = infra if isinstance(infra, Infra) else load_infra(infra)
+    if not isinstance(plan, Deployment):
+        if model is None:
+            raise InputError(
+                "a plan file needs the model it was made for", fix="pass model=PATH (--model)"
+            )
+        plan = load_deployment(plan, infra, model)
+    session = Session(
+        plan,
+        device=infra.device,
+        token=token,
+        timeout_s=timeout_s,
+        graph_optimization=graph_optimization,
+    )
+    try:
+        if deploy:
+            session.deploy(only_missing=True)
+    except BaseException:
+        session.close()
+        raise
+    return session

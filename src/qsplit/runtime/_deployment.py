@@ -1,0 +1,132 @@
+"""What gets deployed: each component's ONNX bytes and hash, and where its outputs go.
+
+A :class:`Deployment` is built once on the requesting side from a model, an assignment and the
+infrastructure. It holds everything an agent needs to run its components and push outputs
+*directly* to the consuming nodes, so no coordinator sits on the data path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from qsplit.errors import InputError
+from qsplit.infra import Infra
+from qsplit.model import TensorSpec, analyze
+from qsplit.partition import ComponentExtractor, check_nodes, components, read_assignment
+from qsplit.plan import Plan
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One component as an agent receives it."""
+
+    name: str
+    node: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    onnx: bytes
+    """The standalone ONNX model (fp32, or with int8 boundaries from the quantized split)."""
+    sha256: str
+    """Hex digest of :attr:`onnx`; the agent refuses the component if it does not match."""
+    routes: Mapping[str, tuple[str, ...]]
+    """Output tensor → nodes with a component that reads it (may include this node)."""
+    returns: tuple[str, ...]
+    """Outputs that are model outputs, returned to the requester."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A split model placed on nodes, ready to ship to their agents."""
+
+    id: str
+    """Hash of every component's hash and node: agents keep deployments apart by it."""
+    components: tuple[ComponentSpec, ...]
+    model_inputs: Mapping[str, tuple[str, ...]]
+    """Model input → nodes that read it (the requester sends each input once per node)."""
+    model_outputs: tuple[str, ...]
+    input_specs: tuple[TensorSpec, ...]
+    """Name, shape and dtype of each model input (what a requester must supply)."""
+    addresses: Mapping[str, str]
+    """Node → ``host:port`` of its agent, for every node that runs a component."""
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c.node for c in self.components))
+
+
+def build_deployment(
+    model_path: str | Path,
+    assignment: Mapping[str, str],
+    infra: Infra,
+    *,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+) -> Deployment:
+    """Split ``model_path`` by ``assignment`` (block → node) for the agents named in ``infra``."""
+    check_nodes(assignment, infra.node_names, source=infra.source)
+    model, graph = analyze(str(model_path), input_shapes)
+    parts = components(graph, dict(assignment))
+    extractor = ComponentExtractor(model, graph)
+    readers: dict[str, list[str]] = {}
+    for part in parts:
+        for tensor in part.inputs:
+            readers.setdefault(tensor, []).append(part.node)
+    model_outputs = tuple(o.name for o in graph.model.outputs)
+    specs = []
+    for part in parts:
+        onnx_bytes = extractor.extract(part).SerializeToString()
+        specs.append(
+            ComponentSpec(
+                name=part.name,
+                node=part.node,
+                inputs=part.inputs,
+                outputs=part.outputs,
+                onnx=onnx_bytes,
+                sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+                routes={t: tuple(dict.fromkeys(readers.get(t, ()))) for t in part.outputs},
+                returns=tuple(t for t in part.outputs if t in model_outputs),
+            )
+        )
+    addresses = {}
+    for node in dict.fromkeys(s.node for s in specs):
+        address = infra.node(node).address
+        if address is None:
+            raise InputError(
+                f"node {node!r} runs components but has no agent address",
+                file=infra.source,
+                field="nodes",
+                fix=f"add address: HOST:PORT to node {node!r} and start `qsplit agent` there",
+            )
+        addresses[node] = address
+    digest = hashlib.sha256("".join(f"{s.node}:{s.sha256};" for s in specs).encode())
+    return Deployment(
+        id=digest.hexdigest()[:16],
+        components=tuple(specs),
+        model_inputs={
+            i.name: tuple(dict.fromkeys(readers.get(i.name, ()))) for i in graph.model.inputs
+        },
+        model_outputs=model_outputs,
+        input_specs=graph.model.inputs,
+        addresses=addresses,
+    )
+
+
+def load_deployment(plan_path: str | Path, infra: Infra, model_path: str | Path) -> Deployment:
+    """The deployment of a plan file's assignment; the model must be the one it was planned for.
+
+    Quantized blocks of the plan are deployed at fp32 for now: the quantized split builds its
+    own int8 components, which travel through the same :class:`ComponentSpec`.
+    """
+    plan = Plan.load(plan_path)
+    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+    if digest != plan.model_sha256:
+        raise InputError(
+            f"model {model_path} (sha256 {digest[:12]}…) is not the plan's model "
+            f"(sha256 {plan.model_sha256[:12]}…)",
+            file=plan_path,
+            field="model.sha256",
+            fix="pass the model file the plan was made for",
+        )
+    return build_deployment(model_path, read_assignment(plan_path), infra)

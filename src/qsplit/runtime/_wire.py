@@ -1,0 +1,196 @@
+"""The wire format: one message = one multipart frame list, a small header then raw buffers.
+
+Frame 0 is ``b"QSP"``, one version byte, then a msgpack map (the header); every further frame is
+the raw bytes of one tensor or blob, described by the header's ``frames`` list in order. Tensors
+are never serialised (no pickle, no protobuf): the sender hands numpy's buffer to the socket and
+the receiver wraps the received buffer with ``np.frombuffer``, so a 5 MB activation is not
+copied in Python on either side. The full specification is in ``docs/runtime.md``.
+
+Decoding checks everything a hostile or broken peer could get wrong (magic, version, token,
+header shape, dtype, declared versus actual sizes, total size) and raises :class:`ProtocolError`
+with one of :data:`REASONS`, which agents count instead of crashing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from qsplit.runtime.errors import ProtocolError
+
+MAGIC = b"QSP"
+VERSION = 1
+REASONS = ("malformed", "version", "unauthenticated", "oversized")
+"""Why a message can be rejected; the keys of an agent's ``rejected`` counters."""
+
+DTYPES = frozenset(
+    {"float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"}
+)
+"""Tensor element types that may cross the wire (int8/uint8 carry optional quantization)."""
+BLOB = "bytes"
+"""The ``dtype`` of an opaque byte frame (an ONNX component file)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size bounds applied to every received message, before any of it is interpreted."""
+
+    max_message_bytes: int = 256 * 2**20
+    """Sum of all frames; also each frame's hard cap at the socket (``zmq.MAXMSGSIZE``)."""
+    max_header_bytes: int = 64 * 2**10
+    max_frames: int = 256
+
+
+@dataclass(frozen=True)
+class Quant:
+    """Affine quantization of an int8/uint8 tensor: ``real = scale × (q − zero_point)``."""
+
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class Message:
+    """A decoded message: a kind, a small msgpack-able body, tensors and blobs by name."""
+
+    kind: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+    tensors: Mapping[str, np.ndarray] = field(default_factory=dict)
+    quant: Mapping[str, Quant] = field(default_factory=dict)
+    """Quantization parameters of those tensors that carry them."""
+    blobs: Mapping[str, bytes] = field(default_factory=dict)
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of tensors and blobs, what a link actually carries beyond the header."""
+        return sum(a.nbytes for a in self.tensors.values()) + sum(map(len, self.blobs.values()))
+
+
+def encode(message: Message, token: str | None = None) -> list[bytes | memoryview]:
+    """Frames for ``message``; tensor frames are views of the arrays' memory (no copy)."""
+    descriptors: list[dict[str, Any]] = []
+    buffers: list[bytes | memoryview] = []
+    for name, array in message.tensors.items():
+        array = np.ascontiguousarray(array)
+        descriptor: dict[str, Any] = {
+            "name": name,
+            "dtype": array.dtype.name,
+            "shape": list(array.shape),
+        }
+        if name in message.quant:
+            q = message.quant[name]
+            descriptor.update(scale=float(q.scale), zero_point=int(q.zero_point))
+        descriptors.append(descriptor)
+        buffers.append(memoryview(array).cast("B") if array.size else b"")
+    for name, blob in message.blobs.items():
+        descriptors.append({"name": name, "dtype": BLOB, "shape": [len(blob)]})
+        buffers.append(blob)
+    header: dict[str, Any] = {"kind": message.kind, "body": dict(message.body)}
+    header["frames"] = descriptors
+    if token is not None:
+        header["token"] = token
+    return [MAGIC + bytes([VERSION]) + msgpack.packb(header), *buffers]
+
+
+def decode(
+    frames: Sequence[Any], *, token: str | None = None, limits: Limits | None = None
+) -> Message:
+    """Check and decode received frames (bytes, or zmq frames exposing ``.buffer``).
+
+    ``token``, when set, must match the header's in constant time. Raises
+    :class:`ProtocolError` naming the reason; never anything else for any input.
+    """
+    limits = limits or Limits()
+    buffers = [memoryview(getattr(f, "buffer", f)) for f in frames]
+    if not buffers:
+        raise ProtocolError("malformed", "no frames")
+    if len(buffers) > limits.max_frames + 1:
+        raise ProtocolError("oversized", f"{len(buffers)} frames (limit {limits.max_frames})")
+    total = sum(b.nbytes for b in buffers)
+    if total > limits.max_message_bytes:
+        raise ProtocolError("oversized", f"{total} bytes (limit {limits.max_message_bytes})")
+    first = buffers[0]
+    if first.nbytes > limits.max_header_bytes + 4:
+        raise ProtocolError("oversized", f"header of {first.nbytes} bytes")
+    if first.nbytes < 4 or bytes(first[:3]) != MAGIC:
+        raise ProtocolError("malformed", "not a qsplit message (bad magic)")
+    if first[3] != VERSION:
+        raise ProtocolError(
+            "version", f"wire version {first[3]}, this side speaks {VERSION}: upgrade qsplit"
+        )
+    header = _header(first[4:])
+    if token is not None and not hmac.compare_digest(
+        str(header.get("token", "")).encode(), token.encode()
+    ):
+        raise ProtocolError("unauthenticated", "missing or wrong token")
+    descriptors = header["frames"]
+    if len(descriptors) != len(buffers) - 1:
+        raise ProtocolError(
+            "malformed", f"{len(descriptors)} frames described, {len(buffers) - 1} sent"
+        )
+    tensors: dict[str, np.ndarray] = {}
+    quant: dict[str, Quant] = {}
+    blobs: dict[str, bytes] = {}
+    for descriptor, buffer in zip(descriptors, buffers[1:], strict=True):
+        name, dtype, shape = _descriptor(descriptor)
+        if name in tensors or name in blobs:
+            raise ProtocolError("malformed", f"frame {name!r} sent twice")
+        if dtype == BLOB:
+            if shape != (buffer.nbytes,):
+                raise ProtocolError("malformed", f"blob {name!r} length mismatch")
+            blobs[name] = bytes(buffer)
+            continue
+        expected = math.prod(shape) * np.dtype(dtype).itemsize
+        if expected != buffer.nbytes:
+            raise ProtocolError(
+                "malformed", f"tensor {name!r}: {buffer.nbytes} bytes for {dtype}{list(shape)}"
+            )
+        tensors[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+        if "scale" in descriptor:
+            quant[name] = _quant(name, dtype, descriptor)
+    return Message(header["kind"], header["body"], tensors, quant, blobs)
+
+
+def _header(raw: memoryview) -> dict[str, Any]:
+    try:
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolError("malformed", f"header is not msgpack ({exc})") from None
+    if (
+        not isinstance(header, dict)
+        or not isinstance(header.get("kind"), str)
+        or not isinstance(header.get("body"), dict)
+        or not isinstance(header.get("frames"), list)
+    ):
+        raise ProtocolError("malformed", "header lacks kind, body or frames")
+    return header
+
+
+def _descriptor(descriptor: Any) -> tuple[str, str, tuple[int, ...]]:
+    if not isinstance(descriptor, dict):
+        raise ProtocolError("malformed", "frame descriptor is not a map")
+    name, dtype, shape = descriptor.get("name"), descriptor.get("dtype"), descriptor.get("shape")
+    if not isinstance(name, str) or (dtype not in DTYPES and dtype != BLOB):
+        raise ProtocolError("malformed", f"frame {name!r}: unsupported dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise ProtocolError("malformed", f"frame {name!r}: bad shape {shape!r}")
+    return name, dtype, tuple(shape)
+
+
+def _quant(name: str, dtype: str, descriptor: Mapping[str, Any]) -> Quant:
+    scale, zero_point = descriptor.get("scale"), descriptor.get("zero_point")
+    if (
+        dtype not in ("int8", "uint8")
+        or not isinstance(scale, float)
+        or not isinstance(zero_point, int)
+    ):
+        raise ProtocolError("malformed", f"tensor {name!r}: bad quantization parameters")
+    return Quant(scale, zero_point)

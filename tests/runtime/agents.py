@@ -1,0 +1,89 @@
+"""Real agent processes on loopback for the runtime tests, always cleaned up."""
+
+from __future__ import annotations
+
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from qsplit.infra import Infra, Node
+
+START_TIMEOUT_S = 20.0
+
+
+@dataclass
+class AgentProcess:
+    name: str
+    address: str
+    process: subprocess.Popen[str]
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+def _read_address(process: subprocess.Popen[str], name: str) -> str:
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.2):
+            line = process.stdout.readline()
+            if line.startswith(f"agent {name} listening on "):
+                return line.rsplit(" ", 1)[1].strip()
+            if not line:
+                break
+    raise RuntimeError(f"agent {name} did not start (exit code {process.poll()})")
+
+
+def spawn(name: str, listen: str = "127.0.0.1:0", *args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "qsplit", "agent", "--name", name, "--listen", listen]
+    return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, text=True)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+@contextmanager
+def running_agents(*names: str, args: tuple[str, ...] = ()) -> Iterator[dict[str, AgentProcess]]:
+    """Start agents (concurrently) and stop every one of them on the way out."""
+    processes = {n: spawn(n, "127.0.0.1:0", *args) for n in names}
+    try:
+        yield {n: AgentProcess(n, _read_address(p, n), p) for n, p in processes.items()}
+    finally:
+        for process in processes.values():
+            stop(process)
+
+
+def restart(agent: AgentProcess) -> AgentProcess:
+    """Start a new agent at a killed agent's address; the caller must stop it."""
+    process = spawn(agent.name, agent.address)
+    try:
+        return AgentProcess(agent.name, _read_address(process, agent.name), process)
+    except BaseException:
+        stop(process)
+        raise
+
+
+def infra_for(agents: dict[str, AgentProcess], device: str = "device") -> Infra:
+    """An infra whose nodes are the running agents (links are irrelevant to the runtime)."""
+    nodes = tuple(
+        Node(name, "edge", 1.0, 1.0, 2**30, address=agent.address) for name, agent in agents.items()
+    )
+    if device not in agents:
+        nodes = (Node(device, "device", 1.0, 1.0, 2**30), *nodes)
+    return Infra(device=device, nodes=nodes, links=())

@@ -1,0 +1,57 @@
+"""Real agent processes on loopback reproduce the whole model's outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import synthetic
+from agents import infra_for, running_agents
+from conftest import random_feeds, session
+from qsplit.model import analyze
+from qsplit.runtime import build_deployment, connect
+
+
+def by_segments(blocks: tuple[str, ...], nodes: tuple[str, ...]) -> dict[str, str]:
+    """Contiguous runs of blocks per node, in order (what plans usually look like)."""
+    size = -(-len(blocks) // len(nodes))
+    return {b: nodes[i // size] for i, b in enumerate(blocks)}
+
+
+def test_synthetic_model_split_over_three_agents(tmp_path: Path) -> None:
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    _, graph = analyze(str(path))
+    nodes = ("a", "b", "c")
+    with running_agents(*nodes) as agents:
+        deployment = build_deployment(
+            path, by_segments(graph.block_names, nodes), infra_for(agents)
+        )
+        assert len(deployment.components) >= 3
+        model = onnx.load(path)
+        with connect(deployment, infra_for(agents), graph_optimization="disabled") as s:
+            for seed in range(3):
+                feeds = random_feeds(model, seed)
+                expected = session(model).run(None, feeds)
+                outputs, record = s.infer_timed(feeds)
+                for name, want in zip(deployment.model_outputs, expected, strict=True):
+                    np.testing.assert_allclose(outputs[name], want, atol=1e-5, rtol=0)
+                assert {r.node for r in record.runs} == set(nodes)
+                assert sum(t.bytes for t in record.transfers) > 0
+
+
+@pytest.mark.slow
+def test_yolo11n_three_way_split(yolo11n_path: Path) -> None:
+    _, graph = analyze(str(yolo11n_path))
+    nodes = ("device", "edge", "cloud")
+    with running_agents(*nodes) as agents:
+        infra = infra_for(agents)
+        deployment = build_deployment(yolo11n_path, by_segments(graph.block_names, nodes), infra)
+        model = onnx.load(yolo11n_path)
+        feeds = {"images": np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)}
+        (expected,) = session(model).run(None, feeds)
+        with connect(deployment, infra, graph_optimization="disabled") as s:
+            outputs = s.infer(feeds)
+        np.testing.assert_allclose(outputs["output0"], expected, atol=1e-5, rtol=0)
