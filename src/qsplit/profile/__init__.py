@@ -1,5 +1,50 @@
 """Profiling: per-block compute latency on each node, and link latency/bandwidth."""
 
+from qsplit.profile._additivity import (
+    AdditivityReport,
+    AdditivitySample,
+    fit_overhead,
+    measure_additivity,
+    random_components,
+)
+from qsplit.profile._int8_fallback import quantize_block_fallback
+from qsplit.profile._profiler import (
+    BlockQuantizer,
+    ProgressCallback,
+    block_component,
+    block_feeds,
+    profile_compute,
+)
+from qsplit.profile._timing import (
+    SessionSettings,
+    Summary,
+    emulated_duration_s,
+    make_session,
+    pad_to,
+    time_run,
+)
 from qsplit.profile._types import BlockTiming, ComputeProfile, LinkMeasurement, LinkProfile
 
-__all__ = ["BlockTiming", "ComputeProfile", "LinkMeasurement", "LinkProfile"]
+__all__ = [
+    "AdditivityReport",
+    "AdditivitySample",
+    "BlockQuantizer",
+    "BlockTiming",
+    "ComputeProfile",
+    "LinkMeasurement",
+    "LinkProfile",
+    "ProgressCallback",
+    "SessionSettings",
+    "Summary",
+    "block_component",
+    "block_feeds",
+    "emulated_duration_s",
+    "fit_overhead",
+    "make_session",
+    "measure_additivity",
+    "pad_to",
+    "profile_compute",
+    "quantize_block_fallback",
+    "random_components",
+    "time_run",
+]

@@ -1,0 +1,110 @@
+"""Compute profiling on a small synthetic model: coverage, speed factor, files, additivity."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from qsplit.errors import InputError
+from qsplit.model import analyze
+from qsplit.profile import (
+    ComputeProfile,
+    block_feeds,
+    emulated_duration_s,
+    measure_additivity,
+    pad_to,
+    profile_compute,
+    random_components,
+)
+
+
+@pytest.fixture(scope="module")
+def branchy(tmp_path_factory: pytest.TempPathFactory):
+    import synthetic
+
+    path = tmp_path_factory.mktemp("models") / "branchy.onnx"
+    synthetic.save(synthetic.branchy_cnn(), path)
+    return analyze(str(path))
+
+
+@pytest.fixture(scope="module")
+def profile(branchy) -> ComputeProfile:
+    model, graph = branchy
+    return profile_compute(model, graph, node="edge", warmup=1, repetitions=5)
+
+
+def test_profile_covers_every_block_with_spreads(branchy, profile: ComputeProfile) -> None:
+    _, graph = branchy
+    assert set(profile.blocks) == set(graph.block_names)
+    assert profile.model_sha256 == graph.model.sha256
+    for timing in profile.blocks.values():
+        assert timing.fp32_s > 0 and timing.fp32_spread_s >= 0
+    # Blocks with convolutions or matrix products get an int8 time; the rest have none.
+    quantized = {n for n, t in profile.blocks.items() if t.int8_s is not None}
+    weighted = {b.name for b in graph.blocks if {"Conv", "Gemm", "MatMul"} & set(b.op_types)}
+    assert quantized == weighted and quantized
+    assert profile.settings["threads"] == 1 and profile.settings["spinning"] is False
+
+
+def test_progress_is_reported_per_block(branchy) -> None:
+    model, graph = branchy
+    seen: list[tuple[int, int, str]] = []
+    profile_compute(
+        model,
+        graph,
+        node="n",
+        warmup=0,
+        repetitions=1,
+        int8=False,
+        progress=lambda done, total, name: seen.append((done, total, name)),
+    )
+    assert [s[2] for s in seen] == list(graph.block_names)
+    assert seen[-1][:2] == (len(graph.blocks), len(graph.blocks))
+
+
+def test_speed_factor_scales_reported_times(branchy) -> None:
+    model, graph = branchy
+    slow = profile_compute(
+        model, graph, node="d", speed_factor=1000.0, warmup=1, repetitions=3, int8=False
+    )
+    fast = profile_compute(model, graph, node="d", warmup=1, repetitions=3, int8=False)
+    ratio = sum(t.fp32_s for t in slow.blocks.values()) / sum(
+        t.fp32_s for t in fast.blocks.values()
+    )
+    assert 300 < ratio < 3000  # 1000× up to run-to-run noise of the unscaled timings
+    assert slow.settings["speed_factor"] == 1000.0
+
+
+def test_speed_factor_below_one_is_refused(branchy) -> None:
+    model, graph = branchy
+    with pytest.raises(InputError):
+        profile_compute(model, graph, node="d", speed_factor=0.5)
+
+
+def test_pad_to_sleeps_to_the_emulated_duration() -> None:
+    start = time.perf_counter()
+    assert emulated_duration_s(0.01, 3.0) == pytest.approx(0.03)
+    assert pad_to(start, 0.01, 3.0) == pytest.approx(0.03)
+    assert time.perf_counter() - start >= 0.03
+
+
+def test_json_round_trip(profile: ComputeProfile, tmp_path: Path) -> None:
+    path = tmp_path / "edge.json"
+    profile.save(str(path))
+    assert ComputeProfile.load(str(path)) == profile
+
+
+def test_additivity_on_synthetic_model(branchy) -> None:
+    model, graph = branchy
+    sets = random_components(graph, 6, seed=3)
+    assert len(set(sets)) == 6 and all(len(s) >= 2 for s in sets)
+    report = measure_additivity(model, graph, sets, block_feeds(model, graph), repetitions=5)
+    summary = report.to_dict()
+    # Blocks of a few µs: the fixed cost of one session.run (~10 µs) is counted once per block in
+    # the raw sum but once per component in reality. The fitted overhead removes that bias.
+    assert 0 < report.overhead_s < 1e-3
+    assert summary["mean_signed_error_raw"] > 0
+    assert summary["corrected"]["median_abs_error"] < summary["raw"]["median_abs_error"]
+    assert len(report.samples) == 6
