@@ -7,12 +7,24 @@ import random
 import pytest
 from plan_helpers import all_assignments, infra, noise, profile, random_dag
 
-from qsplit.plan import Bounds, LatencyModel, PlanningProblem, evaluate, violations
+from qsplit.plan import (
+    Bounds,
+    Evaluation,
+    LatencyModel,
+    Payoff,
+    PlanningProblem,
+    evaluate,
+    violations,
+)
 from qsplit.plan._baselines import baseline_plans, compute_baselines
-from qsplit.plan._linear import Scalarisation
 from qsplit.plan._split import split_assignment
 
-SCALE = Scalarisation(per_s=1.0, per_j=0.2)
+PAYOFF = Payoff(latency_min_s=0.0, latency_max_s=1.0, energy_min_j=0.0, energy_max_j=5.0)
+"""Scales of 1 s and 5 J; with the default weights 0.5/0.5 the objective is T/2 + E/10."""
+
+
+def objective(evaluation: Evaluation) -> float:
+    return PAYOFF.objective(evaluation.latency_s, evaluation.energy_j, 0.5, 0.5)
 
 
 def random_problem(
@@ -97,38 +109,40 @@ def test_best_split_matches_brute_force_over_split_points(seed: int) -> None:
     problem = random_problem(seed, 14)
     graph = problem.graph
     brute = min(
-        SCALE(evaluate(problem, split_assignment(graph, "dev", node, position)))
+        objective(evaluate(problem, split_assignment(graph, "dev", node, position)))
         for node in ("edge", "cloud")
         for position in range(len(graph.blocks) + 1)
     )
-    found = baseline_plans(problem, SCALE)["best-split"]
-    assert SCALE(found.evaluation) == pytest.approx(brute, rel=1e-9)
+    found = baseline_plans(problem, PAYOFF)["best-split"]
+    assert objective(found.evaluation) == pytest.approx(brute, rel=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_min_cut_is_optimal_on_two_nodes(seed: int) -> None:
     problem = random_problem(seed, 9, nodes=2)
     blocks = problem.graph.block_names
-    brute = min(SCALE(evaluate(problem, a)) for a in all_assignments(blocks, ["dev", "edge"]))
-    found = baseline_plans(problem, SCALE)["min-cut"]
-    assert SCALE(found.evaluation) == pytest.approx(brute, rel=1e-9)
-    assert SCALE(found.evaluation) <= SCALE(baseline_plans(problem, SCALE)["best-split"].evaluation)
+    brute = min(objective(evaluate(problem, a)) for a in all_assignments(blocks, ["dev", "edge"]))
+    found = baseline_plans(problem, PAYOFF)["min-cut"]
+    assert objective(found.evaluation) == pytest.approx(brute, rel=1e-9)
+    assert objective(found.evaluation) <= objective(
+        baseline_plans(problem, PAYOFF)["best-split"].evaluation
+    )
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_qpart_quantizes_the_device_segment_within_the_noise_bound(seed: int) -> None:
     problem = random_problem(seed, 12, quantizable=5, noise_max=0.07)
-    plans = baseline_plans(problem, SCALE)
+    plans = baseline_plans(problem, PAYOFF)
     qpart = plans["qpart"]
     assert qpart.evaluation.noise <= 0.07 + 1e-12
     assert all(qpart.assignment[b] == "dev" for b in qpart.quantized)
     assert not violations(problem, qpart.evaluation)
-    assert SCALE(qpart.evaluation) <= SCALE(plans["best-split"].evaluation) + 1e-12
+    assert objective(qpart.evaluation) <= objective(plans["best-split"].evaluation) + 1e-12
 
 
 def test_device_energy_budget_steers_the_split_when_it_can() -> None:
     problem = random_problem(3, 12)
-    free = baseline_plans(problem, SCALE)["best-split"]
+    free = baseline_plans(problem, PAYOFF)["best-split"]
     budget = free.evaluation.device_energy_j * 0.5
     bounded = PlanningProblem(
         graph=problem.graph,
@@ -136,7 +150,7 @@ def test_device_energy_budget_steers_the_split_when_it_can() -> None:
         profiles=problem.profiles,
         bounds=Bounds(device_energy_budget_j=budget),
     )
-    chosen = baseline_plans(bounded, SCALE)["best-split"]
+    chosen = baseline_plans(bounded, PAYOFF)["best-split"]
     meets = [
         split_assignment(problem.graph, "dev", node, p)
         for node in ("edge", "cloud")

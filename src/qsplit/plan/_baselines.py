@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from qsplit.plan._cost import Evaluation, evaluate, violations
 from qsplit.plan._linear import LinearPrices, Scalarisation
 from qsplit.plan._mincut import min_cut_assignment
+from qsplit.plan._planfile import Payoff
 from qsplit.plan._problem import PlanningProblem
 from qsplit.plan._split import SplitCandidate, scan_splits, split_assignment
 
@@ -48,19 +49,18 @@ class Baseline:
 
 
 def compute_baselines(
-    problem: PlanningProblem, scalarisation: Scalarisation | None = None
+    problem: PlanningProblem, payoff: Payoff | None = None
 ) -> dict[str, Evaluation]:
     """The baselines' evaluations by name (see :func:`baseline_plans`)."""
-    return {name: b.evaluation for name, b in baseline_plans(problem, scalarisation).items()}
+    return {name: b.evaluation for name, b in baseline_plans(problem, payoff).items()}
 
 
-def baseline_plans(
-    problem: PlanningProblem, scalarisation: Scalarisation | None = None
-) -> dict[str, Baseline]:
+def baseline_plans(problem: PlanningProblem, payoff: Payoff | None = None) -> dict[str, Baseline]:
     """Every baseline of the module docstring, in a fixed order, with its plan.
 
-    ``scalarisation`` ranks candidates; pass the planner's normalised objective so baselines and
-    plan are chosen by the same measure. The default normalises by the device-only plan.
+    Candidates are ranked by the problem's weighted objective, normalised by ``payoff`` — pass
+    the plan's payoff table so that baselines and plan are chosen by the same measure. Without
+    one, latency and energy are normalised by the device-only plan's.
     """
     device = problem.infra.device
     graph = problem.graph
@@ -68,7 +68,7 @@ def baseline_plans(
         f"{node}-only": _priced(problem, f"{node}-only", dict.fromkeys(graph.block_names, node))
         for node in problem.infra.node_names
     }
-    scale = scalarisation or _device_only_scale(problem, single[f"{device}-only"].evaluation)
+    scale = _scalarisation(problem, payoff, single[f"{device}-only"].evaluation)
     prices = LinearPrices(problem, scale)
     others = [n for n in problem.infra.node_names if n != device]
     result = {f"{device}-only": single[f"{device}-only"]}
@@ -138,8 +138,13 @@ def _best(problem: PlanningProblem, scale: Scalarisation, plans: Iterable[Baseli
     return min(plans, key=lambda b: (bool(violations(problem, b.evaluation)), scale(b.evaluation)))
 
 
-def _device_only_scale(problem: PlanningProblem, local: Evaluation) -> Scalarisation:
+def _scalarisation(
+    problem: PlanningProblem, payoff: Payoff | None, local: Evaluation
+) -> Scalarisation:
+    latency_s, energy_j = (
+        payoff.scales() if payoff is not None else (local.latency_s, local.energy_j)
+    )
     return Scalarisation(
-        per_s=problem.w_latency / max(local.latency_s, 1e-12),
-        per_j=problem.w_energy / max(local.energy_j, 1e-12),
+        per_s=problem.w_latency / max(latency_s, 1e-12),
+        per_j=problem.w_energy / max(energy_j, 1e-12),
     )
