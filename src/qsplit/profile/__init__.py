@@ -8,6 +8,7 @@ from qsplit.profile._additivity import (
     random_components,
 )
 from qsplit.profile._int8_fallback import quantize_block_fallback
+from qsplit.profile._links import Request, answer_probe, measure_link, zmq_request
 from qsplit.profile._profiler import (
     BlockQuantizer,
     ProgressCallback,
@@ -34,17 +35,21 @@ __all__ = [
     "LinkMeasurement",
     "LinkProfile",
     "ProgressCallback",
+    "Request",
     "SessionSettings",
     "Summary",
+    "answer_probe",
     "block_component",
     "block_feeds",
     "emulated_duration_s",
     "fit_overhead",
     "make_session",
     "measure_additivity",
+    "measure_link",
     "pad_to",
     "profile_compute",
     "quantize_block_fallback",
     "random_components",
     "time_run",
+    "zmq_request",
 ]

@@ -10,8 +10,10 @@ once it exists.
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,20 @@ from onnxruntime.quantization import (
 )
 
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """``quantize_static`` warns on the root logger about pre-processing on every call; for
+    one-block timing models that advice does not apply, and a CLI progress bar should not drown
+    in it."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 class _FeedsReader(CalibrationDataReader):
@@ -47,7 +63,7 @@ def quantize_block_fallback(
     """
     if not any(node.op_type in WEIGHTED_OPS for node in block_model.graph.node):
         return None
-    with tempfile.TemporaryDirectory(prefix="qsplit-int8-") as tmp:
+    with _quiet_root_logger(), tempfile.TemporaryDirectory(prefix="qsplit-int8-") as tmp:
         source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
         onnx.save(block_model, source)
         quantize_static(
