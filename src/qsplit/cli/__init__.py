@@ -10,6 +10,7 @@ from qsplit.cli import (  # noqa: F401  (imported to register their commands)
     noise_cmd,
     pareto_cmd,
     plan_cmd,
+    profile_cmd,
     prototype_cmd,
     runtime_cmd,
     split_cmd,
