@@ -108,3 +108,26 @@ def test_additivity_on_synthetic_model(branchy) -> None:
     assert summary["mean_signed_error_raw"] > 0
     assert summary["corrected"]["median_abs_error"] < summary["raw"]["median_abs_error"]
     assert len(report.samples) == 6
+
+
+def test_cli_writes_a_profile_with_the_infra_speed_factor(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import synthetic
+    from qsplit.cli import app
+
+    model = tmp_path / "branchy.onnx"
+    synthetic.save(synthetic.branchy_cnn(), model)
+    infra = tmp_path / "infra.yaml"
+    infra.write_text(
+        "schema_version: 1\ndevice: d\nnodes:\n"
+        "  - {name: d, role: device, compute_power_w: 1, transmit_power_w: 1,"
+        " memory_bytes: 1GiB, speed_factor: 4.0}\nlinks: []\n"
+    )
+    out = tmp_path / "d.json"
+    args = ["profile", str(model), "--node", "d", "--infra", str(infra), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--repetitions", "2", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    profile = ComputeProfile.load(str(out))
+    assert profile.node == "d" and profile.settings["speed_factor"] == 4.0
+    assert "whole model measured" in result.output

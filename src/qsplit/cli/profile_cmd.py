@@ -1,0 +1,108 @@
+"""``qsplit profile``: per-block fp32/int8 latency of a model on this machine, as one node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from qsplit.cli._app import app, console
+from qsplit.model import LayerGraph, LoadedModel, analyze, parse_input_shape
+from qsplit.profile import (
+    SessionSettings,
+    Summary,
+    block_feeds,
+    emulated_duration_s,
+    make_session,
+    profile_compute,
+    time_run,
+)
+
+
+@app.command("profile")
+def profile_command(
+    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    node: Annotated[str, typer.Option(help="Name of the node this profile stands for.")],
+    out: Annotated[Path, typer.Option(help="Compute profile JSON to write.")],
+    infra: Annotated[
+        Path | None,
+        typer.Option(help="Infrastructure YAML: the node must exist; its speed_factor applies."),
+    ] = None,
+    granularity: Annotated[str, typer.Option(help="'block' or 'node'.")] = "block",
+    input_shape: Annotated[
+        list[str] | None, typer.Option("--input-shape", help="NAME=1x3x640x640, repeatable.")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="ORT intra-op threads.")] = 1,
+    provider: Annotated[str, typer.Option(help="ORT execution provider.")] = (
+        "CPUExecutionProvider"
+    ),
+    repetitions: Annotated[int, typer.Option(min=1, help="Timed runs per block.")] = 20,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per block first.")] = 3,
+    no_int8: Annotated[bool, typer.Option("--no-int8", help="Profile fp32 only.")] = False,
+) -> None:
+    """Time every block alone (fp32 and int8) and write a compute profile for the planner.
+
+    Example: qsplit profile yolo11n.onnx --node edge --infra infra.yaml --out profiles/edge.json
+    """
+    if granularity not in ("node", "block"):
+        raise typer.BadParameter("must be 'node' or 'block'", param_hint="--granularity")
+    speed_factor = 1.0
+    if infra is not None:
+        from qsplit.infra import load_infra
+
+        speed_factor = load_infra(infra).node(node).speed_factor
+    shapes = dict(parse_input_shape(s) for s in input_shape or [])
+    loaded, graph = analyze(str(model), shapes, granularity)  # type: ignore[arg-type]
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("profiling", total=len(graph.blocks))
+        profile = profile_compute(
+            loaded,
+            graph,
+            node=node,
+            speed_factor=speed_factor,
+            provider=provider,
+            threads=threads,
+            warmup=warmup,
+            repetitions=repetitions,
+            int8=not no_int8,
+            progress=lambda done, _total, name: bar.update(task, completed=done, description=name),
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profile.save(str(out))
+
+    table = Table(title=f"{node}: {len(profile.blocks)} blocks (speed factor {speed_factor:g})")
+    for column in ("block", "fp32 ms", "int8 ms", "speed-up"):
+        table.add_column(column, justify="left" if column == "block" else "right")
+    for name, t in profile.blocks.items():
+        int8 = "–" if t.int8_s is None else f"{t.int8_s * 1e3:.2f}"
+        speedup = "–" if t.int8_s is None else f"{t.fp32_s / t.int8_s:.2f}×"
+        table.add_row(name, f"{t.fp32_s * 1e3:.2f}", int8, speedup)
+    console.print(table)
+    total = sum(t.fp32_s for t in profile.blocks.values())
+    whole = _whole_model_s(loaded, graph, provider, threads, warmup, repetitions)
+    console.print(
+        f"Σ blocks fp32 {total * 1e3:.1f} ms; whole model measured "
+        f"{emulated_duration_s(whole, speed_factor) * 1e3:.1f} ms"
+    )
+    console.print(f"written to [bold]{out}[/]")
+
+
+def _whole_model_s(
+    loaded: LoadedModel, graph: LayerGraph, provider: str, threads: int, warmup: int, reps: int
+) -> float:
+    """Median latency of the whole model with the profile's settings, to compare with the sum."""
+    session = make_session(loaded.proto, SessionSettings(provider=provider, threads=threads))
+    values = block_feeds(loaded, graph)
+    feeds = {spec.name: values[spec.name] for spec in graph.model.inputs}
+    for _ in range(warmup):
+        session.run(None, feeds)
+    return Summary.of([time_run(session, feeds) for _ in range(reps)]).median_s
