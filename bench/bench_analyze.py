@@ -65,8 +65,10 @@ def main() -> None:
     extra = Path(__file__).parent / "models" / "yolo11s.onnx"
     if not args.models and extra.exists():
         models.append(extra)
-    print(f"machine: {platform.node()} {platform.machine()}, Python {platform.python_version()}, "
-          f"medians of {args.repeat}")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, Python {platform.python_version()}, "
+        f"medians of {args.repeat}"
+    )
     for path in models:
         bench(path, args.repeat)
 
