@@ -39,12 +39,15 @@ def agent_command(
     token: TokenOpt = None,
     speed_factor: Annotated[float, typer.Option(help="Emulate a node this × slower.")] = 1.0,
     threads: Annotated[int, typer.Option(help="ORT threads per component.")] = 1,
+    max_message_mb: Annotated[
+        float, typer.Option(help="Largest message accepted, in MiB (bigger ones are rejected).")
+    ] = 256.0,
 ) -> None:
     """Run this machine's agent until interrupted.
 
     Example: qsplit agent --name edge --listen 0.0.0.0:7102 --token $SECRET
     """
-    from qsplit.runtime import AgentSettings, run_agent
+    from qsplit.runtime import AgentSettings, Limits, run_agent
 
     settings = AgentSettings(
         name=name,
@@ -52,6 +55,7 @@ def agent_command(
         token=_token(token),
         speed_factor=speed_factor,
         threads=threads,
+        limits=Limits(max_message_bytes=int(max_message_mb * 2**20)),
     )
     run_agent(settings, on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True))
 

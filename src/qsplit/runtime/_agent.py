@@ -302,14 +302,10 @@ class Agent:
         if local:
             state.inbox.update(local)
             self._start_ready(dep, req, state, self._deployments.get(dep, {}))
-        failures = await asyncio.gather(
-            *(self._push(dep, req, state, component, n, t) for n, t in by_node.items())
-        )
         body = {
             "dep": dep,
             "req": req,
             "component": component.name,
-            "node": self.settings.name,
             "compute_s": compute_s,
             "arrivals": state.arrivals,
         }
@@ -317,10 +313,16 @@ class Agent:
         state.finished.add(component.name)
         if len(state.finished) == len(self._deployments.get(dep, {})):
             self._requests.pop((dep, req), None)
-        for error in filter(None, failures):
-            await self._report(state.reply_to, "error", {"dep": dep, "req": req, "error": error})
+        # The report does not wait for the pushes: a dead consumer must not make this node
+        # look stuck to the requester, which blames the first component that did not report.
         returns = {t: outputs[t] for t in component.returns}
-        await self._report(state.reply_to, "done", body, returns)
+        _, *failures = await asyncio.gather(
+            self._report(state.reply_to, "done", body, returns),
+            *(self._push(dep, req, state, component, n, t) for n, t in by_node.items()),
+        )
+        for node, error in filter(None, failures):
+            body = {"dep": dep, "req": req, "error": error, "peer": node}
+            await self._report(state.reply_to, "error", body)
 
     def _compute(
         self, component: _Component, feeds: dict[str, np.ndarray]
@@ -344,8 +346,8 @@ class Agent:
         component: _Component,
         node: str,
         tensors: dict[str, np.ndarray],
-    ) -> str | None:
-        """Send outputs to ``node``; an error text naming it when it cannot be reached."""
+    ) -> tuple[str, str] | None:
+        """Send outputs to ``node``; the node and an error text when it cannot be reached."""
         body = {
             "dep": dep,
             "req": req,
@@ -357,7 +359,7 @@ class Agent:
         try:
             await self._endpoint.send(component.peers[node], Message("tensors", body, tensors))
         except TransportError as exc:
-            return f"node {node!r} unreachable from {self.settings.name!r}: {exc}"
+            return node, f"node {node!r} unreachable from {self.settings.name!r}: {exc}"
         return None
 
     async def _report(

@@ -191,11 +191,14 @@ class Session:
         address = self.deployment.addresses[node]
         cid = next(self._ids)
         future = self._control[cid] = asyncio.get_running_loop().create_future()
+        message = Message(kind, {**body, "cid": cid}, blobs=blobs or {})
+
+        async def exchange() -> dict[str, Any]:
+            await self._endpoint.send(address, message)
+            return await future
+
         try:
-            await self._endpoint.send(
-                address, Message(kind, {**body, "cid": cid}, blobs=blobs or {})
-            )
-            answer = await asyncio.wait_for(future, timeout_s)
+            answer = await asyncio.wait_for(exchange(), timeout_s)
         except (TimeoutError, PeerTimeout):
             raise PeerTimeout(
                 f"node {node!r} ({address}) did not answer {kind!r} within {timeout_s:g} s: "
@@ -281,22 +284,30 @@ class Session:
                 "from": self._device,
                 "deadline": time.time() + timeout_s,
             }
-            await asyncio.gather(
-                *(
-                    self._endpoint.send(
-                        deployment.addresses[node],
-                        Message("tensors", {**body, "sent_at": time.time()}, tensors),
-                    )
-                    for node, tensors in by_node.items()
+            sends = [
+                self._endpoint.send(
+                    deployment.addresses[node],
+                    Message("tensors", {**body, "sent_at": time.time()}, tensors),
                 )
-            )
-            outputs = await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
+                for node, tensors in by_node.items()
+            ]
+
+            async def deliver() -> dict[str, np.ndarray]:
+                await asyncio.gather(*sends)
+                return await asyncio.shield(pending.future)
+
+            # One deadline for handing the inputs over and for the answer: a dead input node
+            # must not hold the request beyond its timeout.
+            outputs = await asyncio.wait_for(deliver(), timeout_s)
         except TimeoutError:
+            self._requests.pop(req, None)
             error = await self._blame(req, pending, timeout_s)
         except TransportError as exc:
-            error = exc
+            error = self._named(exc)
         finally:
             self._requests.pop(req, None)
+            if pending.future.done() and not pending.future.cancelled():
+                pending.future.exception()  # retrieved: it is reported through ``error``
         record = RequestRecord(
             request=req,
             latency_s=time.perf_counter() - pending.started,
@@ -305,6 +316,14 @@ class Session:
             error=None if error is None else str(error),
         )
         return InferResult(index, outputs, record, error)
+
+    def _named(self, error: TransportError) -> TransportError:
+        """``error`` with the node name for peers the transport knows only by address."""
+        nodes = {a: n for n, a in self.deployment.addresses.items()}
+        if error.peer in nodes:
+            node = nodes[error.peer]
+            return type(error)(f"node {node!r}: {error}", peer=node)
+        return error
 
     async def _blame(self, req: str, pending: _Pending, timeout_s: float) -> PeerTimeout:
         """The timeout error, naming the node of the first unfinished component and whether
@@ -342,7 +361,8 @@ class Session:
         if pending is None or pending.future.done() or body["dep"] != self.deployment.id:
             return
         if message.kind == "error":
-            node = str(body["node"])
+            # ``peer`` names the node at fault when the reporter is not (an unreachable push).
+            node = str(body.get("peer", body["node"]))
             pending.future.set_exception(RemoteError(str(body["error"]), peer=node))
             return
         if message.kind != "done":

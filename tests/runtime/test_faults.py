@@ -1,0 +1,128 @@
+"""Faults with real processes: killed agents, tampered components, hostile frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import onnx
+import pytest
+import zmq
+from agents import infra_for, restart, running_agents, stop
+
+import synthetic
+from conftest import random_feeds, session
+from qsplit.errors import InputError, TransportError
+from qsplit.model import analyze
+from qsplit.runtime import AgentSettings, RemoteError, Session, build_deployment, connect
+from qsplit.runtime._wire import MAGIC, VERSION, Message, encode
+
+TIMEOUT_S = 3.0
+
+
+@pytest.fixture
+def branchy(tmp_path: Path) -> tuple[Path, tuple[str, ...]]:
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    return path, analyze(str(path))[1].block_names
+
+
+def two_way(blocks: tuple[str, ...], first: str, second: str) -> dict[str, str]:
+    half = len(blocks) // 2
+    return {b: first if i < half else second for i, b in enumerate(blocks)}
+
+
+def test_killed_agent_fails_only_its_requests_naming_it_and_restart_recovers(branchy) -> None:
+    path, blocks = branchy
+    model = onnx.load(path)
+    feeds = random_feeds(model)
+    (expected, *_) = session(model).run(None, feeds)
+    with running_agents("a", "b", "c") as agents:
+        infra = infra_for(agents)
+        healthy = build_deployment(path, two_way(blocks, "a", "b"), infra)
+        doomed = build_deployment(path, two_way(blocks, "a", "c"), infra)
+        with (
+            connect(healthy, infra, timeout_s=TIMEOUT_S) as s1,
+            connect(doomed, infra, timeout_s=TIMEOUT_S) as s2,
+        ):
+            s2.infer(feeds)
+            agents["c"].kill()
+            start = time.monotonic()
+            with pytest.raises(TransportError) as caught:
+                s2.infer(feeds)
+            assert time.monotonic() - start < TIMEOUT_S + 2.0
+            assert caught.value.peer == "c" and "'c'" in str(caught.value)
+            name = healthy.model_outputs[0]
+            np.testing.assert_allclose(s1.infer(feeds)[name], expected, atol=1e-4)
+            revived = restart(agents["c"])
+            try:
+                with pytest.raises(RemoteError, match="redeploy"):
+                    s2.infer(feeds)
+                s2.deploy()
+                np.testing.assert_allclose(s2.infer(feeds)[name], expected, atol=1e-4)
+            finally:
+                stop(revived.process)
+
+
+def test_a_tampered_component_is_refused_by_hash(branchy) -> None:
+    path, blocks = branchy
+    with running_agents("a") as agents:
+        infra = infra_for(agents)
+        deployment = build_deployment(path, dict.fromkeys(blocks, "a"), infra)
+        spec = deployment.components[0]
+        tampered = dataclasses.replace(spec, onnx=spec.onnx[:-1] + b"\x00")
+        bad = dataclasses.replace(deployment, components=(tampered,))
+        with Session(bad, device="device") as s, pytest.raises(RemoteError) as caught:
+            s.deploy()
+        assert caught.value.peer == "a" and "sha256" in str(caught.value)
+
+
+def raw_send(address: str, frames: list[bytes]) -> None:
+    with zmq.Context() as context, context.socket(zmq.DEALER) as socket:
+        socket.setsockopt(zmq.LINGER, 2000)
+        socket.connect(f"tcp://{address}")
+        socket.send_multipart(frames)
+
+
+def test_hostile_frames_are_counted_and_never_crash_the_agent(branchy) -> None:
+    path, blocks = branchy
+    token = "s3cret"
+    args = ("--token", token, "--max-message-mb", "1")
+    with running_agents("a", args=args) as agents:
+        address = agents["a"].address
+        bad_body = encode(Message("tensors", {"dep": "x"}), token)
+        sent = {
+            "malformed": [[b"garbage"], [MAGIC + bytes([VERSION]) + b"\xc1"], bad_body],
+            "version": [[MAGIC + bytes([VERSION + 1]) + msgpack.packb({})]],
+            "unauthenticated": [encode(Message("health", {"cid": 1}), "guess")],
+            "oversized": [[*encode(Message("health"), token), b"\0" * 600_000, b"\0" * 600_000]],
+        }
+        for messages in sent.values():
+            for frames in messages:
+                raw_send(address, [bytes(f) for f in frames])
+        raw_send(address, [b"\0" * (2 * 2**20)])  # above zmq's per-frame cap: peer dropped
+        infra = infra_for(agents)
+        deployment = build_deployment(path, dict.fromkeys(blocks, "a"), infra)
+        with connect(deployment, infra, token=token) as s:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                rejected = s.stats()["a"]["rejected"]
+                if sum(rejected.values()) >= sum(map(len, sent.values())):
+                    break
+                time.sleep(0.1)
+            assert rejected == {reason: len(m) for reason, m in sent.items()}
+            model = onnx.load(path)
+            feeds = random_feeds(model)
+            (expected, *_) = session(model).run(None, feeds)
+            output = s.infer(feeds)[deployment.model_outputs[0]]
+            np.testing.assert_allclose(output, expected, atol=1e-4)
+        assert agents["a"].process.poll() is None
+
+
+def test_a_token_is_required_off_loopback() -> None:
+    with pytest.raises(InputError, match="token"):
+        AgentSettings(name="edge", listen="0.0.0.0:7102")
+    AgentSettings(name="edge", listen="127.0.0.1:7102")
+    AgentSettings(name="edge", listen="0.0.0.0:7102", token="t")
