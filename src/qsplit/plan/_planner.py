@@ -111,7 +111,7 @@ def plan(
         solver=report,
         payoff=payoff,
         objective=objective,
-        baselines=_baselines(problem) if with_baselines else {},
+        baselines=_baselines(problem, payoff) if with_baselines else {},
     )
 
 
@@ -156,12 +156,12 @@ def _value(evaluation: Evaluation, objective: str) -> float:
     return evaluation.latency_s if objective == "latency" else evaluation.energy_j
 
 
-def _baselines(problem: PlanningProblem) -> Mapping[str, Predicted]:
-    """Baselines from :mod:`qsplit.plan._baselines`, or none while that module does not exist."""
+def _baselines(problem: PlanningProblem, payoff: Payoff | None) -> Mapping[str, Predicted]:
+    """Baselines from :mod:`qsplit.plan._baselines`, chosen by the plan's normalised objective."""
     try:
         from qsplit.plan._baselines import compute_baselines  # type: ignore[import-not-found]
     except ModuleNotFoundError as exc:
         if exc.name != "qsplit.plan._baselines":
             raise
         return {}
-    return {name: Predicted.of(ev) for name, ev in compute_baselines(problem).items()}
+    return {name: Predicted.of(ev) for name, ev in compute_baselines(problem, payoff).items()}
