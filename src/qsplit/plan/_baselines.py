@@ -77,7 +77,7 @@ def baseline_plans(problem: PlanningProblem, payoff: Payoff | None = None) -> di
         return result
     result["best-split"] = _best_split(problem, scale, prices, others, "best-split", False)
     cuts = (
-        _priced(problem, "min-cut", min_cut_assignment(prices, node), summary=f"device ⇄ {node}")
+        _priced(problem, "min-cut", min_cut_assignment(prices, node), summary=f"{device} ⇄ {node}")
         for node in others
     )
     result["min-cut"] = _best(problem, scale, cuts)
