@@ -1,7 +1,7 @@
 """Model analysis: load an ONNX model, build its LayerGraph, coarsen it into blocks."""
 
 from qsplit.model._analyze import build_node_graph
-from qsplit.model._coarsen import coarsen
+from qsplit.model._coarsen import coarsen, merge_blocks
 from qsplit.model._grouping import acyclic_groups
 from qsplit.model._layergraph import (
     Block,
@@ -39,5 +39,6 @@ __all__ = [
     "build_node_graph",
     "coarsen",
     "load_model",
+    "merge_blocks",
     "parse_input_shape",
 ]

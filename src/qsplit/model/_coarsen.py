@@ -47,7 +47,7 @@ def coarsen(
     labels = _contract_chains(graph, labels)
     groups = acyclic_groups(graph.dag, graph.block_names, labels)
     names = _group_names(graph, groups, labels)
-    return _merge(graph, groups, names)
+    return merge_blocks(graph, groups, names)
 
 
 def _prefix_labels(graph: LayerGraph, depth: int, max_fraction: float) -> dict[str, Hashable]:
@@ -107,7 +107,9 @@ def _group_names(
     return names
 
 
-def _merge(graph: LayerGraph, groups: list[list[str]], names: list[str]) -> LayerGraph:
+def merge_blocks(graph: LayerGraph, groups: list[list[str]], names: list[str]) -> LayerGraph:
+    """A block-granularity graph with one block per group (named by `names`); tensors internal
+    to a group disappear, the others are re-attached to the groups that produce and read them."""
     owner = {
         member: name for name, members in zip(names, groups, strict=True) for member in members
     }

@@ -22,8 +22,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from qsplit.model import LayerGraph, LoadedModel, build_node_graph, load_model
-from qsplit.model._coarsen import _merge
+from qsplit.model import LayerGraph, LoadedModel, build_node_graph, load_model, merge_blocks
 from qsplit.quant._calibration import Calibration
 
 _QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -249,4 +248,4 @@ def quantized_split_view(
     groups = [
         [n.name for n in proto_nodes if label[n.name] == block] for block in graph.block_names
     ]
-    return model, _merge(nodes, groups, list(graph.block_names))
+    return model, merge_blocks(nodes, groups, list(graph.block_names))
