@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import pytest
 import zmq
-from agents import infra_for, restart, running_agents, stop
 
 import synthetic
+from agents import infra_for, restart, running_agents, stop
 from conftest import random_feeds, session
 from qsplit.errors import InputError, TransportError
 from qsplit.model import analyze

@@ -6,10 +6,10 @@ import hashlib
 from pathlib import Path
 
 import yaml
-from agents import running_agents
 from typer.testing import CliRunner
 
 import synthetic
+from agents import running_agents
 from qsplit._jsonio import read_json, write_json
 from qsplit.cli import app
 from qsplit.model import analyze

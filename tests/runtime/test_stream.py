@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from agents import infra_for, running_agents
 
 import qsplit
 import synthetic
+from agents import infra_for, running_agents
 from conftest import random_feeds, session
 from qsplit.model import analyze
 from qsplit.runtime import build_deployment
