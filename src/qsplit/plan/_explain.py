@@ -34,7 +34,7 @@ def explain_infeasible(
         solves.session.set_upper(row, None)
         result = solves.minimise(form.quantity(name), f"the least feasible {name}")
         if result.has_solution:
-            findings.append((name, limit, _quantity(solves.solution()[2], name)))
+            findings.append((name, limit, _quantity(solves.solution(relaxed=name)[2], name)))
         solves.session.set_upper(row, limit)
 
     if findings:

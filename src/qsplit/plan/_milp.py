@@ -69,7 +69,7 @@ class Formulation:
             if (var.value() or 0.0) > 0.5:
                 assignment[block] = node
         quantized = tuple(
-            b for (b, level), v in self.z.items() if level == "int8" and v.value() > 0.5
+            b for (b, level), v in self.z.items() if level == "int8" and (v.value() or 0.0) > 0.5
         )
         return assignment, quantized
 

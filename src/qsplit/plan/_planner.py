@@ -18,7 +18,7 @@ import pulp
 
 from qsplit.errors import SolverError
 from qsplit.partition import components
-from qsplit.plan._cost import Evaluation, evaluate
+from qsplit.plan._cost import Evaluation, evaluate, violations
 from qsplit.plan._explain import explain_infeasible
 from qsplit.plan._milp import Formulation, build
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
@@ -49,9 +49,23 @@ class Solves:
             )
         return result
 
-    def solution(self) -> tuple[dict[str, str], tuple[str, ...], Evaluation]:
+    def solution(
+        self, relaxed: str | None = None
+    ) -> tuple[dict[str, str], tuple[str, ...], Evaluation]:
+        """The solution on the variables, priced by the cost model and checked against it.
+
+        ``relaxed`` names a bound switched off for this solve, which the check then skips.
+        """
         assignment, quantized = self.form.read_assignment()
-        return assignment, quantized, evaluate(self.problem, assignment, quantized)
+        evaluation = evaluate(self.problem, assignment, quantized)
+        broken = [v for v in violations(self.problem, evaluation) if v.constraint != relaxed]
+        if broken:  # the MILP and the cost model disagree: a bug, not a user error
+            v = broken[0]
+            raise SolverError(
+                f"internal error: the solver's plan breaks {v.constraint} ({v.value:.6g} > "
+                f"{v.bound:.6g}) under the cost model; please report it with the input files"
+            )
+        return assignment, quantized, evaluation
 
     def hold(self, objective: str, value: float | None) -> None:
         """Hold ``objective`` at most ``value`` (plus tolerance); ``None`` frees it."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,7 +46,7 @@ class SolveResult:
         return self.status in ("optimal", "feasible")
 
 
-class SolverSession:
+class SolverSession(ABC):
     """A loaded model that can be re-solved; created by :func:`open_session`."""
 
     name: str
@@ -60,8 +61,9 @@ class SolverSession:
         bound = DISABLED if rhs is None else rhs
         row.constant = row.expr.constant - bound
 
+    @abstractmethod
     def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
-        raise NotImplementedError
+        """Minimise ``objective``; on success the values are on the PuLP variables."""
 
     def _time_left_s(self) -> float | None:
         if self._deadline is None:
