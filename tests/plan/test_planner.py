@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import qsplit.plan
 from qsplit.cli import app
 from qsplit.errors import InfeasibleError, InputError, SchemaError
+from qsplit.infra import Link
 from qsplit.plan import Bounds, Plan, PlanningProblem, evaluate, load_problem, plan
 from qsplit.profile import LinkMeasurement, LinkProfile
 
@@ -246,3 +247,15 @@ def test_public_api_is_importable_and_public() -> None:
     for name in qsplit.plan.__all__:
         assert not name.startswith("_")
         assert getattr(qsplit.plan, name) is not None
+
+
+def test_measured_links_replace_the_nominal_ones(tmp_path: Path) -> None:
+    files = _write_inputs(tmp_path)
+    slow = LinkProfile((LinkMeasurement("dev", "edge", 0.2, 1e5),))
+    problem = load_problem(
+        files["graph"], files["infra"], [files["profiles"]], files["noise"], links=slow
+    )
+    assert problem.infra.link("dev", "edge").latency_s == 0.2
+    assert problem.infra.link("edge", "dev").latency_s == 0.005
+    with pytest.raises(InputError, match="unknown node 'mars'"):
+        INFRA.with_links([Link("dev", "mars", 1e6, 0.01)])

@@ -23,6 +23,10 @@ def plan_command(
     noise: Annotated[
         Path | None, typer.Option(help="Noise model JSON; without it nothing is quantized.")
     ] = None,
+    links: Annotated[
+        Path | None,
+        typer.Option(help="Measured link profile JSON; overrides the infra file's link numbers."),
+    ] = None,
     noise_max: Annotated[
         float | None, typer.Option(help="Largest predicted quantization noise allowed.")
     ] = None,
@@ -55,6 +59,7 @@ def plan_command(
         infra,
         profiles,
         noise,
+        links=links,
         bounds=Bounds(noise_max=noise_max, device_energy_budget_j=energy_budget, memory=memory),
         w_latency=w_latency,
         w_energy=w_energy,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from qsplit.errors import InputError
@@ -92,3 +93,21 @@ class Infra:
                 field="links",
                 fix=f"add a link {{from: {source}, to: {target}, bandwidth: ..., latency: ...}}",
             ) from None
+
+    def with_links(self, links: Iterable[Link]) -> Infra:
+        """A copy where ``links`` replace the links in the same direction (or are added).
+
+        Used to plan with measured links instead of the file's nominal numbers.
+        """
+        updated = dict(self._links)
+        for link in links:
+            self.node(link.source)
+            self.node(link.target)
+            if link.source == link.target:
+                raise InputError(
+                    f"a link from {link.source!r} to itself",
+                    field="links",
+                    fix="drop it: transfers within a node cost nothing",
+                )
+            updated[(link.source, link.target)] = link
+        return replace(self, links=tuple(updated.values()))

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from qsplit.errors import InputError
-from qsplit.infra import Infra, load_infra
+from qsplit.infra import Infra, Link, load_infra
 from qsplit.model import LayerGraph
 from qsplit.plan._problem import Bounds, LatencyModel, PlanningProblem
-from qsplit.profile import ComputeProfile
+from qsplit.profile import ComputeProfile, LinkProfile
 from qsplit.profile._types import COMPUTE_PROFILE_KIND
 from qsplit.quant import NoisePolynomial
 
@@ -21,6 +21,7 @@ def load_problem(
     profiles: Iterable[str | Path],
     noise: NoisePolynomial | str | Path | None = None,
     *,
+    links: LinkProfile | str | Path | None = None,
     bounds: Bounds | None = None,
     w_latency: float = 0.5,
     w_energy: float = 0.5,
@@ -28,8 +29,10 @@ def load_problem(
 ) -> PlanningProblem:
     """Read the graph, infrastructure, compute profiles and noise model, and check them together.
 
-    ``profiles`` are profile files or directories (every ``*.json`` in a directory is read); each
-    profile names its node. Raises :class:`InputError` naming the file and field of any mismatch.
+    ``profiles`` are profile files or directories (every compute profile in a directory is read);
+    each profile names its node. ``links``, measured link latencies and bandwidths, replace the
+    infrastructure file's numbers for the links they cover. Raises :class:`InputError` naming
+    the file and field of any mismatch.
     """
     sources: dict[str, str] = {}
     if not isinstance(graph, LayerGraph):
@@ -44,6 +47,13 @@ def load_problem(
     if not isinstance(infra, Infra):
         sources["infra"] = str(infra)
         infra = load_infra(infra)
+    if links is not None:
+        if not isinstance(links, LinkProfile):
+            sources["links"] = str(links)
+            links = LinkProfile.load(links)
+        infra = infra.with_links(
+            Link(m.source, m.target, m.bandwidth_bytes_per_s, m.latency_s) for m in links.links
+        )
     if noise is not None and not isinstance(noise, NoisePolynomial):
         sources["noise"] = str(noise)
         noise = NoisePolynomial.load(noise)
