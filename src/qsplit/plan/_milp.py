@@ -32,6 +32,10 @@ from qsplit.plan._problem import PlanningProblem, Precision
 from qsplit.plan._solver import DISABLED
 
 Expr = pulp.LpAffineExpression
+XVars = dict[tuple[str, str], pulp.LpVariable]
+"""(block, node) → placement bit."""
+ZVars = dict[tuple[str, Precision], pulp.LpVariable]
+"""(block, precision) → precision bit, quantizable blocks only."""
 _SOURCE = "<source>"
 _SINK = "<sink>"
 
@@ -50,9 +54,8 @@ class Formulation:
     """``noise``, ``device-energy``, ``memory:<node>`` → its ``≤`` row (switched off if unset)."""
     lex_rows: dict[str, pulp.LpConstraint]
     """``latency``, ``energy`` → a row used to keep one objective at its optimum."""
-    x: dict[tuple[str, str], pulp.LpVariable]
-    z: dict[tuple[str, Precision], pulp.LpVariable]
-    build_time_s: float = 0.0
+    x: XVars
+    z: ZVars
 
     def quantity(self, name: str) -> Expr:
         """The expression a bound row limits (for infeasibility explanations)."""
@@ -100,35 +103,8 @@ def build(problem: PlanningProblem) -> Formulation:
     """Formulate ``problem`` (bounds set from ``problem.bounds``; objective left to the caller)."""
     b = _Builder(problem)
     graph, infra = problem.graph, problem.infra
-    nodes = infra.node_names
-    device = infra.device
-
-    x = {(blk.name, k): b.var("x", binary=True) for blk in graph.blocks for k in nodes}
-    for blk in graph.blocks:
-        b.add(pulp.lpSum(x[blk.name, k] for k in nodes) == 1)
-
-    z: dict[tuple[str, Precision], pulp.LpVariable] = {}
-    xz: dict[tuple[str, str, Precision], Expr] = {}
-    for blk in graph.blocks:
-        levels = problem.precisions(blk.name)
-        if len(levels) == 1:
-            for k in nodes:
-                xz[blk.name, k, levels[0]] = x[blk.name, k] + 0
-            continue
-        for level in levels:
-            z[blk.name, level] = b.var("z", binary=True)
-        b.add(pulp.lpSum(z[blk.name, level] for level in levels) == 1)
-        cells = _marginals(
-            b,
-            rows={k: x[blk.name, k] + 0 for k in nodes},
-            cols={lv: z[blk.name, lv] + 0 for lv in levels},
-            pairs=[(k, lv) for k in nodes for lv in levels],
-        )
-        for (k, lv), cell in cells.items():
-            xz[blk.name, k, lv] = cell
-
-    crossing_pairs = [(k, h) for k in nodes for h in nodes if k != h]
-    # -- edges and carried tensors -----------------------------------------------------------
+    nodes, device = infra.node_names, infra.device
+    x, z, xz = _placement(b)
     compute_s = {
         (blk.name, k): pulp.lpSum(
             problem.compute_s(blk.name, k, lv) * xz[blk.name, k, lv]
@@ -137,58 +113,11 @@ def build(problem: PlanningProblem) -> Formulation:
         for blk in graph.blocks
         for k in nodes
     }
-    transfer_s: dict[tuple[str, str], list[Expr]] = {pair: [] for pair in crossing_pairs}
-    present: dict[str, list[Expr]] = {k: [] for k in nodes}
-    edge_time: dict[tuple[str, str], Expr] = {}  # (tensor, destination) → transfer time
-    for tensor in graph.tensors:
-        source = tensor.producer or _SOURCE
-        destinations = list(dict.fromkeys(tensor.consumers))
-        if tensor.is_model_output:
-            destinations.append(_SINK)
-        if tensor.producer is None:
-            present[device].append(pulp.LpAffineExpression(constant=tensor.bytes))
-        else:
-            for k in nodes:
-                present[k].append(tensor.bytes * x[tensor.producer, k])
-        edges = {d: _edge(b, x, source, d) for d in destinations}
-        if len(destinations) == 1:
-            carry = edges[destinations[0]]
-        else:
-            carry = {}
-            for pair in crossing_pairs:
-                terms = [e[pair] for e in edges.values() if pair in e]
-                if terms:
-                    y = b.var("y")
-                    for term in terms:
-                        b.add(y >= term)
-                    carry[pair] = y + 0
-        carried_by_level = _by_precision(b, problem, z, tensor, carry)
-        for (k, h), by_level in carried_by_level.items():
-            link = infra.link(k, h)
-            transfer_s[k, h].append(
-                pulp.lpSum(
-                    link.transfer_s(wire_bytes(tensor, lv)) * amount
-                    for lv, amount in by_level.items()
-                )
-            )
-            present[h].append(tensor.bytes * carry[k, h])
-        if problem.latency_model == "critical-path":
-            for d, edge in edges.items():
-                by_level = (
-                    carried_by_level
-                    if len(destinations) == 1
-                    else _by_precision(b, problem, z, tensor, edge)
-                )
-                edge_time[tensor.name, d] = pulp.lpSum(
-                    infra.link(k, h).transfer_s(wire_bytes(tensor, lv)) * amount
-                    for (k, h), amounts in by_level.items()
-                    for lv, amount in amounts.items()
-                )
+    flows = _tensor_flows(b, x, z)
 
-    # -- objectives --------------------------------------------------------------------------
     node_compute = {k: pulp.lpSum(compute_s[blk.name, k] for blk in graph.blocks) for k in nodes}
     node_send = {
-        k: pulp.lpSum(t for (src, _), ts in transfer_s.items() if src == k for t in ts)
+        k: pulp.lpSum(t for (src, _), ts in flows.transfer_s.items() if src == k for t in ts)
         for k in nodes
     }
     energy_of = {
@@ -200,20 +129,18 @@ def build(problem: PlanningProblem) -> Formulation:
     if problem.latency_model == "sum":
         latency = pulp.lpSum(node_compute.values()) + pulp.lpSum(node_send.values())
     else:
-        latency = _critical_path(b, problem, compute_s, node_compute, edge_time)
-
+        latency = _critical_path(b, compute_s, node_compute, flows.edge_time)
     memory = {
         k: pulp.lpSum(
             weight_bytes(blk.weight_bytes, lv) * xz[blk.name, k, lv]
             for blk in graph.blocks
             for lv in problem.precisions(blk.name)
         )
-        + pulp.lpSum(present[k])
+        + pulp.lpSum(flows.present[k])
         for k in nodes
     }
-    noise = _noise(b, problem, z)
+    noise = _noise(b, z)
 
-    # -- bounds ------------------------------------------------------------------------------
     bounds = problem.bounds
     limits = {
         "noise": bounds.noise_max,
@@ -242,6 +169,88 @@ def build(problem: PlanningProblem) -> Formulation:
     )
 
 
+def _placement(b: _Builder) -> tuple[XVars, ZVars, dict[tuple[str, str, Precision], Expr]]:
+    """``x[i,k]``, ``z[i,l]`` and their exact products ``xz[i,k,l]`` (marginals per block)."""
+    problem = b.problem
+    nodes = problem.infra.node_names
+    x = {(blk, k): b.var("x", binary=True) for blk in problem.graph.block_names for k in nodes}
+    z: ZVars = {}
+    xz: dict[tuple[str, str, Precision], Expr] = {}
+    for blk in problem.graph.block_names:
+        b.add(pulp.lpSum(x[blk, k] for k in nodes) == 1)
+        levels = problem.precisions(blk)
+        if len(levels) == 1:
+            xz.update({(blk, k, levels[0]): x[blk, k] + 0 for k in nodes})
+            continue
+        z.update({(blk, lv): b.var("z", binary=True) for lv in levels})
+        b.add(pulp.lpSum(z[blk, lv] for lv in levels) == 1)
+        cells = _marginals(
+            b,
+            rows={k: x[blk, k] + 0 for k in nodes},
+            cols={lv: z[blk, lv] + 0 for lv in levels},
+            pairs=[(k, lv) for k in nodes for lv in levels],
+        )
+        xz.update({(blk, k, lv): cell for (k, lv), cell in cells.items()})
+    return x, z, xz
+
+
+@dataclass
+class _Flows:
+    transfer_s: dict[tuple[str, str], list[Expr]]
+    """Link → time of each tensor it carries."""
+    present: dict[str, list[Expr]]
+    """Node → bytes of each tensor present on it."""
+    edge_time: dict[tuple[str, str], Expr]
+    """(tensor, destination) → transfer time on that edge (critical-path model only)."""
+
+
+def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
+    """Edges, carried tensors and their precision split, for every tensor of the graph."""
+    problem = b.problem
+    infra = problem.infra
+    nodes = infra.node_names
+    crossing = [(k, h) for k in nodes for h in nodes if k != h]
+    flows = _Flows({pair: [] for pair in crossing}, {k: [] for k in nodes}, {})
+
+    def timed(tensor: Tensor, split: dict[tuple[str, str], dict[Precision, Expr]]) -> Expr:
+        return pulp.lpSum(
+            infra.link(k, h).transfer_s(wire_bytes(tensor, lv)) * amount
+            for (k, h), amounts in split.items()
+            for lv, amount in amounts.items()
+        )
+
+    for tensor in problem.graph.tensors:
+        destinations = list(dict.fromkeys(tensor.consumers))
+        if tensor.is_model_output:
+            destinations.append(_SINK)
+        if tensor.producer is None:
+            flows.present[infra.device].append(pulp.LpAffineExpression(constant=tensor.bytes))
+        else:
+            for k in nodes:
+                flows.present[k].append(tensor.bytes * x[tensor.producer, k])
+        edges = {d: _edge(b, x, tensor.producer or _SOURCE, d) for d in destinations}
+        if len(destinations) == 1:
+            carry = edges[destinations[0]]
+        else:  # charged once per link: y ≥ each destination's edge on that link
+            carry = {}
+            for pair in crossing:
+                terms = [e[pair] for e in edges.values() if pair in e]
+                if terms:
+                    y = b.var("y")
+                    for term in terms:
+                        b.add(y >= term)
+                    carry[pair] = y + 0
+        carried = _by_precision(b, z, tensor, carry)
+        for (k, h), amounts in carried.items():
+            flows.transfer_s[k, h].append(timed(tensor, {(k, h): amounts}))
+            flows.present[h].append(tensor.bytes * carry[k, h])
+        if problem.latency_model == "critical-path":
+            for d, edge in edges.items():
+                split = carried if len(destinations) == 1 else _by_precision(b, z, tensor, edge)
+                flows.edge_time[tensor.name, d] = timed(tensor, split)
+    return flows
+
+
 def _marginals(
     b: _Builder, *, rows: dict[str, Expr], cols: dict[str, Expr], pairs: list[tuple[str, str]]
 ) -> dict[tuple[str, str], Expr]:
@@ -258,9 +267,7 @@ def _marginals(
     return {pair: v + 0 for pair, v in cells.items()}
 
 
-def _edge(
-    b: _Builder, x: dict[tuple[str, str], pulp.LpVariable], source: str, destination: str
-) -> dict[tuple[str, str], Expr]:
+def _edge(b: _Builder, x: XVars, source: str, destination: str) -> dict[tuple[str, str], Expr]:
     """Crossing part of a tensor edge: (k, h) → 1 when source is on k and destination on h ≠ k.
 
     ``source``/``destination`` are block names or the device-pinned source/sink. Pairs without a
@@ -295,11 +302,11 @@ def _edge(
 
 
 def _by_precision(
-    b, problem: PlanningProblem, z, tensor: Tensor, amounts: dict[tuple[str, str], Expr]
+    b: _Builder, z: ZVars, tensor: Tensor, amounts: dict[tuple[str, str], Expr]
 ) -> dict[tuple[str, str], dict[Precision, Expr]]:
     """Split each carried amount by the producer's precision (transfers are sent at it)."""
     producer = tensor.producer
-    levels = problem.precisions(producer) if producer else ("fp32",)
+    levels = b.problem.precisions(producer) if producer else ("fp32",)
     if len(levels) == 1:
         return {pair: {levels[0]: amount} for pair, amount in amounts.items()}
     result = {}
@@ -312,9 +319,14 @@ def _by_precision(
     return result
 
 
-def _critical_path(b, problem, compute_s, node_compute, edge_time) -> Expr:
+def _critical_path(
+    b: _Builder,
+    compute_s: dict[tuple[str, str], Expr],
+    node_compute: dict[str, Expr],
+    edge_time: dict[tuple[str, str], Expr],
+) -> Expr:
     """Latency variable ``T`` ≥ every finish time, output return and node load."""
-    graph, nodes = problem.graph, problem.infra.node_names
+    graph, nodes = b.problem.graph, b.problem.infra.node_names
     finish = {blk.name: b.var("f", upper=None) for blk in graph.blocks}
     latency = b.var("T", upper=None)
     own = {blk.name: pulp.lpSum(compute_s[blk.name, k] for k in nodes) for blk in graph.blocks}
@@ -332,10 +344,10 @@ def _critical_path(b, problem, compute_s, node_compute, edge_time) -> Expr:
     return latency + 0
 
 
-def _noise(b, problem: PlanningProblem, z) -> Expr:
+def _noise(b: _Builder, z: ZVars) -> Expr:
     """``intercept·OR(q) + Σ coefficient·AND(q_S)``, exact for binary ``q``."""
-    poly = problem.noise
-    quantizable = problem.quantizable
+    poly = b.problem.noise
+    quantizable = b.problem.quantizable
     if poly is None or not quantizable:
         return pulp.LpAffineExpression()
     q = {blk: z[blk, "int8"] for blk in quantizable}
