@@ -80,7 +80,8 @@ def noise(quantizable: Sequence[str], intercept: float, terms: dict[tuple[str, .
 
 
 def random_dag(rng: random.Random, n_blocks: int) -> LayerGraph:
-    """A random connected DAG: each block reads 1–2 earlier tensors; some tensors fan out."""
+    """A random DAG: blocks mostly read 1–2 earlier tensors (some fan out); now and then a block
+    reads nothing (a constant generator) or the model input is also returned as an output."""
     names = [f"b{i}" for i in range(n_blocks)]
     readers: dict[str, list[str]] = {"in": []}
     producer_of = {"in": None}
@@ -91,12 +92,14 @@ def random_dag(rng: random.Random, n_blocks: int) -> LayerGraph:
         picks = {available[-1] if rng.random() < 0.6 else rng.choice(available)}
         if rng.random() < 0.3:
             picks.add(rng.choice(available))
+        if i > 0 and rng.random() < 0.05:
+            picks = set()
         for t in sorted(picks):
             readers[t].append(name)
     last = f"t{n_blocks - 1}"
     tensors = []
     for t, consumers in readers.items():
-        is_out = t == last or (not consumers and t != "in") or (rng.random() < 0.1 and t != "in")
+        is_out = t == last or (not consumers and t != "in") or rng.random() < 0.1
         tensors.append((t, producer_of[t], consumers, rng.randrange(1, 200) * 4000, is_out))
     weights = {name: rng.randrange(0, 50) * 10_000 for name in names}
     return graph(weights, tensors)
