@@ -52,10 +52,10 @@ class Infra:
     device: str
     nodes: tuple[Node, ...]
     links: tuple[Link, ...]
-    source: str | None = None
+    source: str | None = field(default=None, compare=False)
     """File it was loaded from, for messages."""
-    _nodes: dict[str, Node] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
-    _links: dict[tuple[str, str], Link] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    _nodes: dict[str, Node] = field(init=False, repr=False, compare=False)
+    _links: dict[tuple[str, str], Link] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_nodes", {n.name: n for n in self.nodes})
