@@ -65,8 +65,13 @@ def plan_command(
         w_energy=w_energy,
         latency_model=latency_model,  # type: ignore[arg-type]
     )
-    with console.status("solving…"):
-        result = plan(problem, solver, time_limit_s=time_limit)
+    with console.status("formulating…") as status:
+        result = plan(
+            problem,
+            solver,
+            time_limit_s=time_limit,
+            on_solve=lambda what: status.update(f"solving: minimising {what}…"),
+        )
     result.save(out)
     console.print(component_table(result))
     console.print(comparison_table(result))

@@ -11,7 +11,7 @@ objective value.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pulp
@@ -37,9 +37,13 @@ class Solves:
     form: Formulation
     session: SolverSession
     results: list[SolveResult] = field(default_factory=list)
+    on_solve: Callable[[str], None] | None = None
+    """Told what each solve is about to minimise, for progress displays."""
 
     def minimise(self, objective: pulp.LpAffineExpression, what: str) -> SolveResult:
         """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible."""
+        if self.on_solve is not None:
+            self.on_solve(what)
         result = self.session.solve(objective)
         self.results.append(result)
         if result.status in ("unbounded", "no-solution"):
@@ -80,8 +84,12 @@ def plan(
     time_limit_s: float | None = None,
     mip_gap: float = 1e-6,
     with_baselines: bool = True,
+    on_solve: Callable[[str], None] | None = None,
 ) -> Plan:
     """Find the plan minimising ``w_latency·T_norm + w_energy·E_norm`` under the bounds.
+
+    ``time_limit_s`` bounds all solves together; ``mip_gap`` is the relative gap each solve
+    stops at; ``on_solve`` is called with a short description before each solve.
 
     Raises :class:`InfeasibleError` naming the binding bound and its least feasible value, and
     :class:`SolverError` when the solver stops without any plan (e.g. out of time).
@@ -89,9 +97,8 @@ def plan(
     started = time.perf_counter()
     form = build(problem)
     build_time_s = time.perf_counter() - started
-    solves = Solves(
-        problem, form, open_session(form.prob, solver, mip_gap=mip_gap, time_limit_s=time_limit_s)
-    )
+    session = open_session(form.prob, solver, mip_gap=mip_gap, time_limit_s=time_limit_s)
+    solves = Solves(problem, form, session, on_solve=on_solve)
     payoff, (assignment, quantized, evaluation) = _optimise(solves)
 
     total = solves.results
