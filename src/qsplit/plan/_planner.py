@@ -14,13 +14,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import pulp
-
 from qsplit.errors import SolverError
 from qsplit.partition import components
 from qsplit.plan._cost import Evaluation, evaluate, violations
 from qsplit.plan._explain import explain_infeasible
-from qsplit.plan._milp import Formulation, build
+from qsplit.plan._milp import Expr, Formulation, build
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
 from qsplit.plan._problem import PlanningProblem
 from qsplit.plan._solver import SolveResult, SolverSession, open_session
@@ -40,7 +38,7 @@ class Solves:
     on_solve: Callable[[str], None] | None = None
     """Told what each solve is about to minimise, for progress displays."""
 
-    def minimise(self, objective: pulp.LpAffineExpression, what: str) -> SolveResult:
+    def minimise(self, objective: Expr, what: str) -> SolveResult:
         """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible."""
         if self.on_solve is not None:
             self.on_solve(what)
