@@ -231,3 +231,11 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot read the file"):
         load_infra(tmp_path / "nope.yaml")
+
+
+def test_public_api_is_importable_and_public() -> None:
+    import qsplit.infra
+
+    for name in qsplit.infra.__all__:
+        assert not name.startswith("_")
+        assert getattr(qsplit.infra, name) is not None
