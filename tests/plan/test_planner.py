@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from plan_helpers import graph, infra, noise, profile
+from plan_helpers import graph, infra, noise, profile, random_dag
 from typer.testing import CliRunner
 
 import qsplit.plan
 from qsplit.cli import app
 from qsplit.errors import InfeasibleError, InputError, SchemaError
 from qsplit.infra import Link
-from qsplit.plan import Bounds, Plan, PlanningProblem, evaluate, load_problem, plan
+from qsplit.plan import Bounds, Plan, PlanningProblem, Predicted, evaluate, load_problem, plan
 from qsplit.profile import LinkMeasurement, LinkProfile
 
 GRAPH = graph(
@@ -259,3 +260,26 @@ def test_measured_links_replace_the_nominal_ones(tmp_path: Path) -> None:
     assert problem.infra.link("edge", "dev").latency_s == 0.005
     with pytest.raises(InputError, match="unknown node 'mars'"):
         INFRA.with_links([Link("dev", "mars", 1e6, 0.01)])
+
+
+def test_time_limited_plan_is_feasible_not_optimal() -> None:
+    # 60 blocks on three nodes with the critical path: seconds to prove, not milliseconds.
+    rng = random.Random(7)
+    big = random_dag(rng, 60)
+    nodes = infra(
+        [("dev", 3.0, 3.5, 10**9), ("edge", 6.0, 2.0, 10**9), ("cloud", 30.0, 0.1, 10**9)],
+        [
+            (a, b, 5e6, 0.01)
+            for a in ("dev", "edge", "cloud")
+            for b in ("dev", "edge", "cloud")
+            if a != b
+        ],
+    )
+    profiles = {
+        n: profile(n, {b: (s * rng.uniform(1e-3, 5e-2), None) for b in big.block_names})
+        for n, s in (("dev", 10), ("edge", 3), ("cloud", 1))
+    }
+    problem = PlanningProblem(big, nodes, profiles, latency_model="critical-path")
+    result = plan(problem, time_limit_s=1e-3, with_baselines=False)
+    assert result.solver.status == "feasible"
+    assert result.predicted == Predicted.of(evaluate(problem, result.assignment, result.quantized))

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from qsplit.errors import SolverError
+from qsplit.errors import InputError, SolverError
 from qsplit.partition import components
 from qsplit.plan._cost import Evaluation, evaluate, violations
 from qsplit.plan._explain import explain_infeasible
@@ -140,6 +140,8 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     weights = {"latency": problem.w_latency, "energy": problem.w_energy}
 
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
+        if not solves.results:
+            _suggest_single_node(solves, first)
         result = solves.minimise(expressions[first], first)
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
@@ -169,6 +171,28 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     ) * (form.energy - energy_min)
     solves.minimise(objective, "the weighted objective")
     return payoff, solves.solution()
+
+
+def _suggest_single_node(solves: Solves, objective: str) -> None:
+    """Start the first solve from the best single-node fp32 plan that meets the bounds, if any.
+
+    Without a starting point a large time-limited solve can stop before finding any plan.
+    """
+    problem, form = solves.problem, solves.form
+    best: tuple[float, str] | None = None
+    for node in problem.infra.node_names:
+        try:
+            evaluation = evaluate(problem, dict.fromkeys(problem.graph.block_names, node))
+        except InputError:  # the model's inputs or outputs would need a missing link
+            continue
+        value = _value(evaluation, objective)
+        if not violations(problem, evaluation) and (best is None or value < best[0]):
+            best = (value, node)
+    if best is None:
+        return
+    start = {var: float(node == best[1]) for (_, node), var in form.x.items()}
+    start.update({var: float(level == "fp32") for (_, level), var in form.z.items()})
+    solves.session.suggest(start)
 
 
 def _value(evaluation: Evaluation, objective: str) -> float:

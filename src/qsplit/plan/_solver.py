@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pulp
 
 from qsplit.errors import DependencyError, InputError, SolverError
@@ -62,6 +64,10 @@ class SolverSession(ABC):
         row.constant = row.expr.constant - bound
 
     @abstractmethod
+    def suggest(self, values: Mapping[pulp.LpVariable, float]) -> None:
+        """Offer a starting point for the next solve; it may set only some variables."""
+
+    @abstractmethod
     def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
         """Minimise ``objective``; on success the values are on the PuLP variables."""
 
@@ -90,6 +96,12 @@ class _HighsSession(SolverSession):
         self._model.setOptionValue("mip_abs_gap", 0.0)  # objectives can be tiny (seconds, joules)
         self._variables = prob.variables()
         self._last: object | None = None
+        self._hint: tuple[np.ndarray, np.ndarray] | None = None
+
+    def suggest(self, values: Mapping[pulp.LpVariable, float]) -> None:
+        # HiGHS completes a partial start by solving for the variables left out.
+        indices = np.array([var.index for var in values], dtype=np.int32)
+        self._hint = (indices, np.array(list(values.values()), dtype=np.float64))
 
     def set_upper(self, row: pulp.LpConstraint, rhs: float | None) -> None:
         super().set_upper(row, rhs)
@@ -108,6 +120,8 @@ class _HighsSession(SolverSession):
         model.setOptionValue("time_limit", math.inf if left is None else left)
         if self._last is not None:
             model.setSolution(self._last)
+        elif self._hint is not None:
+            model.setSolution(len(self._hint[0]), *self._hint)
         started = time.perf_counter()
         model.run()
         elapsed = time.perf_counter() - started
@@ -152,6 +166,11 @@ class _PulpSession(SolverSession):
         self._solver_class = solver_class
         self.name = name
         self._warm = False
+
+    def suggest(self, values: Mapping[pulp.LpVariable, float]) -> None:
+        for var, value in values.items():
+            var.setInitialValue(value)
+        self._warm = True
 
     def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
         self._prob.setObjective(objective)
