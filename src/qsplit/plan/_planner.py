@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from qsplit.errors import InputError, SolverError
 from qsplit.partition import components
+from qsplit.plan._baselines import compute_baselines
 from qsplit.plan._cost import Evaluation, evaluate, violations
 from qsplit.plan._explain import explain_infeasible
 from qsplit.plan._milp import Expr, Formulation, build
@@ -200,11 +201,5 @@ def _value(evaluation: Evaluation, objective: str) -> float:
 
 
 def _baselines(problem: PlanningProblem, payoff: Payoff | None) -> Mapping[str, Predicted]:
-    """Baselines from :mod:`qsplit.plan._baselines`, chosen by the plan's normalised objective."""
-    try:
-        from qsplit.plan._baselines import compute_baselines  # type: ignore[import-not-found]
-    except ModuleNotFoundError as exc:
-        if exc.name != "qsplit.plan._baselines":
-            raise
-        return {}
+    """The baselines priced by the same cost model, chosen with the plan's normalised objective."""
     return {name: Predicted.of(ev) for name, ev in compute_baselines(problem, payoff).items()}
