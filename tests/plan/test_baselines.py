@@ -160,3 +160,8 @@ def test_device_energy_budget_steers_the_split_when_it_can() -> None:
     ]
     if meets:
         assert chosen.evaluation.device_energy_j <= budget * (1 + 1e-9)
+
+
+def test_a_lone_device_has_only_the_local_baseline() -> None:
+    problem = random_problem(4, 6, nodes=1, quantizable=2, noise_max=0.05)
+    assert list(baseline_plans(problem)) == ["dev-only"]

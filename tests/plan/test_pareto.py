@@ -164,3 +164,18 @@ def test_device_energy_sweep_respects_the_budget() -> None:
     )
     front = pareto_front(bounded, points=3)
     assert all(p.device_energy_j <= budget * (1 + TOL) for p in front.points)
+
+
+def test_bounds_no_plan_meets_are_explained() -> None:
+    from qsplit.errors import InfeasibleError
+
+    problem = tiny_problem(5, 4, 2)
+    impossible = PlanningProblem(
+        graph=problem.graph,
+        infra=problem.infra,
+        profiles=problem.profiles,
+        noise=problem.noise,
+        bounds=Bounds(noise_max=0.08, device_energy_budget_j=1e-9),
+    )
+    with pytest.raises(InfeasibleError, match="least feasible"):
+        pareto_front(impossible, points=2)
