@@ -13,6 +13,9 @@ from matplotlib.figure import Figure
 
 from qsplit.plan._pareto import ParetoFront
 
+_OPTIMA = {"latency-optimum": ("fastest", (-10, -18)), "energy-optimum": ("least energy", (8, -16))}
+"""Annotated points: label and text offset in points (below the point, where the front is empty)."""
+
 
 def plot_front(front: ParetoFront, path: str | Path, *, title: str | None = None) -> Path:
     """Write a PNG of ``front``: x = latency (s), y = energy (J), colour = noise."""
@@ -35,14 +38,15 @@ def plot_front(front: ParetoFront, path: str | Path, *, title: str | None = None
         linewidths=0.4,
     )
     for point in points:
-        if point.origin in ("latency-optimum", "energy-optimum"):
-            label = "fastest" if point.origin == "latency-optimum" else "least energy"
+        if point.origin in _OPTIMA:
+            label, offset = _OPTIMA[point.origin]
             axes.annotate(
                 label,
                 (point.latency_s, point.energy_j),
-                fontsize=8,
-                xytext=(6, 6),
+                xytext=offset,
                 textcoords="offset points",
+                fontsize=8,
+                arrowprops={"arrowstyle": "-", "linewidth": 0.5},
             )
     colorbar = figure.colorbar(scatter, ax=axes)
     colorbar.set_label("predicted quantization noise")
@@ -52,6 +56,7 @@ def plot_front(front: ParetoFront, path: str | Path, *, title: str | None = None
         title or f"Pareto front: {len(points)} plans ({front.granularity} granularity)",
         fontsize=10,
     )
+    axes.margins(0.1)
     axes.grid(True, linewidth=0.3, alpha=0.6)
     figure.savefig(path)
     return path
