@@ -13,10 +13,11 @@ from qsplit.plan import (
     LatencyModel,
     Payoff,
     PlanningProblem,
+    baseline_plans,
+    compute_baselines,
     evaluate,
     violations,
 )
-from qsplit.plan._baselines import baseline_plans, compute_baselines
 from qsplit.plan._split import split_assignment
 
 PAYOFF = Payoff(latency_min_s=0.0, latency_max_s=1.0, energy_min_j=0.0, energy_max_j=5.0)

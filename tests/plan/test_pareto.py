@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 from plan_helpers import all_assignments, infra, noise, profile, random_dag
 
-from qsplit.plan import Bounds, Evaluation, PlanningProblem, evaluate, violations
-from qsplit.plan._pareto import ParetoFront, ParetoPoint, dominates, pareto_front
+from qsplit.plan import (
+    Bounds,
+    Evaluation,
+    ParetoFront,
+    ParetoPoint,
+    PlanningProblem,
+    evaluate,
+    pareto_front,
+    violations,
+)
+from qsplit.plan._pareto import dominates
 from qsplit.plan._pareto_plot import plot_front
 
 TOL = 1e-6

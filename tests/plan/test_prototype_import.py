@@ -183,7 +183,7 @@ def test_cli_import_then_pareto_end_to_end(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from qsplit.cli import app
-    from qsplit.plan._pareto import ParetoFront
+    from qsplit.plan import ParetoFront
 
     runner = CliRunner()
     data = tmp_path / "imported"

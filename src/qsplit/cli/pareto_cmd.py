@@ -10,7 +10,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from qsplit.cli._app import app, console
-from qsplit.plan import LATENCY_MODELS, SOLVERS, Bounds, load_problem
+from qsplit.plan import LATENCY_MODELS, SOLVERS, Bounds, ParetoFront, load_problem, pareto_front
 
 
 @app.command("pareto")
@@ -59,8 +59,7 @@ def pareto_command(
     Example: qsplit pareto --graph graph.json --infra src/qsplit/examples/three-tier.yaml
     --profiles profiles/ --noise noise.json --noise-max 0.1 --points 6 --out-dir pareto/
     """
-    from qsplit.plan._pareto import pareto_front
-    from qsplit.plan._pareto_plot import plot_front
+    from qsplit.plan._pareto_plot import plot_front  # matplotlib, only when drawing
 
     if latency_model not in LATENCY_MODELS:
         raise typer.BadParameter(
@@ -96,7 +95,7 @@ def pareto_command(
     console.print(f"Written: [bold]{json_path}[/], [bold]{png_path}[/]")
 
 
-def front_table(front) -> Table:  # type: ignore[no-untyped-def]
+def front_table(front: ParetoFront) -> Table:
     """One row per point, fastest first."""
     table = Table(title=f"Pareto front ({front.latency_model} latency, {front.granularity})")
     for column in ("#", "latency", "energy", "device energy", "noise", "found by", "placement"):

@@ -1,5 +1,6 @@
 """Planning: where each block runs and which blocks are quantized, priced by one cost model."""
 
+from qsplit.plan._baselines import Baseline, baseline_plans, compute_baselines
 from qsplit.plan._cost import (
     QUANT_PARAMS_BYTES,
     Evaluation,
@@ -10,6 +11,7 @@ from qsplit.plan._cost import (
     wire_bytes,
 )
 from qsplit.plan._load import load_problem
+from qsplit.plan._pareto import ParetoFront, ParetoPoint, pareto_front
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
 from qsplit.plan._planner import plan
 from qsplit.plan._problem import (
@@ -27,9 +29,12 @@ __all__ = [
     "PRECISIONS",
     "QUANT_PARAMS_BYTES",
     "SOLVERS",
+    "Baseline",
     "Bounds",
     "Evaluation",
     "LatencyModel",
+    "ParetoFront",
+    "ParetoPoint",
     "Payoff",
     "Plan",
     "PlanningProblem",
@@ -37,8 +42,11 @@ __all__ = [
     "Predicted",
     "SolverReport",
     "Violation",
+    "baseline_plans",
+    "compute_baselines",
     "evaluate",
     "load_problem",
+    "pareto_front",
     "plan",
     "violations",
     "weight_bytes",
