@@ -12,6 +12,7 @@ from plan_helpers import all_assignments, infra, noise, profile, random_dag
 from qsplit.plan import (
     Bounds,
     Evaluation,
+    LatencyModel,
     ParetoFront,
     ParetoPoint,
     PlanningProblem,
@@ -25,7 +26,13 @@ from qsplit.plan._pareto_plot import plot_front
 TOL = 1e-6
 
 
-def tiny_problem(seed: int, blocks: int = 5, nodes: int = 2, noise_max: float = 0.08):
+def tiny_problem(
+    seed: int,
+    blocks: int = 5,
+    nodes: int = 2,
+    noise_max: float = 0.08,
+    latency_model: LatencyModel = "sum",
+) -> PlanningProblem:
     rng = random.Random(seed)
     graph = random_dag(rng, blocks)
     names = ["dev", "edge", "cloud"][:nodes]
@@ -61,6 +68,7 @@ def tiny_problem(seed: int, blocks: int = 5, nodes: int = 2, noise_max: float = 
         profiles=profiles,
         noise=noise(chosen, 0.005, terms),
         bounds=Bounds(noise_max=noise_max),
+        latency_model=latency_model,
     )
 
 
@@ -96,10 +104,14 @@ def _as_point(evaluation: Evaluation) -> ParetoPoint:
     )
 
 
-@pytest.fixture(scope="module", params=[(0, 5, 2), (1, 5, 2), (2, 4, 3)], ids=str)
+@pytest.fixture(
+    scope="module",
+    params=[(0, 5, 2, "sum"), (1, 5, 2, "sum"), (2, 4, 3, "sum"), (3, 5, 2, "critical-path")],
+    ids=str,
+)
 def solved(request: pytest.FixtureRequest) -> tuple[PlanningProblem, ParetoFront, list]:
-    seed, blocks, nodes = request.param
-    problem = tiny_problem(seed, blocks, nodes)
+    seed, blocks, nodes, latency_model = request.param
+    problem = tiny_problem(seed, blocks, nodes, latency_model=latency_model)
     return problem, pareto_front(problem, points=5), every_plan(problem)
 
 
