@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from qsplit.model import LayerGraph, Tensor
 from qsplit.plan._linear import ZERO, LinearPrices, Price
-from qsplit.plan._problem import PlanningProblem
+from qsplit.plan._problem import PlanningProblem, Precision
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,12 @@ def scan_splits(prices: LinearPrices, node: str, *, quantize: bool = False) -> l
     reads, writes = _tensors_by_block(graph)
     assignment = dict.fromkeys(order, node)
 
-    def price_tensor(tensor: Tensor, precision: str = "fp32") -> Price:
+    def price_tensor(tensor: Tensor, precision: Precision = "fp32") -> Price:
         source = assignment[tensor.producer] if tensor.producer else device
         targets = {assignment[c] for c in tensor.consumers}
         if tensor.is_model_output:
             targets.add(device)
-        return prices.tensor(tensor, source, targets, precision)  # type: ignore[arg-type]
+        return prices.tensor(tensor, source, targets, precision)
 
     block_price = {b: prices.block(b, node) for b in order}
     tensor_price = {t.name: price_tensor(t) for t in graph.tensors}

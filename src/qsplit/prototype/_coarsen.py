@@ -24,13 +24,14 @@ def block_mapping(fine: LayerGraph, coarse: LayerGraph) -> dict[str, str]:
     mapping = {}
     for block in fine.blocks:
         owners = {owner.get(node) for node in block.onnx_nodes}
-        if len(owners) != 1 or None in owners:
+        found = owners.pop() if len(owners) == 1 else None
+        if found is None:
             raise InputError(
                 f"fine block {block.name!r} is not inside exactly one coarse block",
                 field="blocks",
                 fix="coarsen the same LayerGraph the profiles were measured on",
             )
-        mapping[block.name] = owners.pop()  # type: ignore[assignment]
+        mapping[block.name] = found
     return mapping
 
 

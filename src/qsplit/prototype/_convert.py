@@ -227,8 +227,8 @@ def _mib_to_bytes(size_mb: float) -> int:
     return round(float(size_mb) * MIB_BYTES)
 
 
-def _optional_float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+def _optional_float(value: float | str | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _op_type(onnx_name: str) -> str:
