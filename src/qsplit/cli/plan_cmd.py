@@ -9,40 +9,40 @@ import typer
 from rich.table import Table
 
 from qsplit.cli._app import app, console
-from qsplit.plan import LATENCY_MODELS, SOLVERS, Bounds, Plan, Predicted, load_problem, plan
+from qsplit.cli._problem_options import (
+    EnergyBudgetOption,
+    GraphOption,
+    InfraOption,
+    LatencyModelOption,
+    MemoryOption,
+    NoiseMaxOption,
+    NoiseOption,
+    ProfilesOption,
+    SolverOption,
+    TimeLimitOption,
+    problem_from_options,
+)
+from qsplit.plan import Plan, Predicted, plan
 
 
 @app.command("plan")
 def plan_command(
-    graph: Annotated[Path, typer.Option(help="LayerGraph JSON written by `qsplit analyze`.")],
-    infra: Annotated[Path, typer.Option(help="Infrastructure YAML (nodes and links).")],
-    profiles: Annotated[
-        list[Path],
-        typer.Option(help="Compute profile files, or a directory of them. Repeat for several."),
-    ],
-    noise: Annotated[
-        Path | None, typer.Option(help="Noise model JSON; without it nothing is quantized.")
-    ] = None,
+    graph: GraphOption,
+    infra: InfraOption,
+    profiles: ProfilesOption,
+    noise: NoiseOption = None,
     links: Annotated[
         Path | None,
         typer.Option(help="Measured link profile JSON; overrides the infra file's link numbers."),
     ] = None,
-    noise_max: Annotated[
-        float | None, typer.Option(help="Largest predicted quantization noise allowed.")
-    ] = None,
-    energy_budget: Annotated[
-        float | None, typer.Option(help="Largest energy the device may spend, joules/inference.")
-    ] = None,
+    noise_max: NoiseMaxOption = None,
+    energy_budget: EnergyBudgetOption = None,
     w_latency: Annotated[float, typer.Option(help="Weight of normalised latency.")] = 0.5,
     w_energy: Annotated[float, typer.Option(help="Weight of normalised energy.")] = 0.5,
-    latency_model: Annotated[
-        str, typer.Option(help=f"Latency model: {' or '.join(LATENCY_MODELS)}.")
-    ] = "sum",
-    memory: Annotated[bool, typer.Option(help="Keep each node within its memory_bytes.")] = True,
-    solver: Annotated[str, typer.Option(help=f"MILP solver: {', '.join(SOLVERS)}.")] = "highs",
-    time_limit: Annotated[
-        float | None, typer.Option(help="Seconds for all solves together (default: none).")
-    ] = None,
+    latency_model: LatencyModelOption = "sum",
+    memory: MemoryOption = True,
+    solver: SolverOption = "highs",
+    time_limit: TimeLimitOption = None,
     out: Annotated[Path, typer.Option(help="Where to write the plan JSON.")] = Path("plan.json"),
 ) -> None:
     """Choose where each block runs and which blocks run at int8.
@@ -50,20 +50,18 @@ def plan_command(
     Example: qsplit plan --graph graph.json --infra src/qsplit/examples/three-tier.yaml
     --profiles profiles/ --noise noise.json --noise-max 0.05 --energy-budget 1.5 --out plan.json
     """
-    if latency_model not in LATENCY_MODELS:
-        raise typer.BadParameter(
-            f"use one of {', '.join(LATENCY_MODELS)}", param_hint="--latency-model"
-        )
-    problem = load_problem(
+    problem = problem_from_options(
         graph,
         infra,
         profiles,
         noise,
-        links=links,
-        bounds=Bounds(noise_max=noise_max, device_energy_budget_j=energy_budget, memory=memory),
+        noise_max=noise_max,
+        energy_budget=energy_budget,
+        memory=memory,
         w_latency=w_latency,
         w_energy=w_energy,
-        latency_model=latency_model,  # type: ignore[arg-type]
+        latency_model=latency_model,
+        links=links,
     )
     with console.status("formulating…") as status:
         result = plan(
