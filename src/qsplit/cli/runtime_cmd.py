@@ -42,6 +42,14 @@ def agent_command(
     max_message_mb: Annotated[
         float, typer.Option(help="Largest message accepted, in MiB (bigger ones are rejected).")
     ] = 256.0,
+    route: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--route",
+            help="NODE=HOST:PORT: reach NODE at this address instead of the deployed one "
+            "(e.g. through a link emulator). Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run this machine's agent until interrupted.
 
@@ -56,8 +64,23 @@ def agent_command(
         speed_factor=speed_factor,
         threads=threads,
         limits=Limits(max_message_bytes=int(max_message_mb * 2**20)),
+        routes=_routes(route or []),
     )
     run_agent(settings, on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True))
+
+
+def _routes(values: Sequence[str]) -> dict[str, str]:
+    routes = {}
+    for value in values:
+        node, sep, address = value.partition("=")
+        if not sep or not node or ":" not in address:
+            raise InputError(
+                f"--route {value!r} is not NODE=HOST:PORT",
+                field="--route",
+                fix="e.g. --route cloud=127.0.0.1:7203",
+            )
+        routes[node] = address
+    return routes
 
 
 @app.command("deploy")

@@ -54,6 +54,9 @@ class AgentSettings:
     limits: Limits = field(default_factory=Limits)
     send_timeout_s: float = 5.0
     """How long a push to a peer may wait for the peer to accept it."""
+    routes: Mapping[str, str] = field(default_factory=dict)
+    """Node → ``host:port`` this agent uses to reach that node instead of the address a
+    deployment names: the testbed sends each directed link through its own link emulator."""
 
     def __post_init__(self) -> None:
         host = self.listen.rpartition(":")[0].strip("[]")
@@ -197,7 +200,10 @@ class Agent:
             outputs=tuple(map(str, body["outputs"])),
             routes={str(t): list(map(str, n)) for t, n in dict(body["routes"]).items()},
             returns=tuple(map(str, body["returns"])),
-            peers={str(n): str(a) for n, a in dict(body["peers"]).items()},
+            peers={
+                str(n): self.settings.routes.get(str(n), str(a))
+                for n, a in dict(body["peers"]).items()
+            },
             session=session,
         )
         self._deployments.setdefault(str(body["dep"]), {})[component.name] = component
