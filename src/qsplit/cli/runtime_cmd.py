@@ -26,6 +26,13 @@ InfraOpt = Annotated[
 ]
 ModelOpt = Annotated[Path, typer.Option("--model", help="The ONNX model the plan was made for.")]
 TokenOpt = Annotated[str | None, typer.Option("--token", help=TOKEN_HELP)]
+CalibOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--calib",
+        help="Images to calibrate the plan's quantized blocks on (default: bundled samples).",
+    ),
+]
 
 
 def _token(token: str | None) -> str | None:
@@ -84,14 +91,22 @@ def _routes(values: Sequence[str]) -> dict[str, str]:
 
 
 @app.command("deploy")
-def deploy_command(plan: PlanArg, infra: InfraOpt, model: ModelOpt, token: TokenOpt = None) -> None:
+def deploy_command(
+    plan: PlanArg,
+    infra: InfraOpt,
+    model: ModelOpt,
+    token: TokenOpt = None,
+    calib: CalibOpt = None,
+) -> None:
     """Send a plan's components to their agents (each checked by sha256 there).
 
     Example: qsplit deploy plan.json --infra infra.yaml --model yolo11n.onnx
     """
     from qsplit.runtime import connect
 
-    with connect(plan, infra, model=model, token=_token(token), deploy=False) as session:
+    with connect(
+        plan, infra, model=model, token=_token(token), deploy=False, calibration=calib
+    ) as session:
         session.deploy()
         table = Table(title=f"deployment {session.deployment.id}")
         for column in ("component", "node", "address", "size", "sha256"):
@@ -116,6 +131,7 @@ def run_command(
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
     out: Annotated[Path, typer.Option(help="Results JSON.")] = Path("runtime-results.json"),
     token: TokenOpt = None,
+    calib: CalibOpt = None,
 ) -> None:
     """Run inferences through the deployed plan and report latency, compute and transfers.
 
@@ -125,7 +141,9 @@ def run_command(
 
     if (input is None) == (random is None):
         raise InputError("pass exactly one of --input and --random", fix="e.g. --random 10")
-    with connect(plan, infra, model=model, token=_token(token), timeout_s=timeout) as session:
+    with connect(
+        plan, infra, model=model, token=_token(token), timeout_s=timeout, calibration=calib
+    ) as session:
         feeds = _feeds(session.deployment, input, random)
         start = time.perf_counter()
         results = list(session.stream(feeds, max_in_flight=concurrency, timeout_s=timeout))

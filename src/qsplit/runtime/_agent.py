@@ -29,7 +29,7 @@ import onnxruntime as ort
 
 from qsplit.errors import InputError
 from qsplit.runtime._transport import Endpoint, Received, ZmqEndpoint
-from qsplit.runtime._wire import Limits, Message
+from qsplit.runtime._wire import Limits, Message, Quant
 from qsplit.runtime.errors import TransportError
 
 REQUEST_SWEEP_S = 1.0
@@ -92,6 +92,7 @@ class _Component:
     routes: dict[str, list[str]]
     returns: tuple[str, ...]
     peers: dict[str, str]
+    quant: dict[str, Quant]
     session: ort.InferenceSession
 
 
@@ -204,6 +205,7 @@ class Agent:
                 str(n): self.settings.routes.get(str(n), str(a))
                 for n, a in dict(body["peers"]).items()
             },
+            quant={str(t): Quant(float(s), int(z)) for t, (s, z) in body.get("quant", {}).items()},
             session=session,
         )
         self._deployments.setdefault(str(body["dep"]), {})[component.name] = component
@@ -363,7 +365,9 @@ class Agent:
             "deadline": state.deadline,
         }
         try:
-            await self._endpoint.send(component.peers[node], Message("tensors", body, tensors))
+            quant = {t: component.quant[t] for t in tensors if t in component.quant}
+            message = Message("tensors", body, tensors, quant)
+            await self._endpoint.send(component.peers[node], message)
         except TransportError as exc:
             return node, f"node {node!r} unreachable from {self.settings.name!r}: {exc}"
         return None

@@ -26,6 +26,7 @@ from qsplit.errors import InputError
 from qsplit.infra import Infra, load_infra
 from qsplit.runtime._deployment import Deployment, load_deployment
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
+from qsplit.runtime._quantized import CalibrationSource
 from qsplit.runtime._transport import Received, ZmqEndpoint
 from qsplit.runtime._wire import Limits, Message
 from qsplit.runtime.errors import PeerTimeout, RemoteError, TransportError
@@ -169,6 +170,7 @@ class Session:
                         "sha256": spec.sha256,
                         "routes": {t: list(n) for t, n in spec.routes.items()},
                         "returns": list(spec.returns),
+                        "quant": {t: [q.scale, q.zero_point] for t, q in spec.quant.items()},
                         "peers": dict(self.deployment.addresses),
                         "graph_optimization": self._graph_optimization,
                     },
@@ -404,9 +406,13 @@ def connect(
     timeout_s: float = 30.0,
     graph_optimization: str = "all",
     deploy: bool = True,
+    calibration: CalibrationSource = None,
 ) -> Session:
     """A :class:`Session` for a plan file (with the ``model`` it was made for) or a
     :class:`Deployment`; components the agents lack are deployed unless ``deploy=False``.
+
+    A plan's quantized blocks run in int8, calibrated on ``calibration`` (an image folder,
+    default the bundled sample images, or a :class:`qsplit.quant.Calibration`).
 
     ``graph_optimization="disabled"`` runs components with ORT optimisations off, which
     reproduces an unoptimised whole-model session to the bit.
@@ -417,7 +423,7 @@ def connect(
             raise InputError(
                 "a plan file needs the model it was made for", fix="pass model=PATH (--model)"
             )
-        plan = load_deployment(plan, infra, model)
+        plan = load_deployment(plan, infra, model, calibration=calibration)
     session = Session(
         plan,
         device=infra.device,

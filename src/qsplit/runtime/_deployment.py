@@ -8,8 +8,8 @@ infrastructure. It holds everything an agent needs to run its components and pus
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qsplit.errors import InputError
@@ -17,6 +17,8 @@ from qsplit.infra import Infra
 from qsplit.model import TensorSpec, analyze
 from qsplit.partition import ComponentExtractor, check_nodes, components, read_assignment
 from qsplit.plan import Plan
+from qsplit.runtime._quantized import CalibrationSource, quant_params, quantized_model
+from qsplit.runtime._wire import Quant
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,15 @@ class ComponentSpec:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     onnx: bytes
-    """The standalone ONNX model (fp32, or with int8 boundaries from the quantized split)."""
+    """The standalone ONNX model (fp32, or QDQ int8 for a plan's quantized blocks)."""
     sha256: str
     """Hex digest of :attr:`onnx`; the agent refuses the component if it does not match."""
     routes: Mapping[str, tuple[str, ...]]
     """Output tensor → nodes with a component that reads it (may include this node)."""
     returns: tuple[str, ...]
     """Outputs that are model outputs, returned to the requester."""
+    quant: Mapping[str, Quant] = field(default_factory=dict)
+    """Scale and zero point of the int8 outputs (those of quantized blocks), sent with them."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Deployment:
     """Name, shape and dtype of each model input (what a requester must supply)."""
     addresses: Mapping[str, str]
     """Node → ``host:port`` of its agent, for every node that runs a component."""
+    quantized: tuple[str, ...] = ()
+    """Blocks deployed in int8."""
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -63,10 +69,18 @@ def build_deployment(
     infra: Infra,
     *,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
+    quantized: Collection[str] = (),
+    calibration: CalibrationSource = None,
 ) -> Deployment:
-    """Split ``model_path`` by ``assignment`` (block → node) for the agents named in ``infra``."""
+    """Split ``model_path`` by ``assignment`` (block → node) for the agents named in ``infra``.
+
+    ``quantized`` blocks run in static int8 and send their outputs as int8; ``calibration``
+    gives the activation ranges for that (see :func:`qsplit.runtime.quantized_model`).
+    """
     check_nodes(assignment, infra.node_names, source=infra.source)
     model, graph = analyze(str(model_path), input_shapes)
+    if quantized:
+        model, graph = quantized_model(model, graph, quantized, calibration)
     parts = components(graph, dict(assignment))
     extractor = ComponentExtractor(model, graph)
     readers: dict[str, list[str]] = {}
@@ -76,7 +90,8 @@ def build_deployment(
     model_outputs = tuple(o.name for o in graph.model.outputs)
     specs = []
     for part in parts:
-        onnx_bytes = extractor.extract(part).SerializeToString()
+        onnx_model = extractor.extract(part)
+        onnx_bytes = onnx_model.SerializeToString()
         specs.append(
             ComponentSpec(
                 name=part.name,
@@ -87,6 +102,7 @@ def build_deployment(
                 sha256=hashlib.sha256(onnx_bytes).hexdigest(),
                 routes={t: tuple(dict.fromkeys(readers.get(t, ()))) for t in part.outputs},
                 returns=tuple(t for t in part.outputs if t in model_outputs),
+                quant=quant_params(onnx_model, part.outputs),
             )
         )
     addresses = {}
@@ -110,15 +126,19 @@ def build_deployment(
         model_outputs=model_outputs,
         input_specs=graph.model.inputs,
         addresses=addresses,
+        quantized=tuple(b for b in graph.block_names if b in set(quantized)),
     )
 
 
-def load_deployment(plan_path: str | Path, infra: Infra, model_path: str | Path) -> Deployment:
-    """The deployment of a plan file's assignment; the model must be the one it was planned for.
-
-    Quantized blocks of the plan are deployed at fp32 for now: the quantized split builds its
-    own int8 components, which travel through the same :class:`ComponentSpec`.
-    """
+def load_deployment(
+    plan_path: str | Path,
+    infra: Infra,
+    model_path: str | Path,
+    *,
+    calibration: CalibrationSource = None,
+) -> Deployment:
+    """The deployment of a plan file: its assignment, with its quantized blocks in int8
+    (calibrated on ``calibration``). The model must be the one the plan was made for."""
     plan = Plan.load(plan_path)
     digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
     if digest != plan.model_sha256:
@@ -129,4 +149,10 @@ def load_deployment(plan_path: str | Path, infra: Infra, model_path: str | Path)
             field="model.sha256",
             fix="pass the model file the plan was made for",
         )
-    return build_deployment(model_path, read_assignment(plan_path), infra)
+    return build_deployment(
+        model_path,
+        read_assignment(plan_path),
+        infra,
+        quantized=plan.quantized,
+        calibration=calibration,
+    )
