@@ -11,10 +11,13 @@ import synthetic
 from conftest import random_feeds
 from qsplit.errors import InputError
 from qsplit.model import analyze
-from qsplit.quant import NoisePolynomial, Quantizer, calibrate
-from qsplit.quant._noise import (
+from qsplit.quant import (
+    NoisePolynomial,
     NoiseSample,
+    Quantizer,
+    calibrate,
     candidate_blocks,
+    detections,
     fit_noise,
     map50,
     plot_fit,
@@ -80,3 +83,39 @@ def test_map50_identity_and_miss() -> None:
     shifted = [ref[0] + np.array([100, 100, 100, 100, 0, 0])]
     assert map50(ref, shifted) == 0.0
     assert map50([np.zeros((0, 6))], [np.zeros((0, 6))]) == 1.0
+    assert map50([np.zeros((0, 6))], ref) == 0.0
+
+
+def test_map50_counts_each_reference_box_once() -> None:
+    ref = [np.array([[0, 0, 10, 10, 0.9, 1], [20, 20, 30, 30, 0.8, 1]], float)]
+    duplicate = [np.array([[0, 0, 10, 10, 0.9, 1], [0, 0, 10, 10, 0.7, 1]], float)]
+    # One hit then a duplicate: precision 1 up to recall 0.5, nothing beyond.
+    assert map50(ref, duplicate) == pytest.approx(51 / 101)
+    other_class = [np.array([[0, 0, 10, 10, 0.9, 3]], float)]
+    assert map50(ref, other_class) == 0.0
+
+
+def _yolo_output(boxes: list[tuple[float, float, float, float, int, float]]) -> np.ndarray:
+    """A YOLO (4 + 3 classes) × anchors output holding ``(cx, cy, w, h, class, score)`` rows."""
+    out = np.zeros((7, len(boxes)), np.float32)
+    for i, (cx, cy, w, h, cls, score) in enumerate(boxes):
+        out[:4, i] = cx, cy, w, h
+        out[4 + cls, i] = score
+    return out
+
+
+def test_detections_threshold_and_per_class_nms() -> None:
+    output = _yolo_output(
+        [
+            (50, 50, 20, 20, 0, 0.9),
+            (51, 50, 20, 20, 0, 0.8),  # same class, IoU 0.9: suppressed
+            (51, 50, 20, 20, 1, 0.7),  # other class: kept
+            (150, 150, 20, 20, 0, 0.6),  # far away: kept
+            (10, 10, 5, 5, 2, 0.1),  # below the confidence threshold
+        ]
+    )
+    rows = detections(output)
+    np.testing.assert_allclose(rows[:, 4], [0.9, 0.7, 0.6], rtol=1e-6)
+    np.testing.assert_array_equal(rows[:, 5], [0, 1, 0])
+    np.testing.assert_allclose(rows[0, :4], [40, 40, 60, 60])
+    assert detections(np.zeros((7, 10), np.float32)).shape == (0, 6)

@@ -1,16 +1,36 @@
 """Quantization: post-training int8 of block subsets, and the noise model the planner uses."""
 
 from qsplit.quant._calibration import Calibration, calibrate, image_feeds, load_image
+from qsplit.quant._metrics import TaskMetric, detections, map50
+from qsplit.quant._noise import (
+    NoiseSample,
+    candidate_blocks,
+    fit_noise,
+    plot_fit,
+    random_masks,
+    sample_noise,
+    save_samples,
+)
 from qsplit.quant._noise_poly import NoisePolynomial, NoiseTerm
 from qsplit.quant._ptq import Quantizer, quantized_split_view
 
 __all__ = [
     "Calibration",
     "NoisePolynomial",
+    "NoiseSample",
     "NoiseTerm",
     "Quantizer",
+    "TaskMetric",
     "calibrate",
+    "candidate_blocks",
+    "detections",
+    "fit_noise",
     "image_feeds",
     "load_image",
+    "map50",
+    "plot_fit",
     "quantized_split_view",
+    "random_masks",
+    "sample_noise",
+    "save_samples",
 ]
