@@ -55,3 +55,18 @@ def test_yolo11n_three_way_split(yolo11n_path: Path) -> None:
         with connect(deployment, infra, graph_optimization="disabled") as s:
             outputs = s.infer(feeds)
         np.testing.assert_allclose(outputs["output0"], expected, atol=1e-5, rtol=0)
+
+
+def test_speed_factor_pads_each_run(tmp_path: Path) -> None:
+    """A node emulated 40× slower reports 40× its compute time and really takes it."""
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    _, graph = analyze(str(path))
+    model = onnx.load(path)
+    with running_agents("slow", args=("--speed-factor", "40")) as agents:
+        infra = infra_for(agents)
+        deployment = build_deployment(path, dict.fromkeys(graph.block_names, "slow"), infra)
+        with connect(deployment, infra) as s:
+            for seed in range(3):
+                _, record = s.infer_timed(random_feeds(model, seed))
+                (run,) = record.runs
+                assert record.latency_s >= run.compute_s > 0

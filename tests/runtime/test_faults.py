@@ -126,3 +126,8 @@ def test_a_token_is_required_off_loopback() -> None:
         AgentSettings(name="edge", listen="0.0.0.0:7102")
     AgentSettings(name="edge", listen="127.0.0.1:7102")
     AgentSettings(name="edge", listen="0.0.0.0:7102", token="t")
+
+
+def test_a_speed_factor_below_one_is_refused() -> None:
+    with pytest.raises(InputError, match="--speed-factor"):
+        AgentSettings(name="edge", listen="127.0.0.1:7102", speed_factor=0.5)

@@ -28,6 +28,7 @@ import numpy as np
 import onnxruntime as ort
 
 from qsplit.errors import InputError
+from qsplit.profile import emulated_duration_s, pad_to
 from qsplit.runtime._transport import Endpoint, Received, ZmqEndpoint
 from qsplit.runtime._wire import Limits, Message, Quant
 from qsplit.runtime.errors import TransportError
@@ -67,12 +68,10 @@ class AgentSettings:
                 fix="pass --token SECRET (the same on every agent and client), or listen on "
                 "127.0.0.1",
             )
-        if self.speed_factor < 1.0:
-            raise InputError(
-                f"speed factor {self.speed_factor} is below 1",
-                field="--speed-factor",
-                fix="a node can only be emulated as slower than this machine",
-            )
+        try:
+            emulated_duration_s(1.0, self.speed_factor)
+        except InputError as exc:
+            raise InputError(exc.problem, field="--speed-factor", fix=exc.fix) from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -209,6 +208,12 @@ class Agent:
             session=session,
         )
         self._deployments.setdefault(str(body["dep"]), {})[component.name] = component
+        # Connect to the consumers now: set-up takes round trips (TCP, then the messaging
+        # handshake) that the first request over a slow link should not pay.
+        for nodes in component.routes.values():
+            for node in nodes:
+                if node != self.settings.name:
+                    self._endpoint.connect(component.peers[node])
         return {"ok": True, "node": self.settings.name}
 
     def _session(self, onnx_bytes: bytes, optimize: bool) -> ort.InferenceSession:
@@ -337,13 +342,9 @@ class Agent:
     ) -> tuple[dict[str, np.ndarray], float]:
         start = time.perf_counter()
         values = component.session.run(list(component.outputs), feeds)
-        measured = time.perf_counter() - start
-        # Speed-factor emulation: pad the run to speed_factor × its measured time.
-        # TODO(profiling issue): use qsplit.profile's shared pad_to once it is public.
-        emulated = measured * self.settings.speed_factor
-        remaining = start + emulated - time.perf_counter()
-        if remaining > 0:
-            time.sleep(remaining)
+        # The profiler reports emulated_duration_s of the same measurement, so a slower node's
+        # profile and its live runs agree by construction.
+        emulated = pad_to(start, time.perf_counter() - start, self.settings.speed_factor)
         return dict(zip(component.outputs, values, strict=True)), emulated
 
     async def _push(
