@@ -14,6 +14,7 @@ from qsplit.cli import (  # noqa: F401  (imported to register their commands)
     prototype_cmd,
     runtime_cmd,
     split_cmd,
+    testbed_cmd,
 )
 from qsplit.cli._app import app, main
 

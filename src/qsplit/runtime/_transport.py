@@ -52,6 +52,10 @@ class Endpoint(ABC):
         """Send to the agent at ``address``; :class:`PeerTimeout` if it cannot take it in time."""
 
     @abstractmethod
+    def connect(self, address: str) -> None:
+        """Open the connection to ``address`` now rather than on the first send."""
+
+    @abstractmethod
     async def reply(self, route: bytes, message: Message) -> None:
         """Send back to a connected peer by routing id; :class:`TransportError` if it is gone."""
 

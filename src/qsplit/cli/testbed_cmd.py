@@ -1,0 +1,89 @@
+"""``qsplit testbed up|status|down``: the local emulated testbed as a long-running background.
+
+``up`` returns once every agent listens and leaves the testbed running; ``down`` finds it again
+through its state directory. :mod:`qsplit.testbed` does the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from qsplit.cli._app import app, console
+from qsplit.testbed import DEFAULT_STATE_DIR, Testbed
+
+testbed_app = typer.Typer(
+    help="Run a local testbed: one agent per node, links emulated in user space.",
+    no_args_is_help=True,
+)
+app.add_typer(testbed_app, name="testbed")
+
+StateDirOpt = Annotated[
+    Path, typer.Option("--state-dir", help="Where the running testbed's state is kept.")
+]
+
+
+@testbed_app.command("up")
+def up_command(
+    infra: Annotated[Path, typer.Option("--infra", help="Infrastructure YAML.")],
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+) -> None:
+    """Start one agent per node of INFRA and an emulator for every directed link.
+
+    Example: qsplit testbed up --infra src/qsplit/examples/three-tier.yaml
+    """
+    with console.status("starting agents and link emulators"):
+        testbed = Testbed.up(infra, state_dir)
+    _render(testbed)
+    console.print(
+        f"Use [bold]--infra {testbed.infra_path}[/bold] with qsplit deploy/run; "
+        f"stop with: qsplit testbed down --state-dir {state_dir}"
+    )
+
+
+@testbed_app.command("status")
+def status_command(state_dir: StateDirOpt = DEFAULT_STATE_DIR) -> None:
+    """Show the running testbed's agents (alive, listening) and emulated links."""
+    _render(Testbed.attach(state_dir))
+
+
+@testbed_app.command("down")
+def down_command(state_dir: StateDirOpt = DEFAULT_STATE_DIR) -> None:
+    """Stop every agent and link emulator of the running testbed; nothing is left running."""
+    testbed = Testbed.find(state_dir)
+    if testbed is None:
+        console.print(f"no testbed is running from {state_dir}")
+        return
+    testbed.down()
+    console.print("testbed stopped")
+
+
+def _render(testbed: Testbed) -> None:
+    agents = Table(title=f"testbed from {testbed.state.infra}")
+    for column in ("node", "pid", "address", "speed factor", "state"):
+        agents.add_column(column)
+    for agent in testbed.status():
+        state = "ok" if agent.alive and agent.listening else "alive" if agent.alive else "dead"
+        colour = "green" if state == "ok" else "red"
+        agents.add_row(
+            agent.name,
+            str(agent.pid),
+            agent.address,
+            f"{agent.speed_factor:g}×",
+            f"[{colour}]{state}[/{colour}]",
+        )
+    links = Table(title="emulated links")
+    for column in ("from", "to", "latency", "bandwidth", "entrance"):
+        links.add_column(column)
+    for link in testbed.state.links:
+        links.add_row(
+            link.source,
+            link.target,
+            f"{link.latency_s * 1e3:g} ms",
+            f"{link.bandwidth_bytes_per_s / 1e6:g} MB/s",
+            link.proxy,
+        )
+    console.print(agents, links)

@@ -1,0 +1,25 @@
+"""The local testbed: one agent process per node, links emulated in user space.
+
+``with Testbed.up("infra.yaml") as tb: connect(plan, tb.infra_path, model=...)``; the CLI is
+``qsplit testbed up|status|down``. See docs/testbed.md.
+"""
+
+from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
+from qsplit.testbed._probe import ProbeServer, probe_request
+from qsplit.testbed._state import DEFAULT_STATE_DIR, AgentState, LinkState, TestbedState
+from qsplit.testbed._testbed import AgentStatus, Testbed, TestbedError
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "AgentState",
+    "AgentStatus",
+    "LinkClock",
+    "LinkProxy",
+    "LinkShape",
+    "LinkState",
+    "ProbeServer",
+    "Testbed",
+    "TestbedError",
+    "TestbedState",
+    "probe_request",
+]

@@ -1,0 +1,106 @@
+"""The running testbed's state file: what ``up`` started, so ``status`` and ``down`` can find it.
+
+``<state dir>/testbed.json`` (kind ``testbed-state``, schema version 1) exists exactly while a
+supervisor runs: the supervisor writes it once every agent listens and removes it on its way out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qsplit._jsonio import read_json, write_json
+
+STATE_KIND = "testbed-state"
+STATE_SCHEMA_VERSION = 1
+DEFAULT_STATE_DIR = Path(".qsplit/testbed")
+
+
+def state_path(state_dir: Path) -> Path:
+    return state_dir / "testbed.json"
+
+
+def requester_infra_path(state_dir: Path) -> Path:
+    return state_dir / "infra.yaml"
+
+
+@dataclass(frozen=True)
+class AgentState:
+    pid: int
+    address: str
+    """Where the agent listens (direct, unshaped: the device's own agent is reached this way)."""
+    speed_factor: float
+    log: str
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """One emulated directed link and its two entrances."""
+
+    source: str
+    target: str
+    latency_s: float
+    bandwidth_bytes_per_s: float
+    proxy: str
+    """Connect here to reach ``target``'s agent over this link."""
+    probe: str
+    """Connect here to reach a link-probe server over this link."""
+
+
+@dataclass(frozen=True)
+class TestbedState:
+    infra: str
+    supervisor_pid: int
+    requester_infra: str
+    agents: dict[str, AgentState]
+    links: tuple[LinkState, ...]
+
+    def link(self, source: str, target: str) -> LinkState | None:
+        return next((lk for lk in self.links if (lk.source, lk.target) == (source, target)), None)
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a reader never sees half a state file."""
+        partial = path.with_suffix(".partial")
+        write_json(partial, STATE_KIND, STATE_SCHEMA_VERSION, self._to_dict())
+        partial.replace(path)
+
+    def _to_dict(self) -> dict[str, Any]:
+        return {
+            "infra": self.infra,
+            "supervisor_pid": self.supervisor_pid,
+            "requester_infra": self.requester_infra,
+            "agents": {name: vars(agent) for name, agent in self.agents.items()},
+            "links": [
+                {
+                    "from": lk.source,
+                    "to": lk.target,
+                    "latency_s": lk.latency_s,
+                    "bandwidth_bytes_per_s": lk.bandwidth_bytes_per_s,
+                    "proxy": lk.proxy,
+                    "probe": lk.probe,
+                }
+                for lk in self.links
+            ],
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> TestbedState:
+        data = read_json(path, STATE_KIND, (STATE_SCHEMA_VERSION,))
+        return cls(
+            infra=data["infra"],
+            supervisor_pid=int(data["supervisor_pid"]),
+            requester_infra=data["requester_infra"],
+            agents={name: AgentState(**agent) for name, agent in data["agents"].items()},
+            links=tuple(
+                LinkState(
+                    source=lk["from"],
+                    target=lk["to"],
+                    latency_s=lk["latency_s"],
+                    bandwidth_bytes_per_s=lk["bandwidth_bytes_per_s"],
+                    proxy=lk["proxy"],
+                    probe=lk["probe"],
+                )
+                for lk in data["links"]
+            ),
+        )

@@ -1,0 +1,190 @@
+"""The testbed's supervisor process: link emulators, one agent per node, until told to stop.
+
+``qsplit testbed up`` starts this module as a detached process (its own session and process
+group, so ``down`` can signal everything it started at once). It
+
+1. starts a :class:`LinkProxy` for every directed link ``a → b`` in front of ``b``'s agent, and a
+   second one in front of a probe server, both on the link's shared :class:`LinkClock`;
+2. starts ``qsplit agent`` for every node on a free loopback port with its ``speed_factor`` and
+   ``--route b=<proxy a→b>`` for every link leaving it, so agent-to-agent pushes cross the
+   emulated links;
+3. writes the state file (``testbed.json``) and a requester's view of the infrastructure
+   (``infra.yaml``: every node reached through the device's link to it), then waits for SIGTERM;
+4. on SIGTERM stops the agents, closes the proxies and removes the state file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+from qsplit.infra import Infra, load_infra
+from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
+from qsplit.testbed._probe import ProbeServer
+from qsplit.testbed._state import (
+    AgentState,
+    LinkState,
+    TestbedState,
+    requester_infra_path,
+    state_path,
+)
+
+AGENT_START_TIMEOUT_S = 60.0
+AGENT_STOP_TIMEOUT_S = 5.0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="qsplit testbed supervisor (internal)")
+    parser.add_argument("--infra", type=Path, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    supervise(args.infra, args.state_dir, stop)
+
+
+def supervise(infra_path: Path, state_dir: Path, stop: threading.Event) -> None:
+    """Run the testbed described by ``infra_path`` until ``stop`` is set."""
+    infra = load_infra(infra_path)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    addresses: dict[str, str] = {}
+    probe = ProbeServer()
+    clocks = {
+        (lk.source, lk.target): LinkClock(LinkShape(lk.latency_s, lk.bandwidth_bytes_per_s))
+        for lk in infra.links
+    }
+    proxies: dict[tuple[str, str], tuple[LinkProxy, LinkProxy]] = {}
+    agents: dict[str, subprocess.Popen[bytes]] = {}
+    logs: list[IO[bytes]] = []
+    try:
+        for (source, target), clock in clocks.items():
+            backward = clocks.get((target, source))
+            data = LinkProxy(lambda t=target: _host_port(addresses[t]), clock, backward)
+            probes = LinkProxy(lambda: (probe.host, probe.port), clock, backward)
+            proxies[(source, target)] = (data, probes)
+        for node in infra.nodes:
+            log = (state_dir / f"{node.name}.log").open("wb")
+            logs.append(log)
+            agents[node.name] = _spawn_agent(node.name, node.speed_factor, proxies, log)
+        for node in infra.nodes:
+            addresses[node.name] = _wait_for_address(node.name, agents[node.name], state_dir)
+        _write_requester_infra(infra, infra_path, addresses, proxies, state_dir)
+        TestbedState(
+            infra=str(infra_path.resolve()),
+            supervisor_pid=os.getpid(),
+            requester_infra=str(requester_infra_path(state_dir)),
+            agents={
+                name: AgentState(
+                    pid=process.pid,
+                    address=addresses[name],
+                    speed_factor=infra.node(name).speed_factor,
+                    log=str(state_dir / f"{name}.log"),
+                )
+                for name, process in agents.items()
+            },
+            links=tuple(
+                LinkState(
+                    source=source,
+                    target=target,
+                    latency_s=clocks[(source, target)].shape.latency_s,
+                    bandwidth_bytes_per_s=clocks[(source, target)].shape.bandwidth_bytes_per_s,
+                    proxy=data.address,
+                    probe=probes.address,
+                )
+                for (source, target), (data, probes) in proxies.items()
+            ),
+        ).save(state_path(state_dir))
+        while not stop.wait(0.5):
+            pass
+    finally:
+        _stop_agents(agents)
+        for pair in proxies.values():
+            for proxy in pair:
+                proxy.close()
+        probe.close()
+        for log in logs:
+            log.close()
+        state_path(state_dir).unlink(missing_ok=True)
+
+
+def _spawn_agent(
+    name: str,
+    speed_factor: float,
+    proxies: dict[tuple[str, str], tuple[LinkProxy, LinkProxy]],
+    log: IO[bytes],
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "qsplit", "agent", "--name", name]
+    command += ["--listen", "127.0.0.1:0", "--speed-factor", repr(speed_factor)]
+    for (source, target), (data, _) in proxies.items():
+        if source == name:
+            command += ["--route", f"{target}={data.address}"]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_for_address(name: str, process: subprocess.Popen[bytes], state_dir: Path) -> str:
+    """The address the agent prints once it listens (read from its log file)."""
+    log = state_dir / f"{name}.log"
+    prefix = f"agent {name} listening on "
+    deadline = time.monotonic() + AGENT_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"agent {name} did not start (exit code {process.poll()}):\n{tail}")
+
+
+def _stop_agents(agents: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in agents.values():
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + AGENT_STOP_TIMEOUT_S
+    for process in agents.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _write_requester_infra(
+    infra: Infra,
+    infra_path: Path,
+    addresses: dict[str, str],
+    proxies: dict[tuple[str, str], tuple[LinkProxy, LinkProxy]],
+    state_dir: Path,
+) -> None:
+    """The infrastructure file as the requesting device sees the testbed: its own agent
+    directly, every other node through the emulator of the device's link to it."""
+    document = yaml.safe_load(infra_path.read_text())
+    for node in document["nodes"]:
+        name = node["name"]
+        pair = proxies.get((infra.device, name))
+        node["address"] = pair[0].address if pair is not None else addresses[name]
+    header = (
+        f"# Written by `qsplit testbed up` from {infra_path.resolve()}.\n"
+        "# Addresses are the device's view of the running testbed; valid until `down`.\n"
+    )
+    requester_infra_path(state_dir).write_text(header + yaml.safe_dump(document, sort_keys=False))
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+if __name__ == "__main__":
+    main()

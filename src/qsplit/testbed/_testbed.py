@@ -1,0 +1,224 @@
+"""Start, find, inspect and stop a local testbed (see :mod:`qsplit.testbed._supervisor`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qsplit.errors import InputError, QsplitError
+from qsplit.infra import Infra, load_infra
+from qsplit.profile import LinkProfile, measure_link
+from qsplit.testbed._probe import probe_request
+from qsplit.testbed._state import DEFAULT_STATE_DIR, TestbedState, state_path
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 15.0
+
+
+class TestbedError(QsplitError):
+    """The testbed could not start, or something it started would not stop."""
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    name: str
+    pid: int
+    address: str
+    speed_factor: float
+    alive: bool
+    listening: bool
+
+
+class Testbed:
+    """A running local testbed: one agent per node, every directed link emulated.
+
+    ``with Testbed.up("infra.yaml") as testbed: ...`` stops it on the way out; the CLI's
+    ``qsplit testbed up`` leaves it running and ``down`` finds it again by its state directory.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        state: TestbedState,
+        supervisor: subprocess.Popen[bytes] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.state = state
+        self._supervisor = supervisor
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def up(cls, infra: str | Path, state_dir: str | Path = DEFAULT_STATE_DIR) -> Testbed:
+        """Start the supervisor for ``infra`` and return once every agent listens."""
+        infra, state_dir = Path(infra), Path(state_dir)
+        load_infra(infra)  # bad input is reported here, not in a detached process's log
+        running = cls.find(state_dir)
+        if running is not None:
+            raise InputError(
+                f"a testbed is already running from {state_dir}",
+                file=state_path(state_dir),
+                fix=f"stop it first: qsplit testbed down --state-dir {state_dir}",
+            )
+        state_dir.mkdir(parents=True, exist_ok=True)
+        state_path(state_dir).unlink(missing_ok=True)
+        log_path = state_dir / "supervisor.log"
+        with log_path.open("wb") as log:
+            supervisor = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "qsplit.testbed._supervisor"),
+                    *("--infra", str(infra), "--state-dir", str(state_dir)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not state_path(state_dir).exists():
+            if supervisor.poll() is not None or time.monotonic() > deadline:
+                supervisor.kill()
+                supervisor.wait()
+                _kill_group(supervisor.pid)
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise TestbedError(f"the testbed did not start; {log_path} ends with:\n{tail}")
+            time.sleep(0.05)
+        return cls(state_dir, TestbedState.load(state_path(state_dir)), supervisor)
+
+    @classmethod
+    def find(cls, state_dir: str | Path = DEFAULT_STATE_DIR) -> Testbed | None:
+        """The testbed running from ``state_dir``, or ``None``. A state file left by a
+        supervisor that died is cleaned up (its agents are stopped) and ``None`` returned."""
+        state_dir = Path(state_dir)
+        if not state_path(state_dir).exists():
+            return None
+        testbed = cls(state_dir, TestbedState.load(state_path(state_dir)))
+        if not _alive(testbed.state.supervisor_pid):
+            testbed.down()
+            return None
+        return testbed
+
+    @classmethod
+    def attach(cls, state_dir: str | Path = DEFAULT_STATE_DIR) -> Testbed:
+        """Like :meth:`find`, but a missing testbed is an error that says how to start one."""
+        testbed = cls.find(state_dir)
+        if testbed is None:
+            raise InputError(
+                f"no testbed is running from {state_dir}",
+                fix="start one: qsplit testbed up --infra FILE",
+            )
+        return testbed
+
+    def down(self) -> None:
+        """Stop the supervisor and everything it started; raise if a process survives."""
+        pids = [self.state.supervisor_pid, *(a.pid for a in self.state.agents.values())]
+        _signal(self.state.supervisor_pid, signal.SIGTERM)
+        _wait_until(lambda: not _alive(self.state.supervisor_pid), STOP_TIMEOUT_S)
+        _kill_group(self.state.supervisor_pid)
+        for pid in pids[1:]:
+            _signal(pid, signal.SIGKILL)
+        if self._supervisor is not None:
+            self._supervisor.wait(timeout=STOP_TIMEOUT_S)
+        _wait_until(lambda: not any(map(_alive, pids)), STOP_TIMEOUT_S)
+        survivors = [pid for pid in pids if _alive(pid)]
+        if survivors:
+            raise TestbedError(f"processes {survivors} survived `testbed down`; kill them by hand")
+        state_path(self.state_dir).unlink(missing_ok=True)
+
+    def __enter__(self) -> Testbed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    # -- use -------------------------------------------------------------------------------
+
+    @property
+    def infra_path(self) -> Path:
+        """The infrastructure file as the requesting device sees the testbed (pass it to
+        ``qsplit deploy/run`` or :func:`qsplit.connect`)."""
+        return Path(self.state.requester_infra)
+
+    def infra(self) -> Infra:
+        return load_infra(self.infra_path)
+
+    def status(self) -> list[AgentStatus]:
+        return [
+            AgentStatus(
+                name=name,
+                pid=agent.pid,
+                address=agent.address,
+                speed_factor=agent.speed_factor,
+                alive=_alive(agent.pid),
+                listening=_accepts(agent.address),
+            )
+            for name, agent in self.state.agents.items()
+        ]
+
+    def measure_links(
+        self,
+        *,
+        repetitions: int = 5,
+        on_link: Callable[[str, str], None] | None = None,
+    ) -> LinkProfile:
+        """Measure every emulated link with :func:`qsplit.profile.measure_link`, one at a
+        time (links measured together would share the cores that time them)."""
+        measured = []
+        for link in self.state.links:
+            if on_link is not None:
+                on_link(link.source, link.target)
+            with probe_request(link.probe) as request:
+                measured.append(
+                    measure_link(
+                        request, source=link.source, target=link.target, repetitions=repetitions
+                    )
+                )
+        return LinkProfile(links=tuple(measured))
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, already dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    """Signal ``pid`` if it is still a qsplit process (a stale state file's pid may have been
+    reused by something else since)."""
+    try:
+        if b"qsplit" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+    except OSError:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _accepts(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return True
+    except OSError:
+        return False
