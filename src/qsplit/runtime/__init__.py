@@ -8,6 +8,7 @@ from qsplit.runtime._agent import AgentSettings, run_agent, serve
 from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
+from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
 from qsplit.runtime._wire import Limits, Message, Quant
 from qsplit.runtime.errors import PeerTimeout, ProtocolError, RemoteError
@@ -30,6 +31,7 @@ __all__ = [
     "build_deployment",
     "connect",
     "load_deployment",
+    "profile_on_agent",
     "quantized_model",
     "run_agent",
     "save_results",

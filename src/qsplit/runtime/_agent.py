@@ -1,7 +1,8 @@
 """The agent: one long-running process per machine that holds and runs components.
 
 Control plane (request → ``reply``): ``deploy`` (ONNX bytes checked against their sha256 before
-ORT sees them), ``undeploy``, ``health``, ``stats``. Data plane: ``tensors`` messages fill a
+ORT sees them), ``undeploy``, ``health``, ``stats``, ``profile`` (time every block of a model
+here, see :mod:`qsplit.runtime._profile`). Data plane: ``tensors`` messages fill a
 per-request inbox; a component runs as soon as all its inputs are there, its outputs are pushed
 straight to the nodes that read them, and a ``done`` report (carrying any model outputs) goes
 to the requester. Nothing a peer sends can crash the loop: bad messages are counted and, when
@@ -14,14 +15,17 @@ components of different requests overlap with network I/O.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import signal
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +33,7 @@ import onnxruntime as ort
 
 from qsplit.errors import InputError
 from qsplit.profile import emulated_duration_s, pad_to
+from qsplit.runtime._profile import MISSING, ModelStore, profile_here
 from qsplit.runtime._transport import Endpoint, Received, ZmqEndpoint
 from qsplit.runtime._wire import Limits, Message, Quant
 from qsplit.runtime.errors import TransportError
@@ -110,10 +115,14 @@ class _Request:
 class Agent:
     """The state and message handlers of one agent, over any :class:`Endpoint`."""
 
-    def __init__(self, settings: AgentSettings, endpoint: Endpoint) -> None:
+    def __init__(self, settings: AgentSettings, endpoint: Endpoint, models: ModelStore) -> None:
         self.settings = settings
         self._endpoint = endpoint
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="component")
+        # Profiles run one at a time beside the component pool: the agent keeps answering
+        # health and deploy meanwhile, and two profiles never disturb each other's timings.
+        self._profiler = ThreadPoolExecutor(1, thread_name_prefix="profile")
+        self._models = models
         self._deployments: dict[str, dict[str, _Component]] = {}
         self._requests: dict[tuple[str, str], _Request] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -141,6 +150,7 @@ class Agent:
         finally:
             sweeper.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._profiler.shutdown(wait=False, cancel_futures=True)
 
     async def _dispatch(self, received: Received) -> None:
         handlers: dict[str, Callable[[Received], Any]] = {
@@ -148,6 +158,7 @@ class Agent:
             "undeploy": self._undeploy,
             "health": self._health,
             "stats": self._stats,
+            "profile": self._profile,
             "tensors": self._tensors,
         }
         handler = handlers.get(received.message.kind)
@@ -171,6 +182,12 @@ class Agent:
             await self._endpoint.reply(route, Message("reply", body, **kwargs))
         except TransportError:
             self._counts["undeliverable"] += 1
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` as a task kept alive until it ends."""
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _sweep(self) -> None:
         while True:
@@ -252,6 +269,41 @@ class Agent:
             "open_requests": len(self._requests),
         }
 
+    def _profile(self, received: Received) -> dict[str, Any] | None:
+        """Start profiling in the background (answered when done) so the loop keeps serving."""
+        body, name = received.message.body, self.settings.name
+        if body["node"] != name:
+            return {"ok": False, "error": f"this agent is node {name!r}, not {body['node']!r}"}
+        sha256 = str(body["sha256"])
+        blob = received.message.blobs.get("onnx")
+        path = self._models.add(sha256, blob) if blob is not None else self._models.path(sha256)
+        if path is None:
+            return {"ok": False, "error": MISSING}
+        if received.route is None:
+            raise ValueError("profile must arrive on the listening socket")
+        job = functools.partial(
+            profile_here,
+            path,
+            body,
+            node=name,
+            speed_factor=self.settings.speed_factor,
+            threads=self.settings.threads,
+        )
+        self._spawn(self._profile_job(received.route, body["cid"], job))
+        return None
+
+    async def _profile_job(
+        self, route: bytes, cid: object, job: Callable[[], dict[str, Any]]
+    ) -> None:
+        name = self.settings.name
+        try:
+            profile = await asyncio.get_running_loop().run_in_executor(self._profiler, job)
+        except Exception as exc:  # a model ORT or the analysis cannot handle: answered, not fatal
+            error = f"profiling failed on node {name!r}: {exc}"
+            await self._answer(route, {"cid": cid, "ok": False, "error": error})
+            return
+        await self._answer(route, {"cid": cid, "ok": True, "node": name, "profile": profile})
+
     # -- data plane ------------------------------------------------------------------------
 
     async def _tensors(self, received: Received) -> None:
@@ -289,9 +341,7 @@ class Agent:
                 i in state.inbox for i in component.inputs
             ):
                 state.started.add(component.name)
-                task = asyncio.create_task(self._run(dep, req, state, component))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._run(dep, req, state, component))
 
     async def _run(self, dep: str, req: str, state: _Request, component: _Component) -> None:
         feeds = {i: state.inbox[i] for i in component.inputs}
@@ -401,10 +451,11 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    agent = Agent(settings, endpoint)
     try:
-        on_ready(endpoint.address or settings.listen)
-        await agent.serve(stop)
+        with tempfile.TemporaryDirectory(prefix=f"qsplit-agent-{settings.name}-") as models:
+            agent = Agent(settings, endpoint, ModelStore(Path(models)))
+            on_ready(endpoint.address or settings.listen)
+            await agent.serve(stop)
     finally:
         await endpoint.aclose()
 

@@ -1,0 +1,141 @@
+"""Profiling on request: an agent times every block of a model on its own machine.
+
+A node's profile must be measured where the node runs, under the speed factor and ORT thread
+settings its agent runs components with; otherwise plan and run disagree. So the control plane
+has a ``profile`` message: the requester names a model by sha256, the agent profiles it with
+:func:`qsplit.profile.profile_compute` and answers with the ComputeProfile dict. Model files are
+kept by the agent under their hash, so a second profile of the same model sends no bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from qsplit.errors import InputError
+from qsplit.model import analyze
+from qsplit.profile import ComputeProfile, profile_compute
+from qsplit.runtime._transport import ZmqEndpoint
+from qsplit.runtime._wire import Message
+from qsplit.runtime.errors import PeerTimeout, RemoteError
+
+MISSING = "model not on this agent"
+"""The error an agent answers when it lacks the model: the requester then sends the bytes."""
+
+
+class ModelStore:
+    """ONNX files an agent was sent for profiling, by sha256, in a folder it owns."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    def path(self, sha256: str) -> Path | None:
+        """The stored file of ``sha256``, if the agent has it."""
+        path = self._folder / f"{sha256}.onnx"
+        return path if len(sha256) == 64 and path.is_file() else None
+
+    def add(self, sha256: str, onnx_bytes: bytes) -> Path:
+        """Store ``onnx_bytes`` after checking them against ``sha256``."""
+        if hashlib.sha256(onnx_bytes).hexdigest() != sha256:
+            raise InputError("model bytes do not match their sha256, refused", field="sha256")
+        path = self._folder / f"{sha256}.onnx"
+        path.write_bytes(onnx_bytes)
+        return path
+
+
+def profile_here(
+    path: Path,
+    body: Mapping[str, Any],
+    *,
+    node: str,
+    speed_factor: float,
+    threads: int,
+) -> dict[str, Any]:
+    """The ComputeProfile dict of the model at ``path`` on this machine, as ``node``."""
+    shapes = {str(k): tuple(int(d) for d in v) for k, v in body.get("input_shapes", {}).items()}
+    model, graph = analyze(str(path), shapes, body.get("granularity", "block"))
+    profile = profile_compute(
+        model=model,
+        graph=graph,
+        node=node,
+        speed_factor=speed_factor,
+        threads=threads,
+        warmup=int(body.get("warmup", 3)),
+        repetitions=int(body.get("repetitions", 20)),
+        int8=bool(body.get("int8", True)),
+    )
+    return profile.to_dict()
+
+
+def profile_on_agent(
+    address: str,
+    model_path: str | Path,
+    node: str,
+    *,
+    token: str | None = None,
+    granularity: str = "block",
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    warmup: int = 3,
+    repetitions: int = 20,
+    int8: bool = True,
+    timeout_s: float = 600.0,
+) -> ComputeProfile:
+    """Profile every block of ``model_path`` on the agent of ``node`` at ``address``, under
+    that agent's speed factor and thread settings.
+
+    The model's bytes travel only if the agent does not already hold them. Raises
+    :class:`RemoteError` naming the node if it cannot profile (or is another node), and
+    :class:`PeerTimeout` if it does not answer within ``timeout_s``.
+    """
+    onnx_bytes = Path(model_path).read_bytes()
+    body = {
+        "node": node,
+        "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "granularity": granularity,
+        "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
+        "warmup": warmup,
+        "repetitions": repetitions,
+        "int8": int8,
+    }
+    answer = asyncio.run(_exchange(address, node, token, body, onnx_bytes, timeout_s))
+    return ComputeProfile.from_dict(answer["profile"])
+
+
+async def _exchange(
+    address: str,
+    node: str,
+    token: str | None,
+    body: dict[str, Any],
+    onnx_bytes: bytes,
+    timeout_s: float,
+) -> dict[str, Any]:
+    endpoint = await ZmqEndpoint.open(token=token, send_timeout_s=timeout_s)
+    ids = itertools.count()
+
+    async def ask(blobs: dict[str, bytes]) -> dict[str, Any]:
+        cid = next(ids)
+        await endpoint.send(address, Message("profile", {**body, "cid": cid}, blobs=blobs))
+        while True:
+            received = await endpoint.recv()
+            if received.message.kind == "reply" and received.message.body.get("cid") == cid:
+                return dict(received.message.body)
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            answer = await ask({})
+            if answer.get("error") == MISSING:
+                answer = await ask({"onnx": onnx_bytes})
+    except (TimeoutError, PeerTimeout):
+        raise PeerTimeout(
+            f"node {node!r} ({address}) did not finish profiling within {timeout_s:g} s",
+            peer=node,
+        ) from None
+    finally:
+        await endpoint.aclose()
+    if not answer.get("ok"):
+        raise RemoteError(f"node {node!r}: {answer.get('error')}", peer=node)
+    return answer
