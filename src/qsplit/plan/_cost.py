@@ -32,6 +32,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from qsplit.errors import AssignmentError
+from qsplit.infra import Infra
 from qsplit.model import LayerGraph, Tensor
 from qsplit.plan._problem import LatencyModel, PlanningProblem, Precision
 
@@ -124,12 +125,7 @@ def evaluate(
             tally.arrival_s[(t.name, infra.device)] for t in graph.tensors if t.is_model_output
         ]
         latency_s = max([*finish_s.values(), *returned, *compute.values(), 0.0])
-    energy = {
-        node.name: node.compute_power_w * compute[node.name]
-        + node.transmit_power_w
-        * sum(s for (sender, _), s in transfer_s.items() if sender == node.name)
-        for node in infra.nodes
-    }
+    energy = energy_per_node(infra, compute, transfer_s)
     return Evaluation(
         latency_s=latency_s,
         energy_j=sum(energy.values()),
@@ -141,6 +137,23 @@ def evaluate(
         transfer_bytes=tally.transfer_bytes,
         latency_model=model,
     )
+
+
+def energy_per_node(
+    infra: Infra, compute_s: Mapping[str, float], transfer_s: Mapping[tuple[str, str], float]
+) -> dict[str, float]:
+    """Joules each node spends: compute power × its compute time plus transmit power × the
+    time of every transfer it sends (latency included).
+
+    The one energy formula: :func:`evaluate` applies it to predicted times, and a live run's
+    report applies it to measured ones, so predicted and measured energy mean the same thing.
+    """
+    return {
+        node.name: node.compute_power_w * compute_s.get(node.name, 0.0)
+        + node.transmit_power_w
+        * sum(s for (sender, _), s in transfer_s.items() if sender == node.name)
+        for node in infra.nodes
+    }
 
 
 def violations(problem: PlanningProblem, evaluation: Evaluation) -> tuple[Violation, ...]:
