@@ -93,11 +93,23 @@ def image_feeds(model: LoadedModel, folder: str | Path, limit: int | None = None
     decodable image, naming the file, rather than calibrating on fewer images than asked.
     """
     folder = Path(folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise InputError(
             "calibration folder not found", file=folder, field="--calib", fix="check the path"
         )
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not folder.is_dir():
+        raise InputError(
+            "not a folder", file=folder, field="--calib", fix="give the folder holding the images"
+        )
+    try:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the calibration folder ({exc.strerror})",
+            file=folder,
+            field="--calib",
+            fix="check its permissions",
+        ) from None
     if not paths:
         raise InputError(
             f"no images ({', '.join(IMAGE_SUFFIXES)}) in the calibration folder",
