@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgpack
@@ -64,6 +65,41 @@ def test_killed_agent_fails_only_its_requests_naming_it_and_restart_recovers(bra
                 np.testing.assert_allclose(s2.infer(feeds)[name], expected, atol=1e-4)
             finally:
                 stop(revived.process)
+
+
+def test_agent_killed_mid_stream_fails_its_requests_at_once(branchy) -> None:
+    """kill -9 an agent while requests wait on it: they fail within a second, naming it, long
+    before their 30 s deadline; a stream through the other agents is untouched."""
+    path, blocks = branchy
+    model = onnx.load(path)
+    feeds = [random_feeds(model, seed) for seed in range(4)]
+    with (
+        running_agents("a", "b") as fast,
+        running_agents("c", args=("--speed-factor", "200")) as slow,  # requests queue at c
+    ):
+        agents = {**fast, **slow}
+        infra = infra_for(agents)
+        healthy = build_deployment(path, two_way(blocks, "a", "b"), infra)
+        doomed = build_deployment(path, two_way(blocks, "a", "c"), infra)
+        with (
+            connect(healthy, infra, timeout_s=30) as s1,
+            connect(doomed, infra, timeout_s=30) as s2,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            other = pool.submit(lambda: list(s1.stream(feeds * 10, max_in_flight=2)))
+            results = []
+            for result in s2.stream(feeds * 5, max_in_flight=4):
+                results.append(result)
+                if len(results) == 2:
+                    agents["c"].process.kill()  # SIGKILL
+                    killed = time.monotonic()
+            elapsed = time.monotonic() - killed
+            assert all(r.error is None for r in results[:2])
+            failed = [r for r in results[2:] if r.error is not None]
+            assert len(failed) >= len(results) - 6  # at most the 4 in flight could finish
+            assert all(r.error.peer == "c" and "'c'" in str(r.error) for r in failed)
+            assert max(r.record.latency_s for r in failed) < 3 and elapsed < 10
+            assert all(r.error is None for r in other.result(timeout=60))
 
 
 def test_a_tampered_component_is_refused_by_hash(branchy) -> None:

@@ -11,7 +11,7 @@ from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_
 from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
 from qsplit.runtime._wire import Limits, Message, Quant
-from qsplit.runtime.errors import PeerTimeout, ProtocolError, RemoteError
+from qsplit.runtime.errors import PeerDisconnected, PeerTimeout, ProtocolError, RemoteError
 
 __all__ = [
     "AgentSettings",
@@ -21,6 +21,7 @@ __all__ = [
     "InferResult",
     "Limits",
     "Message",
+    "PeerDisconnected",
     "PeerTimeout",
     "ProtocolError",
     "Quant",

@@ -9,6 +9,7 @@ intermediate tensors to each other and return model outputs and ``done`` reports
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -29,10 +30,14 @@ from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
 from qsplit.runtime._quantized import CalibrationSource
 from qsplit.runtime._transport import Received, ZmqEndpoint
 from qsplit.runtime._wire import Limits, Message
-from qsplit.runtime.errors import PeerTimeout, RemoteError, TransportError
+from qsplit.runtime.errors import PeerDisconnected, PeerTimeout, RemoteError, TransportError
 
 HEALTH_PROBE_S = 1.0
 """How long a timed-out request waits for a health answer from the node it blames."""
+RECONNECT_GRACE_S = 1.0
+"""Longest a new request waits for news of a disconnected node: it goes ahead as soon as the
+node is reconnected (a restarted agent) and fails naming it as soon as a reconnection attempt
+fails (refused: nothing listens there)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,11 @@ class Session:
         self._ids = itertools.count()
         self._control: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._requests: dict[str, _Pending] = {}
+        self._node_of = {c.name: c.node for c in deployment.components}
+        self._up: dict[str, bool] = {}
+        """Per node: connected, or not yet known to be down."""
+        self._news: dict[str, asyncio.Future[None]] = {}
+        """Per node: resolved (and replaced) at its next connection event."""
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -95,8 +105,11 @@ class Session:
             limits=self._limits,
             send_timeout_s=self._control_timeout_s,
         )
-        for address in self.deployment.addresses.values():
+        for node, address in self.deployment.addresses.items():
+            self._up[node] = True
+            self._news[node] = asyncio.get_running_loop().create_future()
             endpoint.connect(address)
+        endpoint.watch_peers(self._peer_changed)
         self._receiver = asyncio.create_task(self._receive(endpoint))
         return endpoint
 
@@ -286,17 +299,33 @@ class Session:
                 "from": self._device,
                 "deadline": time.time() + timeout_s,
             }
-            sends = [
-                self._endpoint.send(
-                    deployment.addresses[node],
-                    Message("tensors", {**body, "sent_at": time.time()}, tensors),
+
+            async def send() -> None:
+                await self._connected()
+                await asyncio.gather(
+                    *(
+                        self._endpoint.send(
+                            deployment.addresses[node],
+                            Message("tensors", {**body, "sent_at": time.time()}, tensors),
+                        )
+                        for node, tensors in by_node.items()
+                    )
                 )
-                for node, tensors in by_node.items()
-            ]
 
             async def deliver() -> dict[str, np.ndarray]:
-                await asyncio.gather(*sends)
-                return await asyncio.shield(pending.future)
+                # The answer may fail (a node disconnected) while inputs are still being sent.
+                sending = asyncio.ensure_future(send())
+                try:
+                    await asyncio.wait(
+                        {sending, pending.future}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not pending.future.done():
+                        await sending
+                    return await asyncio.shield(pending.future)
+                finally:
+                    if sending.done() and not sending.cancelled():
+                        sending.exception()  # retrieved: the request's error is reported
+                    sending.cancel()
 
             # One deadline for handing the inputs over and for the answer: a dead input node
             # must not hold the request beyond its timeout.
@@ -318,6 +347,43 @@ class Session:
             error=None if error is None else str(error),
         )
         return InferResult(index, outputs, record, error)
+
+    def _peer_changed(self, address: str, connected: bool) -> None:
+        """Track each node's connection; when one drops, fail at once every request still
+        waiting on that node (the others carry on)."""
+        for node in [n for n, a in self.deployment.addresses.items() if a == address]:
+            if self._up[node] and not connected:
+                self._fail_waiting_on(node)
+            self._up[node] = connected
+            self._news[node].set_result(None)
+            self._news[node] = asyncio.get_running_loop().create_future()
+
+    def _fail_waiting_on(self, node: str) -> None:
+        address = self.deployment.addresses[node]
+        for req, pending in self._requests.items():
+            waiting = sorted(c for c in pending.remaining if self._node_of[c] == node)
+            if waiting and not pending.future.done():
+                pending.future.set_exception(
+                    PeerDisconnected(
+                        f"node {node!r} ({address}) disconnected while request {req} waited "
+                        f"on component {waiting[0]}: is its agent running?",
+                        peer=node,
+                    )
+                )
+
+    async def _connected(self) -> None:
+        """Return once no node is known to be down; :class:`PeerDisconnected` naming a node
+        that does not come back (see :data:`RECONNECT_GRACE_S`)."""
+        for node in self._up:
+            if not self._up[node]:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._news[node]), RECONNECT_GRACE_S)
+            if not self._up[node]:
+                raise PeerDisconnected(
+                    f"node {node!r} ({self.deployment.addresses[node]}) is disconnected: "
+                    "is its agent running?",
+                    peer=node,
+                )
 
     def _named(self, error: TransportError) -> TransportError:
         """``error`` with the node name for peers the transport knows only by address."""

@@ -8,6 +8,11 @@ Topology (zmq): every agent binds one ROUTER socket at its ``host:port``; whoeve
 (another agent, the client) connects a DEALER. Replies and results go back through the ROUTER to
 the sender's routing id, so the client needs no listening port. A client uses the same routing
 id on all its connections, which lets any agent return final outputs to it directly.
+
+Liveness: every outgoing connection is watched with a zmq socket monitor, so a peer whose
+process dies is reported at once (the kernel closes its sockets), and zmq heartbeats turn a
+peer that stops answering (a frozen process, a dead machine) into a disconnect within
+:data:`HEARTBEAT_TIMEOUT_MS`.
 """
 
 from __future__ import annotations
@@ -16,13 +21,23 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from qsplit.runtime._wire import Limits, Message, decode, encode
 from qsplit.runtime.errors import PeerTimeout, ProtocolError, TransportError
+
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+"""A connected peer that answers no heartbeat for this long counts as disconnected."""
+
+PeerListener = Callable[[str, bool], None]
+"""Called as ``listener(address, connected)`` when a connection to a peer comes up, drops, or
+fails to come back (each failed reconnection attempt reports ``False`` again)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,11 @@ class Endpoint(ABC):
         """Send back to a connected peer by routing id; :class:`TransportError` if it is gone."""
 
     @abstractmethod
+    def watch_peers(self, listener: PeerListener) -> None:
+        """Report to ``listener`` every time an outgoing connection comes up, goes down or fails
+        a reconnection attempt."""
+
+    @abstractmethod
     async def aclose(self) -> None:
         """Stop receiving and release the sockets."""
 
@@ -90,8 +110,10 @@ class ZmqEndpoint(Endpoint):
         self._send_timeout_s = send_timeout_s
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
         self._dealers: dict[str, zmq.asyncio.Socket] = {}
+        self._monitors: list[zmq.asyncio.Socket] = []
         self._router: zmq.asyncio.Socket | None = None
         self._readers: list[asyncio.Task[None]] = []
+        self._listeners: list[PeerListener] = []
         self.rejected = Counter()
         self.address: str | None = None
         """The bound ``host:port`` when listening (resolves port 0)."""
@@ -144,10 +166,27 @@ class ZmqEndpoint(Endpoint):
             # Queue only on live connections: a send to a dead agent then waits (and times
             # out, naming it) instead of piling up in a buffer nobody will drain.
             socket.setsockopt(zmq.IMMEDIATE, 1)
+            socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+            socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+            monitor = socket.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
+            )
+            self._monitors.append(monitor)
             socket.connect(zmq_url(address))
             self._dealers[address] = socket
             self._readers.append(asyncio.create_task(self._read(socket, address)))
+            self._readers.append(asyncio.create_task(self._watch(monitor, address)))
         return socket
+
+    def watch_peers(self, listener: PeerListener) -> None:
+        self._listeners.append(listener)
+
+    async def _watch(self, monitor: zmq.asyncio.Socket, address: str) -> None:
+        while True:
+            event = parse_monitor_message(await monitor.recv_multipart())
+            connected = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+            for listener in self._listeners:
+                listener(address, connected)
 
     def connect(self, address: str) -> None:
         """Open the connection to ``address`` ahead of the first send (replies need it)."""
@@ -196,6 +235,13 @@ class ZmqEndpoint(Endpoint):
         for task in self._readers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for socket in [*self._dealers.values(), *([self._router] if self._router else [])]:
+        for dealer in self._dealers.values():
+            dealer.disable_monitor()
+        sockets = [
+            *self._monitors,
+            *self._dealers.values(),
+            *([self._router] if self._router else []),
+        ]
+        for socket in sockets:
             socket.close(linger=0)
         self._context.term()

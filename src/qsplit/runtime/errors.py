@@ -5,6 +5,7 @@
     TransportError (qsplit.errors)  a peer unreachable, crashed, timed out or misbehaving
     ├── ProtocolError               a message that breaks the wire format (reason: counter key)
     ├── PeerTimeout                 a node did not answer or finish within the timeout
+    ├── PeerDisconnected            a node's connection dropped (process died, heartbeats lost)
     └── RemoteError                 a node reported a failure (bad deploy, component crashed)
 
 Every error names the node (``peer``) it is about, because "request failed" is useless on a
@@ -26,6 +27,10 @@ class ProtocolError(TransportError):
 
 class PeerTimeout(TransportError):
     """A node did not answer (control) or did not finish its part of a request in time."""
+
+
+class PeerDisconnected(TransportError):
+    """A node's connection dropped while a request needed it, or it is not back in time."""
 
 
 class RemoteError(TransportError):
