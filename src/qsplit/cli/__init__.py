@@ -6,12 +6,14 @@ imported here.
 
 from qsplit.cli import (  # noqa: F401  (imported to register their commands)
     analyze_cmd,
+    demo_cmd,
     model_cmd,
     noise_cmd,
     pareto_cmd,
     plan_cmd,
     profile_cmd,
     prototype_cmd,
+    report_cmd,
     runtime_cmd,
     split_cmd,
     testbed_cmd,

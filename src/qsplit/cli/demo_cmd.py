@@ -1,0 +1,77 @@
+"""``qsplit demo``: the README's main command — the whole pipeline on the local testbed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from qsplit.cli._app import app, console
+
+
+class _RichProgress:
+    """One rich progress bar per pipeline step."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        task = self._progress.add_task(description, total=total)
+        return lambda steps=1: self._progress.advance(task, steps)
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default: runs/demo-<timestamp>).")
+    ] = None,
+    requests: Annotated[int, typer.Option(help="Measured requests per configuration.")] = 5,
+    noise_samples: Annotated[int, typer.Option(help="Quantization masks measured.")] = 80,
+    cache: Annotated[
+        Path, typer.Option(help="Profiles and noise models are reused from here.")
+    ] = Path(".qsplit/cache"),
+    model: Annotated[
+        Path | None, typer.Option(help="ONNX model (default: the bundled YOLO11n).")
+    ] = None,
+) -> None:
+    """Start the emulated device/edge/cloud testbed, profile, plan, run and report.
+
+    Example: qsplit demo --out runs/demo
+    """
+    from qsplit.demo import DemoConfig, run_demo
+
+    out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    config = DemoConfig(out=out, requests=requests, noise_samples=noise_samples, cache=cache)
+    if model is not None:
+        config = replace(config, model=model)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        index = run_demo(config, _RichProgress(progress))
+    table = Table(title="predicted vs measured (medians)")
+    for column in ("scenario", "configuration", "latency pred.", "latency meas.", "error"):
+        table.add_column(column)
+    for entry in index.entries:
+        if entry.measured is None:
+            table.add_row(entry.scenario, entry.label, "", "", f"[red]{entry.error}[/red]")
+            continue
+        error = entry.predicted.latency_s / entry.measured.latency_s - 1
+        table.add_row(
+            entry.scenario,
+            entry.label,
+            f"{entry.predicted.latency_s * 1e3:.0f} ms",
+            f"{entry.measured.latency_s * 1e3:.0f} ms",
+            f"{error:+.1%}",
+        )
+    console.print(table)
+    console.print(f"run directory: {out}")

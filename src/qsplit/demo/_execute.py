@@ -1,0 +1,111 @@
+"""Running one configuration on the testbed and summarising what it measured."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from qsplit.infra import Infra
+from qsplit.plan import energy_per_node
+from qsplit.report import Measured
+from qsplit.runtime import RequestRecord, build_deployment, connect, save_results
+
+Feeds = dict[str, np.ndarray]
+
+
+def reference_outputs(model_path: Path, feeds: Sequence[Feeds]) -> list[list[np.ndarray]]:
+    """The whole fp32 model's outputs, optimised like the agents' components."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    whole = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return [whole.run(None, feed) for feed in feeds]
+
+
+def run_configuration(
+    model_path: Path,
+    assignment: dict[str, str],
+    quantized: Sequence[str],
+    infra: Infra,
+    feeds: Sequence[Feeds],
+    *,
+    requests: int,
+    timeout_s: float,
+    calibration: Path,
+    reference: Sequence[Sequence[np.ndarray]] | None,
+    results_path: Path,
+    on_request: Callable[[], None],
+) -> Measured:
+    """Deploy, warm up with one request, measure ``requests`` more, undeploy.
+
+    Requests run one at a time: the plans are priced for a single inference, and overlapping
+    requests would share the emulated links and cores. ``reference`` (whole-model outputs per
+    feed) is compared with fp32 configurations' outputs.
+    """
+    deployment = build_deployment(
+        model_path, assignment, infra, quantized=quantized, calibration=calibration
+    )
+    records: list[RequestRecord] = []
+    worst = 0.0
+    with connect(deployment, infra, timeout_s=timeout_s) as session:
+        try:
+            session.infer(feeds[0])  # connections finish their handshakes, sessions warm up
+            start = time.perf_counter()
+            for index in range(requests):
+                feed = feeds[index % len(feeds)]
+                outputs, record = session.infer_timed(feed)
+                records.append(record)
+                if reference is not None and not quantized:
+                    expected = reference[index % len(feeds)]
+                    for name, want in zip(deployment.model_outputs, expected, strict=True):
+                        worst = max(worst, float(np.max(np.abs(outputs[name] - want))))
+                on_request()
+            wall_s = time.perf_counter() - start
+        finally:
+            session.undeploy()
+    save_results(results_path, records, wall_s, {"deployment": deployment.id})
+    return summarize(records, infra, None if quantized or reference is None else worst)
+
+
+def summarize(
+    records: Sequence[RequestRecord], infra: Infra, max_abs_diff: float | None
+) -> Measured:
+    """Medians over requests; each request's energy is the cost model's prices applied to its
+    measured compute and transfer times (transfers within a node are free, as in the model)."""
+    latencies, energies, device_energies = [], [], []
+    compute: dict[str, list[float]] = {}
+    transfer: dict[str, list[float]] = {}
+    for record in records:
+        per_node: dict[str, float] = {}
+        for run in record.runs:
+            per_node[run.node] = per_node.get(run.node, 0.0) + run.compute_s
+        per_link: dict[tuple[str, str], float] = {}
+        for t in record.transfers:
+            if t.source != t.target:
+                per_link[(t.source, t.target)] = per_link.get((t.source, t.target), 0.0) + (
+                    t.transfer_s
+                )
+        energy = energy_per_node(infra, per_node, per_link)
+        latencies.append(record.latency_s)
+        energies.append(sum(energy.values()))
+        device_energies.append(energy[infra.device])
+        for node, seconds in per_node.items():
+            compute.setdefault(node, []).append(seconds)
+        for (source, target), seconds in per_link.items():
+            transfer.setdefault(f"{source}->{target}", []).append(seconds)
+    ordered = sorted(latencies)
+    return Measured(
+        latency_s=statistics.median(latencies),
+        energy_j=statistics.median(energies),
+        device_energy_j=statistics.median(device_energies),
+        latency_p90_s=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
+        requests=len(records),
+        failed=sum(r.error is not None for r in records),
+        compute_s={n: statistics.median(v) for n, v in sorted(compute.items())},
+        transfer_s={k: statistics.median(v) for k, v in sorted(transfer.items())},
+        max_abs_diff=max_abs_diff,
+    )

@@ -1,0 +1,113 @@
+"""The planner's inputs on the testbed: a profile per node, measured links, the noise model.
+
+Profiles are measured *by each node's agent* (its speed factor and thread settings, as it will
+run the components); links are measured through the emulators the tensors will cross. Both are
+what a real deployment would do; only the machines are emulated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from qsplit.demo._cache import Cache
+from qsplit.demo._config import DemoConfig
+from qsplit.model import LayerGraph, LoadedModel
+from qsplit.profile import ComputeProfile, LinkProfile
+from qsplit.quant import (
+    Quantizer,
+    calibrate,
+    candidate_blocks,
+    fit_noise,
+    image_feeds,
+    plot_fit,
+    random_masks,
+    sample_noise,
+    save_samples,
+)
+from qsplit.runtime import profile_on_agent
+from qsplit.testbed import Testbed
+
+Advance = Callable[[], None]
+
+NOISE_TOP_K = 12
+NOISE_EVAL_IMAGES = 1
+NOISE_SEED = 0
+
+
+def node_profiles(
+    config: DemoConfig,
+    cache: Cache,
+    graph: LayerGraph,
+    testbed: Testbed,
+    out: Path,
+    advance: Advance,
+) -> dict[str, Path]:
+    """Profile every testbed node through its agent, one at a time (they share the cores)."""
+    paths = {}
+    for name, agent in testbed.state.agents.items():
+        key = {
+            "model": graph.model.sha256,
+            "granularity": graph.granularity,
+            "node": name,
+            "speed_factor": agent.speed_factor,
+            "repetitions": config.profile_repetitions,
+        }
+
+        def make(folder: Path, name: str = name, address: str = agent.address) -> None:
+            profile = profile_on_agent(
+                address, config.model, name, repetitions=config.profile_repetitions
+            )
+            profile.save(str(folder / f"{name}.json"))
+
+        cache.copy_into("profiles", key, make, out)
+        paths[name] = out / f"{name}.json"
+        ComputeProfile.load(str(paths[name]))  # a corrupt cache entry fails here, by name
+        advance()
+    return paths
+
+
+def measured_links(testbed: Testbed, out: Path, advance: Advance) -> Path:
+    """Every emulated link measured now (cheap, and the one thing that must be live)."""
+    profile: LinkProfile = testbed.measure_links(on_link=lambda *_: advance())
+    profile.save(str(out))
+    return out
+
+
+def noise_model(
+    config: DemoConfig,
+    cache: Cache,
+    model: LoadedModel,
+    graph: LayerGraph,
+    out: Path,
+    advance: Callable[[int], None],
+) -> Path:
+    """Fit (or reuse) the noise polynomial of the top-K blocks into the folder ``out``
+    (``noise.json``, with its samples and a predicted-vs-measured plot beside it)."""
+    images = sorted(p.name for p in config.images.iterdir() if p.is_file())
+    key = {
+        "model": graph.model.sha256,
+        "granularity": graph.granularity,
+        "images": images,
+        "samples": config.noise_samples,
+        "top_k": NOISE_TOP_K,
+        "eval_images": NOISE_EVAL_IMAGES,
+        "seed": NOISE_SEED,
+    }
+
+    def make(folder: Path) -> None:
+        feeds = image_feeds(model, config.images)
+        quantizer = Quantizer(model, graph, calibrate(model, feeds))
+        blocks = candidate_blocks(graph, quantizer, NOISE_TOP_K)
+        masks = random_masks(len(blocks), config.noise_samples, NOISE_SEED)
+        measured = sample_noise(
+            quantizer, blocks, masks, feeds[:NOISE_EVAL_IMAGES], lambda _: advance(1)
+        )
+        poly = fit_noise(measured, blocks, graph.model.sha256, seed=NOISE_SEED)
+        poly.save(str(folder / "noise.json"))
+        save_samples(folder / "noise.samples.json", measured, blocks)
+        plot_fit(folder / "noise.png", poly, measured)
+
+    if cache.copy_into("noise", key, make, out):
+        advance(config.noise_samples)
+    return out / "noise.json"

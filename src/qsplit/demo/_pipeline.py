@@ -1,0 +1,215 @@
+"""``qsplit demo`` end to end: testbed up → profile every node → links → noise model → plans
+and baselines per scenario → deploy and run each → the run directory (``run.json``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from qsplit.demo._cache import Cache
+from qsplit.demo._config import DemoConfig
+from qsplit.demo._execute import reference_outputs, run_configuration
+from qsplit.demo._inputs import measured_links, node_profiles, noise_model
+from qsplit.demo._plans import Candidate, scenario_candidates
+from qsplit.errors import InputError, QsplitError
+from qsplit.infra import load_infra
+from qsplit.model import analyze
+from qsplit.profile import LinkProfile
+from qsplit.quant import NoisePolynomial, image_feeds
+from qsplit.report import Entry, Measured, RunIndex, Scenario
+from qsplit.testbed import Testbed
+
+
+class Progress(Protocol):
+    """Where the pipeline reports progress: one task per step, advanced as work is done."""
+
+    def task(self, description: str, total: int) -> Callable[[int], None]: ...
+
+
+class _Silent:
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        return lambda _=1: None
+
+
+def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
+    """Run the whole experiment of ``config`` and write its run directory; returns its index."""
+    progress = progress or _Silent()
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    run_dir = config.out
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scenarios = _copy_scenarios(config, run_dir)
+
+    model, graph = analyze(str(config.model))
+    graph.save(str(run_dir / "layergraph.json"))
+    feeds = image_feeds(model, config.images)
+    reference = reference_outputs(config.model, feeds)
+    cache = Cache(config.cache)
+
+    with Testbed.up(config.testbed_infra, run_dir / "testbed") as testbed:
+        step = time.perf_counter()
+        advance = progress.task("profiling each node on its agent", len(testbed.state.agents))
+        profiles = node_profiles(
+            config, cache, graph, testbed, run_dir / "profiles", lambda: advance(1)
+        )
+        timings["profiles_s"] = time.perf_counter() - step
+
+        step = time.perf_counter()
+        advance = progress.task("measuring the emulated links", len(testbed.state.links))
+        links_path = measured_links(
+            testbed, run_dir / "profiles" / "links.json", lambda: advance(1)
+        )
+        timings["links_s"] = time.perf_counter() - step
+
+        step = time.perf_counter()
+        advance = progress.task("noise model (masks measured)", config.noise_samples)
+        noise_path = noise_model(config, cache, model, graph, run_dir / "noise", advance)
+        timings["noise_s"] = time.perf_counter() - step
+
+        step = time.perf_counter()
+        grid = len(config.w_latency) * len(config.noise_fractions)
+        advance = progress.task("planning", grid * len(config.scenarios))
+        links = LinkProfile.load(str(links_path))
+        noise = NoisePolynomial.load(str(noise_path))
+        candidates = [
+            candidate
+            for spec in config.scenarios
+            for candidate in scenario_candidates(
+                config, spec, graph, profiles, links, noise, run_dir, lambda: advance(1)
+            )
+        ]
+        timings["planning_s"] = time.perf_counter() - step
+
+        step = time.perf_counter()
+        entries = _run_all(config, candidates, testbed, feeds, reference, run_dir, progress)
+        timings["runs_s"] = time.perf_counter() - step
+
+    timings["total_s"] = time.perf_counter() - started
+    index = RunIndex(
+        model={
+            "path": str(config.model),
+            "sha256": graph.model.sha256,
+            "blocks": len(graph.blocks),
+            "macs": graph.total_macs,
+        },
+        layergraph="layergraph.json",
+        profiles={node: str(path.relative_to(run_dir)) for node, path in profiles.items()},
+        links=str(links_path.relative_to(run_dir)),
+        noise=str(noise_path.relative_to(run_dir)),
+        scenarios=scenarios,
+        entries=tuple(entries),
+        settings=_settings(config, timings),
+    )
+    index.save(run_dir)
+    return index
+
+
+def _copy_scenarios(config: DemoConfig, run_dir: Path) -> tuple[Scenario, ...]:
+    testbed_nodes = set(load_infra(config.testbed_infra).node_names)
+    scenarios = []
+    for spec in config.scenarios:
+        infra = load_infra(spec.infra)
+        missing = sorted(set(infra.node_names) - testbed_nodes)
+        if missing:
+            raise InputError(
+                f"scenario {spec.name!r} uses node(s) {missing} the testbed does not have",
+                file=spec.infra,
+                field="nodes",
+                fix=f"use nodes of {config.testbed_infra}",
+            )
+        target = run_dir / "scenarios" / spec.infra.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(spec.infra, target)
+        scenarios.append(
+            Scenario(spec.name, str(target.relative_to(run_dir)), tuple(infra.node_names))
+        )
+    return tuple(scenarios)
+
+
+def _run_all(
+    config: DemoConfig,
+    candidates: list[Candidate],
+    testbed: Testbed,
+    feeds: list[dict[str, np.ndarray]],
+    reference: list[list[np.ndarray]],
+    run_dir: Path,
+    progress: Progress,
+) -> list[Entry]:
+    """Run every distinct configuration once; entries sharing one share its measurement."""
+    distinct = list({c.configuration: c for c in candidates}.values())
+    advance = progress.task(
+        f"running {len(distinct)} configurations", len(distinct) * config.requests
+    )
+    infra = testbed.infra()
+    outcomes: dict[object, tuple[str, Measured | QsplitError]] = {}
+    for number, candidate in enumerate(distinct):
+        results = Path("runs") / f"{number:02d}.json"
+        try:
+            measured = run_configuration(
+                config.model,
+                candidate.assignment,
+                candidate.quantized,
+                infra,
+                feeds,
+                requests=config.requests,
+                timeout_s=config.timeout_s,
+                calibration=config.images,
+                reference=reference,
+                results_path=run_dir / results,
+                on_request=lambda: advance(1),
+            )
+            outcomes[candidate.configuration] = (str(results), measured)
+        except QsplitError as exc:
+            outcomes[candidate.configuration] = (str(results), exc)
+    entries = []
+    for c in candidates:
+        results, outcome = outcomes[c.configuration]
+        measured = outcome if isinstance(outcome, Measured) else None
+        entries.append(
+            Entry(
+                id=c.id,
+                scenario=c.scenario,
+                kind=c.kind,
+                label=c.label,
+                assignment=c.assignment,
+                quantized=c.quantized,
+                noise=c.noise,
+                predicted=c.predicted,
+                measured=measured,
+                run=results if measured is not None else None,
+                plan=c.plan,
+                w_latency=c.w_latency,
+                noise_max=c.noise_max,
+                error=None if measured is not None else str(outcome),
+            )
+        )
+    return entries
+
+
+def _settings(config: DemoConfig, timings: dict[str, float]) -> dict[str, object]:
+    return {
+        "requests_per_configuration": config.requests,
+        "warmup_requests": 1,
+        "latency_model": config.latency_model,
+        "w_latency": list(config.w_latency),
+        "noise_fractions": list(config.noise_fractions),
+        "noise_samples": config.noise_samples,
+        "profile_repetitions": config.profile_repetitions,
+        "testbed_infra": str(config.testbed_infra),
+        "machine": {
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "onnxruntime": ort.__version__,
+            "load_average": os.getloadavg(),
+        },
+        "timings_s": timings,
+    }

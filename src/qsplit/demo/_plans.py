@@ -1,0 +1,134 @@
+"""The demo's configurations: for each scenario, the MILP's plans over a grid of weights and
+noise bounds, and the baselines, each priced by the cost model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from qsplit.demo._config import DemoConfig, ScenarioSpec
+from qsplit.infra import load_infra
+from qsplit.model import LayerGraph
+from qsplit.plan import (
+    Bounds,
+    Payoff,
+    PlanningProblem,
+    baseline_plans,
+    evaluate,
+    load_problem,
+    plan,
+)
+from qsplit.profile import LinkProfile
+from qsplit.quant import NoisePolynomial
+from qsplit.report import Costs, EntryKind
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration to run: where each block goes and which are quantized, with its price."""
+
+    id: str
+    scenario: str
+    kind: EntryKind
+    label: str
+    assignment: dict[str, str]
+    quantized: tuple[str, ...]
+    noise: float
+    predicted: Costs
+    plan: str | None = None
+    w_latency: float | None = None
+    noise_max: float | None = None
+
+    @property
+    def configuration(self) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
+        """What the run depends on: identical configurations are run once."""
+        return frozenset(self.assignment.items()), frozenset(self.quantized)
+
+
+def scenario_candidates(
+    config: DemoConfig,
+    spec: ScenarioSpec,
+    graph: LayerGraph,
+    profiles: dict[str, Path],
+    links: LinkProfile,
+    noise: NoisePolynomial,
+    run_dir: Path,
+    advance: Callable[[], None],
+) -> list[Candidate]:
+    """Plans for every (latency weight, noise bound) of ``config`` and the baselines, for the
+    nodes of ``spec``; configurations found twice are listed once, under their first label."""
+    infra = load_infra(spec.infra)
+    nodes = set(infra.node_names)
+    problem_links = LinkProfile(
+        links=tuple(m for m in links.links if {m.source, m.target} <= nodes)
+    )
+    full_noise = noise.predict(noise.quantizable)
+    found: dict[object, Candidate] = {}
+    last: tuple[PlanningProblem, Payoff | None] | None = None
+    for w_latency in config.w_latency:
+        for fraction in config.noise_fractions:
+            noise_max = fraction * full_noise
+            problem = load_problem(
+                graph,
+                infra,
+                [profiles[n] for n in infra.node_names],
+                noise if fraction > 0 else None,
+                links=problem_links,
+                bounds=Bounds(noise_max=noise_max if fraction > 0 else None),
+                w_latency=w_latency,
+                w_energy=1.0 - w_latency,
+                latency_model=config.latency_model,
+            )
+            result = plan(problem, with_baselines=False)
+            name = f"w{w_latency:g}-n{fraction:g}"
+            plan_file = Path("plans") / _slug(spec.name) / f"{name}.json"
+            result.save(run_dir / plan_file)
+            label = f"qsplit w_lat={w_latency:g}, " + (
+                f"noise ≤ {noise_max:.3g}" if fraction > 0 else "fp32"
+            )
+            candidate = replace(
+                _candidate(spec.name, "plan", label, problem, result.assignment, result.quantized),
+                plan=str(plan_file),
+                w_latency=w_latency,
+                noise_max=noise_max if fraction > 0 else None,
+            )
+            found.setdefault(candidate.configuration, candidate)
+            last = (problem, result.payoff)
+            advance()
+    if last is not None:
+        problem, payoff = last
+        for name, baseline in baseline_plans(problem, payoff).items():
+            candidate = _candidate(
+                spec.name, "baseline", name, problem, baseline.assignment, baseline.quantized
+            )
+            found.setdefault(candidate.configuration, candidate)
+    return list(found.values())
+
+
+def _candidate(
+    scenario: str,
+    kind: EntryKind,
+    label: str,
+    problem: PlanningProblem,
+    assignment: Mapping[str, str],
+    quantized: Collection[str],
+) -> Candidate:
+    chosen = dict(assignment)
+    blocks = tuple(b for b in problem.graph.block_names if b in set(quantized))
+    evaluation = evaluate(problem, chosen, blocks)
+    return Candidate(
+        id=f"{_slug(scenario)}/{_slug(label)}",
+        scenario=scenario,
+        kind=kind,
+        label=label,
+        assignment=chosen,
+        quantized=blocks,
+        noise=evaluation.noise,
+        predicted=Costs(evaluation.latency_s, evaluation.energy_j, evaluation.device_energy_j),
+    )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
