@@ -13,6 +13,7 @@ from qsplit.cli import (  # noqa: F401  (imported to register their commands)
     plan_cmd,
     profile_cmd,
     prototype_cmd,
+    report_cmd,
     runtime_cmd,
     split_cmd,
     testbed_cmd,
