@@ -81,7 +81,7 @@ def build_index(blocks: tuple[str, ...]) -> RunIndex:
             Scenario("three-tier", INFRA, ("device", "edge", "cloud")),
         ),
         entries=entries,
-        settings={"requests": 20, "machine": {"cpus": 2}},
+        settings={"requests": 20, "machine": {"cpus": 2, "load": [1.5, 0.25]}, "total_s": 12.3456},
     )
 
 

@@ -50,8 +50,13 @@ def test_markdown_states_numbers_and_the_missed_target(report: Report) -> None:
     assert "**Target missed: energy MAPE is 15.0 %, above the 10 % target.**" in markdown
     assert "Latency: predictions are off by 7.0 % on average" in markdown
     assert "worst: tt plan (three-tier) at -15.0 %" in markdown
-    assert "5.00× (80.0 % less latency)" in markdown
+    assert (
+        "three-tier, fastest measured: tt plan took 200.0 ms against 1.00 s for tt device-only: "
+        "5.00× (80.0 % less latency)."
+    ) in markdown
+    assert "local, quantization alone on device: local int8 took 500.0 ms" in markdown
     assert "| device 0–1 · edge 2–5 · cloud 6–9 | 2 | 170.0 ms | 200.0 ms | -15.0 % |" in markdown
+    assert "| machine.load | 1.5, 0.25 |" in markdown and "| total_s | 12.35 |" in markdown
 
 
 def test_html_carries_the_same_content(report: Report) -> None:

@@ -15,7 +15,9 @@ from qsplit.report import build_report, summary_rows
 
 @app.command("report")
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory written by qsplit demo.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory written by qsplit demo.", metavar="RUN_DIR")
+    ],
 ) -> None:
     """Write RUN_DIR/report/ (report.md, report.html, validation.json, figures) from run.json
     and the files it references; print the summary.

@@ -6,7 +6,6 @@ says what the numbers mean, so that they can be judged without reading the code.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -74,22 +73,33 @@ def _summary(run: LoadedRun, validation: Validation) -> list[Block]:
             )
         ),
         Paragraph("Measured gains against fp32 inference on the device alone:"),
-        Bullets(tuple(t for s in validation.scenarios for t in gain_sentences(run, s))),
+        Bullets(tuple(gain_sentences(run, validation))),
         Table(("item", "value"), tuple(summary_rows(run, validation))),
     ]
     if run.index.settings:
         blocks += [
             Heading("Settings", 3),
-            Table(
-                ("setting", "value"),
-                tuple((key, _setting(value)) for key, value in run.index.settings.items()),
-            ),
+            Table(("setting", "value"), tuple(_setting_rows(run.index.settings))),
         ]
     return blocks
 
 
-def _setting(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+def _setting_rows(settings: dict[str, object], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested settings flattened to dotted keys (``machine.cpus``), values written briefly."""
+    rows: list[tuple[str, str]] = []
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += _setting_rows(value, f"{name}.")
+        elif isinstance(value, list | tuple):
+            rows.append((name, ", ".join(map(_brief, value))))
+        else:
+            rows.append((name, _brief(value)))
+    return rows
+
+
+def _brief(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _scenarios(run: LoadedRun, validation: Validation) -> list[Block]:

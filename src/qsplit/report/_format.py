@@ -9,7 +9,7 @@ def seconds(value: float | None) -> str:
     """A latency in ms below 1 s (where end-to-end latencies usually are), in s above."""
     if value is None:
         return "–"
-    return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.3g} s"
+    return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def joules(value: float | None) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from qsplit.report._format import percent, seconds, speedup
 from qsplit.report._load import LoadedRun
-from qsplit.report._validation import ErrorStats, Gain, ScenarioValidation, Validation
+from qsplit.report._validation import ErrorStats, Gain, Validation
 
 
 def model_line(run: LoadedRun) -> str:
@@ -43,21 +43,28 @@ def missed_targets(validation: Validation) -> list[str]:
     ]
 
 
-def gain_sentences(run: LoadedRun, scenario: ScenarioValidation) -> list[str]:
-    """The fastest measured entry and quantization alone, each against device-only."""
-    if scenario.best is None:
-        return [
-            f"{scenario.name}: no measured fp32 entry with every block on {scenario.device}, "
-            "so no gain against device-only can be given."
+def gain_sentences(run: LoadedRun, validation: Validation) -> list[str]:
+    """Per scenario, the fastest measured entry against device-only; then quantization alone
+    where a scenario measured it (said once if none did)."""
+    fastest = [
+        f"{s.name}, fastest measured: {_gain_text(run, s.best)}"
+        if s.best is not None
+        else f"{s.name}: no measured fp32 entry runs every block on {s.device}, so no gain "
+        "against device-only can be given."
+        for s in validation.scenarios
+    ]
+    quantization = [
+        f"{s.name}, quantization alone on {s.device}: {_gain_text(run, s.quantization_only)}"
+        for s in validation.scenarios
+        if s.quantization_only is not None
+    ]
+    return fastest + (
+        quantization
+        or [
+            "No measured entry quantizes blocks while keeping every block on the device, so "
+            "the gain of quantization alone is not measured in this run."
         ]
-    quantization = (
-        f"{scenario.name}, quantization alone on {scenario.device}: "
-        + _gain_text(run, scenario.quantization_only)
-        if scenario.quantization_only is not None
-        else f"{scenario.name}: no measured entry quantizes blocks while staying on "
-        f"{scenario.device}, so the gain of quantization alone is not measured here."
     )
-    return [f"{scenario.name}, fastest measured: " + _gain_text(run, scenario.best), quantization]
 
 
 def summary_rows(run: LoadedRun, validation: Validation) -> list[tuple[str, str]]:
