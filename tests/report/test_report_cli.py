@@ -12,6 +12,8 @@ from qsplit.cli import main, report_cmd  # noqa: F401  (registers `report`)
 from qsplit.errors import InputError, SchemaError
 from qsplit.report import load_run
 
+pytest_plugins = ["report_run"]
+
 
 def _qsplit(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str):
     """Run the CLI in-process through its error boundary; returns (exit code, stdout, stderr)."""

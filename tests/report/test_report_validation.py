@@ -1,4 +1,4 @@
-"""Prediction errors, gains and placement text on the hand-made run of conftest.py."""
+"""Prediction errors, gains and placement text on the hand-made run of report_run.py."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from qsplit.report import RunIndex, load_run, validate
 from qsplit.report._fig_pareto import non_dominated
 from qsplit.report._format import index_ranges, placement
 from qsplit.report._validation import percent_error
+
+pytest_plugins = ["report_run"]
 
 
 def test_overall_mape_and_worst_entry(run_dir: Path) -> None:

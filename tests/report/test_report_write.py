@@ -14,6 +14,8 @@ from qsplit.report import Report, write_report
 from qsplit.report._fig_placement import LABEL_LIMIT, layered_layout, plot_placement
 from qsplit.report._figstyle import colours
 
+pytest_plugins = ["report_run"]
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,4 +1,6 @@
-"""A small synthetic run directory with hand-made entries whose errors and gains are known.
+"""Fixtures: a small synthetic run directory with hand-made entries whose errors and gains are
+known. Test modules load them with ``pytest_plugins = ["report_run"]`` (a ``conftest.py`` here
+would shadow the top-level one that other tests import as ``conftest``).
 
 Model: the synthetic branchy CNN (10 blocks). Two scenarios share the bundled three-tier infra
 file: ``local`` (the device alone) and ``three-tier``. Signed latency errors, in %:
