@@ -22,6 +22,7 @@ from qsplit.profile._timing import (
     emulated_duration_s,
     make_session,
     pad_to,
+    reference_time_s,
     time_run,
 )
 from qsplit.profile._types import BlockTiming, ComputeProfile, LinkMeasurement, LinkProfile
@@ -50,6 +51,7 @@ __all__ = [
     "profile_compute",
     "quantize_block_fallback",
     "random_components",
+    "reference_time_s",
     "time_run",
     "zmq_request",
 ]

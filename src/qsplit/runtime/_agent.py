@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from qsplit.errors import InputError
-from qsplit.profile import emulated_duration_s, pad_to
+from qsplit.profile import emulated_duration_s, pad_to, reference_time_s
 from qsplit.runtime._profile import MISSING, ModelStore, profile_here
 from qsplit.runtime._transport import Endpoint, Received, ZmqEndpoint
 from qsplit.runtime._wire import Limits, Message, Quant
@@ -98,6 +98,9 @@ class _Component:
     peers: dict[str, str]
     quant: dict[str, Quant]
     session: ort.InferenceSession
+    reference_s: float | None = None
+    """On an emulated slower node, this component's time measured at deploy: every run is
+    padded to ``speed_factor ×`` it (``None``: padded to ``speed_factor ×`` each run's time)."""
 
 
 @dataclass
@@ -211,6 +214,9 @@ class Agent:
             session = await loop.run_in_executor(self._pool, self._session, onnx_bytes, optimize)
         except Exception as exc:  # ORT raises plain RuntimeError subclasses for bad models
             return {"ok": False, "error": f"component {body['name']!r} does not load: {exc}"}
+        reference_s = None
+        if self.settings.speed_factor > 1.0:
+            reference_s = await loop.run_in_executor(self._pool, reference_time_s, session)
         component = _Component(
             name=str(body["name"]),
             inputs=tuple(map(str, body["inputs"])),
@@ -223,6 +229,7 @@ class Agent:
             },
             quant={str(t): Quant(float(s), int(z)) for t, (s, z) in body.get("quant", {}).items()},
             session=session,
+            reference_s=reference_s,
         )
         self._deployments.setdefault(str(body["dep"]), {})[component.name] = component
         # Connect to the consumers now: set-up takes round trips (TCP, then the messaging
@@ -392,10 +399,11 @@ class Agent:
     ) -> tuple[dict[str, np.ndarray], float]:
         start = time.perf_counter()
         values = component.session.run(list(component.outputs), feeds)
-        # The profiler reports emulated_duration_s of the same measurement, so a slower node's
+        measured = time.perf_counter() - start
+        # The profiler reports emulated_duration_s of its measurements, so a slower node's
         # profile and its live runs agree by construction.
-        emulated = pad_to(start, time.perf_counter() - start, self.settings.speed_factor)
-        return dict(zip(component.outputs, values, strict=True)), emulated
+        emulated = pad_to(start, component.reference_s or measured, self.settings.speed_factor)
+        return dict(zip(component.outputs, values, strict=True)), max(emulated, measured)
 
     async def _push(
         self,
