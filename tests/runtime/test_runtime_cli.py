@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 import synthetic
-from agents import running_agents
+from agents import AgentProcess, running_agents
 from qsplit._jsonio import read_json, write_json
+from qsplit.assets import sample_images_dir
 from qsplit.cli import app
+from qsplit.errors import InputError
 from qsplit.model import analyze
 
+PREDICTED = {"latency_s": 0.25, "energy_j": 1.5, "device_energy_j": 0.5, "noise": 0.0}
+POWER = {"device": (2.0, 3.0), "edge": (5.0, 0.5)}
+"""Compute and transmit power of the test nodes, distinct so that energy pins the formula."""
 
-def write_plan(path: Path, model: Path, assignment: dict[str, str]) -> Path:
-    """A minimal plan file: what the runtime reads is the model hash and the assignment."""
-    predicted = {"latency_s": 0.0, "energy_j": 0.0, "device_energy_j": 0.0, "noise": 0.0}
+
+def write_plan(
+    path: Path, model: Path, assignment: dict[str, str], quantized: Sequence[str] = ()
+) -> Path:
+    """A minimal plan file: the runtime reads the model hash, the assignment, the quantized
+    blocks and the predictions."""
     body = {
         "model": {"sha256": hashlib.sha256(model.read_bytes()).hexdigest()},
         "assignment": assignment,
-        "quantized": [],
+        "quantized": list(quantized),
         "components": [],
-        "predicted": predicted,
+        "predicted": PREDICTED,
         "objective": {
             "w_latency": 1.0,
             "w_energy": 0.0,
@@ -44,6 +54,36 @@ def write_plan(path: Path, model: Path, assignment: dict[str, str]) -> Path:
     return write_json(path, "plan", 1, body)
 
 
+def write_infra(path: Path, agents: dict[str, AgentProcess]) -> Path:
+    nodes = [
+        {
+            "name": n,
+            "role": n,
+            "compute_power_w": POWER[n][0],
+            "transmit_power_w": POWER[n][1],
+            "memory_bytes": "1GiB",
+            "address": a.address,
+        }
+        for n, a in agents.items()
+    ]
+    links = [
+        {"from": "device", "to": "edge", "bandwidth": "10MB/s", "latency": "1ms"},
+        {"from": "edge", "to": "device", "bandwidth": "10MB/s", "latency": "1ms"},
+    ]
+    document = {"schema_version": 1, "device": "device", "nodes": nodes, "links": links}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def cost_model_energy(request: dict) -> float:
+    """The cost model's energy, written out: compute × compute power + sent × transmit power."""
+    compute = sum(POWER[r["node"]][0] * r["compute_s"] for r in request["runs"])
+    sent = sum(
+        POWER[t["from"]][1] * t["transfer_s"] for t in request["transfers"] if t["from"] != t["to"]
+    )
+    return compute + sent
+
+
 def test_deploy_then_run_writes_results(tmp_path: Path) -> None:
     model = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
     blocks = analyze(str(model))[1].block_names
@@ -54,27 +94,7 @@ def test_deploy_then_run_writes_results(tmp_path: Path) -> None:
         {b: "device" if i < half else "edge" for i, b in enumerate(blocks)},
     )
     with running_agents("device", "edge") as agents:
-        nodes = [
-            {
-                "name": n,
-                "role": n,
-                "compute_power_w": 1,
-                "transmit_power_w": 1,
-                "memory_bytes": "1GiB",
-                "address": a.address,
-            }
-            for n, a in agents.items()
-        ]
-        links = [
-            {"from": "device", "to": "edge", "bandwidth": "10MB/s", "latency": "1ms"},
-            {"from": "edge", "to": "device", "bandwidth": "10MB/s", "latency": "1ms"},
-        ]
-        infra = tmp_path / "infra.yaml"
-        infra.write_text(
-            yaml.safe_dump(
-                {"schema_version": 1, "device": "device", "nodes": nodes, "links": links}
-            )
-        )
+        infra = write_infra(tmp_path / "infra.yaml", agents)
         runner = CliRunner()
         common = ["--infra", str(infra), "--model", str(model)]
         deployed = runner.invoke(app, ["deploy", str(plan), *common])
@@ -86,7 +106,60 @@ def test_deploy_then_run_writes_results(tmp_path: Path) -> None:
             ["run", str(plan), *common, "--random", "3", "--concurrency", "2", "--out", str(out)],
         )
         assert ran.exit_code == 0, ran.output
+        assert "device energy" in ran.output
     results = read_json(out, "runtime-results", (1,))
-    assert results["summary"]["requests"] == 3 and results["summary"]["failed"] == 0
-    assert {(lk["from"], lk["to"]) for lk in results["summary"]["links"]} >= {("device", "edge")}
-    assert set(results["summary"]["compute_s_per_node"]) == {"device", "edge"}
+    summary = results["summary"]
+    assert summary["requests"] == 3 and summary["failed"] == 0
+    assert {(lk["from"], lk["to"]) for lk in summary["links"]} >= {("device", "edge")}
+    assert set(summary["compute_s_per_node"]) == {"device", "edge"}
+    assert results["predicted"] == PREDICTED
+    for request in results["requests"]:
+        assert request["energy_j"] == pytest.approx(cost_model_energy(request), rel=1e-9)
+        assert 0 < request["device_energy_j"] < request["energy_j"]
+    energies = sorted(r["energy_j"] for r in results["requests"])
+    assert summary["energy_j"]["median"] == pytest.approx(energies[1])
+    assert summary["vs_predicted"]["energy_j"] == {
+        "predicted": PREDICTED["energy_j"],
+        "measured_median": summary["energy_j"]["median"],
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")  # ORT's quantization tooling
+def test_run_a_quantized_plan_on_a_folder_of_images(
+    yolo11n_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    graph = analyze(str(yolo11n_path))[1]
+    names = graph.block_names
+    assignment = {b: "device" if i < 6 else "edge" for i, b in enumerate(names)}
+    plan = write_plan(tmp_path / "plan.json", yolo11n_path, assignment, quantized=names[2:6])
+    images = sample_images_dir()
+    count = len([p for p in images.iterdir() if p.suffix == ".jpg"])
+    assert count < len(list(images.iterdir())), "the folder also holds a non-image file"
+    out = tmp_path / "results.json"
+    with running_agents("device", "edge") as agents:
+        infra = write_infra(tmp_path / "infra.yaml", agents)
+        common = ["--infra", str(infra), "--model", str(yolo11n_path), "--calib", str(images)]
+        ran = CliRunner().invoke(
+            app, ["run", str(plan), *common, "--input", str(images), "--out", str(out)]
+        )
+        assert ran.exit_code == 0, ran.output
+    summary = read_json(out, "runtime-results", (1,))["summary"]
+    assert summary["requests"] == count and summary["failed"] == 0
+    (link,) = [lk for lk in summary["links"] if (lk["from"], lk["to"]) == ("device", "edge")]
+    crossing = [t for t in graph.tensors if t.producer in names[:6]]
+    crossing = [t for t in crossing if any(assignment[c] == "edge" for c in t.consumers)]
+    assert link["bytes_per_request"] == sum(t.bytes // 4 for t in crossing)  # int8 on the wire
+
+
+def test_images_for_a_model_without_an_image_input_are_refused(tmp_path: Path) -> None:
+    model = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    blocks = analyze(str(model))[1].block_names
+    plan = write_plan(tmp_path / "plan.json", model, dict.fromkeys(blocks, "device"))
+    with running_agents("device", "edge") as agents:
+        infra = write_infra(tmp_path / "infra.yaml", agents)
+        common = ["--infra", str(infra), "--model", str(model)]
+        ran = CliRunner().invoke(app, ["run", str(plan), *common, "--input", str(tmp_path)])
+    assert isinstance(ran.exception, InputError)
+    assert ran.exception.field == "--input" and "1×C×H×W" in str(ran.exception)

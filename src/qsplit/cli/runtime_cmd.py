@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from qsplit.cli._app import app, console
 from qsplit.cli._format import human_bytes
 from qsplit.errors import InputError
-
-if TYPE_CHECKING:
-    from qsplit.runtime import Deployment, RequestRecord
 
 TOKEN_HELP = "Shared secret (default: $QSPLIT_TOKEN); required when listening off loopback."
 PlanArg = Annotated[Path, typer.Argument(help="plan.json written by `qsplit plan`.")]
@@ -133,60 +129,62 @@ def run_command(
     token: TokenOpt = None,
     calib: CalibOpt = None,
 ) -> None:
-    """Run inferences through the deployed plan and report latency, compute and transfers.
+    """Run inferences through the deployed plan and report latency, energy (the cost model at
+    measured times), compute and transfers, beside the plan's predictions.
 
     Example: qsplit run plan.json --infra infra.yaml --model yolo11n.onnx --random 20
     """
-    from qsplit.runtime import connect, save_results
+    from qsplit.infra import load_infra
+    from qsplit.plan import Plan
+    from qsplit.runtime import connect, image_requests, random_requests, save_results, summarize
 
     if (input is None) == (random is None):
         raise InputError("pass exactly one of --input and --random", fix="e.g. --random 10")
+    network, predicted = load_infra(infra), Plan.load(plan).predicted
     with connect(
-        plan, infra, model=model, token=_token(token), timeout_s=timeout, calibration=calib
+        plan, network, model=model, token=_token(token), timeout_s=timeout, calibration=calib
     ) as session:
-        feeds = _feeds(session.deployment, input, random)
+        specs = session.deployment.input_specs
+        feeds = random_requests(specs, random) if input is None else image_requests(specs, input)
         start = time.perf_counter()
         results = list(session.stream(feeds, max_in_flight=concurrency, timeout_s=timeout))
         wall_s = time.perf_counter() - start
         records = [r.record for r in results]
         meta = {"plan": str(plan), "deployment": session.deployment.id, "concurrency": concurrency}
-        save_results(out, records, wall_s, meta)
+        save_results(out, records, wall_s, meta, infra=network, predicted=predicted)
     for result in results:
         if result.error is not None:
             console.print(f"request {result.index}: [red]failed[/red] {result.error}")
-    _render(records, wall_s)
+    _render(summarize(records, wall_s, infra=network, predicted=predicted))
     console.print(f"results written to {out}")
 
 
-def _feeds(
-    deployment: Deployment, input: Path | None, random: int | None
-) -> Iterator[dict[str, np.ndarray]]:
-    """Model feeds: letterboxed images for a one-input image model, or seeded random tensors."""
-    specs = deployment.input_specs
-    if random is not None:
-        rng = np.random.default_rng(0)
-        for _ in range(random):
-            yield {s.name: rng.random(s.shape).astype(s.dtype) for s in specs}
-        return
-    from qsplit.model.export import letterbox
-
-    assert input is not None
-    images = sorted(p for p in input.iterdir() if p.is_file()) if input.is_dir() else [input]
-    (spec,) = specs
-    for image in images:
-        yield {spec.name: letterbox(image, spec.shape[-1])[None]}
+VERSUS_ROWS = {
+    "latency_s": ("latency", 1e3, "ms"),
+    "energy_j": ("energy", 1.0, "J"),
+    "device_energy_j": ("device energy", 1.0, "J"),
+}
+"""Summary key → label, scale and unit of the measured-against-predicted rows."""
 
 
-def _render(records: Sequence[RequestRecord], wall_s: float) -> None:
-    from qsplit.runtime import summarize
-
-    summary = summarize(records, wall_s)
+def _render(summary: dict[str, Any]) -> None:
     latency = summary["latency_s"]
     console.print(
         f"{summary['requests'] - summary['failed']}/{summary['requests']} requests ok in "
-        f"{wall_s:.2f} s"
+        f"{summary['wall_s']:.2f} s"
         + (f", median latency {latency['median'] * 1e3:.1f} ms" if latency else "")
     )
+    versus = Table(title="per request (median) against the plan's prediction")
+    for column in ("", "measured", "predicted"):
+        versus.add_column(column)
+    for key, (label, scale, unit) in VERSUS_ROWS.items():
+        row = summary["vs_predicted"][key]
+        measured = row["measured_median"]
+        versus.add_row(
+            label,
+            "–" if measured is None else f"{measured * scale:.4g} {unit}",
+            f"{row['predicted'] * scale:.4g} {unit}",
+        )
     nodes = Table(title="compute per request (median)")
     nodes.add_column("node")
     nodes.add_column("compute")
@@ -202,4 +200,4 @@ def _render(records: Sequence[RequestRecord], wall_s: float) -> None:
             human_bytes(link["bytes_per_request"]),
             f"{link['transfer_s'] * 1e3:.2f} ms",
         )
-    console.print(nodes, links)
+    console.print(versus, nodes, links)

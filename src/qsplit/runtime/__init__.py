@@ -7,6 +7,7 @@ wire format, failure semantics and security are described in ``docs/runtime.md``
 from qsplit.runtime._agent import AgentSettings, run_agent, serve
 from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
+from qsplit.runtime._inputs import image_requests, random_requests
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
 from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
@@ -31,9 +32,11 @@ __all__ = [
     "Transfer",
     "build_deployment",
     "connect",
+    "image_requests",
     "load_deployment",
     "profile_on_agent",
     "quantized_model",
+    "random_requests",
     "run_agent",
     "save_results",
     "serve",

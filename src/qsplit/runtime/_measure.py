@@ -2,7 +2,9 @@
 
 Transfer times are measured by the receiver as arrival wall time minus the sender's
 ``sent_at`` (``time.time``): exact on one machine, only as good as clock sync (NTP) across
-machines. Compute times are per component run, after speed-factor emulation.
+machines. Compute times are per component run, after speed-factor emulation. Energy is the cost
+model's :func:`qsplit.plan.energy_per_node` applied to these measured times, so a run's energy
+and a plan's predicted energy mean the same thing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from qsplit._jsonio import write_json
+from qsplit.infra import Infra
+from qsplit.plan import Predicted, energy_per_node
 
 RESULTS_KIND = "runtime-results"
 RESULTS_SCHEMA_VERSION = 1
@@ -46,10 +50,36 @@ class RequestRecord:
     transfers: tuple[Transfer, ...]
     error: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def compute_s_per_node(self) -> dict[str, float]:
+        """Compute time of this request on each node (all its components there)."""
+        totals: dict[str, float] = {}
+        for run in self.runs:
+            totals[run.node] = totals.get(run.node, 0.0) + run.compute_s
+        return totals
+
+    def transfer_s_per_link(self) -> dict[tuple[str, str], float]:
+        """Transfer time on each link ``(sender, receiver)``; a node's own outputs to a
+        requester on the same node cost nothing, as in the cost model."""
+        totals: dict[tuple[str, str], float] = {}
+        for t in self.transfers:
+            if t.source != t.target:
+                totals[(t.source, t.target)] = totals.get((t.source, t.target), 0.0) + t.transfer_s
+        return totals
+
+    def energy_j(self, infra: Infra) -> tuple[float, float]:
+        """Energy of all nodes and of the device, priced by the cost model at measured times."""
+        energy = energy_per_node(infra, self.compute_s_per_node(), self.transfer_s_per_link())
+        return sum(energy.values()), energy[infra.device]
+
+    def to_dict(self, infra: Infra | None = None) -> dict[str, Any]:
+        """The record as JSON, with its energy when ``infra`` gives the prices."""
+        energy = {}
+        if infra is not None and self.error is None:
+            energy = dict(zip(("energy_j", "device_energy_j"), self.energy_j(infra), strict=True))
         return {
             "request": self.request,
             "latency_s": self.latency_s,
+            **energy,
             "error": self.error,
             "runs": [vars(r).copy() for r in self.runs],
             "transfers": [
@@ -59,26 +89,30 @@ class RequestRecord:
         }
 
 
-def summarize(records: Sequence[RequestRecord], wall_s: float) -> dict[str, Any]:
-    """Aggregate over successful requests: latency quantiles, per-node and per-link medians."""
+def summarize(
+    records: Sequence[RequestRecord],
+    wall_s: float,
+    *,
+    infra: Infra | None = None,
+    predicted: Predicted | None = None,
+) -> dict[str, Any]:
+    """Aggregate over successful requests: latency quantiles, per-node and per-link medians;
+    with ``infra``, energy quantiles; with ``predicted`` (a plan's), measured medians beside
+    the predictions."""
     ok = [r for r in records if r.error is None]
-    latencies = sorted(r.latency_s for r in ok)
     per_node: dict[str, list[float]] = {}
     per_link: dict[tuple[str, str], list[Transfer]] = {}
     for record in ok:
-        node_total: dict[str, float] = {}
-        for run in record.runs:
-            node_total[run.node] = node_total.get(run.node, 0.0) + run.compute_s
-        for node, total in node_total.items():
+        for node, total in record.compute_s_per_node().items():
             per_node.setdefault(node, []).append(total)
         for t in record.transfers:
             per_link.setdefault((t.source, t.target), []).append(t)
-    return {
+    summary: dict[str, Any] = {
         "requests": len(records),
         "failed": len(records) - len(ok),
         "wall_s": wall_s,
         "throughput_per_s": len(ok) / wall_s if wall_s > 0 else None,
-        "latency_s": _quantiles(latencies),
+        "latency_s": _quantiles([r.latency_s for r in ok]),
         "compute_s_per_node": {n: statistics.median(v) for n, v in sorted(per_node.items())},
         "links": [
             {
@@ -90,11 +124,25 @@ def summarize(records: Sequence[RequestRecord], wall_s: float) -> dict[str, Any]
             for (source, target), ts in sorted(per_link.items())
         ],
     }
+    if infra is not None:
+        energies = [r.energy_j(infra) for r in ok]
+        summary["energy_j"] = _quantiles([e for e, _ in energies])
+        summary["device_energy_j"] = _quantiles([d for _, d in energies])
+    if predicted is not None:
+        summary["vs_predicted"] = {
+            name: {
+                "predicted": getattr(predicted, name),
+                "measured_median": None if summary.get(name) is None else summary[name]["median"],
+            }
+            for name in ("latency_s", "energy_j", "device_energy_j")
+        }
+    return summary
 
 
 def _quantiles(values: Sequence[float]) -> dict[str, float] | None:
     if not values:
         return None
+    values = sorted(values)
     return {
         "median": statistics.median(values),
         "mean": statistics.fmean(values),
@@ -105,16 +153,24 @@ def _quantiles(values: Sequence[float]) -> dict[str, float] | None:
 
 
 def save_results(
-    path: str | Path, records: Sequence[RequestRecord], wall_s: float, meta: dict[str, Any]
+    path: str | Path,
+    records: Sequence[RequestRecord],
+    wall_s: float,
+    meta: dict[str, Any],
+    *,
+    infra: Infra | None = None,
+    predicted: Predicted | None = None,
 ) -> Path:
-    """Write every record and the summary as a ``runtime-results`` file."""
+    """Write every record and the summary as a ``runtime-results`` file (energy with
+    ``infra``, the plan's predictions with ``predicted``)."""
     return write_json(
         path,
         RESULTS_KIND,
         RESULTS_SCHEMA_VERSION,
         {
             **meta,
-            "summary": summarize(records, wall_s),
-            "requests": [r.to_dict() for r in records],
+            "predicted": None if predicted is None else vars(predicted).copy(),
+            "summary": summarize(records, wall_s, infra=infra, predicted=predicted),
+            "requests": [r.to_dict(infra) for r in records],
         },
     )

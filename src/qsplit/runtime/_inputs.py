@@ -1,0 +1,73 @@
+"""Request inputs for a deployment: images from a file or folder, or seeded random tensors.
+
+Images are letterboxed exactly as calibration letterboxes them (:func:`qsplit.quant.load_image`),
+so a quantized plan runs on inputs like those its ranges came from. They are loaded one request
+at a time: a folder of thousands of frames never sits in memory at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from qsplit.errors import InputError
+from qsplit.model import TensorSpec
+from qsplit.quant import load_image
+
+Feeds = dict[str, np.ndarray]
+
+
+def random_requests(specs: Sequence[TensorSpec], count: int, seed: int = 0) -> Iterator[Feeds]:
+    """``count`` feeds of uniform [0, 1) values for every input, reproducible by ``seed``."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        yield {s.name: rng.random(s.shape).astype(s.dtype) for s in specs}
+
+
+def image_requests(specs: Sequence[TensorSpec], source: Path) -> Iterator[Feeds]:
+    """One feed per image of ``source`` (an image, or a folder: its images sorted by name).
+
+    Raises :class:`InputError` at once, before any request, when the model has no single
+    1×C×H×W image input or ``source`` holds no image; a file that does not decode is an
+    InputError naming it when its turn comes.
+    """
+    spec = _image_input(specs)
+    _, channels, height, width = spec.shape
+    images = _images(source)
+    dtype = np.dtype(spec.dtype)
+    return ({spec.name: load_image(p, channels, height, width)[None].astype(dtype)} for p in images)
+
+
+def _image_input(specs: Sequence[TensorSpec]) -> TensorSpec:
+    spec = specs[0] if len(specs) == 1 else None
+    if (
+        spec is not None
+        and len(spec.shape) == 4
+        and spec.shape[:2] in ((1, 1), (1, 3))
+        and spec.dtype in ("float32", "float16")
+    ):
+        return spec
+    shown = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))} {s.dtype}" for s in specs)
+    raise InputError(
+        f"images need a model with one 1×C×H×W float input (C = 1 or 3); this one has {shown}",
+        field="--input",
+        fix="use --random N for this model",
+    )
+
+
+def _images(source: Path) -> list[Path]:
+    from PIL import Image
+
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise InputError("not found", file=source, field="--input", fix="check the path")
+    suffixes = Image.registered_extensions()
+    images = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if not images:
+        raise InputError(
+            "no images in this folder", file=source, field="--input", fix="pass JPEG/PNG files"
+        )
+    return images
