@@ -18,6 +18,7 @@ from qsplit.profile import (
     profile_compute,
     random_components,
 )
+from qsplit.quant import Quantizer, calibrate
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +42,31 @@ def test_profile_covers_every_block_with_spreads(branchy, profile: ComputeProfil
     assert profile.model_sha256 == graph.model.sha256
     for timing in profile.blocks.values():
         assert timing.fp32_s > 0 and timing.fp32_spread_s >= 0
-    # Blocks with convolutions or matrix products get an int8 time; the rest have none.
-    quantized = {n for n, t in profile.blocks.items() if t.int8_s is not None}
-    weighted = {b.name for b in graph.blocks if {"Conv", "Gemm", "MatMul"} & set(b.op_types)}
-    assert quantized == weighted and quantized
     assert profile.settings["threads"] == 1 and profile.settings["spinning"] is False
+
+
+def test_int8_times_are_those_of_the_quantizer_model(branchy, profile: ComputeProfile) -> None:
+    model, graph = branchy
+    # Not an image model: calibrated on the random input the blocks are timed on.
+    feeds = [{s.name: block_feeds(model, graph)[s.name] for s in model.info.inputs}]
+    quantizer = Quantizer(model, graph, calibrate(model, feeds))
+    timed = {n for n, t in profile.blocks.items() if t.int8_s is not None}
+    assert timed == set(quantizer.quantizable) and timed
+    weighted = {b.name for b in graph.blocks if {"Conv", "Gemm", "MatMul"} & set(b.op_types)}
+    assert weighted <= timed
+    assert profile.settings["int8"] == {**quantizer.settings, "calibration_inputs": "random input"}
+    assert profile.settings["int8"]["activations"] == "uint8 asymmetric"
+
+
+def test_activation_type_is_a_setting(branchy) -> None:
+    model, graph = branchy
+    profile = profile_compute(
+        model, graph, node="n", warmup=0, repetitions=1, activation_type="int8"
+    )
+    assert profile.settings["int8"]["activations"] == "int8 asymmetric"
+    assert any(t.int8_s is not None for t in profile.blocks.values())
+    with pytest.raises(InputError, match="activation_type"):
+        profile_compute(model, graph, node="n", activation_type="int4")  # type: ignore[arg-type]
 
 
 def test_progress_is_reported_per_block(branchy) -> None:
@@ -131,3 +152,28 @@ def test_cli_writes_a_profile_with_the_infra_speed_factor(tmp_path: Path) -> Non
     profile = ComputeProfile.load(str(out))
     assert profile.node == "d" and profile.settings["speed_factor"] == 4.0
     assert "whole model measured" in result.output
+
+
+def test_cli_calibrates_int8_on_the_given_images(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from qsplit.cli import app
+    from quant.tiny_model import tiny_classifier
+
+    model = tiny_classifier(tmp_path)
+    out = tmp_path / "p.json"
+    args = [
+        "profile",
+        str(model),
+        "--node",
+        "n",
+        "--out",
+        str(out),
+        "--calib",
+        str(tmp_path / "images"),
+    ]
+    result = CliRunner().invoke(app, [*args, "--repetitions", "1", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    settings = ComputeProfile.load(str(out)).settings["int8"]
+    assert settings["calibration_inputs"] == str(tmp_path / "images")
+    assert settings["activations"] == "uint8 asymmetric"

@@ -69,7 +69,7 @@ def test_subset_matches_ort_quantizing_that_subset(branchy) -> None:
         True,
         False,
         QuantType.QInt8,
-        QuantType.QInt8,
+        QuantType.QUInt8,  # the Quantizer's default activation type
         calibrate(model, feeds).tensors_data(),
         sorted(chosen),
         [],
@@ -99,13 +99,30 @@ def test_components_reproduce_the_quantized_model(branchy, seed: int) -> None:
     _assert_quantized_outputs_cross_as_int8(graph, chosen, links)
 
 
-def _assert_quantized_outputs_cross_as_int8(graph: LayerGraph, chosen: set[str], links) -> None:
-    """A float output of a quantized block never crosses a link: its QuantizeLinear output does."""
-    for tensor, dtype in links.items():
+def _assert_quantized_outputs_cross_as_int8(
+    graph: LayerGraph, chosen: set[str], links, dtype: type = np.uint8
+) -> None:
+    """A float output of a quantized block never crosses a link: its QuantizeLinear output does,
+    in the Quantizer's activation type."""
+    for tensor, sent in links.items():
         original = graph.tensor_by_name.get(tensor)
         assert original is None or original.producer not in chosen, f"{tensor} crosses as float"
         if tensor.endswith("_QuantizeLinear_Output"):
-            assert dtype == np.int8
+            assert sent == dtype
+
+
+def test_signed_activations_are_a_setting(branchy) -> None:
+    model, graph, _, feeds = branchy
+    signed = Quantizer(model, graph, calibrate(model, feeds), activation_type="int8")
+    assert signed.settings["activations"] == "int8 asymmetric"
+    chosen = set(graph.block_names[:4])
+    quantized = signed.quantize(chosen)
+    qmodel, qgraph = quantized_split_view(quantized, graph, chosen)
+    assignment = {b: ("a" if i < 2 else "b") for i, b in enumerate(graph.block_names)}
+    _, links = _run_split(qmodel, qgraph, assignment, feeds[0])
+    _assert_quantized_outputs_cross_as_int8(graph, chosen, links, np.int8)
+    with pytest.raises(InputError, match=r"activation_type.*uint8, int8"):
+        Quantizer(model, graph, calibrate(model, feeds), activation_type="int4")  # type: ignore[arg-type]
 
 
 def test_block_without_quantizable_ops_is_reported(tmp_path: Path) -> None:
@@ -145,7 +162,7 @@ def test_yolo11n_split_carries_int8(yolo11n_path: Path) -> None:
     assignment = {b: "device" if i < cut else "edge" for i, b in enumerate(names)}
     values, links = _run_split(qmodel, qgraph, assignment, feeds[0])
     np.testing.assert_allclose(values["output0"], whole, atol=1e-5)
-    assert any(d == np.int8 for d in links.values())
+    assert any(d == np.uint8 for d in links.values())
     _assert_quantized_outputs_cross_as_int8(graph, chosen, links)
 
 

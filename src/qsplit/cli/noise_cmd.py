@@ -79,9 +79,10 @@ def noise_command(
             quantizer, blocks, masks, feeds[:eval_images], lambda _: progress.advance(task)
         )
     per_mask = (time.perf_counter() - start) / len(masks)
-    poly = fit_noise(measured, blocks, loaded.info.sha256, seed=seed)
+    settings = {**quantizer.settings, "eval_images": len(feeds[:eval_images])}
+    poly = fit_noise(measured, blocks, loaded.info.sha256, seed=seed, settings=settings)
     poly.save(str(out))
-    save_samples(out.with_name(f"{out.stem}.samples.json"), measured, blocks)
+    save_samples(out.with_name(f"{out.stem}.samples.json"), measured, blocks, settings)
     if plot is not None:
         plot_fit(plot, poly, measured)
     table = Table(title=f"noise model over {len(blocks)} blocks, {len(measured)} samples")

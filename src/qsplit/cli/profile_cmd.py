@@ -42,6 +42,10 @@ def profile_command(
     repetitions: Annotated[int, typer.Option(min=1, help="Timed runs per block.")] = 20,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per block first.")] = 3,
     no_int8: Annotated[bool, typer.Option("--no-int8", help="Profile fp32 only.")] = False,
+    calib: Annotated[
+        Path | None,
+        typer.Option(help="Calibration images for int8 (default: the bundled sample images)."),
+    ] = None,
 ) -> None:
     """Time every block alone (fp32 and int8) and write a compute profile for the planner.
 
@@ -74,6 +78,7 @@ def profile_command(
             warmup=warmup,
             repetitions=repetitions,
             int8=not no_int8,
+            calibration=calib,
             progress=lambda done, _total, name: bar.update(task, completed=done, description=name),
         )
     out.parent.mkdir(parents=True, exist_ok=True)

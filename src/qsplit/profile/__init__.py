@@ -7,10 +7,9 @@ from qsplit.profile._additivity import (
     measure_additivity,
     random_components,
 )
-from qsplit.profile._int8_fallback import quantize_block_fallback
 from qsplit.profile._links import Request, answer_probe, measure_link, zmq_request
 from qsplit.profile._profiler import (
-    BlockQuantizer,
+    CalibrationSource,
     ProgressCallback,
     block_component,
     block_feeds,
@@ -30,8 +29,8 @@ from qsplit.profile._types import BlockTiming, ComputeProfile, LinkMeasurement, 
 __all__ = [
     "AdditivityReport",
     "AdditivitySample",
-    "BlockQuantizer",
     "BlockTiming",
+    "CalibrationSource",
     "ComputeProfile",
     "LinkMeasurement",
     "LinkProfile",
@@ -49,7 +48,6 @@ __all__ = [
     "measure_link",
     "pad_to",
     "profile_compute",
-    "quantize_block_fallback",
     "random_components",
     "reference_time_s",
     "time_run",

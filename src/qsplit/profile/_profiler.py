@@ -2,22 +2,21 @@
 
 Blocks are profiled as standalone submodels rather than read from ORT's per-node profile of the
 whole model, because ``ORT_ENABLE_ALL`` fuses and renames most nodes, so per-node times cannot be
-attributed back to blocks. Each block is fed the tensors it sees in the whole model (one fp32
-run with every intermediate tensor as an output), so data-dependent kernels see realistic input.
+attributed back to blocks. Each block is fed the tensors it sees in the whole model (one run of it,
+fp32 or quantized, with every intermediate tensor as an output), so kernels see realistic input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from qsplit.model import LayerGraph, LoadedModel
 from qsplit.partition import Component, ComponentExtractor
-from qsplit.profile._int8_fallback import quantize_block_fallback
 from qsplit.profile._timing import (
     SessionSettings,
     Summary,
@@ -26,23 +25,44 @@ from qsplit.profile._timing import (
     time_run,
 )
 from qsplit.profile._types import BlockTiming, ComputeProfile
-
-BlockQuantizer = Callable[
-    [onnx.ModelProto, Sequence[Mapping[str, np.ndarray]]], onnx.ModelProto | None
-]
-"""Turns a one-block fp32 model and calibration feeds into its int8 model (``None``: not
-quantizable). Any quantizer plugs into the profiler through this signature."""
+from qsplit.quant import (
+    ActivationType,
+    Calibration,
+    Quantizer,
+    calibrate,
+    image_feeds,
+    quantized_split_view,
+    takes_images,
+)
 
 ProgressCallback = Callable[[int, int, str], None]
 """Called as ``progress(done, total, block_name)`` after each block is timed."""
 
+CalibrationSource = Calibration | str | Path | None
+"""Ranges already computed, a folder of calibration images, or ``None``: the bundled sample
+images for an image model, else the random input the blocks are timed on."""
+
+
+Timed = tuple[ort.InferenceSession, dict[str, np.ndarray]]
+"""A session running one extracted block, and the feeds it gets in the whole model."""
+
 
 @dataclass(frozen=True)
-class _Prepared:
-    name: str
-    feeds: dict[str, np.ndarray]
-    fp32: ort.InferenceSession
-    int8: ort.InferenceSession | None
+class _Source:
+    """A model whose blocks are timed one at a time, each fed what it sees in the whole model."""
+
+    extractor: ComponentExtractor
+    graph: LayerGraph
+    values: Mapping[str, np.ndarray]
+
+    @classmethod
+    def of(cls, model: LoadedModel, graph: LayerGraph) -> _Source:
+        return cls(ComponentExtractor(model, graph), graph, block_feeds(model, graph))
+
+    def block(self, name: str, settings: SessionSettings) -> Timed:
+        component = block_component(self.graph, name)
+        session = make_session(self.extractor.extract(component), settings)
+        return session, {t: self.values[t] for t in component.inputs}
 
 
 def block_component(graph: LayerGraph, name: str, node: str = "local") -> Component:
@@ -52,7 +72,7 @@ def block_component(graph: LayerGraph, name: str, node: str = "local") -> Compon
 
 
 def block_feeds(model: LoadedModel, graph: LayerGraph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Every tensor of the LayerGraph, from one fp32 run of the whole model on random input.
+    """Every tensor of the LayerGraph, from one run of the whole model on random input.
 
     Float inputs are standard normal, integer inputs zero (indices and sizes must stay valid).
     """
@@ -94,7 +114,8 @@ def profile_compute(
     warmup: int = 3,
     repetitions: int = 20,
     int8: bool = True,
-    quantizer: BlockQuantizer | None = None,
+    calibration: CalibrationSource = None,
+    activation_type: ActivationType = "uint8",
     progress: ProgressCallback | None = None,
 ) -> ComputeProfile:
     """Median fp32 (and int8) latency of every block of ``graph`` on this machine, as node
@@ -103,22 +124,35 @@ def profile_compute(
     Reported times are ``emulated_duration_s(measured, speed_factor)``: the same scaling the
     runtime applies when it pads component runs, so profile and run agree on a slower node.
     fp32 and int8 repetitions of a block alternate, so a burst of load from other processes
-    hits both alike. ``quantizer`` defaults to :func:`quantize_block_fallback`.
+    hits both alike. int8 times are those of :class:`qsplit.quant.Quantizer`'s model (the one
+    the noise model measures and the runtime deploys) with every quantizable block quantized,
+    so a block is timed as it runs inside a quantized segment: reading and sending 8-bit
+    tensors. Blocks with no op to quantize have no int8 time (``None``).
     """
     emulated_duration_s(1.0, speed_factor)  # validates the factor before any work
     settings = SessionSettings(provider=provider, threads=threads)
-    quantize = quantizer or quantize_block_fallback
-    extractor = ComponentExtractor(model, graph)
-    values = block_feeds(model, graph)
+    fp32 = _Source.of(model, graph)
+    quantized: tuple[_Source, frozenset[str]] | None = None
+    int8_settings = None
+    if int8:
+        quantizer, int8_settings = _quantizer(
+            model, graph, fp32.values, calibration, activation_type
+        )
+        chosen = quantizer.quantizable
+        qmodel, qgraph = quantized_split_view(quantizer.quantize(chosen), graph, chosen)
+        quantized = _Source.of(qmodel, qgraph), frozenset(chosen)
     names = graph.block_names
     blocks: dict[str, BlockTiming] = {}
     for done, name in enumerate(names, start=1):
-        prepared = _prepare(graph, extractor, values, name, settings, quantize if int8 else None)
-        fp32, q8 = _measure(prepared, warmup, repetitions)
+        timed = [fp32.block(name, settings)]
+        if quantized is not None and name in quantized[1]:
+            timed.append(quantized[0].block(name, settings))
+        fp32_time, *int8_time = _measure(timed, warmup, repetitions)
+        q8 = int8_time[0] if int8_time else None
         blocks[name] = BlockTiming(
-            fp32_s=emulated_duration_s(fp32.median_s, speed_factor),
+            fp32_s=emulated_duration_s(fp32_time.median_s, speed_factor),
             int8_s=None if q8 is None else emulated_duration_s(q8.median_s, speed_factor),
-            fp32_spread_s=emulated_duration_s(fp32.spread_s, speed_factor),
+            fp32_spread_s=emulated_duration_s(fp32_time.spread_s, speed_factor),
             int8_spread_s=0.0 if q8 is None else emulated_duration_s(q8.spread_s, speed_factor),
         )
         if progress is not None:
@@ -135,42 +169,48 @@ def profile_compute(
             "statistic": "median",
             "spread": "interquartile range",
             "speed_factor": speed_factor,
-            "int8": (quantizer.__qualname__ if quantizer else "quantize_block_fallback")
-            if int8
-            else None,
+            "int8": int8_settings,
             "source": "qsplit profile (extracted one-block submodels)",
         },
     )
 
 
-def _prepare(
+def _quantizer(
+    model: LoadedModel,
     graph: LayerGraph,
-    extractor: ComponentExtractor,
     values: Mapping[str, np.ndarray],
-    name: str,
-    settings: SessionSettings,
-    quantize: BlockQuantizer | None,
-) -> _Prepared:
-    component = block_component(graph, name)
-    sub = extractor.extract(component)
-    feeds = {t: values[t] for t in component.inputs}
-    quantized = quantize(sub, [feeds]) if quantize is not None else None
-    return _Prepared(
-        name=name,
-        feeds=feeds,
-        fp32=make_session(sub, settings),
-        int8=None if quantized is None else make_session(quantized, settings),
-    )
+    calibration: CalibrationSource,
+    activation_type: ActivationType,
+) -> tuple[Quantizer, dict[str, str]]:
+    """The Quantizer of ``model`` from ``calibration``, and how it was calibrated.
+
+    Without calibration inputs an image model uses the bundled sample images; any other model
+    the random input its blocks are timed on, since int8 kernels cost the same whatever the
+    ranges are.
+    """
+    from qsplit.assets import sample_images_dir
+
+    if isinstance(calibration, Calibration):
+        ranges, source = calibration, "given ranges"
+    elif calibration is not None:
+        ranges = calibrate(model, image_feeds(model, calibration))
+        source = str(calibration)
+    elif takes_images(model):
+        ranges, source = calibrate(model, image_feeds(model, sample_images_dir())), "bundled images"
+    else:
+        inputs = [{spec.name: values[spec.name] for spec in model.info.inputs}]
+        ranges, source = calibrate(model, inputs), "random input"
+    quantizer = Quantizer(model, graph, ranges, activation_type=activation_type)
+    return quantizer, {**quantizer.settings, "calibration_inputs": source}
 
 
-def _measure(block: _Prepared, warmup: int, repetitions: int) -> tuple[Summary, Summary | None]:
-    sessions = [s for s in (block.fp32, block.int8) if s is not None]
+def _measure(timed: Sequence[Timed], warmup: int, repetitions: int) -> list[Summary]:
+    """Median and spread of each session in ``timed``, their repetitions interleaved."""
     for _ in range(warmup):
-        for session in sessions:
-            session.run(None, block.feeds)
-    samples: list[list[float]] = [[] for _ in sessions]
+        for session, feeds in timed:
+            session.run(None, feeds)
+    samples: list[list[float]] = [[] for _ in timed]
     for _ in range(max(1, repetitions)):
-        for session, times in zip(sessions, samples, strict=True):
-            times.append(time_run(session, block.feeds))
-    fp32 = Summary.of(samples[0])
-    return fp32, Summary.of(samples[1]) if block.int8 is not None else None
+        for (session, feeds), times in zip(timed, samples, strict=True):
+            times.append(time_run(session, feeds))
+    return [Summary.of(times) for times in samples]

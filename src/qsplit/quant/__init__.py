@@ -1,6 +1,12 @@
 """Quantization: post-training int8 of block subsets, and the noise model the planner uses."""
 
-from qsplit.quant._calibration import Calibration, calibrate, image_feeds, load_image
+from qsplit.quant._calibration import (
+    Calibration,
+    calibrate,
+    image_feeds,
+    load_image,
+    takes_images,
+)
 from qsplit.quant._metrics import TaskMetric, detections, map50
 from qsplit.quant._noise import (
     NoiseSample,
@@ -12,9 +18,11 @@ from qsplit.quant._noise import (
     save_samples,
 )
 from qsplit.quant._noise_poly import NoisePolynomial, NoiseTerm
-from qsplit.quant._ptq import Quantizer, quantized_split_view
+from qsplit.quant._ptq import ACTIVATION_TYPES, ActivationType, Quantizer, quantized_split_view
 
 __all__ = [
+    "ACTIVATION_TYPES",
+    "ActivationType",
     "Calibration",
     "NoisePolynomial",
     "NoiseSample",
@@ -33,4 +41,5 @@ __all__ = [
     "random_masks",
     "sample_noise",
     "save_samples",
+    "takes_images",
 ]

@@ -32,21 +32,29 @@ Feeds = dict[str, np.ndarray]
 
 
 # -- images -------------------------------------------------------------------------------------
-def image_input(model: LoadedModel) -> TensorSpec:
-    """The model's single image input (N×C×H×W float, C of 1 or 3), or an InputError saying why
-    images cannot be fed to it."""
+def takes_images(model: LoadedModel) -> bool:
+    """Whether ``model`` has the single N×C×H×W float input (C of 1 or 3) images can feed."""
+    return _image_spec(model) is not None
+
+
+def _image_spec(model: LoadedModel) -> TensorSpec | None:
     inputs = model.info.inputs
     spec = inputs[0] if len(inputs) == 1 else None
     if (
         spec is None
         or len(spec.shape) != 4
         or spec.shape[1] not in (1, 3)
-        or spec.dtype
-        not in (
-            "float32",
-            "float16",
-        )
+        or spec.dtype not in ("float32", "float16")
     ):
+        return None
+    return spec
+
+
+def image_input(model: LoadedModel) -> TensorSpec:
+    """The model's single image input, or an InputError saying why images cannot be fed to it."""
+    spec = _image_spec(model)
+    if spec is None:
+        inputs = model.info.inputs
         shown = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))} {s.dtype}" for s in inputs)
         raise InputError(
             f"calibration images need one N×C×H×W float input with 1 or 3 channels; the model "

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -144,11 +145,13 @@ def fit_noise(
     *,
     test_fraction: float = 0.25,
     seed: int = 0,
+    settings: Mapping[str, Any] | None = None,
 ) -> NoisePolynomial:
     """Polynomial of degree 1–3 in the quantization bits, the degree with least held-out MSE.
 
     Only non-empty masks are fitted: the empty mask has no noise by definition, which
-    :class:`NoisePolynomial` enforces whatever the intercept.
+    :class:`NoisePolynomial` enforces whatever the intercept. ``settings`` (how the samples
+    were measured, e.g. :attr:`Quantizer.settings`) is recorded in the fit.
     """
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import mean_squared_error, r2_score
@@ -201,14 +204,22 @@ def fit_noise(
             "metric": "mean_abs_output_error",
             "regressor": "LinearRegression on PolynomialFeatures(interaction_only=True)",
             "seconds": time.perf_counter() - start,
+            "settings": dict(settings or {}),
         },
     )
 
 
-def save_samples(path: str | Path, samples: Sequence[NoiseSample], blocks: Sequence[str]) -> None:
-    """Write the measured samples (kind ``noise-samples``) so a fit can be redone or audited."""
+def save_samples(
+    path: str | Path,
+    samples: Sequence[NoiseSample],
+    blocks: Sequence[str],
+    settings: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the measured samples (kind ``noise-samples``) so a fit can be redone or audited;
+    ``settings`` says how they were measured."""
     body = {
         "quantizable": list(blocks),
+        "settings": dict(settings or {}),
         "samples": [
             {"blocks": list(s.blocks), "noise": s.noise, "task": s.task, "seconds": s.seconds}
             for s in samples

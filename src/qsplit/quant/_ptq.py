@@ -9,7 +9,7 @@ reads any more are dropped. This costs a few milliseconds per subset.
 
 ORT keeps the original node names and names Q/DQ nodes after the tensor they act on, so blocks
 still map onto the quantized model; :func:`quantized_split_view` uses that to give a LayerGraph of
-the quantized model in which a quantized producer's output crosses a link as int8.
+the quantized model in which a quantized producer's output crosses a link as an 8-bit tensor.
 """
 
 from __future__ import annotations
@@ -18,31 +18,52 @@ import copy
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal, get_args
 
 import onnx
 from onnx import helper
 
+from qsplit.errors import InputError
 from qsplit.model import LayerGraph, LoadedModel, build_node_graph, load_model, merge_blocks
 from qsplit.quant._calibration import Calibration
 
 _QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+ActivationType = Literal["uint8", "int8"]
+ACTIVATION_TYPES: tuple[str, ...] = get_args(ActivationType)
 
 
 class Quantizer:
     """Quantizes subsets of a model's blocks from one calibration.
 
     Weights are int8, symmetric, per output channel (per-tensor loses accuracy on depthwise and
-    low-channel convolutions); activations are int8 with a zero point (asymmetric), which has the
-    resolution of uint8 and keeps every link tensor of a quantized producer a signed 8-bit one.
+    low-channel convolutions). Activations are 8-bit with a zero point (asymmetric), unsigned by
+    default: ORT's x86 kernels without VNNI multiply unsigned activations by signed weights
+    natively and run signed × signed through a slower path, which measured 1.5–2.5× slower than
+    fp32 on an AVX2 machine (docs/quantization.md). Profiler, noise model and runtime all quantize
+    through this class, so they time, measure and run the same model.
     Blocks without any op ORT can quantize are listed in :attr:`unquantizable` and ignored by
     :meth:`quantize` instead of failing.
     """
 
-    def __init__(self, model: LoadedModel, graph: LayerGraph, calibration: Calibration) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        graph: LayerGraph,
+        calibration: Calibration,
+        *,
+        activation_type: ActivationType = "uint8",
+    ) -> None:
+        if activation_type not in ACTIVATION_TYPES:
+            raise InputError(
+                f"activation type {activation_type!r} is not supported",
+                field="activation_type",
+                fix=f"use one of {', '.join(ACTIVATION_TYPES)}",
+            )
+        self.activation_type = activation_type
         self._model = model
         self._graph = graph
         self._original = {n.name: n for n in model.proto.graph.node}
-        self._full = _quantize_all(model, calibration)
+        self._full = _quantize_all(model, calibration, activation_type)
         _unshadow_initializers(self._full, {t.name for t in model.proto.graph.initializer})
         self._full_nodes = {n.name: n for n in self._full.graph.node}
         produced_by = {o: n.name for n in self._full.graph.node for o in n.output}
@@ -69,6 +90,16 @@ class Quantizer:
         self._initializers = {t.name: t for t in self._full.graph.initializer}
         for t in model.proto.graph.initializer:
             self._initializers.setdefault(t.name, t)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """How blocks are quantized, for the files that record results obtained with it."""
+        return {
+            "format": "QDQ",
+            "weights": "int8 symmetric per-channel",
+            "activations": f"{self.activation_type} asymmetric",
+            "calibration": "minmax",
+        }
 
     @property
     def quantizable(self) -> tuple[str, ...]:
@@ -136,7 +167,9 @@ def _quantizable_op_types() -> list[str]:
     return sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
 
 
-def _quantize_all(model: LoadedModel, calibration: Calibration) -> onnx.ModelProto:
+def _quantize_all(
+    model: LoadedModel, calibration: Calibration, activation_type: ActivationType
+) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 
@@ -145,7 +178,7 @@ def _quantize_all(model: LoadedModel, calibration: Calibration) -> onnx.ModelPro
         True,  # per_channel
         False,  # reduce_range: only needed for old x86 without VNNI
         QuantType.QInt8,  # weights
-        QuantType.QInt8,  # activations
+        QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,  # activations
         calibration.tensors_data(),
         [n.name for n in model.proto.graph.node],
         [],
@@ -214,7 +247,7 @@ def quantized_split_view(
     :func:`qsplit.partition.components` and :class:`~qsplit.partition.ComponentExtractor`
     apply to the result unchanged. Q/DQ nodes are given to blocks so that the cut falls at the
     QuantizeLinear output: a QuantizeLinear on the output of a quantized block belongs to that
-    block, its DequantizeLinear to the reader, so the tensor crossing a link is int8. Other Q/DQ
+    block, its DequantizeLinear to the reader, so the tensor crossing a link is 8-bit. Other Q/DQ
     nodes (on weights, on float producers' outputs) belong to the block that reads them.
     """
     with tempfile.TemporaryDirectory(prefix="qsplit-qdq-") as tmp:
