@@ -96,3 +96,20 @@ def test_entry_placing_unknown_blocks_is_refused(run_dir: Path) -> None:
 def test_not_a_directory(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a directory"):
         load_run(tmp_path / "absent")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("kind", "oracle", "has kind 'oracle', not one of plan, baseline"),
+        ("scenario", "moon", "belongs to scenario 'moon', which is not listed"),
+    ],
+)
+def test_entry_of_unknown_kind_or_scenario_is_refused(
+    run_dir: Path, field: str, value: str, message: str
+) -> None:
+    data = json.loads((run_dir / "run.json").read_text())
+    data["entries"][1][field] = value
+    (run_dir / "run.json").write_text(json.dumps(data))
+    with pytest.raises(SchemaError, match=message):
+        load_run(run_dir)

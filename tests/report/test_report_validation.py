@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from qsplit.report import RunIndex, load_run, validate
 from qsplit.report._fig_pareto import non_dominated
 from qsplit.report._format import index_ranges, placement
-from qsplit.report._validation import percent_error
+from qsplit.report._summary import error_sentence, gain_sentences
+from qsplit.report._validation import error_stats, latency_pair, percent_error
 
 pytest_plugins = ["report_run"]
 
@@ -84,3 +86,25 @@ def test_placement_text_lists_index_runs_per_node() -> None:
         "device 0–2, 5 · edge 3–4 · cloud 6–7"
     )
     assert index_ranges([4]) == "4"
+
+
+def test_gain_sentences_without_quantization_alone(run_dir: Path) -> None:
+    data = json.loads((run_dir / "run.json").read_text())
+    data["entries"] = [e for e in data["entries"] if e["id"] != "local/int8"]
+    (run_dir / "run.json").write_text(json.dumps(data))
+    run = load_run(run_dir)
+    sentences = gain_sentences(run, validate(run.index, run.devices))
+    assert sentences[0] == (
+        "local, fastest measured: local device-only took 1.00 s against 1.00 s for "
+        "local device-only: 1.00× (0.0 % less latency)."
+    )
+    assert sentences[-1].startswith("No measured entry quantizes blocks")
+    assert len(sentences) == 3
+
+
+def test_error_sentence_without_measurements(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    stats = error_stats([e for e in run.index.entries if e.measured is None], latency_pair)
+    assert error_sentence("Latency", stats, run, 10.0) == (
+        "Latency: no entry was measured, so the prediction error is unknown."
+    )

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 from qsplit.errors import InputError, SchemaError
 from qsplit.infra import Infra, load_infra
 from qsplit.model import LayerGraph
-from qsplit.report._rundir import RUN_FILE, Entry, RunIndex
+from qsplit.report._rundir import RUN_FILE, Entry, EntryKind, RunIndex
 
 _REGENERATE = "rerun `qsplit demo` to write the run directory again"
 
@@ -66,7 +67,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
                 fix=f"restore {run_dir / relative}, or {_REGENERATE}",
             )
     graph = LayerGraph.load(str(run_dir / index.layergraph))
-    _check_blocks(index, graph, index_path)
+    _check_entries(index, graph, index_path)
     infras = {s.name: load_infra(run_dir / s.infra) for s in index.scenarios}
     return LoadedRun(run_dir, index, graph, infras)
 
@@ -84,21 +85,24 @@ def referenced_files(index: RunIndex) -> list[str]:
     return list(dict.fromkeys(p for p in paths if p is not None))
 
 
-def _check_blocks(index: RunIndex, graph: LayerGraph, index_path: Path) -> None:
-    """Every entry must place exactly the LayerGraph's blocks; the figures and tables rely on it."""
+def _check_entries(index: RunIndex, graph: LayerGraph, index_path: Path) -> None:
+    """Every entry must be of a known kind and scenario and place exactly the LayerGraph's
+    blocks; the figures and tables rely on all three."""
     blocks = set(graph.block_names)
+    scenarios = {s.name for s in index.scenarios}
     for entry in index.entries:
         unknown = (set(entry.assignment) | set(entry.quantized)) - blocks
         missing = blocks - set(entry.assignment)
-        if unknown or missing:
-            problem = (
-                f"names blocks not in {index.layergraph}: {', '.join(sorted(unknown))}"
-                if unknown
-                else f"leaves {len(missing)} blocks unplaced, e.g. {sorted(missing)[0]}"
-            )
-            raise SchemaError(
-                f"entry {entry.id!r} {problem}",
-                file=index_path,
-                field="entries",
-                fix=_REGENERATE,
-            )
+        if entry.kind not in get_args(EntryKind):
+            problem = f"has kind {entry.kind!r}, not one of {', '.join(get_args(EntryKind))}"
+        elif entry.scenario not in scenarios:
+            problem = f"belongs to scenario {entry.scenario!r}, which is not listed in scenarios"
+        elif unknown:
+            problem = f"names blocks not in {index.layergraph}: {', '.join(sorted(unknown))}"
+        elif missing:
+            problem = f"leaves {len(missing)} blocks unplaced, e.g. {sorted(missing)[0]}"
+        else:
+            continue
+        raise SchemaError(
+            f"entry {entry.id!r} {problem}", file=index_path, field="entries", fix=_REGENERATE
+        )

@@ -210,17 +210,15 @@ def _scenario(name: str, device: str, entries: list[Entry]) -> ScenarioValidatio
 
 
 def _fastest_against(entries: list[Entry], reference: Entry | None) -> Gain | None:
-    if reference is None or reference.measured is None or not entries:
+    if reference is None or reference.measured is None:
         return None
-    fastest = min(entries, key=_measured_latency)
+    timed = [(e.measured.latency_s, e.id) for e in entries if e.measured is not None]
+    if not timed:
+        return None
+    latency_s, fastest = min(timed)
     return Gain(
-        entry=fastest.id,
-        latency_s=_measured_latency(fastest),
+        entry=fastest,
+        latency_s=latency_s,
         reference_entry=reference.id,
         reference_latency_s=reference.measured.latency_s,
     )
-
-
-def _measured_latency(entry: Entry) -> float:
-    assert entry.measured is not None
-    return entry.measured.latency_s
