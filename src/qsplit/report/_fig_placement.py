@@ -79,7 +79,7 @@ def plot_placement(
                     s=260 if small else 30,
                     color=node_colours[node],
                     edgecolors="black",
-                    linewidths=1.6 if is_quantized else 0.4,
+                    linewidths=(1.6 if small else 0.8) if is_quantized else 0.4,
                     hatch="////" if is_quantized else None,
                     zorder=2,
                 )

@@ -45,10 +45,10 @@ def build_report(run_dir: str | Path) -> Report:
     validation = validate(run.index, run.devices)
     report_dir = run.run_dir / REPORT_DIR
     img_dir = report_dir / IMG_DIR
-    # Figures of entries a previous report had but this run lacks would linger otherwise.
-    for stale in img_dir.glob("*.png"):
-        stale.unlink()
     figures = draw_figures(run, validation, img_dir)
+    # Figures of entries a previous report had but this run lacks would linger otherwise.
+    for stale in set(img_dir.glob("*.png")) - set(figures.all()):
+        stale.unlink()
     document = build_document(run, validation, figures, report_dir)
     markdown = report_dir / "report.md"
     markdown.write_text(to_markdown(document))
