@@ -9,19 +9,17 @@ import pulp
 import pytest
 
 from qsplit.errors import InputError
-from qsplit.plan._solver import _HighsSession, open_session
+from qsplit.plan._highs import RelaxFirst, mip_status
+from qsplit.plan._solver import open_session
 
 Status = highspy.HighsModelStatus
 
 
-def _session_reporting(status: object, primal_solution_status: int) -> _HighsSession:
-    session = object.__new__(_HighsSession)
-    session._highspy = highspy
-    session._model = SimpleNamespace(
+def _model_reporting(status: object, primal_solution_status: int) -> SimpleNamespace:
+    return SimpleNamespace(
         getModelStatus=lambda: status,
         getInfo=lambda: SimpleNamespace(primal_solution_status=primal_solution_status),
     )
-    return session
 
 
 @pytest.mark.parametrize(
@@ -37,7 +35,7 @@ def _session_reporting(status: object, primal_solution_status: int) -> _HighsSes
     ],
 )
 def test_highs_status_reads_the_solution_status(status, primal, expected) -> None:
-    assert _session_reporting(status, primal)._status() == expected
+    assert mip_status(_model_reporting(status, primal)) == expected
 
 
 def _knapsack() -> tuple[pulp.LpProblem, list[pulp.LpVariable], pulp.LpConstraint]:
@@ -72,3 +70,43 @@ def test_objective_and_bounds_change_between_solves(solver: str) -> None:
 def test_unknown_solver_is_an_input_error() -> None:
     with pytest.raises(InputError, match="unknown solver"):
         open_session(_knapsack()[0], "glpk")
+
+
+def _no_branch_and_bound(*_: object) -> None:
+    raise AssertionError("branch and bound ran although the relaxation settled the solve")
+
+
+def test_an_integral_relaxation_needs_no_branch_and_bound(monkeypatch) -> None:
+    prob, xs, _ = _knapsack()
+    session = open_session(prob, "highs")
+    monkeypatch.setattr(RelaxFirst, "_branch_and_bound", _no_branch_and_bound)
+    result = session.solve(pulp.lpSum((i + 1) * x for i, x in enumerate(xs)))
+    assert result.status == "optimal"
+    assert [x.value() for x in xs] == pytest.approx([1, 1, 0, 0])
+
+
+def _pick_two_of_five() -> tuple[pulp.LpProblem, list[pulp.LpVariable], pulp.LpConstraint]:
+    # The LP relaxation is fractional for the first objective (odd weights, "exactly 2.5").
+    prob = pulp.LpProblem("p", pulp.LpMinimize)
+    xs = [prob.add_variable(f"x{i}", 0, None, pulp.LpBinary) for i in range(5)]
+    cost = pulp.lpSum(c * x for c, x in zip((3, 5, 4, 7, 6), xs, strict=True))
+    held = cost <= 1e30
+    held.name = "held"
+    prob.addConstraint(held)
+    prob.addConstraint(pulp.lpSum(2 * x for x in xs[:3]) + xs[3] + xs[4] >= 3)
+    return prob, xs, held
+
+
+def test_holding_a_minimised_row_keeps_exactly_its_optima_and_is_undone() -> None:
+    prob, xs, held = _pick_two_of_five()
+    cost = held.expr.copy()
+    session = open_session(prob, "highs")
+    assert session.solve(cost).status == "optimal"
+    assert pulp.value(cost) == pytest.approx(7)  # x0 + x2, the unique optimum
+    session.set_upper(held, 7)  # fixes columns by the last relaxation's reduced costs
+    everything = pulp.lpSum(-(i + 1) * x for i, x in enumerate(xs))
+    assert session.solve(everything).status == "optimal"
+    assert [x.value() for x in xs] == pytest.approx([1, 0, 1, 0, 0])
+    session.set_upper(held, None)  # the held columns are released
+    assert session.solve(everything).status == "optimal"
+    assert [x.value() for x in xs] == pytest.approx([1, 1, 1, 1, 1])

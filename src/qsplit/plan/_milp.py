@@ -14,6 +14,12 @@ once ``x`` and ``z`` are integral, and the LP relaxation stays nearly integral:
   precision, ``Σ_l c_l = c`` and ``c_l ≤ z[src,l]``, to price quantized transfers;
 * noise: one AND variable per monomial, and an OR variable for the intercept (``η(∅) = 0``).
 
+Contract used by the HiGHS session's reduced-cost fixing (:mod:`qsplit.plan._highs`): every
+continuous variable bounded to [0, 1] is 0 or 1 in the least-cost completion of integral ``x``,
+``z`` — the marginals, splits, AND and OR variables are forced to exact products, and ``y`` only
+appears with non-negative coefficients in every bound and objective, so its least value
+``max e`` is as good as any. Variables that are not 0/1 (finish times, ``T``) have no upper bound.
+
 docs/planner.md derives each piece; :mod:`qsplit.plan._cost` defines the same quantities for a
 fixed plan, and the tests check the two against each other by brute force.
 """

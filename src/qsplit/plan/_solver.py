@@ -3,9 +3,10 @@
 The planner solves the same model several times (payoff table, final objective, infeasibility
 explanation). A :class:`SolverSession` keeps the model loaded and only changes what differs
 between solves: the objective and the right-hand sides of named ``≤`` rows. With HiGHS (the
-default) the highspy model is built once from the PuLP model and then edited in place, and each
-solve starts from the previous solution. Other solvers go through PuLP's generic interface, which
-re-exports the (unchanged) PuLP model on each solve.
+default) the model is passed to highspy once and then edited in place; each solve re-optimises
+the LP relaxation first and runs branch and bound only when that does not settle it
+(:mod:`qsplit.plan._highs`). Other solvers go through PuLP's generic interface, which re-exports
+the (unchanged) PuLP model on each solve.
 
 Statuses are read from the *solution* status, not only the model status: PuLP maps a HiGHS run
 stopped by its time limit to "Optimal" while the solution is only integer-feasible.
@@ -78,25 +79,20 @@ class SolverSession(ABC):
 
 
 class _HighsSession(SolverSession):
-    """HiGHS through highspy: one model, edited in place, warm-started from the last solution."""
+    """HiGHS through highspy: the LP relaxation first, branch and bound when it is needed.
+
+    See :mod:`qsplit.plan._highs`. The solution of each solve is offered to the next one.
+    """
 
     name = "highs"
 
     def __init__(self, prob: pulp.LpProblem, *, mip_gap: float, deadline: float | None) -> None:
         super().__init__(prob, mip_gap=mip_gap, deadline=deadline)
-        import highspy
+        from qsplit.plan._highs import Matrix, RelaxFirst
 
-        self._highspy = highspy
         self._variables = prob.variables()
-        self._model = highspy.Highs()
-        for option, value in {
-            "output_flag": False,
-            "mip_rel_gap": mip_gap,
-            "mip_abs_gap": 0.0,  # objectives can be tiny (seconds, joules)
-        }.items():
-            self._model.setOptionValue(option, value)
-        _load(self._model, prob, self._variables)
-        self._last: object | None = None
+        self._solver = RelaxFirst(Matrix.of(prob, self._variables), mip_gap)
+        self._last: np.ndarray | None = None
         self._hint: tuple[np.ndarray, np.ndarray] | None = None
 
     def suggest(self, values: Mapping[pulp.LpVariable, float]) -> None:
@@ -106,93 +102,28 @@ class _HighsSession(SolverSession):
 
     def set_upper(self, row: pulp.LpConstraint, rhs: float | None) -> None:
         super().set_upper(row, rhs)
-        inf = self._highspy.kHighsInf
-        upper = inf if rhs is None else row.getUb()
-        self._model.changeRowBounds(row.index, -inf, upper)
+        self._solver.set_row_upper(row.index, math.inf if rhs is None else row.getUb())
 
     def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
-        model = self._model
-        costs = [0.0] * len(self._variables)
+        costs = np.zeros(len(self._variables))
         for var, coefficient in objective.items():
             costs[var.index] = coefficient
-        model.changeColsCost(len(costs), list(range(len(costs))), costs)
-        model.changeObjectiveOffset(objective.constant)
+        self._solver.set_objective(costs, objective.constant)
         left = self._time_left_s()
-        model.setOptionValue("time_limit", math.inf if left is None else left)
-        if self._last is not None:
-            model.setSolution(self._last)
-        elif self._hint is not None:
-            model.setSolution(len(self._hint[0]), *self._hint)
         started = time.perf_counter()
-        model.run()
+        outcome = self._solver.solve(
+            costs,
+            objective.constant,
+            candidates=[] if self._last is None else [self._last],
+            hint=self._hint,
+            time_limit_s=math.inf if left is None else left,
+        )
         elapsed = time.perf_counter() - started
-
-        status = self._status()
-        info = model.getInfo()
-        gap = info.mip_gap if math.isfinite(info.mip_gap) else None
-        if status in ("optimal", "feasible"):
-            solution = model.getSolution()
-            self._last = solution
-            values = list(solution.col_value)
+        if outcome.solution is not None:
+            self._last = outcome.solution
             for var in self._variables:
-                var.varValue = values[var.index]
-        return SolveResult(status, gap, elapsed)
-
-    def _status(self) -> Status:
-        kinds = self._highspy.HighsModelStatus
-        status = self._model.getModelStatus()
-        if status == kinds.kOptimal:
-            return "optimal"
-        if status in (kinds.kInfeasible, kinds.kUnboundedOrInfeasible):
-            return "infeasible"
-        if status == kinds.kUnbounded:
-            return "unbounded"
-        feasible = self._model.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
-        return "feasible" if feasible else "no-solution"
-
-
-def _load(model: object, prob: pulp.LpProblem, variables: list[pulp.LpVariable]) -> None:
-    """Pass ``prob`` to highspy in one call (row-wise arrays), numbering variables and rows.
-
-    PuLP's own HiGHS loader adds columns and rows one call at a time, which took longer than
-    building the model (5.7 s at 1,850 blocks × 6 nodes). The objective is left at 0: each
-    solve sets its own. ``var.index`` and ``row.index`` are the positions HiGHS knows them by.
-    """
-    import highspy
-
-    for index, var in enumerate(variables):
-        var.index = index
-    inf = highspy.kHighsInf
-    col_lower = np.array([-inf if v.lowBound is None else v.lowBound for v in variables])
-    col_upper = np.array([inf if v.upBound is None else v.upBound for v in variables])
-    integrality = np.array([int(v.cat == pulp.LpInteger) for v in variables], dtype=np.int32)
-    starts, indices, values, row_lower, row_upper = [0], [], [], [], []
-    for index, row in enumerate(prob.constraints.values()):
-        row.index = index
-        for var, coefficient in row.items():
-            indices.append(var.index)
-            values.append(coefficient)
-        starts.append(len(indices))
-        lower, upper = row.getLb(), row.getUb()
-        row_lower.append(-inf if lower is None else lower)
-        row_upper.append(inf if upper is None else upper)
-    model.passModel(
-        len(variables),
-        len(row_lower),
-        len(indices),
-        int(highspy.MatrixFormat.kRowwise),
-        int(highspy.ObjSense.kMinimize),
-        0.0,
-        np.zeros(len(variables)),
-        col_lower,
-        col_upper,
-        np.array(row_lower, dtype=np.float64),
-        np.array(row_upper, dtype=np.float64),
-        np.array(starts[:-1], dtype=np.int32),
-        np.array(indices, dtype=np.int32),
-        np.array(values, dtype=np.float64),
-        integrality,
-    )
+                var.varValue = float(outcome.solution[var.index])
+        return SolveResult(outcome.status, outcome.gap, elapsed)
 
 
 class _PulpSession(SolverSession):
