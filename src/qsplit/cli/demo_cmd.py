@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qsplit.cli._app import app, console
+from qsplit.cli.report_cmd import report_command
 
 
 class _RichProgress:
@@ -40,7 +41,8 @@ def demo_command(
         Path | None, typer.Option(help="ONNX model (default: the bundled YOLO11n).")
     ] = None,
 ) -> None:
-    """Start the emulated device/edge/cloud testbed, profile, plan, run and report.
+    """Start the emulated device/edge/cloud testbed, profile every node, fit the noise model,
+    plan each scenario, run every plan and baseline, and write the report.
 
     Example: qsplit demo --out runs/demo
     """
@@ -74,4 +76,4 @@ def demo_command(
             f"{error:+.1%}",
         )
     console.print(table)
-    console.print(f"run directory: {out}")
+    report_command(out)

@@ -51,6 +51,8 @@ class DemoConfig:
     requests: int = 5
     """Measured requests per configuration (after one warm-up request)."""
     noise_samples: int = 80
+    noise_top_k: int = 12
+    """Candidate blocks for quantization: the top K by MACs (the detection head excluded)."""
     profile_repetitions: int = 20
     timeout_s: float = 120.0
     """Per request."""

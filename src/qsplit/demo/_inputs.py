@@ -30,7 +30,6 @@ from qsplit.testbed import Testbed
 
 Advance = Callable[[], None]
 
-NOISE_TOP_K = 12
 NOISE_EVAL_IMAGES = 1
 NOISE_SEED = 0
 
@@ -90,7 +89,7 @@ def noise_model(
         "granularity": graph.granularity,
         "images": images,
         "samples": config.noise_samples,
-        "top_k": NOISE_TOP_K,
+        "top_k": config.noise_top_k,
         "eval_images": NOISE_EVAL_IMAGES,
         "seed": NOISE_SEED,
     }
@@ -98,7 +97,7 @@ def noise_model(
     def make(folder: Path) -> None:
         feeds = image_feeds(model, config.images)
         quantizer = Quantizer(model, graph, calibrate(model, feeds))
-        blocks = candidate_blocks(graph, quantizer, NOISE_TOP_K)
+        blocks = candidate_blocks(graph, quantizer, config.noise_top_k)
         masks = random_masks(len(blocks), config.noise_samples, NOISE_SEED)
         measured = sample_noise(
             quantizer, blocks, masks, feeds[:NOISE_EVAL_IMAGES], lambda _: advance(1)

@@ -1,0 +1,109 @@
+"""`qsplit demo` end to end on the testbed, shortened: YOLO11n on device + edge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qsplit.demo import DemoConfig, ScenarioSpec, run_demo
+from qsplit.demo._cache import Cache
+from qsplit.report import build_report
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "qsplit" / "examples"
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("demo")
+    config = DemoConfig(
+        out=root / "run",
+        testbed_infra=EXAMPLES / "device-edge.yaml",
+        scenarios=(ScenarioSpec("device+edge", EXAMPLES / "device-edge.yaml"),),
+        cache=root / "cache",
+        w_latency=(1.0,),
+        noise_fractions=(0.0, 1.0),
+        requests=2,
+        noise_samples=12,
+        noise_top_k=4,
+        profile_repetitions=5,
+    )
+    return config.out, run_demo(config)
+
+
+@pytest.mark.slow
+def test_every_configuration_ran_and_fp32_outputs_equal_the_whole_model(short_run) -> None:
+    run_dir, index = short_run
+    kinds = {e.kind for e in index.entries}
+    assert kinds == {"plan", "baseline"}
+    assert {e.label for e in index.entries} >= {"device-only", "edge-only"}
+    for entry in index.entries:
+        assert entry.error is None and entry.measured is not None, entry.error
+        assert entry.measured.requests == 2 and entry.measured.failed == 0
+        assert (run_dir / entry.run).is_file()
+        if not entry.quantized:
+            assert entry.measured.max_abs_diff is not None
+            assert entry.measured.max_abs_diff <= 1e-4
+
+
+@pytest.mark.slow
+def test_measured_latency_is_close_to_the_prediction(short_run) -> None:
+    run_dir, _ = short_run
+    validation = build_report(run_dir).validation
+    # The target is 10 % on a quiet machine; CI shares its cores with the test session.
+    assert validation.latency.mape_pct <= 25.0, validation.latency
+
+
+@pytest.mark.slow
+def test_links_were_measured_through_the_emulators(short_run) -> None:
+    run_dir, index = short_run
+    links = json.loads((run_dir / index.links).read_text())["links"]
+    by_pair = {(m["from"], m["to"]): m for m in links}
+    assert set(by_pair) == {("device", "edge"), ("edge", "device")}
+    assert abs(by_pair[("device", "edge")]["latency_s"] - 0.005) <= 1e-3
+
+
+@pytest.mark.slow
+def test_the_testbed_is_gone_afterwards(short_run) -> None:
+    run_dir, _ = short_run
+    assert not (run_dir / "testbed" / "testbed.json").exists()
+    logs = sorted((run_dir / "testbed").glob("*.log"))
+    assert [p.stem for p in logs] == ["device", "edge", "supervisor"]
+    for pid_dir in Path("/proc").iterdir():
+        if pid_dir.name.isdigit():
+            try:
+                command = (pid_dir / "cmdline").read_bytes()
+            except OSError:
+                continue
+            assert str(run_dir / "testbed").encode() not in command
+
+
+@pytest.mark.slow
+def test_report_is_written(short_run) -> None:
+    run_dir, _ = short_run
+    report = build_report(run_dir)
+    assert report.markdown.is_file()
+    assert (run_dir / "report" / "img" / "accuracy-latency.png").is_file()
+
+
+def test_cache_makes_each_result_once_and_never_keeps_a_partial_one(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    calls = []
+
+    def make(folder: Path) -> None:
+        calls.append(folder)
+        (folder / "result.json").write_text("{}")
+
+    assert cache.fetch("profiles", {"node": "edge"}, make) is False
+    assert cache.fetch("profiles", {"node": "edge"}, make) is True
+    assert len(calls) == 1
+    assert cache.fetch("profiles", {"node": "device"}, make) is False
+
+    def broken(folder: Path) -> None:
+        (folder / "half.json").write_text("{")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        cache.fetch("noise", {"samples": 3}, broken)
+    assert not cache.path("noise", {"samples": 3}).exists()
