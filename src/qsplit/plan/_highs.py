@@ -277,7 +277,7 @@ class RelaxFirst:
             if self.matrix.is_integral(relaxation.values):
                 candidates = [relaxation.values, *candidates]
             if hint is not None:
-                candidates = [*candidates, *self._complete(hint)]
+                candidates = [*candidates, *self._complete(hint, costs)]
         self._relaxation = relaxation
         best = min(
             (c for c in candidates if self.matrix.feasible(c)),
@@ -301,15 +301,19 @@ class RelaxFirst:
             return Outcome("optimal" if proven else "feasible", best, 0.0 if proven else None)
         return outcome
 
-    def _complete(self, hint: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
-        """The LP's best values of the other columns with the hinted ones held (if feasible)."""
+    def _complete(self, hint: tuple[np.ndarray, np.ndarray], costs: np.ndarray) -> list[np.ndarray]:
+        """The best values of the other columns with the hinted ones held (if feasible).
+
+        A fresh LP, whose presolve removes the held columns at once, is faster than re-solving
+        the warm one from a basis that the held columns make far from optimal.
+        """
         columns, values = hint
-        self._set_bounds(columns, values, values, models=(self.lp,))
-        self.lp.run()
-        optimal = self.lp.getModelStatus() == highspy.HighsModelStatus.kOptimal
-        completed = [np.array(self.lp.getSolution().col_value)] if optimal else []
-        self._restore(columns, models=(self.lp,))
-        return completed
+        model = self._instance(integral=False)
+        model.changeColsCost(len(costs), np.arange(len(costs), dtype=np.int32), costs)
+        model.changeColsBounds(len(columns), columns, values, values)
+        model.run()
+        optimal = model.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        return [np.array(model.getSolution().col_value)] if optimal else []
 
     def _fixable(
         self, relaxation: _Relaxation, slack: float, scale: float

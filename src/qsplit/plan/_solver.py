@@ -115,7 +115,7 @@ class _HighsSession(SolverSession):
             costs,
             objective.constant,
             candidates=[] if self._last is None else [self._last],
-            hint=self._hint,
+            hint=self._hint if self._last is None else None,
             time_limit_s=math.inf if left is None else left,
         )
         elapsed = time.perf_counter() - started
