@@ -95,9 +95,7 @@ class _Builder:
         # Short generated names keep PuLP fast and immune to characters in block names.
         category = pulp.LpBinary if binary else pulp.LpContinuous
         name, upper = f"{prefix}{next(self._ids)}", None if binary else upper
-        if hasattr(self.prob, "add_variable"):  # PuLP ≥ 3.3 deprecates bare LpVariable(...)
-            return self.prob.add_variable(name, 0, upper, category)
-        return pulp.LpVariable(name, 0, upper, category)
+        return self.prob.add_variable(name, 0, upper, category)  # PuLP ≥ 3.3
 
     def add(self, constraint: pulp.LpConstraint) -> pulp.LpConstraint:
         constraint.name = f"r{next(self._ids)}"
@@ -192,8 +190,8 @@ def _placement(b: _Builder) -> tuple[XVars, ZVars, dict[tuple[str, str, Precisio
         b.add(pulp.lpSum(z[blk, lv] for lv in levels) == 1)
         cells = _marginals(
             b,
-            rows={k: x[blk, k] + 0 for k in nodes},
-            cols={lv: z[blk, lv] + 0 for lv in levels},
+            rows={k: x[blk, k] for k in nodes},
+            cols={lv: z[blk, lv] for lv in levels},
             pairs=[(k, lv) for k in nodes for lv in levels],
         )
         xz.update({(blk, k, lv): cell for (k, lv), cell in cells.items()})
@@ -258,7 +256,11 @@ def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
 
 
 def _marginals(
-    b: _Builder, *, rows: dict[str, Expr], cols: dict[str, Expr], pairs: list[tuple[str, str]]
+    b: _Builder,
+    *,
+    rows: dict[str, pulp.LpVariable],
+    cols: dict[str, pulp.LpVariable],
+    pairs: list[tuple[str, str]],
 ) -> dict[tuple[str, str], Expr]:
     """Variables ``v[r,c] ≥ 0`` over ``pairs`` whose row and column sums are ``rows``/``cols``.
 
@@ -266,11 +268,13 @@ def _marginals(
     the product of the two indicators, without any product constraint.
     """
     cells = {pair: b.var("m") for pair in pairs}
-    for r, total in rows.items():
-        b.add(pulp.lpSum(v for (rr, _), v in cells.items() if rr == r) == total)
-    for c, total in cols.items():
-        b.add(pulp.lpSum(v for (_, cc), v in cells.items() if cc == c) == total)
-    return {pair: v + 0 for pair, v in cells.items()}
+    for side, totals in ((0, rows), (1, cols)):
+        for key, total in totals.items():
+            # Σ cells − total = 0, written as one term list: PuLP's operators copy expressions.
+            terms = [(v, 1.0) for pair, v in cells.items() if pair[side] == key]
+            terms.append((total, -1.0))
+            b.add(pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=0))
+    return {pair: pulp.LpAffineExpression([(v, 1.0)]) for pair, v in cells.items()}
 
 
 def _edge(b: _Builder, x: XVars, source: str, destination: str) -> dict[tuple[str, str], Expr]:
@@ -300,8 +304,8 @@ def _edge(b: _Builder, x: XVars, source: str, destination: str) -> dict[tuple[st
     allowed = [(k, h) for k in nodes for h in nodes if k == h or infra.has_link(k, h)]
     cells = _marginals(
         b,
-        rows={k: x[source, k] + 0 for k in nodes},
-        cols={h: x[destination, h] + 0 for h in nodes},
+        rows={k: x[source, k] for k in nodes},
+        cols={h: x[destination, h] for h in nodes},
         pairs=allowed,
     )
     return {pair: v for pair, v in cells.items() if pair[0] != pair[1]}

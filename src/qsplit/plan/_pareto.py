@@ -28,12 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pulp
-
 from qsplit._jsonio import read_json, write_json
 from qsplit.plan._cost import Evaluation
 from qsplit.plan._explain import explain_infeasible
-from qsplit.plan._milp import build
+from qsplit.plan._milp import Expr, build
 from qsplit.plan._planfile import Payoff
 from qsplit.plan._planner import Solves
 from qsplit.plan._problem import PlanningProblem
@@ -282,7 +280,7 @@ class _Sweep:
         self.solves.hold(first, None)
         return (tied or optimum)[0]
 
-    def _weighted(self, w_latency: float) -> pulp.LpAffineExpression:
+    def _weighted(self, w_latency: float) -> Expr:
         t_scale, e_scale = self.payoff.scales()
         return (
             w_latency / t_scale * self.form.latency
@@ -290,19 +288,19 @@ class _Sweep:
             + self._augmentation()
         )
 
-    def _augmentation(self) -> pulp.LpAffineExpression:
+    def _augmentation(self) -> Expr:
         t_scale, e_scale = self.payoff.scales()
         return (
             AUGMENTATION * (self.form.latency / t_scale + self.form.energy / e_scale)
             + self._noise_tiebreak()
         )
 
-    def _noise_tiebreak(self) -> pulp.LpAffineExpression:
+    def _noise_tiebreak(self) -> Expr:
         return AUGMENTATION / self.noise_range * self.form.noise
 
     def _solve(
         self,
-        objective: pulp.LpAffineExpression,
+        objective: Expr,
         origin: str,
         w_latency: float,
         noise_max: float | None = None,
