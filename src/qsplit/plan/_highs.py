@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import highspy
@@ -103,9 +104,10 @@ class Matrix:
 
     def feasible(self, solution: np.ndarray) -> bool:
         """Whether ``solution`` meets every bound and row, within HiGHS's tolerances."""
-        rows = np.repeat(np.arange(len(self.row_lower)), np.diff(self.starts))
         activity = np.bincount(
-            rows, weights=self.values * solution[self.indices], minlength=len(self.row_lower)
+            self._row_of_entry,
+            weights=self.values * solution[self.indices],
+            minlength=len(self.row_lower),
         )
         tolerance = FEASIBILITY_TOLERANCE
         return bool(
@@ -116,7 +118,11 @@ class Matrix:
             and self.is_integral(solution)
         )
 
-    @property
+    @cached_property
+    def _row_of_entry(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.row_lower)), np.diff(self.starts))
+
+    @cached_property
     def zero_one(self) -> np.ndarray:
         """Columns that are 0 or 1 in every solution worth finding: binaries, and continuous
         columns bounded to [0, 1], which the formulation guarantees to be exact products of
