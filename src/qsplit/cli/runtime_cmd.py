@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -14,6 +14,9 @@ from rich.table import Table
 from qsplit.cli._app import app, console
 from qsplit.cli._format import human_bytes
 from qsplit.errors import InputError
+
+if TYPE_CHECKING:
+    from qsplit.profile import Statistic
 
 TOKEN_HELP = "Shared secret (default: $QSPLIT_TOKEN); required when listening off loopback."
 PlanArg = Annotated[Path, typer.Argument(help="plan.json written by `qsplit plan`.")]
@@ -42,6 +45,13 @@ def agent_command(
     token: TokenOpt = None,
     speed_factor: Annotated[float, typer.Option(help="Emulate a node this × slower.")] = 1.0,
     threads: Annotated[int, typer.Option(help="ORT threads per component.")] = 1,
+    statistic: Annotated[
+        str,
+        typer.Option(
+            help="Timing statistic of profiles and of the speed-factor reference: median, or "
+            "min (undisturbed time, used by the testbed)."
+        ),
+    ] = "median",
     max_message_mb: Annotated[
         float, typer.Option(help="Largest message accepted, in MiB (bigger ones are rejected).")
     ] = 256.0,
@@ -66,10 +76,21 @@ def agent_command(
         token=_token(token),
         speed_factor=speed_factor,
         threads=threads,
+        statistic=_statistic(statistic),
         limits=Limits(max_message_bytes=int(max_message_mb * 2**20)),
         routes=_routes(route or []),
     )
     run_agent(settings, on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True))
+
+
+def _statistic(value: str) -> Statistic:
+    from qsplit.profile import STATISTICS
+
+    if value not in STATISTICS:
+        raise InputError(
+            f"unknown statistic {value!r}", field="--statistic", fix=f"use one of {STATISTICS}"
+        )
+    return cast("Statistic", value)
 
 
 def _routes(values: Sequence[str]) -> dict[str, str]:

@@ -16,7 +16,9 @@ from qsplit.profile._profiler import (
     profile_compute,
 )
 from qsplit.profile._timing import (
+    STATISTICS,
     SessionSettings,
+    Statistic,
     Summary,
     emulated_duration_s,
     make_session,
@@ -27,6 +29,7 @@ from qsplit.profile._timing import (
 from qsplit.profile._types import BlockTiming, ComputeProfile, LinkMeasurement, LinkProfile
 
 __all__ = [
+    "STATISTICS",
     "AdditivityReport",
     "AdditivitySample",
     "BlockTiming",
@@ -37,6 +40,7 @@ __all__ = [
     "ProgressCallback",
     "Request",
     "SessionSettings",
+    "Statistic",
     "Summary",
     "answer_probe",
     "block_component",

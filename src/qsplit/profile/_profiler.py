@@ -19,6 +19,7 @@ from qsplit.model import LayerGraph, LoadedModel
 from qsplit.partition import Component, ComponentExtractor
 from qsplit.profile._timing import (
     SessionSettings,
+    Statistic,
     Summary,
     emulated_duration_s,
     make_session,
@@ -116,10 +117,11 @@ def profile_compute(
     int8: bool = True,
     calibration: CalibrationSource = None,
     activation_type: ActivationType = "uint8",
+    statistic: Statistic = "median",
     progress: ProgressCallback | None = None,
 ) -> ComputeProfile:
-    """Median fp32 (and int8) latency of every block of ``graph`` on this machine, as node
-    ``node``.
+    """fp32 (and int8) latency of every block of ``graph`` on this machine, as node ``node``:
+    the ``statistic`` (median, or minimum for emulated nodes) of the repetitions.
 
     Reported times are ``emulated_duration_s(measured, speed_factor)``: the same scaling the
     runtime applies when it pads component runs, so profile and run agree on a slower node.
@@ -150,8 +152,8 @@ def profile_compute(
         fp32_time, *int8_time = _measure(timed, warmup, repetitions)
         q8 = int8_time[0] if int8_time else None
         blocks[name] = BlockTiming(
-            fp32_s=emulated_duration_s(fp32_time.median_s, speed_factor),
-            int8_s=None if q8 is None else emulated_duration_s(q8.median_s, speed_factor),
+            fp32_s=emulated_duration_s(fp32_time.value(statistic), speed_factor),
+            int8_s=None if q8 is None else emulated_duration_s(q8.value(statistic), speed_factor),
             fp32_spread_s=emulated_duration_s(fp32_time.spread_s, speed_factor),
             int8_spread_s=0.0 if q8 is None else emulated_duration_s(q8.spread_s, speed_factor),
         )
@@ -166,7 +168,7 @@ def profile_compute(
             **settings.to_dict(),
             "warmup": warmup,
             "repetitions": repetitions,
-            "statistic": "median",
+            "statistic": statistic,
             "spread": "interquartile range",
             "speed_factor": speed_factor,
             "int8": int8_settings,

@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from qsplit.errors import InputError
-from qsplit.profile import emulated_duration_s, pad_to, reference_time_s
+from qsplit.profile import Statistic, emulated_duration_s, pad_to, reference_time_s
 from qsplit.runtime._profile import MISSING, ModelStore, profile_here
 from qsplit.runtime._transport import Endpoint, Received, ZmqEndpoint
 from qsplit.runtime._wire import Limits, Message, Quant
@@ -60,6 +60,9 @@ class AgentSettings:
     limits: Limits = field(default_factory=Limits)
     send_timeout_s: float = 5.0
     """How long a push to a peer may wait for the peer to accept it."""
+    statistic: Statistic = "median"
+    """How repeated timings are summarised in this agent's profiles and, on an emulated slower
+    node, in the reference time each run is padded to (``min`` on the testbed)."""
     routes: Mapping[str, str] = field(default_factory=dict)
     """Node → ``host:port`` this agent uses to reach that node instead of the address a
     deployment names: the testbed sends each directed link through its own link emulator."""
@@ -216,7 +219,10 @@ class Agent:
             return {"ok": False, "error": f"component {body['name']!r} does not load: {exc}"}
         reference_s = None
         if self.settings.speed_factor > 1.0:
-            reference_s = await loop.run_in_executor(self._pool, reference_time_s, session)
+            reference_s = await loop.run_in_executor(
+                self._pool,
+                functools.partial(reference_time_s, session, statistic=self.settings.statistic),
+            )
         component = _Component(
             name=str(body["name"]),
             inputs=tuple(map(str, body["inputs"])),
@@ -295,6 +301,7 @@ class Agent:
             node=name,
             speed_factor=self.settings.speed_factor,
             threads=self.settings.threads,
+            statistic=self.settings.statistic,
         )
         self._spawn(self._profile_job(received.route, body["cid"], job))
         return None

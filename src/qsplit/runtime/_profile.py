@@ -18,7 +18,7 @@ from typing import Any
 
 from qsplit.errors import InputError
 from qsplit.model import analyze
-from qsplit.profile import ComputeProfile, profile_compute
+from qsplit.profile import ComputeProfile, Statistic, profile_compute
 from qsplit.runtime._transport import ZmqEndpoint
 from qsplit.runtime._wire import Message
 from qsplit.runtime.errors import PeerTimeout, RemoteError
@@ -54,6 +54,7 @@ def profile_here(
     node: str,
     speed_factor: float,
     threads: int,
+    statistic: Statistic = "median",
 ) -> dict[str, Any]:
     """The ComputeProfile dict of the model at ``path`` on this machine, as ``node``."""
     shapes = {str(k): tuple(int(d) for d in v) for k, v in body.get("input_shapes", {}).items()}
@@ -67,6 +68,7 @@ def profile_here(
         warmup=int(body.get("warmup", 3)),
         repetitions=int(body.get("repetitions", 20)),
         int8=bool(body.get("int8", True)),
+        statistic=statistic,
     )
     return profile.to_dict()
 

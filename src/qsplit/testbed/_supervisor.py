@@ -125,6 +125,8 @@ def _spawn_agent(
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "qsplit", "agent", "--name", name]
     command += ["--listen", "127.0.0.1:0", "--speed-factor", repr(speed_factor)]
+    # Emulated nodes are defined by this machine's undisturbed speed: the agents share cores.
+    command += ["--statistic", "min"]
     for (source, target), (data, _) in proxies.items():
         if source == name:
             command += ["--route", f"{target}={data.address}"]
