@@ -26,7 +26,7 @@ from qsplit.quant import (
     save_samples,
 )
 from qsplit.runtime import profile_on_agent
-from qsplit.testbed import Testbed
+from qsplit.testbed import AGENT_STATISTIC, Testbed
 
 Advance = Callable[[], None]
 
@@ -51,6 +51,7 @@ def node_profiles(
             "node": name,
             "speed_factor": agent.speed_factor,
             "repetitions": config.profile_repetitions,
+            "statistic": AGENT_STATISTIC,
         }
 
         def make(folder: Path, name: str = name, address: str = agent.address) -> None:

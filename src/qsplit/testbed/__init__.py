@@ -7,9 +7,11 @@
 from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
 from qsplit.testbed._probe import ProbeServer, probe_request
 from qsplit.testbed._state import DEFAULT_STATE_DIR, AgentState, LinkState, TestbedState
+from qsplit.testbed._supervisor import AGENT_STATISTIC
 from qsplit.testbed._testbed import AgentStatus, Testbed, TestbedError
 
 __all__ = [
+    "AGENT_STATISTIC",
     "DEFAULT_STATE_DIR",
     "AgentState",
     "AgentStatus",

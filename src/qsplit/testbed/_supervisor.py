@@ -28,6 +28,7 @@ from typing import IO
 import yaml
 
 from qsplit.infra import Infra, load_infra
+from qsplit.profile import Statistic
 from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
 from qsplit.testbed._probe import ProbeServer
 from qsplit.testbed._state import (
@@ -39,6 +40,10 @@ from qsplit.testbed._state import (
 )
 
 AGENT_START_TIMEOUT_S = 60.0
+AGENT_STATISTIC: Statistic = "min"
+"""Emulated nodes are defined by this machine's undisturbed speed: the agents share its cores
+with each other and with whatever else runs, and the median would carry that load into every
+profile and every padded run."""
 AGENT_STOP_TIMEOUT_S = 5.0
 
 
@@ -125,8 +130,7 @@ def _spawn_agent(
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "qsplit", "agent", "--name", name]
     command += ["--listen", "127.0.0.1:0", "--speed-factor", repr(speed_factor)]
-    # Emulated nodes are defined by this machine's undisturbed speed: the agents share cores.
-    command += ["--statistic", "min"]
+    command += ["--statistic", AGENT_STATISTIC]
     for (source, target), (data, _) in proxies.items():
         if source == name:
             command += ["--route", f"{target}={data.address}"]
