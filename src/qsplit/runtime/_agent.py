@@ -140,23 +140,18 @@ class Agent:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Handle messages until ``stop`` is set."""
-        sweeper = asyncio.create_task(self._sweep())
+        tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._sweep())]
         try:
-            while not stop.is_set():
-                receiving = asyncio.ensure_future(self._endpoint.recv())
-                stopping = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait(
-                    {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if receiving in done:
-                    await self._dispatch(receiving.result())
-                else:
-                    receiving.cancel()
-                stopping.cancel()
+            await stop.wait()
         finally:
-            sweeper.cancel()
+            for task in tasks:
+                task.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._profiler.shutdown(wait=False, cancel_futures=True)
+
+    async def _receive(self) -> None:
+        while True:
+            await self._dispatch(await self._endpoint.recv())
 
     async def _dispatch(self, received: Received) -> None:
         handlers: dict[str, Callable[[Received], Any]] = {
@@ -390,12 +385,13 @@ class Agent:
         state.finished.add(component.name)
         if len(state.finished) == len(self._deployments.get(dep, {})):
             self._requests.pop((dep, req), None)
-        # The report does not wait for the pushes: a dead consumer must not make this node
-        # look stuck to the requester, which blames the first component that did not report.
+        # Pushes are handed to zmq first: they are on the request's critical path, the report
+        # is not. The report does not wait for them either: a dead consumer must not make this
+        # node look stuck to the requester, which blames the first component that did not report.
         returns = {t: outputs[t] for t in component.returns}
-        _, *failures = await asyncio.gather(
-            self._report(state.reply_to, "done", body, returns),
+        *failures, _ = await asyncio.gather(
             *(self._push(dep, req, state, component, n, t) for n, t in by_node.items()),
+            self._report(state.reply_to, "done", body, returns),
         )
         for node, error in filter(None, failures):
             body = {"dep": dep, "req": req, "error": error, "peer": node}
