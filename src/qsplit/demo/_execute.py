@@ -11,7 +11,6 @@ import numpy as np
 import onnxruntime as ort
 
 from qsplit.infra import Infra
-from qsplit.plan import energy_per_node
 from qsplit.report import Measured
 from qsplit.runtime import RequestRecord, build_deployment, connect, save_results
 
@@ -67,7 +66,7 @@ def run_configuration(
             wall_s = time.perf_counter() - start
         finally:
             session.undeploy()
-    save_results(results_path, records, wall_s, {"deployment": deployment.id})
+    save_results(results_path, records, wall_s, {"deployment": deployment.id}, infra=infra)
     return summarize(records, infra, None if quantized or reference is None else worst)
 
 
@@ -80,22 +79,13 @@ def summarize(
     compute: dict[str, list[float]] = {}
     transfer: dict[str, list[float]] = {}
     for record in records:
-        per_node: dict[str, float] = {}
-        for run in record.runs:
-            per_node[run.node] = per_node.get(run.node, 0.0) + run.compute_s
-        per_link: dict[tuple[str, str], float] = {}
-        for t in record.transfers:
-            if t.source != t.target:
-                per_link[(t.source, t.target)] = per_link.get((t.source, t.target), 0.0) + (
-                    t.transfer_s
-                )
-        energy = energy_per_node(infra, per_node, per_link)
+        energy_j, device_energy_j = record.energy_j(infra)
         latencies.append(record.latency_s)
-        energies.append(sum(energy.values()))
-        device_energies.append(energy[infra.device])
-        for node, seconds in per_node.items():
+        energies.append(energy_j)
+        device_energies.append(device_energy_j)
+        for node, seconds in record.compute_s_per_node().items():
             compute.setdefault(node, []).append(seconds)
-        for (source, target), seconds in per_link.items():
+        for (source, target), seconds in record.transfer_s_per_link().items():
             transfer.setdefault(f"{source}->{target}", []).append(seconds)
     ordered = sorted(latencies)
     return Measured(
