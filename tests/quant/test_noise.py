@@ -62,13 +62,35 @@ def test_sampling_and_fit(setup, tmp_path: Path) -> None:
     assert samples[0].task == 1.0  # classification-like output: top-1 agreement
     poly = fit_noise(samples, blocks, model.info.sha256)
     assert poly.predict(()) == 0.0
-    assert poly.fit["r2_test"] > 0.9
-    assert set(poly.fit["test_mse_by_degree"]) <= {"1", "2", "3"}
+    assert poly.fit["settings"] == {} and poly.fit["train"] + poly.fit["test"] == 15
+    assert set(poly.fit["cv_mse_by_degree"]) == {"1", "2", "3"}
+    assert str(poly.degree) == min(
+        poly.fit["cv_mse_by_degree"], key=poly.fit["cv_mse_by_degree"].get
+    )
     poly.save(tmp_path / "noise.json")
     assert NoisePolynomial.load(tmp_path / "noise.json") == poly
     save_samples(tmp_path / "samples.json", samples, blocks)
     plot_fit(tmp_path / "fit.png", poly, samples)
     assert (tmp_path / "fit.png").stat().st_size > 0
+
+
+def test_fit_recovers_a_known_polynomial() -> None:
+    """Noise with one pairwise interaction: degree 2 is chosen and predicts unseen masks."""
+    blocks = [f"b{i}" for i in range(6)]
+    weights = np.array([0.01, 0.02, 0.005, 0.03, 0.015, 0.008])
+
+    def noise(mask: tuple[int, ...]) -> float:
+        return float(weights @ mask - 0.012 * mask[1] * mask[3])
+
+    masks = random_masks(6, 64, seed=2)
+    samples = [
+        NoiseSample(tuple(b for b, q in zip(blocks, m, strict=True) if q), noise(m), None, 0.0)
+        for m in masks
+    ]
+    poly = fit_noise(samples[:48], blocks, "sha")
+    assert poly.degree == 2 and poly.fit["r2_test"] > 0.999
+    for sample in samples[48:]:
+        assert poly.predict(sample.blocks) == pytest.approx(sample.noise, abs=1e-3)
 
 
 def test_too_few_samples_is_an_input_error() -> None:

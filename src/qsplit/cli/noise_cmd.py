@@ -27,7 +27,7 @@ def noise_command(
         typer.Option(
             min=1, help="Measure noise on the first N calibration images (by name); see docs."
         ),
-    ] = 1,
+    ] = 2,
     top_k: Annotated[int, typer.Option("--top-k", help="Quantizable blocks: top K by MACs.")] = 12,
     include_head: Annotated[
         bool, typer.Option(help="Allow blocks producing a model output (a detector's decode).")
@@ -86,9 +86,9 @@ def noise_command(
     if plot is not None:
         plot_fit(plot, poly, measured)
     table = Table(title=f"noise model over {len(blocks)} blocks, {len(measured)} samples")
-    for column in ("degree", "held-out MSE", "chosen"):
+    for column in ("degree", "cross-validated MSE", "chosen"):
         table.add_column(column)
-    for degree, mse in poly.fit["test_mse_by_degree"].items():
+    for degree, mse in poly.fit["cv_mse_by_degree"].items():
         table.add_row(degree, f"{mse:.3g}", "✓" if int(degree) == poly.degree else "")
     console.print(table)
     console.print(

@@ -39,8 +39,11 @@ class Quantizer:
     low-channel convolutions). Activations are 8-bit with a zero point (asymmetric), unsigned by
     default: ORT's x86 kernels without VNNI multiply unsigned activations by signed weights
     natively and run signed × signed through a slower path, which measured 1.5–2.5× slower than
-    fp32 on an AVX2 machine (docs/quantization.md). Profiler, noise model and runtime all quantize
-    through this class, so they time, measure and run the same model.
+    fp32 on an AVX2 machine. That native multiply adds pairs of products in saturating 16-bit
+    arithmetic, so with unsigned activations weights use 7 bits (``reduce_range``, default on
+    for uint8): at full 8 bits, saturation in YOLO11n's ``model.2`` alone multiplied the output
+    noise by ten and cut mAP50 to 0.05 (docs/quantization.md). Profiler, noise model and
+    runtime all quantize through this class, so they time, measure and run the same model.
     Blocks without any op ORT can quantize are listed in :attr:`unquantizable` and ignored by
     :meth:`quantize` instead of failing.
     """
@@ -52,6 +55,7 @@ class Quantizer:
         calibration: Calibration,
         *,
         activation_type: ActivationType = "uint8",
+        reduce_range: bool | None = None,
     ) -> None:
         if activation_type not in ACTIVATION_TYPES:
             raise InputError(
@@ -60,10 +64,11 @@ class Quantizer:
                 fix=f"use one of {', '.join(ACTIVATION_TYPES)}",
             )
         self.activation_type = activation_type
+        self.reduce_range = activation_type == "uint8" if reduce_range is None else reduce_range
         self._model = model
         self._graph = graph
         self._original = {n.name: n for n in model.proto.graph.node}
-        self._full = _quantize_all(model, calibration, activation_type)
+        self._full = _quantize_all(model, calibration, activation_type, self.reduce_range)
         _unshadow_initializers(self._full, {t.name for t in model.proto.graph.initializer})
         self._full_nodes = {n.name: n for n in self._full.graph.node}
         produced_by = {o: n.name for n in self._full.graph.node for o in n.output}
@@ -96,7 +101,7 @@ class Quantizer:
         """How blocks are quantized, for the files that record results obtained with it."""
         return {
             "format": "QDQ",
-            "weights": "int8 symmetric per-channel",
+            "weights": f"int8{' (7-bit range)' if self.reduce_range else ''} symmetric per-channel",
             "activations": f"{self.activation_type} asymmetric",
             "calibration": "minmax",
         }
@@ -168,7 +173,10 @@ def _quantizable_op_types() -> list[str]:
 
 
 def _quantize_all(
-    model: LoadedModel, calibration: Calibration, activation_type: ActivationType
+    model: LoadedModel,
+    calibration: Calibration,
+    activation_type: ActivationType,
+    reduce_range: bool,
 ) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
@@ -176,7 +184,7 @@ def _quantize_all(
     quantizer = QDQQuantizer(
         copy.deepcopy(model.proto),
         True,  # per_channel
-        False,  # reduce_range: only needed for old x86 without VNNI
+        reduce_range,
         QuantType.QInt8,  # weights
         QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,  # activations
         calibration.tensors_data(),
