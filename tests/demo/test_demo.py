@@ -96,6 +96,7 @@ def test_cache_makes_each_result_once_and_never_keeps_a_partial_one(tmp_path: Pa
         (folder / "result.json").write_text("{}")
 
     assert cache.fetch("profiles", {"node": "edge"}, make) is False
+    assert cache.path("profiles", {"node": "edge"}) != cache.path("noise", {"node": "edge"})
     assert cache.fetch("profiles", {"node": "edge"}, make) is True
     assert len(calls) == 1
     assert cache.fetch("profiles", {"node": "device"}, make) is False

@@ -1,7 +1,8 @@
 """A content-addressed cache of slow results (profiles, noise models), so re-runs are fast.
 
 A result is stored under a hash of everything it depends on (model hash, node, speed factor,
-settings, library versions): a changed input is a different key, never a stale hit.
+settings, library versions, and the source of the qsplit packages that compute it): a changed
+input or a changed algorithm is a different key, never a stale hit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ import onnxruntime as ort
 
 import qsplit
 
+_PRODUCERS = {"profiles": ("profile", "quant"), "noise": ("quant",)}
+"""The qsplit packages whose code computes each kind of result."""
+
+
+def _source_digest(packages: tuple[str, ...]) -> str:
+    root = Path(qsplit.__file__).parent
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
 
 class Cache:
     """Results as folders of files under ``folder/<kind>/<key hash>/``."""
@@ -26,7 +39,12 @@ class Cache:
 
     def path(self, kind: str, key: dict[str, Any]) -> Path:
         """Where the result of ``kind`` for ``key`` lives (whether or not it exists yet)."""
-        stamped = {**key, "qsplit": qsplit.__version__, "onnxruntime": ort.__version__}
+        stamped = {
+            **key,
+            "qsplit": qsplit.__version__,
+            "code": _source_digest(_PRODUCERS[kind]),
+            "onnxruntime": ort.__version__,
+        }
         digest = hashlib.sha256(json.dumps(stamped, sort_keys=True).encode()).hexdigest()
         return self.folder / kind / digest[:24]
 

@@ -30,7 +30,7 @@ from qsplit.testbed import AGENT_STATISTIC, Testbed
 
 Advance = Callable[[], None]
 
-NOISE_EVAL_IMAGES = 1
+NOISE_EVAL_IMAGES = 2
 NOISE_SEED = 0
 
 
