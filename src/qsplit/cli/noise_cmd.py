@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -44,45 +43,34 @@ def noise_command(
     Example: qsplit noise yolo11n.onnx --samples 300 --out noise.json --plot noise.png
     """
     from qsplit.assets import sample_images_dir
-    from qsplit.quant import (
-        Quantizer,
-        calibrate,
-        candidate_blocks,
-        fit_noise,
-        image_feeds,
-        plot_fit,
-        random_masks,
-        sample_noise,
-        save_samples,
-    )
+    from qsplit.quant import image_feeds, plot_fit, study_noise
 
     if granularity not in ("node", "block"):
         raise typer.BadParameter("must be 'node' or 'block'", param_hint="--granularity")
     shapes = dict(parse_input_shape(s) for s in input_shape or [])
     loaded, graph = analyze(str(model), shapes, granularity)  # type: ignore[arg-type]
     feeds = image_feeds(loaded, calib or sample_images_dir())
-    start = time.perf_counter()
-    cache = out.with_name(f"{out.stem}.calibration.json")
-    quantizer = Quantizer(loaded, graph, calibrate(loaded, feeds, cache=cache))
-    console.print(f"calibrated and quantized once in {time.perf_counter() - start:.1f} s")
-    if quantizer.unquantizable:
-        console.print(
-            f"left out {len(quantizer.unquantizable)} block(s) with no quantizable op: "
-            + ", ".join(quantizer.unquantizable[:8])
-        )
-    blocks = candidate_blocks(graph, quantizer, top_k, include_head)
-    masks = random_masks(len(blocks), samples, seed)
-    start = time.perf_counter()
     with Progress(console=console) as progress:
-        task = progress.add_task("measuring masks", total=len(masks))
-        measured = sample_noise(
-            quantizer, blocks, masks, feeds[:eval_images], lambda _: progress.advance(task)
+        task = progress.add_task("calibrating, then measuring masks", total=samples)
+        study = study_noise(
+            loaded,
+            graph,
+            feeds,
+            samples=samples,
+            top_k=top_k,
+            include_head=include_head,
+            eval_images=eval_images,
+            seed=seed,
+            calibration_cache=out.with_name(f"{out.stem}.calibration.json"),
+            on_sample=lambda _: progress.advance(task),
         )
-    per_mask = (time.perf_counter() - start) / len(masks)
-    settings = {**quantizer.settings, "eval_images": len(feeds[:eval_images])}
-    poly = fit_noise(measured, blocks, loaded.info.sha256, seed=seed, settings=settings)
-    poly.save(str(out))
-    save_samples(out.with_name(f"{out.stem}.samples.json"), measured, blocks, settings)
+    study.save(out)
+    if study.unquantizable:
+        console.print(
+            f"left out {len(study.unquantizable)} block(s) with no quantizable op: "
+            + ", ".join(study.unquantizable[:8])
+        )
+    poly, blocks, measured = study.model, study.blocks, study.samples
     if plot is not None:
         plot_fit(plot, poly, measured)
     table = Table(title=f"noise model over {len(blocks)} blocks, {len(measured)} samples")
@@ -93,5 +81,6 @@ def noise_command(
     console.print(table)
     console.print(
         f"R² train {poly.fit['r2_train']:.4f}, held-out {poly.fit['r2_test']:.4f}; "
-        f"{per_mask:.2f} s per mask; wrote {out}"
+        f"calibrated in {study.calibration_s:.1f} s, {study.seconds_per_mask:.2f} s per mask; "
+        f"wrote {out}"
     )

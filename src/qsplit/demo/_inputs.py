@@ -14,17 +14,7 @@ from qsplit.demo._cache import Cache
 from qsplit.demo._config import DemoConfig
 from qsplit.model import LayerGraph, LoadedModel
 from qsplit.profile import ComputeProfile, LinkProfile
-from qsplit.quant import (
-    Quantizer,
-    calibrate,
-    candidate_blocks,
-    fit_noise,
-    image_feeds,
-    plot_fit,
-    random_masks,
-    sample_noise,
-    save_samples,
-)
+from qsplit.quant import image_feeds, plot_fit, study_noise
 from qsplit.runtime import profile_on_agent
 from qsplit.testbed import AGENT_STATISTIC, Testbed
 
@@ -96,17 +86,18 @@ def noise_model(
     }
 
     def make(folder: Path) -> None:
-        feeds = image_feeds(model, config.images)
-        quantizer = Quantizer(model, graph, calibrate(model, feeds))
-        blocks = candidate_blocks(graph, quantizer, config.noise_top_k)
-        masks = random_masks(len(blocks), config.noise_samples, NOISE_SEED)
-        measured = sample_noise(
-            quantizer, blocks, masks, feeds[:NOISE_EVAL_IMAGES], lambda _: advance(1)
+        study = study_noise(
+            model,
+            graph,
+            image_feeds(model, config.images),
+            samples=config.noise_samples,
+            top_k=config.noise_top_k,
+            eval_images=NOISE_EVAL_IMAGES,
+            seed=NOISE_SEED,
+            on_sample=lambda _: advance(1),
         )
-        poly = fit_noise(measured, blocks, graph.model.sha256, seed=NOISE_SEED)
-        poly.save(str(folder / "noise.json"))
-        save_samples(folder / "noise.samples.json", measured, blocks)
-        plot_fit(folder / "noise.png", poly, measured)
+        study.save(folder / "noise.json")
+        plot_fit(folder / "noise.png", study.model, study.samples)
 
     if cache.copy_into("noise", key, make, out):
         advance(config.noise_samples)

@@ -19,6 +19,7 @@ from qsplit.quant._noise import (
 )
 from qsplit.quant._noise_poly import NoisePolynomial, NoiseTerm
 from qsplit.quant._ptq import ACTIVATION_TYPES, ActivationType, Quantizer, quantized_split_view
+from qsplit.quant._study import NoiseStudy, study_noise
 
 __all__ = [
     "ACTIVATION_TYPES",
@@ -26,6 +27,7 @@ __all__ = [
     "Calibration",
     "NoisePolynomial",
     "NoiseSample",
+    "NoiseStudy",
     "NoiseTerm",
     "Quantizer",
     "TaskMetric",
@@ -41,5 +43,6 @@ __all__ = [
     "random_masks",
     "sample_noise",
     "save_samples",
+    "study_noise",
     "takes_images",
 ]
