@@ -95,11 +95,12 @@ def test_cache_makes_each_result_once_and_never_keeps_a_partial_one(tmp_path: Pa
         calls.append(folder)
         (folder / "result.json").write_text("{}")
 
-    assert cache.fetch("profiles", {"node": "edge"}, make) is False
+    folder, hit = cache.fetch("profiles", {"node": "edge"}, make)
+    assert not hit and (folder / "result.json").is_file()
     assert cache.path("profiles", {"node": "edge"}) != cache.path("noise", {"node": "edge"})
-    assert cache.fetch("profiles", {"node": "edge"}, make) is True
+    assert cache.fetch("profiles", {"node": "edge"}, make) == (folder, True)
     assert len(calls) == 1
-    assert cache.fetch("profiles", {"node": "device"}, make) is False
+    assert cache.fetch("profiles", {"node": "device"}, make)[1] is False
 
     def broken(folder: Path) -> None:
         (folder / "half.json").write_text("{")

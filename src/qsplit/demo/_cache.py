@@ -48,26 +48,29 @@ class Cache:
         digest = hashlib.sha256(json.dumps(stamped, sort_keys=True).encode()).hexdigest()
         return self.folder / kind / digest[:24]
 
-    def fetch(self, kind: str, key: dict[str, Any], make: Callable[[Path], None]) -> bool:
-        """Make the result for ``key`` with ``make(folder)`` unless cached; ``True`` on a hit.
+    def fetch(
+        self, kind: str, key: dict[str, Any], make: Callable[[Path], None]
+    ) -> tuple[Path, bool]:
+        """The folder of the result for ``key``, made with ``make(folder)`` unless cached, and
+        whether it was a hit.
 
         ``make`` fills a temporary folder that is renamed into place only once complete, so an
         interrupted run never leaves a half-written result that later runs would trust.
         """
         path = self.path(kind, key)
         if path.is_dir():
-            return True
+            return path, True
         partial = path.with_name(path.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         make(partial)
         partial.rename(path)
-        return False
+        return path, False
 
     def copy_into(
         self, kind: str, key: dict[str, Any], make: Callable[[Path], None], to: Path
     ) -> bool:
         """Copy the result's files into the folder ``to`` (making it first if needed)."""
-        hit = self.fetch(kind, key, make)
-        shutil.copytree(self.path(kind, key), to, dirs_exist_ok=True)
+        folder, hit = self.fetch(kind, key, make)
+        shutil.copytree(folder, to, dirs_exist_ok=True)
         return hit
