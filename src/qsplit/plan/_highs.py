@@ -35,6 +35,12 @@ FEASIBILITY_TOLERANCE = 1e-6
 """How far a previous solution may break a row and still count as meeting it (HiGHS's own)."""
 FIXING_SAFETY = 1e-6
 """Relative margin on ``U − L`` before fixing a column, so LP round-off never fixes one wrongly."""
+FIXING_MAX_GAP = 0.01
+"""Fix by an incumbent only within this relative gap (of the objective without its constant).
+
+From a distant incumbent the fixing holds few columns and can mislead HiGHS: on the synthetic
+1,600 × 3 graph the first solve (gap 4.7 %, a fifth of the 0/1 columns fixed) took 46–61 s
+instead of 10–12 s."""
 
 
 @dataclass
@@ -298,7 +304,10 @@ class RelaxFirst:
             gap = max(relative_gap(value, relaxation.bound), 0.0)
             if gap <= self.mip_gap:
                 return Outcome("optimal", best, gap)
-            fixed = self._fixable(relaxation, value - relaxation.bound, value)
+            # The spread measured without the objective's constant: the normalised objective
+            # subtracts large constants, which make its relative gap look huge.
+            if relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP:
+                fixed = self._fixable(relaxation, value - relaxation.bound, value)
         outcome = self._branch_and_bound(best, fixed, time_limit_s)
         if outcome.solution is None or float(costs @ best) < float(costs @ outcome.solution):
             # The fixing only excludes solutions worse than ``best``, so it stays the optimum
