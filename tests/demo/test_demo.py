@@ -25,7 +25,7 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
         w_latency=(1.0,),
         noise_fractions=(0.0, 1.0),
         requests=2,
-        noise_samples=12,
+        noise_samples=16,
         noise_top_k=4,
         profile_repetitions=5,
     )
