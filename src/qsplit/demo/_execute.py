@@ -13,6 +13,7 @@ import onnxruntime as ort
 from qsplit.infra import Infra
 from qsplit.report import Measured
 from qsplit.runtime import RequestRecord, build_deployment, connect, save_results
+from qsplit.runtime import summarize as summarize_records
 
 Feeds = dict[str, np.ndarray]
 
@@ -73,29 +74,22 @@ def run_configuration(
 def summarize(
     records: Sequence[RequestRecord], infra: Infra, max_abs_diff: float | None
 ) -> Measured:
-    """Medians over requests; each request's energy is the cost model's prices applied to its
-    measured compute and transfer times (transfers within a node are free, as in the model)."""
-    latencies, energies, device_energies = [], [], []
-    compute: dict[str, list[float]] = {}
+    """Medians over requests, from the runtime's own summary (energy: the cost model's prices
+    at measured times). Transfers are per request and link, within-node hops excluded, as the
+    cost model counts them."""
+    summary = summarize_records(records, 0.0, infra=infra)
     transfer: dict[str, list[float]] = {}
     for record in records:
-        energy_j, device_energy_j = record.energy_j(infra)
-        latencies.append(record.latency_s)
-        energies.append(energy_j)
-        device_energies.append(device_energy_j)
-        for node, seconds in record.compute_s_per_node().items():
-            compute.setdefault(node, []).append(seconds)
         for (source, target), seconds in record.transfer_s_per_link().items():
             transfer.setdefault(f"{source}->{target}", []).append(seconds)
-    ordered = sorted(latencies)
     return Measured(
-        latency_s=statistics.median(latencies),
-        energy_j=statistics.median(energies),
-        device_energy_j=statistics.median(device_energies),
-        latency_p90_s=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
-        requests=len(records),
-        failed=sum(r.error is not None for r in records),
-        compute_s={n: statistics.median(v) for n, v in sorted(compute.items())},
+        latency_s=summary["latency_s"]["median"],
+        energy_j=summary["energy_j"]["median"],
+        device_energy_j=summary["device_energy_j"]["median"],
+        latency_p90_s=summary["latency_s"]["p90"],
+        requests=summary["requests"],
+        failed=summary["failed"],
+        compute_s=summary["compute_s_per_node"],
         transfer_s={k: statistics.median(v) for k, v in sorted(transfer.items())},
         max_abs_diff=max_abs_diff,
     )

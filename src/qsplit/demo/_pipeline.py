@@ -8,6 +8,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -18,7 +19,7 @@ from qsplit.demo._cache import Cache
 from qsplit.demo._config import DemoConfig
 from qsplit.demo._execute import reference_outputs, run_configuration
 from qsplit.demo._inputs import measured_links, node_profiles, noise_model
-from qsplit.demo._plans import Candidate, scenario_candidates
+from qsplit.demo._plans import Configuration, configuration, scenario_candidates
 from qsplit.errors import InputError, QsplitError
 from qsplit.infra import load_infra
 from qsplit.model import analyze
@@ -136,7 +137,7 @@ def _copy_scenarios(config: DemoConfig, run_dir: Path) -> tuple[Scenario, ...]:
 
 def _run_all(
     config: DemoConfig,
-    candidates: list[Candidate],
+    candidates: list[Entry],
     testbed: Testbed,
     feeds: list[dict[str, np.ndarray]],
     reference: list[list[np.ndarray]],
@@ -144,12 +145,12 @@ def _run_all(
     progress: Progress,
 ) -> list[Entry]:
     """Run every distinct configuration once; entries sharing one share its measurement."""
-    distinct = list({c.configuration: c for c in candidates}.values())
+    distinct = list({configuration(c): c for c in candidates}.values())
     advance = progress.task(
         f"running {len(distinct)} configurations", len(distinct) * config.requests
     )
     infra = testbed.infra()
-    outcomes: dict[object, tuple[str, Measured | QsplitError]] = {}
+    outcomes: dict[Configuration, tuple[str, Measured | QsplitError]] = {}
     for number, candidate in enumerate(distinct):
         results = Path("runs") / f"{number:02d}.json"
         try:
@@ -166,31 +167,16 @@ def _run_all(
                 results_path=run_dir / results,
                 on_request=lambda: advance(1),
             )
-            outcomes[candidate.configuration] = (str(results), measured)
+            outcomes[configuration(candidate)] = (str(results), measured)
         except QsplitError as exc:
-            outcomes[candidate.configuration] = (str(results), exc)
+            outcomes[configuration(candidate)] = (str(results), exc)
     entries = []
-    for c in candidates:
-        results, outcome = outcomes[c.configuration]
-        measured = outcome if isinstance(outcome, Measured) else None
-        entries.append(
-            Entry(
-                id=c.id,
-                scenario=c.scenario,
-                kind=c.kind,
-                label=c.label,
-                assignment=c.assignment,
-                quantized=c.quantized,
-                noise=c.noise,
-                predicted=c.predicted,
-                measured=measured,
-                run=results if measured is not None else None,
-                plan=c.plan,
-                w_latency=c.w_latency,
-                noise_max=c.noise_max,
-                error=None if measured is not None else str(outcome),
-            )
-        )
+    for entry in candidates:
+        results, outcome = outcomes[configuration(entry)]
+        if isinstance(outcome, Measured):
+            entries.append(replace(entry, measured=outcome, run=results))
+        else:
+            entries.append(replace(entry, error=str(outcome)))
     return entries
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from qsplit.demo._config import DemoConfig, ScenarioSpec
@@ -22,29 +22,14 @@ from qsplit.plan import (
 )
 from qsplit.profile import LinkProfile
 from qsplit.quant import NoisePolynomial
-from qsplit.report import Costs, EntryKind
+from qsplit.report import Costs, Entry, EntryKind
+
+Configuration = tuple[frozenset[tuple[str, str]], frozenset[str]]
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A configuration to run: where each block goes and which are quantized, with its price."""
-
-    id: str
-    scenario: str
-    kind: EntryKind
-    label: str
-    assignment: dict[str, str]
-    quantized: tuple[str, ...]
-    noise: float
-    predicted: Costs
-    plan: str | None = None
-    w_latency: float | None = None
-    noise_max: float | None = None
-
-    @property
-    def configuration(self) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
-        """What the run depends on: identical configurations are run once."""
-        return frozenset(self.assignment.items()), frozenset(self.quantized)
+def configuration(entry: Entry) -> Configuration:
+    """What a run depends on (placement and quantized blocks): identical ones are run once."""
+    return frozenset(entry.assignment.items()), frozenset(entry.quantized)
 
 
 def scenario_candidates(
@@ -56,7 +41,7 @@ def scenario_candidates(
     noise: NoisePolynomial,
     run_dir: Path,
     advance: Callable[[], None],
-) -> list[Candidate]:
+) -> list[Entry]:
     """Plans for every (latency weight, noise bound) of ``config`` and the baselines, for the
     nodes of ``spec``; configurations found twice are listed once, under their first label."""
     infra = load_infra(spec.infra)
@@ -65,7 +50,7 @@ def scenario_candidates(
         links=tuple(m for m in links.links if {m.source, m.target} <= nodes)
     )
     full_noise = noise.predict(noise.quantizable)
-    found: dict[object, Candidate] = {}
+    found: dict[Configuration, Entry] = {}
     last: tuple[PlanningProblem, Payoff | None] | None = None
     for w_latency in config.w_latency:
         for fraction in config.noise_fractions:
@@ -94,7 +79,7 @@ def scenario_candidates(
                 w_latency=w_latency,
                 noise_max=noise_max if fraction > 0 else None,
             )
-            found.setdefault(candidate.configuration, candidate)
+            found.setdefault(configuration(candidate), candidate)
             last = (problem, result.payoff)
             advance()
     if last is not None:
@@ -103,7 +88,7 @@ def scenario_candidates(
             candidate = _candidate(
                 spec.name, "baseline", name, problem, baseline.assignment, baseline.quantized
             )
-            found.setdefault(candidate.configuration, candidate)
+            found.setdefault(configuration(candidate), candidate)
     return list(found.values())
 
 
@@ -114,11 +99,11 @@ def _candidate(
     problem: PlanningProblem,
     assignment: Mapping[str, str],
     quantized: Collection[str],
-) -> Candidate:
+) -> Entry:
     chosen = dict(assignment)
     blocks = tuple(b for b in problem.graph.block_names if b in set(quantized))
     evaluation = evaluate(problem, chosen, blocks)
-    return Candidate(
+    return Entry(
         id=f"{_slug(scenario)}/{_slug(label)}",
         scenario=scenario,
         kind=kind,
@@ -127,6 +112,7 @@ def _candidate(
         quantized=blocks,
         noise=evaluation.noise,
         predicted=Costs(evaluation.latency_s, evaluation.energy_j, evaluation.device_energy_j),
+        measured=None,
     )
 
 
