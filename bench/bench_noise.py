@@ -92,12 +92,21 @@ def main() -> None:
 
     train, test = samples[: max(args.sizes)], samples[max(args.sizes) :]
     rows = []
-    print("samples  degree  R² held-out (fixed set)  R² internal split")
+    print("samples  degree  power  terms  R² held-out (fixed set)  R² internal split")
     for n in args.sizes:
         poly = fit_noise(train[:n], blocks, model.info.sha256)
-        rows.append({"samples": n, "degree": poly.degree, "r2_heldout": r2(poly, test)})
+        rows.append(
+            {
+                "samples": n,
+                "degree": poly.degree,
+                "power": poly.power,
+                "terms": len(poly.terms),
+                "r2_heldout": r2(poly, test),
+            }
+        )
         print(
-            f"{n:7d}  {poly.degree:6d}  {rows[-1]['r2_heldout']:23.4f}  {poly.fit['r2_test']:.4f}"
+            f"{n:7d}  {poly.degree:6d}  {poly.power:5d}  {len(poly.terms):5d}  "
+            f"{rows[-1]['r2_heldout']:23.4f}  {poly.fit['r2_test']:.4f}"
         )
 
     # Trade-off: the same masks on every calibration image.
@@ -154,7 +163,7 @@ def _plot(
     right.plot([0, top], [0, top], color="grey", linewidth=0.8)
     right.set_xlabel("measured noise (mean |fp32 − int8|)")
     right.set_ylabel("predicted")
-    right.set_title(f"{rows[-1]['samples']} samples, degree {poly.degree}")
+    right.set_title(f"{rows[-1]['samples']} samples, degree {poly.degree}, power {poly.power}")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 

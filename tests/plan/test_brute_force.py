@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from plan_helpers import all_assignments, infra, noise, profile, random_dag
@@ -79,6 +79,8 @@ def random_problem(seed: int, latency_model: str, tight: bool = False) -> Planni
     if len(candidates) >= 3 and rng.random() < 0.5:
         terms[tuple(sorted(candidates)[:3])] = rng.uniform(-0.05, 0.1)
     poly = noise(candidates, rng.uniform(-0.05, 0.1), terms) if candidates else None
+    if poly is not None and rng.random() < 0.5:  # a model of noise²: the bound row is squared
+        poly = replace(poly, power=2)
     weights = rng.choice([(0.5, 0.5), (1.0, 0.0), (0.0, 1.0), (0.2, 0.8), (0.9, 0.3)])
     problem = PlanningProblem(
         graph,

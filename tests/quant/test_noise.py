@@ -63,10 +63,10 @@ def test_sampling_and_fit(setup, tmp_path: Path) -> None:
     poly = fit_noise(samples, blocks, model.info.sha256)
     assert poly.predict(()) == 0.0
     assert poly.fit["settings"] == {} and poly.fit["train"] + poly.fit["test"] == 15
-    assert set(poly.fit["cv_mse_by_degree"]) == {"1", "2", "3"}
-    assert str(poly.degree) == min(
-        poly.fit["cv_mse_by_degree"], key=poly.fit["cv_mse_by_degree"].get
-    )
+    tried = {(row["degree"], row["power"]): row["mse"] for row in poly.fit["cv_mse"]}
+    assert set(tried) == {(d, p) for d in (1, 2, 3) for p in (1, 2)}
+    assert (poly.degree, poly.power) == min(tried, key=tried.__getitem__)
+    assert poly.fit["terms"] == len(poly.terms) and all(t.coefficient for t in poly.terms)
     poly.save(tmp_path / "noise.json")
     assert NoisePolynomial.load(tmp_path / "noise.json") == poly
     save_samples(tmp_path / "samples.json", samples, blocks)
@@ -91,6 +91,29 @@ def test_fit_recovers_a_known_polynomial() -> None:
     assert poly.degree == 2 and poly.fit["r2_test"] > 0.999
     for sample in samples[48:]:
         assert poly.predict(sample.blocks) == pytest.approx(sample.noise, abs=1e-3)
+
+
+def test_fit_finds_noise_whose_square_is_additive() -> None:
+    """Independent error sources add in variance: noise = sqrt(Σ w_i q_i). The fit should model
+    noise² (power 2, degree 1) and predict unseen masks in noise units."""
+    blocks = [f"b{i}" for i in range(8)]
+    weights = np.array([4.0, 1.0, 0.5, 2.0, 0.2, 3.0, 0.7, 1.5]) * 1e-4
+
+    masks = random_masks(8, 120, seed=3)
+    samples = [
+        NoiseSample(
+            tuple(b for b, q in zip(blocks, m, strict=True) if q),
+            float(np.sqrt(weights @ m)),
+            None,
+            0.0,
+        )
+        for m in masks
+    ]
+    poly = fit_noise(samples[:90], blocks, "sha")
+    assert poly.power == 2 and poly.degree == 1
+    for sample in samples[90:]:
+        assert poly.predict(sample.blocks) == pytest.approx(sample.noise, rel=0.02)
+    assert poly.polynomial_bound(0.01) == pytest.approx(1e-4)
 
 
 def test_too_few_samples_is_an_input_error() -> None:

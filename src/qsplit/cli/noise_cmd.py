@@ -74,13 +74,16 @@ def noise_command(
     if plot is not None:
         plot_fit(plot, poly, measured)
     table = Table(title=f"noise model over {len(blocks)} blocks, {len(measured)} samples")
-    for column in ("degree", "cross-validated MSE", "chosen"):
+    for column in ("degree", "fitted to", "cross-validated MSE", "chosen"):
         table.add_column(column)
-    for degree, mse in poly.fit["cv_mse_by_degree"].items():
-        table.add_row(degree, f"{mse:.3g}", "✓" if int(degree) == poly.degree else "")
+    for row in poly.fit["cv_mse"]:
+        chosen = (row["degree"], row["power"]) == (poly.degree, poly.power)
+        target = "noise" if row["power"] == 1 else f"noise^{row['power']}"
+        table.add_row(str(row["degree"]), target, f"{row['mse']:.3g}", "✓" if chosen else "")
     console.print(table)
     console.print(
-        f"R² train {poly.fit['r2_train']:.4f}, held-out {poly.fit['r2_test']:.4f}; "
+        f"{len(poly.terms)} terms; R² train {poly.fit['r2_train']:.4f}, "
+        f"held-out {poly.fit['r2_test']:.4f}; "
         f"calibrated in {study.calibration_s:.1f} s, {study.seconds_per_mask:.2f} s per mask; "
         f"wrote {out}"
     )

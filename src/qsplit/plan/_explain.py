@@ -35,7 +35,7 @@ def explain_infeasible(
         result = solves.minimise(form.quantity(name), f"the least feasible {name}")
         if result.has_solution:
             findings.append((name, limit, _quantity(solves.solution(relaxed=name)[2], name)))
-        solves.session.set_upper(row, limit)
+        solves.session.set_upper(row, form.row_upper(name, limit))
 
     if findings:
         parts = [
@@ -54,7 +54,7 @@ def explain_infeasible(
         solves.session.set_upper(row, None)
     result = solves.minimise(form.latency, "latency without bounds")
     for name, limit in limits.items():
-        solves.session.set_upper(form.bound_rows[name], limit)
+        solves.session.set_upper(form.bound_rows[name], form.row_upper(name, limit))
     if result.has_solution:
         listed = ", ".join(_describe(n, v) for n, v in limits.items())
         return InfeasibleError(

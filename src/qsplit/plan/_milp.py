@@ -36,6 +36,7 @@ from qsplit.model import Tensor
 from qsplit.plan._cost import weight_bytes, wire_bytes
 from qsplit.plan._problem import PlanningProblem, Precision
 from qsplit.plan._solver import DISABLED
+from qsplit.quant import NoisePolynomial
 
 Expr = pulp.LpAffineExpression
 XVars = dict[tuple[str, str], pulp.LpVariable]
@@ -62,6 +63,14 @@ class Formulation:
     """``latency``, ``energy`` → a row used to keep one objective at its optimum."""
     x: XVars
     z: ZVars
+    noise_model: NoisePolynomial | None
+
+    def row_upper(self, name: str, limit: float | None) -> float | None:
+        """The right-hand side of bound row ``name`` for ``limit`` in the quantity's own units.
+
+        Only the noise row differs: it bounds the polynomial, i.e. ``noise ** power``.
+        """
+        return _row_upper(self.noise_model, name, limit)
 
     def quantity(self, name: str) -> Expr:
         """The expression a bound row limits (for infeasibility explanations)."""
@@ -154,10 +163,11 @@ def build(problem: PlanningProblem) -> Formulation:
     expressions = {"noise": noise, "device-energy": energy_of[device]} | {
         f"memory:{k}": memory[k] for k in nodes
     }
-    bound_rows = {
-        name: b.add(expressions[name] <= (DISABLED if limit is None else limit))
-        for name, limit in limits.items()
-    }
+    noise_model = problem.noise if problem.quantizable else None
+    bound_rows = {}
+    for name, limit in limits.items():
+        rhs = _row_upper(noise_model, name, limit)
+        bound_rows[name] = b.add(expressions[name] <= (DISABLED if rhs is None else rhs))
     lex_rows = {"latency": b.add(latency <= DISABLED), "energy": b.add(energy <= DISABLED)}
     return Formulation(
         prob=b.prob,
@@ -170,6 +180,7 @@ def build(problem: PlanningProblem) -> Formulation:
         lex_rows=lex_rows,
         x=x,
         z=z,
+        noise_model=noise_model,
     )
 
 
@@ -352,6 +363,12 @@ def _critical_path(
     for k in nodes:
         b.add(latency >= node_compute[k])
     return latency + 0
+
+
+def _row_upper(noise_model: NoisePolynomial | None, name: str, limit: float | None) -> float | None:
+    if limit is None or name != "noise" or noise_model is None:
+        return limit
+    return noise_model.polynomial_bound(limit)
 
 
 def _noise(b: _Builder, z: ZVars) -> Expr:

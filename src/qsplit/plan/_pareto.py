@@ -250,10 +250,10 @@ class _Sweep:
         top_noise = bounds.noise_max if bounds.noise_max is not None else _largest(found, "noise")
         if top_noise > 0:
             for level in _steps(0.0, top_noise, self.points):
-                session.set_upper(form.bound_rows["noise"], level)
+                session.set_upper(form.bound_rows["noise"], form.row_upper("noise", level))
                 for w in leanings:
                     found += self._solve(self._weighted(w), "noise-bound", w, level)
-            session.set_upper(form.bound_rows["noise"], bounds.noise_max)
+            session.set_upper(form.bound_rows["noise"], form.row_upper("noise", bounds.noise_max))
 
         least = self._solve(form.device_energy + self._augmentation(), "device-energy", w_problem)
         found += least
@@ -296,7 +296,7 @@ class _Sweep:
         )
 
     def _noise_tiebreak(self) -> Expr:
-        return AUGMENTATION / self.noise_range * self.form.noise
+        return AUGMENTATION / self.form.row_upper("noise", self.noise_range) * self.form.noise
 
     def _solve(
         self,

@@ -1,8 +1,12 @@
 """The fitted noise model as the planner sees it: a polynomial over quantization bits.
 
-``noise(mask) = intercept + Σ coefficient · Π_{i ∈ term} q_i`` for a non-empty mask, and exactly
-0 for the empty mask (an unquantized model has no quantization noise, whatever the fit's
+``noise(mask)^power = intercept + Σ coefficient · Π_{i ∈ term} q_i`` for a non-empty mask, and
+exactly 0 for the empty mask (an unquantized model has no quantization noise, whatever the fit's
 intercept says). Terms are products of distinct blocks only, because ``q_i² = q_i``.
+
+``power`` is 1 or 2. Errors injected by separate blocks add roughly like independent variances,
+so noise² is often closer to a low-degree polynomial than noise itself. Either way the planner's
+constraint stays polynomial in the bits: ``noise ≤ B`` is ``polynomial ≤ B^power``.
 """
 
 from __future__ import annotations
@@ -38,15 +42,22 @@ class NoisePolynomial:
     metric: str = "mean_abs_output_error"
     fit: dict[str, Any] = field(default_factory=dict)
     """Fit quality and provenance: samples, train/test R², regressor choice."""
+    power: int = 1
+    """The polynomial predicts ``noise ** power``."""
 
     def predict(self, quantized: Iterable[str]) -> float:
         """Noise of quantizing exactly ``quantized`` (0 for the empty set)."""
         chosen = set(quantized)
         if not chosen:
             return 0.0
-        return self.intercept + sum(
+        value = self.intercept + sum(
             t.coefficient for t in self.terms if all(b in chosen for b in t.blocks)
         )
+        return value if self.power == 1 else max(value, 0.0) ** (1.0 / self.power)
+
+    def polynomial_bound(self, noise_max: float) -> float:
+        """The polynomial's bound equivalent to ``noise ≤ noise_max`` (``noise_max ** power``)."""
+        return noise_max if self.power == 1 else noise_max**self.power
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +65,7 @@ class NoisePolynomial:
             "metric": self.metric,
             "quantizable": list(self.quantizable),
             "degree": self.degree,
+            "power": self.power,
             "intercept": self.intercept,
             "terms": [{"blocks": list(t.blocks), "coefficient": t.coefficient} for t in self.terms],
             "fit": self.fit,
@@ -66,6 +78,7 @@ class NoisePolynomial:
             metric=data.get("metric", "mean_abs_output_error"),
             quantizable=tuple(data["quantizable"]),
             degree=int(data["degree"]),
+            power=int(data.get("power", 1)),
             intercept=float(data["intercept"]),
             terms=tuple(
                 NoiseTerm(blocks=tuple(t["blocks"]), coefficient=float(t["coefficient"]))
