@@ -109,6 +109,7 @@ def _assert_quantized_outputs_cross_as_int8(
     for tensor, sent in links.items():
         original = graph.tensor_by_name.get(tensor)
         assert original is None or original.producer not in chosen, f"{tensor} crosses as float"
+        assert "DequantizeLinear" not in tensor, f"{tensor} (dequantized) crosses as float"
         if tensor.endswith("_QuantizeLinear_Output"):
             assert sent == dtype
 
@@ -167,6 +168,25 @@ def test_yolo11n_split_carries_int8(yolo11n_path: Path) -> None:
     values, links = _run_split(qmodel, qgraph, assignment, feeds[0])
     np.testing.assert_allclose(values["output0"], whole, atol=1e-5)
     assert any(d == np.uint8 for d in links.values())
+    _assert_quantized_outputs_cross_as_int8(graph, chosen, links)
+
+
+def test_yolo11n_shared_int8_output_crosses_as_int8_to_each_reader(yolo11n_path: Path) -> None:
+    """``model.4`` feeds ``model.5`` and the Concat in ``model.15``: with the two readers on
+    different nodes, each receives the int8 tensor and dequantizes it itself."""
+    model, graph = analyze(str(yolo11n_path))
+    feeds = image_feeds(model, sample_images_dir(), limit=1)
+    quantizer = Quantizer(model, graph, calibrate(model, feeds))
+    chosen = {"model.4"}
+    quantized = quantizer.quantize(chosen)
+    whole = session(quantized).run(None, feeds[0])[0]
+    qmodel, qgraph = quantized_split_view(quantized, graph, chosen)
+    names = graph.block_names
+    assignment = {b: "edge" if b == "model.15" else "device" for b in names}
+    values, links = _run_split(qmodel, qgraph, assignment, feeds[0])
+    np.testing.assert_allclose(values["output0"], whole, atol=1e-5)
+    sent = [t for t in links if t.startswith("/model.4/")]
+    assert sent and all(links[t] == np.uint8 for t in sent), links
     _assert_quantized_outputs_cross_as_int8(graph, chosen, links)
 
 

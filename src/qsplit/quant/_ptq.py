@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -255,12 +255,14 @@ def quantized_split_view(
     :func:`qsplit.partition.components` and :class:`~qsplit.partition.ComponentExtractor`
     apply to the result unchanged. Q/DQ nodes are given to blocks so that the cut falls at the
     QuantizeLinear output: a QuantizeLinear on the output of a quantized block belongs to that
-    block, its DequantizeLinear to the reader, so the tensor crossing a link is 8-bit. Other Q/DQ
-    nodes (on weights, on float producers' outputs) belong to the block that reads them.
+    block, its DequantizeLinear to the reader, so the tensor crossing a link is 8-bit; a
+    DequantizeLinear read by several nodes is first copied once per reader, so that no reader
+    depends on another block's dequantized float. Other Q/DQ nodes (on weights, on float
+    producers' outputs) belong to the block that reads them.
     """
     with tempfile.TemporaryDirectory(prefix="qsplit-qdq-") as tmp:
         path = Path(tmp) / "quantized.onnx"
-        onnx.save(quantized, path)
+        onnx.save(_dequantize_per_reader(quantized), path)
         model = load_model(path)
     nodes = build_node_graph(model)
     owner = {n: b.name for b in graph.blocks for n in b.onnx_nodes}
@@ -290,3 +292,56 @@ def quantized_split_view(
         [n.name for n in proto_nodes if label[n.name] == block] for block in graph.block_names
     ]
     return model, merge_blocks(nodes, groups, list(graph.block_names))
+
+
+def _dequantize_per_reader(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with every DequantizeLinear read by several nodes copied once per reader.
+
+    The split view gives a DequantizeLinear to (the block of) its reader, so that the int8
+    tensor is what crosses a link; a DequantizeLinear shared by readers in different blocks
+    would make its float output cross instead (YOLO11's ``model.4`` output feeds ``model.5``
+    and a later Concat). Copies compute the same values, and ORT makes the same copies itself
+    before fusing QDQ node units.
+    """
+    graph = model.graph
+    readers: dict[str, list[int]] = {}
+    for index, node in enumerate(graph.node):
+        for name in dict.fromkeys(node.input):
+            readers.setdefault(name, []).append(index)
+    outputs = {o.name for o in graph.output}
+    shared = {
+        node.output[0]
+        for node in graph.node
+        if node.op_type == "DequantizeLinear"
+        and len(readers.get(node.output[0], ())) > 1
+        and node.output[0] not in outputs
+    }
+    nodes = []
+    for index, node in enumerate(graph.node):
+        if node.output and node.output[0] in shared:
+            for reader in readers[node.output[0]]:
+                nodes.append(_renamed(node, name=f"{node.name}.{reader}", output=f".{reader}"))
+            continue
+        nodes.append(_renamed(node, inputs={t: f"{t}.{index}" for t in node.input if t in shared}))
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    del result.graph.node[:]
+    result.graph.node.extend(nodes)
+    return result
+
+
+def _renamed(
+    node: onnx.NodeProto,
+    *,
+    name: str | None = None,
+    output: str = "",
+    inputs: Mapping[str, str] | None = None,
+) -> onnx.NodeProto:
+    """A copy of ``node``, renamed, with ``output`` appended to its first output's name and
+    its inputs renamed by ``inputs``."""
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    copy.name = name or node.name
+    copy.output[0] += output
+    copy.input[:] = [(inputs or {}).get(t, t) for t in node.input]
+    return copy

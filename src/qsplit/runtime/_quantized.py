@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import onnx
@@ -47,60 +47,7 @@ def quantized_model(
         )
     ranges = calibration if isinstance(calibration, Calibration) else _calibrate(model, calibration)
     quantized = Quantizer(model, graph, ranges).quantize(blocks)
-    return quantized_split_view(_one_reader_per_dequantize(quantized), graph, blocks)
-
-
-def _one_reader_per_dequantize(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with every DequantizeLinear read by several nodes copied once per reader.
-
-    The split view gives a DequantizeLinear to (the block of) its reader, so that the int8
-    tensor is what crosses a link; a DequantizeLinear shared by readers on different nodes
-    would make its float output cross instead (YOLO11's ``model.4`` output feeds ``model.5``
-    and a later Concat). Copies compute the same values, and ORT makes the same copies itself
-    before fusing QDQ node units.
-    """
-    graph = model.graph
-    readers: dict[str, list[int]] = {}
-    for index, node in enumerate(graph.node):
-        for name in dict.fromkeys(node.input):
-            readers.setdefault(name, []).append(index)
-    outputs = {o.name for o in graph.output}
-    shared = {
-        node.output[0]
-        for node in graph.node
-        if node.op_type == "DequantizeLinear"
-        and len(readers.get(node.output[0], ())) > 1
-        and node.output[0] not in outputs
-    }
-    nodes = []
-    for index, node in enumerate(graph.node):
-        if node.output and node.output[0] in shared:
-            for reader in readers[node.output[0]]:
-                nodes.append(_renamed(node, name=f"{node.name}.{reader}", output=f".{reader}"))
-            continue
-        nodes.append(_renamed(node, inputs={t: f"{t}.{index}" for t in node.input if t in shared}))
-    result = onnx.ModelProto()
-    result.CopyFrom(model)
-    del result.graph.node[:]
-    result.graph.node.extend(nodes)
-    return result
-
-
-def _renamed(
-    node: onnx.NodeProto,
-    *,
-    name: str | None = None,
-    output: str = "",
-    inputs: Mapping[str, str] | None = None,
-) -> onnx.NodeProto:
-    """A copy of ``node``, renamed, with ``output`` appended to its first output's name and
-    its inputs renamed by ``inputs``."""
-    copy = onnx.NodeProto()
-    copy.CopyFrom(node)
-    copy.name = name or node.name
-    copy.output[0] += output
-    copy.input[:] = [(inputs or {}).get(t, t) for t in node.input]
-    return copy
+    return quantized_split_view(quantized, graph, blocks)
 
 
 def _calibrate(model: LoadedModel, folder: str | Path | None) -> Calibration:
