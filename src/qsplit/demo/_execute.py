@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,10 +77,6 @@ def summarize(
     at measured times). Transfers are per request and link, within-node hops excluded, as the
     cost model counts them."""
     summary = summarize_records(records, 0.0, infra=infra)
-    transfer: dict[str, list[float]] = {}
-    for record in records:
-        for (source, target), seconds in record.transfer_s_per_link().items():
-            transfer.setdefault(f"{source}->{target}", []).append(seconds)
     return Measured(
         latency_s=summary["latency_s"]["median"],
         energy_j=summary["energy_j"]["median"],
@@ -90,6 +85,6 @@ def summarize(
         requests=summary["requests"],
         failed=summary["failed"],
         compute_s=summary["compute_s_per_node"],
-        transfer_s={k: statistics.median(v) for k, v in sorted(transfer.items())},
+        transfer_s={f"{lk['from']}->{lk['to']}": lk["transfer_s"] for lk in summary["links"]},
         max_abs_diff=max_abs_diff,
     )

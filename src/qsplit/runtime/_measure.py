@@ -10,10 +10,10 @@ and a plan's predicted energy mean the same thing.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from qsplit._jsonio import write_json
 from qsplit.infra import Infra
@@ -21,6 +21,7 @@ from qsplit.plan import Predicted, energy_per_node
 
 RESULTS_KIND = "runtime-results"
 RESULTS_SCHEMA_VERSION = 1
+_N = TypeVar("_N", int, float)
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,22 @@ class RequestRecord:
         return totals
 
     def transfer_s_per_link(self) -> dict[tuple[str, str], float]:
-        """Transfer time on each link ``(sender, receiver)``; a node's own outputs to a
-        requester on the same node cost nothing, as in the cost model."""
-        totals: dict[tuple[str, str], float] = {}
+        """Transfer time on each link ``(sender, receiver)``, summed over the messages of this
+        request; a node's own outputs to a requester on the same node cost nothing, as in the
+        cost model."""
+        return self._per_link(lambda t: t.transfer_s)
+
+    def bytes_per_link(self) -> dict[tuple[str, str], int]:
+        """Bytes on each link, summed over the messages of this request (same links as
+        :meth:`transfer_s_per_link`)."""
+        return self._per_link(lambda t: t.bytes)
+
+    def _per_link(self, value: Callable[[Transfer], _N]) -> dict[tuple[str, str], _N]:
+        totals: dict[tuple[str, str], _N] = {}
         for t in self.transfers:
             if t.source != t.target:
-                totals[(t.source, t.target)] = totals.get((t.source, t.target), 0.0) + t.transfer_s
+                link = (t.source, t.target)
+                totals[link] = totals.get(link, 0) + value(t)
         return totals
 
     def energy_j(self, infra: Infra) -> tuple[float, float]:
@@ -96,17 +107,18 @@ def summarize(
     infra: Infra | None = None,
     predicted: Predicted | None = None,
 ) -> dict[str, Any]:
-    """Aggregate over successful requests: latency quantiles, per-node and per-link medians;
-    with ``infra``, energy quantiles; with ``predicted`` (a plan's), measured medians beside
-    the predictions."""
+    """Aggregate over successful requests: latency quantiles, per-node and per-link medians
+    (of each request's totals, as the cost model counts them); with ``infra``, energy
+    quantiles; with ``predicted`` (a plan's), measured medians beside the predictions."""
     ok = [r for r in records if r.error is None]
     per_node: dict[str, list[float]] = {}
-    per_link: dict[tuple[str, str], list[Transfer]] = {}
+    per_link: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for record in ok:
         for node, total in record.compute_s_per_node().items():
             per_node.setdefault(node, []).append(total)
-        for t in record.transfers:
-            per_link.setdefault((t.source, t.target), []).append(t)
+        sent = record.bytes_per_link()
+        for link, seconds in record.transfer_s_per_link().items():
+            per_link.setdefault(link, []).append((sent[link], seconds))
     summary: dict[str, Any] = {
         "requests": len(records),
         "failed": len(records) - len(ok),
@@ -118,10 +130,10 @@ def summarize(
             {
                 "from": source,
                 "to": target,
-                "bytes_per_request": statistics.median(t.bytes for t in ts) if ts else 0,
-                "transfer_s": statistics.median(t.transfer_s for t in ts),
+                "bytes_per_request": statistics.median(b for b, _ in totals),
+                "transfer_s": statistics.median(s for _, s in totals),
             }
-            for (source, target), ts in sorted(per_link.items())
+            for (source, target), totals in sorted(per_link.items())
         ],
     }
     if infra is not None:
