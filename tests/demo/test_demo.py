@@ -45,6 +45,20 @@ def test_every_configuration_ran_and_fp32_outputs_equal_the_whole_model(short_ru
         if not entry.quantized:
             assert entry.measured.max_abs_diff is not None
             assert entry.measured.max_abs_diff <= 1e-4
+            assert entry.measured.noise is None
+        else:
+            assert entry.measured.noise is not None and entry.measured.noise > 0
+
+
+@pytest.mark.slow
+def test_measured_noise_is_close_to_the_noise_model(short_run) -> None:
+    """4 candidate blocks, 16 samples: every mask was sampled, so the prediction is the fit at
+    a measured point and the deployed split must reproduce that measurement."""
+    run_dir, index = short_run
+    assert any(e.quantized for e in index.entries)
+    validation = build_report(run_dir).validation
+    assert validation.noise.count >= 1
+    assert validation.noise.mape_pct <= 15.0, validation.noise
 
 
 @pytest.mark.slow

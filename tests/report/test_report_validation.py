@@ -29,6 +29,18 @@ def test_overall_mape_and_worst_entry(run_dir: Path) -> None:
     assert validation.energy.meets_target is False
 
 
+def test_noise_predictions_are_checked_on_quantized_entries(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    validation = validate(run.index, run.devices)
+    assert validation.noise.count == 2  # tt/failed is quantized but was not measured
+    assert validation.noise.mape_pct == pytest.approx(22.5)
+    assert validation.noise.worst_entry == "local/int8"
+    assert validation.noise.worst_error_pct == pytest.approx(25.0)
+    assert "meets_target" not in validation.to_dict()["noise"]
+    sentence = error_sentence("Quantization noise", validation.noise, run, None)
+    assert "22.5 %" in sentence and "target" not in sentence
+
+
 def test_per_scenario_errors_and_gains(run_dir: Path) -> None:
     run = load_run(run_dir)
     validation = validate(run.index, run.devices)

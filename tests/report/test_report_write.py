@@ -58,6 +58,8 @@ def test_markdown_states_numbers_and_the_missed_target(report: Report) -> None:
     assert "local, quantization alone on device: local int8 took 500.0 ms" in markdown
     assert "| device 0–1 · edge 2–5 · cloud 6–9 | 2 | 170.0 ms | 200.0 ms | -15.0 % |" in markdown
     assert "| machine.load | 1.5, 0.25 |" in markdown and "| total_s | 12.35 |" in markdown
+    assert "Quantization noise: predictions are off by 22.5 % on average" in markdown
+    assert "| 0.02 / 0.016 |" in markdown and "| 0.01 / – |" in markdown  # tt failed: unmeasured
 
 
 def test_html_carries_the_same_content(report: Report) -> None:
@@ -76,6 +78,7 @@ def test_validation_json(report: Report) -> None:
     assert data["kind"] == "validation" and data["schema_version"] == 1
     assert data["latency"]["mape_pct"] == report.validation.latency.mape_pct
     assert data["energy"]["meets_target"] is False
+    assert abs(data["noise"]["mape_pct"] - 22.5) < 1e-9
     tiers = next(s for s in data["scenarios"] if s["name"] == "three-tier")
     assert tiers["best"]["speedup"] == report.validation.scenario("three-tier").best.speedup
     assert tiers["quantization_only"] is None

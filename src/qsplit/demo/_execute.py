@@ -36,6 +36,7 @@ def run_configuration(
     timeout_s: float,
     calibration: Path,
     reference: Sequence[Sequence[np.ndarray]] | None,
+    noise_feeds: int,
     results_path: Path,
     on_request: Callable[[], None],
 ) -> Measured:
@@ -43,13 +44,15 @@ def run_configuration(
 
     Requests run one at a time: the plans are priced for a single inference, and overlapping
     requests would share the emulated links and cores. ``reference`` (whole-model outputs per
-    feed) is compared with fp32 configurations' outputs.
+    feed) is compared with fp32 configurations' outputs; for quantized ones, the noise model's
+    metric is measured on the first ``noise_feeds`` feeds (its evaluation images) instead.
     """
     deployment = build_deployment(
         model_path, assignment, infra, quantized=quantized, calibration=calibration
     )
     records: list[RequestRecord] = []
     worst = 0.0
+    noise: dict[int, float] = {}
     with connect(deployment, infra, timeout_s=timeout_s) as session:
         try:
             session.infer(feeds[0])  # connections finish their handshakes, sessions warm up
@@ -58,20 +61,32 @@ def run_configuration(
                 feed = feeds[index % len(feeds)]
                 outputs, record = session.infer_timed(feed)
                 records.append(record)
-                if reference is not None and not quantized:
+                if reference is not None:
                     expected = reference[index % len(feeds)]
-                    for name, want in zip(deployment.model_outputs, expected, strict=True):
-                        worst = max(worst, float(np.max(np.abs(outputs[name] - want))))
+                    if not quantized:
+                        for name, want in zip(deployment.model_outputs, expected, strict=True):
+                            worst = max(worst, float(np.max(np.abs(outputs[name] - want))))
+                    elif index % len(feeds) < noise_feeds:
+                        first = outputs[deployment.model_outputs[0]]
+                        noise[index % len(feeds)] = float(np.abs(first - expected[0]).mean())
                 on_request()
             wall_s = time.perf_counter() - start
         finally:
             session.undeploy()
     save_results(results_path, records, wall_s, {"deployment": deployment.id}, infra=infra)
-    return summarize(records, infra, None if quantized or reference is None else worst)
+    return summarize(
+        records,
+        infra,
+        None if quantized or reference is None else worst,
+        float(np.mean(list(noise.values()))) if noise else None,
+    )
 
 
 def summarize(
-    records: Sequence[RequestRecord], infra: Infra, max_abs_diff: float | None
+    records: Sequence[RequestRecord],
+    infra: Infra,
+    max_abs_diff: float | None,
+    noise: float | None,
 ) -> Measured:
     """Medians over requests, from the runtime's own summary (energy: the cost model's prices
     at measured times). Transfers are per request and link, within-node hops excluded, as the
@@ -87,4 +102,5 @@ def summarize(
         compute_s=summary["compute_s_per_node"],
         transfer_s={f"{lk['from']}->{lk['to']}": lk["transfer_s"] for lk in summary["links"]},
         max_abs_diff=max_abs_diff,
+        noise=noise,
     )

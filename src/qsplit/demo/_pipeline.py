@@ -18,7 +18,7 @@ import onnxruntime as ort
 from qsplit.demo._cache import Cache
 from qsplit.demo._config import DemoConfig
 from qsplit.demo._execute import reference_outputs, run_configuration
-from qsplit.demo._inputs import measured_links, node_profiles, noise_model
+from qsplit.demo._inputs import NOISE_EVAL_IMAGES, measured_links, node_profiles, noise_model
 from qsplit.demo._plans import Configuration, configuration, scenario_candidates
 from qsplit.errors import InputError, QsplitError
 from qsplit.infra import load_infra
@@ -164,6 +164,7 @@ def _run_all(
                 timeout_s=config.timeout_s,
                 calibration=config.images,
                 reference=reference,
+                noise_feeds=NOISE_EVAL_IMAGES,
                 results_path=run_dir / results,
                 on_request=lambda: advance(1),
             )

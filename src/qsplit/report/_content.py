@@ -70,6 +70,7 @@ def _summary(run: LoadedRun, validation: Validation) -> list[Block]:
             (
                 error_sentence("Latency", validation.latency, run, target),
                 error_sentence("Energy", validation.energy, run, target),
+                error_sentence("Quantization noise", validation.noise, run, None),
             )
         ),
         Paragraph("Measured gains against fp32 inference on the device alone:"),
@@ -184,6 +185,13 @@ def _method(run: LoadedRun) -> list[Block]:
             f"Outputs were checked against the whole model: largest absolute difference "
             f"{max(diffs):.3g} over {len(diffs)} checked entries (quantized entries differ by "
             "their quantization noise)."
+        )
+    if any(m.noise is not None for m in measured):
+        points.append(
+            "Quantization noise is measured as the noise model defines it: the mean absolute "
+            "difference between the deployed plan's output and the whole fp32 model's, "
+            "averaged over the noise model's evaluation images; the prediction is the noise "
+            "model's value for the plan's int8 blocks."
         )
     return [
         Heading("How it was measured"),

@@ -56,13 +56,17 @@ class Measured(Costs):
     """Per link ``"a->b"``: median transfer time per request (latency included)."""
     max_abs_diff: float | None = None
     """Largest |output − whole model's output| over the checked requests (``None``: unchecked)."""
+    noise: float | None = None
+    """Quantization noise as the noise model defines it, measured on the deployed plan: mean
+    over its evaluation images of mean |output − whole fp32 model's output| (``None``: an fp32
+    entry, or not measured)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**vars(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measured:
-        diff = data.get("max_abs_diff")
+        diff, noise = data.get("max_abs_diff"), data.get("noise")
         return cls(
             latency_s=float(data["latency_s"]),
             energy_j=float(data["energy_j"]),
@@ -73,6 +77,7 @@ class Measured(Costs):
             compute_s={k: float(v) for k, v in data.get("compute_s", {}).items()},
             transfer_s={k: float(v) for k, v in data.get("transfer_s", {}).items()},
             max_abs_diff=None if diff is None else float(diff),
+            noise=None if noise is None else float(noise),
         )
 
 

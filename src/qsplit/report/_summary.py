@@ -20,14 +20,21 @@ def model_line(run: LoadedRun) -> str:
     )
 
 
-def error_sentence(quantity: str, stats: ErrorStats, run: LoadedRun, target_pct: float) -> str:
-    """How far predictions of ``quantity`` were off, and whether that meets the target."""
+def error_sentence(
+    quantity: str, stats: ErrorStats, run: LoadedRun, target_pct: float | None
+) -> str:
+    """How far predictions of ``quantity`` were off, and whether that meets the target (if
+    ``quantity`` has one)."""
     if stats.mape_pct is None or stats.worst_entry is None:
         return f"{quantity}: no entry was measured, so the prediction error is unknown."
-    verdict = "met" if stats.meets_target else "MISSED"
+    verdict = (
+        ""
+        if target_pct is None
+        else f"; target ≤ {target_pct:g} %: {'met' if stats.meets_target else 'MISSED'}"
+    )
     return (
         f"{quantity}: predictions are off by {percent(stats.mape_pct)} on average "
-        f"(MAPE over {stats.count} measured entries; target ≤ {target_pct:g} %: {verdict}); "
+        f"(MAPE over {stats.count} measured entries{verdict}); "
         f"worst: {_describe(run, stats.worst_entry)} at "
         f"{percent(stats.worst_error_pct, signed=True)}."
     )
@@ -74,6 +81,10 @@ def summary_rows(run: LoadedRun, validation: Validation) -> list[tuple[str, str]
         ("model", model_line(run)),
         ("latency MAPE", _mape_cell(validation.latency, target)),
         ("energy MAPE", _mape_cell(validation.energy, target)),
+        (
+            "quantization noise MAPE",
+            f"{_mape(validation.noise)} over {validation.noise.count} quantized entries",
+        ),
     ]
     for s in validation.scenarios:
         rows.append((f"{s.name}: latency / energy MAPE", f"{_mape(s.latency)} / {_mape(s.energy)}"))

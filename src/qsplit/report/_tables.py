@@ -20,6 +20,7 @@ HEADER = (
     "energy meas.",
     "energy error",
     "device energy pred. / meas.",
+    "noise pred. / meas.",
     "vs device-only",
 )
 
@@ -55,8 +56,16 @@ def _row(run: LoadedRun, entry: Entry, reference_latency_s: float | None) -> tup
         _error(energy_pair(entry)),
         f"{joules(entry.predicted.device_energy_j)} / "
         f"{joules(None if measured is None else measured.device_energy_j)}",
+        _noise(entry),
         gain,
     )
+
+
+def _noise(entry: Entry) -> str:
+    if not entry.quantized:
+        return "–"
+    measured = None if entry.measured is None else entry.measured.noise
+    return f"{entry.noise:.3g} / {'–' if measured is None else f'{measured:.3g}'}"
 
 
 def _error(pair: tuple[float, float] | None) -> str:

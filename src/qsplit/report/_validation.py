@@ -113,6 +113,9 @@ class Validation:
     latency: ErrorStats
     energy: ErrorStats
     scenarios: tuple[ScenarioValidation, ...]
+    noise: ErrorStats = ErrorStats(0, None, None, None)
+    """Predicted against measured quantization noise, over quantized entries (no target: the
+    latency target does not apply to it)."""
     target_mape_pct: float = TARGET_MAPE_PCT
 
     def scenario(self, name: str) -> ScenarioValidation:
@@ -123,6 +126,7 @@ class Validation:
             "target_mape_pct": self.target_mape_pct,
             "latency": self.latency.to_dict(),
             "energy": self.energy.to_dict(),
+            "noise": {k: v for k, v in self.noise.to_dict().items() if k != "meets_target"},
             "scenarios": [s.to_dict() for s in self.scenarios],
         }
 
@@ -146,6 +150,7 @@ def validate(index: RunIndex, devices: Mapping[str, str] | None = None) -> Valid
         latency=error_stats(index.entries, latency_pair),
         energy=error_stats(index.entries, energy_pair),
         scenarios=scenarios,
+        noise=error_stats(index.entries, noise_pair),
     )
 
 
@@ -178,6 +183,13 @@ def energy_pair(entry: Entry) -> tuple[float, float] | None:
     if entry.measured is None:
         return None
     return entry.predicted.energy_j, entry.measured.energy_j
+
+
+def noise_pair(entry: Entry) -> tuple[float, float] | None:
+    """Predicted and measured quantization noise of a quantized entry, ``None`` otherwise."""
+    if entry.measured is None or entry.measured.noise is None or not entry.quantized:
+        return None
+    return entry.noise, entry.measured.noise
 
 
 def on_device_only(entry: Entry, device: str) -> bool:
