@@ -37,10 +37,15 @@ def setup(tmp_path_factory):
     return model, graph, Quantizer(model, graph, calibrate(model, feeds)), feeds
 
 
-def test_masks_are_distinct_and_include_empty_and_full() -> None:
+def test_masks_are_distinct_and_include_empty_full_and_single_blocks() -> None:
     masks = random_masks(5, 20, seed=1)
     assert len(set(masks)) == 20 and masks[:2] == [(0,) * 5, (1,) * 5]
+    assert sorted(masks[2:7], reverse=True) == [
+        tuple(int(i == j) for i in range(5)) for j in range(5)
+    ]
     assert len(random_masks(2, 50)) == 4
+    few = random_masks(5, 19, seed=1)  # singles would be more than a quarter of the design
+    assert sum(sum(m) == 1 for m in few) < 5
 
 
 def test_top_k_out_of_range_names_the_option(setup) -> None:

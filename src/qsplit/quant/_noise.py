@@ -75,10 +75,20 @@ def candidate_blocks(
 
 
 def random_masks(n_blocks: int, count: int, seed: int = 0) -> list[tuple[int, ...]]:
-    """``count`` distinct 0/1 masks: the empty and the full one first, then random ones."""
+    """``count`` distinct 0/1 masks: the empty and the full one, each single block when that
+    takes at most a quarter of ``count``, then random ones.
+
+    Uniform random masks quantize about half the blocks, so a fit on them alone extrapolates to
+    masks of one or two blocks, exactly where tight noise bounds send the planner. Measuring
+    every block alone pins those down: on YOLO11n at 80 samples, held-out R² 0.970 → 0.984 and
+    the error on masks of 2–3 or 10–11 blocks 9.7 % → 3.2 % (docs/quantization.md). In a
+    smaller design they would crowd out the masks that show how blocks interact.
+    """
     count = min(count, 2**n_blocks)
     rng = np.random.default_rng(seed)
-    masks = list(dict.fromkeys([(0,) * n_blocks, (1,) * n_blocks]))
+    singles = [tuple(int(i == j) for i in range(n_blocks)) for j in range(n_blocks)]
+    fixed = [(0,) * n_blocks, (1,) * n_blocks, *(singles if 4 * n_blocks <= count else [])]
+    masks = list(dict.fromkeys(fixed))[:count]
     seen = set(masks)
     while len(masks) < count:
         mask = tuple(int(b) for b in rng.integers(0, 2, n_blocks))
