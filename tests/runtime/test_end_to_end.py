@@ -12,7 +12,8 @@ import synthetic
 from agents import infra_for, running_agents
 from conftest import random_feeds, session
 from qsplit.model import analyze
-from qsplit.runtime import build_deployment, connect
+from qsplit.runtime import AgentSettings, build_deployment, connect
+from qsplit.runtime._agent import Agent, _Component
 
 
 def by_segments(blocks: tuple[str, ...], nodes: tuple[str, ...]) -> dict[str, str]:
@@ -74,3 +75,37 @@ def test_speed_factor_pads_each_run(tmp_path: Path) -> None:
                 assert record.latency_s >= run.compute_s > 0
                 computes.add(run.compute_s)
             assert len(computes) == 1
+
+
+@pytest.mark.parametrize(("statistic", "reference_s"), [("min", 0.5), ("median", 0.02)])
+def test_a_min_agent_lowers_an_inflated_reference(
+    tmp_path: Path, statistic: str, reference_s: float
+) -> None:
+    """An agent summarising by the minimum pads to the least time it has seen: a reference
+    inflated by load at deploy time (here 0.5 s for a run of a few ms) is replaced by the first
+    faster run. With the median, the deploy-time reference stays as it was."""
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    model = onnx.load(path)
+    settings = AgentSettings(
+        name="slow", listen="127.0.0.1:0", speed_factor=3.0, statistic=statistic
+    )
+    agent = Agent(settings, endpoint=None, models=None)  # type: ignore[arg-type]
+    sess = session(model)
+    component = _Component(
+        name="c0",
+        inputs=tuple(i.name for i in sess.get_inputs()),
+        outputs=tuple(o.name for o in sess.get_outputs()),
+        routes={},
+        returns=(),
+        peers={},
+        quant={},
+        session=sess,
+        reference_s=reference_s,
+    )
+    _, compute_s = agent._compute(component, random_feeds(model))
+    if statistic == "min":
+        assert component.reference_s < 0.1 and compute_s < 0.3
+        assert compute_s == pytest.approx(3.0 * component.reference_s, rel=0.05, abs=1e-3)
+    else:
+        assert component.reference_s == reference_s
+        assert compute_s == pytest.approx(3.0 * reference_s, rel=0.05)
