@@ -1,8 +1,9 @@
 """Benchmark: noise sampling speed and fit quality on the bundled YOLO11n (LSUV-rescaled weights).
 
 Prints the seconds per mask (median over chunks of masks, after calibration), and the held-out
-R² of the regressor ``fit_noise`` chooses against the number of samples it was fitted on. The
-held-out set is fixed (masks never used for fitting), so rows are comparable. Also measures the
+R² of the regressor ``fit_noise`` chooses against the number of samples it was fitted on, each
+row on the masks ``qsplit noise --samples N`` would measure. The held-out set is fixed (random
+masks never used for fitting), so rows are comparable. Also measures the
 trade-off of evaluating on fewer images: how well noise on ``--eval-images`` images predicts
 noise on all calibration images, mask by mask. Writes bench/out/noise.json and noise.png.
 Usage:
