@@ -271,20 +271,11 @@ def _measure(torch: Any, net: Any, layers: list[tuple[str, Any]], batch: Any) ->
     """Std of every layer's full output (bias included) on one forward pass."""
     stds: dict[str, float] = {}
 
-    def record(name: str, out: Any) -> None:
+    def record(_module: Any, _inputs: Any, out: Any, name: str) -> None:
         # Must return None: a forward hook's return value replaces the layer's output.
         stds.setdefault(name, float(out.float().std()))
 
-    handles = [
-        module.register_forward_hook(lambda _m, _i, out, name=name: record(name, out))
-        for name, module in layers
-    ]
-    try:
-        with torch.no_grad():
-            net(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _forward_with_hooks(torch, net, layers, batch, record)
     return stds
 
 
@@ -309,6 +300,14 @@ def _rescale_pass(torch: Any, net: Any, layers: list[tuple[str, Any]], batch: An
         module.weight.mul_(1.0 / std)
         return output - weighted + weighted / std
 
+    _forward_with_hooks(torch, net, layers, batch, hook)
+
+
+def _forward_with_hooks(
+    torch: Any, net: Any, layers: list[tuple[str, Any]], batch: Any, hook: Any
+) -> None:
+    """One forward pass of ``net`` on ``batch`` with ``hook(module, inputs, output, name)``
+    on every layer; the hooks are removed afterwards, whatever happens."""
     handles = [
         module.register_forward_hook(lambda m, i, o, name=name: hook(m, i, o, name))
         for name, module in layers
