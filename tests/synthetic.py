@@ -144,6 +144,19 @@ def random_dag(seed: int, n_nodes: int = 24) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
+def relay(shape: tuple[int, ...]) -> onnx.ModelProto:
+    """``x → /a/Relu → y → /b/Neg → out``: two blocks, so split over two nodes exactly ``y``
+    (as large as the input) crosses between them and ``out`` (as large) returns."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, list(shape))
+    nodes = [
+        helper.make_node("Relu", ["x"], ["y"], "/a/Relu"),
+        helper.make_node("Neg", ["y"], ["out"], "/b/Neg"),
+    ]
+    graph = helper.make_graph(nodes, "relay", [x], [out])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     onnx.save(model, path)
     return path

@@ -129,8 +129,17 @@ def test_hostile_frames_are_counted_and_never_crash_the_agent(branchy) -> None:
     with running_agents("a", args=args) as agents:
         address = agents["a"].address
         bad_body = encode(Message("tensors", {"dep": "x"}), token)
+        # A tensor said to be in shared memory by a peer that never proved it shares the host.
+        unproven = {"name": "x", "dtype": "float32", "shape": [4], "shm": [3, 7]}
+        header = {"kind": "tensors", "body": {}, "frames": [unproven], "token": token}
+        unproven_shared = [MAGIC + bytes([VERSION]) + msgpack.packb(header)]
         sent = {
-            "malformed": [[b"garbage"], [MAGIC + bytes([VERSION]) + b"\xc1"], bad_body],
+            "malformed": [
+                [b"garbage"],
+                [MAGIC + bytes([VERSION]) + b"\xc1"],
+                bad_body,
+                unproven_shared,
+            ],
             "version": [[MAGIC + bytes([VERSION + 1]) + msgpack.packb({})]],
             "unauthenticated": [encode(Message("health", {"cid": 1}), "guess")],
             "oversized": [[*encode(Message("health"), token), b"\0" * 600_000, b"\0" * 600_000]],

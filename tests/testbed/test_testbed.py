@@ -106,6 +106,26 @@ def test_split_model_crosses_the_emulated_link(testbed: tb.Testbed, tmp_path: Pa
             assert record.latency_s >= 2 * link.latency_s
 
 
+def test_large_tensors_cross_the_link_emulator_not_shared_memory(
+    testbed: tb.Testbed, tmp_path: Path
+) -> None:
+    """Agents on one host would otherwise hand large tensors over in shared memory."""
+    shape = (1, 16, 64, 64)  # 256 KiB, well above the shared-memory threshold
+    path = synthetic.save(synthetic.relay(shape), tmp_path / "relay.onnx")
+    blocks = analyze(str(path))[1].block_names
+    infra = testbed.infra()
+    deployment = build_deployment(path, dict(zip(blocks, ("device", "edge"), strict=True)), infra)
+    link = testbed.state.link("device", "edge")
+    assert link is not None
+    feeds = {"x": np.ones(shape, np.float32)}
+    with connect(deployment, infra) as s:
+        s.infer(feeds)  # warm-up: connections finish their handshakes
+        _, record = s.infer_timed(feeds)
+        assert all(not stats["shared_tensors"] for stats in s.stats().values())
+    (hop,) = [t for t in record.transfers if (t.source, t.target) == ("device", "edge")]
+    assert hop.transfer_s >= link.latency_s + hop.bytes / link.bandwidth_bytes_per_s - 1e-3
+
+
 def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     infra = tmp_path / "infra.yaml"
     infra.write_text(INFRA)

@@ -63,6 +63,13 @@ def agent_command(
             "(e.g. through a link emulator). Repeatable.",
         ),
     ] = None,
+    shared_memory: Annotated[
+        bool,
+        typer.Option(
+            help="Exchange large tensors with agents and clients on this host through shared "
+            "memory (off: every byte crosses the sockets, e.g. through link emulators).",
+        ),
+    ] = True,
 ) -> None:
     """Run this machine's agent until interrupted.
 
@@ -79,6 +86,7 @@ def agent_command(
         statistic=_statistic(statistic),
         limits=Limits(max_message_bytes=int(max_message_mb * 2**20)),
         routes=_routes(route or []),
+        shared_memory=shared_memory,
     )
     run_agent(settings, on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True))
 

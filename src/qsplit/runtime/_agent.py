@@ -66,6 +66,9 @@ class AgentSettings:
     routes: Mapping[str, str] = field(default_factory=dict)
     """Node → ``host:port`` this agent uses to reach that node instead of the address a
     deployment names: the testbed sends each directed link through its own link emulator."""
+    shared_memory: bool = True
+    """Exchange large tensors with peers on this host through shared memory; off on the
+    testbed, whose emulated links must carry every byte."""
 
     def __post_init__(self) -> None:
         host = self.listen.rpartition(":")[0].strip("[]")
@@ -273,6 +276,7 @@ class Agent:
             "ok": True,
             "node": self.settings.name,
             "rejected": dict(self._endpoint.rejected),
+            "shared_tensors": dict(self._endpoint.shared),
             "counts": dict(self._counts),
             "compute_s": self._compute_s,
             "open_requests": len(self._requests),
@@ -462,6 +466,7 @@ async def serve(
         token=settings.token,
         limits=settings.limits,
         send_timeout_s=settings.send_timeout_s,
+        shared_memory=settings.shared_memory,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,28 +13,50 @@ Liveness: every outgoing connection is watched with a zmq socket monitor, so a p
 process dies is reported at once (the kernel closes its sockets), and zmq heartbeats turn a
 peer that stops answering (a frozen process, a dead machine) into a disconnect within
 :data:`HEARTBEAT_TIMEOUT_MS`.
+
+Shared memory: when both ends of a connection run on one host, large tensors cross in the
+sender's shared-memory segments (:mod:`qsplit.runtime._shm`) instead of TCP frames. It is
+never assumed, always proven, in a handshake run on every (re)connection:
+
+1. the connecting side sends ``shm.hello`` with its pid and a probe segment;
+2. the listening side opens that probe; ``shm.welcome`` answers whether it could, with its own
+   pid and probe (from here it reads the connector's segments, and the connector may lend it);
+3. the connector opens that probe and, if it could, sends ``shm.ready`` (the listener may now
+   lend it too).
+
+The receiver reads a shared tensor in place; once no array views it any more it sends
+``shm.release`` back the way it came, which frees the segment for reuse. An endpoint opened
+with ``shared_memory=False`` declines every hello, so one side is enough to keep a connection
+on TCP (the testbed does this, so that its emulated links carry every byte). These four
+kinds never reach :meth:`Endpoint.recv`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from qsplit.runtime._wire import Limits, Message, decode, encode
+from qsplit.runtime import _shm
+from qsplit.runtime._wire import Limits, Message, Resolve, SharedRef, decode, encode
 from qsplit.runtime.errors import PeerTimeout, ProtocolError, TransportError
 
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
 """A connected peer that answers no heartbeat for this long counts as disconnected."""
 
+Peer = str | bytes
+"""A connection: the address of an outgoing one, or the routing id of an incoming one."""
 PeerListener = Callable[[str, bool], None]
 """Called as ``listener(address, connected)`` when a connection to a peer comes up, drops, or
 fails to come back (each failed reconnection attempt reports ``False`` again)."""
@@ -57,6 +79,8 @@ class Endpoint(ABC):
 
     rejected: Counter[str]
     """Rejected incoming messages by reason (see :data:`qsplit.runtime._wire.REASONS`)."""
+    shared: Counter[str]
+    """Tensors ``sent`` and ``received`` through shared memory rather than in frames."""
 
     @abstractmethod
     async def recv(self) -> Received:
@@ -102,6 +126,7 @@ class ZmqEndpoint(Endpoint):
         token: str | None,
         limits: Limits,
         send_timeout_s: float,
+        shared_memory: bool,
     ) -> None:
         self._context = zmq.asyncio.Context()
         self._identity = identity
@@ -114,7 +139,16 @@ class ZmqEndpoint(Endpoint):
         self._router: zmq.asyncio.Socket | None = None
         self._readers: list[asyncio.Task[None]] = []
         self._listeners: list[PeerListener] = []
+        self._posts: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._pool = _shm.SegmentPool() if shared_memory and _shm.AVAILABLE else None
+        self._reader = _shm.SegmentReader()
+        self._lend_to: dict[Peer, int] = {}
+        """Peers proven to read this process's segments, with their pid."""
+        self._read_from: dict[Peer, int] = {}
+        """Peers whose segments this process has proven it can read, with their pid."""
         self.rejected = Counter()
+        self.shared = Counter()
         self.address: str | None = None
         """The bound ``host:port`` when listening (resolves port 0)."""
 
@@ -127,10 +161,16 @@ class ZmqEndpoint(Endpoint):
         token: str | None = None,
         limits: Limits | None = None,
         send_timeout_s: float = 5.0,
+        shared_memory: bool = True,
     ) -> ZmqEndpoint:
-        """An endpoint that listens on ``listen`` (``host:port``, port 0 = any) if given."""
+        """An endpoint that listens on ``listen`` (``host:port``, port 0 = any) if given, and
+        uses shared memory with peers on this host unless ``shared_memory=False``."""
         endpoint = cls(
-            identity=identity, token=token, limits=limits or Limits(), send_timeout_s=send_timeout_s
+            identity=identity,
+            token=token,
+            limits=limits or Limits(),
+            send_timeout_s=send_timeout_s,
+            shared_memory=shared_memory,
         )
         if listen is not None:
             router = endpoint._socket(zmq.ROUTER)
@@ -185,6 +225,11 @@ class ZmqEndpoint(Endpoint):
         while True:
             event = parse_monitor_message(await monitor.recv_multipart())
             connected = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+            if connected and self._pool is not None:
+                self._post(address, Message("shm.hello", self._introduction()))
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self._lend_to.pop(address, None)
+                self._read_from.pop(address, None)
             for listener in self._listeners:
                 listener(address, connected)
 
@@ -198,24 +243,133 @@ class ZmqEndpoint(Endpoint):
             route = None
             if peer is None:
                 route, frames = frames[0].bytes, frames[1:]
+            key: Peer = peer if route is None else route  # type: ignore[assignment]
             try:
-                message = decode(frames, token=self._token, limits=self._limits)
+                message = decode(
+                    frames, token=self._token, limits=self._limits, resolve=self._resolve(key)
+                )
             except ProtocolError as exc:
                 self.rejected[exc.reason] += 1
                 continue
+            if message.kind.startswith("shm."):
+                try:
+                    self._handshake(key, message)
+                except (KeyError, TypeError, ValueError):
+                    self.rejected["malformed"] += 1
+                continue
             self._queue.put_nowait(Received(message, route, peer))
+
+    # -- shared memory ---------------------------------------------------------------------
+
+    def _introduction(self) -> dict[str, int]:
+        assert self._pool is not None
+        probe = self._pool.probe
+        return {"pid": os.getpid(), "fd": probe.fd, "segment": probe.segment}
+
+    def _can_read(self, body: Mapping[str, Any]) -> int | None:
+        """The pid of the peer introduced in ``body`` if its probe segment opens from here."""
+        pid, probe = int(body["pid"]), SharedRef(int(body["fd"]), int(body["segment"]))
+        return pid if self._reader.can_read(pid, probe) else None
+
+    def _handshake(self, key: Peer, message: Message) -> None:
+        """One step of the shared-memory handshake (see the module docstring), or a release."""
+        body = message.body
+        if message.kind == "shm.release":
+            if self._pool is not None and key in self._lend_to:
+                self._pool.release(map(int, body["segments"]), self._lend_to[key])
+        elif message.kind == "shm.hello":
+            pid = self._can_read(body) if self._pool is not None else None
+            answer: dict[str, Any] = {"readable": pid is not None}
+            if pid is not None:
+                self._read_from[key] = pid
+                answer.update(self._introduction())
+            self._post(key, Message("shm.welcome", answer))
+        elif message.kind == "shm.welcome":
+            if body["readable"] is True and self._pool is not None:
+                self._lend_to[key] = int(body["pid"])
+                pid = self._can_read(body)
+                if pid is not None:
+                    self._read_from[key] = pid
+                    self._post(key, Message("shm.ready", {}))
+        elif message.kind == "shm.ready":
+            if key in self._read_from:
+                self._lend_to[key] = self._read_from[key]
+        else:
+            raise ValueError(f"unknown message kind {message.kind!r}")
+
+    def _resolve(self, key: Peer) -> Resolve | None:
+        """How to read tensors ``key`` put in shared memory; ``None`` when ``key`` has not
+        shown it shares this host."""
+        pid = self._read_from.get(key)
+        if pid is None:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def resolve(ref: SharedRef, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+            def release() -> None:  # on whichever thread drops the tensor's last reference
+                message = Message("shm.release", {"segments": [ref.segment]})
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+                    loop.call_soon_threadsafe(self._post, key, message)
+
+            tensor = self._reader.tensor(pid, ref, dtype, shape, release)
+            self.shared["received"] += 1
+            return tensor
+
+        return resolve
+
+    def _encode(self, key: Peer, message: Message) -> tuple[list[Any], Callable[[], None]]:
+        """Frames for ``message`` to ``key``, with large tensors lent in shared memory when
+        ``key`` reads it, and what takes the loans back if the message is never sent."""
+        pid = self._lend_to.get(key)
+        pool = self._pool
+        if pool is None or pid is None:
+            return encode(message, self._token), lambda: None
+        lent: list[int] = []
+
+        def share(array: np.ndarray) -> SharedRef | None:
+            if array.nbytes < _shm.MIN_SHARED_BYTES:
+                return None
+            ref = pool.lend(array, pid)
+            if ref is not None:
+                lent.append(ref.segment)
+                self.shared["sent"] += 1
+            return ref
+
+        return encode(message, self._token, share), lambda: pool.release(lent, pid)
+
+    def _post(self, key: Peer, message: Message) -> None:
+        """Send a shared-memory control message without waiting; if it cannot go, the
+        handshake simply does not complete (TCP carries on) or a segment stays lent."""
+        if self._closed:
+            return
+        frames = encode(message, self._token)
+        if isinstance(key, bytes):
+            if self._router is None:
+                return
+            sending = self._router.send_multipart([key, *frames])
+        else:
+            sending = self._dealer(key).send_multipart(frames)
+        task = asyncio.ensure_future(self._quietly(sending))
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+
+    async def _quietly(self, sending: Awaitable[Any]) -> None:
+        with contextlib.suppress(zmq.ZMQError, TimeoutError):
+            await asyncio.wait_for(sending, self._send_timeout_s)
 
     async def recv(self) -> Received:
         return await self._queue.get()
 
     async def send(self, address: str, message: Message) -> None:
-        frames = encode(message, self._token)
+        frames, unlend = self._encode(address, message)
+        sending = self._dealer(address).send_multipart(frames, copy=False)
         try:
-            await asyncio.wait_for(
-                self._dealer(address).send_multipart(frames, copy=False),
-                self._send_timeout_s,
-            )
+            if sending.done():  # the usual case, sent at once: no timer, no extra loop turn
+                sending.result()
+            else:
+                await asyncio.wait_for(sending, self._send_timeout_s)
         except TimeoutError:
+            unlend()
             raise PeerTimeout(
                 f"agent at {address} did not accept a message within {self._send_timeout_s} s",
                 peer=address,
@@ -224,15 +378,19 @@ class ZmqEndpoint(Endpoint):
     async def reply(self, route: bytes, message: Message) -> None:
         if self._router is None:
             raise TransportError("this endpoint does not listen, it cannot reply")
+        frames, unlend = self._encode(route, message)
         try:
-            await self._router.send_multipart([route, *encode(message, self._token)], copy=False)
+            await self._router.send_multipart([route, *frames], copy=False)
         except zmq.ZMQError as exc:
+            unlend()
             raise TransportError(f"peer {route!r} is no longer connected ({exc})") from None
 
     async def aclose(self) -> None:
-        for task in self._readers:
+        self._closed = True
+        tasks = [*self._readers, *self._posts]
+        for task in tasks:
             task.cancel()
-        for task in self._readers:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for dealer in self._dealers.values():
@@ -245,3 +403,6 @@ class ZmqEndpoint(Endpoint):
         for socket in sockets:
             socket.close(linger=0)
         self._context.term()
+        self._reader.close()
+        if self._pool is not None:
+            self._pool.close()

@@ -4,7 +4,10 @@ Frame 0 is ``b"QSP"``, one version byte, then a msgpack map (the header); every 
 the raw bytes of one tensor or blob, described by the header's ``frames`` list in order. Tensors
 are never serialised (no pickle, no protobuf): the sender hands numpy's buffer to the socket and
 the receiver wraps the received buffer with ``np.frombuffer``, so a 5 MB activation is not
-copied in Python on either side. The full specification is in ``docs/runtime.md``.
+copied in Python on either side. Between processes of one host a tensor may instead be described
+as lying in one of the sender's shared-memory segments (``shm``; see
+:mod:`qsplit.runtime._shm`): it then has no frame, and the receiver reads it in place. The full
+specification is in ``docs/runtime.md``.
 
 Decoding checks everything a hostile or broken peer could get wrong (magic, version, token,
 header shape, dtype, declared versus actual sizes, total size) and raises :class:`ProtocolError`
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +28,8 @@ import numpy as np
 from qsplit.runtime.errors import ProtocolError
 
 MAGIC = b"QSP"
-VERSION = 1
+VERSION = 2
+"""2 added tensors in shared memory; a peer speaking 1 is refused with reason ``version``."""
 REASONS = ("malformed", "version", "unauthenticated", "oversized")
 """Why a message can be rejected; the keys of an agent's ``rejected`` counters."""
 
@@ -56,6 +60,22 @@ class Quant:
 
 
 @dataclass(frozen=True)
+class SharedRef:
+    """Where a tensor lies in the sender's shared memory: its segment's file descriptor in the
+    sender's process, and the segment's id (written in the segment, checked by the reader)."""
+
+    fd: int
+    segment: int
+
+
+Share = Callable[[np.ndarray], SharedRef | None]
+"""Puts a tensor in shared memory for the message's receiver, or declines (``None``)."""
+Resolve = Callable[[SharedRef, str, tuple[int, ...]], np.ndarray]
+"""The tensor of this dtype and shape at the start of a sender's segment; raises
+:class:`OSError`/:class:`ValueError` when it cannot be read."""
+
+
+@dataclass(frozen=True)
 class Message:
     """A decoded message: a kind, a small msgpack-able body, tensors and blobs by name."""
 
@@ -72,8 +92,14 @@ class Message:
         return sum(a.nbytes for a in self.tensors.values()) + sum(map(len, self.blobs.values()))
 
 
-def encode(message: Message, token: str | None = None) -> list[bytes | memoryview]:
-    """Frames for ``message``; tensor frames are views of the arrays' memory (no copy)."""
+def encode(
+    message: Message, token: str | None = None, share: Share | None = None
+) -> list[bytes | memoryview]:
+    """Frames for ``message``; tensor frames are views of the arrays' memory (no copy).
+
+    ``share``, when given, is offered every tensor; those it places in shared memory are
+    described by reference and get no frame.
+    """
     descriptors: list[dict[str, Any]] = []
     buffers: list[bytes | memoryview] = []
     for name, array in message.tensors.items():
@@ -87,6 +113,10 @@ def encode(message: Message, token: str | None = None) -> list[bytes | memoryvie
             q = message.quant[name]
             descriptor.update(scale=float(q.scale), zero_point=int(q.zero_point))
         descriptors.append(descriptor)
+        ref = share(array) if share is not None else None
+        if ref is not None:
+            descriptor["shm"] = [ref.fd, ref.segment]
+            continue
         buffers.append(memoryview(array).cast("B") if array.size else b"")
     for name, blob in message.blobs.items():
         descriptors.append({"name": name, "dtype": BLOB, "shape": [len(blob)]})
@@ -99,12 +129,17 @@ def encode(message: Message, token: str | None = None) -> list[bytes | memoryvie
 
 
 def decode(
-    frames: Sequence[Any], *, token: str | None = None, limits: Limits | None = None
+    frames: Sequence[Any],
+    *,
+    token: str | None = None,
+    limits: Limits | None = None,
+    resolve: Resolve | None = None,
 ) -> Message:
     """Check and decode received frames (bytes, or zmq frames exposing ``.buffer``).
 
-    ``token``, when set, must match the header's in constant time. Raises
-    :class:`ProtocolError` naming the reason; never anything else for any input.
+    ``token``, when set, must match the header's in constant time. Tensors in shared memory
+    are read through ``resolve``; without it they are refused. Raises :class:`ProtocolError`
+    naming the reason; never anything else for any input.
     """
     limits = limits or Limits()
     buffers = [memoryview(getattr(f, "buffer", f)) for f in frames]
@@ -130,28 +165,39 @@ def decode(
     ):
         raise ProtocolError("unauthenticated", "missing or wrong token")
     descriptors = header["frames"]
-    if len(descriptors) != len(buffers) - 1:
+    shared = [d for d in descriptors if isinstance(d, dict) and "shm" in d]
+    if len(descriptors) - len(shared) != len(buffers) - 1:
         raise ProtocolError(
-            "malformed", f"{len(descriptors)} frames described, {len(buffers) - 1} sent"
+            "malformed",
+            f"{len(descriptors) - len(shared)} frames described, {len(buffers) - 1} sent",
         )
+    framed = iter(buffers[1:])
     tensors: dict[str, np.ndarray] = {}
     quant: dict[str, Quant] = {}
     blobs: dict[str, bytes] = {}
-    for descriptor, buffer in zip(descriptors, buffers[1:], strict=True):
+    for descriptor in descriptors:
         name, dtype, shape = _descriptor(descriptor)
         if name in tensors or name in blobs:
             raise ProtocolError("malformed", f"frame {name!r} sent twice")
-        if dtype == BLOB:
-            if shape != (buffer.nbytes,):
-                raise ProtocolError("malformed", f"blob {name!r} length mismatch")
-            blobs[name] = bytes(buffer)
-            continue
-        expected = math.prod(shape) * np.dtype(dtype).itemsize
-        if expected != buffer.nbytes:
-            raise ProtocolError(
-                "malformed", f"tensor {name!r}: {buffer.nbytes} bytes for {dtype}{list(shape)}"
-            )
-        tensors[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+        if "shm" in descriptor:
+            total += _size(name, dtype, shape)
+            if total > limits.max_message_bytes:
+                raise ProtocolError(
+                    "oversized", f"{total} bytes (limit {limits.max_message_bytes})"
+                )
+            tensors[name] = _shared_tensor(name, dtype, shape, descriptor["shm"], resolve)
+        else:
+            buffer = next(framed)
+            if dtype == BLOB:
+                if shape != (buffer.nbytes,):
+                    raise ProtocolError("malformed", f"blob {name!r} length mismatch")
+                blobs[name] = bytes(buffer)
+                continue
+            if _size(name, dtype, shape) != buffer.nbytes:
+                raise ProtocolError(
+                    "malformed", f"tensor {name!r}: {buffer.nbytes} bytes for {dtype}{list(shape)}"
+                )
+            tensors[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
         if "scale" in descriptor:
             quant[name] = _quant(name, dtype, descriptor)
     return Message(header["kind"], header["body"], tensors, quant, blobs)
@@ -183,6 +229,33 @@ def _descriptor(descriptor: Any) -> tuple[str, str, tuple[int, ...]]:
     ):
         raise ProtocolError("malformed", f"frame {name!r}: bad shape {shape!r}")
     return name, dtype, tuple(shape)
+
+
+def _size(name: str, dtype: str, shape: tuple[int, ...]) -> int:
+    if dtype == BLOB:
+        raise ProtocolError("malformed", f"blob {name!r} cannot be in shared memory")
+    return math.prod(shape) * np.dtype(dtype).itemsize
+
+
+def _shared_tensor(
+    name: str, dtype: str, shape: tuple[int, ...], where: Any, resolve: Resolve | None
+) -> np.ndarray:
+    if resolve is None:
+        raise ProtocolError(
+            "malformed", f"tensor {name!r} is in shared memory, but the sender shares none here"
+        )
+    if (
+        not isinstance(where, list)
+        or len(where) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in where)
+    ):
+        raise ProtocolError("malformed", f"tensor {name!r}: bad shared-memory reference")
+    try:
+        return resolve(SharedRef(*where), dtype, shape)
+    except (OSError, ValueError) as exc:
+        raise ProtocolError(
+            "malformed", f"tensor {name!r}: shared memory not readable ({exc})"
+        ) from None
 
 
 def _quant(name: str, dtype: str, descriptor: Mapping[str, Any]) -> Quant:

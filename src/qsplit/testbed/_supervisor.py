@@ -7,7 +7,7 @@ group, so ``down`` can signal everything it started at once). It
    second one in front of a probe server, both on the link's shared :class:`LinkClock`;
 2. starts ``qsplit agent`` for every node on a free loopback port with its ``speed_factor`` and
    ``--route b=<proxy a→b>`` for every link leaving it, so agent-to-agent pushes cross the
-   emulated links;
+   emulated links, and without shared memory, so that no tensor bypasses them;
 3. writes the state file (``testbed.json``) and a requester's view of the infrastructure
    (``infra.yaml``: every node reached through the device's link to it), then waits for SIGTERM;
 4. on SIGTERM stops the agents, closes the proxies and removes the state file.
@@ -130,7 +130,7 @@ def _spawn_agent(
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "qsplit", "agent", "--name", name]
     command += ["--listen", "127.0.0.1:0", "--speed-factor", repr(speed_factor)]
-    command += ["--statistic", AGENT_STATISTIC]
+    command += ["--statistic", AGENT_STATISTIC, "--no-shared-memory"]
     for (source, target), (data, _) in proxies.items():
         if source == name:
             command += ["--route", f"{target}={data.address}"]
