@@ -13,7 +13,7 @@ from agents import infra_for, running_agents
 from conftest import random_feeds, session
 from qsplit.model import analyze
 from qsplit.runtime import AgentSettings, build_deployment, connect
-from qsplit.runtime._agent import Agent, _Component
+from qsplit.runtime._agent import Agent, _Component, _execute, _fixed_outputs
 
 
 def by_segments(blocks: tuple[str, ...], nodes: tuple[str, ...]) -> dict[str, str]:
@@ -100,12 +100,32 @@ def test_a_min_agent_lowers_an_inflated_reference(
         peers={},
         quant={},
         session=sess,
+        fixed_outputs={},
         reference_s=reference_s,
     )
-    _, compute_s = agent._compute(component, random_feeds(model))
+    _, compute_s = agent._compute(component, random_feeds(model), {})
     if statistic == "min":
         assert component.reference_s < 0.1 and compute_s < 0.3
         assert compute_s == pytest.approx(3.0 * component.reference_s, rel=0.05, abs=1e-3)
     else:
         assert component.reference_s == reference_s
         assert compute_s == pytest.approx(3.0 * reference_s, rel=0.05)
+
+
+def test_outputs_can_be_computed_into_given_arrays(tmp_path: Path) -> None:
+    """How an agent has ORT write outputs straight into shared memory: the given arrays hold
+    exactly what a plain run returns, the other outputs come back as usual."""
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    model = onnx.load(path)
+    sess = session(model)
+    outputs = tuple(o.name for o in sess.get_outputs())
+    fixed = _fixed_outputs(sess)
+    assert set(fixed) == set(outputs) and len(outputs) > 1
+    feeds = random_feeds(model)
+    expected = sess.run(list(outputs), feeds)
+    shape, dtype = fixed[outputs[0]]
+    into = {outputs[0]: np.full(shape, np.nan, dtype)}
+    values = _execute(sess, outputs, feeds, into)
+    assert values[0] is into[outputs[0]]
+    for value, want in zip(values, expected, strict=True):
+        np.testing.assert_array_equal(value, want)

@@ -53,6 +53,29 @@ def test_a_segment_is_reused_only_after_its_receiver_releases_it() -> None:
         pool.close()
 
 
+def test_a_tensor_computed_into_a_segment_is_lent_without_a_copy() -> None:
+    pool, reader = SegmentPool(), SegmentReader()
+    unheld: list[int] = []
+    try:
+        buffer = pool.buffer((256, 1024), np.dtype(np.float32), unheld.append)
+        assert buffer is not None and buffer.flags.writeable
+        buffer[...] = tensor(0)
+        ref = pool.lend(buffer, ME)
+        assert ref is not None
+        assert pool.lend(buffer, ME + 1) == ref  # a second receiver shares the same segment
+        np.testing.assert_array_equal(read(reader, ref, buffer), tensor(0))
+        pool.release([ref.segment], ME)
+        pool.release([ref.segment], ME + 1)
+        assert pool.lend(tensor(1), ME).segment != ref.segment  # still held by ``buffer``
+        del buffer
+        gc.collect()
+        assert unheld == [ref.segment]
+        pool.unhold(ref.segment)
+        assert pool.lend(tensor(2), ME) == ref  # neither held nor lent: reused
+    finally:
+        pool.close()
+
+
 def test_the_pool_stays_within_its_budget_and_reclaims_from_exited_processes() -> None:
     exited = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],

@@ -40,6 +40,18 @@ from qsplit.runtime.errors import TransportError
 
 REQUEST_SWEEP_S = 1.0
 """How often requests past their deadline are dropped (their upstream failed)."""
+ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+"""ORT's output type names, for outputs computed into preallocated arrays."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,8 @@ class _Component:
     peers: dict[str, str]
     quant: dict[str, Quant]
     session: ort.InferenceSession
+    fixed_outputs: dict[str, tuple[tuple[int, ...], np.dtype]]
+    """Shape and dtype of each output whose shape is fixed (those can be preallocated)."""
     reference_s: float | None = None
     """On an emulated slower node, this component's time measured at deploy: every run is
     padded to ``speed_factor ×`` it (``None``: padded to ``speed_factor ×`` each run's time).
@@ -234,6 +248,7 @@ class Agent:
             },
             quant={str(t): Quant(float(s), int(z)) for t, (s, z) in body.get("quant", {}).items()},
             session=session,
+            fixed_outputs=_fixed_outputs(session),
             reference_s=reference_s,
         )
         self._deployments.setdefault(str(body["dep"]), {})[component.name] = component
@@ -359,10 +374,11 @@ class Agent:
 
     async def _run(self, dep: str, req: str, state: _Request, component: _Component) -> None:
         feeds = {i: state.inbox[i] for i in component.inputs}
+        buffers = self._output_buffers(component, state.reply_to)
         loop = asyncio.get_running_loop()
         try:
             outputs, compute_s = await loop.run_in_executor(
-                self._pool, self._compute, component, feeds
+                self._pool, self._compute, component, feeds, buffers
             )
         except Exception as exc:  # whatever ORT raises: the requester must hear about it
             self._counts["failed"] += 1
@@ -402,11 +418,28 @@ class Agent:
             body = {"dep": dep, "req": req, "error": error, "peer": node}
             await self._report(state.reply_to, "error", body)
 
+    def _output_buffers(self, component: _Component, reply_to: bytes) -> dict[str, np.ndarray]:
+        """Shared-memory arrays for the outputs that leave for peers on this host: ORT writes
+        them where the consumers will read them, and sending them copies nothing."""
+        buffers = {}
+        for tensor, (shape, dtype) in component.fixed_outputs.items():
+            nodes = [n for n in component.routes.get(tensor, ()) if n != self.settings.name]
+            peers: list[str | bytes] = [component.peers[n] for n in nodes]
+            if tensor in component.returns:
+                peers.append(reply_to)
+            buffer = self._endpoint.shared_buffer(peers, shape, dtype) if peers else None
+            if buffer is not None:
+                buffers[tensor] = buffer
+        return buffers
+
     def _compute(
-        self, component: _Component, feeds: dict[str, np.ndarray]
+        self,
+        component: _Component,
+        feeds: dict[str, np.ndarray],
+        buffers: dict[str, np.ndarray],
     ) -> tuple[dict[str, np.ndarray], float]:
         start = time.perf_counter()
-        values = component.session.run(list(component.outputs), feeds)
+        values = _execute(component.session, component.outputs, feeds, buffers)
         measured = time.perf_counter() - start
         if component.reference_s is not None and self.settings.statistic == "min":
             # A burst of load during the deploy-time runs must not slow every later run by
@@ -455,6 +488,40 @@ class Agent:
             await self._endpoint.reply(reply_to, Message(kind, body, tensors or {}))
         except TransportError:
             self._counts["undeliverable"] += 1
+
+
+def _fixed_outputs(session: ort.InferenceSession) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    return {
+        o.name: (tuple(o.shape), np.dtype(ORT_DTYPES[o.type]))
+        for o in session.get_outputs()
+        if o.type in ORT_DTYPES and all(isinstance(d, int) for d in o.shape)
+    }
+
+
+def _execute(
+    session: ort.InferenceSession,
+    outputs: tuple[str, ...],
+    feeds: dict[str, np.ndarray],
+    buffers: dict[str, np.ndarray],
+) -> list[np.ndarray]:
+    """Run ``session``; the outputs in ``buffers`` are written into those arrays."""
+    if not buffers:
+        return session.run(list(outputs), feeds)
+    binding = session.io_binding()
+    for name, value in feeds.items():
+        binding.bind_cpu_input(name, value)
+    for name in outputs:
+        if name in buffers:
+            into = buffers[name]
+            binding.bind_output(name, "cpu", 0, into.dtype.type, list(into.shape), into.ctypes.data)
+        else:
+            binding.bind_output(name, "cpu")
+    session.run_with_iobinding(binding)
+    produced = binding.get_outputs()
+    return [
+        buffers[name] if name in buffers else value.numpy()
+        for name, value in zip(outputs, produced, strict=True)
+    ]
 
 
 async def serve(

@@ -18,6 +18,8 @@ starts with a magic and a random id, so a stale or forged reference is refused, 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import mmap
 import os
@@ -25,7 +27,7 @@ import secrets
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,16 +54,28 @@ AVAILABLE = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 class _Segment:
     ref: SharedRef
     memory: mmap.mmap
-    lent_to: int | None = None
-    """Pid of the receiver that has not yet released it."""
+    address: int
+    """Where its data starts in this process: an array there is this segment's."""
+    lent_to: set[int] = field(default_factory=set)
+    """Pids of the receivers that have not yet released it."""
+    held: bool = False
+    """An array of this process writes or reads it (see :meth:`SegmentPool.buffer`)."""
 
     @property
     def capacity(self) -> int:
         return len(self.memory) - HEADER_BYTES
 
+    @property
+    def free(self) -> bool:
+        return not self.lent_to and not self.held
+
+    def data(self, nbytes: int) -> np.ndarray:
+        return np.frombuffer(self.memory, np.uint8, nbytes, HEADER_BYTES)
+
     def close(self) -> None:
-        self.memory.close()
         os.close(self.ref.fd)
+        with contextlib.suppress(BufferError):  # an array still views it: unmapped when gone
+            self.memory.close()
 
 
 def _header(segment_id: int) -> bytes:
@@ -78,7 +92,8 @@ def _create(capacity: int) -> _Segment:
         raise
     segment_id = secrets.randbits(63)
     memory[: len(MAGIC) + 8] = _header(segment_id)
-    return _Segment(SharedRef(fd, segment_id), memory)
+    address = np.frombuffer(memory, np.uint8, 0, HEADER_BYTES).ctypes.data
+    return _Segment(SharedRef(fd, segment_id), memory, address)
 
 
 def _alive(pid: int) -> bool:
@@ -91,6 +106,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class _Lease(np.ndarray):
+    """The type of the first view of a segment's data.
+
+    numpy points a view's ``base`` at the first array up the chain that owns its data, but
+    stops at a change of type; with this type in between, every array made from the tensor
+    keeps the first view (which carries the finalizer) alive, so the segment is given back
+    exactly when nothing views it any more.
+    """
+
+
+def _tracked(first: np.ndarray, shape: tuple[int, ...], on_free: Callable[[], None]) -> np.ndarray:
+    """``first`` reshaped, as a plain array; ``on_free`` runs once no array views ``first``."""
+    weakref.finalize(first, on_free).atexit = False
+    return np.asarray(first.view(_Lease).reshape(shape))
+
+
 class SegmentPool:
     """A sender's segments; each is lent to one receiver at a time.
 
@@ -100,6 +131,7 @@ class SegmentPool:
     def __init__(self, max_bytes: int = POOL_BYTES) -> None:
         self._max_bytes = max_bytes
         self._segments: dict[int, _Segment] = {}
+        self._by_address: dict[int, _Segment] = {}
         self._probe = _create(0)
 
     @property
@@ -112,30 +144,63 @@ class SegmentPool:
         return sum(s.capacity for s in self._segments.values())
 
     def lend(self, array: np.ndarray, pid: int) -> SharedRef | None:
-        """Copy ``array`` into a free segment now lent to process ``pid``; ``None`` when the
-        pool is exhausted (the caller sends the tensor in a frame instead)."""
-        nbytes = array.nbytes
+        """Lend process ``pid`` a segment holding ``array``: the one ``array`` already lies in
+        (see :meth:`buffer`), else a free one it is copied into; ``None`` when the pool is
+        exhausted (the caller sends the tensor in a frame instead)."""
+        segment = self._segment_of(array)
+        if segment is None:
+            segment = self._free(array.nbytes) or self._new(array.nbytes)
+            if segment is None:
+                return None
+            target = segment.data(array.nbytes)
+            np.copyto(target, np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+        segment.lent_to.add(pid)
+        return segment.ref
+
+    def buffer(
+        self, shape: tuple[int, ...], dtype: np.dtype, unhold: Callable[[int], None]
+    ) -> np.ndarray | None:
+        """A writable array in a segment, for a tensor to be computed in place and then lent
+        without a copy; ``unhold(segment id)`` must be called once no array views it (it is
+        arranged to be, from whichever thread drops the last reference). ``None`` when the
+        pool is exhausted."""
+        count = math.prod(shape)
+        nbytes = count * np.dtype(dtype).itemsize
         segment = self._free(nbytes) or self._new(nbytes)
         if segment is None:
             return None
-        target = np.frombuffer(segment.memory, np.uint8, nbytes, HEADER_BYTES)
-        np.copyto(target, np.ascontiguousarray(array).reshape(-1).view(np.uint8))
-        segment.lent_to = pid
-        return segment.ref
+        segment.held = True
+        first = segment.data(nbytes).view(dtype)
+        return _tracked(first, shape, functools.partial(unhold, segment.ref.segment))
+
+    def unhold(self, segment_id: int) -> None:
+        """No array of this process views the segment any more."""
+        segment = self._segments.get(segment_id)
+        if segment is not None:
+            segment.held = False
 
     def release(self, segment_ids: Iterable[int], pid: int) -> None:
         """Process ``pid`` is done with these segments (ids it was not lent are ignored)."""
         for segment_id in segment_ids:
             segment = self._segments.get(segment_id)
-            if segment is not None and segment.lent_to == pid:
-                segment.lent_to = None
+            if segment is not None:
+                segment.lent_to.discard(pid)
+
+    def _segment_of(self, array: np.ndarray) -> _Segment | None:
+        """The held segment whose data ``array`` is, exactly and contiguously."""
+        if not array.flags.c_contiguous or not array.nbytes:
+            return None
+        segment = self._by_address.get(array.ctypes.data)
+        if segment is None or not segment.held or array.nbytes > segment.capacity:
+            return None
+        return segment
 
     def _free(self, nbytes: int) -> _Segment | None:
         """The smallest free segment that fits, unless it is more than twice too big."""
         fits = [
             s
             for s in self._segments.values()
-            if s.lent_to is None and nbytes <= s.capacity <= 2 * nbytes + CHUNK_BYTES
+            if s.free and nbytes <= s.capacity <= 2 * nbytes + CHUNK_BYTES
         ]
         return min(fits, key=lambda s: s.capacity, default=None)
 
@@ -151,35 +216,27 @@ class SegmentPool:
                 return None
         segment = _create(capacity)
         self._segments[segment.ref.segment] = segment
+        self._by_address[segment.address] = segment
         return segment
 
     def _idle(self) -> list[_Segment]:
-        return [s for s in self._segments.values() if s.lent_to is None]
+        return [s for s in self._segments.values() if s.free]
 
     def _reclaim(self) -> None:
         """Take back segments lent to processes that have exited without releasing them."""
         for segment in self._segments.values():
-            if segment.lent_to is not None and not _alive(segment.lent_to):
-                segment.lent_to = None
+            segment.lent_to = {pid for pid in segment.lent_to if _alive(pid)}
 
     def _drop(self, segment: _Segment) -> None:
         del self._segments[segment.ref.segment]
+        del self._by_address[segment.address]
         segment.close()
 
     def close(self) -> None:
         for segment in [*self._segments.values(), self._probe]:
             segment.close()
         self._segments.clear()
-
-
-class _Lease(np.ndarray):
-    """The type of the first view of a peer's segment.
-
-    numpy points a view's ``base`` at the first array up the chain that owns its data, but
-    stops at a change of type; with this type in between, every array made from a shared
-    tensor keeps the view that carries the release alive, so the segment goes back exactly
-    when nothing reads it any more.
-    """
+        self._by_address.clear()
 
 
 class SegmentReader:
@@ -223,8 +280,7 @@ class SegmentReader:
         first = np.frombuffer(
             self.view(pid, ref, count * np.dtype(dtype).itemsize), dtype=dtype, count=count
         )
-        weakref.finalize(first, release).atexit = False
-        return np.asarray(first.view(_Lease).reshape(shape))
+        return _tracked(first, shape, release)
 
     def can_read(self, pid: int, ref: SharedRef) -> bool:
         """Whether process ``pid``'s segment ``ref`` opens from here (the handshake's test)."""

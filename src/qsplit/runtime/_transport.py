@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,14 @@ class Endpoint(ABC):
     @abstractmethod
     async def send(self, address: str, message: Message) -> None:
         """Send to the agent at ``address``; :class:`PeerTimeout` if it cannot take it in time."""
+
+    @abstractmethod
+    def shared_buffer(
+        self, peers: Sequence[Peer], shape: tuple[int, ...], dtype: np.dtype
+    ) -> np.ndarray | None:
+        """A writable array to compute a tensor for ``peers`` into, which :meth:`send` and
+        :meth:`reply` then hand over without copying; ``None`` where that would not pay (no
+        peer on this host, a small tensor, the memory budget spent)."""
 
     @abstractmethod
     def connect(self, address: str) -> None:
@@ -296,6 +305,23 @@ class ZmqEndpoint(Endpoint):
                 self._lend_to[key] = self._read_from[key]
         else:
             raise ValueError(f"unknown message kind {message.kind!r}")
+
+    def shared_buffer(
+        self, peers: Sequence[Peer], shape: tuple[int, ...], dtype: np.dtype
+    ) -> np.ndarray | None:
+        pool = self._pool
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if pool is None or nbytes < _shm.MIN_SHARED_BYTES:
+            return None
+        if not any(peer in self._lend_to for peer in peers):
+            return None
+        loop = asyncio.get_running_loop()
+
+        def unhold(segment: int) -> None:  # on whichever thread drops the last reference
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to reuse
+                loop.call_soon_threadsafe(pool.unhold, segment)
+
+        return pool.buffer(shape, dtype, unhold)
 
     def _resolve(self, key: Peer) -> Resolve | None:
         """How to read tensors ``key`` put in shared memory; ``None`` when ``key`` has not
