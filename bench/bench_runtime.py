@@ -1,8 +1,10 @@
 """Runtime benchmarks on loopback with real agent processes.
 
 1. A 4.9 MB float32 tensor (1×3×640×640) pushed from one agent to another: the receiver's
-   measured transfer time (arrival − sender's ``sent_at``), median over repetitions, beside the
-   same message between two bare pyzmq sockets in two processes (what loopback TCP costs here).
+   measured transfer time (arrival − sender's ``sent_at``), median over repetitions, through
+   shared memory (the default between agents of one host) and through the sockets (agents
+   started with ``--no-shared-memory``), beside the same message between two bare pyzmq
+   sockets in two processes (what loopback TCP costs here).
 2. YOLO11n split into three components on three agents against one monolithic ORT session with
    the same settings (ORT_ENABLE_ALL, one intra-op thread, no spinning), median end-to-end
    latency, and where the difference goes: the same three components run one after another in
@@ -13,7 +15,9 @@
    share the cores) and against 1 / slowest stage as timed during the pipelined run (what the
    stages' compute became when they ran at once: the machine's contention, not the runtime's).
 
-Usage: python bench/bench_runtime.py [--repeats 30] [--out bench/out/runtime.json]
+Parts 2 and 3 use shared memory between the agents unless ``--no-shared-memory``.
+
+Usage: python bench/bench_runtime.py [--repeats 30] [--no-shared-memory] [--out FILE]
 """
 
 from __future__ import annotations
@@ -48,10 +52,17 @@ SHAPE = (1, 3, 640, 640)
 Feeds = dict[str, np.ndarray]
 
 
+SHARED_MEMORY = True
+"""Whether :func:`agents` lets agents use shared memory (``--no-shared-memory`` clears it)."""
+
+
 @contextmanager
-def agents(*names: str) -> Iterator[dict[str, str]]:
+def agents(*names: str, shared_memory: bool | None = None) -> Iterator[dict[str, str]]:
     """Agent processes on free loopback ports; always stopped."""
-    command = [sys.executable, "-m", "qsplit", "agent", "--listen", "127.0.0.1:0", "--name"]
+    command = [sys.executable, "-m", "qsplit", "agent", "--listen", "127.0.0.1:0"]
+    if not (SHARED_MEMORY if shared_memory is None else shared_memory):
+        command.append("--no-shared-memory")
+    command.append("--name")
     processes = {
         n: subprocess.Popen([*command, n], stdout=subprocess.PIPE, text=True) for n in names
     }
@@ -104,10 +115,10 @@ def relay_model(path: Path) -> Path:
     return path
 
 
-def bench_tensor(repeats: int, workdir: Path) -> float:
+def bench_tensor(repeats: int, workdir: Path, shared_memory: bool) -> float:
     path = relay_model(workdir / "relay.onnx")
     blocks = analyze(str(path))[1].block_names
-    with agents("a", "b") as addresses:
+    with agents("a", "b", shared_memory=shared_memory) as addresses:
         net = infra(addresses)
         deployment = build_deployment(path, dict(zip(blocks, ("a", "b"), strict=True)), net)
         feeds = {"x": np.random.default_rng(0).random(SHAPE, dtype=np.float32)}
@@ -292,16 +303,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--in-flight", type=int, default=3)
+    parser.add_argument(
+        "--no-shared-memory",
+        action="store_true",
+        help="parts 2 and 3 over the sockets only",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/out/runtime.json"))
     args = parser.parse_args()
+    global SHARED_MEMORY
+    SHARED_MEMORY = not args.no_shared_memory
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as workdir:
-        tensor_s = bench_tensor(args.repeats, Path(workdir))
+        tensor_s = bench_tensor(args.repeats, Path(workdir), shared_memory=True)
+        tensor_sockets_s = bench_tensor(args.repeats, Path(workdir), shared_memory=False)
     bare_s = bench_bare_zmq(args.repeats)
     print(
-        f"4.9 MB tensor agent→agent: median {tensor_s * 1e3:.2f} ms "
+        f"4.9 MB tensor agent→agent: median {tensor_s * 1e3:.2f} ms in shared memory, "
+        f"{tensor_sockets_s * 1e3:.2f} ms through the sockets "
         f"(bare pyzmq, same message: {bare_s * 1e3:.2f} ms)"
     )
+    print(f"agents use shared memory in what follows: {SHARED_MEMORY}")
     yolo = bench_yolo(args.repeats)
     print(
         f"YOLO11n 3 agents: median {yolo['split_s'] * 1e3:.1f} ms vs monolithic "
@@ -331,7 +352,9 @@ def main() -> None:
                 "machine": machine(),
                 "load_average": {"before": load_before, "after": load_after},
                 "repeats": args.repeats,
+                "shared_memory": SHARED_MEMORY,
                 "tensor_s": tensor_s,
+                "tensor_sockets_s": tensor_sockets_s,
                 "bare_zmq_s": bare_s,
                 "yolo": yolo,
                 "pipeline": pipe,
