@@ -89,7 +89,7 @@ def test_the_pool_stays_within_its_budget_and_reclaims_from_exited_processes() -
     try:
         assert pool.lend(big, ME) is not None
         assert pool.lend(tensor(0), ME) is None  # over budget: the caller falls back to frames
-        assert pool.held_bytes == 2 * CHUNK_BYTES
+        assert pool.pooled_bytes == 2 * CHUNK_BYTES
         pool = SegmentPool(max_bytes=2 * CHUNK_BYTES)
         assert pool.lend(big, gone) is not None
         assert pool.lend(big, ME) is not None  # the exited process's segment is taken back

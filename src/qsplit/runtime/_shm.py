@@ -123,7 +123,8 @@ def _tracked(first: np.ndarray, shape: tuple[int, ...], on_free: Callable[[], No
 
 
 class SegmentPool:
-    """A sender's segments; each is lent to one receiver at a time.
+    """A sender's segments. One is free again once every receiver it was lent to has
+    released it and no array of this process views it.
 
     Used from one thread (the endpoint's event loop).
     """
@@ -140,7 +141,7 @@ class SegmentPool:
         return self._probe.ref
 
     @property
-    def held_bytes(self) -> int:
+    def pooled_bytes(self) -> int:
         return sum(s.capacity for s in self._segments.values())
 
     def lend(self, array: np.ndarray, pid: int) -> SharedRef | None:
@@ -206,13 +207,13 @@ class SegmentPool:
 
     def _new(self, nbytes: int) -> _Segment | None:
         capacity = -(-nbytes // CHUNK_BYTES) * CHUNK_BYTES
-        if self.held_bytes + capacity > self._max_bytes:
+        if self.pooled_bytes + capacity > self._max_bytes:
             self._reclaim()
             for segment in sorted(self._idle(), key=lambda s: s.capacity):
-                if self.held_bytes + capacity <= self._max_bytes:
+                if self.pooled_bytes + capacity <= self._max_bytes:
                     break
                 self._drop(segment)
-            if self.held_bytes + capacity > self._max_bytes:
+            if self.pooled_bytes + capacity > self._max_bytes:
                 return None
         segment = _create(capacity)
         self._segments[segment.ref.segment] = segment
