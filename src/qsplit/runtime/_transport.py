@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 from abc import ABC, abstractmethod
@@ -138,6 +139,7 @@ class ZmqEndpoint(Endpoint):
         shared_memory: bool,
     ) -> None:
         self._context = zmq.asyncio.Context()
+        self._loop = asyncio.get_running_loop()
         self._identity = identity
         self._token = token
         self._limits = limits
@@ -262,7 +264,7 @@ class ZmqEndpoint(Endpoint):
                 continue
             if message.kind.startswith("shm."):
                 try:
-                    self._handshake(key, message)
+                    self._shared_memory_control(key, message)
                 except (KeyError, TypeError, ValueError):
                     self.rejected["malformed"] += 1
                 continue
@@ -280,7 +282,7 @@ class ZmqEndpoint(Endpoint):
         pid, probe = int(body["pid"]), SharedRef(int(body["fd"]), int(body["segment"]))
         return pid if self._reader.can_read(pid, probe) else None
 
-    def _handshake(self, key: Peer, message: Message) -> None:
+    def _shared_memory_control(self, key: Peer, message: Message) -> None:
         """One step of the shared-memory handshake (see the module docstring), or a release."""
         body = message.body
         if message.kind == "shm.release":
@@ -315,13 +317,14 @@ class ZmqEndpoint(Endpoint):
             return None
         if not any(peer in self._lend_to for peer in peers):
             return None
-        loop = asyncio.get_running_loop()
+        return pool.buffer(shape, dtype, functools.partial(self._soon, pool.unhold))
 
-        def unhold(segment: int) -> None:  # on whichever thread drops the last reference
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to reuse
-                loop.call_soon_threadsafe(pool.unhold, segment)
-
-        return pool.buffer(shape, dtype, unhold)
+    def _soon(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback(*args)`` on this endpoint's loop, from any thread: a shared array's
+        finalizer runs on whichever thread drops its last reference. Once the loop is closed
+        there is nobody left to tell, and nothing is done."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
 
     def _resolve(self, key: Peer) -> Resolve | None:
         """How to read tensors ``key`` put in shared memory; ``None`` when ``key`` has not
@@ -329,15 +332,11 @@ class ZmqEndpoint(Endpoint):
         pid = self._read_from.get(key)
         if pid is None:
             return None
-        loop = asyncio.get_running_loop()
 
         def resolve(ref: SharedRef, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-            def release() -> None:  # on whichever thread drops the tensor's last reference
-                message = Message("shm.release", {"segments": [ref.segment]})
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-                    loop.call_soon_threadsafe(self._post, key, message)
-
-            tensor = self._reader.tensor(pid, ref, dtype, shape, release)
+            release = Message("shm.release", {"segments": [ref.segment]})
+            on_free = functools.partial(self._soon, self._post, key, release)
+            tensor = self._reader.tensor(pid, ref, dtype, shape, on_free)
             self.shared["received"] += 1
             return tensor
 
