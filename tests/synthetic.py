@@ -160,3 +160,29 @@ def relay(shape: tuple[int, ...]) -> onnx.ModelProto:
 def save(model: onnx.ModelProto, path: Path) -> Path:
     onnx.save(model, path)
     return path
+
+
+def with_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its initializers stored as ``Constant`` nodes, as exporters other than
+    PyTorch's write weights: tensors in ``value``, 1-element floats and int vectors in the
+    ``value_float`` and ``value_ints`` forms."""
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    constants = []
+    for tensor in graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        if array.dtype == np.float32 and array.size == 1 and array.ndim == 0:
+            attrs = {"value_float": float(array)}
+        elif array.dtype == np.int64 and array.ndim == 1:
+            attrs = {"value_ints": [int(v) for v in array]}
+        else:
+            attrs = {"value": tensor}
+        constants.append(
+            helper.make_node("Constant", [], [tensor.name], f"/const/{tensor.name}", **attrs)
+        )
+    del graph.initializer[:]
+    nodes = [*constants, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return result

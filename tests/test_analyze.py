@@ -8,6 +8,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+import synthetic
 from qsplit.model import LayerGraph, analyze, build_node_graph, coarsen, load_model
 
 
@@ -32,6 +33,18 @@ def test_node_graph_of_branchy_model(model_dir: Path) -> None:
     assert r1.bytes == 8 * 16 * 16 * 4
     assert graph.tensor_by_name["x"].producer is None
     assert nx.is_directed_acyclic_graph(graph.dag)
+
+
+def test_constant_nodes_are_weights_not_blocks(tmp_path: Path) -> None:
+    """Weights stored as Constant nodes count as the readers' weights, like initializers."""
+    plain = synthetic.branchy_cnn()
+    _, reference = analyze(str(synthetic.save(plain, tmp_path / "p.onnx")), granularity="node")
+    constants = synthetic.with_constant_nodes(plain)
+    assert sum(n.op_type == "Constant" for n in constants.graph.node) == 8
+    _, graph = analyze(str(synthetic.save(constants, tmp_path / "c.onnx")), granularity="node")
+    assert graph.block_names == reference.block_names
+    assert [b.weight_bytes for b in graph.blocks] == [b.weight_bytes for b in reference.blocks]
+    assert {t.name for t in graph.tensors} == {t.name for t in reference.tensors}
 
 
 def test_attention_matmul_pairs_count_both_products(model_dir: Path) -> None:

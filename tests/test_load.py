@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper, numpy_helper
 
 import synthetic
+from conftest import session
 from qsplit.errors import ModelError
 from qsplit.model import load_model, parse_input_shape
 
@@ -112,3 +114,29 @@ def test_bad_input_shape_text(text: str) -> None:
 
 def test_input_shape_text() -> None:
     assert parse_input_shape("images=1x3x640x640") == ("images", (1, 3, 640, 640))
+
+
+def test_scalar_constants_become_initializers(tmp_path: Path) -> None:
+    """``value_float`` and ``value_ints`` constants are lifted with their value and type."""
+    nodes = [
+        helper.make_node("Constant", [], ["k"], "k", value_float=2.5),
+        helper.make_node("Constant", [], ["shape"], "shape", value_ints=[1, 12]),
+        helper.make_node("Mul", ["x", "k"], ["y"], "mul"),
+        helper.make_node("Reshape", ["y", "shape"], ["out"], "reshape"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "scalars",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 12])],
+    )
+    path = tmp_path / "s.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    model = load_model(path)
+    assert [n.op_type for n in model.proto.graph.node] == ["Mul", "Reshape"]
+    lifted = {t.name: numpy_helper.to_array(t) for t in model.proto.graph.initializer}
+    assert lifted["k"].dtype == np.float32 and float(lifted["k"]) == 2.5
+    assert lifted["shape"].dtype == np.int64 and lifted["shape"].tolist() == [1, 12]
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    (out,) = session(model.proto).run(["out"], {"x": x})
+    np.testing.assert_array_equal(out, (x * 2.5).reshape(1, 12))

@@ -72,7 +72,13 @@ def _whole(model: LoadedModel, feeds: dict) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("granularity", ["node", "block"])
 @pytest.mark.parametrize(
-    "build", [synthetic.branchy_cnn, synthetic.attention, lambda: synthetic.random_dag(7)]
+    "build",
+    [
+        synthetic.branchy_cnn,
+        synthetic.attention,
+        lambda: synthetic.random_dag(7),
+        lambda: synthetic.with_constant_nodes(synthetic.branchy_cnn()),
+    ],
 )
 def test_random_assignments_reproduce_synthetic_models(
     tmp_path: Path, build, granularity: str

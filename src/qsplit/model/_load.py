@@ -1,9 +1,10 @@
 """Loading an ONNX model into a form every later stage can rely on.
 
 The loaded model is *normalised*: every node has a unique, non-empty name (blocks and plans refer
-to nodes by name), dynamic input dimensions are fixed from ``--input-shape``, and every tensor has
-a concrete shape, from ONNX shape inference or, where inference gives up, from one run of the
-model on zeros. All user mistakes end in a :class:`ModelError` that names the file and the fix.
+to nodes by name), weights stored as ``Constant`` nodes become initializers, dynamic input
+dimensions are fixed from ``--input-shape``, and every tensor has a concrete shape, from ONNX
+shape inference or, where inference gives up, from one run of the model on zeros. All user
+mistakes end in a :class:`ModelError` that names the file and the fix.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import helper, shape_inference
+from onnx import helper, numpy_helper, shape_inference
 
 from qsplit.errors import ModelError
 from qsplit.model._layergraph import ModelInfo, TensorSpec
@@ -72,6 +73,7 @@ def load_model(
     proto = _parse(path, data)
     _check_opset(path, proto)
     _name_nodes(proto)
+    _constants_to_initializers(proto)
     _fix_input_shapes(path, proto, input_shapes)
     proto = _infer_shapes(path, proto)
     values = _value_types(proto)
@@ -151,6 +153,64 @@ def _name_nodes(proto: onnx.ModelProto) -> None:
                 name = f"{base}_{n}"
             node.name = name
         seen.add(name)
+
+
+_CONSTANT_ATTRIBUTES = {
+    "value_float": np.float32,
+    "value_floats": np.float32,
+    "value_int": np.int64,
+    "value_ints": np.int64,
+}
+
+
+def _constants_to_initializers(proto: onnx.ModelProto) -> None:
+    """Turn the main graph's ``Constant`` nodes into initializers of the same name.
+
+    Exporters other than PyTorch's (TensorFlow's, PaddlePaddle's, older ones) store every weight
+    as a ``Constant`` node. As nodes they would be blocks of their own, with 0 weight bytes,
+    placed and timed apart from the layer that reads them, and shipped over a link on every
+    request. As initializers they are what they are: weights of the blocks that read them,
+    copied into every component that needs one. ONNX Runtime makes the same change when it
+    loads a model, so results are unchanged. A constant that is itself a model output, and
+    sparse or string constants, stay nodes.
+    """
+    graph = proto.graph
+    outputs = {o.name for o in graph.output}
+    kept, lifted = [], []
+    for node in graph.node:
+        tensor = None
+        lift = node.op_type == "Constant" and node.domain in ("", "ai.onnx")
+        if lift and node.output[0] not in outputs:
+            tensor = _constant_tensor(node)
+        if tensor is None:
+            kept.append(node)
+        else:
+            tensor.name = node.output[0]
+            lifted.append(tensor)
+    if not lifted:
+        return
+    del graph.node[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(lifted)
+    if proto.ir_version < 4:  # before IR 4 every initializer must also be a graph input
+        graph.input.extend(
+            helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in lifted
+        )
+
+
+def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The value of a ``Constant`` node as a tensor, or ``None`` for kinds that stay nodes."""
+    (attribute,) = node.attribute
+    if attribute.name == "value":
+        if attribute.t.data_type == onnx.TensorProto.STRING:
+            return None
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(attribute.t)
+        return tensor
+    dtype = _CONSTANT_ATTRIBUTES.get(attribute.name)
+    if dtype is None:
+        return None
+    return numpy_helper.from_array(np.array(helper.get_attribute_value(attribute), dtype))
 
 
 def _real_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
