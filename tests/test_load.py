@@ -140,3 +140,28 @@ def test_scalar_constants_become_initializers(tmp_path: Path) -> None:
     x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
     (out,) = session(model.proto).run(["out"], {"x": x})
     np.testing.assert_array_equal(out, (x * 2.5).reshape(1, 12))
+
+
+def test_batch_stored_as_minus_one_is_dynamic(tmp_path: Path) -> None:
+    """Exporters that write a dynamic batch as -1: the error suggests a usable shape, and
+    --input-shape with any batch size fixes it."""
+    model = synthetic.attention()
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = -1
+    path = synthetic.save(model, tmp_path / "minus1.onnx")
+    with pytest.raises(ModelError, match=r"dynamic dimensions \(\?x6x8\).*x=1x6x8"):
+        load_model(path)
+    assert load_model(path, {"x": (2, 6, 8)}).values["y"].shape == (2, 6, 8)
+
+
+def test_symbolic_dimensions_are_named_in_the_suggested_shape(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], "relu")],
+        "image",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    )
+    path = tmp_path / "image.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(ModelError, match=r"\(Nx3xHxW\).*--input-shape x=1x3xHxW with the sizes"):
+        load_model(path)

@@ -10,7 +10,7 @@ mistakes end in a :class:`ModelError` that names the file and the fix.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,20 +235,17 @@ def _fix_input_shapes(
         dims = value.type.tensor_type.shape.dim
         given = input_shapes.get(name)
         if given is None:
-            dynamic = [i for i, d in enumerate(dims) if not d.HasField("dim_value")]
+            dynamic = [i for i, d in enumerate(dims) if not _is_fixed(d)]
             if dynamic or not value.type.tensor_type.HasField("shape"):
                 shown = "x".join(
-                    d.dim_param or "?" if not d.HasField("dim_value") else str(d.dim_value)
-                    for d in dims
+                    str(d.dim_value) if _is_fixed(d) else d.dim_param or "?" for d in dims
                 )
                 raise ModelError(
                     f"input {name!r} has dynamic dimensions ({shown or 'unknown rank'})",
                     file=path,
                     field="--input-shape",
-                    fix=f"give a concrete shape, e.g. --input-shape {name}="
-                    + "x".join(
-                        "1" if not d.HasField("dim_value") else str(d.dim_value) for d in dims
-                    ),
+                    fix=f"give a concrete shape, e.g. --input-shape {name}={_example_shape(dims)}"
+                    " with the sizes your inputs have",
                 )
             continue
         if len(dims) and len(dims) != len(given):
@@ -260,7 +257,7 @@ def _fix_input_shapes(
                 fix=f"give {len(dims)} dimensions",
             )
         for i, (d, g) in enumerate(zip(dims, given, strict=False)):
-            if d.HasField("dim_value") and d.dim_value != g:
+            if _is_fixed(d) and d.dim_value != g:
                 raise ModelError(
                     f"input {name!r} dimension {i} is fixed to {d.dim_value} in the model, not {g}",
                     file=path,
@@ -275,6 +272,20 @@ def _fix_input_shapes(
         del proto.graph.value_info[:]
         for out in proto.graph.output:
             out.type.tensor_type.ClearField("shape")
+
+
+def _is_fixed(dim: onnx.TensorShapeProto.Dimension) -> bool:
+    """A dimension with a size. Some exporters write a dynamic one as ``-1`` (or ``0``)."""
+    return dim.HasField("dim_value") and dim.dim_value > 0
+
+
+def _example_shape(dims: Sequence[onnx.TensorShapeProto.Dimension]) -> str:
+    """An ``--input-shape`` value to start from: fixed sizes as they are, a dynamic first
+    (batch) dimension as 1, other dynamic ones by their symbolic name, e.g. ``1x3xHxW``."""
+    return "x".join(
+        str(d.dim_value) if _is_fixed(d) else "1" if i == 0 else (d.dim_param or f"D{i}")
+        for i, d in enumerate(dims)
+    )
 
 
 def _infer_shapes(path: Path, proto: onnx.ModelProto) -> onnx.ModelProto:
