@@ -86,9 +86,19 @@ def test_three_tier_example_matches_the_papers() -> None:
     assert infra.link("device", "edge").transfer_s(5e6) == pytest.approx(1.005)
 
 
-@pytest.mark.parametrize("name", ["device-only", "device-edge", "three-tier"])
+@pytest.mark.parametrize("name", ["device-only", "device-edge", "three-tier", "device-behind-edge"])
 def test_every_example_loads(name: str) -> None:
     assert load_infra(EXAMPLES / f"{name}.yaml").device == "device"
+
+
+def test_device_behind_edge_example_reaches_the_cloud_through_the_edge() -> None:
+    infra = load_infra(EXAMPLES / "device-behind-edge.yaml")
+    assert not infra.has_link("device", "cloud") and not infra.has_link("cloud", "device")
+    up, down = infra.route("device", "cloud"), infra.route("cloud", "device")
+    assert up.via == down.via == ("edge",)
+    assert up.transfer_s(0) == down.transfer_s(0) == pytest.approx(0.055)
+    assert up.transfer_s(1e6) == pytest.approx(0.055 + 1e6 / 5e6 + 1e6 / 20e6)
+    assert down.transfer_s(1e6) == pytest.approx(0.055 + 1e6 / 100e6 + 1e6 / 20e6)
 
 
 def _node(name: str, role: str = "edge", **extra: object) -> dict[str, object]:
@@ -250,21 +260,22 @@ def test_shortest_route_is_least_latency_then_fewest_hops_then_names() -> None:
     data["nodes"] = [*data["nodes"], _node("fog"), _node("alp")]  # type: ignore[list-item]
     data["links"] = [
         *data["links"],  # type: ignore[misc]
+        # dev → cloud: 2 ms via fog or via alp beat 55 ms via edge; the tie goes to the names
         _link("dev", "fog", latency="1ms"),
-        _link("fog", "cloud", latency="1ms"),  # 2 ms via fog beats 55 ms via edge
-        _link("fog", "dev", latency="1ms"),
-        _link("dev", "alp", latency="1ms", symmetric=True),
-        _link("alp", "cloud", latency="1ms", symmetric=True),  # ties fog: names decide
-        _link("cloud", "dev", latency="55ms"),  # ties cloud → edge → dev: fewer hops win
+        _link("fog", "cloud", latency="1ms"),
+        _link("dev", "alp", latency="1ms"),
+        _link("alp", "cloud", latency="1ms"),
+        # cloud → dev: 20 + 20 + 15 ms ties 50 + 5 ms via edge; fewer hops win
+        _link("cloud", "fog", latency="20ms"),
+        _link("fog", "alp", latency="20ms"),
+        _link("alp", "dev", latency="15ms"),
     ]
     infra = infra_from_dict(data)
     assert infra.route("dev", "cloud").via == ("alp",)
-    assert infra.route("cloud", "dev").via == ("alp",)
-    data["links"] = [lk for lk in data["links"] if "alp" not in (lk["from"], lk["to"])]
-    data["nodes"] = data["nodes"][:4]
-    infra = infra_from_dict(data)
-    assert infra.route("dev", "cloud").via == ("fog",)
-    assert infra.route("cloud", "dev").via == ()
+    assert infra.route("cloud", "dev").via == ("edge",)
+    # a direct link is used whatever the latency of a path around it
+    data["links"] = [*data["links"], _link("cloud", "dev", latency="900ms")]
+    assert infra_from_dict(data).route("cloud", "dev").via == ()
 
 
 def test_an_explicit_via_pins_the_route() -> None:
@@ -334,7 +345,7 @@ def test_route_between_unconnected_nodes_is_an_input_error() -> None:
         links=(Link("dev", "edge", 1e6, 0.0),),
     )
     assert infra.has_route("dev", "edge") and not infra.has_route("edge", "dev")
-    with pytest.raises(InputError, match="no route from 'edge' to 'dev'.*Fix: add links"):
+    with pytest.raises(InputError, match=r"no route from 'edge' to 'dev'.*Fix: add links"):
         infra.route("edge", "dev")
 
 

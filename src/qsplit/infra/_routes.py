@@ -1,13 +1,14 @@
 """Routes between nodes without a direct link: the path a transfer takes through other nodes.
 
-The infrastructure file lists direct links; where two nodes have none, a transfer follows a path
-of links through intermediate nodes that store and forward it. The default path is the
-**shortest**: least total one-way latency, then fewest hops, then the alphabetically first
-sequence of node names, so the choice never depends on dictionary order. Latencies are compared
-in whole nanoseconds: ``5 ms + 50 ms`` and a direct ``55 ms`` tie exactly, and the direct link
-(fewer hops) wins, instead of floating-point rounding picking one. Bandwidth is left out on
-purpose: which path is fastest for a tensor depends on its size, and a route has to be one path
-for every tensor; an explicit ``via`` in the file picks another one.
+The infrastructure file lists direct links, and a transfer between two linked nodes takes their
+link. Where two nodes have none, a transfer follows a path of links through intermediate nodes
+that store and forward it. The default path is the **shortest**: least total one-way latency,
+then fewest hops, then the alphabetically first sequence of node names, so the choice never
+depends on dictionary order. Latencies are compared in whole nanoseconds: ``5 ms + 50 ms`` and
+``20 ms + 20 ms + 15 ms`` tie exactly, and the path with fewer hops wins, instead of
+floating-point rounding picking one. Bandwidth is left out on purpose: which path is fastest for
+a tensor depends on its size, and a route has to be one path for every tensor; an explicit
+``via`` in the file picks another one.
 """
 
 from __future__ import annotations

@@ -100,8 +100,8 @@ class Infra:
     nodes: tuple[Node, ...]
     links: tuple[Link, ...]
     routes: tuple[PinnedRoute, ...] = ()
-    """Routes fixed by the file; every other pair without a link takes the shortest path
-    (:mod:`qsplit.infra._routes`)."""
+    """Routes fixed by the file. Other pairs use their direct link, or, without one, the
+    shortest path (:mod:`qsplit.infra._routes`)."""
     source: str | None = field(default=None, compare=False)
     """File it was loaded from, for messages."""
     _nodes: dict[str, Node] = field(init=False, repr=False, compare=False)
@@ -112,6 +112,7 @@ class Infra:
         object.__setattr__(self, "_nodes", {n.name: n for n in self.nodes})
         object.__setattr__(self, "_links", {(lk.source, lk.target): lk for lk in self.links})
         paths = shortest_paths(self.node_names, self.links)
+        paths.update({pair: pair for pair in self._links})
         for pinned in self.routes:
             paths[pinned.source, pinned.target] = (pinned.source, *pinned.via, pinned.target)
         routes = {
@@ -157,8 +158,9 @@ class Infra:
         return (source, target) in self._routes
 
     def route(self, source: str, target: str) -> Route:
-        """How a transfer ``source → target`` travels (``source ≠ target``): the direct link,
-        the file's pinned route, or the shortest path; :class:`InputError` when none exists."""
+        """How a transfer ``source → target`` travels (``source ≠ target``): the file's pinned
+        route, else the direct link, else the shortest path; :class:`InputError` when none
+        exists."""
         try:
             return self._routes[(source, target)]
         except KeyError:
