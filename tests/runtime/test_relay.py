@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from agents import AgentProcess, infra_for, running_agents
 from conftest import random_feeds, session
 from qsplit.model import analyze
 from qsplit.runtime import build_deployment, connect
+from qsplit.runtime.errors import TransportError
 
 CHAIN = (("device", "edge"), ("edge", "cloud"))
 """A device behind an edge gateway: no direct device ↔ cloud link."""
@@ -79,3 +81,22 @@ def test_model_inputs_and_outputs_of_a_cloud_only_plan_are_relayed(
     }
     assert sent[("device", "edge")] == sent[("edge", "cloud")]
     assert sent[("cloud", "edge")] == sent[("edge", "device")]
+
+
+def test_a_dead_relay_is_named_at_once(tmp_path: Path) -> None:
+    """The relay runs no component, yet a request whose data needs it fails naming it, without
+    waiting for the request's deadline."""
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    blocks = analyze(str(path))[1].block_names
+    feeds = random_feeds(onnx.load(path))
+    with running_agents("device", "edge", "cloud") as agents:
+        infra = infra_for(agents, links=CHAIN)
+        deployment = build_deployment(path, dict.fromkeys(blocks, "cloud"), infra)
+        with connect(deployment, infra, timeout_s=20.0) as s:
+            s.infer(feeds)
+            agents["edge"].kill()
+            start = time.monotonic()
+            with pytest.raises(TransportError) as caught:
+                s.infer(feeds)
+            assert time.monotonic() - start < 5.0
+            assert caught.value.peer == "edge" and "'edge'" in str(caught.value)
