@@ -60,14 +60,6 @@ class Route:
     hops: tuple[Link, ...]
 
     @property
-    def source(self) -> str:
-        return self.hops[0].source
-
-    @property
-    def target(self) -> str:
-        return self.hops[-1].target
-
-    @property
     def via(self) -> tuple[str, ...]:
         """The intermediate nodes (empty for a direct link)."""
         return tuple(link.target for link in self.hops[:-1])
