@@ -6,7 +6,7 @@ import itertools
 import random
 from collections.abc import Iterable, Sequence
 
-from qsplit.infra import Infra, Link, Node
+from qsplit.infra import Infra, Link, Node, PinnedRoute
 from qsplit.model import Block, LayerGraph, ModelInfo, Tensor
 from qsplit.profile import BlockTiming, ComputeProfile
 from qsplit.quant import NoisePolynomial, NoiseTerm
@@ -47,9 +47,10 @@ def graph(
 def infra(
     nodes: Sequence[tuple[str, float, float, int]],
     links: Iterable[tuple[str, str, float, float]],
+    routes: Iterable[tuple[str, str, tuple[str, ...]]] = (),
 ) -> Infra:
     """Nodes as ``(name, compute W, transmit W, memory bytes)``; the first is the device.
-    Links as ``(from, to, bandwidth B/s, latency s)``."""
+    Links as ``(from, to, bandwidth B/s, latency s)``; pinned routes as ``(from, to, via)``."""
     return Infra(
         device=nodes[0][0],
         nodes=tuple(
@@ -57,6 +58,7 @@ def infra(
             for i, (name, pc, px, mem) in enumerate(nodes)
         ),
         links=tuple(Link(*lk) for lk in links),
+        routes=tuple(PinnedRoute(*r) for r in routes),
     )
 
 

@@ -36,8 +36,10 @@ def random_problem(
     quantizable: int = 0,
     noise_max: float | None = None,
     latency_model: LatencyModel = "sum",
+    behind_edge: bool = False,
 ) -> PlanningProblem:
-    """A random DAG on a device plus ``nodes - 1`` faster, hungrier nodes on a full mesh."""
+    """A random DAG on a device plus ``nodes - 1`` faster, hungrier nodes on a full mesh, or,
+    ``behind_edge``, without the direct device ↔ cloud links (the cloud is reached via the edge)."""
     rng = random.Random(seed)
     graph = random_dag(rng, blocks)
     names = ["dev", "edge", "cloud"][:nodes]
@@ -60,7 +62,7 @@ def random_problem(
             (a, b, rng.uniform(1e6, 5e7), rng.uniform(0.001, 0.05))
             for a in names
             for b in names
-            if a != b
+            if a != b and not (behind_edge and {a, b} == {"dev", "cloud"})
         ],
     )
     poly = None
@@ -166,3 +168,44 @@ def test_device_energy_budget_steers_the_split_when_it_can() -> None:
 def test_a_lone_device_has_only_the_local_baseline() -> None:
     problem = random_problem(4, 6, nodes=1, quantizable=2, noise_max=0.05)
     assert list(baseline_plans(problem)) == ["dev-only"]
+
+
+@pytest.mark.parametrize("latency_model", ["sum", "critical-path"])
+@pytest.mark.parametrize("seed", range(3))
+def test_baselines_on_a_device_behind_an_edge_route_through_it(
+    seed: int, latency_model: LatencyModel
+) -> None:
+    problem = random_problem(
+        seed, 10, quantizable=3, noise_max=0.05, latency_model=latency_model, behind_edge=True
+    )
+    assert not problem.infra.has_link("dev", "cloud")
+    plans = baseline_plans(problem, PAYOFF)
+    assert list(plans) == [
+        "dev-only", "edge-only", "cloud-only", "best-split", "min-cut", "qpart"
+    ]  # fmt: skip
+    for baseline in plans.values():
+        assert baseline.evaluation == evaluate(problem, baseline.assignment, baseline.quantized)
+    cloud = plans["cloud-only"].evaluation
+    assert set(cloud.transfer_s) == {
+        ("dev", "edge"), ("edge", "cloud"), ("cloud", "edge"), ("edge", "dev")
+    }  # fmt: skip
+    # the edge relays: its transmit power pays the edge → cloud hop, the device only its own
+    dev = problem.infra.node("dev")
+    assert cloud.device_energy_j == pytest.approx(
+        dev.compute_power_w * cloud.compute_s["dev"]
+        + dev.transmit_power_w * cloud.transfer_s[("dev", "edge")]
+    )
+    if latency_model == "sum":
+        graph = problem.graph
+        splits = [
+            objective(evaluate(problem, split_assignment(graph, "dev", node, position)))
+            for node in ("edge", "cloud")
+            for position in range(len(graph.blocks) + 1)
+        ]
+        assert objective(plans["best-split"].evaluation) == pytest.approx(min(splits), rel=1e-9)
+        pairs = [
+            objective(evaluate(problem, a))
+            for node in ("edge", "cloud")
+            for a in all_assignments(graph.block_names, ["dev", node])
+        ]
+        assert objective(plans["min-cut"].evaluation) == pytest.approx(min(pairs), rel=1e-9)

@@ -3,7 +3,9 @@
 For each instance every (assignment, quantization mask) is priced with :func:`evaluate`; the
 planner's plan must be feasible, priced exactly as evaluate() prices it, and reach the
 brute-force optimum of the same normalised objective, for both latency models. Infeasible
-instances must name a binding bound and its least feasible value.
+instances must name a binding bound and its least feasible value. The routed instances have
+node pairs without a direct link (the device behind an edge, a node reachable only through
+another, one-way links) and pinned ``via`` routes, so transfers are relayed over several hops.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from qsplit.plan._planner import LEX_TOLERANCE
 
 SEEDS = range(150)
 TIGHT_SEEDS = range(1000, 1060)
+ROUTED_SEEDS = range(2000, 2060)
 SOLVE_TIMES_S: list[float] = []
 
 
@@ -35,17 +38,42 @@ class Candidate:
     feasible: bool
 
 
-def random_problem(seed: int, latency_model: str, tight: bool = False) -> PlanningProblem:
-    """A random instance; ``tight`` draws bounds from the low end, so many are infeasible."""
+def _routed_topology(rng: random.Random) -> tuple[list[str], list, list]:
+    """dev ↔ edge ↔ cloud with the direct dev ↔ cloud links each present only now and then,
+    sometimes a ``fog`` node hanging off the edge alone, and now and then a pinned route."""
+    names = ["dev", "edge", "cloud", "fog"][: rng.choice((3, 3, 4))]
+    pairs = [("dev", "edge"), ("edge", "dev"), ("edge", "cloud"), ("cloud", "edge")]
+    pairs += [p for p in (("dev", "cloud"), ("cloud", "dev")) if rng.random() < 0.3]
+    if "fog" in names:
+        pairs += [("fog", "edge"), ("edge", "fog")]
+    links = [(a, b, rng.uniform(2e5, 2e7), rng.uniform(0, 0.05)) for a, b in pairs]
+    routes = []
+    if ("dev", "cloud") in pairs and rng.random() < 0.5:
+        routes.append(("dev", "cloud", ("edge",)))  # pinned past the direct link
+    if "fog" in names and rng.random() < 0.5:
+        routes.append(("fog", "dev", ("edge",)))  # the only path, pinned all the same
+    return names, links, routes
+
+
+def random_problem(
+    seed: int, latency_model: str, tight: bool = False, routed: bool = False
+) -> PlanningProblem:
+    """A random instance; ``tight`` draws bounds from the low end, so many are infeasible;
+    ``routed`` draws a topology where some transfers need routes through other nodes."""
     rng = random.Random(seed)
-    n_nodes = rng.choice((2, 2, 3))
-    n_blocks = rng.randint(3, 7) if n_nodes == 2 else rng.randint(2, 5)
-    graph = random_dag(rng, n_blocks)
-    names = ["dev", "edge", "cloud"][:n_nodes]
-    links = []
-    for a, b in itertools.permutations(names, 2):
-        if "dev" in (a, b) or rng.random() < 0.8:
-            links.append((a, b, rng.uniform(2e5, 2e7), rng.uniform(0, 0.05)))
+    routes: list = []
+    if routed:
+        names, links, routes = _routed_topology(rng)
+        graph = random_dag(rng, rng.randint(2, 5 if len(names) == 3 else 4))
+    else:
+        n_nodes = rng.choice((2, 2, 3))
+        n_blocks = rng.randint(3, 7) if n_nodes == 2 else rng.randint(2, 5)
+        graph = random_dag(rng, n_blocks)
+        names = ["dev", "edge", "cloud"][:n_nodes]
+        links = []
+        for a, b in itertools.permutations(names, 2):
+            if "dev" in (a, b) or rng.random() < 0.8:
+                links.append((a, b, rng.uniform(2e5, 2e7), rng.uniform(0, 0.05)))
     total_bytes = sum(t.bytes for t in graph.tensors) + graph.total_weight_bytes
     nodes = [
         (
@@ -84,7 +112,7 @@ def random_problem(seed: int, latency_model: str, tight: bool = False) -> Planni
     weights = rng.choice([(0.5, 0.5), (1.0, 0.0), (0.0, 1.0), (0.2, 0.8), (0.9, 0.3)])
     problem = PlanningProblem(
         graph,
-        infra(nodes, links),
+        infra(nodes, links, routes),
         profiles,
         poly,
         Bounds(memory=True),
@@ -171,6 +199,14 @@ def best_objective(
 @pytest.mark.parametrize("seed", SEEDS)
 def test_milp_matches_brute_force(seed: int, latency_model: str) -> None:
     _check_against_brute_force(random_problem(seed, latency_model))
+
+
+@pytest.mark.parametrize("latency_model", ["sum", "critical-path"])
+@pytest.mark.parametrize("seed", ROUTED_SEEDS)
+def test_milp_matches_brute_force_on_routed_topologies(seed: int, latency_model: str) -> None:
+    problem = random_problem(seed, latency_model, routed=True)
+    assert not problem.infra.has_link("dev", "cloud") or problem.infra.has_link("cloud", "edge")
+    _check_against_brute_force(problem)
 
 
 @pytest.mark.parametrize("seed", TIGHT_SEEDS)

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 import qsplit
 from qsplit.errors import InputError
 from qsplit.infra import (
+    Infra,
+    Link,
+    Node,
     infra_from_dict,
     load_infra,
     parse_bandwidth,
@@ -82,9 +86,19 @@ def test_three_tier_example_matches_the_papers() -> None:
     assert infra.link("device", "edge").transfer_s(5e6) == pytest.approx(1.005)
 
 
-@pytest.mark.parametrize("name", ["device-only", "device-edge", "three-tier"])
+@pytest.mark.parametrize("name", ["device-only", "device-edge", "three-tier", "device-behind-edge"])
 def test_every_example_loads(name: str) -> None:
     assert load_infra(EXAMPLES / f"{name}.yaml").device == "device"
+
+
+def test_device_behind_edge_example_reaches_the_cloud_through_the_edge() -> None:
+    infra = load_infra(EXAMPLES / "device-behind-edge.yaml")
+    assert not infra.has_link("device", "cloud") and not infra.has_link("cloud", "device")
+    up, down = infra.route("device", "cloud"), infra.route("cloud", "device")
+    assert up.via == down.via == ("edge",)
+    assert up.transfer_s(0) == down.transfer_s(0) == pytest.approx(0.055)
+    assert up.transfer_s(1e6) == pytest.approx(0.055 + 1e6 / 5e6 + 1e6 / 20e6)
+    assert down.transfer_s(1e6) == pytest.approx(0.055 + 1e6 / 100e6 + 1e6 / 20e6)
 
 
 def _node(name: str, role: str = "edge", **extra: object) -> dict[str, object]:
@@ -215,6 +229,124 @@ def test_reachable_through_another_node_is_enough() -> None:
     data["nodes"] = [_node("dev", "device"), _node("edge"), _node("cloud", "cloud")]
     data["links"] = [_link("dev", "edge", symmetric=True), _link("edge", "cloud", symmetric=True)]
     assert validate_infra(data) == ()
+
+
+def _chain(**extra: object) -> dict[str, object]:
+    """dev ↔ edge ↔ cloud, no direct dev ↔ cloud link: a device behind an edge gateway."""
+    data = _valid()
+    data["nodes"] = [_node("dev", "device"), _node("edge"), _node("cloud", "cloud")]
+    data["links"] = [
+        _link("dev", "edge", symmetric=True),
+        _link("edge", "cloud", symmetric=True, latency="50ms", bandwidth="20MB/s"),
+    ]
+    return {**data, **extra}
+
+
+def test_a_transfer_without_a_link_follows_the_route_through_other_nodes() -> None:
+    infra = infra_from_dict(_chain())
+    route = infra.route("dev", "cloud")
+    assert route.via == ("edge",)
+    assert [(h.source, h.target) for h in route.hops] == [("dev", "edge"), ("edge", "cloud")]
+    # store-and-forward: each hop's latency plus the bytes at that hop's bandwidth
+    hops = route.hop_s(1e6)
+    assert [s for _, s in hops] == pytest.approx([0.005 + 1e6 / 5e6, 0.05 + 1e6 / 20e6])
+    assert route.transfer_s(1e6) == pytest.approx(0.205 + 0.1)
+    assert infra.route("cloud", "dev").via == ("edge",)
+    assert infra.route("dev", "edge").via == ()  # a direct link is a route of one hop
+
+
+def test_shortest_route_is_least_latency_then_fewest_hops_then_names() -> None:
+    data = _chain()
+    data["nodes"] = [*data["nodes"], _node("fog"), _node("alp")]  # type: ignore[list-item]
+    data["links"] = [
+        *data["links"],  # type: ignore[misc]
+        # dev → cloud: 2 ms via fog or via alp beat 55 ms via edge; the tie goes to the names
+        _link("dev", "fog", latency="1ms"),
+        _link("fog", "cloud", latency="1ms"),
+        _link("dev", "alp", latency="1ms"),
+        _link("alp", "cloud", latency="1ms"),
+        # cloud → dev: 20 + 20 + 15 ms ties 50 + 5 ms via edge; fewer hops win
+        _link("cloud", "fog", latency="20ms"),
+        _link("fog", "alp", latency="20ms"),
+        _link("alp", "dev", latency="15ms"),
+    ]
+    infra = infra_from_dict(data)
+    assert infra.route("dev", "cloud").via == ("alp",)
+    assert infra.route("cloud", "dev").via == ("edge",)
+    # a direct link is used whatever the latency of a path around it
+    data["links"] = [*data["links"], _link("cloud", "dev", latency="900ms")]
+    assert infra_from_dict(data).route("cloud", "dev").via == ()
+
+
+def test_an_explicit_via_pins_the_route() -> None:
+    data = _chain()
+    data["links"] = [*data["links"], _link("dev", "cloud", latency="55ms", symmetric=True)]
+    assert infra_from_dict(data).route("dev", "cloud").via == ()
+    data["routes"] = [{"from": "dev", "to": "cloud", "via": ["edge"], "symmetric": True}]
+    infra = infra_from_dict(data)
+    assert infra.route("dev", "cloud").via == ("edge",)
+    assert infra.route("cloud", "dev").via == ("edge",)
+    assert infra.route("edge", "dev").via == ()
+
+
+@pytest.mark.parametrize(
+    ("route", "field", "words"),
+    [
+        ({"from": "dev", "to": "cloud", "via": ["fog"]}, "routes[0].via[0]", "unknown node 'fog'"),
+        ({"from": "dev", "to": "mars", "via": ["edge"]}, "routes[0].to", "unknown node 'mars'"),
+        ({"from": "dev", "to": "cloud", "via": []}, "routes[0].via", "no link dev → cloud"),
+        (
+            {"from": "edge", "to": "cloud", "via": ["dev"]},
+            "routes[0].via",
+            "no link dev → cloud on the route edge → dev → cloud",
+        ),
+        ({"from": "dev", "to": "cloud", "via": ["edge", "dev"]}, "routes[0]", "a node twice"),
+        ({"from": "dev", "to": "cloud", "via": "edge"}, "routes[0].via", "list"),
+        ({"from": "dev", "to": "cloud", "over": ["edge"]}, "routes[0].over", "unknown field"),
+    ],
+)
+def test_a_bad_route_is_named(route: dict[str, object], field: str, words: str) -> None:
+    problems = validate_infra(_chain(routes=[route]))
+    assert field in [p.field for p in problems], problems
+    assert any(words in p.problem for p in problems if p.field == field), problems
+
+
+def test_a_symmetric_route_needs_the_reverse_links_and_one_route_per_direction() -> None:
+    data = _chain()
+    data["links"] = [
+        _link("dev", "edge", symmetric=True),
+        _link("edge", "cloud"),
+        _link("cloud", "dev"),
+    ]
+    data["routes"] = [{"from": "dev", "to": "cloud", "via": ["edge"], "symmetric": True}]
+    assert [(p.field, p.problem) for p in validate_infra(data)] == [
+        ("routes[0].symmetric", "no link cloud → edge on the route cloud → edge → dev")
+    ]
+    data = _chain(routes=[{"from": "dev", "to": "cloud", "via": ["edge"]}] * 2)
+    assert _fields(data) == ["routes[1]"]
+
+
+def test_a_node_without_a_route_back_is_named_with_file_field_and_fix(tmp_path: Path) -> None:
+    data = _chain()
+    data["links"] = [_link("dev", "edge", symmetric=True), _link("edge", "cloud")]
+    path = tmp_path / "behind-edge.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError) as info:
+        load_infra(path)
+    message = str(info.value)
+    assert str(path) in message and "nodes[2]:" in message and "Fix: add links" in message
+    assert "node 'cloud' cannot send back to 'dev'" in message
+
+
+def test_route_between_unconnected_nodes_is_an_input_error() -> None:
+    infra = Infra(
+        device="dev",
+        nodes=(Node("dev", "device", 1, 1, 1), Node("edge", "edge", 1, 1, 1)),
+        links=(Link("dev", "edge", 1e6, 0.0),),
+    )
+    assert infra.has_route("dev", "edge") and not infra.has_route("edge", "dev")
+    with pytest.raises(InputError, match=r"no route from 'edge' to 'dev'.*Fix: add links"):
+        infra.route("edge", "dev")
 
 
 def test_not_a_mapping() -> None:

@@ -238,6 +238,32 @@ def test_cli_plan_writes_the_plan_and_compares_baselines(tmp_path: Path) -> None
     assert isinstance(infeasible.exception, InfeasibleError)
 
 
+def test_cli_plans_for_a_device_behind_an_edge(tmp_path: Path) -> None:
+    """The shipped example has no device ↔ cloud link: every baseline, cloud-only included,
+    routes through the edge, and the plan is priced the same way."""
+    infra_yaml = Path(qsplit.__file__).parent / "examples" / "device-behind-edge.yaml"
+    GRAPH.save(str(tmp_path / "graph.json"))
+    scale = {"device": 1.0, "edge": 0.3, "cloud": 0.05}
+    for p in _profiles(tuple(scale), scale).values():
+        p.save(str(tmp_path / "profiles" / f"{p.node}.json"))
+    out = tmp_path / "plan.json"
+    args = ["plan", "--graph", str(tmp_path / "graph.json"), "--infra", str(infra_yaml)]
+    args += ["--profiles", str(tmp_path / "profiles"), "--out", str(out)]
+    result = CliRunner().invoke(app, args, terminal_width=140)
+    assert result.exit_code == 0, result.output
+    saved = Plan.load(out)
+    assert {"device-only", "edge-only", "cloud-only", "best-split", "min-cut"} <= set(
+        saved.baselines
+    )
+    problem = load_problem(tmp_path / "graph.json", infra_yaml, [tmp_path / "profiles"])
+    cloud = evaluate(problem, dict.fromkeys(GRAPH.block_names, "cloud"))
+    assert ("device", "cloud") not in cloud.transfer_s
+    assert saved.baselines["cloud-only"].latency_s == pytest.approx(cloud.latency_s)
+    assert saved.predicted.energy_j == pytest.approx(
+        evaluate(problem, saved.assignment, saved.quantized).energy_j
+    )
+
+
 def test_cli_help_has_an_example() -> None:
     result = CliRunner().invoke(app, ["plan", "--help"], terminal_width=200)
     assert result.exit_code == 0

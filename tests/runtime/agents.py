@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from qsplit.infra import Infra, Node
+from qsplit.infra import Infra, Link, Node
 
 START_TIMEOUT_S = 20.0
 
@@ -79,11 +80,20 @@ def restart(agent: AgentProcess) -> AgentProcess:
         raise
 
 
-def infra_for(agents: dict[str, AgentProcess], device: str = "device") -> Infra:
-    """An infra whose nodes are the running agents (links are irrelevant to the runtime)."""
+def infra_for(
+    agents: dict[str, AgentProcess],
+    device: str = "device",
+    links: Iterable[tuple[str, str]] | None = None,
+) -> Infra:
+    """An infra whose nodes are the running agents, linked as ``links`` say (both directions of
+    each pair; default: every pair, so no data is relayed). The runtime only uses the links'
+    topology, to route; their numbers are nominal."""
     nodes = tuple(
         Node(name, "edge", 1.0, 1.0, 2**30, address=agent.address) for name, agent in agents.items()
     )
     if device not in agents:
         nodes = (Node(device, "device", 1.0, 1.0, 2**30), *nodes)
-    return Infra(device=device, nodes=nodes, links=())
+    names = [n.name for n in nodes]
+    pairs = itertools.combinations(names, 2) if links is None else links
+    both = [(a, b) for pair in pairs for a, b in (pair, pair[::-1])]
+    return Infra(device=device, nodes=nodes, links=tuple(Link(a, b, 1e8, 0.0) for a, b in both))

@@ -98,6 +98,8 @@ def test_a_min_agent_lowers_an_inflated_reference(
         routes={},
         returns=(),
         peers={},
+        via={},
+        return_via=[],
         quant={},
         session=sess,
         fixed_outputs={},

@@ -1,7 +1,8 @@
-"""Infrastructure: the machines (nodes), the directed links between them, and their units."""
+"""Infrastructure: the machines (nodes), the directed links between them, the routes transfers
+take where two nodes have no direct link, and their units."""
 
 from qsplit.infra._load import InfraProblem, infra_from_dict, load_infra, validate_infra
-from qsplit.infra._types import Infra, Link, Node, Role
+from qsplit.infra._types import Infra, Link, Node, PinnedRoute, Role, Route
 from qsplit.infra._units import parse_bandwidth, parse_duration, parse_memory
 
 __all__ = [
@@ -9,7 +10,9 @@ __all__ = [
     "InfraProblem",
     "Link",
     "Node",
+    "PinnedRoute",
     "Role",
+    "Route",
     "infra_from_dict",
     "load_infra",
     "parse_bandwidth",

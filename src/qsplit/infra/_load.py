@@ -2,14 +2,16 @@
 
 Validation happens in two passes that both always run, so that one pass of fixes is enough:
 the pydantic schema checks each field (types, units, signs), and :func:`_check_topology` checks
-what relates fields to each other (unique names, known link ends, the device, reachability) on
-the raw document, tolerating entries the schema pass already rejected.
+what relates fields to each other (unique names, known link ends, the device, reachability,
+pinned routes made of links) on the raw document, tolerating entries the schema pass already
+rejected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,7 +27,7 @@ from pydantic import (
 )
 
 from qsplit.errors import InputError
-from qsplit.infra._types import Infra, Link, Node
+from qsplit.infra._types import Infra, Link, Node, PinnedRoute
 from qsplit.infra._units import (
     BANDWIDTH_EXAMPLES,
     DURATION_EXAMPLES,
@@ -74,6 +76,15 @@ class _LinkDoc(BaseModel):
     symmetric: bool = False
 
 
+class _RouteDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    via: list[str]
+    symmetric: bool = False
+
+
 class _InfraDoc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,6 +92,7 @@ class _InfraDoc(BaseModel):
     device: str
     nodes: list[_NodeDoc] = Field(min_length=1)
     links: list[_LinkDoc] = Field(default_factory=list)
+    routes: list[_RouteDoc] = Field(default_factory=list)
 
 
 _FIXES = {
@@ -88,6 +100,8 @@ _FIXES = {
     "device": "name the requesting node, e.g. `device: device`",
     "nodes": "list the machines under `nodes:`",
     "links": "list directed links under `links:`",
+    "routes": "list pinned routes under `routes:`, e.g. `- {from: device, to: cloud, via: [edge]}`",
+    "via": "list the intermediate nodes in order, e.g. `via: [edge]`",
     "name": "give every node a unique, non-empty name",
     "role": "use one of device, edge, cloud",
     "compute_power_w": "give the power drawn while computing, in watts (≥ 0)",
@@ -163,6 +177,7 @@ def infra_from_dict(data: Any, *, source: str | None = None) -> Infra:
             for n in doc.nodes
         ),
         links=tuple(_expand_links(doc.links)),
+        routes=tuple(_expand_routes(doc.routes)),
         source=source,
     )
 
@@ -297,11 +312,68 @@ def _check_topology(data: Mapping[str, Any]) -> list[InfraProblem]:
                 problems.append(
                     InfraProblem(
                         f"nodes[{i}]",
-                        f"node {name!r} cannot {' or '.join(missing)} through the links",
+                        f"node {name!r} cannot {' or '.join(missing)} through the links, "
+                        "directly or via other nodes",
                         f"add links between {name!r} and the rest (`symmetric: true` adds both "
                         "directions), or remove the node",
                     )
                 )
+    problems.extend(_check_routes(data.get("routes"), set(first_seen), graph))
+    return problems
+
+
+def _check_routes(routes: Any, nodes: set[str], graph: nx.DiGraph) -> list[InfraProblem]:
+    """Pinned routes name known nodes, visit none twice, and step along existing links only."""
+    problems: list[InfraProblem] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        if not isinstance(route, Mapping):
+            continue
+        ends, via = [route.get("from"), route.get("to")], route.get("via")
+        if not isinstance(via, list) or not all(isinstance(n, str) for n in [*ends, *via]):
+            continue  # the schema pass reports the wrong types
+        unknown = [(key, n) for key, n in (("from", ends[0]), ("to", ends[1])) if n not in nodes]
+        unknown += [(f"via[{j}]", n) for j, n in enumerate(via) if n not in nodes]
+        for key, name in unknown:
+            problems.append(
+                InfraProblem(f"routes[{i}].{key}", f"unknown node {name!r}", _FIXES["from"])
+            )
+        if unknown:
+            continue
+        path = [ends[0], *via, ends[1]]
+        if len(set(path)) < len(path):
+            problems.append(
+                InfraProblem(
+                    f"routes[{i}]",
+                    f"route {' → '.join(path)} visits a node twice",
+                    "list each intermediate node once, and neither end among them",
+                )
+            )
+            continue
+        directions = {(ends[0], ends[1]): ("via", path)}
+        if route.get("symmetric") is True:
+            directions[ends[1], ends[0]] = ("symmetric", path[::-1])
+        for pair, (key, steps) in directions.items():
+            missing = [f"{a} → {b}" for a, b in pairwise(steps) if not graph.has_edge(a, b)]
+            if missing:
+                problems.append(
+                    InfraProblem(
+                        f"routes[{i}].{key}",
+                        f"no link {', '.join(missing)} on the route {' → '.join(steps)}",
+                        "add the missing link(s) under `links:`, or route through linked nodes"
+                        + (" (or drop `symmetric: true`)" if key == "symmetric" else ""),
+                    )
+                )
+            elif pair in seen:
+                problems.append(
+                    InfraProblem(
+                        f"routes[{i}]",
+                        f"duplicate route {pair[0]} → {pair[1]} (also routes[{seen[pair]}])",
+                        "keep one route per direction (`symmetric: true` adds the reverse)",
+                    )
+                )
+            else:
+                seen[pair] = i
     return problems
 
 
@@ -314,9 +386,18 @@ def _expand_links(docs: list[_LinkDoc]) -> list[Link]:
     return links
 
 
+def _expand_routes(docs: list[_RouteDoc]) -> list[PinnedRoute]:
+    routes = []
+    for doc in docs:
+        routes.append(PinnedRoute(doc.source, doc.target, tuple(doc.via)))
+        if doc.symmetric:
+            routes.append(PinnedRoute(doc.target, doc.source, tuple(reversed(doc.via))))
+    return routes
+
+
 def _document_order(problem: InfraProblem) -> tuple[Any, ...]:
     """Sort key following the file: top-level fields, then nodes, then links, by index."""
-    order = {"schema_version": 0, "device": 1, "nodes": 2, "links": 3}
+    order = {"schema_version": 0, "device": 1, "nodes": 2, "links": 3, "routes": 4}
     head = problem.field.split("[")[0].split(".")[0]
     index = problem.field.split("[")[1].split("]")[0] if "[" in problem.field else "-1"
-    return (order.get(head, 4), int(index) if index.isdigit() else -1, problem.field)
+    return (order.get(head, 5), int(index) if index.isdigit() else -1, problem.field)

@@ -2,15 +2,18 @@
 
 This is the single definition of cost in qsplit. The MILP is built from the same coefficient
 functions (:func:`wire_bytes`, :func:`weight_bytes`, :meth:`PlanningProblem.compute_s`,
-:meth:`Link.transfer_s`), baselines are priced with :func:`evaluate`, and every plan's predicted
+:meth:`Route.hop_s`), baselines are priced with :func:`evaluate`, and every plan's predicted
 values are :func:`evaluate` of its assignment, so a number never means two things.
 
 Definitions (docs/planner.md has the long form):
 
 * A tensor's **source** is its producer's node, or the device for a model input. Its
-  **destinations** are its consumers' nodes, plus the device when it is a model output. It crosses
-  each link ``source → destination`` (destination ≠ source) **once**, however many consumers sit
-  there, taking ``latency_s + wire_bytes / bandwidth``.
+  **destinations** are its consumers' nodes, plus the device when it is a model output. It is sent
+  **once** to each destination ≠ source, however many consumers sit there, along the route
+  ``source → destination`` (:meth:`Infra.route`: the direct link, or links through other nodes
+  that store and forward it). Each hop takes ``latency_s + wire_bytes / bandwidth`` of its link
+  and is charged to that link; the tensor arrives after the sum. Two destinations whose routes
+  share a hop are two transfers on it, as the runtime sends them.
 * A quantized producer sends its tensor at int8: one byte per element plus
   :data:`QUANT_PARAMS_BYTES` for scale and zero point. Non-float tensors always travel as they are.
 * Energy is ``Σ_k P^c_k·compute_s_k + Σ_(k,h) P^x_k·transfer_s_kh``; the device's energy is its
@@ -73,7 +76,7 @@ class Evaluation:
     compute_s: Mapping[str, float]
     """Per node: total compute time of its blocks."""
     transfer_s: Mapping[tuple[str, str], float]
-    """Per link used: total transfer time, latency included."""
+    """Per link used (relayed hops on their own links): total transfer time, latency included."""
     transfer_bytes: Mapping[tuple[str, str], float]
     """Per link used: bytes sent."""
     latency_model: LatencyModel
@@ -99,7 +102,7 @@ def evaluate(
 
     ``latency_model`` defaults to the problem's. Raises :class:`AssignmentError` for unknown or
     missing blocks or nodes, or a block that cannot be quantized, and :class:`InputError` when a
-    tensor would need a link the infrastructure does not have.
+    tensor would need a route the infrastructure does not have.
     """
     graph, infra = problem.graph, problem.infra
     _check(problem, assignment, quantized)
@@ -107,7 +110,7 @@ def evaluate(
     tally = _Tally(problem, assignment, quantized)
     for tensor in graph.tensors:
         if tensor.producer is None:
-            tally.route(tensor, ready_s=0.0)
+            tally.send(tensor, ready_s=0.0)
     reads = _consumed_tensors(graph)
     finish_s: dict[str, float] = {}
     for block in graph.blocks:  # topological order: producers finish before consumers start
@@ -115,7 +118,7 @@ def evaluate(
         start_s = max((tally.arrival_s[(t.name, node)] for t in reads[block.name]), default=0.0)
         finish_s[block.name] = start_s + tally.compute_block(block.name)
         for name in block.outputs:
-            tally.route(graph.tensor_by_name[name], ready_s=finish_s[block.name])
+            tally.send(graph.tensor_by_name[name], ready_s=finish_s[block.name])
 
     compute, transfer_s = tally.compute_s, tally.transfer_s
     if model == "sum":
@@ -199,8 +202,8 @@ class _Tally:
         self.memory_bytes[node] += weight_bytes(size, precision)
         return seconds
 
-    def route(self, tensor: Tensor, ready_s: float) -> None:
-        """Send ``tensor`` from its source to each destination node once."""
+    def send(self, tensor: Tensor, ready_s: float) -> None:
+        """Send ``tensor`` from its source to each destination node once, hop by hop."""
         infra = self._problem.infra
         producer = tensor.producer
         source = self._assignment[producer] if producer else infra.device
@@ -211,11 +214,13 @@ class _Tally:
         self.memory_bytes[source] += tensor.bytes
         size = wire_bytes(tensor, self._precision[producer] if producer else "fp32")
         for target in sorted(targets - {source}):
-            seconds = infra.link(source, target).transfer_s(size)
-            key = (source, target)
-            self.transfer_s[key] = self.transfer_s.get(key, 0.0) + seconds
-            self.transfer_bytes[key] = self.transfer_bytes.get(key, 0.0) + size
-            self.arrival_s[(tensor.name, target)] = ready_s + seconds
+            arrival_s = ready_s
+            for link, seconds in infra.route(source, target).hop_s(size):
+                key = (link.source, link.target)
+                self.transfer_s[key] = self.transfer_s.get(key, 0.0) + seconds
+                self.transfer_bytes[key] = self.transfer_bytes.get(key, 0.0) + size
+                arrival_s += seconds
+            self.arrival_s[(tensor.name, target)] = arrival_s
             self.memory_bytes[target] += tensor.bytes
 
 

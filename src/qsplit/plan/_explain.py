@@ -62,7 +62,7 @@ def explain_infeasible(
             "enough; relax several of them"
         )
     return InfeasibleError(
-        "no placement exists even without bounds: some tensor would need a link the "
+        "no placement exists even without bounds: some tensor would need a route the "
         "infrastructure lacks. Add the missing links (or `symmetric: true`) to the infra file",
         constraint="links",
     )

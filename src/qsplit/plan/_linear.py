@@ -5,7 +5,7 @@ of one price per (block, node, precision) and one per (tensor, source, destinati
 Split scans, the min-cut and the greedy quantizer rank thousands of candidate plans with these
 prices; every plan they return is then priced by :func:`qsplit.plan.evaluate`, the single cost
 model. The prices come from the same coefficient functions the cost model uses
-(:meth:`PlanningProblem.compute_s`, :func:`wire_bytes`, :meth:`Link.transfer_s`), so under the
+(:meth:`PlanningProblem.compute_s`, :func:`wire_bytes`, :meth:`Route.hop_s`), so under the
 sum model a ranking price equals the evaluated objective.
 """
 
@@ -75,13 +75,14 @@ class LinearPrices:
     def tensor(
         self, tensor: Tensor, source: str, targets: Iterable[str], precision: Precision = "fp32"
     ) -> Price:
-        """Sending ``tensor`` from ``source`` once to each other node in ``targets``."""
+        """Sending ``tensor`` from ``source`` once to each other node in ``targets``, along its
+        route: each hop at its sender's transmit power."""
         size = wire_bytes(tensor, precision)
-        power_w = self._power_w[source][1]
         objective = device_j = 0.0
         for target in set(targets) - {source}:
-            seconds = self.problem.infra.link(source, target).transfer_s(size)
-            objective += self._per_s * seconds + self._per_j * power_w * seconds
-            if source == self.device:
-                device_j += power_w * seconds
+            for link, seconds in self.problem.infra.route(source, target).hop_s(size):
+                joules = self._power_w[link.source][1] * seconds
+                objective += self._per_s * seconds + self._per_j * joules
+                if link.source == self.device:
+                    device_j += joules
         return Price(objective, device_j)

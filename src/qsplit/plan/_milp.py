@@ -8,8 +8,11 @@ once ``x`` and ``z`` are integral, and the LP relaxation stays nearly integral:
 * for each tensor → destination edge, ``e[k,h] ≥ 0`` with ``Σ_h e = x[src,k]`` and
   ``Σ_k e = x[dst,h]`` (source on ``k``, destination on ``h``); an endpoint pinned to the device
   (model input, model output) turns ``e`` into a plain placement variable;
-* ``carry[t,(k,h)]`` (tensor ``t`` crosses link ``k→h``): ``e`` itself when ``t`` has a single
-  destination, otherwise ``y ≥ e`` for each destination, so it is charged once per link;
+* ``carry[t,(k,h)]`` (tensor ``t`` is sent ``k→h``): ``e`` itself when ``t`` has a single
+  destination, otherwise ``y ≥ e`` for each destination, so it is charged once per node pair.
+  A pair without a direct link is a *virtual link*: the same variables, with the route's
+  coefficients (each hop's time charged to that hop's link and sender, :meth:`Infra.route`), so
+  the formulation keeps its size whatever the topology;
 * the carried (and, for the critical path, the per-edge) amounts are split by the producer's
   precision, ``Σ_l c_l = c`` and ``c_l ≤ z[src,l]``, to price quantized transfers;
 * noise: one AND variable per monomial, and an OR variable for the intercept (``η(∅) = 0``).
@@ -212,7 +215,7 @@ def _placement(b: _Builder) -> tuple[XVars, ZVars, dict[tuple[str, str, Precisio
 @dataclass
 class _Flows:
     transfer_s: dict[tuple[str, str], list[Expr]]
-    """Link → time of each tensor it carries."""
+    """Physical link → time of each tensor hop it carries (relayed hops on their own links)."""
     present: dict[str, list[Expr]]
     """Node → bytes of each tensor present on it."""
     edge_time: dict[tuple[str, str], Expr]
@@ -224,15 +227,23 @@ def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
     problem = b.problem
     infra = problem.infra
     nodes = infra.node_names
-    crossing = [(k, h) for k in nodes for h in nodes if k != h]
-    flows = _Flows({pair: [] for pair in crossing}, {k: [] for k in nodes}, {})
+    crossing = [(k, h) for k in nodes for h in nodes if k != h and infra.has_route(k, h)]
+    links = {(lk.source, lk.target): [] for lk in infra.links}
+    flows = _Flows(links, {k: [] for k in nodes}, {})
 
     def timed(tensor: Tensor, split: dict[tuple[str, str], dict[Precision, Expr]]) -> Expr:
+        """Arrival delay: the whole route's time (store-and-forward)."""
         return pulp.lpSum(
-            infra.link(k, h).transfer_s(wire_bytes(tensor, lv)) * amount
+            infra.route(k, h).transfer_s(wire_bytes(tensor, lv)) * amount
             for (k, h), amounts in split.items()
             for lv, amount in amounts.items()
         )
+
+    def hops(tensor: Tensor, pair: tuple[str, str], amounts: dict[Precision, Expr]) -> None:
+        """Charge each hop of the route ``pair`` to its own link."""
+        for lv, amount in amounts.items():
+            for link, seconds in infra.route(*pair).hop_s(wire_bytes(tensor, lv)):
+                flows.transfer_s[link.source, link.target].append(seconds * amount)
 
     for tensor in problem.graph.tensors:
         destinations = list(dict.fromkeys(tensor.consumers))
@@ -246,7 +257,7 @@ def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
         edges = {d: _edge(b, x, tensor.producer or _SOURCE, d) for d in destinations}
         if len(destinations) == 1:
             carry = edges[destinations[0]]
-        else:  # charged once per link: y ≥ each destination's edge on that link
+        else:  # charged once per node pair: y ≥ each destination's edge on that pair
             carry = {}
             for pair in crossing:
                 terms = [e[pair] for e in edges.values() if pair in e]
@@ -257,7 +268,7 @@ def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
                     carry[pair] = y + 0
         carried = _by_precision(b, z, tensor, carry)
         for (k, h), amounts in carried.items():
-            flows.transfer_s[k, h].append(timed(tensor, {(k, h): amounts}))
+            hops(tensor, (k, h), amounts)
             flows.present[h].append(tensor.bytes * carry[k, h])
         if problem.latency_model == "critical-path":
             for d, edge in edges.items():
@@ -292,7 +303,7 @@ def _edge(b: _Builder, x: XVars, source: str, destination: str) -> dict[tuple[st
     """Crossing part of a tensor edge: (k, h) → 1 when source is on k and destination on h ≠ k.
 
     ``source``/``destination`` are block names or the device-pinned source/sink. Pairs without a
-    link are left out of the marginals, which forbids placing the two ends across them.
+    route are left out of the marginals, which forbids placing the two ends across them.
     """
     infra = b.problem.infra
     nodes, device = infra.node_names, infra.device
@@ -307,12 +318,12 @@ def _edge(b: _Builder, x: XVars, source: str, destination: str) -> dict[tuple[st
             pair = (device, k) if source_pinned else (k, device)
             if k == device:
                 continue
-            if infra.has_link(*pair):
+            if infra.has_route(*pair):
                 result[pair] = x[free, k] + 0
             else:
                 b.add(x[free, k] == 0)
         return result
-    allowed = [(k, h) for k in nodes for h in nodes if k == h or infra.has_link(k, h)]
+    allowed = [(k, h) for k in nodes for h in nodes if k == h or infra.has_route(k, h)]
     cells = _marginals(
         b,
         rows={k: x[source, k] for k in nodes},

@@ -184,7 +184,7 @@ def _suggest_single_node(solves: Solves, objective: str) -> None:
     for node in problem.infra.node_names:
         try:
             evaluation = evaluate(problem, dict.fromkeys(problem.graph.block_names, node))
-        except InputError:  # the model's inputs or outputs would need a missing link
+        except InputError:  # the model's inputs or outputs would need a missing route
             continue
         value = _value(evaluation, objective)
         if not violations(problem, evaluation) and (best is None or value < best[0]):

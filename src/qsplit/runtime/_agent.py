@@ -5,8 +5,10 @@ ORT sees them), ``undeploy``, ``health``, ``stats``, ``profile`` (time every blo
 here, see :mod:`qsplit.runtime._profile`). Data plane: ``tensors`` messages fill a
 per-request inbox; a component runs as soon as all its inputs are there, its outputs are pushed
 straight to the nodes that read them, and a ``done`` report (carrying any model outputs) goes
-to the requester. Nothing a peer sends can crash the loop: bad messages are counted and, when
-they carry a correlation id, answered with an error.
+to the requester. Where the deployment routes data through other nodes (no direct link), the
+message names the hops still ahead (``relay``) and each agent on the way forwards it, store and
+forward, without holding any of that deployment. Nothing a peer sends can crash the loop: bad
+messages are counted and, when they carry a correlation id, answered with an error.
 
 One asyncio loop owns the sockets; ORT runs in a thread pool (it releases the GIL), so
 components of different requests overlap with network I/O.
@@ -77,7 +79,8 @@ class AgentSettings:
     node, in the reference time each run is padded to (``min`` on the testbed)."""
     routes: Mapping[str, str] = field(default_factory=dict)
     """Node → ``host:port`` this agent uses to reach that node instead of the address a
-    deployment names: the testbed sends each directed link through its own link emulator."""
+    deployment or a relayed message names: the testbed sends each directed link through its own
+    link emulator."""
     shared_memory: bool = True
     """Exchange large tensors with peers on this host through shared memory; off on the
     testbed, whose emulated links must carry every byte."""
@@ -114,6 +117,11 @@ class _Component:
     routes: dict[str, list[str]]
     returns: tuple[str, ...]
     peers: dict[str, str]
+    """Node → its agent's address as the deployment names it (see :meth:`Agent._reach`)."""
+    via: dict[str, list[str]]
+    """Node without a direct link from here → the nodes that relay to it, in order."""
+    return_via: list[str]
+    """The nodes that relay model outputs to the requester (empty: a direct link)."""
     quant: dict[str, Quant]
     session: ort.InferenceSession
     fixed_outputs: dict[str, tuple[tuple[int, ...], np.dtype]]
@@ -179,6 +187,7 @@ class Agent:
             "stats": self._stats,
             "profile": self._profile,
             "tensors": self._tensors,
+            "done": self._relay,
         }
         handler = handlers.get(received.message.kind)
         body = received.message.body
@@ -242,10 +251,9 @@ class Agent:
             outputs=tuple(map(str, body["outputs"])),
             routes={str(t): list(map(str, n)) for t, n in dict(body["routes"]).items()},
             returns=tuple(map(str, body["returns"])),
-            peers={
-                str(n): self.settings.routes.get(str(n), str(a))
-                for n, a in dict(body["peers"]).items()
-            },
+            peers={str(n): str(a) for n, a in dict(body["peers"]).items()},
+            via={str(n): list(map(str, v)) for n, v in dict(body["via"]).items()},
+            return_via=list(map(str, body["return_via"])),
             quant={str(t): Quant(float(s), int(z)) for t, (s, z) in body.get("quant", {}).items()},
             session=session,
             fixed_outputs=_fixed_outputs(session),
@@ -257,8 +265,21 @@ class Agent:
         for nodes in component.routes.values():
             for node in nodes:
                 if node != self.settings.name:
-                    self._endpoint.connect(component.peers[node])
+                    self._endpoint.connect(self._next_hop(component, _hops(component, node))[0])
+        if component.returns and component.return_via:
+            self._endpoint.connect(self._next_hop(component, component.return_via)[0])
         return {"ok": True, "node": self.settings.name}
+
+    def _reach(self, node: str, address: str) -> str:
+        """Where to send for ``node``: this agent's own route to it (a testbed link emulator)
+        or the address the deployment names."""
+        return self.settings.routes.get(node, address)
+
+    def _next_hop(self, component: _Component, hops: list[str]) -> tuple[str, list[list[str]]]:
+        """The address of the first of ``hops`` and the ``relay`` list of the others: [node,
+        address as the deployment names it], which each relay resolves with its own routes."""
+        first, *rest = hops
+        return self._reach(first, component.peers[first]), [[n, component.peers[n]] for n in rest]
 
     def _session(self, onnx_bytes: bytes, optimize: bool) -> ort.InferenceSession:
         options = ort.SessionOptions()
@@ -338,6 +359,9 @@ class Agent:
     async def _tensors(self, received: Received) -> None:
         message, now = received.message, time.time()
         body = message.body
+        if body["relay"]:
+            await self._relay(received)
+            return
         dep, req, reply_to = str(body["dep"]), str(body["req"]), body["reply_to"]
         if not isinstance(reply_to, bytes):
             raise TypeError("reply_to must be bytes")
@@ -351,16 +375,59 @@ class Agent:
         if state is None:
             state = self._requests[key] = _Request(reply_to, float(body["deadline"]))
         state.inbox.update(message.tensors)
-        state.arrivals.append(
-            {
-                "from": str(body["from"]),
-                "to": self.settings.name,
-                "tensors": sorted(message.tensors),
-                "bytes": message.payload_bytes,
-                "transfer_s": max(0.0, now - float(body["sent_at"])),
-            }
-        )
+        state.arrivals.extend(body.get("hops", ()))
+        state.arrivals.append(self._arrival(message, now))
         self._start_ready(dep, req, state, components)
+
+    def _arrival(self, message: Message, now: float) -> dict[str, Any]:
+        """This hop of a transfer, as reported to the requester (sender's clock to ours)."""
+        return {
+            "from": str(message.body["from"]),
+            "to": self.settings.name,
+            "tensors": sorted(message.tensors),
+            "bytes": message.payload_bytes,
+            "transfer_s": max(0.0, now - float(message.body["sent_at"])),
+        }
+
+    async def _relay(self, received: Received) -> None:
+        """Store and forward a message on its route: to the first node of its ``relay`` list,
+        or, for a ``done`` report whose list is spent, to the requester.
+
+        The relay holds nothing of the deployment: the message names each further hop with the
+        address the deployment gave it (resolved through this agent's own routes), and carries
+        the hops measured so far (``hops``), which its last receiver reports with its own.
+        """
+        message, now = received.message, time.time()
+        body = message.body
+        reply_to = body["reply_to"]
+        if not isinstance(reply_to, bytes):
+            raise TypeError("reply_to must be bytes")
+        relay = [(str(node), str(address)) for node, address in body["relay"]]
+        forwarded = Message(
+            message.kind,
+            {
+                **body,
+                "from": self.settings.name,
+                "sent_at": time.time(),
+                "relay": [list(hop) for hop in relay[1:]],
+                "hops": [*body.get("hops", ()), self._arrival(message, now)],
+            },
+            message.tensors,
+            message.quant,
+        )
+        self._counts["relayed"] += 1
+        if not relay:
+            if message.kind != "done":
+                raise ValueError(f"a {message.kind!r} message with nowhere to go")
+            await self._reply(reply_to, forwarded)
+            return
+        node, address = relay[0]
+        try:
+            await self._endpoint.send(self._reach(node, address), forwarded)
+        except TransportError as exc:
+            error = f"node {node!r} unreachable from relay {self.settings.name!r}: {exc}"
+            body = {"dep": body["dep"], "req": body["req"], "error": error, "peer": node}
+            await self._report(reply_to, "error", body)
 
     def _start_ready(
         self, dep: str, req: str, state: _Request, components: Mapping[str, _Component]
@@ -409,10 +476,15 @@ class Agent:
         # Pushes are handed to zmq first: they are on the request's critical path, the report
         # is not. The report does not wait for them either: a dead consumer must not make this
         # node look stuck to the requester, which blames the first component that did not report.
+        # A report carrying model outputs is data: without a direct link it is relayed.
         returns = {t: outputs[t] for t in component.returns}
-        *failures, _ = await asyncio.gather(
-            *(self._push(dep, req, state, component, n, t) for n, t in by_node.items()),
-            self._report(state.reply_to, "done", body, returns),
+        if returns and component.return_via:
+            relayed = {"node": self.settings.name, "reply_to": state.reply_to, **body}
+            report = self._send(component, component.return_via, "done", relayed, returns)
+        else:
+            report = self._report(state.reply_to, "done", body, returns)
+        failures = await asyncio.gather(
+            *(self._push(dep, req, state, component, n, t) for n, t in by_node.items()), report
         )
         for node, error in filter(None, failures):
             body = {"dep": dep, "req": req, "error": error, "peer": node}
@@ -424,9 +496,12 @@ class Agent:
         buffers = {}
         for tensor, (shape, dtype) in component.fixed_outputs.items():
             nodes = [n for n in component.routes.get(tensor, ()) if n != self.settings.name]
-            peers: list[str | bytes] = [component.peers[n] for n in nodes]
+            peers: list[str | bytes] = [
+                self._next_hop(component, _hops(component, n))[0] for n in nodes
+            ]
             if tensor in component.returns:
-                peers.append(reply_to)
+                relay = component.return_via
+                peers.append(self._next_hop(component, relay)[0] if relay else reply_to)
             buffer = self._endpoint.shared_buffer(peers, shape, dtype) if peers else None
             if buffer is not None:
                 buffers[tensor] = buffer
@@ -460,20 +535,27 @@ class Agent:
         tensors: dict[str, np.ndarray],
     ) -> tuple[str, str] | None:
         """Send outputs to ``node``; the node and an error text when it cannot be reached."""
-        body = {
-            "dep": dep,
-            "req": req,
-            "reply_to": state.reply_to,
-            "from": self.settings.name,
-            "sent_at": time.time(),
-            "deadline": state.deadline,
-        }
+        body = {"dep": dep, "req": req, "reply_to": state.reply_to, "deadline": state.deadline}
+        return await self._send(component, _hops(component, node), "tensors", body, tensors)
+
+    async def _send(
+        self,
+        component: _Component,
+        hops: list[str],
+        kind: str,
+        body: Mapping[str, Any],
+        tensors: Mapping[str, np.ndarray],
+    ) -> tuple[str, str] | None:
+        """Send to the first of ``hops``, the others relaying; the first node and an error text
+        when it cannot be reached."""
+        address, relay = self._next_hop(component, hops)
+        name = self.settings.name
         try:
             quant = {t: component.quant[t] for t in tensors if t in component.quant}
-            message = Message("tensors", body, tensors, quant)
-            await self._endpoint.send(component.peers[node], message)
+            header = {**body, "from": name, "sent_at": time.time(), "relay": relay}
+            await self._endpoint.send(address, Message(kind, header, tensors, quant))
         except TransportError as exc:
-            return node, f"node {node!r} unreachable from {self.settings.name!r}: {exc}"
+            return hops[0], f"node {hops[0]!r} unreachable from {name!r}: {exc}"
         return None
 
     async def _report(
@@ -483,11 +565,21 @@ class Agent:
         body: Mapping[str, Any],
         tensors: Mapping[str, np.ndarray] | None = None,
     ) -> None:
-        body = {"node": self.settings.name, "sent_at": time.time(), **body}
+        name = self.settings.name
+        body = {"node": name, "from": name, "sent_at": time.time(), **body}
+        await self._reply(reply_to, Message(kind, body, tensors or {}))
+
+    async def _reply(self, reply_to: bytes, message: Message) -> None:
+        """Hand ``message`` to the requester, back along the connection it opened to this agent."""
         try:
-            await self._endpoint.reply(reply_to, Message(kind, body, tensors or {}))
+            await self._endpoint.reply(reply_to, message)
         except TransportError:
             self._counts["undeliverable"] += 1
+
+
+def _hops(component: _Component, node: str) -> list[str]:
+    """The nodes a push to ``node`` goes through: its relays, then ``node`` itself."""
+    return [*component.via.get(node, ()), node]
 
 
 def _fixed_outputs(session: ort.InferenceSession) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -4,6 +4,12 @@ A :class:`Session` owns a private event loop on a background thread (the sockets
 its public methods are blocking and thread-safe, so scripts and the CLI need no asyncio. The
 client sends each model input to the nodes that read it and then only listens: agents push
 intermediate tensors to each other and return model outputs and ``done`` reports to it.
+
+Data follows the infrastructure's routes: a model input for a node the device has no direct link
+to is handed to the first relay of :attr:`Deployment.relays`, and outputs come back through
+relays the same way. Control messages (deploy, health, stats, ``done`` reports without outputs,
+errors) go straight to each agent: the session assumes the control plane reaches every agent,
+as a management network or VPN would; only the data plane is shaped by the routes.
 """
 
 from __future__ import annotations
@@ -149,11 +155,13 @@ class Session:
         self._call_sync(self._deploy(only_missing))
 
     def health(self) -> dict[str, dict[str, Any]]:
-        """Each node's health answer; :class:`TransportError` naming a node that does not answer."""
+        """Each node's health answer (relays included); :class:`TransportError` naming a node
+        that does not answer."""
         return self._call_sync(self._each("health"))
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Each node's counters: runs, rejected messages by reason, compute time."""
+        """Each node's counters: runs, relayed messages, rejected messages by reason, compute
+        time."""
         return self._call_sync(self._each("stats"))
 
     def undeploy(self) -> None:
@@ -161,7 +169,8 @@ class Session:
         self._call_sync(self._each("undeploy", {"dep": self.deployment.id}))
 
     async def _each(self, kind: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        nodes = self.deployment.nodes
+        """Ask every agent of the deployment, relays included."""
+        nodes = tuple(self.deployment.addresses)
         answers = await asyncio.gather(*(self._request(n, kind, body or {}) for n in nodes))
         return dict(zip(nodes, answers, strict=True))
 
@@ -185,6 +194,14 @@ class Session:
                         "returns": list(spec.returns),
                         "quant": {t: [q.scale, q.zero_point] for t, q in spec.quant.items()},
                         "peers": dict(self.deployment.addresses),
+                        "via": {
+                            h: list(via)
+                            for (k, h), via in self.deployment.relays.items()
+                            if k == spec.node
+                        },
+                        "return_via": list(
+                            self.deployment.relays.get((spec.node, self._device), ())
+                        ),
                         "graph_optimization": self._graph_optimization,
                     },
                     blobs={"onnx": spec.onnx},
@@ -303,13 +320,7 @@ class Session:
             async def send() -> None:
                 await self._connected()
                 await asyncio.gather(
-                    *(
-                        self._endpoint.send(
-                            deployment.addresses[node],
-                            Message("tensors", {**body, "sent_at": time.time()}, tensors),
-                        )
-                        for node, tensors in by_node.items()
-                    )
+                    *(self._send_input(body, node, tensors) for node, tensors in by_node.items())
                 )
 
             async def deliver() -> dict[str, np.ndarray]:
@@ -348,6 +359,15 @@ class Session:
         )
         return InferResult(index, outputs, record, error)
 
+    async def _send_input(
+        self, body: Mapping[str, Any], node: str, tensors: Mapping[str, np.ndarray]
+    ) -> None:
+        """Hand model inputs to ``node``'s agent, or to the first relay on the way to it."""
+        addresses = self.deployment.addresses
+        first, *rest = [*self.deployment.relays.get((self._device, node), ()), node]
+        header = {**body, "sent_at": time.time(), "relay": [[n, addresses[n]] for n in rest]}
+        await self._endpoint.send(addresses[first], Message("tensors", header, tensors))
+
     def _peer_changed(self, address: str, connected: bool) -> None:
         """Track each node's connection; when one drops, fail at once every request still
         waiting on that node (the others carry on)."""
@@ -360,13 +380,19 @@ class Session:
 
     def _fail_waiting_on(self, node: str) -> None:
         address = self.deployment.addresses[node]
+        relays = {n for via in self.deployment.relays.values() for n in via}
         for req, pending in self._requests.items():
-            waiting = sorted(c for c in pending.remaining if self._node_of[c] == node)
+            # A relay may carry any component's data: every request still running waits on it.
+            waiting = sorted(
+                c for c in pending.remaining if node in relays or self._node_of[c] == node
+            )
             if waiting and not pending.future.done():
                 pending.future.set_exception(
                     PeerDisconnected(
                         f"node {node!r} ({address}) disconnected while request {req} waited "
-                        f"on component {waiting[0]}: is its agent running?",
+                        f"on component {waiting[0]}"
+                        f"{' (it relays data of this deployment)' if node in relays else ''}: "
+                        "is its agent running?",
                         peer=node,
                     )
                 )
@@ -437,7 +463,7 @@ class Session:
             raise ValueError(f"unexpected message kind {message.kind!r}")
         node = str(body["node"])
         pending.runs.append(ComponentRun(str(body["component"]), node, float(body["compute_s"])))
-        for arrival in body["arrivals"]:
+        for arrival in [*body["arrivals"], *body.get("hops", ())]:
             pending.transfers.append(
                 Transfer(
                     str(arrival["from"]),
@@ -449,7 +475,7 @@ class Session:
         if message.tensors:
             pending.transfers.append(
                 Transfer(
-                    node,
+                    str(body["from"]),
                     self._device,
                     message.payload_bytes,
                     max(0.0, time.time() - float(body["sent_at"])),

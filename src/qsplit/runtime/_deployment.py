@@ -2,7 +2,9 @@
 
 A :class:`Deployment` is built once on the requesting side from a model, an assignment and the
 infrastructure. It holds everything an agent needs to run its components and push outputs
-*directly* to the consuming nodes, so no coordinator sits on the data path.
+*directly* to the consuming nodes, so no coordinator sits on the data path. Where two nodes have
+no direct link, the data follows the infrastructure's route (:meth:`Infra.route`): the
+deployment names the nodes whose agents relay it (:attr:`Deployment.relays`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class Deployment:
     """A split model placed on nodes, ready to ship to their agents."""
 
     id: str
-    """Hash of every component's hash and node: agents keep deployments apart by it."""
+    """Hash of every component's hash and node, and of the relays: agents keep deployments apart
+    by it."""
     components: tuple[ComponentSpec, ...]
     model_inputs: Mapping[str, tuple[str, ...]]
     """Model input → nodes that read it (the requester sends each input once per node)."""
@@ -54,9 +57,13 @@ class Deployment:
     input_specs: tuple[TensorSpec, ...]
     """Name, shape and dtype of each model input (what a requester must supply)."""
     addresses: Mapping[str, str]
-    """Node → ``host:port`` of its agent, for every node that runs a component."""
+    """Node → ``host:port`` of its agent, for every node that runs a component or relays."""
     quantized: tuple[str, ...] = ()
     """Blocks deployed in int8."""
+    relays: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    """(sender node, receiver node) → the nodes whose agents store and forward its data, in
+    order, for every transfer of this deployment without a direct link (the device stands for
+    the requester: model inputs leave from it and outputs return to it)."""
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -88,6 +95,9 @@ def build_deployment(
         for tensor in part.inputs:
             readers.setdefault(tensor, []).append(part.node)
     model_outputs = tuple(o.name for o in graph.model.outputs)
+    model_inputs = {
+        i.name: tuple(dict.fromkeys(readers.get(i.name, ()))) for i in graph.model.inputs
+    }
     specs = []
     for part in parts:
         onnx_model = extractor.extract(part)
@@ -105,28 +115,36 @@ def build_deployment(
                 quant=quant_params(onnx_model, part.outputs),
             )
         )
+    transfers = {(s.node, n) for s in specs for nodes in s.routes.values() for n in nodes}
+    transfers |= {(s.node, infra.device) for s in specs if s.returns}
+    transfers |= {(infra.device, n) for nodes in model_inputs.values() for n in nodes}
+    routes = {(a, b): infra.route(a, b) for a, b in sorted(transfers) if a != b}
+    relays = {pair: route.via for pair, route in routes.items() if route.via}
     addresses = {}
-    for node in dict.fromkeys(s.node for s in specs):
+    relaying = (n for via in relays.values() for n in via)
+    for node in dict.fromkeys([*(s.node for s in specs), *relaying]):
         address = infra.node(node).address
         if address is None:
             raise InputError(
-                f"node {node!r} runs components but has no agent address",
+                f"node {node!r} runs components or relays their data but has no agent address",
                 file=infra.source,
                 field="nodes",
                 fix=f"add address: HOST:PORT to node {node!r} and start `qsplit agent` there",
             )
         addresses[node] = address
-    digest = hashlib.sha256("".join(f"{s.node}:{s.sha256};" for s in specs).encode())
+    # Routes are part of what agents hold (where to push), so they are part of the identity.
+    placed = "".join(f"{s.node}:{s.sha256};" for s in specs)
+    relayed = "".join(f"{a}>{b}:{','.join(via)};" for (a, b), via in relays.items())
+    digest = hashlib.sha256((placed + relayed).encode())
     return Deployment(
         id=digest.hexdigest()[:16],
         components=tuple(specs),
-        model_inputs={
-            i.name: tuple(dict.fromkeys(readers.get(i.name, ()))) for i in graph.model.inputs
-        },
+        model_inputs=model_inputs,
         model_outputs=model_outputs,
         input_specs=graph.model.inputs,
         addresses=addresses,
         quantized=tuple(b for b in graph.block_names if b in set(quantized)),
+        relays=relays,
     )
 
 

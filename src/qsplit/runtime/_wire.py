@@ -28,8 +28,9 @@ import numpy as np
 from qsplit.runtime.errors import ProtocolError
 
 MAGIC = b"QSP"
-VERSION = 2
-"""2 added tensors in shared memory; a peer speaking 1 is refused with reason ``version``."""
+VERSION = 3
+"""2 added tensors in shared memory, 3 relayed messages (``relay``, ``hops``, agents forwarding
+``done``); a peer speaking another version is refused with reason ``version``."""
 REASONS = ("malformed", "version", "unauthenticated", "oversized")
 """Why a message can be rejected; the keys of an agent's ``rejected`` counters."""
 

@@ -9,7 +9,8 @@ group, so ``down`` can signal everything it started at once). It
    ``--route b=<proxy a→b>`` for every link leaving it, so agent-to-agent pushes cross the
    emulated links, and without shared memory, so that no tensor bypasses them;
 3. writes the state file (``testbed.json``) and a requester's view of the infrastructure
-   (``infra.yaml``: every node reached through the device's link to it), then waits for SIGTERM;
+   (``infra.yaml``: every node reached through the device's link to it, if any), then waits for
+   SIGTERM;
 4. on SIGTERM stops the agents, closes the proxies and removes the state file.
 """
 
@@ -174,7 +175,9 @@ def _write_requester_infra(
     state_dir: Path,
 ) -> None:
     """The infrastructure file as the requesting device sees the testbed: its own agent
-    directly, every other node through the emulator of the device's link to it."""
+    directly, every other node through the emulator of the device's link to it. A node without
+    one keeps its direct address, which carries only control messages: the runtime relays its
+    data through the nodes on its route, over their emulated links."""
     document = yaml.safe_load(infra_path.read_text())
     for node in document["nodes"]:
         name = node["name"]
