@@ -69,8 +69,12 @@ class SolverSession(ABC):
         """Offer a starting point for the next solve; it may set only some variables."""
 
     @abstractmethod
-    def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
-        """Minimise ``objective``; on success the values are on the PuLP variables."""
+    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
+        """Minimise ``objective``; on success the values are on the PuLP variables.
+
+        ``plain`` asks for the solver alone, without any shortcut of the session: what the
+        planner's guard falls back to when a claimed optimum is refuted.
+        """
 
     def _time_left_s(self) -> float | None:
         if self._deadline is None:
@@ -104,20 +108,24 @@ class _HighsSession(SolverSession):
         super().set_upper(row, rhs)
         self._solver.set_row_upper(row.index, math.inf if rhs is None else row.getUb())
 
-    def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
+    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
         costs = np.zeros(len(self._variables))
         for var, coefficient in objective.items():
             costs[var.index] = coefficient
         self._solver.set_objective(costs, objective.constant)
         left = self._time_left_s()
+        time_limit_s = math.inf if left is None else left
         started = time.perf_counter()
-        outcome = self._solver.solve(
-            costs,
-            objective.constant,
-            candidates=[] if self._last is None else [self._last],
-            hint=self._hint if self._last is None else None,
-            time_limit_s=math.inf if left is None else left,
-        )
+        if plain:
+            outcome = self._solver.solve_plain(costs, objective.constant, time_limit_s)
+        else:
+            outcome = self._solver.solve(
+                costs,
+                objective.constant,
+                candidates=[] if self._last is None else [self._last],
+                hint=self._hint if self._last is None else None,
+                time_limit_s=time_limit_s,
+            )
         elapsed = time.perf_counter() - started
         if outcome.solution is not None:
             self._last = outcome.solution
@@ -148,7 +156,8 @@ class _PulpSession(SolverSession):
             var.setInitialValue(value)
         self._warm = True
 
-    def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
+    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
+        # PuLP's solvers run without shortcuts here: a plain solve is the same solve.
         self._prob.setObjective(objective)
         left = self._time_left_s()
         solver = self._solver_class(
