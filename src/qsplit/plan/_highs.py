@@ -329,8 +329,11 @@ class RelaxFirst:
         if outcome.solution is None or float(costs @ best) < float(costs @ outcome.solution):
             # The fixing only excludes solutions worse than ``best``, so it stays the optimum
             # when the restricted run proves nothing better (or finds nothing in time).
-            proven = outcome.status in ("optimal", "infeasible")
-            return Outcome("optimal" if proven else "feasible", best, 0.0 if proven else None)
+            if outcome.status in ("optimal", "infeasible"):
+                return Outcome("optimal", best, 0.0)
+            value = float(costs @ best) + offset  # out of time: its gap to the relaxation
+            gap = None if relaxation is None else max(relative_gap(value, relaxation.bound), 0.0)
+            return Outcome("feasible", best, gap)
         return outcome
 
     def _complete(self, hint: tuple[np.ndarray, np.ndarray], costs: np.ndarray) -> list[np.ndarray]:

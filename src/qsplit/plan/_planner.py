@@ -23,7 +23,13 @@ from qsplit.plan._guard import Claim, refutation
 from qsplit.plan._milp import Expr, Formulation, build
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
 from qsplit.plan._problem import PlanningProblem
-from qsplit.plan._solver import SolveResult, SolverSession, open_session
+from qsplit.plan._solver import (
+    TIME_LIMIT_S,
+    SolveResult,
+    SolverSession,
+    open_session,
+    run_status,
+)
 
 LEX_TOLERANCE = 1e-6
 """Relative slack when holding one objective at its optimum while optimising the other."""
@@ -127,15 +133,17 @@ def plan(
     problem: PlanningProblem,
     solver: str = "highs",
     *,
-    time_limit_s: float | None = None,
+    time_limit_s: float | None = TIME_LIMIT_S,
     mip_gap: float = 1e-6,
     with_baselines: bool = True,
     on_solve: Callable[[str], None] | None = None,
 ) -> Plan:
     """Find the plan minimising ``w_latency·T_norm + w_energy·E_norm`` under the bounds.
 
-    ``time_limit_s`` bounds all solves together; ``mip_gap`` is the relative gap each solve
-    stops at; ``on_solve`` is called with a short description before each solve.
+    ``time_limit_s`` bounds all solves together (``None``: no limit); a run it stops returns the
+    best plan found, with ``solver.status == "time-limit"`` and the gap. ``mip_gap`` is the
+    relative gap each solve stops at; ``on_solve`` is called with a short description before
+    each solve.
 
     Raises :class:`InfeasibleError` naming the binding bound and its least feasible value, and
     :class:`SolverError` when the solver stops without any plan (e.g. out of time).
@@ -155,14 +163,15 @@ def plan(
             raise SolverError(f"internal error: {why}; please report it with the input files")
 
     total = solves.results
-    status = "optimal" if all(r.status == "optimal" for r in total) else "feasible"
+    status, gap = run_status(total)
     report = SolverReport(
         name=solves.session.name,
         status=status,
-        gap=total[-1].gap,
+        gap=gap,
         solve_time_s=sum(r.solve_time_s for r in total),
         build_time_s=build_time_s,
         solves=len(total),
+        time_limit_s=time_limit_s,
     )
     objective = (
         None

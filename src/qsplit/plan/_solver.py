@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +34,14 @@ Status = Literal["optimal", "feasible", "infeasible", "unbounded", "no-solution"
 DISABLED = 1e30
 """Right-hand side that switches a ``≤`` row off (solvers read it as infinite)."""
 
+TIME_LIMIT_S = 60.0
+"""Default limit on all solves of one plan or front together, in seconds.
+
+Every input measured so far plans well within it (the 1,850 × 6 synthetic graph in ~12 s, the
+prototype's 652 blocks in ~2 s; docs/BENCHMARKS.md); a problem that takes longer — hundreds of
+tiny blocks under a binding device-energy budget took 86 s — stops with the best plan found and
+its gap instead of keeping a user waiting without bound. ``None`` removes the limit."""
+
 
 @dataclass(frozen=True)
 class SolveResult:
@@ -47,6 +55,20 @@ class SolveResult:
     @property
     def has_solution(self) -> bool:
         return self.status in ("optimal", "feasible")
+
+
+def run_status(results: Sequence[SolveResult]) -> tuple[str, float | None]:
+    """The status and gap a plan or front reports for its solves.
+
+    ``optimal`` when every solve proved optimality; otherwise ``time-limit`` (the limit stopped a
+    solve, which kept the best plan it had) with the largest gap of those solves, ``None`` when a
+    solver did not report one.
+    """
+    stopped = [r for r in results if r.status != "optimal"]
+    if not stopped:
+        return "optimal", max((r.gap or 0.0 for r in results), default=0.0)
+    gaps = [r.gap for r in stopped]
+    return "time-limit", None if None in gaps else max(g for g in gaps if g is not None)
 
 
 class SolverSession(ABC):
