@@ -18,6 +18,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from importlib.metadata import version
 from pathlib import Path
 
@@ -49,8 +50,10 @@ def main() -> None:
         try:
             _check_against_brute_force(problem)
         except Exception as exc:  # an assertion, or an error the planner should not raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            disagreements.append(f"seed {seed} {model}{' tight' if tight else ''}: {first}")
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            case = f"seed {seed} {model}{' tight' if tight else ''}"
+            disagreements.append(f"{case}: {what} ({Path(where.filename).name}:{where.lineno})")
         times.append(time.perf_counter() - started)
     for line in disagreements:
         print("  DISAGREES", line)
