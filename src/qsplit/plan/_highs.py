@@ -18,14 +18,16 @@ Every answer HiGHS gives is checked before it is used: the value of the solution
 be the objective it reports. HiGHS 1.16.0 breaks that when it is given a MIP start: it maps the
 start into its presolved space, takes a wrong value for it there, stops "optimal" at once and
 returns the start itself (docs/solver.md has a 17-column reproduction). Such an answer is
-thrown away and the model solved again by :meth:`RelaxFirst.solve_plain` — HiGHS alone, no
-start, no fixed columns — which is also what the planner falls back to when a claimed optimum
-fails its own checks (:mod:`qsplit.plan._guard`).
+thrown away and the run repeated without the start; should that not add up either, the model is
+solved by :meth:`RelaxFirst.solve_plain` — HiGHS alone, no start, no fixed column — which is also
+what the planner falls back to when a claimed optimum fails its own checks
+(:mod:`qsplit.plan._guard`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import version
@@ -198,9 +200,6 @@ class RelaxFirst:
         """The last LP optimum, while the LP region has only shrunk since."""
         self._held: dict[int, float] = {}
         """Columns fixed because a tightened row leaves them no other value."""
-        self._starts = True
-        """Whether HiGHS is given MIP starts: until one of its answers does not add up (the
-        HiGHS 1.16.0 defect), after which this session's runs go without."""
 
     def _instance(self, *, integral: bool) -> highspy.Highs:
         model = highspy.Highs()
@@ -377,14 +376,39 @@ class RelaxFirst:
     ) -> Outcome:
         """HiGHS's MILP solve from ``start``, the ``fixed`` columns held for this run only.
 
-        An answer that does not add up (see :func:`_answer`) is replaced by a plain solve, and
-        the session gives HiGHS no more starts (the caller keeps its candidate either way).
+        An answer that does not add up (see :func:`_answer`; HiGHS 1.16.0 returning its start)
+        is replaced by the same run without the start, and if that does not add up either, by
+        a plain solve. Out of time without a plan, the run's own solution is kept unproven.
         """
+        deadline = time.monotonic() + time_limit_s
+        outcome, wrong = self._run(start, fixed, costs, offset, time_limit_s)
+        if wrong is None:
+            return outcome
+        retry, wrong = self._run(None, fixed, costs, offset, _left(deadline))
+        if wrong is not None:
+            retry = self.solve_plain(costs, offset, _left(deadline))
+        if (
+            retry.solution is None
+            and outcome.solution is not None
+            and self.matrix.feasible(outcome.solution)
+        ):
+            return Outcome("feasible", outcome.solution, None)
+        return retry
+
+    def _run(
+        self,
+        start: np.ndarray | tuple[np.ndarray, np.ndarray] | None,
+        fixed: tuple[np.ndarray, np.ndarray] | None,
+        costs: np.ndarray,
+        offset: float,
+        time_limit_s: float,
+    ) -> tuple[Outcome, str | None]:
+        """One run of the MILP instance, and why its answer cannot be used (``None``: it can)."""
         model = self.mip
         columns, held = fixed if fixed is not None else (np.zeros(0, dtype=np.int32), None)
         self._set_bounds(columns, held, held, models=(model,))
         model.setOptionValue("time_limit", time_limit_s)
-        if self._starts and start is not None:
+        if start is not None:
             columns_set, values = (
                 start
                 if isinstance(start, tuple)
@@ -392,20 +416,9 @@ class RelaxFirst:
             )
             model.setSolution(len(columns_set), columns_set, values)
         model.run()
-        outcome, wrong = _answer(model, costs, offset)  # before restoring bounds: any change
-        self._restore(columns, models=(model,))  # clears the result
-        if wrong is None:
-            return outcome
-        self._starts = False
-        plain = self.solve_plain(costs, offset, time_limit_s)
-        if (
-            plain.solution is None
-            and outcome.solution is not None
-            and self.matrix.feasible(outcome.solution)
-        ):
-            # Out of time without a plan: the solution returned is still one, proven nothing.
-            return Outcome("feasible", outcome.solution, None)
-        return plain
+        answer = _answer(model, costs, offset)  # before restoring bounds: any change clears it
+        self._restore(columns, models=(model,))
+        return answer
 
     def solve_plain(self, costs: np.ndarray, offset: float, time_limit_s: float) -> Outcome:
         """HiGHS alone on the current model: no relaxation first, no fixed column, no start.
@@ -425,6 +438,10 @@ class RelaxFirst:
                 "use another highspy release (docs/solver.md) and please report it"
             )
         return outcome
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.01)
 
 
 def _answer(model: highspy.Highs, costs: np.ndarray, offset: float) -> tuple[Outcome, str | None]:

@@ -52,6 +52,7 @@ class Solves:
     """``latency``/``energy`` → the right-hand side of its lexicographic hold, while held."""
     plain: bool = False
     """Solve with the solver alone, without the session's shortcuts (after a refuted claim)."""
+    _priced: tuple[SolveResult, tuple[dict[str, str], tuple[str, ...], Evaluation]] | None = None
 
     def minimise(
         self,
@@ -99,8 +100,12 @@ class Solves:
         return refutation(self.problem, claim, evaluation, milp_value, self.known, self.mip_gap)
 
     def _read(self) -> tuple[dict[str, str], tuple[str, ...], Evaluation]:
-        assignment, quantized = self.form.read_assignment()
-        return assignment, quantized, evaluate(self.problem, assignment, quantized)
+        """The solution on the variables, priced once per solve (the guard and the caller)."""
+        if self._priced is None or self._priced[0] is not self.results[-1]:
+            assignment, quantized = self.form.read_assignment()
+            evaluation = evaluate(self.problem, assignment, quantized)
+            self._priced = (self.results[-1], (assignment, quantized, evaluation))
+        return self._priced[1]
 
     def solution(
         self, relaxed: str | None = None
