@@ -44,12 +44,10 @@ class Claim:
     """The objective of the solve as a function of a plan's evaluation."""
     holds: Mapping[str, float]
     """``latency``/``energy`` → the upper limit a lexicographic hold puts on it."""
-    relaxed: str | None = None
-    """A bound switched off for this solve."""
 
     def admits(self, problem: PlanningProblem, evaluation: Evaluation) -> bool:
-        """Whether a plan so priced meets this solve's bounds and holds."""
-        if any(v.constraint != self.relaxed for v in violations(problem, evaluation)):
+        """Whether a plan so priced meets the problem's bounds and this solve's holds."""
+        if violations(problem, evaluation):
             return False
         values = {"latency": evaluation.latency_s, "energy": evaluation.energy_j}
         return all(values[name] <= limit for name, limit in self.holds.items())

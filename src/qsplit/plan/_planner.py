@@ -59,7 +59,6 @@ class Solves:
         objective: Expr,
         what: str,
         price: Callable[[Evaluation], float] | None = None,
-        relaxed: str | None = None,
     ) -> SolveResult:
         """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible.
 
@@ -70,7 +69,7 @@ class Solves:
             self.on_solve(what)
         result = self._solve(objective, what, plain=self.plain)
         if price is not None and result.status == "optimal":
-            claim = Claim(what, price, dict(self.holds), relaxed)
+            claim = Claim(what, price, dict(self.holds))
             why = self._refute(objective, claim)
             if why is not None and not self.plain:
                 result = self._solve(objective, what, plain=True)
