@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -47,15 +47,23 @@ class SyntheticInputs:
 
 
 def synthetic_inputs(
-    blocks: int, nodes: int = 3, *, quantizable: int = 12, seed: int = 0
+    blocks: int, nodes: int = 3, *, quantizable: int = 12, seed: int = 0, constants: int = 0
 ) -> SyntheticInputs:
-    """A branchy graph of exactly ``blocks`` blocks on ``nodes`` machines (device first)."""
+    """A branchy graph of exactly ``blocks`` blocks on ``nodes`` machines (device first).
+
+    ``constants`` of the blocks are constant generators: no input, no work, their output read by
+    one computing block. That is what a model exported with its weights as ONNX ``Constant``
+    nodes looks like at node granularity (each Constant its own block).
+    """
     rng = np.random.default_rng(seed)
-    graph = _branchy_graph(blocks, rng)
+    graph = _with_constants(_branchy_graph(blocks - constants, rng), constants, rng)
     infra = _mesh(nodes)
     heavy = sorted(graph.blocks, key=lambda b: -b.macs)[:quantizable]
     chosen = tuple(sorted((b.name for b in heavy), key=graph.position))
-    base_s = {b.name: b.macs * 3e-11 * rng.lognormal(0.0, 0.3) for b in graph.blocks}
+    base_s = {
+        b.name: b.macs * 3e-11 * rng.lognormal(0.0, 0.3) if b.inputs else CONSTANT_S
+        for b in graph.blocks
+    }
     profiles = {
         node.name: _profile(graph, node.name, node.role, base_s, set(chosen), rng)
         for node in infra.nodes
@@ -146,6 +154,44 @@ def _branchy_graph(size: int, rng: np.random.Generator) -> LayerGraph:
         outputs=(TensorSpec(last_output, (tensor_bytes[last_output] // 4,), "float32"),),
     )
     return LayerGraph(model=model, granularity="node", blocks=blocks, tensors=tensors)
+
+
+CONSTANT_S = 2e-6
+"""Time of a constant generator on the device (ORT returns a Constant's tensor in microseconds)."""
+
+
+def _with_constants(graph: LayerGraph, count: int, rng: np.random.Generator) -> LayerGraph:
+    """``graph`` with ``count`` constant blocks, each feeding one computing block its weights.
+
+    A constant is placed in the topological order just before its reader; the reader's weight
+    bytes move to the constant's output tensor (the weights now arrive as an input).
+    """
+    if count == 0:
+        return graph
+    readers = rng.choice(len(graph.blocks), size=count, replace=count > len(graph.blocks))
+    feeds: dict[str, list[str]] = {}
+    for index in sorted(readers.tolist()):
+        reader = graph.blocks[index]
+        feeds.setdefault(reader.name, []).append(
+            f"{reader.name}/Constant{len(feeds.get(reader.name, []))}"
+        )
+    blocks: list[Block] = []
+    tensors = list(graph.tensors)
+    for block in graph.blocks:
+        constants = feeds.get(block.name, [])
+        size = max(block.weight_bytes // max(len(constants), 1), 4)
+        for name in constants:
+            out = f"{name}_out"
+            tensors.append(Tensor(out, name, (block.name,), (size // 4,), "float32", size, False))
+            blocks.append(Block(name, (name,), ("Constant",), (), (out,), 0, size, size))
+        blocks.append(
+            replace(
+                block,
+                inputs=(*block.inputs, *(f"{n}_out" for n in constants)),
+                weight_bytes=0 if constants else block.weight_bytes,
+            )
+        )
+    return replace(graph, blocks=tuple(blocks), tensors=tuple(tensors))
 
 
 def _mesh(count: int) -> Infra:

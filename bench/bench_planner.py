@@ -6,12 +6,15 @@ a. the prototype's YOLO11x-seg data at ONNX-node granularity (652 blocks), devic
    noise bound and device-energy budget on, payoff table (normalisation) included;
 b. the same at block granularity (``qsplit.model.coarsen``);
 c. a synthetic 1,850-block branchy graph on six nodes, same bounds;
-d. solve time against blocks × nodes on synthetic graphs (table, JSON and plot in bench/out/).
+d. solve time against blocks × nodes on synthetic graphs (table, JSON and plot in bench/out/);
+e. the hard budget case (issue 12): 650 tiny blocks, 350 of them zero-input Constants (a detector
+   exported with its weights as Constant nodes), device and edge, a device-energy budget halfway
+   between offloading everything and device-only, with the default time limit.
 
 Each figure is one full ``qsplit.plan.plan`` call (build + all solves), without baselines; the
 baselines' own time is printed beside it. Usage:
 
-    python bench/bench_planner.py [a b c d] [--repeat 3] [--prototype DIR]
+    python bench/bench_planner.py [a b c d e] [--repeat 3] [--prototype DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from matplotlib.figure import Figure
 
 from _synthetic import synthetic_inputs  # bench/ is on sys.path when run as a script
 from qsplit.errors import SolverError
-from qsplit.plan import Bounds, PlanningProblem, evaluate, plan
+from qsplit.plan import TIME_LIMIT_S, Bounds, PlanningProblem, evaluate, plan
 from qsplit.plan._baselines import compute_baselines
 from qsplit.prototype import import_prototype
 
@@ -44,14 +47,16 @@ PROTOTYPE_BUDGET_J = 3.5
 SYNTHETIC_BUDGET_SHARE = 0.25
 """Synthetic budget: the device energy of offloading everything (sending the input) plus this
 share of the way to the device-only plan's, so that it binds and stays feasible."""
-TARGETS_S = {"a": 2.0, "b": 0.2, "c": 20.0}
+HARD_BLOCKS, HARD_CONSTANTS, HARD_BUDGET_SHARE = 650, 350, 0.5
+"""Case e: the budget binds in the final plan (with 0.25 it binds only the energy solves)."""
+TARGETS_S = {"a": 2.0, "b": 0.2, "c": 20.0, "e": 5.0}
 GRID_LIMIT_S = 60.0
 """Time limit of all solves of one plan in the scaling grid (d)."""
 
 
 def timed_plan(
     problem: PlanningProblem, repeat: int, time_limit_s: float | None = None
-) -> dict[str, float | str | int]:
+) -> dict[str, float | str | int | None]:
     walls, last = [], None
     for _ in range(repeat):
         start = time.perf_counter()
@@ -70,6 +75,8 @@ def timed_plan(
         "solve_s": last.solver.solve_time_s,
         "solves": last.solver.solves,
         "status": last.solver.status,
+        "gap": last.solver.gap,
+        "components": len(last.components),
         "baselines_s": baselines_s,
         "latency_s": last.predicted.latency_s,
         "energy_j": last.predicted.energy_j,
@@ -89,8 +96,10 @@ def prototype_problem(directory: Path, granularity: str) -> PlanningProblem:
     )
 
 
-def synthetic_problem(blocks: int, nodes: int) -> PlanningProblem:
-    inputs = synthetic_inputs(blocks, nodes)
+def synthetic_problem(
+    blocks: int, nodes: int, constants: int = 0, share: float = SYNTHETIC_BUDGET_SHARE
+) -> PlanningProblem:
+    inputs = synthetic_inputs(blocks, nodes, constants=constants)
     problem = PlanningProblem(
         graph=inputs.graph, infra=inputs.infra, profiles=inputs.profiles, noise=inputs.noise
     )
@@ -99,7 +108,7 @@ def synthetic_problem(blocks: int, nodes: int) -> PlanningProblem:
         for node in problem.infra.node_names[:2]
     }
     local, offloaded = blocks_on.values()
-    budget = offloaded + SYNTHETIC_BUDGET_SHARE * (local - offloaded)
+    budget = offloaded + share * (local - offloaded)
     return replace(problem, bounds=Bounds(noise_max=NOISE_MAX, device_energy_budget_j=budget))
 
 
@@ -111,7 +120,8 @@ def show(label: str, row: dict, target_s: float | None = None) -> None:
     print(
         f"{label}: {row['blocks']} blocks × {row['nodes']} nodes: median {row['median_s']:.3f} s "
         f"(build {row['build_s']:.3f} s, {row['solves']} solves {row['solve_s']:.3f} s, "
-        f"{row['status']}); baselines {row['baselines_s']:.3f} s{verdict}"
+        f"{row['status']}, {row['components']} components); baselines {row['baselines_s']:.3f} s"
+        f"{verdict}"
     )
     print(
         f"   plan: T {row['latency_s']:.3f} s, E {row['energy_j']:.3f} J, "
@@ -165,7 +175,7 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["a", "b", "c", "d"])
+    parser.add_argument("parts", nargs="*", default=["a", "b", "c", "d", "e"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--prototype", type=Path, default=PROTOTYPE)
     args = parser.parse_args()
@@ -196,6 +206,11 @@ def main() -> None:
         docs_image.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(image, docs_image)
         print(f"   plot: {image} (copied to {docs_image})")
+    if "e" in args.parts:
+        problem = synthetic_problem(HARD_BLOCKS, 2, HARD_CONSTANTS, HARD_BUDGET_SHARE)
+        row = timed_plan(problem, args.repeat, TIME_LIMIT_S)
+        show("e. hard budget case, Constant blocks", row, TARGETS_S["e"])
+        results["e"] = row
     OUT.mkdir(parents=True, exist_ok=True)
     record = OUT / "planner.json"
     earlier = json.loads(record.read_text()) if record.is_file() else {}

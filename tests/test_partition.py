@@ -13,7 +13,17 @@ import pytest
 import synthetic
 from conftest import random_feeds, session
 from qsplit.errors import AssignmentError
-from qsplit.model import LayerGraph, LoadedModel, analyze, build_node_graph, coarsen, load_model
+from qsplit.model import (
+    Block,
+    LayerGraph,
+    LoadedModel,
+    ModelInfo,
+    Tensor,
+    analyze,
+    build_node_graph,
+    coarsen,
+    load_model,
+)
 from qsplit.partition import Component, ComponentExtractor, components
 
 NODES = ("device", "edge", "cloud")
@@ -141,6 +151,33 @@ def test_return_trip_splits_the_device_group(model_dir: Path) -> None:
     assert owner["stem"].index < owner["body"].index < owner["neck"].index
     # the neck's component takes the body's output and the stem's skip tensor
     assert set(owner["neck"].inputs) >= {"cat", "r1"}
+
+
+def _chain_with_constant() -> LayerGraph:
+    """in → a → b → c → out with a skip a → c, and a constant generator k that only c reads."""
+
+    def tensor(name: str, producer: str | None, consumers: tuple[str, ...]) -> Tensor:
+        return Tensor(name, producer, consumers, (4,), "float32", 16, name == "tc")
+
+    tensors = (
+        tensor("in", None, ("a",)),
+        tensor("ta", "a", ("b", "c")),
+        tensor("tb", "b", ("c",)),
+        tensor("tk", "k", ("c",)),
+        tensor("tc", "c", ()),
+    )
+    reads = {"a": ("in",), "b": ("ta",), "k": (), "c": ("ta", "tb", "tk")}
+    blocks = tuple(Block(n, (n,), ("Conv",), ins, (f"t{n}",), 1, 0, 16) for n, ins in reads.items())
+    model = ModelInfo(path="chain.onnx", sha256="0" * 64, inputs=(), outputs=())
+    return LayerGraph(model=model, granularity="node", blocks=blocks, tensors=tensors)
+
+
+def test_a_constant_joins_its_reader_on_a_return_trip() -> None:
+    # device → edge → device splits the device's blocks by stage; the constant generator k has
+    # no predecessor, and must not be left alone at stage 0 (one component per Constant).
+    assignment = {"a": "device", "b": "edge", "k": "device", "c": "device"}
+    parts = components(_chain_with_constant(), assignment)
+    assert [p.blocks for p in parts] == [("a",), ("b",), ("k", "c")]
 
 
 def test_unknown_and_missing_blocks(model_dir: Path) -> None:

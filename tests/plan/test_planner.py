@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 from dataclasses import replace
@@ -13,9 +14,19 @@ from typer.testing import CliRunner
 
 import qsplit.plan
 from qsplit.cli import app
+from qsplit.cli._format import status_text
 from qsplit.errors import InfeasibleError, InputError, SchemaError
 from qsplit.infra import Link
-from qsplit.plan import Bounds, Plan, PlanningProblem, Predicted, evaluate, load_problem, plan
+from qsplit.plan import (
+    TIME_LIMIT_S,
+    Bounds,
+    Plan,
+    PlanningProblem,
+    Predicted,
+    evaluate,
+    load_problem,
+    plan,
+)
 from qsplit.profile import LinkMeasurement, LinkProfile
 
 GRAPH = graph(
@@ -288,7 +299,7 @@ def test_measured_links_replace_the_nominal_ones(tmp_path: Path) -> None:
         INFRA.with_links([Link("dev", "mars", 1e6, 0.01)])
 
 
-def test_time_limited_plan_is_feasible_not_optimal() -> None:
+def test_time_limited_plan_says_it_stopped_at_the_limit(tmp_path) -> None:
     # 60 blocks on three nodes with the critical path: seconds to prove, not milliseconds.
     rng = random.Random(7)
     big = random_dag(rng, 60)
@@ -307,5 +318,27 @@ def test_time_limited_plan_is_feasible_not_optimal() -> None:
     }
     problem = PlanningProblem(big, nodes, profiles, latency_model="critical-path")
     result = plan(problem, time_limit_s=1e-3, with_baselines=False)
-    assert result.solver.status == "feasible"
+    assert result.solver.status == "time-limit"
+    assert result.solver.time_limit_s == 1e-3
     assert result.predicted == Predicted.of(evaluate(problem, result.assignment, result.quantized))
+    saved = Plan.load(result.save(tmp_path / "plan.json"))
+    assert (saved.solver.status, saved.solver.time_limit_s) == ("time-limit", 1e-3)
+    line = status_text(saved.solver.status, 0.031, saved.solver.time_limit_s)
+    assert line.startswith("[bold yellow]stopped at the time limit (0.001 s)[/]")
+    assert "gap 3.10%" in line
+
+
+def test_plans_are_time_limited_by_default() -> None:
+    assert inspect.signature(plan).parameters["time_limit_s"].default == TIME_LIMIT_S > 0
+    rng = random.Random(3)
+    small = random_dag(rng, 4)
+    nodes = infra(
+        [("dev", 3.0, 3.5, 10**9), ("edge", 6.0, 2.0, 10**9)],
+        [("dev", "edge", 5e6, 0.01), ("edge", "dev", 5e6, 0.01)],
+    )
+    profiles = {
+        n: profile(n, dict.fromkeys(small.block_names, (0.01, None))) for n in ("dev", "edge")
+    }
+    result = plan(PlanningProblem(small, nodes, profiles), with_baselines=False)
+    assert (result.solver.status, result.solver.gap) == ("optimal", 0.0)
+    assert result.solver.time_limit_s == TIME_LIMIT_S

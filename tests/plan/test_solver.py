@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import highspy
+import numpy as np
 import pulp
 import pytest
 
 from qsplit.errors import InputError
-from qsplit.plan._highs import RelaxFirst, mip_status
+from qsplit.plan._highs import RelaxFirst, _answer, mip_status
 from qsplit.plan._solver import open_session
 
 Status = highspy.HighsModelStatus
@@ -110,3 +112,71 @@ def test_holding_a_minimised_row_keeps_exactly_its_optima_and_is_undone() -> Non
     session.set_upper(held, None)  # the held columns are released
     assert session.solve(everything).status == "optimal"
     assert [x.value() for x in xs] == pytest.approx([1, 1, 1, 1, 1])
+
+
+def _highs_start_trap() -> tuple[pulp.LpProblem, pulp.LpAffineExpression, dict[str, float]]:
+    """The 17-column model of docs/solver.md: HiGHS 1.16.0, given the feasible start (worth 2),
+    reports the optimum 0 and returns the start."""
+    prob = pulp.LpProblem("trap", pulp.LpMinimize)
+    v = {
+        i: prob.add_variable(
+            f"v{i}", 0, 1 if i < 12 else None, pulp.LpBinary if i >= 12 else pulp.LpContinuous
+        )
+        for i in range(17)
+    }
+    rows = [
+        v[2] + v[3] == 1,
+        v[2] - v[13] == 0,
+        v[3] - v[14] == 0,
+        v[4] + v[5] - v[12] == 0,
+        v[5] - v[15] == 0,
+        v[6] + v[7] == 1,
+        v[7] - v[16] == 0,
+        v[8] + v[9] == 1,
+        v[9] - v[12] == 0,
+        -v[8] + v[10] + v[11] == 0,
+        v[10] - v[13] <= 0,
+        v[11] - v[14] <= 0,
+        v[1] - v[14] >= 0,
+        v[1] - v[16] >= 0,
+        v[0] - v[14] <= 0,
+        -0.04 * v[0] + 0.04 * v[1] + 0.27 * v[15] - v[16] <= 0.24,
+    ]
+    for i, row in enumerate(rows):
+        row.name = f"r{i}"
+        prob.addConstraint(row)
+    start = {f"v{i}": 1.0 for i in (1, 3, 4, 6, 9, 12, 14)}
+    return prob, v[2] + v[4] + v[6] + v[10], start
+
+
+def test_a_mip_start_cannot_make_highs_return_a_worse_plan() -> None:
+    prob, objective, start = _highs_start_trap()
+    session = open_session(prob, "highs")
+    solver: RelaxFirst = session._solver  # the run that is given the start, directly
+    variables = prob.variables()
+    costs = np.zeros(len(variables))
+    for var, coefficient in objective.items():
+        costs[var.index] = coefficient
+    solver.set_objective(costs, 0.0)
+    begin = np.array([start.get(var.name, 0.0) for var in variables])
+    assert float(costs @ begin) == 2
+    outcome = solver._branch_and_bound(costs, 0.0, begin, None, math.inf)
+    assert outcome.status == "optimal"
+    assert float(costs @ outcome.solution) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_an_answer_whose_value_is_not_the_reported_objective_is_refused() -> None:
+    def answering(objective: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            getModelStatus=lambda: Status.kOptimal,
+            getInfo=lambda: SimpleNamespace(
+                objective_function_value=objective, mip_gap=0.0, primal_solution_status=2
+            ),
+            getSolution=lambda: SimpleNamespace(col_value=[1.0, 0.0]),
+        )
+
+    costs = np.array([2.0, 5.0])
+    assert _answer(answering(2.5), costs, 0.5)[1] is None
+    outcome, wrong = _answer(answering(0.5), costs, 0.5)
+    assert outcome.status == "optimal"
+    assert wrong == "reports objective 0.5 for a solution worth 2.5"

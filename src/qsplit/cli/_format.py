@@ -1,4 +1,4 @@
-"""Number formatting shared by the CLI's tables."""
+"""Number and status formatting shared by the CLI's tables and summaries."""
 
 from __future__ import annotations
 
@@ -17,3 +17,15 @@ def human_bytes(n: float) -> str:
         if abs(n) >= factor:
             return f"{n / factor:.2f} {suffix}"
     return f"{n:.0f} B"
+
+
+def status_text(status: str, gap: float | None, time_limit_s: float | None) -> str:
+    """``optimal, gap 0``, or a warning that the time limit cut the solves short."""
+    shown = "unknown" if gap is None else f"{gap:.2%}" if gap >= 1e-4 else f"{gap:.2g}"
+    if status != "time-limit":
+        return f"{status}, gap {shown}"
+    limit = "" if time_limit_s is None else f" ({time_limit_s:g} s)"
+    return (
+        f"[bold yellow]stopped at the time limit{limit}[/]: the best plan found, gap {shown} "
+        "(--time-limit gives it more)"
+    )

@@ -34,7 +34,12 @@ LatencyModelOption = Annotated[
 MemoryOption = Annotated[bool, typer.Option(help="Keep each node within its memory_bytes.")]
 SolverOption = Annotated[str, typer.Option(help=f"MILP solver: {', '.join(SOLVERS)}.")]
 TimeLimitOption = Annotated[
-    float | None, typer.Option(help="Seconds for all solves together (default: none).")
+    float,
+    typer.Option(
+        help="Seconds for all solves together; when it runs out the best plan found is kept "
+        "and reported as stopped at the limit, with its gap.",
+        min=0.01,
+    ),
 ]
 
 

@@ -10,6 +10,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from qsplit.cli._app import app, console
+from qsplit.cli._format import status_text
 from qsplit.cli._problem_options import (
     EnergyBudgetOption,
     GraphOption,
@@ -23,7 +24,7 @@ from qsplit.cli._problem_options import (
     TimeLimitOption,
     problem_from_options,
 )
-from qsplit.plan import ParetoFront, pareto_front
+from qsplit.plan import TIME_LIMIT_S, ParetoFront, pareto_front
 
 
 @app.command("pareto")
@@ -43,7 +44,7 @@ def pareto_command(
     latency_model: LatencyModelOption = "sum",
     memory: MemoryOption = True,
     solver: SolverOption = "highs",
-    time_limit: TimeLimitOption = None,
+    time_limit: TimeLimitOption = TIME_LIMIT_S,
     points: Annotated[
         int, typer.Option(min=2, help="Steps per sweep (weights, noise bounds, energy budgets).")
     ] = 8,
@@ -88,7 +89,8 @@ def pareto_command(
     console.print(
         f"{len(front.points)} non-dominated of {front.candidates} distinct plans; "
         f"{front.solves} solves ({front.solver}) in {front.solve_time_s:.2f} s, "
-        f"model built once in {front.build_time_s:.2f} s"
+        f"model built once in {front.build_time_s:.2f} s; "
+        f"{status_text(front.status, front.gap, front.time_limit_s)}"
     )
     console.print(f"Written: [bold]{json_path}[/], [bold]{png_path}[/]")
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from qsplit.cli._app import app, console
+from qsplit.cli._format import status_text
 from qsplit.cli._problem_options import (
     EnergyBudgetOption,
     GraphOption,
@@ -22,7 +23,7 @@ from qsplit.cli._problem_options import (
     TimeLimitOption,
     problem_from_options,
 )
-from qsplit.plan import Plan, Predicted, plan
+from qsplit.plan import TIME_LIMIT_S, Plan, Predicted, plan
 
 
 @app.command("plan")
@@ -42,7 +43,7 @@ def plan_command(
     latency_model: LatencyModelOption = "sum",
     memory: MemoryOption = True,
     solver: SolverOption = "highs",
-    time_limit: TimeLimitOption = None,
+    time_limit: TimeLimitOption = TIME_LIMIT_S,
     out: Annotated[Path, typer.Option(help="Where to write the plan JSON.")] = Path("plan.json"),
 ) -> None:
     """Choose where each block runs and which blocks run at int8.
@@ -138,8 +139,5 @@ def _change(plan_value: float, baseline: float) -> str:
 
 def _solver_line(result: Plan) -> str:
     s = result.solver
-    gap = "n/a" if s.gap is None else f"{s.gap:.2g}"
-    return (
-        f"solver {s.name}: {s.status}, gap {gap}, {s.solves} solves in {s.solve_time_s:.2f} s "
-        f"(model built in {s.build_time_s:.2f} s)"
-    )
+    times = f"{s.solves} solves in {s.solve_time_s:.2f} s (model built in {s.build_time_s:.2f} s)"
+    return f"solver {s.name}: {status_text(s.status, s.gap, s.time_limit_s)}, {times}"

@@ -8,8 +8,12 @@ Grouping every label whole can create a cycle (label A → B → A). For the lab
 cycle we label each vertex with its *stage*: the number of label changes on the longest path that
 reaches it, ``stage(v) = max over predecessors p of stage(p) + [label(p) ≠ label(v)]``. Every edge
 between (label, stage) groups goes to a strictly larger stage, so those groups cannot form a
-cycle; labels not caught in a cycle stay whole. Groups are then split into weakly connected pieces
-so that independent branches stay independent.
+cycle; labels not caught in a cycle stay whole. A vertex without predecessors (a constant
+generator) takes instead the latest stage its successors allow, ``min over successors s of
+stage(s) − [label(s) ≠ label(v)]``: the same guarantee holds, and a constant joins the group of
+the vertex that reads it rather than stage 0, where it would stand alone (a model exported with
+its weights as Constant nodes was split into hundreds of one-Constant components). Groups are
+then split into weakly connected pieces so that independent branches stay independent.
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ def _keys(
     stage: dict[str, int] = {}
     for v in order:
         stage[v] = max((stage[p] + (label[p] != label[v]) for p in dag.predecessors(v)), default=0)
+    for v in order:
+        if dag.in_degree(v) == 0:  # a source (e.g. a Constant) runs as late as its readers allow
+            stage[v] = min(
+                (stage[s] - (label[s] != label[v]) for s in dag.successors(v)), default=0
+            )
     return {v: (label[v], stage[v] if label[v] in split else -1) for v in order}
 
 

@@ -23,13 +23,14 @@ from qsplit.plan._problem import (
     PlanningProblem,
     Precision,
 )
-from qsplit.plan._solver import SOLVERS
+from qsplit.plan._solver import SOLVERS, TIME_LIMIT_S
 
 __all__ = [
     "LATENCY_MODELS",
     "PRECISIONS",
     "QUANT_PARAMS_BYTES",
     "SOLVERS",
+    "TIME_LIMIT_S",
     "Baseline",
     "Bounds",
     "Evaluation",

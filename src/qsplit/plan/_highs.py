@@ -13,18 +13,31 @@ fixing*: a binary at a bound whose reduced cost ``d`` exceeds ``U − L`` (``U``
 value) cannot move in any solution better than the candidate, since moving it costs at least
 ``d``; it is fixed for that run. The result is the better of the run's and the candidate, so
 the fixing never loses the optimum.
+
+Every answer HiGHS gives is checked before it is used: the value of the solution it returns must
+be the objective it reports. HiGHS 1.16.0 breaks that when it is given a MIP start: it maps the
+start into its presolved space, takes a wrong value for it there, stops "optimal" at once and
+returns the start itself (docs/solver.md has a 17-column reproduction). Such an answer is
+thrown away and the run repeated without the start; should that not add up either, the model is
+solved by :meth:`RelaxFirst.solve_plain` — HiGHS alone, no start, no fixed column — which is also
+what the planner falls back to when a claimed optimum fails its own checks
+(:mod:`qsplit.plan._guard`).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from functools import cached_property
+from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 import highspy
 import numpy as np
 import pulp
+
+from qsplit.errors import SolverError
 
 if TYPE_CHECKING:
     from qsplit.plan._solver import Status
@@ -41,6 +54,9 @@ FIXING_MAX_GAP = 0.01
 From a distant incumbent the fixing holds few columns and can mislead HiGHS: on the synthetic
 1,600 × 3 graph the first solve (gap 4.7 %, a fifth of the 0/1 columns fixed) took 46–61 s
 instead of 10–12 s."""
+ANSWER_TOLERANCE = 1e-7
+"""Relative difference allowed between the objective HiGHS reports and the value of the solution
+it returns (both are sums of the same products; a real disagreement is orders larger)."""
 
 
 @dataclass
@@ -297,7 +313,7 @@ class RelaxFirst:
             default=None,
         )
         if best is None:
-            return self._branch_and_bound(hint, None, time_limit_s)
+            return self._branch_and_bound(costs, offset, hint, None, time_limit_s)
         fixed = None
         if relaxation is not None:
             value = float(costs @ best) + offset
@@ -308,12 +324,15 @@ class RelaxFirst:
             # subtracts large constants, which make its relative gap look huge.
             if relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP:
                 fixed = self._fixable(relaxation, value - relaxation.bound, value)
-        outcome = self._branch_and_bound(best, fixed, time_limit_s)
+        outcome = self._branch_and_bound(costs, offset, best, fixed, time_limit_s)
         if outcome.solution is None or float(costs @ best) < float(costs @ outcome.solution):
             # The fixing only excludes solutions worse than ``best``, so it stays the optimum
             # when the restricted run proves nothing better (or finds nothing in time).
-            proven = outcome.status in ("optimal", "infeasible")
-            return Outcome("optimal" if proven else "feasible", best, 0.0 if proven else None)
+            if outcome.status in ("optimal", "infeasible"):
+                return Outcome("optimal", best, 0.0)
+            value = float(costs @ best) + offset  # out of time: its gap to the relaxation
+            gap = None if relaxation is None else max(relative_gap(value, relaxation.bound), 0.0)
+            return Outcome("feasible", best, gap)
         return outcome
 
     def _complete(self, hint: tuple[np.ndarray, np.ndarray], costs: np.ndarray) -> list[np.ndarray]:
@@ -349,27 +368,98 @@ class RelaxFirst:
 
     def _branch_and_bound(
         self,
+        costs: np.ndarray,
+        offset: float,
         start: np.ndarray | tuple[np.ndarray, np.ndarray] | None,
         fixed: tuple[np.ndarray, np.ndarray] | None,
         time_limit_s: float,
     ) -> Outcome:
-        """HiGHS's MILP solve from ``start``, the ``fixed`` columns held for this run only."""
+        """HiGHS's MILP solve from ``start``, the ``fixed`` columns held for this run only.
+
+        An answer that does not add up (see :func:`_answer`; HiGHS 1.16.0 returning its start)
+        is replaced by the same run without the start, and if that does not add up either, by
+        a plain solve. Out of time without a plan, the run's own solution is kept unproven.
+        """
+        deadline = time.monotonic() + time_limit_s
+        outcome, wrong = self._run(start, fixed, costs, offset, time_limit_s)
+        if wrong is None:
+            return outcome
+        retry, wrong = self._run(None, fixed, costs, offset, _left(deadline))
+        if wrong is not None:
+            retry = self.solve_plain(costs, offset, _left(deadline))
+        if (
+            retry.solution is None
+            and outcome.solution is not None
+            and self.matrix.feasible(outcome.solution)
+        ):
+            return Outcome("feasible", outcome.solution, None)
+        return retry
+
+    def _run(
+        self,
+        start: np.ndarray | tuple[np.ndarray, np.ndarray] | None,
+        fixed: tuple[np.ndarray, np.ndarray] | None,
+        costs: np.ndarray,
+        offset: float,
+        time_limit_s: float,
+    ) -> tuple[Outcome, str | None]:
+        """One run of the MILP instance, and why its answer cannot be used (``None``: it can)."""
         model = self.mip
         columns, held = fixed if fixed is not None else (np.zeros(0, dtype=np.int32), None)
         self._set_bounds(columns, held, held, models=(model,))
         model.setOptionValue("time_limit", time_limit_s)
-        if isinstance(start, tuple):
-            model.setSolution(len(start[0]), *start)
-        elif start is not None:
-            model.setSolution(len(start), np.arange(len(start), dtype=np.int32), start)
+        if start is not None:
+            columns_set, values = (
+                start
+                if isinstance(start, tuple)
+                else (np.arange(len(start), dtype=np.int32), start)
+            )
+            model.setSolution(len(columns_set), columns_set, values)
         model.run()
-        status = mip_status(model)  # read before restoring bounds: any change clears the result
-        gap = model.getInfo().mip_gap
-        solution = (
-            np.array(model.getSolution().col_value) if status in ("optimal", "feasible") else None
-        )
+        answer = _answer(model, costs, offset)  # before restoring bounds: any change clears it
         self._restore(columns, models=(model,))
-        return Outcome(status, solution, gap if math.isfinite(gap) else None)
+        return answer
+
+    def solve_plain(self, costs: np.ndarray, offset: float, time_limit_s: float) -> Outcome:
+        """HiGHS alone on the current model: no relaxation first, no fixed column, no start.
+
+        A fresh instance, so nothing of the earlier solves (held columns, starts, bases) reaches
+        it. Raises :class:`SolverError` if even its answer does not add up.
+        """
+        model = self._instance(integral=True)
+        model.changeColsCost(len(costs), np.arange(len(costs), dtype=np.int32), costs)
+        model.changeObjectiveOffset(offset)
+        model.setOptionValue("time_limit", time_limit_s)
+        model.run()
+        outcome, wrong = _answer(model, costs, offset)
+        if wrong is not None:
+            raise SolverError(
+                f"internal error: HiGHS {version('highspy')} {wrong}, even without a start; "
+                "use another highspy release (docs/solver.md) and please report it"
+            )
+        return outcome
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.01)
+
+
+def _answer(model: highspy.Highs, costs: np.ndarray, offset: float) -> tuple[Outcome, str | None]:
+    """A finished MILP run's outcome, and why it cannot be used (``None`` when it can).
+
+    It cannot when the solution HiGHS returns is not worth the objective value it reports.
+    """
+    status = mip_status(model)
+    info = model.getInfo()
+    gap = info.mip_gap
+    if status not in ("optimal", "feasible"):
+        return Outcome(status, None, gap if math.isfinite(gap) else None), None
+    solution = np.array(model.getSolution().col_value)
+    outcome = Outcome(status, solution, gap if math.isfinite(gap) else None)
+    reported, value = info.objective_function_value, float(costs @ solution) + offset
+    if math.isclose(reported, value, rel_tol=ANSWER_TOLERANCE, abs_tol=1e-9):
+        return outcome, None
+    return outcome, f"reports objective {reported:.10g} for a solution worth {value:.10g}"
 
 
 def mip_status(model: highspy.Highs) -> Status:

@@ -35,7 +35,7 @@ from qsplit.plan._milp import Expr, build
 from qsplit.plan._planfile import Payoff
 from qsplit.plan._planner import Solves
 from qsplit.plan._problem import PlanningProblem
-from qsplit.plan._solver import open_session
+from qsplit.plan._solver import TIME_LIMIT_S, open_session, run_status
 
 PARETO_KIND = "pareto"
 PARETO_SCHEMA_VERSION = 1
@@ -123,6 +123,11 @@ class ParetoFront:
     build_time_s: float
     solve_time_s: float
     """Sum of the solver runs."""
+    status: str = "optimal"
+    """``optimal``, or ``time-limit`` when the limit stopped a solve (its best plan was kept)."""
+    gap: float | None = 0.0
+    """Largest relative MIP gap of the solves (``None`` if a solver did not report one)."""
+    time_limit_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         n = self.payoff
@@ -135,6 +140,9 @@ class ParetoFront:
                 "solves": self.solves,
                 "build_time_s": self.build_time_s,
                 "solve_time_s": self.solve_time_s,
+                "status": self.status,
+                "gap": self.gap,
+                "time_limit_s": self.time_limit_s,
             },
             "payoff": {
                 "latency_min_s": n.latency_min_s,
@@ -160,6 +168,9 @@ class ParetoFront:
             candidates=int(data["candidates"]),
             build_time_s=float(solver["build_time_s"]),
             solve_time_s=float(solver["solve_time_s"]),
+            status=solver.get("status", "optimal"),
+            gap=solver.get("gap", 0.0),
+            time_limit_s=solver.get("time_limit_s"),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -179,18 +190,20 @@ def pareto_front(
     points: int = 8,
     *,
     solver: str = "highs",
-    time_limit_s: float | None = None,
+    time_limit_s: float | None = TIME_LIMIT_S,
     progress: Progress | None = None,
 ) -> ParetoFront:
     """Sweep weights and ε-bounds over one built MILP; keep the non-dominated plans.
 
     ``points`` is the number of steps of each sweep (weights, noise bounds, device-energy
-    bounds), so about ``7·points + 2`` solves. Raises :class:`InfeasibleError` when the problem's
-    own bounds admit no plan.
+    bounds), so about ``7·points + 2`` solves; ``time_limit_s`` bounds them all together
+    (``None``: no limit), and a front it cuts short says so in ``status``. Raises
+    :class:`InfeasibleError` when the problem's own bounds admit no plan.
     """
     sweep = _Sweep(problem, max(points, 2), solver, time_limit_s, progress)
     found = sweep.run()
     front = _non_dominated(found)
+    status, gap = run_status(sweep.solves.results)
     return ParetoFront(
         points=tuple(sorted(front, key=lambda p: (p.latency_s, p.energy_j, p.noise))),
         payoff=sweep.payoff,
@@ -202,6 +215,9 @@ def pareto_front(
         candidates=len(found),
         build_time_s=sweep.build_time_s,
         solve_time_s=sum(r.solve_time_s for r in sweep.solves.results),
+        status=status,
+        gap=gap,
+        time_limit_s=time_limit_s,
     )
 
 

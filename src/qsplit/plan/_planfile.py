@@ -84,13 +84,16 @@ class SolverReport:
 
     name: str
     status: str
-    """``optimal``, or ``feasible`` when a time limit stopped a solve early."""
+    """``optimal``, or ``time-limit`` when the time limit stopped a solve, which kept the best
+    plan it had found (files written before say ``feasible``)."""
     gap: float | None
-    """Relative MIP gap of the final solve (``None`` if the solver does not report one)."""
+    """Largest relative MIP gap of the solves (``None`` if the solver did not report one)."""
     solve_time_s: float
     """Total over all solves (payoff table and final)."""
     build_time_s: float
     solves: int
+    time_limit_s: float | None = None
+    """The limit on all solves together (``None``: none)."""
 
 
 @dataclass(frozen=True)

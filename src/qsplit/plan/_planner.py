@@ -5,13 +5,13 @@ payoff table (min latency, then min energy with latency held at its optimum; the
 way round) and then the normalised objective — five solves of one loaded model. With a single
 weight it solves that objective and breaks ties on the other (two solves), so the plan is never
 dominated. The plan's predicted values are :func:`evaluate` of the solution, never the solver's
-objective value.
+objective value, and every claimed optimum passes :mod:`qsplit.plan._guard` first.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from qsplit.errors import InputError, SolverError
@@ -19,10 +19,17 @@ from qsplit.partition import components
 from qsplit.plan._baselines import compute_baselines
 from qsplit.plan._cost import Evaluation, evaluate, violations
 from qsplit.plan._explain import explain_infeasible
+from qsplit.plan._guard import Claim, refutation
 from qsplit.plan._milp import Expr, Formulation, build
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
 from qsplit.plan._problem import PlanningProblem
-from qsplit.plan._solver import SolveResult, SolverSession, open_session
+from qsplit.plan._solver import (
+    TIME_LIMIT_S,
+    SolveResult,
+    SolverSession,
+    open_session,
+    run_status,
+)
 
 LEX_TOLERANCE = 1e-6
 """Relative slack when holding one objective at its optimum while optimising the other."""
@@ -30,7 +37,7 @@ LEX_TOLERANCE = 1e-6
 
 @dataclass
 class Solves:
-    """Runs solves on a session and keeps the record the plan reports."""
+    """Runs solves on a session, checks what they claim and keeps the record the plan reports."""
 
     problem: PlanningProblem
     form: Formulation
@@ -38,12 +45,46 @@ class Solves:
     results: list[SolveResult] = field(default_factory=list)
     on_solve: Callable[[str], None] | None = None
     """Told what each solve is about to minimise, for progress displays."""
+    mip_gap: float = 1e-6
+    known: list[Evaluation] = field(default_factory=list)
+    """Plans known to exist (single-node plans, earlier solutions), for the guard."""
+    holds: dict[str, float] = field(default_factory=dict)
+    """``latency``/``energy`` → the right-hand side of its lexicographic hold, while held."""
+    plain: bool = False
+    """Solve with the solver alone, without the session's shortcuts (after a refuted claim)."""
+    _priced: tuple[SolveResult, tuple[dict[str, str], tuple[str, ...], Evaluation]] | None = None
 
-    def minimise(self, objective: Expr, what: str) -> SolveResult:
-        """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible."""
+    def minimise(
+        self,
+        objective: Expr,
+        what: str,
+        price: Callable[[Evaluation], float] | None = None,
+    ) -> SolveResult:
+        """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible.
+
+        With ``price`` (the objective in cost-model terms) an optimum is checked by the guard;
+        a refuted one is solved again plainly, and a second refutation raises.
+        """
         if self.on_solve is not None:
             self.on_solve(what)
-        result = self.session.solve(objective)
+        result = self._solve(objective, what, plain=self.plain)
+        if price is not None and result.status == "optimal":
+            claim = Claim(what, price, dict(self.holds))
+            why = self._refute(objective, claim)
+            if why is not None and not self.plain:
+                result = self._solve(objective, what, plain=True)
+                why = self._refute(objective, claim) if result.status == "optimal" else None
+            if why is not None:
+                raise SolverError(
+                    f"internal error: {why} (the solver alone says the same); "
+                    "please report it with the input files"
+                )
+        if result.has_solution:
+            self.known.append(self._read()[2])
+        return result
+
+    def _solve(self, objective: Expr, what: str, *, plain: bool) -> SolveResult:
+        result = self.session.solve(objective, plain=plain)
         self.results.append(result)
         if result.status in ("unbounded", "no-solution"):
             raise SolverError(
@@ -52,6 +93,19 @@ class Solves:
             )
         return result
 
+    def _refute(self, objective: Expr, claim: Claim) -> str | None:
+        evaluation = self._read()[2]
+        milp_value = (objective.value() or 0.0, sum(abs(c) for c in objective.values()))
+        return refutation(self.problem, claim, evaluation, milp_value, self.known, self.mip_gap)
+
+    def _read(self) -> tuple[dict[str, str], tuple[str, ...], Evaluation]:
+        """The solution on the variables, priced once per solve (the guard and the caller)."""
+        if self._priced is None or self._priced[0] is not self.results[-1]:
+            assignment, quantized = self.form.read_assignment()
+            evaluation = evaluate(self.problem, assignment, quantized)
+            self._priced = (self.results[-1], (assignment, quantized, evaluation))
+        return self._priced[1]
+
     def solution(
         self, relaxed: str | None = None
     ) -> tuple[dict[str, str], tuple[str, ...], Evaluation]:
@@ -59,8 +113,7 @@ class Solves:
 
         ``relaxed`` names a bound switched off for this solve, which the check then skips.
         """
-        assignment, quantized = self.form.read_assignment()
-        evaluation = evaluate(self.problem, assignment, quantized)
+        assignment, quantized, evaluation = self._read()
         broken = [v for v in violations(self.problem, evaluation) if v.constraint != relaxed]
         if broken:  # the MILP and the cost model disagree: a bug, not a user error
             v = broken[0]
@@ -74,21 +127,27 @@ class Solves:
         """Hold ``objective`` at most ``value`` (plus tolerance); ``None`` frees it."""
         rhs = None if value is None else value + LEX_TOLERANCE * max(abs(value), 1e-3)
         self.session.set_upper(self.form.lex_rows[objective], rhs)
+        if rhs is None:
+            self.holds.pop(objective, None)
+        else:
+            self.holds[objective] = rhs
 
 
 def plan(
     problem: PlanningProblem,
     solver: str = "highs",
     *,
-    time_limit_s: float | None = None,
+    time_limit_s: float | None = TIME_LIMIT_S,
     mip_gap: float = 1e-6,
     with_baselines: bool = True,
     on_solve: Callable[[str], None] | None = None,
 ) -> Plan:
     """Find the plan minimising ``w_latency·T_norm + w_energy·E_norm`` under the bounds.
 
-    ``time_limit_s`` bounds all solves together; ``mip_gap`` is the relative gap each solve
-    stops at; ``on_solve`` is called with a short description before each solve.
+    ``time_limit_s`` bounds all solves together (``None``: no limit); a run it stops returns the
+    best plan found, with ``solver.status == "time-limit"`` and the gap. ``mip_gap`` is the
+    relative gap each solve stops at; ``on_solve`` is called with a short description before
+    each solve.
 
     Raises :class:`InfeasibleError` naming the binding bound and its least feasible value, and
     :class:`SolverError` when the solver stops without any plan (e.g. out of time).
@@ -97,18 +156,26 @@ def plan(
     form = build(problem)
     build_time_s = time.perf_counter() - started
     session = open_session(form.prob, solver, mip_gap=mip_gap, time_limit_s=time_limit_s)
-    solves = Solves(problem, form, session, on_solve=on_solve)
+    solves = Solves(problem, form, session, on_solve=on_solve, mip_gap=mip_gap)
     payoff, (assignment, quantized, evaluation) = _optimise(solves)
+    baselines = compute_baselines(problem, payoff) if with_baselines else {}
+    if _beaten(solves, payoff, evaluation, baselines.values()):
+        solves.plain = True  # a baseline beats the claimed optimum: again, the solver alone
+        payoff, (assignment, quantized, evaluation) = _optimise(solves)
+        why = _beaten(solves, payoff, evaluation, baselines.values())
+        if why:
+            raise SolverError(f"internal error: {why}; please report it with the input files")
 
     total = solves.results
-    status = "optimal" if all(r.status == "optimal" for r in total) else "feasible"
+    status, gap = run_status(total)
     report = SolverReport(
         name=solves.session.name,
         status=status,
-        gap=total[-1].gap,
+        gap=gap,
         solve_time_s=sum(r.solve_time_s for r in total),
         build_time_s=build_time_s,
         solves=len(total),
+        time_limit_s=time_limit_s,
     )
     objective = (
         None
@@ -131,7 +198,7 @@ def plan(
         solver=report,
         payoff=payoff,
         objective=objective,
-        baselines=_baselines(problem, payoff) if with_baselines else {},
+        baselines={name: Predicted.of(ev) for name, ev in baselines.items()},
     )
 
 
@@ -143,12 +210,12 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
         if not solves.results:
             _suggest_single_node(solves, first)
-        result = solves.minimise(expressions[first], first)
+        result = solves.minimise(expressions[first], first, _price(first))
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
         best = _value(solves.solution()[2], first)
         solves.hold(first, best)
-        solves.minimise(expressions[second], f"{second} at the least {first}")
+        solves.minimise(expressions[second], f"{second} at the least {first}", _price(second))
         solution = solves.solution()
         solves.hold(first, None)
         return best, solution
@@ -170,8 +237,37 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     objective = (weights["latency"] / t_scale) * (form.latency - latency_min) + (
         weights["energy"] / e_scale
     ) * (form.energy - energy_min)
-    solves.minimise(objective, "the weighted objective")
+    solves.minimise(objective, "the weighted objective", _weighted(problem, payoff))
     return payoff, solves.solution()
+
+
+def _price(objective: str) -> Callable[[Evaluation], float]:
+    """Latency or energy of a plan: what the payoff solves minimise, for the guard."""
+    return lambda evaluation: _value(evaluation, objective)
+
+
+def _weighted(problem: PlanningProblem, payoff: Payoff) -> Callable[[Evaluation], float]:
+    """The normalised objective of a plan, as the final solve minimises it."""
+    return lambda ev: payoff.objective(
+        ev.latency_s, ev.energy_j, problem.w_latency, problem.w_energy
+    )
+
+
+def _beaten(
+    solves: Solves, payoff: Payoff | None, plan: Evaluation, baselines: Iterable[Evaluation]
+) -> str | None:
+    """Why a feasible baseline refutes the plan's optimality (``None`` when none does).
+
+    The baselines are priced only after the solves (they are chosen with the payoff table), so
+    the guard sees them here, against the final objective.
+    """
+    problem, gap = solves.problem, solves.mip_gap
+    if payoff is None:  # the plan is the tie-break solve's: its first objective is held only
+        first = "latency" if problem.w_energy == 0 else "energy"
+        claim, gap = Claim(first, _price(first), {}), gap + LEX_TOLERANCE
+    else:
+        claim = Claim("the weighted objective", _weighted(problem, payoff), {})
+    return refutation(problem, claim, plan, (claim.price(plan), 0.0), baselines, gap)
 
 
 def _suggest_single_node(solves: Solves, objective: str) -> None:
@@ -186,6 +282,7 @@ def _suggest_single_node(solves: Solves, objective: str) -> None:
             evaluation = evaluate(problem, dict.fromkeys(problem.graph.block_names, node))
         except InputError:  # the model's inputs or outputs would need a missing route
             continue
+        solves.known.append(evaluation)
         value = _value(evaluation, objective)
         if not violations(problem, evaluation) and (best is None or value < best[0]):
             best = (value, node)
@@ -198,8 +295,3 @@ def _suggest_single_node(solves: Solves, objective: str) -> None:
 
 def _value(evaluation: Evaluation, objective: str) -> float:
     return evaluation.latency_s if objective == "latency" else evaluation.energy_j
-
-
-def _baselines(problem: PlanningProblem, payoff: Payoff | None) -> Mapping[str, Predicted]:
-    """The baselines priced by the same cost model, chosen with the plan's normalised objective."""
-    return {name: Predicted.of(ev) for name, ev in compute_baselines(problem, payoff).items()}

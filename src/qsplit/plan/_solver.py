@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +34,14 @@ Status = Literal["optimal", "feasible", "infeasible", "unbounded", "no-solution"
 DISABLED = 1e30
 """Right-hand side that switches a ``≤`` row off (solvers read it as infinite)."""
 
+TIME_LIMIT_S = 60.0
+"""Default limit on all solves of one plan or front together, in seconds.
+
+Every input measured so far plans well within it (the 1,850 × 6 synthetic graph in ~12 s, the
+prototype's 652 blocks in ~2 s; docs/BENCHMARKS.md); a problem that takes longer — hundreds of
+tiny blocks under a binding device-energy budget took 86 s — stops with the best plan found and
+its gap instead of keeping a user waiting without bound. ``None`` removes the limit."""
+
 
 @dataclass(frozen=True)
 class SolveResult:
@@ -47,6 +55,20 @@ class SolveResult:
     @property
     def has_solution(self) -> bool:
         return self.status in ("optimal", "feasible")
+
+
+def run_status(results: Sequence[SolveResult]) -> tuple[str, float | None]:
+    """The status and gap a plan or front reports for its solves.
+
+    ``optimal`` when every solve proved optimality; otherwise ``time-limit`` (the limit stopped a
+    solve, which kept the best plan it had) with the largest gap of those solves, ``None`` when a
+    solver did not report one.
+    """
+    stopped = [r for r in results if r.status != "optimal"]
+    if not stopped:
+        return "optimal", max((r.gap or 0.0 for r in results), default=0.0)
+    gaps = [r.gap for r in stopped]
+    return "time-limit", None if None in gaps else max(g for g in gaps if g is not None)
 
 
 class SolverSession(ABC):
@@ -69,8 +91,12 @@ class SolverSession(ABC):
         """Offer a starting point for the next solve; it may set only some variables."""
 
     @abstractmethod
-    def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
-        """Minimise ``objective``; on success the values are on the PuLP variables."""
+    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
+        """Minimise ``objective``; on success the values are on the PuLP variables.
+
+        ``plain`` asks for the solver alone, without any shortcut of the session: what the
+        planner's guard falls back to when a claimed optimum is refuted.
+        """
 
     def _time_left_s(self) -> float | None:
         if self._deadline is None:
@@ -104,20 +130,24 @@ class _HighsSession(SolverSession):
         super().set_upper(row, rhs)
         self._solver.set_row_upper(row.index, math.inf if rhs is None else row.getUb())
 
-    def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
+    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
         costs = np.zeros(len(self._variables))
         for var, coefficient in objective.items():
             costs[var.index] = coefficient
         self._solver.set_objective(costs, objective.constant)
         left = self._time_left_s()
+        time_limit_s = math.inf if left is None else left
         started = time.perf_counter()
-        outcome = self._solver.solve(
-            costs,
-            objective.constant,
-            candidates=[] if self._last is None else [self._last],
-            hint=self._hint if self._last is None else None,
-            time_limit_s=math.inf if left is None else left,
-        )
+        if plain:
+            outcome = self._solver.solve_plain(costs, objective.constant, time_limit_s)
+        else:
+            outcome = self._solver.solve(
+                costs,
+                objective.constant,
+                candidates=[] if self._last is None else [self._last],
+                hint=self._hint if self._last is None else None,
+                time_limit_s=time_limit_s,
+            )
         elapsed = time.perf_counter() - started
         if outcome.solution is not None:
             self._last = outcome.solution
@@ -148,7 +178,8 @@ class _PulpSession(SolverSession):
             var.setInitialValue(value)
         self._warm = True
 
-    def solve(self, objective: pulp.LpAffineExpression) -> SolveResult:
+    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
+        # PuLP's solvers run without shortcuts here: a plain solve is the same solve.
         self._prob.setObjective(objective)
         left = self._time_left_s()
         solver = self._solver_class(
