@@ -14,6 +14,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import synthetic
 
+WAKE_UP_SLACK_S = 0.015
+"""How much later than its link's nominal time an emulated transfer may be measured. On a busy
+2-core host each thread wake-up on the way (link proxy, agent, client) can take milliseconds; a
+transfer that bypassed the emulator still fails the lower bound, one delayed twice the upper."""
+
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
     """An ORT session with graph optimisations off, so that a component runs exactly the same
