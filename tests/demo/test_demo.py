@@ -59,6 +59,7 @@ def test_the_testbed_ran_each_node_at_its_absolute_speed(short_run) -> None:
     _, index = short_run
     calibration = index.settings["testbed"]
     host_ms = calibration["host_reference_ms"]
+    assert "sum of its 34 blocks" in calibration["host_reference_method"]
     for node, reference_ms in (("device", 1000.0), ("edge", 425.0)):
         factor = calibration["padding_factors"][node]
         assert factor == pytest.approx(max(1.0, reference_ms / host_ms), rel=1e-3)

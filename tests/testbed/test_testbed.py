@@ -54,7 +54,6 @@ def test_agents_are_padded_by_node_time_over_host_time(testbed: tb.Testbed) -> N
     assert all(a.alive and a.listening for a in status.values())
     host = testbed.state.host
     assert host.statistic == tb.AGENT_STATISTIC and host.threads == 1 and host.runs >= 5
-    assert host.time_s == host.min_s <= host.median_s
     for name, reference_s in (("device", 20.0), ("edge", 5.0)):
         assert status[name].reference_time_s == reference_s
         assert status[name].padding_factor == pytest.approx(reference_s / host.time_s)

@@ -119,6 +119,6 @@ def _host_line(host: HostReference) -> str:
     """This host's measurement, and how a node's padding factor follows from it."""
     return (
         f"host: {host.time_s * 1e3:.1f} ms for the reference workload ({REFERENCE_WORKLOAD}; "
-        f"{host.describe()}, median {host.median_s * 1e3:.1f} ms); "
+        f"{host.describe()}); "
         "padding factor = node reference time / host"
     )

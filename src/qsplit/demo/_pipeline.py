@@ -187,8 +187,7 @@ def _calibration(testbed: Testbed) -> dict[str, object]:
     host = testbed.state.host
     return {
         "host_reference_ms": round(host.time_s * 1e3, 2),
-        "host_reference_statistic": f"{host.statistic} of {host.runs} runs",
-        "host_reference_median_ms": round(host.median_s * 1e3, 2),
+        "host_reference_method": host.describe(),
         "padding_factors": {
             name: round(agent.padding_factor, 3) for name, agent in testbed.state.agents.items()
         },

@@ -8,10 +8,18 @@ compute time measured here is scaled by ``padding factor = node time / host time
 factor from :func:`padding_factor`, so a plan made on one host means the same on another.
 
 The reference workload is the bundled YOLO11n (640×640, fp32, batch 1) in ONNX Runtime on the
-CPU with the session settings agents run components with (one intra-op thread, no spinning,
-``ORT_ENABLE_ALL``). It is the model the demo splits, so its blocks scale with the factor as the
-whole does, and it is the model edge boards publish ONNX Runtime timings for, so a real board's
-figure can be written down as it was published (docs/planner.md names sources).
+CPU. It is the model the demo splits, so its blocks scale with the factor as the whole does,
+and it is the model edge boards publish ONNX Runtime timings for, so a real board's figure can
+be written down as it was published (docs/planner.md names sources).
+
+The host's time for it is measured the way profiles are: as the sum of its blocks' times, each
+block timed alone (:func:`profile_compute`) with the session settings agents run components
+with and summarised by the same statistic. Two reasons. A block's time and the host's are then
+the same kind of number, so the profile of the reference model on any host sums to the node's
+reference time, and plans cannot drift with how the host was measured. And 0.1-9 ms runs find
+the quiet moments of a shared machine that a 120 ms run of the whole model rarely does: with
+other jobs on the cores the minimum of 7 whole-model runs read 206 ms while the blocks' minima
+summed to 145 ms (on a quiet machine the two agree within 1-4 %, docs/profiling.md).
 """
 
 from __future__ import annotations
@@ -19,16 +27,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-import onnx
-
 from qsplit.errors import InputError
 from qsplit.infra import Infra
-from qsplit.profile._timing import SessionSettings, Statistic, Summary, make_session, time_run
+from qsplit.profile._profiler import profile_compute
+from qsplit.profile._timing import Statistic
 
 REFERENCE_WORKLOAD = "the bundled YOLO11n, 1x3x640x640 fp32, batch 1, in ONNX Runtime on the CPU"
 REFERENCE_RUNS = 7
-"""Timed runs of the reference workload per host measurement (after one warm-up run)."""
+"""Timed runs of each block of the reference model per host measurement (after a warm-up)."""
 FACTOR_TOLERANCE = 0.05
 """A host up to 5 % slower than a node still emulates it (at factor 1, i.e. up to 5 % slow):
 two measurements of the same machine differ by a few percent, and refusing a host as fast as
@@ -40,16 +46,20 @@ class HostReference:
     """This host's time for the reference workload, as the emulation uses it."""
 
     time_s: float
-    """The ``statistic`` of the runs: what node times are divided by."""
+    """The sum over the reference model's blocks of each block's ``statistic``: what node
+    times are divided by."""
     statistic: Statistic
-    median_s: float
-    min_s: float
     runs: int
+    """Timed runs per block."""
     threads: int
+    blocks: int
 
     def describe(self) -> str:
         """How ``time_s`` was obtained, for messages."""
-        return f"{self.statistic} of {self.runs} runs, {self.threads} thread(s)"
+        return (
+            f"sum of its {self.blocks} blocks, each the {self.statistic} of {self.runs} runs, "
+            f"{self.threads} thread(s)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,27 +72,32 @@ class HostReference:
 def measure_host(
     statistic: Statistic, *, threads: int = 1, runs: int = REFERENCE_RUNS
 ) -> HostReference:
-    """Time the reference workload here with the agents' session settings.
+    """Time the reference workload here, block by block, with the agents' session settings.
 
     ``statistic`` must be the one the emulated node's own times are summarised by (the
     testbed's agents use the minimum, ``qsplit profile`` the median), so that a block's time
     and the host's reference are the same kind of number and their ratio is the node's.
     """
     from qsplit.assets import bundled_model_path
+    from qsplit.model import analyze
 
-    model = onnx.load(bundled_model_path("yolo11n"))
-    session = make_session(model, SessionSettings(threads=threads))
-    (spec,) = session.get_inputs()
-    feeds = {spec.name: np.random.default_rng(0).random(spec.shape, dtype=np.float32)}
-    session.run(None, feeds)
-    summary = Summary.of([time_run(session, feeds) for _ in range(runs)])
-    return HostReference(
-        time_s=summary.value(statistic),
+    model, graph = analyze(str(bundled_model_path("yolo11n")))
+    profile = profile_compute(
+        model,
+        graph,
+        node="host",
+        threads=threads,
+        warmup=1,
+        repetitions=runs,
+        int8=False,
         statistic=statistic,
-        median_s=summary.median_s,
-        min_s=summary.min_s,
+    )
+    return HostReference(
+        time_s=sum(t.fp32_s for t in profile.blocks.values()),
+        statistic=statistic,
         runs=runs,
         threads=threads,
+        blocks=len(profile.blocks),
     )
 
 
