@@ -40,8 +40,11 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 def test_every_configuration_ran_and_fp32_outputs_equal_the_whole_model(short_run) -> None:
     run_dir, index = short_run
     kinds = {e.kind for e in index.entries}
-    assert kinds == {"plan", "baseline"}
-    assert {e.label for e in index.entries} >= {"device-only", "edge-only"}
+    assert "plan" in kinds
+    # Each baseline ran: under its own label, or as a plan that chose the same configuration
+    # (configurations are run once, under the first label found; a plan may be device-only).
+    ran = {(frozenset(e.assignment.values()), e.quantized) for e in index.entries}
+    assert {(frozenset({"device"}), ()), (frozenset({"edge"}), ())} <= ran
     for entry in index.entries:
         assert entry.error is None and entry.measured is not None, entry.error
         assert entry.measured.requests == 2 and entry.measured.failed == 0
