@@ -33,8 +33,12 @@ from qsplit.profile._profiler import profile_compute
 from qsplit.profile._timing import Statistic
 
 REFERENCE_WORKLOAD = "the bundled YOLO11n, 1x3x640x640 fp32, batch 1, in ONNX Runtime on the CPU"
-REFERENCE_RUNS = 7
-"""Timed runs of each block of the reference model per host measurement (after a warm-up)."""
+REFERENCE_RUNS = 20
+"""Timed runs of each block of the reference model per host measurement (after a warm-up): as
+many as a profile's blocks get by default, so the host's reference has the same chance as a
+profile to catch the quiet moments of a loaded machine. With 7, a calibration taken during a
+burst of load on the 2-core VM read 223 ms for a host that profiled at ~120 ms minutes later,
+and every node was emulated ~30 % too fast (docs/BENCHMARKS.md, host independence)."""
 FACTOR_TOLERANCE = 0.05
 """A host up to 5 % slower than a node still emulates it (at factor 1, i.e. up to 5 % slow):
 two measurements of the same machine differ by a few percent, and refusing a host as fast as
