@@ -58,13 +58,13 @@ def test_yolo11n_three_way_split(yolo11n_path: Path) -> None:
         np.testing.assert_allclose(outputs["output0"], expected, atol=1e-5, rtol=0)
 
 
-def test_speed_factor_pads_each_run(tmp_path: Path) -> None:
+def test_padding_factor_pads_each_run(tmp_path: Path) -> None:
     """A node emulated 40× slower takes 40× the component's time measured at deploy, every run
     alike (load on the shared cores is not multiplied by the factor), and really takes it."""
     path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
     _, graph = analyze(str(path))
     model = onnx.load(path)
-    with running_agents("slow", args=("--speed-factor", "40")) as agents:
+    with running_agents("slow", args=("--padding-factor", "40")) as agents:
         infra = infra_for(agents)
         deployment = build_deployment(path, dict.fromkeys(graph.block_names, "slow"), infra)
         with connect(deployment, infra) as s:
@@ -87,7 +87,7 @@ def test_a_min_agent_lowers_an_inflated_reference(
     path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
     model = onnx.load(path)
     settings = AgentSettings(
-        name="slow", listen="127.0.0.1:0", speed_factor=3.0, statistic=statistic
+        name="slow", listen="127.0.0.1:0", padding_factor=3.0, statistic=statistic
     )
     agent = Agent(settings, endpoint=None, models=None)  # type: ignore[arg-type]
     sess = session(model)

@@ -75,7 +75,7 @@ def test_agent_killed_mid_stream_fails_its_requests_at_once(branchy) -> None:
     feeds = [random_feeds(model, seed) for seed in range(4)]
     with (
         running_agents("a", "b") as fast,
-        running_agents("c", args=("--speed-factor", "200")) as slow,  # requests queue at c
+        running_agents("c", args=("--padding-factor", "200")) as slow,  # requests queue at c
     ):
         agents = {**fast, **slow}
         infra = infra_for(agents)
@@ -173,6 +173,6 @@ def test_a_token_is_required_off_loopback() -> None:
     AgentSettings(name="edge", listen="0.0.0.0:7102", token="t")
 
 
-def test_a_speed_factor_below_one_is_refused() -> None:
-    with pytest.raises(InputError, match="--speed-factor"):
-        AgentSettings(name="edge", listen="127.0.0.1:7102", speed_factor=0.5)
+def test_a_padding_factor_below_one_is_refused() -> None:
+    with pytest.raises(InputError, match="--padding-factor"):
+        AgentSettings(name="edge", listen="127.0.0.1:7102", padding_factor=0.5)

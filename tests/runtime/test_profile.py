@@ -1,4 +1,4 @@
-"""Profiling on request: an agent times every block under its own speed factor and threads."""
+"""Profiling on request: an agent times every block under its own padding factor and threads."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def by_hash_only(address: str, path: Path) -> dict:
 def test_agent_profiles_a_model_under_its_own_settings(tmp_path: Path) -> None:
     path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
     _, graph = analyze(str(path))
-    with running_agents("edge", args=("--speed-factor", "2.5", "--threads", "1")) as agents:
+    with running_agents("edge", args=("--padding-factor", "2.5", "--threads", "1")) as agents:
         address = agents["edge"].address
         with pytest.raises(RemoteError, match="sha256"):
             by_hash_only(address, path)  # not there yet: the empty bytes are refused
@@ -35,7 +35,7 @@ def test_agent_profiles_a_model_under_its_own_settings(tmp_path: Path) -> None:
         assert profile.node == "edge"
         assert profile.model_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
         assert set(profile.blocks) == set(graph.block_names)
-        assert profile.settings["speed_factor"] == 2.5 and profile.settings["threads"] == 1
+        assert profile.settings["padding_factor"] == 2.5 and profile.settings["threads"] == 1
         assert all(t.fp32_s > 0 for t in profile.blocks.values())
         assert any(t.int8_s is not None for t in profile.blocks.values())
         assert by_hash_only(address, path)["profile"]["node"] == "edge"  # kept by hash

@@ -17,6 +17,8 @@ from qsplit.profile import (
     block_feeds,
     emulated_duration_s,
     make_session,
+    measure_host,
+    padding_factor,
     profile_compute,
     time_run,
 )
@@ -29,7 +31,10 @@ def profile_command(
     out: Annotated[Path, typer.Option(help="Compute profile JSON to write.")],
     infra: Annotated[
         Path | None,
-        typer.Option(help="Infrastructure YAML: the node must exist; its speed_factor applies."),
+        typer.Option(
+            help="Infrastructure YAML: the node must exist; if it has a reference_time, this "
+            "machine emulates it (times scaled by the node's reference time over this host's)."
+        ),
     ] = None,
     granularity: Annotated[str, typer.Option(help="'block' or 'node'.")] = "block",
     input_shape: Annotated[
@@ -53,11 +58,19 @@ def profile_command(
     """
     if granularity not in ("node", "block"):
         raise typer.BadParameter("must be 'node' or 'block'", param_hint="--granularity")
-    speed_factor = 1.0
+    factor = 1.0
     if infra is not None:
         from qsplit.infra import load_infra
 
-        speed_factor = load_infra(infra).node(node).speed_factor
+        nodes = load_infra(infra)
+        if nodes.node(node).reference_time_s is not None:
+            with console.status("timing this host's reference workload"):
+                host = measure_host("median", threads=threads)
+            factor = padding_factor(nodes, node, host)
+            console.print(
+                f"emulating {node}: reference time {nodes.node(node).reference_time_s * 1e3:.0f}"
+                f" ms / this host {host.time_s * 1e3:.0f} ms → padding factor {factor:.2f}"
+            )
     shapes = dict(parse_input_shape(s) for s in input_shape or [])
     loaded, graph = analyze(str(model), shapes, granularity)  # type: ignore[arg-type]
     columns = (
@@ -72,7 +85,7 @@ def profile_command(
             loaded,
             graph,
             node=node,
-            speed_factor=speed_factor,
+            padding_factor=factor,
             provider=provider,
             threads=threads,
             warmup=warmup,
@@ -84,7 +97,7 @@ def profile_command(
     out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(str(out))
 
-    table = Table(title=f"{node}: {len(profile.blocks)} blocks (speed factor {speed_factor:g})")
+    table = Table(title=f"{node}: {len(profile.blocks)} blocks (padding factor {factor:.2f})")
     for column in ("block", "fp32 ms", "int8 ms", "speed-up"):
         table.add_column(column, justify="left" if column == "block" else "right")
     for name, t in profile.blocks.items():
@@ -96,7 +109,7 @@ def profile_command(
     whole = _whole_model_s(loaded, graph, provider, threads, warmup, repetitions)
     console.print(
         f"Σ blocks fp32 {total * 1e3:.1f} ms; whole model measured "
-        f"{emulated_duration_s(whole, speed_factor) * 1e3:.1f} ms"
+        f"{emulated_duration_s(whole, factor) * 1e3:.1f} ms"
     )
     console.print(f"written to [bold]{out}[/]")
 

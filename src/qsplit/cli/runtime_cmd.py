@@ -43,12 +43,18 @@ def agent_command(
     name: Annotated[str, typer.Option("--name", help="Node name, as in the infra file.")],
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT (port 0: any free port).")],
     token: TokenOpt = None,
-    speed_factor: Annotated[float, typer.Option(help="Emulate a node this × slower.")] = 1.0,
+    padding_factor: Annotated[
+        float,
+        typer.Option(
+            help="Pad each component run to this × its time here (the testbed sets it from the "
+            "node's reference_time and this host's; not a way to describe a node)."
+        ),
+    ] = 1.0,
     threads: Annotated[int, typer.Option(help="ORT threads per component.")] = 1,
     statistic: Annotated[
         str,
         typer.Option(
-            help="Timing statistic of profiles and of the speed-factor reference: median, or "
+            help="Timing statistic of profiles and of the padding reference: median, or "
             "min (undisturbed time, used by the testbed)."
         ),
     ] = "median",
@@ -81,7 +87,7 @@ def agent_command(
         name=name,
         listen=listen,
         token=_token(token),
-        speed_factor=speed_factor,
+        padding_factor=padding_factor,
         threads=threads,
         statistic=_statistic(statistic),
         limits=Limits(max_message_bytes=int(max_message_mb * 2**20)),

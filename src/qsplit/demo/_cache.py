@@ -1,6 +1,6 @@
 """A content-addressed cache of slow results (profiles, noise models), so re-runs are fast.
 
-A result is stored under a hash of everything it depends on (model hash, node, speed factor,
+A result is stored under a hash of everything it depends on (model hash, node, reference time,
 settings, library versions, and the source of the qsplit packages that compute it): a changed
 input or a changed algorithm is a different key, never a stale hit.
 """

@@ -1,6 +1,6 @@
 """The planner's inputs on the testbed: a profile per node, measured links, the noise model.
 
-Profiles are measured *by each node's agent* (its speed factor and thread settings, as it will
+Profiles are measured *by each node's agent* (its padding and thread settings, as it will
 run the components); links are measured through the emulators the tensors will cross. Both are
 what a real deployment would do; only the machines are emulated.
 """
@@ -39,7 +39,9 @@ def node_profiles(
             "model": graph.model.sha256,
             "granularity": graph.granularity,
             "node": name,
-            "speed_factor": agent.speed_factor,
+            # The node's absolute speed, not the host-dependent factor: a profile emulates the
+            # same node on any host, so a cached one stays valid when the host changes.
+            "reference_time_s": agent.reference_time_s,
             "repetitions": config.profile_repetitions,
             "statistic": AGENT_STATISTIC,
         }

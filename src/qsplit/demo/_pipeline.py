@@ -56,6 +56,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
     cache = Cache(config.cache)
 
     with Testbed.up(config.testbed_infra, run_dir / "testbed") as testbed:
+        calibration = _calibration(testbed)
         step = time.perf_counter()
         advance = progress.task("profiling each node on its agent", len(testbed.state.agents))
         profiles = node_profiles(
@@ -107,7 +108,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
         noise=str(noise_path.relative_to(run_dir)),
         scenarios=scenarios,
         entries=tuple(entries),
-        settings=_settings(config, timings),
+        settings={**_settings(config, timings), "testbed": calibration},
     )
     index.save(run_dir)
     return index
@@ -179,6 +180,18 @@ def _run_all(
         else:
             entries.append(replace(entry, error=str(outcome)))
     return entries
+
+
+def _calibration(testbed: Testbed) -> dict[str, object]:
+    """How the testbed emulated the nodes on this host: its reference time and each factor."""
+    host = testbed.state.host
+    return {
+        "host_reference_ms": round(host.time_s * 1e3, 2),
+        "host_reference_method": host.describe(),
+        "padding_factors": {
+            name: round(agent.padding_factor, 3) for name, agent in testbed.state.agents.items()
+        },
+    }
 
 
 def _settings(config: DemoConfig, timings: dict[str, float]) -> dict[str, object]:

@@ -42,6 +42,7 @@ INFRA_SCHEMA_VERSION = 1
 _Bandwidth = Annotated[float, BeforeValidator(parse_bandwidth), Field(gt=0)]
 _Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 _Memory = Annotated[int, BeforeValidator(parse_memory), Field(gt=0)]
+_PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 class _NodeDoc(BaseModel):
@@ -52,7 +53,7 @@ class _NodeDoc(BaseModel):
     compute_power_w: float = Field(ge=0, allow_inf_nan=False)
     transmit_power_w: float = Field(ge=0, allow_inf_nan=False)
     memory_bytes: _Memory
-    speed_factor: float = Field(default=1.0, ge=1, allow_inf_nan=False)
+    reference_time: _PositiveDuration | None = None
     address: str | None = None
 
     @field_validator("address")
@@ -107,7 +108,10 @@ _FIXES = {
     "compute_power_w": "give the power drawn while computing, in watts (≥ 0)",
     "transmit_power_w": "give the power drawn while sending, in watts (≥ 0)",
     "memory_bytes": f"give the memory available, e.g. {MEMORY_EXAMPLES}",
-    "speed_factor": "use a number ≥ 1 (how many times slower than the reference), or omit it",
+    "reference_time": (
+        "give the node's time for the reference workload (YOLO11n 640×640 fp32 in ONNX Runtime "
+        "CPU; docs/planner.md), e.g. 425ms, or omit it"
+    ),
     "address": "write host:port, e.g. 127.0.0.1:7101, or omit it",
     "from": "name a node listed under `nodes:`",
     "to": "name a node listed under `nodes:`",
@@ -115,6 +119,19 @@ _FIXES = {
     "latency": f"give a one-way latency ≥ 0, e.g. {DURATION_EXAMPLES}",
     "symmetric": "use true or false",
 }
+
+
+_RETIRED = {
+    "speed_factor": (
+        "speed_factor (times slower than the machine running the testbed) is no longer "
+        "read: it made the emulated node as fast as whatever host ran it",
+        "describe the node absolutely with `reference_time`, its time for the reference "
+        "workload (docs/planner.md); to keep the node as it was emulated, write "
+        "speed_factor × the YOLO11n time of the host it was tuned on (`qsplit testbed "
+        "calibrate` measures this host's)",
+    ),
+}
+"""Fields that earlier versions read, with what to write instead."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +188,7 @@ def infra_from_dict(data: Any, *, source: str | None = None) -> Infra:
                 compute_power_w=n.compute_power_w,
                 transmit_power_w=n.transmit_power_w,
                 memory_bytes=n.memory_bytes,
-                speed_factor=n.speed_factor,
+                reference_time_s=n.reference_time,
                 address=n.address,
             )
             for n in doc.nodes
@@ -207,6 +224,9 @@ def _schema_problem(err: Any) -> InfraProblem:
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
+        retired = _RETIRED.get(str(loc[-1]))
+        if retired is not None:
+            return InfraProblem(path, *retired)
         return InfraProblem(path, "unknown field", "remove it or correct its spelling")
     named = [p for p in loc if isinstance(p, str)]
     fix = _FIXES.get(named[-1], "see docs/formats-infra.md") if named else "see the docs"

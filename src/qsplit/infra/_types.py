@@ -26,8 +26,11 @@ class Node:
     """Power drawn while sending, in watts (``P^x``); charged to the sender of a transfer."""
     memory_bytes: int
     """Memory available for weights and activations of the components placed here."""
-    speed_factor: float = 1.0
-    """How many times slower than the reference machine this node is emulated (testbed only)."""
+    reference_time_s: float | None = None
+    """The node's own time for the reference workload (YOLO11n 640×640 fp32 in ONNX Runtime
+    CPU, :data:`qsplit.profile.REFERENCE_WORKLOAD`), in seconds: the absolute speed the testbed
+    and ``qsplit profile --infra`` emulate it at. ``None``: a real machine, profiled where it
+    runs, that is never emulated."""
     address: str | None = None
     """``host:port`` of the node's agent, when it runs one."""
 

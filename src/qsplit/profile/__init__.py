@@ -7,6 +7,14 @@ from qsplit.profile._additivity import (
     measure_additivity,
     random_components,
 )
+from qsplit.profile._emulation import (
+    FACTOR_TOLERANCE,
+    REFERENCE_WORKLOAD,
+    HostReference,
+    measure_host,
+    node_factors,
+    padding_factor,
+)
 from qsplit.profile._links import Request, answer_probe, measure_link, zmq_request
 from qsplit.profile._profiler import (
     CalibrationSource,
@@ -29,12 +37,15 @@ from qsplit.profile._timing import (
 from qsplit.profile._types import BlockTiming, ComputeProfile, LinkMeasurement, LinkProfile
 
 __all__ = [
+    "FACTOR_TOLERANCE",
+    "REFERENCE_WORKLOAD",
     "STATISTICS",
     "AdditivityReport",
     "AdditivitySample",
     "BlockTiming",
     "CalibrationSource",
     "ComputeProfile",
+    "HostReference",
     "LinkMeasurement",
     "LinkProfile",
     "ProgressCallback",
@@ -49,8 +60,11 @@ __all__ = [
     "fit_overhead",
     "make_session",
     "measure_additivity",
+    "measure_host",
     "measure_link",
+    "node_factors",
     "pad_to",
+    "padding_factor",
     "profile_compute",
     "random_components",
     "reference_time_s",

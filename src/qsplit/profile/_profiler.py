@@ -109,7 +109,7 @@ def profile_compute(
     graph: LayerGraph,
     *,
     node: str,
-    speed_factor: float = 1.0,
+    padding_factor: float = 1.0,
     provider: str = "CPUExecutionProvider",
     threads: int = 1,
     warmup: int = 3,
@@ -123,15 +123,16 @@ def profile_compute(
     """fp32 (and int8) latency of every block of ``graph`` on this machine, as node ``node``:
     the ``statistic`` (median, or minimum for emulated nodes) of the repetitions.
 
-    Reported times are ``emulated_duration_s(measured, speed_factor)``: the same scaling the
-    runtime applies when it pads component runs, so profile and run agree on a slower node.
+    Reported times are ``emulated_duration_s(measured, padding_factor)``: the same scaling the
+    runtime applies when it pads component runs, so profile and run agree on an emulated node
+    (the factor comes from :func:`qsplit.profile.padding_factor`; 1 times this machine as is).
     fp32 and int8 repetitions of a block alternate, so a burst of load from other processes
     hits both alike. int8 times are those of :class:`qsplit.quant.Quantizer`'s model (the one
     the noise model measures and the runtime deploys) with every quantizable block quantized,
     so a block is timed as it runs inside a quantized segment: reading and sending 8-bit
     tensors. Blocks with no op to quantize have no int8 time (``None``).
     """
-    emulated_duration_s(1.0, speed_factor)  # validates the factor before any work
+    emulated_duration_s(1.0, padding_factor)  # validates the factor before any work
     settings = SessionSettings(provider=provider, threads=threads)
     fp32 = _Source.of(model, graph)
     quantized: tuple[_Source, frozenset[str]] | None = None
@@ -152,10 +153,10 @@ def profile_compute(
         fp32_time, *int8_time = _measure(timed, warmup, repetitions)
         q8 = int8_time[0] if int8_time else None
         blocks[name] = BlockTiming(
-            fp32_s=emulated_duration_s(fp32_time.value(statistic), speed_factor),
-            int8_s=None if q8 is None else emulated_duration_s(q8.value(statistic), speed_factor),
-            fp32_spread_s=emulated_duration_s(fp32_time.spread_s, speed_factor),
-            int8_spread_s=0.0 if q8 is None else emulated_duration_s(q8.spread_s, speed_factor),
+            fp32_s=emulated_duration_s(fp32_time.value(statistic), padding_factor),
+            int8_s=None if q8 is None else emulated_duration_s(q8.value(statistic), padding_factor),
+            fp32_spread_s=emulated_duration_s(fp32_time.spread_s, padding_factor),
+            int8_spread_s=0.0 if q8 is None else emulated_duration_s(q8.spread_s, padding_factor),
         )
         if progress is not None:
             progress(done, len(names), name)
@@ -170,7 +171,7 @@ def profile_compute(
             "repetitions": repetitions,
             "statistic": statistic,
             "spread": "interquartile range",
-            "speed_factor": speed_factor,
+            "padding_factor": padding_factor,
             "int8": int8_settings,
             "source": "qsplit profile (extracted one-block submodels)",
         },

@@ -97,18 +97,20 @@ class Summary:
         return self.median_s if statistic == "median" else self.min_s
 
 
-def emulated_duration_s(measured_s: float, speed_factor: float) -> float:
-    """How long a run that took ``measured_s`` here takes on a node ``speed_factor`` × slower.
+def emulated_duration_s(measured_s: float, padding_factor: float) -> float:
+    """How long a run that took ``measured_s`` here takes on the emulated node.
 
-    The emulation is a deterministic scaling: the profiler reports it and the runtime pads each
-    component run to it (:func:`pad_to`), so planned and observed latencies use the same model.
+    ``padding_factor`` is the node's reference time over this host's
+    (:func:`qsplit.profile.padding_factor`). The emulation is a deterministic scaling: the
+    profiler reports it and the runtime pads each component run to it (:func:`pad_to`), so
+    planned and observed latencies use the same model.
     """
-    if speed_factor < 1.0:
+    if padding_factor < 1.0:
         raise InputError(
-            f"speed factor {speed_factor} is below 1",
+            f"padding factor {padding_factor} is below 1",
             fix="a node can only be emulated as slower than this machine",
         )
-    return measured_s * speed_factor
+    return measured_s * padding_factor
 
 
 _ORT_DTYPES = {
@@ -129,7 +131,7 @@ def reference_time_s(
     """``statistic`` of ``repetitions`` runs of ``session`` on random inputs, after a warm-up.
 
     The runtime measures each component once, when it is deployed, and pads every later run of
-    it to ``speed_factor ×`` this time (:func:`pad_to`): a slower node is then emulated by a
+    it to ``padding_factor ×`` this time (:func:`pad_to`): a slower node is then emulated by a
     fixed duration, so a burst of load on the shared cores is not multiplied by the factor.
     Use the statistic the node's profile was measured with, so plan and run agree.
     """
@@ -153,14 +155,14 @@ def reference_time_s(
     return Summary.of([time_run(session, feeds) for _ in range(repetitions)]).value(statistic)
 
 
-def pad_to(start_s: float, measured_s: float, speed_factor: float) -> float:
-    """Sleep until ``start_s + emulated_duration_s(measured_s, speed_factor)`` on
+def pad_to(start_s: float, measured_s: float, padding_factor: float) -> float:
+    """Sleep until ``start_s + emulated_duration_s(measured_s, padding_factor)`` on
     ``time.perf_counter``'s clock; returns the emulated duration.
 
     The runtime calls this right after a component run that started at ``start_s`` and took
     ``measured_s``.
     """
-    emulated = emulated_duration_s(measured_s, speed_factor)
+    emulated = emulated_duration_s(measured_s, padding_factor)
     remaining = start_s + emulated - time.perf_counter()
     if remaining > 0:
         time.sleep(remaining)

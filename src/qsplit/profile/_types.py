@@ -37,7 +37,7 @@ class ComputeProfile:
     granularity: str
     blocks: dict[str, BlockTiming]
     settings: dict[str, Any] = field(default_factory=dict)
-    """How it was measured: execution provider, threads, repetitions, speed factor, source."""
+    """How it was measured: execution provider, threads, repetitions, padding factor, source."""
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -176,8 +176,10 @@ def _method(run: LoadedRun) -> list[Block]:
         "Its error therefore reflects time prediction errors, not the power figures.",
         "Predictions are the cost model's prices of the same configuration, from the profiles "
         "and link measurements listed under Files.",
-        "Nodes and links are emulated on one machine: each node's agent is slowed by its "
-        "speed factor, and each directed link passes through a user-space proxy that adds "
+        "Nodes and links are emulated on one machine: each node's agent pads every component "
+        "run to the node's speed (its reference time — YOLO11n fp32 in ONNX Runtime CPU — over "
+        "the host's, measured when the testbed started; settings `testbed.*`), and each "
+        "directed link passes through a user-space proxy that adds "
         "the link's latency and limits its rate (see the tables).",
     ]
     if diffs:
@@ -214,7 +216,7 @@ def _testbed_tables(run: LoadedRun) -> list[Table]:
             name,
             node.name,
             node.role,
-            f"{node.speed_factor:g}×",
+            "–" if node.reference_time_s is None else f"{node.reference_time_s * 1e3:.0f} ms",
             f"{node.compute_power_w:g} W",
             f"{node.transmit_power_w:g} W",
         )
@@ -235,7 +237,7 @@ def _testbed_tables(run: LoadedRun) -> list[Table]:
     )
     tables = [
         Table(
-            ("scenario", "node", "role", "slowed by", "compute power", "transmit power"),
+            ("scenario", "node", "role", "reference time", "compute power", "transmit power"),
             nodes,
             right_aligned=frozenset({3, 4, 5}),
         )

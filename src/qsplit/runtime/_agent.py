@@ -69,8 +69,10 @@ class AgentSettings:
     """ORT intra-op threads per component: agents share cores on a testbed."""
     workers: int = 1
     """Components this agent runs at the same time."""
-    speed_factor: float = 1.0
-    """Emulate a node this many times slower: each run is padded to ``speed_factor ×`` its time."""
+    padding_factor: float = 1.0
+    """Pad each component run to this × its time here (1: none). Not a node description: the
+    testbed derives it from the node's absolute ``reference_time`` and this host's
+    (:func:`qsplit.profile.padding_factor`)."""
     limits: Limits = field(default_factory=Limits)
     send_timeout_s: float = 5.0
     """How long a push to a peer may wait for the peer to accept it."""
@@ -95,9 +97,9 @@ class AgentSettings:
                 "127.0.0.1",
             )
         try:
-            emulated_duration_s(1.0, self.speed_factor)
+            emulated_duration_s(1.0, self.padding_factor)
         except InputError as exc:
-            raise InputError(exc.problem, field="--speed-factor", fix=exc.fix) from None
+            raise InputError(exc.problem, field="--padding-factor", fix=exc.fix) from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -128,7 +130,7 @@ class _Component:
     """Shape and dtype of each output whose shape is fixed (those can be preallocated)."""
     reference_s: float | None = None
     """On an emulated slower node, this component's time measured at deploy: every run is
-    padded to ``speed_factor ×`` it (``None``: padded to ``speed_factor ×`` each run's time).
+    padded to ``padding_factor ×`` it (``None``: padded to ``padding_factor ×`` each run's time).
     With the ``min`` statistic it is the least time seen so far, live runs included."""
 
 
@@ -240,7 +242,7 @@ class Agent:
         except Exception as exc:  # ORT raises plain RuntimeError subclasses for bad models
             return {"ok": False, "error": f"component {body['name']!r} does not load: {exc}"}
         reference_s = None
-        if self.settings.speed_factor > 1.0:
+        if self.settings.padding_factor > 1.0:
             reference_s = await loop.run_in_executor(
                 self._pool,
                 functools.partial(reference_time_s, session, statistic=self.settings.statistic),
@@ -335,7 +337,7 @@ class Agent:
             path,
             body,
             node=name,
-            speed_factor=self.settings.speed_factor,
+            padding_factor=self.settings.padding_factor,
             threads=self.settings.threads,
             statistic=self.settings.statistic,
         )
@@ -518,11 +520,11 @@ class Agent:
         measured = time.perf_counter() - start
         if component.reference_s is not None and self.settings.statistic == "min":
             # A burst of load during the deploy-time runs must not slow every later run by
-            # speed_factor × the burst: the least time seen is the undisturbed estimate.
+            # padding_factor × the burst: the least time seen is the undisturbed estimate.
             component.reference_s = min(component.reference_s, measured)
         # The profiler reports emulated_duration_s of its measurements, so a slower node's
         # profile and its live runs agree by construction.
-        emulated = pad_to(start, component.reference_s or measured, self.settings.speed_factor)
+        emulated = pad_to(start, component.reference_s or measured, self.settings.padding_factor)
         return dict(zip(component.outputs, values, strict=True)), max(emulated, measured)
 
     async def _push(

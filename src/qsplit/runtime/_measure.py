@@ -2,7 +2,7 @@
 
 Transfer times are measured by the receiver as arrival wall time minus the sender's
 ``sent_at`` (``time.time``): exact on one machine, only as good as clock sync (NTP) across
-machines. Compute times are per component run, after speed-factor emulation. Energy is the cost
+machines. Compute times are per component run, after padding (emulated nodes). Energy is the cost
 model's :func:`qsplit.plan.energy_per_node` applied to these measured times, so a run's energy
 and a plan's predicted energy mean the same thing.
 """

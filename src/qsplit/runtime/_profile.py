@@ -1,6 +1,6 @@
 """Profiling on request: an agent times every block of a model on its own machine.
 
-A node's profile must be measured where the node runs, under the speed factor and ORT thread
+A node's profile must be measured where the node runs, under the padding factor and ORT thread
 settings its agent runs components with; otherwise plan and run disagree. So the control plane
 has a ``profile`` message: the requester names a model by sha256, the agent profiles it with
 :func:`qsplit.profile.profile_compute` and answers with the ComputeProfile dict. Model files are
@@ -52,7 +52,7 @@ def profile_here(
     body: Mapping[str, Any],
     *,
     node: str,
-    speed_factor: float,
+    padding_factor: float,
     threads: int,
     statistic: Statistic = "median",
 ) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def profile_here(
         model=model,
         graph=graph,
         node=node,
-        speed_factor=speed_factor,
+        padding_factor=padding_factor,
         threads=threads,
         warmup=int(body.get("warmup", 3)),
         repetitions=int(body.get("repetitions", 20)),
@@ -87,7 +87,7 @@ def profile_on_agent(
     timeout_s: float = 600.0,
 ) -> ComputeProfile:
     """Profile every block of ``model_path`` on the agent of ``node`` at ``address``, under
-    that agent's speed factor and thread settings.
+    that agent's padding factor and thread settings.
 
     The model's bytes travel only if the agent does not already hold them. Raises
     :class:`RemoteError` naming the node if it cannot profile (or is another node), and

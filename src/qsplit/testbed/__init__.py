@@ -8,7 +8,7 @@ from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
 from qsplit.testbed._probe import ProbeServer, probe_request
 from qsplit.testbed._state import DEFAULT_STATE_DIR, AgentState, LinkState, TestbedState
 from qsplit.testbed._supervisor import AGENT_STATISTIC
-from qsplit.testbed._testbed import AgentStatus, Testbed, TestbedError
+from qsplit.testbed._testbed import AgentStatus, Testbed, TestbedError, calibrate
 
 __all__ = [
     "AGENT_STATISTIC",
@@ -23,5 +23,6 @@ __all__ = [
     "Testbed",
     "TestbedError",
     "TestbedState",
+    "calibrate",
     "probe_request",
 ]

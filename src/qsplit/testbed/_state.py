@@ -1,7 +1,9 @@
 """The running testbed's state file: what ``up`` started, so ``status`` and ``down`` can find it.
 
-``<state dir>/testbed.json`` (kind ``testbed-state``, schema version 1) exists exactly while a
+``<state dir>/testbed.json`` (kind ``testbed-state``, schema version 2) exists exactly while a
 supervisor runs: the supervisor writes it once every agent listens and removes it on its way out.
+It records the host calibration the agents were started with (version 1 had a speed factor per
+node instead, relative to the host).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from qsplit._jsonio import read_json, write_json
+from qsplit.profile import HostReference
 
 STATE_KIND = "testbed-state"
-STATE_SCHEMA_VERSION = 1
+STATE_SCHEMA_VERSION = 2
 DEFAULT_STATE_DIR = Path(".qsplit/testbed")
 
 
@@ -30,7 +33,10 @@ class AgentState:
     pid: int
     address: str
     """Where the agent listens (direct, unshaped: the device's own agent is reached this way)."""
-    speed_factor: float
+    reference_time_s: float
+    """The node's time for the reference workload (infrastructure file)."""
+    padding_factor: float
+    """``reference_time_s`` / the host's: each component run is padded to this × its time."""
     log: str
 
 
@@ -55,6 +61,8 @@ class TestbedState:
     requester_infra: str
     agents: dict[str, AgentState]
     links: tuple[LinkState, ...]
+    host: HostReference
+    """This host's time for the reference workload, measured by ``up`` before any agent ran."""
 
     def link(self, source: str, target: str) -> LinkState | None:
         return next((lk for lk in self.links if (lk.source, lk.target) == (source, target)), None)
@@ -71,6 +79,7 @@ class TestbedState:
             "supervisor_pid": self.supervisor_pid,
             "requester_infra": self.requester_infra,
             "agents": {name: vars(agent) for name, agent in self.agents.items()},
+            "host": self.host.to_dict(),
             "links": [
                 {
                     "from": lk.source,
@@ -103,4 +112,5 @@ class TestbedState:
                 )
                 for lk in data["links"]
             ),
+            host=HostReference.from_dict(data["host"]),
         )

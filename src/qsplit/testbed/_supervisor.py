@@ -5,7 +5,8 @@ group, so ``down`` can signal everything it started at once). It
 
 1. starts a :class:`LinkProxy` for every directed link ``a → b`` in front of ``b``'s agent, and a
    second one in front of a probe server, both on the link's shared :class:`LinkClock`;
-2. starts ``qsplit agent`` for every node on a free loopback port with its ``speed_factor`` and
+2. starts ``qsplit agent`` for every node on a free loopback port with its padding factor (the
+   node's ``reference_time`` over the host's, measured by ``up`` and passed as ``--host``) and
    ``--route b=<proxy a→b>`` for every link leaving it, so agent-to-agent pushes cross the
    emulated links, and without shared memory, so that no tensor bypasses them;
 3. writes the state file (``testbed.json``) and a requester's view of the infrastructure
@@ -17,6 +18,7 @@ group, so ``down`` can signal everything it started at once). It
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +31,7 @@ from typing import IO
 import yaml
 
 from qsplit.infra import Infra, load_infra
-from qsplit.profile import Statistic
+from qsplit.profile import HostReference, Statistic, node_factors
 from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
 from qsplit.testbed._probe import ProbeServer
 from qsplit.testbed._state import (
@@ -52,16 +54,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="qsplit testbed supervisor (internal)")
     parser.add_argument("--infra", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--host", required=True, help="HostReference as JSON")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    supervise(args.infra, args.state_dir, stop)
+    supervise(args.infra, args.state_dir, HostReference.from_dict(json.loads(args.host)), stop)
 
 
-def supervise(infra_path: Path, state_dir: Path, stop: threading.Event) -> None:
-    """Run the testbed described by ``infra_path`` until ``stop`` is set."""
+def supervise(
+    infra_path: Path, state_dir: Path, host: HostReference, stop: threading.Event
+) -> None:
+    """Run the testbed described by ``infra_path`` on a host measured as ``host`` until
+    ``stop`` is set."""
     infra = load_infra(infra_path)
+    factors = node_factors(infra, host)
     state_dir.mkdir(parents=True, exist_ok=True)
     addresses: dict[str, str] = {}
     probe = ProbeServer()
@@ -81,7 +88,7 @@ def supervise(infra_path: Path, state_dir: Path, stop: threading.Event) -> None:
         for node in infra.nodes:
             log = (state_dir / f"{node.name}.log").open("wb")
             logs.append(log)
-            agents[node.name] = _spawn_agent(node.name, node.speed_factor, proxies, log)
+            agents[node.name] = _spawn_agent(node.name, factors[node.name], proxies, log)
         for node in infra.nodes:
             addresses[node.name] = _wait_for_address(node.name, agents[node.name], state_dir)
         _write_requester_infra(infra, infra_path, addresses, proxies, state_dir)
@@ -93,7 +100,8 @@ def supervise(infra_path: Path, state_dir: Path, stop: threading.Event) -> None:
                 name: AgentState(
                     pid=process.pid,
                     address=addresses[name],
-                    speed_factor=infra.node(name).speed_factor,
+                    reference_time_s=float(infra.node(name).reference_time_s or 0.0),
+                    padding_factor=factors[name],
                     log=str(state_dir / f"{name}.log"),
                 )
                 for name, process in agents.items()
@@ -109,6 +117,7 @@ def supervise(infra_path: Path, state_dir: Path, stop: threading.Event) -> None:
                 )
                 for (source, target), (data, probes) in proxies.items()
             ),
+            host=host,
         ).save(state_path(state_dir))
         while not stop.wait(0.5):
             pass
@@ -125,12 +134,12 @@ def supervise(infra_path: Path, state_dir: Path, stop: threading.Event) -> None:
 
 def _spawn_agent(
     name: str,
-    speed_factor: float,
+    padding_factor: float,
     proxies: dict[tuple[str, str], tuple[LinkProxy, LinkProxy]],
     log: IO[bytes],
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "qsplit", "agent", "--name", name]
-    command += ["--listen", "127.0.0.1:0", "--speed-factor", repr(speed_factor)]
+    command += ["--listen", "127.0.0.1:0", "--padding-factor", repr(padding_factor)]
     command += ["--statistic", AGENT_STATISTIC, "--no-shared-memory"]
     for (source, target), (data, _) in proxies.items():
         if source == name:

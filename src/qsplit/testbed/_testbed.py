@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -15,9 +16,10 @@ from pathlib import Path
 
 from qsplit.errors import InputError, QsplitError
 from qsplit.infra import Infra, load_infra
-from qsplit.profile import LinkProfile, measure_link
+from qsplit.profile import HostReference, LinkProfile, measure_host, measure_link, node_factors
 from qsplit.testbed._probe import probe_request
 from qsplit.testbed._state import DEFAULT_STATE_DIR, TestbedState, state_path
+from qsplit.testbed._supervisor import AGENT_STATISTIC
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
@@ -32,7 +34,8 @@ class AgentStatus:
     name: str
     pid: int
     address: str
-    speed_factor: float
+    reference_time_s: float
+    padding_factor: float
     alive: bool
     listening: bool
 
@@ -58,7 +61,13 @@ class Testbed:
 
     @classmethod
     def up(cls, infra: str | Path, state_dir: str | Path = DEFAULT_STATE_DIR) -> Testbed:
-        """Start the supervisor for ``infra`` and return once every agent listens."""
+        """Calibrate against this host, start the supervisor for ``infra`` and return once
+        every agent listens.
+
+        The host's time for the reference workload is measured first, while nothing of the
+        testbed runs, with the agents' threads and statistic; a node the host is too slow for
+        is refused (:class:`InputError`) before anything starts.
+        """
         infra, state_dir = Path(infra), Path(state_dir)
         load_infra(infra)  # bad input is reported here, not in a detached process's log
         running = cls.find(state_dir)
@@ -68,6 +77,7 @@ class Testbed:
                 file=state_path(state_dir),
                 fix=f"stop it first: qsplit testbed down --state-dir {state_dir}",
             )
+        host = calibrate(infra)[0]  # so is a host too slow for a node
         state_dir.mkdir(parents=True, exist_ok=True)
         state_path(state_dir).unlink(missing_ok=True)
         log_path = state_dir / "supervisor.log"
@@ -76,6 +86,7 @@ class Testbed:
                 [
                     *(sys.executable, "-m", "qsplit.testbed._supervisor"),
                     *("--infra", str(infra), "--state-dir", str(state_dir)),
+                    *("--host", json.dumps(host.to_dict())),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -155,7 +166,8 @@ class Testbed:
                 name=name,
                 pid=agent.pid,
                 address=agent.address,
-                speed_factor=agent.speed_factor,
+                reference_time_s=agent.reference_time_s,
+                padding_factor=agent.padding_factor,
                 alive=_alive(agent.pid),
                 listening=_accepts(agent.address),
             )
@@ -181,6 +193,15 @@ class Testbed:
                     )
                 )
         return LinkProfile(links=tuple(measured))
+
+
+def calibrate(infra: str | Path) -> tuple[HostReference, dict[str, float]]:
+    """This host's time for the reference workload, measured as the testbed's agents time
+    components, and the padding factor of every node of ``infra`` on it (:class:`InputError`
+    for a node this host is too slow to emulate)."""
+    loaded = load_infra(infra)
+    host = measure_host(AGENT_STATISTIC)
+    return host, node_factors(loaded, host)
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,201 @@
+"""Host independence of the demo: the same plans and latencies on a host half as fast.
+
+Node speeds are absolute (``reference_time``); the testbed measures its host and pads each node
+to its speed. So ``qsplit demo`` on a slower host must choose the same plans and measure the
+same latencies. This runs the demo twice in child processes:
+
+1. ``normal``: as the machine is;
+2. ``slow``: inside a cgroup-v1 CPU quota (needs root) of ``--cpu`` of one CPU (default 0.6:
+   YOLO11n then took 2.1× as long on the 2-core VM; 0.5 made it 2.4×) per ``--period-us``
+   (default 2 ms). A quota is not a slower CPU: a run shorter than the quota left in the
+   current period goes at full speed, so the minima of short block runs catch unthrottled
+   runs while long components are throttled. With a 10 ms period the 34 YOLO11n blocks' minima
+   summed to 0.77 of the whole model's minimum, with 2 ms to 0.94; 1 ms is the kernel's
+   smallest quota. The child and everything it starts (supervisor,
+   agents) are in the cgroup, so the testbed measures the slowed host and pads less. The
+   slowdown reported is the ratio of the two runs' host reference times.
+
+Each run profiles its nodes afresh (its own profile cache); the noise model, which does not
+depend on the host's speed, is fitted once and copied into the second run's cache. The
+comparison: every entry (scenario, label) must have the same placement and quantized blocks in
+both runs, and its measured median latency must agree within ``--tolerance`` (10 %).
+
+``--short`` runs a shortened demo (one latency weight, noise bounds 0 and 1, 2 requests per
+configuration, 16 noise samples of 4 candidate blocks, 5 profile repetitions) for a machine
+too busy for two full demos.
+
+Usage: python bench/bench_host_speed.py --out DIR [--cpu 0.6] [--period-us 2000] [--short]
+       [--tolerance 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cpu", type=float, default=0.6, help="quota, in CPUs")
+    parser.add_argument("--period-us", type=int, default=2000, help="quota period")
+    parser.add_argument("--short", action="store_true")
+    parser.add_argument("--tolerance", type=float, default=0.10)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        _run_demo(args.child, args.short)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    normal = _demo(args.out / "normal", args.short, cgroup=None)
+    shutil.copytree(args.out / "normal" / "cache" / "noise", args.out / "slow" / "cache" / "noise")
+    slow = _demo(args.out / "slow", args.short, cgroup=_quota_cgroup(args.cpu, args.period_us))
+    result = compare(normal, slow, args.tolerance)
+    result["cpu_quota"] = {"cpus": args.cpu, "period_us": args.period_us}
+    result["short"] = args.short
+    (args.out / "compare.json").write_text(json.dumps(result, indent=2))
+    _print(result)
+
+
+def _run_demo(folder: Path, short: bool) -> None:
+    """In the child: the demo with the default scenarios, optionally shortened."""
+    from qsplit.demo import DemoConfig, run_demo
+
+    config = DemoConfig(out=folder / "run", cache=folder / "cache")
+    if short:
+        config = replace(
+            config,
+            w_latency=(1.0,),
+            noise_fractions=(0.0, 1.0),
+            requests=2,
+            noise_samples=16,
+            noise_top_k=4,
+            profile_repetitions=5,
+        )
+    run_demo(config)
+
+
+def _demo(folder: Path, short: bool, cgroup: Path | None) -> Path:
+    """Run the demo in a child process (inside ``cgroup`` if given); its run directory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, __file__, "--out", str(folder), "--child", str(folder)]
+    if short:
+        command.append("--short")
+
+    def enter() -> None:  # runs in the child before exec: it and its descendants are throttled
+        if cgroup is not None:
+            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    try:
+        subprocess.run(command, check=True, preexec_fn=enter)
+    finally:
+        if cgroup is not None:
+            cgroup.rmdir()
+    return folder / "run"
+
+
+def _quota_cgroup(cpus: float, period_us: int) -> Path:
+    """A fresh cgroup allowed ``cpus`` CPUs in every period of ``period_us``."""
+    cgroup = CGROUP_ROOT / f"qsplit-bench-{os.getpid()}"
+    cgroup.mkdir()
+    (cgroup / "cpu.cfs_period_us").write_text(str(period_us))
+    (cgroup / "cpu.cfs_quota_us").write_text(str(round(period_us * cpus)))
+    return cgroup
+
+
+def compare(normal: Path, slow: Path, tolerance: float) -> dict[str, Any]:
+    """The two run directories side by side: every plan file (scenario, weight, noise bound)
+    with the same placement and quantized blocks? For the entries (plans and baselines) run
+    in the same configuration in both, how far apart are their measured median latencies?"""
+    runs = {
+        name: json.loads((run / "run.json").read_text())
+        for name, run in (("n", normal), ("s", slow))
+    }
+    plans = []
+    for path in sorted((normal / "plans").glob("*/*.json")):
+        name = str(path.relative_to(normal / "plans"))
+        a, b = (json.loads((run / "plans" / name).read_text()) for run in (normal, slow))
+        plans.append(
+            {
+                "plan": name,
+                "same": _configuration(a) == _configuration(b),
+                "same_placement": a["assignment"] == b["assignment"],
+                "quantized_only_in_one": sorted(set(a["quantized"]) ^ set(b["quantized"])),
+            }
+        )
+    entries = {name: {e["id"]: e for e in run["entries"]} for name, run in runs.items()}
+    rows = []
+    for entry_id in sorted(set(entries["n"]) & set(entries["s"])):
+        a, b = entries["n"][entry_id], entries["s"][entry_id]
+        if _configuration(a) != _configuration(b) or not (a["measured"] and b["measured"]):
+            continue
+        measured = [_ms(a["measured"]), _ms(b["measured"])]
+        rows.append(
+            {
+                "id": entry_id,
+                "predicted_ms": [_ms(a["predicted"]), _ms(b["predicted"])],
+                "measured_ms": measured,
+                "measured_ratio": measured[1] / measured[0],
+            }
+        )
+    deviations = [abs(r["measured_ratio"] - 1) for r in rows]
+    hosts = {"normal": runs["n"]["settings"]["testbed"], "slow": runs["s"]["settings"]["testbed"]}
+    return {
+        "host": hosts,
+        "slowdown": hosts["slow"]["host_reference_ms"] / hosts["normal"]["host_reference_ms"],
+        "same_plans": all(p["same"] for p in plans),
+        "plans": plans,
+        "entries": rows,
+        "latency_deviation": {
+            "median": statistics.median(deviations) if deviations else None,
+            "max": max(deviations) if deviations else None,
+            "within_tolerance": bool(deviations) and max(deviations) <= tolerance,
+            "tolerance": tolerance,
+        },
+    }
+
+
+def _configuration(item: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    return item["assignment"], sorted(item["quantized"])
+
+
+def _ms(costs: dict[str, Any]) -> float:
+    return round(costs["latency_s"] * 1e3, 1)
+
+
+def _print(result: dict[str, Any]) -> None:
+    for name, host in result["host"].items():
+        print(f"{name}: host {host['host_reference_ms']} ms, factors {host['padding_factors']}")
+    print(f"host slowdown {result['slowdown']:.2f}×")
+    for plan in result["plans"]:
+        differ = (
+            "" if plan["same"] else f" quantized in one run only: {plan['quantized_only_in_one']}"
+        )
+        placement = "same placement" if plan["same_placement"] else "OTHER PLACEMENT"
+        print(
+            f"{plan['plan']:36s} {'same' if plan['same'] else 'DIFFERENT':9s} {placement}{differ}"
+        )
+    for row in result["entries"]:
+        normal, slow = row["measured_ms"]
+        print(f"{row['id']:56s} {normal:>8} {slow:>8} ms {row['measured_ratio'] - 1:+.1%}")
+    deviation = result["latency_deviation"]
+    same = sum(p["same"] for p in result["plans"])
+    print(
+        f"same plans: {same} of {len(result['plans'])}; latency deviation (same configurations)"
+        f" median {deviation['median']:.1%}, max {deviation['max']:.1%}"
+        f" (tolerance {deviation['tolerance']:.0%})"
+    )
+
+
+if __name__ == "__main__":
+    main()
