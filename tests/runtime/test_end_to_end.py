@@ -11,7 +11,9 @@ import pytest
 import synthetic
 from agents import infra_for, running_agents
 from conftest import random_feeds, session
+from qsplit.errors import InputError
 from qsplit.model import analyze
+from qsplit.profile import BlockTiming, ComputeProfile
 from qsplit.runtime import AgentSettings, build_deployment, connect
 from qsplit.runtime._agent import Agent, _Component, _execute, _fixed_outputs
 
@@ -75,6 +77,42 @@ def test_padding_factor_pads_each_run(tmp_path: Path) -> None:
                 assert record.latency_s >= run.compute_s > 0
                 computes.add(run.compute_s)
             assert len(computes) == 1
+
+
+def _flat_profile(graph, node: str, block_s: float) -> ComputeProfile:
+    timing = BlockTiming(fp32_s=block_s, int8_s=None, fp32_spread_s=0.0, int8_spread_s=0.0)
+    blocks = dict.fromkeys(graph.block_names, timing)
+    return ComputeProfile(node, graph.model.sha256, graph.granularity, blocks)
+
+
+def test_an_emulating_agent_runs_a_component_in_its_profiled_time(tmp_path: Path) -> None:
+    """With profiles, each component carries the node's profiled time for it, and an agent that
+    emulates a slower node runs it in exactly that time (not padding × its own runs, which load
+    on the host inflates); an agent that emulates nothing ignores it."""
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    _, graph = analyze(str(path))
+    model = onnx.load(path)
+    assignment = by_segments(graph.block_names, ("slow", "real"))
+    with (
+        running_agents("slow", args=("--padding-factor", "2")) as slow,
+        running_agents("real") as real,
+    ):
+        infra = infra_for({**slow, **real})
+        profiles = {n: _flat_profile(graph, n, 0.04) for n in ("slow", "real")}
+        deployment = build_deployment(path, assignment, infra, profiles=profiles)
+        targets = {c.node: c.compute_s for c in deployment.components}
+        slow_blocks = sum(node == "slow" for node in assignment.values())
+        assert targets["slow"] == pytest.approx(0.04 * slow_blocks)
+        with connect(deployment, infra) as s:
+            for seed in range(3):
+                _, record = s.infer_timed(random_feeds(model, seed))
+                runs = {r.node: r.compute_s for r in record.runs}
+                assert targets["slow"] <= runs["slow"] < targets["slow"] + 0.1
+                assert runs["real"] < targets["real"]
+    other = _flat_profile(graph, "slow", 0.04)
+    stale = ComputeProfile("slow", "0" * 64, other.granularity, dict(other.blocks))
+    with pytest.raises(InputError, match="profile of 'slow' is not of this model"):
+        build_deployment(path, assignment, infra, profiles={"slow": stale})
 
 
 @pytest.mark.parametrize(("statistic", "reference_s"), [("min", 0.5), ("median", 0.02)])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from qsplit.infra import Infra
+from qsplit.profile import ComputeProfile
 from qsplit.report import Measured
 from qsplit.runtime import RequestRecord, build_deployment, connect, save_results
 from qsplit.runtime import summarize as summarize_records
@@ -35,6 +36,7 @@ def run_configuration(
     requests: int,
     timeout_s: float,
     calibration: Path,
+    profiles: Mapping[str, ComputeProfile],
     reference: Sequence[Sequence[np.ndarray]] | None,
     noise_feeds: int,
     results_path: Path,
@@ -48,7 +50,12 @@ def run_configuration(
     metric is measured on the first ``noise_feeds`` feeds (its evaluation images) instead.
     """
     deployment = build_deployment(
-        model_path, assignment, infra, quantized=quantized, calibration=calibration
+        model_path,
+        assignment,
+        infra,
+        quantized=quantized,
+        calibration=calibration,
+        profiles=profiles,
     )
     records: list[RequestRecord] = []
     worst = 0.0

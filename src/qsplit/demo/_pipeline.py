@@ -7,7 +7,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +23,7 @@ from qsplit.demo._plans import Configuration, configuration, scenario_candidates
 from qsplit.errors import InputError, QsplitError
 from qsplit.infra import load_infra
 from qsplit.model import analyze
-from qsplit.profile import LinkProfile
+from qsplit.profile import ComputeProfile, LinkProfile
 from qsplit.quant import NoisePolynomial, image_feeds
 from qsplit.report import Entry, Measured, RunIndex, Scenario
 from qsplit.testbed import Testbed
@@ -91,7 +91,10 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
         timings["planning_s"] = time.perf_counter() - step
 
         step = time.perf_counter()
-        entries = _run_all(config, candidates, testbed, feeds, reference, run_dir, progress)
+        node_timings = {n: ComputeProfile.load(str(path)) for n, path in profiles.items()}
+        entries = _run_all(
+            config, candidates, testbed, node_timings, feeds, reference, run_dir, progress
+        )
         timings["runs_s"] = time.perf_counter() - step
 
     timings["total_s"] = time.perf_counter() - started
@@ -140,12 +143,19 @@ def _run_all(
     config: DemoConfig,
     candidates: list[Entry],
     testbed: Testbed,
+    profiles: Mapping[str, ComputeProfile],
     feeds: list[dict[str, np.ndarray]],
     reference: list[list[np.ndarray]],
     run_dir: Path,
     progress: Progress,
 ) -> list[Entry]:
-    """Run every distinct configuration once; entries sharing one share its measurement."""
+    """Run every distinct configuration once; entries sharing one share its measurement.
+
+    Each deployment carries the nodes' ``profiles``, so every emulated node runs a component in
+    the time its profile (the one the plans were made with) says, not in padding × however long
+    the component took on this host at that moment: the testbed's nodes then are what the
+    plans assume, on a loaded host or a slower one alike.
+    """
     distinct = list({configuration(c): c for c in candidates}.values())
     advance = progress.task(
         f"running {len(distinct)} configurations", len(distinct) * config.requests
@@ -164,6 +174,7 @@ def _run_all(
                 requests=config.requests,
                 timeout_s=config.timeout_s,
                 calibration=config.images,
+                profiles=profiles,
                 reference=reference,
                 noise_feeds=NOISE_EVAL_IMAGES,
                 results_path=run_dir / results,

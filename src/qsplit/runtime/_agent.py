@@ -132,6 +132,10 @@ class _Component:
     """On an emulated slower node, this component's time measured at deploy: every run is
     padded to ``padding_factor ×`` it (``None``: padded to ``padding_factor ×`` each run's time).
     With the ``min`` statistic it is the least time seen so far, live runs included."""
+    target_s: float | None = None
+    """On an emulated slower node, the node's profiled time for this component, when the
+    deployment gave one: every run is padded to exactly it, so the emulated node is the one its
+    profile describes, whatever this host's load does to the component's own runs."""
 
 
 @dataclass
@@ -241,8 +245,8 @@ class Agent:
             session = await loop.run_in_executor(self._pool, self._session, onnx_bytes, optimize)
         except Exception as exc:  # ORT raises plain RuntimeError subclasses for bad models
             return {"ok": False, "error": f"component {body['name']!r} does not load: {exc}"}
-        reference_s = None
-        if self.settings.padding_factor > 1.0:
+        reference_s, target_s = None, _target_s(body.get("compute_s"))
+        if self.settings.padding_factor > 1.0 and target_s is None:
             reference_s = await loop.run_in_executor(
                 self._pool,
                 functools.partial(reference_time_s, session, statistic=self.settings.statistic),
@@ -260,6 +264,7 @@ class Agent:
             session=session,
             fixed_outputs=_fixed_outputs(session),
             reference_s=reference_s,
+            target_s=target_s if self.settings.padding_factor > 1.0 else None,
         )
         self._deployments.setdefault(str(body["dep"]), {})[component.name] = component
         # Connect to the consumers now: set-up takes round trips (TCP, then the messaging
@@ -518,6 +523,10 @@ class Agent:
         start = time.perf_counter()
         values = _execute(component.session, component.outputs, feeds, buffers)
         measured = time.perf_counter() - start
+        if component.target_s is not None:
+            return dict(zip(component.outputs, values, strict=True)), max(
+                pad_to(start, component.target_s, 1.0), measured
+            )
         if component.reference_s is not None and self.settings.statistic == "min":
             # A burst of load during the deploy-time runs must not slow every later run by
             # padding_factor × the burst: the least time seen is the undisturbed estimate.
@@ -647,3 +656,12 @@ def run_agent(
 ) -> None:
     """Blocking form of :func:`serve`, for the CLI."""
     asyncio.run(serve(settings, on_ready=on_ready))
+
+
+def _target_s(value: object) -> float | None:
+    """A deploy message's ``compute_s``: a finite time ≥ 0, or ``None`` (absent or null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e6:
+        raise ValueError(f"compute_s must be a time in seconds, got {value!r}")
+    return float(value)

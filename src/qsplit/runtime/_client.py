@@ -193,6 +193,7 @@ class Session:
                         "routes": {t: list(n) for t, n in spec.routes.items()},
                         "returns": list(spec.returns),
                         "quant": {t: [q.scale, q.zero_point] for t, q in spec.quant.items()},
+                        "compute_s": spec.compute_s,
                         "peers": dict(self.deployment.addresses),
                         "via": {
                             h: list(via)

@@ -10,15 +10,16 @@ deployment names the nodes whose agents relay it (:attr:`Deployment.relays`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qsplit.errors import InputError
 from qsplit.infra import Infra
-from qsplit.model import TensorSpec, analyze
+from qsplit.model import LayerGraph, TensorSpec, analyze
 from qsplit.partition import ComponentExtractor, check_nodes, components, read_assignment
 from qsplit.plan import Plan
+from qsplit.profile import ComputeProfile
 from qsplit.runtime._quantized import CalibrationSource, quant_params, quantized_model
 from qsplit.runtime._wire import Quant
 
@@ -41,6 +42,10 @@ class ComponentSpec:
     """Outputs that are model outputs, returned to the requester."""
     quant: Mapping[str, Quant] = field(default_factory=dict)
     """Scale and zero point of the int8 outputs (those of quantized blocks), sent with them."""
+    compute_s: float | None = None
+    """The node's profiled time for this component (the sum of its blocks' timings at their
+    precision), when the deployment was built with profiles. An agent that emulates a slower
+    node runs the component in exactly this time; one that does not ignores it."""
 
 
 @dataclass(frozen=True)
@@ -78,14 +83,18 @@ def build_deployment(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     quantized: Collection[str] = (),
     calibration: CalibrationSource = None,
+    profiles: Mapping[str, ComputeProfile] | None = None,
 ) -> Deployment:
     """Split ``model_path`` by ``assignment`` (block → node) for the agents named in ``infra``.
 
     ``quantized`` blocks run in static int8 and send their outputs as int8; ``calibration``
     gives the activation ranges for that (see :func:`qsplit.runtime.quantized_model`).
+    ``profiles`` (node → its compute profile of this model) give each component its
+    :attr:`ComponentSpec.compute_s`, the time an emulated node takes for it.
     """
     check_nodes(assignment, infra.node_names, source=infra.source)
     model, graph = analyze(str(model_path), input_shapes)
+    timed = _component_times(graph, profiles or {}, frozenset(quantized))
     if quantized:
         model, graph = quantized_model(model, graph, quantized, calibration)
     parts = components(graph, dict(assignment))
@@ -113,6 +122,7 @@ def build_deployment(
                 routes={t: tuple(dict.fromkeys(readers.get(t, ()))) for t in part.outputs},
                 returns=tuple(t for t in part.outputs if t in model_outputs),
                 quant=quant_params(onnx_model, part.outputs),
+                compute_s=timed(part.node, part.blocks),
             )
         )
     transfers = {(s.node, n) for s in specs for nodes in s.routes.values() for n in nodes}
@@ -133,7 +143,7 @@ def build_deployment(
             )
         addresses[node] = address
     # Routes are part of what agents hold (where to push), so they are part of the identity.
-    placed = "".join(f"{s.node}:{s.sha256};" for s in specs)
+    placed = "".join(f"{s.node}:{s.sha256}:{s.compute_s};" for s in specs)
     relayed = "".join(f"{a}>{b}:{','.join(via)};" for (a, b), via in relays.items())
     digest = hashlib.sha256((placed + relayed).encode())
     return Deployment(
@@ -146,6 +156,33 @@ def build_deployment(
         quantized=tuple(b for b in graph.block_names if b in set(quantized)),
         relays=relays,
     )
+
+
+def _component_times(
+    graph: LayerGraph, profiles: Mapping[str, ComputeProfile], quantized: frozenset[str]
+) -> Callable[[str, Sequence[str]], float | None]:
+    """``(node, blocks) →`` the node's profiled time for those blocks (``None`` without a
+    profile for the node), after checking each profile is of this model and covers it."""
+    for node, profile in profiles.items():
+        missing = [b for b in graph.block_names if b not in profile.blocks]
+        if profile.model_sha256 != graph.model.sha256 or missing:
+            raise InputError(
+                f"the compute profile of {node!r} is not of this model at this granularity",
+                field="profiles",
+                fix="profile the deployed model on that node (same file, same granularity)",
+            )
+
+    def timed(node: str, blocks: Sequence[str]) -> float | None:
+        profile = profiles.get(node)
+        if profile is None:
+            return None
+        timings = (profile.blocks[b] for b in blocks)
+        return sum(
+            t.int8_s if b in quantized and t.int8_s is not None else t.fp32_s
+            for b, t in zip(blocks, timings, strict=True)
+        )
+
+    return timed
 
 
 def load_deployment(
