@@ -47,16 +47,26 @@ class SyntheticInputs:
 
 
 def synthetic_inputs(
-    blocks: int, nodes: int = 3, *, quantizable: int = 12, seed: int = 0, constants: int = 0
+    blocks: int,
+    nodes: int = 3,
+    *,
+    quantizable: int = 12,
+    seed: int = 0,
+    constants: int = 0,
+    activations: int = 0,
 ) -> SyntheticInputs:
     """A branchy graph of exactly ``blocks`` blocks on ``nodes`` machines (device first).
 
     ``constants`` of the blocks are constant generators: no input, no work, their output read by
     one computing block. That is what a model exported with its weights as ONNX ``Constant``
-    nodes looks like at node granularity (each Constant its own block).
+    nodes looked like at node granularity before ``load_model`` lifted them into initializers.
+    ``activations`` (even) of the blocks are SiLU activations split into ONNX's ``Sigmoid`` and
+    ``Mul``: tiny elementwise blocks on a convolution's full-size output, with a skip around
+    the Sigmoid, which is what a detector like YOLO is mostly made of at node granularity.
     """
     rng = np.random.default_rng(seed)
-    graph = _with_constants(_branchy_graph(blocks - constants, rng), constants, rng)
+    graph = _branchy_graph(blocks - constants - activations, rng)
+    graph = _with_constants(_with_activations(graph, activations, rng), constants, rng)
     infra = _mesh(nodes)
     heavy = sorted(graph.blocks, key=lambda b: -b.macs)[:quantizable]
     chosen = tuple(sorted((b.name for b in heavy), key=graph.position))
@@ -192,6 +202,49 @@ def _with_constants(graph: LayerGraph, count: int, rng: np.random.Generator) -> 
             )
         )
     return replace(graph, blocks=tuple(blocks), tensors=tuple(tensors))
+
+
+def _with_activations(graph: LayerGraph, count: int, rng: np.random.Generator) -> LayerGraph:
+    """``graph`` with ``count // 2`` of its blocks followed by a SiLU (``Sigmoid`` and ``Mul``).
+
+    The convolution's output ``t`` feeds the Sigmoid and the Mul, the Mul reads the Sigmoid's
+    output too and its own output replaces ``t`` for ``t``'s readers. Both new blocks do one
+    operation per element (``macs`` = elements), so they cost a fraction of a percent of the
+    convolution, while each of their tensors is as large as its output.
+    """
+    if count == 0:
+        return graph
+    chosen = {graph.blocks[i].name for i in rng.choice(len(graph.blocks), count // 2, False)}
+    renamed: dict[str, str] = {}  # a chosen block's output → its Mul's
+    blocks: list[Block] = []
+    tensors = {t.name: t for t in graph.tensors}
+    for block in graph.blocks:
+        block = replace(block, inputs=tuple(renamed.get(t, t) for t in block.inputs))
+        blocks.append(block)
+        if block.name not in chosen:
+            continue
+        (out,) = block.outputs
+        old = tensors[out]
+        sigmoid, mul = f"{block.name}/Sigmoid", f"{block.name}/Mul"
+        elements = old.bytes // 4
+        tensors[out] = replace(old, consumers=(sigmoid, mul), is_model_output=False)
+        tensors[f"{sigmoid}_out"] = replace(
+            old, name=f"{sigmoid}_out", producer=sigmoid, consumers=(mul,), is_model_output=False
+        )
+        tensors[f"{mul}_out"] = replace(old, name=f"{mul}_out", producer=mul)
+        renamed[out] = f"{mul}_out"
+        for name, op, reads in (
+            (sigmoid, "Sigmoid", (out,)),
+            (mul, "Mul", (out, f"{sigmoid}_out")),
+        ):
+            blocks.append(
+                Block(name, (name,), (op,), reads, (f"{name}_out",), elements, 0, old.bytes)
+            )
+    model = graph.model
+    if model.outputs[0].name in renamed:
+        spec = model.outputs[0]
+        model = replace(model, outputs=(replace(spec, name=renamed[spec.name]),))
+    return replace(graph, model=model, blocks=tuple(blocks), tensors=tuple(tensors.values()))
 
 
 def _mesh(count: int) -> Infra:

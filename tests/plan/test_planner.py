@@ -105,7 +105,9 @@ def test_predicted_values_are_physical_not_normalised(tmp_path: Path) -> None:
     assert result.payoff is not None
     assert result.payoff.latency_min_s <= ev.latency_s <= result.payoff.latency_max_s + 1e-9
     assert 0 <= result.objective <= 1 + 1e-9
-    assert result.solver.status == "optimal" and result.solver.solves == 5
+    # Four payoff solves, and the weighted one unless one plan is least in both (then it is it).
+    solves = 4 if result.payoff.utopian() else 5
+    assert result.solver.status == "optimal" and result.solver.solves == solves
     assert [c.node for c in result.components]
     assert sorted(b for c in result.components for b in c.blocks) == ["a", "b", "c"]
 

@@ -71,11 +71,20 @@ class Payoff:
             _range(self.energy_min_j, self.energy_max_j),
         )
 
+    def utopian(self) -> bool:
+        """Whether one plan has both the least latency and the least energy (a flat front)."""
+        return _flat(self.latency_min_s, self.latency_max_s) and _flat(
+            self.energy_min_j, self.energy_max_j
+        )
+
+
+def _flat(low: float, high: float) -> bool:
+    return high - low <= 1e-12 * max(1.0, abs(high))
+
 
 def _range(low: float, high: float) -> float:
     """Width used for min–max scaling; 1 when the objective is flat over the front."""
-    width = high - low
-    return width if width > 1e-12 * max(1.0, abs(high)) else 1.0
+    return 1.0 if _flat(low, high) else high - low
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 With both objective weights positive the planner solves four single-objective problems for the
 payoff table (min latency, then min energy with latency held at its optimum; the same the other
-way round) and then the normalised objective — five solves of one loaded model. With a single
+way round) and then the normalised objective — five solves of one loaded model, four when one
+plan is least in both objectives (it is then the optimum for any weights). With a single
 weight it solves that objective and breaks ties on the other (two solves), so the plan is never
 dominated. The plan's predicted values are :func:`evaluate` of the solution, never the solver's
 objective value, and every claimed optimum passes :mod:`qsplit.plan._guard` first.
@@ -233,6 +234,11 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
         energy_min_j=energy_min,
         energy_max_j=at_latency_min[2].energy_j,
     )
+    if payoff.utopian():
+        # The last solve's plan has T = T_min and E = E_min, and every plan has T ≥ T_min and
+        # E ≥ E_min: its normalised objective, 0, is the least for any weights. The weighted
+        # solve would only have to prove that 0 bound, which took HiGHS seconds on case e.
+        return payoff, at_energy_min
     t_scale, e_scale = payoff.scales()
     objective = (weights["latency"] / t_scale) * (form.latency - latency_min) + (
         weights["energy"] / e_scale
