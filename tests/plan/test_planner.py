@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import json
 import random
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -249,6 +251,19 @@ def test_cli_plan_writes_the_plan_and_compares_baselines(tmp_path: Path) -> None
 
     infeasible = CliRunner().invoke(app, [*args, "--energy-budget", "0.00001"])
     assert isinstance(infeasible.exception, InfeasibleError)
+
+
+def test_cli_plan_prints_no_solver_banner(tmp_path: Path) -> None:
+    """A real process: HiGHS ≥ 1.16 writes its banner straight to file descriptor 1 when the
+    first instance is made, past anything Python redirects, into the plan's table."""
+    files = _write_inputs(tmp_path)
+    command = [sys.executable, "-m", "qsplit", "plan", "--graph", str(files["graph"])]
+    command += ["--infra", str(files["infra"]), "--profiles", str(files["profiles"])]
+    command += ["--out", str(tmp_path / "plan.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Predicted per inference" in result.stdout
+    assert "Running HiGHS" not in result.stdout + result.stderr
 
 
 def test_cli_plans_for_a_device_behind_an_edge(tmp_path: Path) -> None:

@@ -27,9 +27,11 @@ what the planner falls back to when a claimed optimum fails its own checks
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from importlib.metadata import version
 from typing import TYPE_CHECKING
 
@@ -57,6 +59,33 @@ instead of 10–12 s."""
 ANSWER_TOLERANCE = 1e-7
 """Relative difference allowed between the objective HiGHS reports and the value of the solution
 it returns (both are sums of the same products; a real disagreement is orders larger)."""
+
+
+def new_highs() -> highspy.Highs:
+    """A HiGHS instance that prints nothing.
+
+    HiGHS 1.16 prints its banner to the process's standard output (from C++, past Python's
+    ``sys.stdout``) when the first instance is made, before any option can turn output off; it
+    landed in the middle of ``qsplit plan``'s tables and in anything piped from them. So the
+    first instance of a process is made with file descriptor 1 pointed at ``/dev/null``.
+    """
+    _quiet_first_instance()
+    model = highspy.Highs()
+    model.setOptionValue("output_flag", False)
+    return model
+
+
+@cache
+def _quiet_first_instance() -> None:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @dataclass
@@ -202,8 +231,7 @@ class RelaxFirst:
         """Columns fixed because a tightened row leaves them no other value."""
 
     def _instance(self, *, integral: bool) -> highspy.Highs:
-        model = highspy.Highs()
-        model.setOptionValue("output_flag", False)
+        model = new_highs()
         model.setOptionValue("mip_rel_gap", self.mip_gap)
         model.setOptionValue("mip_abs_gap", 0.0)  # objectives can be tiny (seconds, joules)
         # HiGHS 1.15's restart after root reduced-cost fixing can return a worse solution as
