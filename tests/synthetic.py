@@ -186,3 +186,15 @@ def with_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(nodes)
     return result
+
+
+def failing_gather() -> onnx.ModelProto:
+    """``out = data[idx]`` over a 1-element ``data``: loads fine, but any index ≥ 1 makes ORT
+    raise at run time, as the random inputs of deploy-time timing do (a third-party model
+    failing inside ORT)."""
+    idx = helper.make_tensor_value_info("idx", TensorProto.INT64, [16])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [16])
+    data = numpy_helper.from_array(np.ones(1, np.float32), "data")
+    node = helper.make_node("Gather", ["data", "idx"], ["out"], "/gather/Gather")
+    graph = helper.make_graph([node], "failing_gather", [idx], [out], [data])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

@@ -7,8 +7,15 @@ per-request inbox; a component runs as soon as all its inputs are there, its out
 straight to the nodes that read them, and a ``done`` report (carrying any model outputs) goes
 to the requester. Where the deployment routes data through other nodes (no direct link), the
 message names the hops still ahead (``relay``) and each agent on the way forwards it, store and
-forward, without holding any of that deployment. Nothing a peer sends can crash the loop: bad
-messages are counted and, when they carry a correlation id, answered with an error.
+forward, without holding any of that deployment.
+
+One exception boundary per message (:meth:`Agent._handle`): every message, valid or rejected by
+the wire checks, is handled in its own task by one function that dispatches it and answers;
+whatever goes wrong below is counted, logged with the peer and the reason, and answered with an
+error where a reply is due, so no frame or peer can silence the agent. The loops themselves
+are supervised (restarted, logged and counted if they ever end) and a heartbeat measures how
+late the loop runs, which ``health`` reports: a loop blocked for :data:`STUCK_S` reads
+``state: stuck``.
 
 One asyncio loop owns the sockets; ORT runs in a thread pool (it releases the GIL), so
 components of different requests overlap with network I/O.
@@ -20,6 +27,7 @@ import asyncio
 import functools
 import hashlib
 import ipaddress
+import logging
 import signal
 import tempfile
 import time
@@ -35,13 +43,18 @@ import onnxruntime as ort
 
 from qsplit.errors import InputError
 from qsplit.profile import Statistic, emulated_duration_s, pad_to, reference_time_s
+from qsplit.runtime._log import configure as configure_logging
+from qsplit.runtime._log import event, watch
 from qsplit.runtime._profile import MISSING, ModelStore, profile_here
-from qsplit.runtime._transport import Endpoint, Received, ZmqEndpoint
-from qsplit.runtime._wire import Limits, Message, Quant
-from qsplit.runtime.errors import TransportError
+from qsplit.runtime._transport import Endpoint, Received, Rejected, ZmqEndpoint, check_address
+from qsplit.runtime._watchdog import Watchdog
+from qsplit.runtime._wire import Limits, Message, Quant, quant_of
+from qsplit.runtime.errors import ProtocolError, TransportError
 
 REQUEST_SWEEP_S = 1.0
 """How often requests past their deadline are dropped (their upstream failed)."""
+RESTART_DELAY_S = 0.1
+"""Pause before a supervised loop that ended is started again (no busy loop on a bug)."""
 ORT_DTYPES = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
@@ -159,27 +172,102 @@ class Agent:
         self._requests: dict[tuple[str, str], _Request] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._counts: Counter[str] = Counter()
+        self._failed: Counter[str] = Counter()
+        """Messages whose handling failed, by kind (beyond wire rejections)."""
         self._compute_s = 0.0
         self._started = time.time()
+        self._watchdog = Watchdog()
 
     # -- loop ------------------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Handle messages until ``stop`` is set."""
-        tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._sweep())]
+        loops = {"receive": self._receive, "sweep": self._sweep, "heartbeat": self._watchdog.beat}
+        tasks = [asyncio.create_task(self._supervise(n, f)) for n, f in loops.items()]
+        self._watchdog.start()
         try:
             await stop.wait()
         finally:
+            self._watchdog.stop()
             for task in tasks:
                 task.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._profiler.shutdown(wait=False, cancel_futures=True)
 
+    async def _supervise(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run one of the agent's loops for good: should it ever end (a bug below every
+        boundary), it is logged, counted and started again, so the agent never goes deaf."""
+        while True:
+            try:
+                await loop()
+            except Exception as exc:
+                event(logging.ERROR, "loop.died", loop=name, error=repr(exc))
+                logging.getLogger("qsplit.runtime").exception("loop %s died", name)
+            self._counts["task_deaths"] += 1
+            await asyncio.sleep(RESTART_DELAY_S)
+
     async def _receive(self) -> None:
         while True:
-            await self._dispatch(await self._endpoint.recv())
+            self._spawn(self._handle(await self._endpoint.recv()), "message")
 
-    async def _dispatch(self, received: Received) -> None:
+    async def _handle(self, item: Received | Rejected) -> None:
+        """The one boundary every message passes: dispatch, then answer; any failure below is
+        counted, logged (peer, kind, reason) and answered where a reply is due — a control
+        request's ``reply``, or an ``error`` to the requester of a data message."""
+        if isinstance(item, Rejected):
+            kind, body, error = item.kind, {"cid": item.cid}, item.error
+            event(
+                logging.WARNING,
+                "message.rejected",
+                peer=_peer(item),
+                kind=kind,
+                reason=error.reason,
+                detail=str(error),
+            )
+            answer: dict[str, Any] | None = {"ok": False, "error": str(error)}
+        else:
+            kind, body = item.message.kind, item.message.body
+            try:
+                answer = await self._dispatch(item)
+            except ProtocolError as exc:
+                self._endpoint.rejected[exc.reason] += 1
+                answer = self._failure(item, "rejected", str(exc), exc.reason)
+            except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+                self._endpoint.rejected["malformed"] += 1
+                answer = self._failure(
+                    item, "rejected", f"malformed {kind!r}: {exc!r}", "malformed"
+                )
+            except InputError as exc:
+                answer = self._failure(item, "refused", str(exc), "refused")
+            except Exception as exc:  # a bug or a library's surprise: answered, never fatal
+                self._failed[kind] += 1
+                logging.getLogger("qsplit.runtime").debug("handler failed", exc_info=exc)
+                text = f"node {self.settings.name!r} failed to handle {kind!r}: {exc!r}"
+                answer = self._failure(item, "failed", text, type(exc).__name__)
+        if answer is None:
+            return
+        route = item.route
+        if route is not None and body.get("cid") is not None:
+            await self._answer(route, {"cid": body["cid"], **answer})
+        elif kind == "tensors" and isinstance(body.get("reply_to"), bytes):
+            # A data message has no reply, but its requester waits: tell it now, not at its
+            # deadline (e.g. a model input under a name no component reads).
+            error = {"dep": str(body.get("dep")), "req": str(body.get("req")), **answer}
+            await self._report(body["reply_to"], "error", error)
+
+    def _failure(self, item: Received, what: str, error: str, reason: str) -> dict[str, Any]:
+        level = logging.ERROR if what == "failed" else logging.WARNING
+        event(
+            level,
+            f"message.{what}",
+            peer=_peer(item),
+            kind=item.message.kind,
+            reason=reason,
+            detail=error,
+        )
+        return {"ok": False, "error": error}
+
+    async def _dispatch(self, received: Received) -> dict[str, Any] | None:
         handlers: dict[str, Callable[[Received], Any]] = {
             "deploy": self._deploy,
             "undeploy": self._undeploy,
@@ -190,20 +278,12 @@ class Agent:
             "done": self._relay,
         }
         handler = handlers.get(received.message.kind)
-        body = received.message.body
-        try:
-            if handler is None:
-                raise ValueError(f"unknown message kind {received.message.kind!r}")
-            answer = handler(received)
-            if asyncio.iscoroutine(answer):
-                answer = await answer
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self._endpoint.rejected["malformed"] += 1
-            answer = {"ok": False, "error": f"malformed {received.message.kind!r}: {exc!r}"}
-        except InputError as exc:
-            answer = {"ok": False, "error": str(exc)}
-        if answer is not None and received.route is not None and "cid" in body:
-            await self._answer(received.route, {"cid": body["cid"], **answer})
+        if handler is None:
+            raise ValueError(f"unknown message kind {received.message.kind!r}")
+        answer = handler(received)
+        if asyncio.iscoroutine(answer):
+            answer = await answer
+        return answer
 
     async def _answer(self, route: bytes, body: Mapping[str, Any], **kwargs: Any) -> None:
         try:
@@ -211,11 +291,13 @@ class Agent:
         except TransportError:
             self._counts["undeliverable"] += 1
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Run ``coroutine`` as a task kept alive until it ends."""
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``coroutine`` as a task kept alive until it ends; its death is logged and
+        counted (``task_deaths``), never silent."""
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        watch(task, what, functools.partial(self._counts.update, ["task_deaths"]))
 
     async def _sweep(self) -> None:
         while True:
@@ -241,20 +323,22 @@ class Agent:
             return {"ok": False, "error": f"component {body['name']!r} does not load: {exc}"}
         reference_s = None
         if self.settings.speed_factor > 1.0:
-            reference_s = await loop.run_in_executor(
-                self._pool,
-                functools.partial(reference_time_s, session, statistic=self.settings.statistic),
-            )
+            timing = functools.partial(reference_time_s, session, statistic=self.settings.statistic)
+            try:
+                reference_s = await loop.run_in_executor(self._pool, timing)
+            except Exception as exc:  # ORT raising on random inputs: the component's fault
+                error = f"component {body['name']!r} fails when timed on random inputs: {exc}"
+                return {"ok": False, "error": error}
         component = _Component(
             name=str(body["name"]),
             inputs=tuple(map(str, body["inputs"])),
             outputs=tuple(map(str, body["outputs"])),
             routes={str(t): list(map(str, n)) for t, n in dict(body["routes"]).items()},
             returns=tuple(map(str, body["returns"])),
-            peers={str(n): str(a) for n, a in dict(body["peers"]).items()},
+            peers={str(n): check_address(a) for n, a in dict(body["peers"]).items()},
             via={str(n): list(map(str, v)) for n, v in dict(body["via"]).items()},
             return_via=list(map(str, body["return_via"])),
-            quant={str(t): Quant(float(s), int(z)) for t, (s, z) in body.get("quant", {}).items()},
+            quant={str(t): quant_of(s, z) for t, (s, z) in body.get("quant", {}).items()},
             session=session,
             fixed_outputs=_fixed_outputs(session),
             reference_s=reference_s,
@@ -305,6 +389,8 @@ class Agent:
             "node": self.settings.name,
             "uptime_s": time.time() - self._started,
             "deployments": {d: sorted(c) for d, c in self._deployments.items()},
+            **self._watchdog.report(),
+            "task_deaths": self._counts["task_deaths"],
         }
 
     def _stats(self, received: Received) -> dict[str, Any]:
@@ -314,6 +400,7 @@ class Agent:
             "rejected": dict(self._endpoint.rejected),
             "shared_tensors": dict(self._endpoint.shared),
             "counts": dict(self._counts),
+            "failed": dict(self._failed),
             "compute_s": self._compute_s,
             "open_requests": len(self._requests),
         }
@@ -339,7 +426,7 @@ class Agent:
             threads=self.settings.threads,
             statistic=self.settings.statistic,
         )
-        self._spawn(self._profile_job(received.route, body["cid"], job))
+        self._spawn(self._profile_job(received.route, body["cid"], job), "profile")
         return None
 
     async def _profile_job(
@@ -437,7 +524,7 @@ class Agent:
                 i in state.inbox for i in component.inputs
             ):
                 state.started.add(component.name)
-                self._spawn(self._run(dep, req, state, component))
+                self._spawn(self._run(dep, req, state, component), f"run {component.name}")
 
     async def _run(self, dep: str, req: str, state: _Request, component: _Component) -> None:
         feeds = {i: state.inbox[i] for i in component.inputs}
@@ -577,6 +664,11 @@ class Agent:
             self._counts["undeliverable"] += 1
 
 
+def _peer(item: Received | Rejected) -> str | bytes | None:
+    """Who sent ``item``, for the log: its routing id, or the connection's address."""
+    return item.route if item.route is not None else item.peer
+
+
 def _hops(component: _Component, node: str) -> list[str]:
     """The nodes a push to ``node`` goes through: its relays, then ``node`` itself."""
     return [*component.via.get(node, ()), node]
@@ -643,5 +735,6 @@ async def serve(
 def run_agent(
     settings: AgentSettings, *, on_ready: Callable[[str], None] = lambda address: None
 ) -> None:
-    """Blocking form of :func:`serve`, for the CLI."""
+    """Blocking form of :func:`serve`, for the CLI: its events are logged to stderr."""
+    configure_logging()
     asyncio.run(serve(settings, on_ready=on_ready))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import threading
 import time
 import uuid
@@ -32,9 +33,10 @@ import numpy as np
 from qsplit.errors import InputError
 from qsplit.infra import Infra, load_infra
 from qsplit.runtime._deployment import Deployment, load_deployment
+from qsplit.runtime._log import event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
 from qsplit.runtime._quantized import CalibrationSource
-from qsplit.runtime._transport import Received, ZmqEndpoint
+from qsplit.runtime._transport import Received, Rejected, ZmqEndpoint
 from qsplit.runtime._wire import Limits, Message
 from qsplit.runtime.errors import PeerDisconnected, PeerTimeout, RemoteError, TransportError
 
@@ -438,10 +440,20 @@ class Session:
     async def _receive(self, endpoint: ZmqEndpoint) -> None:
         while True:
             received = await endpoint.recv()
+            if isinstance(received, Rejected):
+                continue  # counted by the endpoint; agents never send such
             try:
                 self._handle(received)
-            except (KeyError, TypeError, ValueError):
+            except Exception as exc:  # whatever an agent sent, the session keeps listening
                 endpoint.rejected["malformed"] += 1
+                event(
+                    logging.WARNING,
+                    "message.rejected",
+                    peer=received.peer,
+                    kind=received.message.kind,
+                    reason="malformed",
+                    detail=repr(exc),
+                )
 
     def _handle(self, received: Received) -> None:
         message = received.message
