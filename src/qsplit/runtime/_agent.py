@@ -46,6 +46,7 @@ from qsplit.profile import Statistic, emulated_duration_s, pad_to, reference_tim
 from qsplit.runtime._log import configure as configure_logging
 from qsplit.runtime._log import event, watch
 from qsplit.runtime._profile import MISSING, ModelStore, profile_here
+from qsplit.runtime._selfcontained import check_self_contained
 from qsplit.runtime._transport import Endpoint, Received, Rejected, ZmqEndpoint, check_address
 from qsplit.runtime._watchdog import Watchdog
 from qsplit.runtime._wire import Limits, Message, Quant, quant_of
@@ -315,6 +316,7 @@ class Agent:
         if not isinstance(body["sha256"], str) or digest != body["sha256"]:
             self._counts["bad_hash"] += 1
             return {"ok": False, "error": f"component {body['name']!r}: sha256 mismatch, refused"}
+        check_self_contained(onnx_bytes, str(body["name"]))
         optimize = body.get("graph_optimization", "all") == "all"
         loop = asyncio.get_running_loop()
         try:
@@ -412,6 +414,8 @@ class Agent:
             return {"ok": False, "error": f"this agent is node {name!r}, not {body['node']!r}"}
         sha256 = str(body["sha256"])
         blob = received.message.blobs.get("onnx")
+        if blob is not None:
+            check_self_contained(blob, f"profiled model {sha256[:12]}")
         path = self._models.add(sha256, blob) if blob is not None else self._models.path(sha256)
         if path is None:
             return {"ok": False, "error": MISSING}
