@@ -21,10 +21,15 @@ def frames_of(
     return [MAGIC + bytes([VERSION]) + msgpack.packb(header), *payload]
 
 
-def exchange(address: str, frames: list, *, wait_s: float = REPLY_TIMEOUT_S) -> dict | None:
-    """Send ``frames`` from a fresh connection; the body of the answer, or ``None``."""
+def exchange(
+    address: str, frames: list, *, wait_s: float = REPLY_TIMEOUT_S, identity: bytes = b""
+) -> dict | None:
+    """Send ``frames`` from a fresh connection (routing id ``identity``, if given); the body of
+    the answer, or ``None``."""
     with zmq.Context() as context, context.socket(zmq.DEALER) as socket:
         socket.setsockopt(zmq.LINGER, 2000)
+        if identity:
+            socket.setsockopt(zmq.ROUTING_ID, identity)
         socket.connect(f"tcp://{address}")
         socket.send_multipart([bytes(f) for f in frames])
         if wait_s and socket.poll(int(wait_s * 1000)):

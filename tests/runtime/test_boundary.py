@@ -7,12 +7,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
 import synthetic
 from agents import running_agents
-from qsplit.runtime._wire import MAX_DIMS
+from qsplit.runtime._wire import MAX_DIMS, Message, encode
 from raw import deploy_frames, exchange, frames_of, health
 
 STUCK_DIMS = [0, 2**63 - 1, 2**63 - 1]
@@ -60,8 +61,8 @@ def test_a_rejected_request_is_answered_with_the_reason(agent) -> None:
         b"\0" * 4,
     )
     answer = exchange(agent.address, frames)
-    assert answer == {"cid": 7, "ok": False, "error": answer["error"]}
-    assert "malformed" in answer["error"] and "shape" in answer["error"]
+    assert answer["cid"] == 7 and answer["ok"] is False and answer["reason"] == "malformed"
+    assert "shape" in answer["error"] and "'a'" in answer["error"]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +87,7 @@ def test_a_component_raising_in_ort_during_deploy_timing_is_refused(tmp_path: Pa
     model = synthetic.failing_gather()
     with running_agents("slow", args=("--speed-factor", "2")) as agents:
         address = agents["slow"].address
-        answer = exchange(address, deploy_frames(model.SerializeToString(), ["idx"], ["out"]))
+        answer = exchange(address, deploy_frames(model.SerializeToString(), ["x"], ["out"]))
         assert answer is not None and not answer["ok"]
         assert "c0" in answer["error"] and "timed on random inputs" in answer["error"]
         assert health(address)["state"] == "ok"
@@ -100,3 +101,24 @@ def test_failures_are_counted_by_reason(agent) -> None:
     exchange(agent.address, frames, wait_s=0)
     exchange(agent.address, frames_of("nonsense", {"cid": 2}, []))
     assert stats()["rejected"]["malformed"] == before + 2
+
+
+def test_a_tensor_no_component_reads_fails_the_request_at_once(agent) -> None:
+    """A wrong input name would leave the request waiting for an input that never comes."""
+    deployed = exchange(agent.address, deploy_frames(relu_bytes(), ["x"], ["out"], dep="d-in"))
+    assert deployed["ok"]
+    body = {
+        "dep": "d-in",
+        "req": "r1",
+        "reply_to": b"req-1",
+        "from": "device",
+        "sent_at": 0.0,
+        "deadline": 1e12,
+        "relay": [],
+    }
+    tensors = {"images": np.zeros((1, 4), np.float32)}
+    frames = encode(Message("tensors", body, tensors))
+    answer = exchange(agent.address, frames, identity=b"req-1")
+    assert answer is not None and answer["req"] == "r1"
+    assert "images" in answer["error"] and "inputs of no component" in answer["error"]
+    exchange(agent.address, encode(Message("undeploy", {"cid": 1, "dep": "d-in"})))

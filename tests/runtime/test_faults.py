@@ -176,3 +176,22 @@ def test_a_token_is_required_off_loopback() -> None:
 def test_a_speed_factor_below_one_is_refused() -> None:
     with pytest.raises(InputError, match="--speed-factor"):
         AgentSettings(name="edge", listen="127.0.0.1:7102", speed_factor=0.5)
+
+
+def test_a_wrong_token_is_reported_as_refused_not_as_a_dead_agent(branchy) -> None:
+    path, blocks = branchy
+    with running_agents("a", args=("--token", "right")) as agents:
+        infra = infra_for(agents)
+        deployment = build_deployment(path, dict.fromkeys(blocks, "a"), infra)
+        with pytest.raises(RemoteError, match="token refused by node 'a'") as control:
+            connect(deployment, infra, token="wrong")
+        assert control.value.peer == "a"
+        with connect(deployment, infra, token="right"):
+            pass  # deployed
+        feeds = random_feeds(onnx.load(path))
+        with (
+            connect(deployment, infra, token="wrong", deploy=False) as s,
+            pytest.raises(RemoteError, match="token refused by node 'a'") as data,
+        ):
+            s.infer(feeds)
+        assert data.value.peer == "a"

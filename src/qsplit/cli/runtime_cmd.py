@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from rich.table import Table
 
-from qsplit.cli._app import app, console
+from qsplit.cli._app import app, console, err_console
 from qsplit.cli._format import human_bytes
 from qsplit.errors import InputError
 
@@ -36,6 +36,12 @@ CalibOpt = Annotated[
 
 def _token(token: str | None) -> str | None:
     return token if token is not None else os.environ.get("QSPLIT_TOKEN")
+
+
+def _positive(value: float, option: str, example: str) -> None:
+    """Refuse a count, size or duration that is zero or negative, naming the option."""
+    if value <= 0:
+        raise InputError(f"{value:g} is not positive", field=option, fix=f"e.g. {option} {example}")
 
 
 @app.command("agent")
@@ -77,6 +83,8 @@ def agent_command(
     """
     from qsplit.runtime import AgentSettings, Limits, run_agent
 
+    _positive(max_message_mb, "--max-message-mb", "256")
+    _positive(threads, "--threads", "1")
     settings = AgentSettings(
         name=name,
         listen=listen,
@@ -159,7 +167,8 @@ def run_command(
     calib: CalibOpt = None,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
-    measured times), compute and transfers, beside the plan's predictions.
+    measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
+    any request failed.
 
     Example: qsplit run plan.json --infra infra.yaml --model yolo11n.onnx --random 20
     """
@@ -169,6 +178,10 @@ def run_command(
 
     if (input is None) == (random is None):
         raise InputError("pass exactly one of --input and --random", fix="e.g. --random 10")
+    if random is not None:
+        _positive(random, "--random", "10")
+    _positive(timeout, "--timeout", "30")
+    _positive(concurrency, "--concurrency", "4")
     network, predicted = load_infra(infra), Plan.load(plan).predicted
     with connect(
         plan, network, model=model, token=_token(token), timeout_s=timeout, calibration=calib
@@ -181,11 +194,14 @@ def run_command(
         records = [r.record for r in results]
         meta = {"plan": str(plan), "deployment": session.deployment.id, "concurrency": concurrency}
         save_results(out, records, wall_s, meta, infra=network, predicted=predicted)
-    for result in results:
-        if result.error is not None:
-            console.print(f"request {result.index}: [red]failed[/red] {result.error}")
+    failed = [r for r in results if r.error is not None]
+    for result in failed:
+        console.print(f"request {result.index}: [red]failed[/red] {result.error}")
     _render(summarize(records, wall_s, infra=network, predicted=predicted))
     console.print(f"results written to {out}")
+    if failed:
+        err_console.print(f"{len(failed)} of {len(results)} requests failed")
+        raise typer.Exit(1)
 
 
 VERSUS_ROWS = {

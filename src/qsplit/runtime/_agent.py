@@ -216,7 +216,7 @@ class Agent:
         counted, logged (peer, kind, reason) and answered where a reply is due — a control
         request's ``reply``, or an ``error`` to the requester of a data message."""
         if isinstance(item, Rejected):
-            kind, body, error = item.kind, {"cid": item.cid}, item.error
+            kind, body, error = item.kind, item.body, item.error
             event(
                 logging.WARNING,
                 "message.rejected",
@@ -225,7 +225,12 @@ class Agent:
                 reason=error.reason,
                 detail=str(error),
             )
-            answer: dict[str, Any] | None = {"ok": False, "error": str(error)}
+            # ``reason`` lets a requester with a wrong token tell a refusal from a dead agent.
+            answer: dict[str, Any] | None = {
+                "ok": False,
+                "error": f"{error} (node {self.settings.name!r})",
+                "reason": error.reason,
+            }
         else:
             kind, body = item.message.kind, item.message.body
             try:
@@ -266,7 +271,7 @@ class Agent:
             reason=reason,
             detail=error,
         )
-        return {"ok": False, "error": error}
+        return {"ok": False, "error": error, "reason": reason}
 
     async def _dispatch(self, received: Received) -> dict[str, Any] | None:
         handlers: dict[str, Callable[[Received], Any]] = {
@@ -461,6 +466,12 @@ class Agent:
             error = f"deployment {dep} is not on node {self.settings.name!r}: redeploy"
             await self._report(reply_to, "error", {"dep": dep, "req": req, "error": error})
             return
+        unknown = set(message.tensors) - {i for c in components.values() for i in c.inputs}
+        if unknown:  # the request could never complete: say so now, not at its deadline
+            raise ValueError(
+                f"tensor(s) {', '.join(sorted(unknown))} are inputs of no component of "
+                f"deployment {dep} on node {self.settings.name!r}"
+            )
         key = (dep, req)
         state = self._requests.get(key)
         if state is None:

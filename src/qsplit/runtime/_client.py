@@ -242,7 +242,7 @@ class Session:
         finally:
             self._control.pop(cid, None)
         if not answer.get("ok"):
-            raise RemoteError(f"node {node!r}: {answer.get('error')}", peer=node)
+            raise _remote_error(node, address, answer)
         return answer
 
     # -- data plane ------------------------------------------------------------------------
@@ -441,7 +441,9 @@ class Session:
         while True:
             received = await endpoint.recv()
             if isinstance(received, Rejected):
-                continue  # counted by the endpoint; agents never send such
+                received = _refusal(received)
+                if received is None:
+                    continue  # counted by the endpoint
             try:
                 self._handle(received)
             except Exception as exc:  # whatever an agent sent, the session keeps listening
@@ -469,7 +471,8 @@ class Session:
         if message.kind == "error":
             # ``peer`` names the node at fault when the reporter is not (an unreachable push).
             node = str(body.get("peer", body["node"]))
-            pending.future.set_exception(RemoteError(str(body["error"]), peer=node))
+            address = self.deployment.addresses.get(node, "?")
+            pending.future.set_exception(_remote_error(node, address, body))
             return
         if message.kind != "done":
             raise ValueError(f"unexpected message kind {message.kind!r}")
@@ -499,6 +502,33 @@ class Session:
             pending.future.set_result(
                 {o: pending.outputs[o] for o in self.deployment.model_outputs}
             )
+
+
+def _refusal(rejected: Rejected) -> Received | None:
+    """An agent's answer that this session refused for its token, when that answer says the
+    agent refused ours: the request then fails at once as "token refused" instead of timing
+    out like a dead agent. Trusting such an unauthenticated message is safe: it can only turn
+    a pending request into a failure, never into a result."""
+    body = rejected.body
+    if (
+        rejected.error.reason != "unauthenticated"
+        or rejected.kind not in ("reply", "error")
+        or body.get("reason") != "unauthenticated"
+    ):
+        return None
+    return Received(Message(rejected.kind, body), rejected.route, rejected.peer)
+
+
+def _remote_error(node: str, address: str, answer: Mapping[str, Any]) -> RemoteError:
+    """What a node's ``ok: false`` answer or ``error`` report means, naming the node."""
+    if answer.get("reason") == "unauthenticated":
+        return RemoteError(
+            f"token refused by node {node!r} ({address}): pass the token its agent was started "
+            "with (--token or $QSPLIT_TOKEN)",
+            peer=node,
+        )
+    error = str(answer.get("error"))
+    return RemoteError(error if f"'{node}'" in error else f"node {node!r}: {error}", peer=node)
 
 
 def connect(

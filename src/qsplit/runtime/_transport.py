@@ -96,8 +96,9 @@ class Rejected:
     peer: str | None
     kind: str | None
     """The header's ``kind``, when the header could be read at all."""
-    cid: Any
-    """The header's ``body.cid`` (a control request's correlation id), or ``None``."""
+    body: Mapping[str, Any]
+    """The header's ``body`` as sent (unchecked), or empty: its ``cid`` lets a rejected control
+    request be answered, its ``reply_to`` a rejected data message's requester be told."""
 
 
 class Endpoint(ABC):
@@ -318,8 +319,7 @@ class ZmqEndpoint(Endpoint):
             try:
                 item = self._take(key, frames, route, peer)
             except ProtocolError as exc:
-                kind, cid = header_fields(frames)
-                item = Rejected(exc, route, peer, kind, cid)
+                item = Rejected(exc, route, peer, *header_fields(frames))
             if isinstance(item, Rejected):
                 self.rejected[item.error.reason] += 1
             if item is not None:

@@ -155,17 +155,16 @@ def decode(
         raise ProtocolError("malformed", f"undecodable ({type(exc).__name__}: {exc})") from None
 
 
-def header_fields(frames: Sequence[Any]) -> tuple[str | None, Any]:
-    """The ``kind`` and ``body["cid"]`` of a message, read without checking anything else, so
-    that a rejected request can still be answered; ``(None, None)`` where unreadable."""
+def header_fields(frames: Sequence[Any]) -> tuple[str | None, dict[str, Any]]:
+    """The ``kind`` and ``body`` of a message, read without checking anything else, so that a
+    rejected request can still be answered; ``(None, {})`` where unreadable."""
     try:
         first = memoryview(getattr(frames[0], "buffer", frames[0]))
         header = msgpack.unpackb(first[4:], raw=False, strict_map_key=True)
         kind, body = header.get("kind"), header.get("body")
-        cid = body.get("cid") if isinstance(body, dict) else None
-        return (kind if isinstance(kind, str) else None), cid
+        return (kind if isinstance(kind, str) else None), (body if isinstance(body, dict) else {})
     except Exception:
-        return None, None
+        return None, {}
 
 
 def _decode(
