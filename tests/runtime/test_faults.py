@@ -58,10 +58,7 @@ def test_killed_agent_fails_only_its_requests_naming_it_and_restart_recovers(bra
             name = healthy.model_outputs[0]
             np.testing.assert_allclose(s1.infer(feeds)[name], expected, atol=1e-4)
             revived = restart(agents["c"])
-            try:
-                with pytest.raises(RemoteError, match="redeploy"):
-                    s2.infer(feeds)
-                s2.deploy()
+            try:  # the session redeploys to the restarted agent by itself (test_recovery.py)
                 np.testing.assert_allclose(s2.infer(feeds)[name], expected, atol=1e-4)
             finally:
                 stop(revived.process)

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +98,10 @@ class Session:
         """Per node: connected, or not yet known to be down."""
         self._news: dict[str, asyncio.Future[None]] = {}
         """Per node: resolved (and replaced) at its next connection event."""
+        self._deployed = False
+        """Whether this session deployed: only then does it redeploy to a node that returns."""
+        self._recovering: dict[str, asyncio.Task[None]] = {}
+        """Per node that came back: its redeployment of what it lacks, which requests await."""
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -133,6 +137,10 @@ class Session:
 
     async def _aclose(self) -> None:
         self._receiver.cancel()
+        for task in list(self._recovering.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for pending in self._requests.values():
             if not pending.future.done():
                 pending.future.set_exception(TransportError("session closed"))
@@ -176,10 +184,13 @@ class Session:
         answers = await asyncio.gather(*(self._request(n, kind, body or {}) for n in nodes))
         return dict(zip(nodes, answers, strict=True))
 
-    async def _deploy(self, only_missing: bool) -> None:
+    async def _deploy(self, only_missing: bool, nodes: Collection[str] | None = None) -> None:
+        """Deploy to ``nodes`` (default: all), only the components they lack if asked."""
+        nodes = set(self.deployment.addresses if nodes is None else nodes)
+        self._deployed = True
         have: dict[str, set[str]] = {}
         if only_missing:
-            health = await self._each("health")
+            health = {n: await self._request(n, "health", {}) for n in nodes}
             have = {n: set(h["deployments"].get(self.deployment.id, ())) for n, h in health.items()}
         await asyncio.gather(
             *(
@@ -209,7 +220,7 @@ class Session:
                     blobs={"onnx": spec.onnx},
                 )
                 for spec in self.deployment.components
-                if spec.name not in have.get(spec.node, set())
+                if spec.node in nodes and spec.name not in have.get(spec.node, set())
             )
         )
 
@@ -372,10 +383,13 @@ class Session:
 
     def _peer_changed(self, address: str, connected: bool) -> None:
         """Track each node's connection; when one drops, fail at once every request still
-        waiting on that node (the others carry on)."""
+        waiting on that node (the others carry on); when it comes back, redeploy what it lacks
+        (a restarted agent holds nothing)."""
         for node in [n for n, a in self.deployment.addresses.items() if a == address]:
             if self._up[node] and not connected:
                 self._fail_waiting_on(node)
+            if connected and not self._up[node] and self._deployed:
+                self._recover(node)
             self._up[node] = connected
             self._news[node].set_result(None)
             self._news[node] = asyncio.get_running_loop().create_future()
@@ -399,9 +413,25 @@ class Session:
                     )
                 )
 
+    def _recover(self, node: str) -> None:
+        if node not in self._recovering:
+            task = asyncio.ensure_future(self._redeploy(node))
+            self._recovering[node] = task
+            task.add_done_callback(lambda _: self._recovering.pop(node, None))
+
+    async def _redeploy(self, node: str) -> None:
+        """Give a node that came back the components it lacks; a failure is logged, and the
+        requests that need the node then fail naming it."""
+        try:
+            await self._deploy(only_missing=True, nodes={node})
+            event(logging.INFO, "session.recovered", node=node)
+        except TransportError as exc:
+            event(logging.WARNING, "session.redeploy_failed", node=node, error=str(exc))
+
     async def _connected(self) -> None:
-        """Return once no node is known to be down; :class:`PeerDisconnected` naming a node
-        that does not come back (see :data:`RECONNECT_GRACE_S`)."""
+        """Return once no node is known to be down and every node that came back holds its
+        components again; :class:`PeerDisconnected` naming a node that does not come back
+        (see :data:`RECONNECT_GRACE_S`)."""
         for node in self._up:
             if not self._up[node]:
                 with contextlib.suppress(TimeoutError):
@@ -412,6 +442,8 @@ class Session:
                     "is its agent running?",
                     peer=node,
                 )
+        for task in list(self._recovering.values()):
+            await asyncio.shield(task)
 
     def _named(self, error: TransportError) -> TransportError:
         """``error`` with the node name for peers the transport knows only by address."""

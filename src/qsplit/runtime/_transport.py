@@ -225,6 +225,11 @@ class ZmqEndpoint(Endpoint):
         if listen is not None:
             router = endpoint._socket(zmq.ROUTER)
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            # A session reconnecting (after this process was frozen, or its connection dropped)
+            # comes back with the same routing id while the old connection may not be closed
+            # yet here: the new connection must take the id over, else every reply to the
+            # session goes to the dead one and it never recovers.
+            router.setsockopt(zmq.ROUTER_HANDOVER, 1)
             host, _, port = listen.rpartition(":")
             url = zmq_url(f"{host}:{'*' if port == '0' else port}")
             try:

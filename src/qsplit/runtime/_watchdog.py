@@ -5,8 +5,10 @@ A loop that is blocked (a synchronous call that never returns, a livelock) canno
 :data:`HEARTBEAT_S` and records how late it woke, which ``health`` reports (``loop_lag_s``, the
 worst lag of the last :data:`WINDOW_S`) together with a ``state``; and a watchdog thread, which
 runs even while the loop does not, logs ``loop.stuck`` with the loop thread's stack once the
-heartbeat is :data:`STUCK_S` old. From outside, a process that listens but does not answer
-``health`` is *deaf* (``qsplit testbed status``).
+heartbeat is :data:`STUCK_S` old (or ``process.paused`` when it was stopped itself: a frozen
+process is not a blocked loop, though ``health`` then reports the lag all the same). From
+outside, a process that listens but does not answer ``health`` is *deaf* (``qsplit testbed
+status``).
 """
 
 from __future__ import annotations
@@ -76,8 +78,16 @@ class Watchdog:
 
     def _watch(self) -> None:
         reported = False
+        woke = time.monotonic()
         while not self._halt.wait(self._interval):
-            age = time.monotonic() - self._beat
+            now = time.monotonic()
+            late, woke = now - woke - self._interval, now
+            age = now - self._beat
+            if late >= self._stuck_s:
+                # This thread was late too: the whole process was stopped (SIGSTOP, a paused
+                # VM), not its loop blocked. Its heartbeat has not had a chance to run yet.
+                event(logging.WARNING, "process.paused", seconds=f"{late:.1f}")
+                continue
             if age >= self._stuck_s and not reported:
                 frame = sys._current_frames().get(self._loop_thread)
                 stack = "".join(traceback.format_stack(frame, STACK_FRAMES)) if frame else "?"
