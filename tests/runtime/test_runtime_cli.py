@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -105,10 +106,17 @@ def test_deploy_then_run_writes_results(tmp_path: Path) -> None:
         out = tmp_path / "results.json"
         ran = runner.invoke(
             app,
-            ["run", str(plan), *common, "--random", "3", "--concurrency", "2", "--out", str(out)],
+            [
+                *("run", str(plan), *common, "--random", "3", "--concurrency", "2"),
+                *("--out", str(out), "--save-outputs", str(tmp_path / "outputs")),
+            ],
         )
         assert ran.exit_code == 0, ran.output
         assert "device energy" in ran.output
+    saved = sorted((tmp_path / "outputs").iterdir())
+    assert [p.name for p in saved] == ["000000.npz", "000001.npz", "000002.npz"]
+    with np.load(saved[2]) as outputs:
+        assert sorted(outputs.files) == ["out", "skip"] and outputs["out"].shape == (1, 5)
     results = read_json(out, "runtime-results", (1,))
     summary = results["summary"]
     assert summary["requests"] == 3 and summary["failed"] == 0

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import ipaddress
 import logging
+import math
 import signal
 import tempfile
 import time
@@ -98,6 +99,14 @@ class AgentSettings:
     shared_memory: bool = True
     """Exchange large tensors with peers on this host through shared memory; off on the
     testbed, whose emulated links must carry every byte."""
+    max_deadline_s: float = 300.0
+    """Longest an open request may hold this agent's memory, whatever deadline its sender set
+    (the earlier of the two applies)."""
+    max_buffered_bytes: int = 2**30
+    """Received tensor bytes all open requests may hold together; data beyond it is refused
+    with an error to its requester."""
+    max_requests_per_peer: int = 256
+    """Open requests one requester may have on this agent; more are refused the same way."""
 
     def __post_init__(self) -> None:
         host = self.listen.rpartition(":")[0].strip("[]")
@@ -152,6 +161,8 @@ class _Request:
     deadline: float
     """Wall-clock time (``time.time``) after which the request is abandoned."""
     inbox: dict[str, np.ndarray] = field(default_factory=dict)
+    held_bytes: int = 0
+    """Bytes of received tensors in ``inbox``, counted in the agent's buffer budget."""
     started: set[str] = field(default_factory=set)
     finished: set[str] = field(default_factory=set)
     arrivals: list[dict[str, Any]] = field(default_factory=list)
@@ -171,6 +182,10 @@ class Agent:
         self._models = models
         self._deployments: dict[str, dict[str, _Component]] = {}
         self._requests: dict[tuple[str, str], _Request] = {}
+        self._buffered_bytes = 0
+        """Sum of the open requests' ``held_bytes``: back to 0 once none is open."""
+        self._per_peer: Counter[bytes] = Counter()
+        """Open requests by requester."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._counts: Counter[str] = Counter()
         self._failed: Counter[str] = Counter()
@@ -311,7 +326,48 @@ class Agent:
             now = time.time()
             for key in [k for k, r in self._requests.items() if r.deadline < now]:
                 self._counts["expired"] += 1
-                del self._requests[key]
+                self._close(key)
+
+    def _close(self, key: tuple[str, str]) -> None:
+        """Forget an open request and give back what it held (finished, failed, expired or
+        undeployed: every way out passes here, so the budget returns to 0)."""
+        state = self._requests.pop(key, None)
+        if state is not None:
+            self._buffered_bytes -= state.held_bytes
+            self._per_peer[state.reply_to] -= 1
+            if not self._per_peer[state.reply_to]:
+                del self._per_peer[state.reply_to]
+
+    def _admit(self, key: tuple[str, str], body: Mapping[str, Any], nbytes: int) -> _Request:
+        """The open request ``key``, created if new, once ``nbytes`` more fit the budgets;
+        :class:`InputError` (answered to the requester) when they do not."""
+        settings, name = self.settings, self.settings.name
+        state = self._requests.get(key)
+        reply_to = body["reply_to"]
+        if state is None and self._per_peer[reply_to] >= settings.max_requests_per_peer:
+            self._counts["refused_busy"] += 1
+            raise InputError(
+                f"node {name!r} has {settings.max_requests_per_peer} open requests from this "
+                "requester already",
+                fix="send fewer requests at once (lower --concurrency)",
+            )
+        if self._buffered_bytes + nbytes > settings.max_buffered_bytes:
+            self._counts["refused_full"] += 1
+            raise InputError(
+                f"node {name!r} holds {self._buffered_bytes} bytes of open requests; "
+                f"{nbytes} more would pass its limit of {settings.max_buffered_bytes}",
+                fix="send fewer requests at once, or raise the agent's --max-buffered-mb",
+            )
+        if state is None:
+            deadline = float(body["deadline"])
+            if not math.isfinite(deadline):
+                raise ValueError(f"deadline {deadline} is not a finite time")
+            deadline = min(deadline, time.time() + settings.max_deadline_s)
+            state = self._requests[key] = _Request(reply_to, deadline)
+            self._per_peer[reply_to] += 1
+        state.held_bytes += nbytes
+        self._buffered_bytes += nbytes
+        return state
 
     # -- control plane ---------------------------------------------------------------------
 
@@ -388,6 +444,8 @@ class Agent:
     def _undeploy(self, received: Received) -> dict[str, Any]:
         dep = str(received.message.body["dep"])
         removed = self._deployments.pop(dep, {})
+        for key in [k for k in self._requests if k[0] == dep]:
+            self._close(key)
         return {"ok": True, "removed": len(removed)}
 
     def _health(self, received: Received) -> dict[str, Any]:
@@ -410,6 +468,7 @@ class Agent:
             "failed": dict(self._failed),
             "compute_s": self._compute_s,
             "open_requests": len(self._requests),
+            "buffered_bytes": self._buffered_bytes,
         }
 
     def _profile(self, received: Received) -> dict[str, Any] | None:
@@ -472,10 +531,7 @@ class Agent:
                 f"tensor(s) {', '.join(sorted(unknown))} are inputs of no component of "
                 f"deployment {dep} on node {self.settings.name!r}"
             )
-        key = (dep, req)
-        state = self._requests.get(key)
-        if state is None:
-            state = self._requests[key] = _Request(reply_to, float(body["deadline"]))
+        state = self._admit((dep, req), body, message.payload_bytes)
         state.inbox.update(message.tensors)
         state.arrivals.extend(body.get("hops", ()))
         state.arrivals.append(self._arrival(message, now))
@@ -552,6 +608,7 @@ class Agent:
         except Exception as exc:  # whatever ORT raises: the requester must hear about it
             self._counts["failed"] += 1
             error = f"component {component.name} failed on node {self.settings.name!r}: {exc}"
+            self._close((dep, req))
             await self._report(state.reply_to, "error", {"dep": dep, "req": req, "error": error})
             return
         self._counts["runs"] += 1
@@ -574,7 +631,7 @@ class Agent:
         state.arrivals = []
         state.finished.add(component.name)
         if len(state.finished) == len(self._deployments.get(dep, {})):
-            self._requests.pop((dep, req), None)
+            self._close((dep, req))
         # Pushes are handed to zmq first: they are on the request's critical path, the report
         # is not. The report does not wait for them either: a dead consumer must not make this
         # node look stuck to the requester, which blames the first component that did not report.

@@ -34,8 +34,10 @@ class ModelStore:
 
     def path(self, sha256: str) -> Path | None:
         """The stored file of ``sha256``, if the agent has it."""
+        if len(sha256) != 64 or not set(sha256) <= set("0123456789abcdef"):
+            return None  # a hash, never a path ("../../x" padded to 64 characters)
         path = self._folder / f"{sha256}.onnx"
-        return path if len(sha256) == 64 and path.is_file() else None
+        return path if path.is_file() else None
 
     def add(self, sha256: str, onnx_bytes: bytes) -> Path:
         """Store ``onnx_bytes`` after checking them against ``sha256``."""
