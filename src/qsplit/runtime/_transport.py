@@ -244,7 +244,15 @@ class ZmqEndpoint(Endpoint):
                 raise TransportError(f"cannot listen on {listen}: {exc}", peer=listen) from None
             endpoint._router = router
             endpoint._start(endpoint._read(router, None), f"receive {listen}")
+        if endpoint._pool is not None:
+            endpoint._start(endpoint._trim(endpoint._pool), "trim shared memory")
         return endpoint
+
+    async def _trim(self, pool: _shm.SegmentPool) -> None:
+        """Shrink the shared-memory pool once its segments sit idle (after a burst)."""
+        while True:
+            await asyncio.sleep(_shm.POOL_IDLE_S / 2)
+            pool.trim(_shm.POOL_IDLE_S)
 
     def _start(self, loop: Awaitable[None], what: str) -> None:
         """Run one of the endpoint's receive or watch loops; each handles every frame inside
