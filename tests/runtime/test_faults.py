@@ -166,6 +166,11 @@ def test_hostile_frames_are_counted_and_never_crash_the_agent(branchy) -> None:
 def test_a_token_is_required_off_loopback() -> None:
     with pytest.raises(InputError, match="token"):
         AgentSettings(name="edge", listen="0.0.0.0:7102")
+    for empty in ("", "  "):
+        with pytest.raises(InputError, match="token is empty"):
+            AgentSettings(name="edge", listen="0.0.0.0:7102", token=empty)
+        with pytest.raises(InputError, match="token is empty"):
+            AgentSettings(name="edge", listen="127.0.0.1:7102", token=empty)
     AgentSettings(name="edge", listen="127.0.0.1:7102")
     AgentSettings(name="edge", listen="0.0.0.0:7102", token="t")
 

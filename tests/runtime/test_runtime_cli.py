@@ -193,8 +193,17 @@ RUN = ["run", "{plan}", "--infra", "{infra}", "--model"]
         ([*RUN, "{model}", "--random=-3"], "--random"),
         ([*RUN, "{model}", "--random", "1", "--timeout", "0"], "--timeout"),
         (["agent", "--name", "a", "--listen", "127.0.0.1:0", "--max-message-mb=-1"], "--max"),
+        (["agent", "--name", "a", "--listen", "0.0.0.0:0", "--token", ""], "token is empty"),
     ],
-    ids=["missing-model", "model-is-a-folder", "random-0", "random-negative", "timeout-0", "mb"],
+    ids=[
+        "missing-model",
+        "model-is-a-folder",
+        "random-0",
+        "random-negative",
+        "timeout-0",
+        "mb",
+        "empty-token",
+    ],
 )
 def test_bad_cli_input_is_one_line_and_exit_2(tmp_path: Path, command, complaint) -> None:
     model = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")

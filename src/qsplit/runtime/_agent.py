@@ -110,6 +110,15 @@ class AgentSettings:
 
     def __post_init__(self) -> None:
         host = self.listen.rpartition(":")[0].strip("[]")
+        if self.token is not None and not self.token.strip():
+            # An empty token (--token "", or QSPLIT_TOKEN set but empty) would let every
+            # tokenless message through while looking protected.
+            raise InputError(
+                f"agent {self.name!r}: the token is empty",
+                field="--token",
+                fix="pass a non-empty secret, or unset QSPLIT_TOKEN to run without one on "
+                "127.0.0.1",
+            )
         if self.token is None and not _is_loopback(host):
             raise InputError(
                 f"agent {self.name!r} would listen on {self.listen} without a token",
