@@ -14,7 +14,8 @@ from pathlib import Path
 
 from qsplit.infra import Infra, Link, Node
 
-START_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 60.0
+"""Generous: agents import ORT and numpy, and a loaded 2-core machine makes that slow."""
 
 
 @dataclass

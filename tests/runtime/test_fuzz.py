@@ -27,7 +27,7 @@ CI = settings(
 @given(frame_lists())
 def test_the_decoder_returns_a_message_or_raises_protocol_error(frames) -> None:
     try:
-        message = decode(frames, token="t")
+        message = decode(frames)
     except ProtocolError as exc:
         assert exc.reason in ("malformed", "version", "unauthenticated", "oversized")
     else:

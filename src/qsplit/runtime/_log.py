@@ -15,6 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("qsplit.runtime")
+MAX_VALUE_CHARS = 400
+"""Longest value logged: a peer's fields are cut there (the watchdog logs a stack on its own
+lines, whole)."""
 
 
 def event(level: int, name: str, **fields: Any) -> None:
@@ -27,6 +30,8 @@ def _show(value: Any) -> str:
     if isinstance(value, bytes):  # a routing id: a session's is text, zmq's own are binary
         value = value.decode() if value.isascii() and value.decode().isprintable() else value.hex()
     text = str(value).replace("\n", " ")
+    if len(text) > MAX_VALUE_CHARS:
+        text = f"{text[:MAX_VALUE_CHARS]}…"
     return f'"{text}"' if (" " in text or not text) else text
 
 

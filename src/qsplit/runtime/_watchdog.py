@@ -22,7 +22,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from qsplit.runtime._log import event
+from qsplit.runtime._log import event, logger
 
 HEARTBEAT_S = 0.5
 """How often the loop's heartbeat wakes."""
@@ -91,5 +91,6 @@ class Watchdog:
             if age >= self._stuck_s and not reported:
                 frame = sys._current_frames().get(self._loop_thread)
                 stack = "".join(traceback.format_stack(frame, STACK_FRAMES)) if frame else "?"
-                event(logging.ERROR, "loop.stuck", heartbeat_age_s=f"{age:.1f}", stack=stack)
+                event(logging.ERROR, "loop.stuck", heartbeat_age_s=f"{age:.1f}")
+                logger.error("loop.stuck stack of the loop thread:\n%s", stack)
             reported = age >= self._stuck_s
