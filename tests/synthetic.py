@@ -186,3 +186,20 @@ def with_constant_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(nodes)
     return result
+
+
+def failing_gather() -> onnx.ModelProto:
+    """``out = data[int(16 x)]`` over a 1-element ``data``: loads fine, but ORT raises at run
+    time on almost any input (an index out of bounds), as on the random inputs of deploy-time
+    timing or of ``qsplit run --random`` (a third-party model failing inside ORT)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [16])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [16])
+    data = numpy_helper.from_array(np.ones(1, np.float32), "data")
+    sixteen = numpy_helper.from_array(np.array(16, np.float32), "sixteen")
+    nodes = [
+        helper.make_node("Mul", ["x", "sixteen"], ["scaled"], "/index/Mul"),
+        helper.make_node("Cast", ["scaled"], ["idx"], "/index/Cast", to=TensorProto.INT64),
+        helper.make_node("Gather", ["data", "idx"], ["out"], "/gather/Gather"),
+    ]
+    graph = helper.make_graph(nodes, "failing_gather", [x], [out], [data, sixteen])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

@@ -10,10 +10,12 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from qsplit.infra import Infra, Link, Node
 
-START_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 60.0
+"""Generous: agents import ORT and numpy, and a loaded 2-core machine makes that slow."""
 
 
 @dataclass
@@ -42,9 +44,11 @@ def _read_address(process: subprocess.Popen[str], name: str) -> str:
     raise RuntimeError(f"agent {name} did not start (exit code {process.poll()})")
 
 
-def spawn(name: str, listen: str = "127.0.0.1:0", *args: str) -> subprocess.Popen[str]:
+def spawn(
+    name: str, listen: str = "127.0.0.1:0", *args: str, cwd: Path | None = None
+) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "qsplit", "agent", "--name", name, "--listen", listen]
-    return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, text=True, cwd=cwd)
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -60,9 +64,12 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def running_agents(*names: str, args: tuple[str, ...] = ()) -> Iterator[dict[str, AgentProcess]]:
-    """Start agents (concurrently) and stop every one of them on the way out."""
-    processes = {n: spawn(n, "127.0.0.1:0", *args) for n in names}
+def running_agents(
+    *names: str, args: tuple[str, ...] = (), cwd: Path | None = None
+) -> Iterator[dict[str, AgentProcess]]:
+    """Start agents (concurrently, in ``cwd`` if given) and stop every one of them on the way
+    out."""
+    processes = {n: spawn(n, "127.0.0.1:0", *args, cwd=cwd) for n in names}
     try:
         yield {n: AgentProcess(n, _read_address(p, n), p) for n, p in processes.items()}
     finally:

@@ -58,10 +58,7 @@ def test_killed_agent_fails_only_its_requests_naming_it_and_restart_recovers(bra
             name = healthy.model_outputs[0]
             np.testing.assert_allclose(s1.infer(feeds)[name], expected, atol=1e-4)
             revived = restart(agents["c"])
-            try:
-                with pytest.raises(RemoteError, match="redeploy"):
-                    s2.infer(feeds)
-                s2.deploy()
+            try:  # the session redeploys to the restarted agent by itself (test_recovery.py)
                 np.testing.assert_allclose(s2.infer(feeds)[name], expected, atol=1e-4)
             finally:
                 stop(revived.process)
@@ -169,6 +166,11 @@ def test_hostile_frames_are_counted_and_never_crash_the_agent(branchy) -> None:
 def test_a_token_is_required_off_loopback() -> None:
     with pytest.raises(InputError, match="token"):
         AgentSettings(name="edge", listen="0.0.0.0:7102")
+    for empty in ("", "  "):
+        with pytest.raises(InputError, match="token is empty"):
+            AgentSettings(name="edge", listen="0.0.0.0:7102", token=empty)
+        with pytest.raises(InputError, match="token is empty"):
+            AgentSettings(name="edge", listen="127.0.0.1:7102", token=empty)
     AgentSettings(name="edge", listen="127.0.0.1:7102")
     AgentSettings(name="edge", listen="0.0.0.0:7102", token="t")
 
@@ -176,3 +178,22 @@ def test_a_token_is_required_off_loopback() -> None:
 def test_a_padding_factor_below_one_is_refused() -> None:
     with pytest.raises(InputError, match="--padding-factor"):
         AgentSettings(name="edge", listen="127.0.0.1:7102", padding_factor=0.5)
+
+
+def test_a_wrong_token_is_reported_as_refused_not_as_a_dead_agent(branchy) -> None:
+    path, blocks = branchy
+    with running_agents("a", args=("--token", "right")) as agents:
+        infra = infra_for(agents)
+        deployment = build_deployment(path, dict.fromkeys(blocks, "a"), infra)
+        with pytest.raises(RemoteError, match="token refused by node 'a'") as control:
+            connect(deployment, infra, token="wrong")
+        assert control.value.peer == "a"
+        with connect(deployment, infra, token="right"):
+            pass  # deployed
+        feeds = random_feeds(onnx.load(path))
+        with (
+            connect(deployment, infra, token="wrong", deploy=False) as s,
+            pytest.raises(RemoteError, match="token refused by node 'a'") as data,
+        ):
+            s.infer(feeds)
+        assert data.value.peer == "a"

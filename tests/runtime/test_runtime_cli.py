@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -103,10 +106,17 @@ def test_deploy_then_run_writes_results(tmp_path: Path) -> None:
         out = tmp_path / "results.json"
         ran = runner.invoke(
             app,
-            ["run", str(plan), *common, "--random", "3", "--concurrency", "2", "--out", str(out)],
+            [
+                *("run", str(plan), *common, "--random", "3", "--concurrency", "2"),
+                *("--out", str(out), "--save-outputs", str(tmp_path / "outputs")),
+            ],
         )
         assert ran.exit_code == 0, ran.output
         assert "device energy" in ran.output
+    saved = sorted((tmp_path / "outputs").iterdir())
+    assert [p.name for p in saved] == ["000000.npz", "000001.npz", "000002.npz"]
+    with np.load(saved[2]) as outputs:
+        assert sorted(outputs.files) == ["out", "skip"] and outputs["out"].shape == (1, 5)
     results = read_json(out, "runtime-results", (1,))
     summary = results["summary"]
     assert summary["requests"] == 3 and summary["failed"] == 0
@@ -163,3 +173,57 @@ def test_images_for_a_model_without_an_image_input_are_refused(tmp_path: Path) -
         ran = CliRunner().invoke(app, ["run", str(plan), *common, "--input", str(tmp_path)])
     assert isinstance(ran.exception, InputError)
     assert ran.exception.field == "--input" and "1×C×H×W" in str(ran.exception)
+
+
+def qsplit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qsplit", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+RUN = ["run", "{plan}", "--infra", "{infra}", "--model"]
+
+
+@pytest.mark.parametrize(
+    ("command", "complaint"),
+    [
+        (["deploy", "{plan}", "--infra", "{infra}", "--model", "{tmp}/nope.onnx"], "not found"),
+        ([*RUN, "{tmp}", "--random", "1"], "directory"),
+        ([*RUN, "{model}", "--random", "0"], "--random"),
+        ([*RUN, "{model}", "--random=-3"], "--random"),
+        ([*RUN, "{model}", "--random", "1", "--timeout", "0"], "--timeout"),
+        (["agent", "--name", "a", "--listen", "127.0.0.1:0", "--max-message-mb=-1"], "--max"),
+        (["agent", "--name", "a", "--listen", "0.0.0.0:0", "--token", ""], "token is empty"),
+    ],
+    ids=[
+        "missing-model",
+        "model-is-a-folder",
+        "random-0",
+        "random-negative",
+        "timeout-0",
+        "mb",
+        "empty-token",
+    ],
+)
+def test_bad_cli_input_is_one_line_and_exit_2(tmp_path: Path, command, complaint) -> None:
+    model = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    blocks = analyze(str(model))[1].block_names
+    plan = write_plan(tmp_path / "plan.json", model, dict.fromkeys(blocks, "device"))
+    nowhere = {n: AgentProcess(n, "127.0.0.1:9", None) for n in ("device", "edge")}  # type: ignore[arg-type]
+    infra = write_infra(tmp_path / "infra.yaml", nowhere)
+    paths = {"plan": plan, "infra": infra, "model": model, "tmp": tmp_path}
+    done = qsplit(*(part.format(**paths) for part in command))
+    assert done.returncode == 2 and complaint in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_run_exits_non_zero_and_counts_failed_requests(tmp_path: Path) -> None:
+    model = synthetic.save(synthetic.failing_gather(), tmp_path / "failing.onnx")
+    blocks = analyze(str(model))[1].block_names
+    plan = write_plan(tmp_path / "plan.json", model, dict.fromkeys(blocks, "edge"))
+    with running_agents("device", "edge") as agents:
+        infra = write_infra(tmp_path / "infra.yaml", agents)
+        common = ["--infra", str(infra), "--model", str(model), "--out", str(tmp_path / "r.json")]
+        ran = qsplit("run", str(plan), *common, "--random", "3")
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "3 of 3 requests failed" in ran.stderr and "Gather" in ran.stdout

@@ -53,6 +53,23 @@ def test_a_segment_is_reused_only_after_its_receiver_releases_it() -> None:
         pool.close()
 
 
+def test_the_pool_gives_back_segments_that_sit_idle() -> None:
+    pool = SegmentPool()
+    try:
+        lent = pool.lend(tensor(0), ME)
+        idle = pool.lend(tensor(1), ME)
+        pool.release([idle.segment], ME)
+        assert pool.trim(idle_s=3600) == 0  # used just now: kept for reuse
+        before = pool.pooled_bytes
+        assert pool.trim(idle_s=0) == before // 2  # the free one goes, the lent one stays
+        assert pool.pooled_bytes == before // 2
+        pool.release([lent.segment], ME)
+        pool.trim(idle_s=0)
+        assert pool.pooled_bytes == 0
+    finally:
+        pool.close()
+
+
 def test_a_tensor_computed_into_a_segment_is_lent_without_a_copy() -> None:
     pool, reader = SegmentPool(), SegmentReader()
     unheld: list[int] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -172,6 +174,15 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     for agent in testbed.status():
         assert f"{agent.padding_factor:.2f}×" in status.stdout
     assert "1000 ms" in status.stdout and "500 ms" in status.stdout
+    edge = testbed.state.agents["edge"].pid
+    os.kill(edge, signal.SIGSTOP)  # alive and listening (the kernel accepts), answers nothing
+    try:
+        frozen = run("status")
+    finally:
+        os.kill(edge, signal.SIGCONT)
+    assert frozen.returncode == 0 and " deaf " in frozen.stdout and frozen.stdout.count(" ok ") == 1
+    resumed = run("status").stdout  # it answers again; having been frozen, it may say stuck
+    assert " deaf " not in resumed and resumed.count(" ok ") + resumed.count(" stuck ") == 2
     down = run("down")
     assert down.returncode == 0, down.stderr
     deadline = time.monotonic() + 10

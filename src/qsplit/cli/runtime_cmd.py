@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from rich.table import Table
 
-from qsplit.cli._app import app, console
+from qsplit.cli._app import app, console, err_console
 from qsplit.cli._format import human_bytes
 from qsplit.errors import InputError
 
@@ -36,6 +36,12 @@ CalibOpt = Annotated[
 
 def _token(token: str | None) -> str | None:
     return token if token is not None else os.environ.get("QSPLIT_TOKEN")
+
+
+def _positive(value: float, option: str, example: str) -> None:
+    """Refuse a count, size or duration that is zero or negative, naming the option."""
+    if value <= 0:
+        raise InputError(f"{value:g} is not positive", field=option, fix=f"e.g. {option} {example}")
 
 
 @app.command("agent")
@@ -76,6 +82,12 @@ def agent_command(
             "memory (off: every byte crosses the sockets, e.g. through link emulators).",
         ),
     ] = True,
+    max_buffered_mb: Annotated[
+        float, typer.Option(help="Tensor MiB all open requests may hold; more is refused.")
+    ] = 1024.0,
+    max_deadline: Annotated[
+        float, typer.Option(help="Longest seconds a request may stay open here.")
+    ] = 300.0,
 ) -> None:
     """Run this machine's agent until interrupted.
 
@@ -83,6 +95,10 @@ def agent_command(
     """
     from qsplit.runtime import AgentSettings, Limits, run_agent
 
+    _positive(max_message_mb, "--max-message-mb", "256")
+    _positive(threads, "--threads", "1")
+    _positive(max_buffered_mb, "--max-buffered-mb", "1024")
+    _positive(max_deadline, "--max-deadline", "300")
     settings = AgentSettings(
         name=name,
         listen=listen,
@@ -93,6 +109,8 @@ def agent_command(
         limits=Limits(max_message_bytes=int(max_message_mb * 2**20)),
         routes=_routes(route or []),
         shared_memory=shared_memory,
+        max_buffered_bytes=int(max_buffered_mb * 2**20),
+        max_deadline_s=max_deadline,
     )
     run_agent(settings, on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True))
 
@@ -161,37 +179,62 @@ def run_command(
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 1,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
     out: Annotated[Path, typer.Option(help="Results JSON.")] = Path("runtime-results.json"),
+    save_outputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-outputs",
+            help="Folder to write each request's outputs to, as NNNNNN.npz keyed by output name.",
+        ),
+    ] = None,
     token: TokenOpt = None,
     calib: CalibOpt = None,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
-    measured times), compute and transfers, beside the plan's predictions.
+    measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
+    any request failed.
 
     Example: qsplit run plan.json --infra infra.yaml --model yolo11n.onnx --random 20
     """
+    import numpy as np
+
     from qsplit.infra import load_infra
     from qsplit.plan import Plan
     from qsplit.runtime import connect, image_requests, random_requests, save_results, summarize
 
     if (input is None) == (random is None):
         raise InputError("pass exactly one of --input and --random", fix="e.g. --random 10")
+    if random is not None:
+        _positive(random, "--random", "10")
+    _positive(timeout, "--timeout", "30")
+    _positive(concurrency, "--concurrency", "4")
     network, predicted = load_infra(infra), Plan.load(plan).predicted
     with connect(
         plan, network, model=model, token=_token(token), timeout_s=timeout, calibration=calib
     ) as session:
         specs = session.deployment.input_specs
         feeds = random_requests(specs, random) if input is None else image_requests(specs, input)
+        if save_outputs is not None:
+            save_outputs.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        results = list(session.stream(feeds, max_in_flight=concurrency, timeout_s=timeout))
+        records, failed = [], []
+        # Streamed: each result's outputs are written (or dropped) as it comes, so memory does
+        # not grow with the number of requests.
+        for result in session.stream(feeds, max_in_flight=concurrency, timeout_s=timeout):
+            records.append(result.record)
+            if result.error is not None:
+                failed.append(result)
+            elif save_outputs is not None:
+                np.savez(save_outputs / f"{result.index:06d}.npz", **(result.outputs or {}))
         wall_s = time.perf_counter() - start
-        records = [r.record for r in results]
         meta = {"plan": str(plan), "deployment": session.deployment.id, "concurrency": concurrency}
         save_results(out, records, wall_s, meta, infra=network, predicted=predicted)
-    for result in results:
-        if result.error is not None:
-            console.print(f"request {result.index}: [red]failed[/red] {result.error}")
+    for result in failed:
+        console.print(f"request {result.index}: [red]failed[/red] {result.error}")
     _render(summarize(records, wall_s, infra=network, predicted=predicted))
     console.print(f"results written to {out}")
+    if failed:
+        err_console.print(f"{len(failed)} of {len(records)} requests failed")
+        raise typer.Exit(1)
 
 
 VERSUS_ROWS = {

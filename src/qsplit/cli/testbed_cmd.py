@@ -50,7 +50,8 @@ def up_command(
 
 @testbed_app.command("status")
 def status_command(state_dir: StateDirOpt = DEFAULT_STATE_DIR) -> None:
-    """Show the running testbed's agents (alive, listening) and emulated links."""
+    """Show the running testbed's agents (ok, stuck, deaf, alive but not listening, dead) and
+    emulated links."""
     _render(Testbed.attach(state_dir))
 
 
@@ -91,7 +92,7 @@ def _render(testbed: Testbed) -> None:
     for column in ("node", "pid", "address", "reference time", "padding factor", "state"):
         agents.add_column(column)
     for agent in testbed.status():
-        state = "ok" if agent.alive and agent.listening else "alive" if agent.alive else "dead"
+        state = agent.state
         colour = "green" if state == "ok" else "red"
         agents.add_row(
             agent.name,

@@ -5,6 +5,7 @@ wire format, failure semantics and security are described in ``docs/runtime.md``
 """
 
 from qsplit.runtime._agent import AgentSettings, run_agent, serve
+from qsplit.runtime._ask import health_of
 from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
 from qsplit.runtime._inputs import image_requests, random_requests
@@ -32,6 +33,7 @@ __all__ = [
     "Transfer",
     "build_deployment",
     "connect",
+    "health_of",
     "image_requests",
     "load_deployment",
     "profile_on_agent",

@@ -7,8 +7,15 @@ per-request inbox; a component runs as soon as all its inputs are there, its out
 straight to the nodes that read them, and a ``done`` report (carrying any model outputs) goes
 to the requester. Where the deployment routes data through other nodes (no direct link), the
 message names the hops still ahead (``relay``) and each agent on the way forwards it, store and
-forward, without holding any of that deployment. Nothing a peer sends can crash the loop: bad
-messages are counted and, when they carry a correlation id, answered with an error.
+forward, without holding any of that deployment.
+
+One exception boundary per message (:meth:`Agent._handle`): every message, valid or rejected by
+the wire checks, is handled in its own task by one function that dispatches it and answers;
+whatever goes wrong below is counted, logged with the peer and the reason, and answered with an
+error where a reply is due, so no frame or peer can silence the agent. The loops themselves
+are supervised (restarted, logged and counted if they ever end) and a heartbeat measures how
+late the loop runs, which ``health`` reports: a loop blocked for :data:`STUCK_S` reads
+``state: stuck``.
 
 One asyncio loop owns the sockets; ORT runs in a thread pool (it releases the GIL), so
 components of different requests overlap with network I/O.
@@ -20,6 +27,8 @@ import asyncio
 import functools
 import hashlib
 import ipaddress
+import logging
+import math
 import signal
 import tempfile
 import time
@@ -35,13 +44,19 @@ import onnxruntime as ort
 
 from qsplit.errors import InputError
 from qsplit.profile import Statistic, emulated_duration_s, pad_to, reference_time_s
+from qsplit.runtime._log import configure as configure_logging
+from qsplit.runtime._log import event, watch
 from qsplit.runtime._profile import MISSING, ModelStore, profile_here
-from qsplit.runtime._transport import Endpoint, Received, ZmqEndpoint
-from qsplit.runtime._wire import Limits, Message, Quant
-from qsplit.runtime.errors import TransportError
+from qsplit.runtime._selfcontained import check_self_contained
+from qsplit.runtime._transport import Endpoint, Received, Rejected, ZmqEndpoint, check_address
+from qsplit.runtime._watchdog import Watchdog
+from qsplit.runtime._wire import Limits, Message, Quant, quant_of
+from qsplit.runtime.errors import ProtocolError, TransportError
 
 REQUEST_SWEEP_S = 1.0
 """How often requests past their deadline are dropped (their upstream failed)."""
+RESTART_DELAY_S = 0.1
+"""Pause before a supervised loop that ended is started again (no busy loop on a bug)."""
 ORT_DTYPES = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
@@ -86,9 +101,26 @@ class AgentSettings:
     shared_memory: bool = True
     """Exchange large tensors with peers on this host through shared memory; off on the
     testbed, whose emulated links must carry every byte."""
+    max_deadline_s: float = 300.0
+    """Longest an open request may hold this agent's memory, whatever deadline its sender set
+    (the earlier of the two applies)."""
+    max_buffered_bytes: int = 2**30
+    """Received tensor bytes all open requests may hold together; data beyond it is refused
+    with an error to its requester."""
+    max_requests_per_peer: int = 256
+    """Open requests one requester may have on this agent; more are refused the same way."""
 
     def __post_init__(self) -> None:
         host = self.listen.rpartition(":")[0].strip("[]")
+        if self.token is not None and not self.token.strip():
+            # An empty token (--token "", or QSPLIT_TOKEN set but empty) would let every
+            # tokenless message through while looking protected.
+            raise InputError(
+                f"agent {self.name!r}: the token is empty",
+                field="--token",
+                fix="pass a non-empty secret, or unset QSPLIT_TOKEN to run without one on "
+                "127.0.0.1",
+            )
         if self.token is None and not _is_loopback(host):
             raise InputError(
                 f"agent {self.name!r} would listen on {self.listen} without a token",
@@ -144,6 +176,8 @@ class _Request:
     deadline: float
     """Wall-clock time (``time.time``) after which the request is abandoned."""
     inbox: dict[str, np.ndarray] = field(default_factory=dict)
+    held_bytes: int = 0
+    """Bytes of received tensors in ``inbox``, counted in the agent's buffer budget."""
     started: set[str] = field(default_factory=set)
     finished: set[str] = field(default_factory=set)
     arrivals: list[dict[str, Any]] = field(default_factory=list)
@@ -163,29 +197,113 @@ class Agent:
         self._models = models
         self._deployments: dict[str, dict[str, _Component]] = {}
         self._requests: dict[tuple[str, str], _Request] = {}
+        self._buffered_bytes = 0
+        """Sum of the open requests' ``held_bytes``: back to 0 once none is open."""
+        self._per_peer: Counter[bytes] = Counter()
+        """Open requests by requester."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._counts: Counter[str] = Counter()
+        self._failed: Counter[str] = Counter()
+        """Messages whose handling failed, by kind (beyond wire rejections)."""
         self._compute_s = 0.0
         self._started = time.time()
+        self._watchdog = Watchdog()
 
     # -- loop ------------------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Handle messages until ``stop`` is set."""
-        tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._sweep())]
+        loops = {"receive": self._receive, "sweep": self._sweep, "heartbeat": self._watchdog.beat}
+        tasks = [asyncio.create_task(self._supervise(n, f)) for n, f in loops.items()]
+        self._watchdog.start()
         try:
             await stop.wait()
         finally:
+            self._watchdog.stop()
             for task in tasks:
                 task.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._profiler.shutdown(wait=False, cancel_futures=True)
 
+    async def _supervise(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run one of the agent's loops for good: should it ever end (a bug below every
+        boundary), it is logged, counted and started again, so the agent never goes deaf."""
+        while True:
+            try:
+                await loop()
+            except Exception as exc:
+                event(logging.ERROR, "loop.died", loop=name, error=repr(exc))
+                logging.getLogger("qsplit.runtime").exception("loop %s died", name)
+            self._counts["task_deaths"] += 1
+            await asyncio.sleep(RESTART_DELAY_S)
+
     async def _receive(self) -> None:
         while True:
-            await self._dispatch(await self._endpoint.recv())
+            self._spawn(self._handle(await self._endpoint.recv()), "message")
 
-    async def _dispatch(self, received: Received) -> None:
+    async def _handle(self, item: Received | Rejected) -> None:
+        """The one boundary every message passes: dispatch, then answer; any failure below is
+        counted, logged (peer, kind, reason) and answered where a reply is due — a control
+        request's ``reply``, or an ``error`` to the requester of a data message."""
+        if isinstance(item, Rejected):
+            kind, body, error = item.kind, item.body, item.error
+            event(
+                logging.WARNING,
+                "message.rejected",
+                peer=_peer(item),
+                kind=kind,
+                reason=error.reason,
+                detail=str(error),
+            )
+            # ``reason`` lets a requester with a wrong token tell a refusal from a dead agent.
+            answer: dict[str, Any] | None = {
+                "ok": False,
+                "error": f"{error} (node {self.settings.name!r})",
+                "reason": error.reason,
+            }
+        else:
+            kind, body = item.message.kind, item.message.body
+            try:
+                answer = await self._dispatch(item)
+            except ProtocolError as exc:
+                self._endpoint.rejected[exc.reason] += 1
+                answer = self._failure(item, "rejected", str(exc), exc.reason)
+            except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+                self._endpoint.rejected["malformed"] += 1
+                answer = self._failure(
+                    item, "rejected", f"malformed {kind!r}: {exc!r}", "malformed"
+                )
+            except InputError as exc:
+                answer = self._failure(item, "refused", str(exc), "refused")
+            except Exception as exc:  # a bug or a library's surprise: answered, never fatal
+                self._failed[kind] += 1
+                logging.getLogger("qsplit.runtime").debug("handler failed", exc_info=exc)
+                text = f"node {self.settings.name!r} failed to handle {kind!r}: {exc!r}"
+                answer = self._failure(item, "failed", text, type(exc).__name__)
+        if answer is None:
+            return
+        route = item.route
+        if route is not None and body.get("cid") is not None:
+            await self._answer(route, {"cid": body["cid"], **answer})
+        elif kind == "tensors" and isinstance(body.get("reply_to"), bytes):
+            # A data message has no reply, but its requester waits: tell it now, not at its
+            # deadline (e.g. a model input under a name no component reads).
+            error = {"dep": str(body.get("dep")), "req": str(body.get("req")), **answer}
+            await self._report(body["reply_to"], "error", error)
+
+    def _failure(self, item: Received, what: str, error: str, reason: str) -> dict[str, Any]:
+        level = logging.ERROR if what == "failed" else logging.WARNING
+        event(
+            level,
+            f"message.{what}",
+            peer=_peer(item),
+            kind=item.message.kind,
+            reason=reason,
+            detail=error,
+        )
+        return {"ok": False, "error": error, "reason": reason}
+
+    async def _dispatch(self, received: Received) -> dict[str, Any] | None:
         handlers: dict[str, Callable[[Received], Any]] = {
             "deploy": self._deploy,
             "undeploy": self._undeploy,
@@ -196,20 +314,12 @@ class Agent:
             "done": self._relay,
         }
         handler = handlers.get(received.message.kind)
-        body = received.message.body
-        try:
-            if handler is None:
-                raise ValueError(f"unknown message kind {received.message.kind!r}")
-            answer = handler(received)
-            if asyncio.iscoroutine(answer):
-                answer = await answer
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self._endpoint.rejected["malformed"] += 1
-            answer = {"ok": False, "error": f"malformed {received.message.kind!r}: {exc!r}"}
-        except InputError as exc:
-            answer = {"ok": False, "error": str(exc)}
-        if answer is not None and received.route is not None and "cid" in body:
-            await self._answer(received.route, {"cid": body["cid"], **answer})
+        if handler is None:
+            raise ValueError(f"unknown message kind {received.message.kind!r}")
+        answer = handler(received)
+        if asyncio.iscoroutine(answer):
+            answer = await answer
+        return answer
 
     async def _answer(self, route: bytes, body: Mapping[str, Any], **kwargs: Any) -> None:
         try:
@@ -217,11 +327,13 @@ class Agent:
         except TransportError:
             self._counts["undeliverable"] += 1
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Run ``coroutine`` as a task kept alive until it ends."""
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``coroutine`` as a task kept alive until it ends; its death is logged and
+        counted (``task_deaths``), never silent."""
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        watch(task, what, functools.partial(self._counts.update, ["task_deaths"]))
 
     async def _sweep(self) -> None:
         while True:
@@ -229,7 +341,48 @@ class Agent:
             now = time.time()
             for key in [k for k, r in self._requests.items() if r.deadline < now]:
                 self._counts["expired"] += 1
-                del self._requests[key]
+                self._close(key)
+
+    def _close(self, key: tuple[str, str]) -> None:
+        """Forget an open request and give back what it held (finished, failed, expired or
+        undeployed: every way out passes here, so the budget returns to 0)."""
+        state = self._requests.pop(key, None)
+        if state is not None:
+            self._buffered_bytes -= state.held_bytes
+            self._per_peer[state.reply_to] -= 1
+            if not self._per_peer[state.reply_to]:
+                del self._per_peer[state.reply_to]
+
+    def _admit(self, key: tuple[str, str], body: Mapping[str, Any], nbytes: int) -> _Request:
+        """The open request ``key``, created if new, once ``nbytes`` more fit the budgets;
+        :class:`InputError` (answered to the requester) when they do not."""
+        settings, name = self.settings, self.settings.name
+        state = self._requests.get(key)
+        reply_to = body["reply_to"]
+        if state is None and self._per_peer[reply_to] >= settings.max_requests_per_peer:
+            self._counts["refused_busy"] += 1
+            raise InputError(
+                f"node {name!r} has {settings.max_requests_per_peer} open requests from this "
+                "requester already",
+                fix="send fewer requests at once (lower --concurrency)",
+            )
+        if self._buffered_bytes + nbytes > settings.max_buffered_bytes:
+            self._counts["refused_full"] += 1
+            raise InputError(
+                f"node {name!r} holds {self._buffered_bytes} bytes of open requests; "
+                f"{nbytes} more would pass its limit of {settings.max_buffered_bytes}",
+                fix="send fewer requests at once, or raise the agent's --max-buffered-mb",
+            )
+        if state is None:
+            deadline = float(body["deadline"])
+            if not math.isfinite(deadline):
+                raise ValueError(f"deadline {deadline} is not a finite time")
+            deadline = min(deadline, time.time() + settings.max_deadline_s)
+            state = self._requests[key] = _Request(reply_to, deadline)
+            self._per_peer[reply_to] += 1
+        state.held_bytes += nbytes
+        self._buffered_bytes += nbytes
+        return state
 
     # -- control plane ---------------------------------------------------------------------
 
@@ -239,6 +392,7 @@ class Agent:
         if not isinstance(body["sha256"], str) or digest != body["sha256"]:
             self._counts["bad_hash"] += 1
             return {"ok": False, "error": f"component {body['name']!r}: sha256 mismatch, refused"}
+        check_self_contained(onnx_bytes, str(body["name"]))
         optimize = body.get("graph_optimization", "all") == "all"
         loop = asyncio.get_running_loop()
         try:
@@ -247,20 +401,22 @@ class Agent:
             return {"ok": False, "error": f"component {body['name']!r} does not load: {exc}"}
         reference_s, target_s = None, _target_s(body.get("compute_s"))
         if self.settings.padding_factor > 1.0 and target_s is None:
-            reference_s = await loop.run_in_executor(
-                self._pool,
-                functools.partial(reference_time_s, session, statistic=self.settings.statistic),
-            )
+            timing = functools.partial(reference_time_s, session, statistic=self.settings.statistic)
+            try:
+                reference_s = await loop.run_in_executor(self._pool, timing)
+            except Exception as exc:  # ORT raising on random inputs: the component's fault
+                error = f"component {body['name']!r} fails when timed on random inputs: {exc}"
+                return {"ok": False, "error": error}
         component = _Component(
             name=str(body["name"]),
             inputs=tuple(map(str, body["inputs"])),
             outputs=tuple(map(str, body["outputs"])),
             routes={str(t): list(map(str, n)) for t, n in dict(body["routes"]).items()},
             returns=tuple(map(str, body["returns"])),
-            peers={str(n): str(a) for n, a in dict(body["peers"]).items()},
+            peers={str(n): check_address(a) for n, a in dict(body["peers"]).items()},
             via={str(n): list(map(str, v)) for n, v in dict(body["via"]).items()},
             return_via=list(map(str, body["return_via"])),
-            quant={str(t): Quant(float(s), int(z)) for t, (s, z) in body.get("quant", {}).items()},
+            quant={str(t): quant_of(s, z) for t, (s, z) in body.get("quant", {}).items()},
             session=session,
             fixed_outputs=_fixed_outputs(session),
             reference_s=reference_s,
@@ -304,6 +460,8 @@ class Agent:
     def _undeploy(self, received: Received) -> dict[str, Any]:
         dep = str(received.message.body["dep"])
         removed = self._deployments.pop(dep, {})
+        for key in [k for k in self._requests if k[0] == dep]:
+            self._close(key)
         return {"ok": True, "removed": len(removed)}
 
     def _health(self, received: Received) -> dict[str, Any]:
@@ -312,6 +470,8 @@ class Agent:
             "node": self.settings.name,
             "uptime_s": time.time() - self._started,
             "deployments": {d: sorted(c) for d, c in self._deployments.items()},
+            **self._watchdog.report(),
+            "task_deaths": self._counts["task_deaths"],
         }
 
     def _stats(self, received: Received) -> dict[str, Any]:
@@ -321,8 +481,10 @@ class Agent:
             "rejected": dict(self._endpoint.rejected),
             "shared_tensors": dict(self._endpoint.shared),
             "counts": dict(self._counts),
+            "failed": dict(self._failed),
             "compute_s": self._compute_s,
             "open_requests": len(self._requests),
+            "buffered_bytes": self._buffered_bytes,
         }
 
     def _profile(self, received: Received) -> dict[str, Any] | None:
@@ -332,6 +494,8 @@ class Agent:
             return {"ok": False, "error": f"this agent is node {name!r}, not {body['node']!r}"}
         sha256 = str(body["sha256"])
         blob = received.message.blobs.get("onnx")
+        if blob is not None:
+            check_self_contained(blob, f"profiled model {sha256[:12]}")
         path = self._models.add(sha256, blob) if blob is not None else self._models.path(sha256)
         if path is None:
             return {"ok": False, "error": MISSING}
@@ -346,7 +510,7 @@ class Agent:
             threads=self.settings.threads,
             statistic=self.settings.statistic,
         )
-        self._spawn(self._profile_job(received.route, body["cid"], job))
+        self._spawn(self._profile_job(received.route, body["cid"], job), "profile")
         return None
 
     async def _profile_job(
@@ -377,10 +541,13 @@ class Agent:
             error = f"deployment {dep} is not on node {self.settings.name!r}: redeploy"
             await self._report(reply_to, "error", {"dep": dep, "req": req, "error": error})
             return
-        key = (dep, req)
-        state = self._requests.get(key)
-        if state is None:
-            state = self._requests[key] = _Request(reply_to, float(body["deadline"]))
+        unknown = set(message.tensors) - {i for c in components.values() for i in c.inputs}
+        if unknown:  # the request could never complete: say so now, not at its deadline
+            raise ValueError(
+                f"tensor(s) {', '.join(sorted(unknown))} are inputs of no component of "
+                f"deployment {dep} on node {self.settings.name!r}"
+            )
+        state = self._admit((dep, req), body, message.payload_bytes)
         state.inbox.update(message.tensors)
         state.arrivals.extend(body.get("hops", ()))
         state.arrivals.append(self._arrival(message, now))
@@ -444,7 +611,7 @@ class Agent:
                 i in state.inbox for i in component.inputs
             ):
                 state.started.add(component.name)
-                self._spawn(self._run(dep, req, state, component))
+                self._spawn(self._run(dep, req, state, component), f"run {component.name}")
 
     async def _run(self, dep: str, req: str, state: _Request, component: _Component) -> None:
         feeds = {i: state.inbox[i] for i in component.inputs}
@@ -457,6 +624,7 @@ class Agent:
         except Exception as exc:  # whatever ORT raises: the requester must hear about it
             self._counts["failed"] += 1
             error = f"component {component.name} failed on node {self.settings.name!r}: {exc}"
+            self._close((dep, req))
             await self._report(state.reply_to, "error", {"dep": dep, "req": req, "error": error})
             return
         self._counts["runs"] += 1
@@ -479,7 +647,7 @@ class Agent:
         state.arrivals = []
         state.finished.add(component.name)
         if len(state.finished) == len(self._deployments.get(dep, {})):
-            self._requests.pop((dep, req), None)
+            self._close((dep, req))
         # Pushes are handed to zmq first: they are on the request's critical path, the report
         # is not. The report does not wait for them either: a dead consumer must not make this
         # node look stuck to the requester, which blames the first component that did not report.
@@ -588,6 +756,11 @@ class Agent:
             self._counts["undeliverable"] += 1
 
 
+def _peer(item: Received | Rejected) -> str | bytes | None:
+    """Who sent ``item``, for the log: its routing id, or the connection's address."""
+    return item.route if item.route is not None else item.peer
+
+
 def _hops(component: _Component, node: str) -> list[str]:
     """The nodes a push to ``node`` goes through: its relays, then ``node`` itself."""
     return [*component.via.get(node, ()), node]
@@ -654,7 +827,8 @@ async def serve(
 def run_agent(
     settings: AgentSettings, *, on_ready: Callable[[str], None] = lambda address: None
 ) -> None:
-    """Blocking form of :func:`serve`, for the CLI."""
+    """Blocking form of :func:`serve`, for the CLI: its events are logged to stderr."""
+    configure_logging()
     asyncio.run(serve(settings, on_ready=on_ready))
 
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,10 @@ import numpy as np
 from qsplit.errors import InputError
 from qsplit.infra import Infra, load_infra
 from qsplit.runtime._deployment import Deployment, load_deployment
+from qsplit.runtime._log import event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
 from qsplit.runtime._quantized import CalibrationSource
-from qsplit.runtime._transport import Received, ZmqEndpoint
+from qsplit.runtime._transport import Received, Rejected, ZmqEndpoint
 from qsplit.runtime._wire import Limits, Message
 from qsplit.runtime.errors import PeerDisconnected, PeerTimeout, RemoteError, TransportError
 
@@ -96,6 +98,10 @@ class Session:
         """Per node: connected, or not yet known to be down."""
         self._news: dict[str, asyncio.Future[None]] = {}
         """Per node: resolved (and replaced) at its next connection event."""
+        self._deployed = False
+        """Whether this session deployed: only then does it redeploy to a node that returns."""
+        self._recovering: dict[str, asyncio.Task[None]] = {}
+        """Per node that came back: its redeployment of what it lacks, which requests await."""
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -131,6 +137,10 @@ class Session:
 
     async def _aclose(self) -> None:
         self._receiver.cancel()
+        for task in list(self._recovering.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for pending in self._requests.values():
             if not pending.future.done():
                 pending.future.set_exception(TransportError("session closed"))
@@ -174,10 +184,13 @@ class Session:
         answers = await asyncio.gather(*(self._request(n, kind, body or {}) for n in nodes))
         return dict(zip(nodes, answers, strict=True))
 
-    async def _deploy(self, only_missing: bool) -> None:
+    async def _deploy(self, only_missing: bool, nodes: Collection[str] | None = None) -> None:
+        """Deploy to ``nodes`` (default: all), only the components they lack if asked."""
+        nodes = set(self.deployment.addresses if nodes is None else nodes)
+        self._deployed = True
         have: dict[str, set[str]] = {}
         if only_missing:
-            health = await self._each("health")
+            health = {n: await self._request(n, "health", {}) for n in nodes}
             have = {n: set(h["deployments"].get(self.deployment.id, ())) for n, h in health.items()}
         await asyncio.gather(
             *(
@@ -208,7 +221,7 @@ class Session:
                     blobs={"onnx": spec.onnx},
                 )
                 for spec in self.deployment.components
-                if spec.name not in have.get(spec.node, set())
+                if spec.node in nodes and spec.name not in have.get(spec.node, set())
             )
         )
 
@@ -241,7 +254,7 @@ class Session:
         finally:
             self._control.pop(cid, None)
         if not answer.get("ok"):
-            raise RemoteError(f"node {node!r}: {answer.get('error')}", peer=node)
+            raise _remote_error(node, address, answer)
         return answer
 
     # -- data plane ------------------------------------------------------------------------
@@ -371,10 +384,13 @@ class Session:
 
     def _peer_changed(self, address: str, connected: bool) -> None:
         """Track each node's connection; when one drops, fail at once every request still
-        waiting on that node (the others carry on)."""
+        waiting on that node (the others carry on); when it comes back, redeploy what it lacks
+        (a restarted agent holds nothing)."""
         for node in [n for n, a in self.deployment.addresses.items() if a == address]:
             if self._up[node] and not connected:
                 self._fail_waiting_on(node)
+            if connected and not self._up[node] and self._deployed:
+                self._recover(node)
             self._up[node] = connected
             self._news[node].set_result(None)
             self._news[node] = asyncio.get_running_loop().create_future()
@@ -398,9 +414,25 @@ class Session:
                     )
                 )
 
+    def _recover(self, node: str) -> None:
+        if node not in self._recovering:
+            task = asyncio.ensure_future(self._redeploy(node))
+            self._recovering[node] = task
+            task.add_done_callback(lambda _: self._recovering.pop(node, None))
+
+    async def _redeploy(self, node: str) -> None:
+        """Give a node that came back the components it lacks; a failure is logged, and the
+        requests that need the node then fail naming it."""
+        try:
+            await self._deploy(only_missing=True, nodes={node})
+            event(logging.INFO, "session.recovered", node=node)
+        except TransportError as exc:
+            event(logging.WARNING, "session.redeploy_failed", node=node, error=str(exc))
+
     async def _connected(self) -> None:
-        """Return once no node is known to be down; :class:`PeerDisconnected` naming a node
-        that does not come back (see :data:`RECONNECT_GRACE_S`)."""
+        """Return once no node is known to be down and every node that came back holds its
+        components again; :class:`PeerDisconnected` naming a node that does not come back
+        (see :data:`RECONNECT_GRACE_S`)."""
         for node in self._up:
             if not self._up[node]:
                 with contextlib.suppress(TimeoutError):
@@ -411,6 +443,8 @@ class Session:
                     "is its agent running?",
                     peer=node,
                 )
+        for task in list(self._recovering.values()):
+            await asyncio.shield(task)
 
     def _named(self, error: TransportError) -> TransportError:
         """``error`` with the node name for peers the transport knows only by address."""
@@ -439,10 +473,22 @@ class Session:
     async def _receive(self, endpoint: ZmqEndpoint) -> None:
         while True:
             received = await endpoint.recv()
+            if isinstance(received, Rejected):
+                received = _refusal(received)
+                if received is None:
+                    continue  # counted by the endpoint
             try:
                 self._handle(received)
-            except (KeyError, TypeError, ValueError):
+            except Exception as exc:  # whatever an agent sent, the session keeps listening
                 endpoint.rejected["malformed"] += 1
+                event(
+                    logging.WARNING,
+                    "message.rejected",
+                    peer=received.peer,
+                    kind=received.message.kind,
+                    reason="malformed",
+                    detail=repr(exc),
+                )
 
     def _handle(self, received: Received) -> None:
         message = received.message
@@ -458,7 +504,8 @@ class Session:
         if message.kind == "error":
             # ``peer`` names the node at fault when the reporter is not (an unreachable push).
             node = str(body.get("peer", body["node"]))
-            pending.future.set_exception(RemoteError(str(body["error"]), peer=node))
+            address = self.deployment.addresses.get(node, "?")
+            pending.future.set_exception(_remote_error(node, address, body))
             return
         if message.kind != "done":
             raise ValueError(f"unexpected message kind {message.kind!r}")
@@ -488,6 +535,33 @@ class Session:
             pending.future.set_result(
                 {o: pending.outputs[o] for o in self.deployment.model_outputs}
             )
+
+
+def _refusal(rejected: Rejected) -> Received | None:
+    """An agent's answer that this session refused for its token, when that answer says the
+    agent refused ours: the request then fails at once as "token refused" instead of timing
+    out like a dead agent. Trusting such an unauthenticated message is safe: it can only turn
+    a pending request into a failure, never into a result."""
+    body = rejected.body
+    if (
+        rejected.error.reason != "unauthenticated"
+        or rejected.kind not in ("reply", "error")
+        or body.get("reason") != "unauthenticated"
+    ):
+        return None
+    return Received(Message(rejected.kind, body), rejected.route, rejected.peer)
+
+
+def _remote_error(node: str, address: str, answer: Mapping[str, Any]) -> RemoteError:
+    """What a node's ``ok: false`` answer or ``error`` report means, naming the node."""
+    if answer.get("reason") == "unauthenticated":
+        return RemoteError(
+            f"token refused by node {node!r} ({address}): pass the token its agent was started "
+            "with (--token or $QSPLIT_TOKEN)",
+            peer=node,
+        )
+    error = str(answer.get("error"))
+    return RemoteError(error if f"'{node}'" in error else f"node {node!r}: {error}", peer=node)
 
 
 def connect(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from qsplit.errors import InputError
 from qsplit.infra import Infra
-from qsplit.model import LayerGraph, TensorSpec, analyze
+from qsplit.model import LayerGraph, TensorSpec, analyze, load_model
 from qsplit.partition import ComponentExtractor, check_nodes, components, read_assignment
 from qsplit.plan import Plan
 from qsplit.profile import ComputeProfile
@@ -195,7 +195,7 @@ def load_deployment(
     """The deployment of a plan file: its assignment, with its quantized blocks in int8
     (calibrated on ``calibration``). The model must be the one the plan was made for."""
     plan = Plan.load(plan_path)
-    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+    digest = load_model(model_path).info.sha256  # a missing file or a folder: one clear line
     if digest != plan.model_sha256:
         raise InputError(
             f"model {model_path} (sha256 {digest[:12]}…) is not the plan's model "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from typing import Any
 from qsplit.errors import InputError
 from qsplit.model import analyze
 from qsplit.profile import ComputeProfile, Statistic, profile_compute
+from qsplit.runtime._ask import ask
 from qsplit.runtime._transport import ZmqEndpoint
-from qsplit.runtime._wire import Message
 from qsplit.runtime.errors import PeerTimeout, RemoteError
 
 MISSING = "model not on this agent"
@@ -35,8 +34,10 @@ class ModelStore:
 
     def path(self, sha256: str) -> Path | None:
         """The stored file of ``sha256``, if the agent has it."""
+        if len(sha256) != 64 or not set(sha256) <= set("0123456789abcdef"):
+            return None  # a hash, never a path ("../../x" padded to 64 characters)
         path = self._folder / f"{sha256}.onnx"
-        return path if len(sha256) == 64 and path.is_file() else None
+        return path if path.is_file() else None
 
     def add(self, sha256: str, onnx_bytes: bytes) -> Path:
         """Store ``onnx_bytes`` after checking them against ``sha256``."""
@@ -116,21 +117,11 @@ async def _exchange(
     timeout_s: float,
 ) -> dict[str, Any]:
     endpoint = await ZmqEndpoint.open(token=token, send_timeout_s=timeout_s)
-    ids = itertools.count()
-
-    async def ask(blobs: dict[str, bytes]) -> dict[str, Any]:
-        cid = next(ids)
-        await endpoint.send(address, Message("profile", {**body, "cid": cid}, blobs=blobs))
-        while True:
-            received = await endpoint.recv()
-            if received.message.kind == "reply" and received.message.body.get("cid") == cid:
-                return dict(received.message.body)
-
     try:
         async with asyncio.timeout(timeout_s):
-            answer = await ask({})
+            answer = await ask(endpoint, address, "profile", body)
             if answer.get("error") == MISSING:
-                answer = await ask({"onnx": onnx_bytes})
+                answer = await ask(endpoint, address, "profile", body, {"onnx": onnx_bytes})
     except (TimeoutError, PeerTimeout):
         raise PeerTimeout(
             f"node {node!r} ({address}) did not finish profiling within {timeout_s:g} s",

@@ -24,6 +24,7 @@ import math
 import mmap
 import os
 import secrets
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -43,6 +44,8 @@ MIN_SHARED_BYTES = 64 * 2**10
 """Smaller tensors travel in frames: below this the copy saved is worth less than the release
 message it costs."""
 POOL_BYTES = 512 * 2**20
+POOL_IDLE_S = 30.0
+"""A free segment unused this long is given back to the kernel (the pool shrinks when idle)."""
 """Most memory one process's segments may hold; beyond it tensors travel in frames."""
 MAPPINGS = 64
 """Peer segments a receiver keeps mapped (the least recently used is unmapped first)."""
@@ -60,6 +63,8 @@ class _Segment:
     """Pids of the receivers that have not yet released it."""
     held: bool = False
     """An array of this process writes or reads it (see :meth:`SegmentPool.buffer`)."""
+    used: float = field(default_factory=time.monotonic)
+    """When it was last lent or handed out: a pool gives back segments idle for long."""
 
     @property
     def capacity(self) -> int:
@@ -156,6 +161,7 @@ class SegmentPool:
             target = segment.data(array.nbytes)
             np.copyto(target, np.ascontiguousarray(array).reshape(-1).view(np.uint8))
         segment.lent_to.add(pid)
+        segment.used = time.monotonic()
         return segment.ref
 
     def buffer(
@@ -171,6 +177,7 @@ class SegmentPool:
         if segment is None:
             return None
         segment.held = True
+        segment.used = time.monotonic()
         first = segment.data(nbytes).view(dtype)
         return _tracked(first, shape, functools.partial(unhold, segment.ref.segment))
 
@@ -219,6 +226,17 @@ class SegmentPool:
         self._segments[segment.ref.segment] = segment
         self._by_address[segment.address] = segment
         return segment
+
+    def trim(self, idle_s: float) -> int:
+        """Give back to the kernel the free segments not used for ``idle_s``: a burst of large
+        tensors must not keep its segments (up to the pool's limit) for the process's life.
+        Returns the bytes given back."""
+        horizon = time.monotonic() - idle_s
+        idle = [s for s in self._idle() if s.used < horizon]
+        freed = sum(s.capacity for s in idle)
+        for segment in idle:
+            self._drop(segment)
+        return freed
 
     def _idle(self) -> list[_Segment]:
         return [s for s in self._segments.values() if s.free]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import math
 import os
 from abc import ABC, abstractmethod
@@ -50,7 +51,16 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from qsplit.runtime import _shm
-from qsplit.runtime._wire import Limits, Message, Resolve, SharedRef, decode, encode
+from qsplit.runtime._log import event, watch
+from qsplit.runtime._wire import (
+    Limits,
+    Message,
+    Resolve,
+    SharedRef,
+    decode,
+    encode,
+    header_fields,
+)
 from qsplit.runtime.errors import PeerTimeout, ProtocolError, TransportError
 
 HEARTBEAT_IVL_MS = 1000
@@ -76,6 +86,21 @@ class Received:
     """Address of the outgoing connection it arrived on, if any."""
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A message that failed the wire checks (already counted in :attr:`Endpoint.rejected`),
+    passed on so that its receiver can log it and answer a request it could identify."""
+
+    error: ProtocolError
+    route: bytes | None
+    peer: str | None
+    kind: str | None
+    """The header's ``kind``, when the header could be read at all."""
+    body: Mapping[str, Any]
+    """The header's ``body`` as sent (unchecked), or empty: its ``cid`` lets a rejected control
+    request be answered, its ``reply_to`` a rejected data message's requester be told."""
+
+
 class Endpoint(ABC):
     """One participant's view of the network."""
 
@@ -85,8 +110,8 @@ class Endpoint(ABC):
     """Tensors ``sent`` and ``received`` through shared memory rather than in frames."""
 
     @abstractmethod
-    async def recv(self) -> Received:
-        """The next valid message; invalid ones are counted in :attr:`rejected` and dropped."""
+    async def recv(self) -> Received | Rejected:
+        """The next message, or the next rejected one (counted in :attr:`rejected`)."""
 
     @abstractmethod
     async def send(self, address: str, message: Message) -> None:
@@ -102,7 +127,8 @@ class Endpoint(ABC):
 
     @abstractmethod
     def connect(self, address: str) -> None:
-        """Open the connection to ``address`` now rather than on the first send."""
+        """Open the connection to ``address`` now rather than on the first send;
+        :class:`TransportError` for an address that cannot be connected to."""
 
     @abstractmethod
     async def reply(self, route: bytes, message: Message) -> None:
@@ -121,6 +147,19 @@ class Endpoint(ABC):
 def zmq_url(address: str) -> str:
     """``host:port`` (the infra file's form) as a zmq TCP endpoint."""
     return address if "://" in address else f"tcp://{address}"
+
+
+def check_address(address: Any) -> str:
+    """``address`` if it is a ``host:port`` a peer may name (a deploy's peers, a relay's next
+    hop); :class:`ValueError` otherwise, before zmq sees it."""
+    if not isinstance(address, str):
+        raise ValueError(f"address {address!r} is not a string")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address {address!r} is not HOST:PORT")
+    if any(c.isspace() for c in host) or "/" in host:
+        raise ValueError(f"address {address!r} has a bad host name")
+    return address
 
 
 class ZmqEndpoint(Endpoint):
@@ -144,7 +183,7 @@ class ZmqEndpoint(Endpoint):
         self._token = token
         self._limits = limits
         self._send_timeout_s = send_timeout_s
-        self._queue: asyncio.Queue[Received] = asyncio.Queue()
+        self._queue: asyncio.Queue[Received | Rejected] = asyncio.Queue()
         self._dealers: dict[str, zmq.asyncio.Socket] = {}
         self._monitors: list[zmq.asyncio.Socket] = []
         self._router: zmq.asyncio.Socket | None = None
@@ -186,6 +225,11 @@ class ZmqEndpoint(Endpoint):
         if listen is not None:
             router = endpoint._socket(zmq.ROUTER)
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            # A session reconnecting (after this process was frozen, or its connection dropped)
+            # comes back with the same routing id while the old connection may not be closed
+            # yet here: the new connection must take the id over, else every reply to the
+            # session goes to the dead one and it never recovers.
+            router.setsockopt(zmq.ROUTER_HANDOVER, 1)
             host, _, port = listen.rpartition(":")
             url = zmq_url(f"{host}:{'*' if port == '0' else port}")
             try:
@@ -199,8 +243,23 @@ class ZmqEndpoint(Endpoint):
                 router.close(linger=0)
                 raise TransportError(f"cannot listen on {listen}: {exc}", peer=listen) from None
             endpoint._router = router
-            endpoint._readers.append(asyncio.create_task(endpoint._read(router, None)))
+            endpoint._start(endpoint._read(router, None), f"receive {listen}")
+        if endpoint._pool is not None:
+            endpoint._start(endpoint._trim(endpoint._pool), "trim shared memory")
         return endpoint
+
+    async def _trim(self, pool: _shm.SegmentPool) -> None:
+        """Shrink the shared-memory pool once its segments sit idle (after a burst)."""
+        while True:
+            await asyncio.sleep(_shm.POOL_IDLE_S / 2)
+            pool.trim(_shm.POOL_IDLE_S)
+
+    def _start(self, loop: Awaitable[None], what: str) -> None:
+        """Run one of the endpoint's receive or watch loops; each handles every frame inside
+        its own boundary, and a loop that dies all the same is logged (see :func:`watch`)."""
+        task = asyncio.ensure_future(loop)
+        watch(task, what)
+        self._readers.append(task)
 
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
         socket = self._context.socket(kind)
@@ -223,10 +282,19 @@ class ZmqEndpoint(Endpoint):
                 zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
             )
             self._monitors.append(monitor)
-            socket.connect(zmq_url(address))
+            try:
+                socket.connect(zmq_url(address))
+            except zmq.ZMQError as exc:
+                socket.disable_monitor()
+                self._monitors.remove(monitor)
+                monitor.close(linger=0)
+                socket.close(linger=0)
+                raise TransportError(
+                    f"cannot connect to {address!r} ({exc}): expected HOST:PORT", peer=address
+                ) from None
             self._dealers[address] = socket
-            self._readers.append(asyncio.create_task(self._read(socket, address)))
-            self._readers.append(asyncio.create_task(self._watch(monitor, address)))
+            self._start(self._read(socket, address), f"receive from {address}")
+            self._start(self._watch(monitor, address), f"watch {address}")
         return socket
 
     def watch_peers(self, listener: PeerListener) -> None:
@@ -234,15 +302,21 @@ class ZmqEndpoint(Endpoint):
 
     async def _watch(self, monitor: zmq.asyncio.Socket, address: str) -> None:
         while True:
-            event = parse_monitor_message(await monitor.recv_multipart())
-            connected = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
-            if connected and self._pool is not None:
-                self._post(address, Message("shm.hello", self._introduction()))
-            elif event["event"] == zmq.EVENT_DISCONNECTED:
-                self._lend_to.pop(address, None)
-                self._read_from.pop(address, None)
-            for listener in self._listeners:
-                listener(address, connected)
+            frames = await monitor.recv_multipart()
+            try:
+                self._connection_event(address, parse_monitor_message(frames)["event"])
+            except Exception as exc:  # a listener's bug must not stop the watch
+                event(logging.ERROR, "watch.failed", peer=address, error=repr(exc))
+
+    def _connection_event(self, address: str, kind: int) -> None:
+        connected = kind == zmq.EVENT_HANDSHAKE_SUCCEEDED
+        if connected and self._pool is not None:
+            self._post(address, Message("shm.hello", self._introduction()))
+        elif kind == zmq.EVENT_DISCONNECTED:
+            self._lend_to.pop(address, None)
+            self._read_from.pop(address, None)
+        for listener in self._listeners:
+            listener(address, connected)
 
     def connect(self, address: str) -> None:
         """Open the connection to ``address`` ahead of the first send (replies need it)."""
@@ -256,19 +330,28 @@ class ZmqEndpoint(Endpoint):
                 route, frames = frames[0].bytes, frames[1:]
             key: Peer = peer if route is None else route  # type: ignore[assignment]
             try:
-                message = decode(
-                    frames, token=self._token, limits=self._limits, resolve=self._resolve(key)
-                )
+                item = self._take(key, frames, route, peer)
             except ProtocolError as exc:
-                self.rejected[exc.reason] += 1
-                continue
-            if message.kind.startswith("shm."):
-                try:
-                    self._shared_memory_control(key, message)
-                except (KeyError, TypeError, ValueError):
-                    self.rejected["malformed"] += 1
-                continue
-            self._queue.put_nowait(Received(message, route, peer))
+                item = Rejected(exc, route, peer, *header_fields(frames))
+            if isinstance(item, Rejected):
+                self.rejected[item.error.reason] += 1
+            if item is not None:
+                self._queue.put_nowait(item)
+
+    def _take(
+        self, key: Peer, frames: Sequence[Any], route: bytes | None, peer: str | None
+    ) -> Received | None:
+        """Decode one message; shared-memory control is handled here (``None``: nothing for
+        the receiver). Every failure is a :class:`ProtocolError`: a control message with bad
+        fields is as malformed as a bad frame."""
+        message = decode(frames, token=self._token, limits=self._limits, resolve=self._resolve(key))
+        if not message.kind.startswith("shm."):
+            return Received(message, route, peer)
+        try:
+            self._shared_memory_control(key, message)
+        except Exception as exc:
+            raise ProtocolError("malformed", f"{message.kind}: {exc!r}") from None
+        return None
 
     # -- shared memory ---------------------------------------------------------------------
 
@@ -279,7 +362,7 @@ class ZmqEndpoint(Endpoint):
 
     def _can_read(self, body: Mapping[str, Any]) -> int | None:
         """The pid of the peer introduced in ``body`` if its probe segment opens from here."""
-        pid, probe = int(body["pid"]), SharedRef(int(body["fd"]), int(body["segment"]))
+        pid, probe = _count(body["pid"]), SharedRef(_count(body["fd"]), _count(body["segment"]))
         return pid if self._reader.can_read(pid, probe) else None
 
     def _shared_memory_control(self, key: Peer, message: Message) -> None:
@@ -287,7 +370,7 @@ class ZmqEndpoint(Endpoint):
         body = message.body
         if message.kind == "shm.release":
             if self._pool is not None and key in self._lend_to:
-                self._pool.release(map(int, body["segments"]), self._lend_to[key])
+                self._pool.release(list(map(_count, body["segments"])), self._lend_to[key])
         elif message.kind == "shm.hello":
             pid = self._can_read(body) if self._pool is not None else None
             answer: dict[str, Any] = {"readable": pid is not None}
@@ -297,7 +380,7 @@ class ZmqEndpoint(Endpoint):
             self._post(key, Message("shm.welcome", answer))
         elif message.kind == "shm.welcome":
             if body["readable"] is True and self._pool is not None:
-                self._lend_to[key] = int(body["pid"])
+                self._lend_to[key] = _count(body["pid"])
                 pid = self._can_read(body)
                 if pid is not None:
                     self._read_from[key] = pid
@@ -382,7 +465,7 @@ class ZmqEndpoint(Endpoint):
         with contextlib.suppress(zmq.ZMQError, TimeoutError):
             await asyncio.wait_for(sending, self._send_timeout_s)
 
-    async def recv(self) -> Received:
+    async def recv(self) -> Received | Rejected:
         return await self._queue.get()
 
     async def send(self, address: str, message: Message) -> None:
@@ -431,3 +514,10 @@ class ZmqEndpoint(Endpoint):
         self._reader.close()
         if self._pool is not None:
             self._pool.close()
+
+
+def _count(value: Any) -> int:
+    """A non-negative integer field of a control message (a pid, fd or segment id)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise ValueError(f"{value!r} is not a non-negative 64-bit integer")
+    return value

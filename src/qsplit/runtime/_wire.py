@@ -34,6 +34,8 @@ VERSION = 3
 REASONS = ("malformed", "version", "unauthenticated", "oversized")
 """Why a message can be rejected; the keys of an agent's ``rejected`` counters."""
 
+MAX_DIMS = 32
+"""Most dimensions a tensor may have (numpy's own limit is 64; ONNX models use a handful)."""
 DTYPES = frozenset(
     {"float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"}
 )
@@ -140,9 +142,34 @@ def decode(
 
     ``token``, when set, must match the header's in constant time. Tensors in shared memory
     are read through ``resolve``; without it they are refused. Raises :class:`ProtocolError`
-    naming the reason; never anything else for any input.
+    naming the reason; never anything else for any input: the checks below are meant to catch
+    every bad frame with a precise reason, and whatever they miss (numpy or msgpack refusing
+    something unforeseen) is still a ``malformed`` message, never an exception that could stop
+    a receive loop.
     """
-    limits = limits or Limits()
+    try:
+        return _decode(frames, token, limits or Limits(), resolve)
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise ProtocolError("malformed", f"undecodable ({type(exc).__name__}: {exc})") from None
+
+
+def header_fields(frames: Sequence[Any]) -> tuple[str | None, dict[str, Any]]:
+    """The ``kind`` and ``body`` of a message, read without checking anything else, so that a
+    rejected request can still be answered; ``(None, {})`` where unreadable."""
+    try:
+        first = memoryview(getattr(frames[0], "buffer", frames[0]))
+        header = msgpack.unpackb(first[4:], raw=False, strict_map_key=True)
+        kind, body = header.get("kind"), header.get("body")
+        return (kind if isinstance(kind, str) else None), (body if isinstance(body, dict) else {})
+    except Exception:
+        return None, {}
+
+
+def _decode(
+    frames: Sequence[Any], token: str | None, limits: Limits, resolve: Resolve | None
+) -> Message:
     buffers = [memoryview(getattr(f, "buffer", f)) for f in frames]
     if not buffers:
         raise ProtocolError("malformed", "no frames")
@@ -166,6 +193,7 @@ def decode(
     ):
         raise ProtocolError("unauthenticated", "missing or wrong token")
     descriptors = header["frames"]
+    max_dim = limits.max_message_bytes
     shared = [d for d in descriptors if isinstance(d, dict) and "shm" in d]
     if len(descriptors) - len(shared) != len(buffers) - 1:
         raise ProtocolError(
@@ -177,7 +205,7 @@ def decode(
     quant: dict[str, Quant] = {}
     blobs: dict[str, bytes] = {}
     for descriptor in descriptors:
-        name, dtype, shape = _descriptor(descriptor)
+        name, dtype, shape = _descriptor(descriptor, max_dim)
         if name in tensors or name in blobs:
             raise ProtocolError("malformed", f"frame {name!r} sent twice")
         if "shm" in descriptor:
@@ -219,16 +247,26 @@ def _header(raw: memoryview) -> dict[str, Any]:
     return header
 
 
-def _descriptor(descriptor: Any) -> tuple[str, str, tuple[int, ...]]:
+def _descriptor(descriptor: Any, max_dim: int) -> tuple[str, str, tuple[int, ...]]:
+    """Name, dtype and shape of a frame descriptor. No dimension may exceed ``max_dim`` (the
+    message size limit): a larger one cannot describe bytes that fit in the message, and an
+    empty tensor's other dimensions (``[0, 2**63-1, …]``) would overflow numpy."""
     if not isinstance(descriptor, dict):
         raise ProtocolError("malformed", "frame descriptor is not a map")
     name, dtype, shape = descriptor.get("name"), descriptor.get("dtype"), descriptor.get("shape")
     if not isinstance(name, str) or (dtype not in DTYPES and dtype != BLOB):
         raise ProtocolError("malformed", f"frame {name!r}: unsupported dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_DIMS
+        or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= max_dim for d in shape
+        )
     ):
-        raise ProtocolError("malformed", f"frame {name!r}: bad shape {shape!r}")
+        raise ProtocolError(
+            "malformed",
+            f"frame {name!r}: bad shape (at most {MAX_DIMS} dimensions of 0..{max_dim})",
+        )
     return name, dtype, tuple(shape)
 
 
@@ -260,11 +298,23 @@ def _shared_tensor(
 
 
 def _quant(name: str, dtype: str, descriptor: Mapping[str, Any]) -> Quant:
-    scale, zero_point = descriptor.get("scale"), descriptor.get("zero_point")
-    if (
-        dtype not in ("int8", "uint8")
-        or not isinstance(scale, float)
-        or not isinstance(zero_point, int)
-    ):
-        raise ProtocolError("malformed", f"tensor {name!r}: bad quantization parameters")
-    return Quant(scale, zero_point)
+    if dtype not in ("int8", "uint8"):
+        raise ProtocolError("malformed", f"tensor {name!r}: quantization on a {dtype} tensor")
+    try:
+        return quant_of(descriptor.get("scale"), descriptor.get("zero_point"), dtype)
+    except ValueError as exc:
+        raise ProtocolError("malformed", f"tensor {name!r}: {exc}") from None
+
+
+def quant_of(scale: Any, zero_point: Any, dtype: str | None = None) -> Quant:
+    """Quantization parameters, checked: a finite float scale and an integer zero point that
+    ``dtype`` (default: int8 or uint8) can hold; :class:`ValueError` otherwise. Deploys and
+    frame descriptors both pass here, so an ``inf`` never reaches arithmetic."""
+    low, high = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype else (-128, 255)
+    if not isinstance(scale, float | int) or isinstance(scale, bool) or not math.isfinite(scale):
+        raise ValueError(f"quantization scale {scale!r} is not a finite number")
+    if not isinstance(zero_point, int) or isinstance(zero_point, bool):
+        raise ValueError(f"zero point {zero_point!r} is not an integer")
+    if not low <= zero_point <= high:
+        raise ValueError(f"zero point {zero_point} is outside {low}..{high}")
+    return Quant(float(scale), zero_point)

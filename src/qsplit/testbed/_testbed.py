@@ -17,12 +17,15 @@ from pathlib import Path
 from qsplit.errors import InputError, QsplitError
 from qsplit.infra import Infra, load_infra
 from qsplit.profile import HostReference, LinkProfile, measure_host, measure_link, node_factors
+from qsplit.runtime import health_of
 from qsplit.testbed._probe import probe_request
 from qsplit.testbed._state import DEFAULT_STATE_DIR, TestbedState, state_path
 from qsplit.testbed._supervisor import AGENT_STATISTIC
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
+HEALTH_TIMEOUT_S = 3.0
+"""How long ``status`` waits for an agent's ``health`` before calling it deaf."""
 
 
 class TestbedError(QsplitError):
@@ -38,6 +41,19 @@ class AgentStatus:
     padding_factor: float
     alive: bool
     listening: bool
+    state: str
+    """``ok``; ``stuck`` (it answers, but its loop ran late, see ``health``); ``deaf`` (it
+    listens, but did not answer ``health`` in :data:`HEALTH_TIMEOUT_S`); ``alive`` (running,
+    not listening); ``dead``."""
+
+
+def _state(alive: bool, listening: bool, address: str) -> str:
+    if not alive:
+        return "dead"
+    if not listening:
+        return "alive"
+    health = health_of(address, timeout_s=HEALTH_TIMEOUT_S)
+    return "deaf" if health is None else str(health.get("state", "ok"))
 
 
 class Testbed:
@@ -161,18 +177,24 @@ class Testbed:
         return load_infra(self.infra_path)
 
     def status(self) -> list[AgentStatus]:
-        return [
-            AgentStatus(
-                name=name,
-                pid=agent.pid,
-                address=agent.address,
-                reference_time_s=agent.reference_time_s,
-                padding_factor=agent.padding_factor,
-                alive=_alive(agent.pid),
-                listening=_accepts(agent.address),
+        """Each agent's process, socket and ``health`` answer: a process that lives and listens
+        but does not answer is reported deaf, not ok."""
+        statuses = []
+        for name, agent in self.state.agents.items():
+            alive, listening = _alive(agent.pid), _accepts(agent.address)
+            statuses.append(
+                AgentStatus(
+                    name=name,
+                    pid=agent.pid,
+                    address=agent.address,
+                    reference_time_s=agent.reference_time_s,
+                    padding_factor=agent.padding_factor,
+                    alive=alive,
+                    listening=listening,
+                    state=_state(alive, listening, agent.address),
+                )
             )
-            for name, agent in self.state.agents.items()
-        ]
+        return statuses
 
     def measure_links(
         self,

@@ -1,0 +1,50 @@
+"""One control request to one agent, outside any session: profiling, and health from outside
+(``qsplit testbed status`` tells a deaf agent from a dead one with it)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from qsplit.runtime._transport import Received, ZmqEndpoint
+from qsplit.runtime._wire import Message
+
+_ids = itertools.count()
+
+
+async def ask(
+    endpoint: ZmqEndpoint,
+    address: str,
+    kind: str,
+    body: dict[str, Any],
+    blobs: dict[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """Send ``kind`` to the agent at ``address`` and return the body of its reply (the caller
+    bounds the wait); other messages arriving meanwhile are ignored."""
+    cid = next(_ids)
+    await endpoint.send(address, Message(kind, {**body, "cid": cid}, blobs=blobs or {}))
+    while True:
+        received = await endpoint.recv()
+        if (
+            isinstance(received, Received)
+            and received.message.kind == "reply"
+            and received.message.body.get("cid") == cid
+        ):
+            return dict(received.message.body)
+
+
+def health_of(address: str, *, token: str | None = None, timeout_s: float = 2.0) -> dict | None:
+    """The agent at ``address``'s ``health`` answer, or ``None`` if none came in ``timeout_s``."""
+
+    async def exchange() -> dict[str, Any] | None:
+        endpoint = await ZmqEndpoint.open(token=token, send_timeout_s=timeout_s)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await ask(endpoint, address, "health", {})
+        except TimeoutError:
+            return None
+        finally:
+            await endpoint.aclose()
+
+    return asyncio.run(exchange())

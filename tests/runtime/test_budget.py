@@ -1,0 +1,79 @@
+"""Bounded resources (issue 13, item 4): what open requests hold on an agent is capped, and
+every way a request ends — undeploy, expiry — gives it back (the agent's buffer accounting
+returns to 0)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from agents import running_agents
+from qsplit.runtime._wire import Message, encode
+from raw import deploy_frames, exchange
+
+MIB = 2**20
+SIDE = 1024
+"""A [SIDE, SIDE] float32 input is 4 MiB."""
+SETTLE_S = 30.0
+"""Generous bound for the agent's expiry sweep on a loaded machine (not a timing assertion)."""
+
+
+def adder() -> bytes:
+    """``out = x + y``: a request holding only ``x`` waits for ``y`` — a partial request."""
+    x, y, out = (
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, [SIDE, SIDE]) for n in ["x", "y", "out"]
+    )
+    graph = helper.make_graph([helper.make_node("Add", ["x", "y"], ["out"])], "add", [x, y], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString()
+
+
+def partial(address: str, req: int, deadline: float) -> dict | None:
+    body = {"dep": "d", "req": str(req), "reply_to": b"req", "from": "device", "sent_at": 0.0,
+            "deadline": deadline, "relay": []}  # fmt: skip
+    x = np.ones((SIDE, SIDE), np.float32)
+    return exchange(address, encode(Message("tensors", body, {"x": x})), identity=b"req", wait_s=1)
+
+
+def stats(address: str) -> dict:
+    return exchange(address, encode(Message("stats", {"cid": 1})))
+
+
+def test_buffered_bytes_are_capped_and_undeploy_frees_them() -> None:
+    args = ("--max-buffered-mb", "20", "--max-message-mb", "8")
+    with running_agents("a", args=args) as agents:
+        address = agents["a"].address
+        assert exchange(address, deploy_frames(adder(), ["x", "y"], ["out"], dep="d"))["ok"]
+        answers = [partial(address, i, deadline=1e12) for i in range(8)]
+        assert answers[:5] == [None] * 5  # held, waiting for y
+        refused = [a["error"] for a in answers[5:]]
+        assert all("would pass its limit" in e and "'a'" in e for e in refused)
+        held = stats(address)
+        assert held["buffered_bytes"] == 5 * 4 * MIB and held["open_requests"] == 5
+        exchange(address, encode(Message("undeploy", {"cid": 2, "dep": "d"})))
+        freed = stats(address)
+        assert freed["buffered_bytes"] == 0 and freed["open_requests"] == 0
+
+
+def test_the_agent_clamps_a_far_deadline_and_expiry_frees_everything() -> None:
+    with running_agents("a", args=("--max-deadline", "1", "--max-message-mb", "8")) as agents:
+        address = agents["a"].address
+        assert exchange(address, deploy_frames(adder(), ["x", "y"], ["out"], dep="d"))["ok"]
+        for i in range(4):
+            partial(address, i, deadline=1e12)  # the sender asks for ~forever
+        deadline = time.monotonic() + SETTLE_S
+        while stats(address)["open_requests"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        after = stats(address)
+        assert after["buffered_bytes"] == 0 and after["counts"]["expired"] == 4
+
+
+def test_a_deadline_that_is_not_a_time_is_refused() -> None:
+    with running_agents("a") as agents:
+        address = agents["a"].address
+        assert exchange(address, deploy_frames(adder(), ["x", "y"], ["out"], dep="d"))["ok"]
+        answer = partial(address, 0, deadline=float("nan"))
+        assert answer is not None and "deadline" in answer["error"]
+        assert stats(address)["buffered_bytes"] == 0
