@@ -12,7 +12,6 @@ Usage: python bench/bench_fuzz.py [--decoder 20000] [--batches 2000] [--out FILE
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "runtime"))
 
+from _output import emit_json
 from agents import running_agents
 from qsplit.runtime import ProtocolError
 from qsplit.runtime._wire import Message, decode, encode
@@ -99,10 +99,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     result = {"decoder": fuzz_decoder(args.decoder), "agent": fuzz_agent(args.batches)}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

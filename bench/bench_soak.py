@@ -19,7 +19,6 @@ Usage: python bench/bench_soak.py [--requests 10000] [--in-flight 4] [--out FILE
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "runtime"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import synthetic
+from _output import emit_json
 from agents import AgentProcess, infra_for, restart, running_agents, stop
 from conftest import random_feeds, session
 from qsplit.model import analyze
@@ -188,10 +188,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     result = soak(args.requests, args.in_flight, args.seed)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":
