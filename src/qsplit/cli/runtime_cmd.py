@@ -33,6 +33,15 @@ CalibOpt = Annotated[
     ),
 ]
 
+InputShapeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-shape",
+        help="NAME=1x3x640x640, repeatable: the shape of a dynamic input, for a plan that records "
+        "none (plans made from an analysis with --input-shape record theirs).",
+    ),
+]
+
 
 def _token(token: str | None) -> str | None:
     return token if token is not None else os.environ.get("QSPLIT_TOKEN")
@@ -115,6 +124,12 @@ def agent_command(
     run_agent(settings, on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True))
 
 
+def _input_shapes(values: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
+    from qsplit.model import parse_input_shape
+
+    return dict(parse_input_shape(v) for v in values or [])
+
+
 def _statistic(value: str) -> Statistic:
     from qsplit.profile import STATISTICS
 
@@ -146,6 +161,7 @@ def deploy_command(
     model: ModelOpt,
     token: TokenOpt = None,
     calib: CalibOpt = None,
+    input_shape: InputShapeOpt = None,
 ) -> None:
     """Send a plan's components to their agents (each checked by sha256 there).
 
@@ -154,7 +170,13 @@ def deploy_command(
     from qsplit.runtime import connect
 
     with connect(
-        plan, infra, model=model, token=_token(token), deploy=False, calibration=calib
+        plan,
+        infra,
+        model=model,
+        token=_token(token),
+        deploy=False,
+        calibration=calib,
+        input_shapes=_input_shapes(input_shape),
     ) as session:
         session.deploy()
         table = Table(title=f"deployment {session.deployment.id}")
@@ -188,6 +210,7 @@ def run_command(
     ] = None,
     token: TokenOpt = None,
     calib: CalibOpt = None,
+    input_shape: InputShapeOpt = None,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
     measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
@@ -209,7 +232,13 @@ def run_command(
     _positive(concurrency, "--concurrency", "4")
     network, predicted = load_infra(infra), Plan.load(plan).predicted
     with connect(
-        plan, network, model=model, token=_token(token), timeout_s=timeout, calibration=calib
+        plan,
+        network,
+        model=model,
+        token=_token(token),
+        timeout_s=timeout,
+        calibration=calib,
+        input_shapes=_input_shapes(input_shape),
     ) as session:
         specs = session.deployment.input_specs
         feeds = random_requests(specs, random) if input is None else image_requests(specs, input)

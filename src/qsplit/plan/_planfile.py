@@ -128,11 +128,17 @@ class Plan:
     objective: float | None = None
     """Normalised objective value of the plan (``None`` without a payoff table)."""
     baselines: Mapping[str, Predicted] = field(default_factory=dict)
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """The ``--input-shape`` overrides the model was analysed with: a model with dynamic input
+    dimensions is deployed and run at exactly these shapes (empty: the model's own)."""
 
     def to_dict(self) -> dict[str, Any]:
         payoff = self.payoff
         return {
-            "model": {"sha256": self.model_sha256},
+            "model": {
+                "sha256": self.model_sha256,
+                "input_shapes": {name: list(shape) for name, shape in self.input_shapes.items()},
+            },
             "assignment": dict(self.assignment),
             "quantized": list(self.quantized),
             "components": [
@@ -193,6 +199,10 @@ class Plan:
             payoff=None if objective["payoff"] is None else Payoff(**objective["payoff"]),
             objective=objective["value"],
             baselines={n: _predicted_from(p) for n, p in data.get("baselines", {}).items()},
+            input_shapes={
+                str(name): tuple(int(d) for d in shape)
+                for name, shape in data["model"].get("input_shapes", {}).items()
+            },
         )
 
     def save(self, path: str | Path) -> Path:

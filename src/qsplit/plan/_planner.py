@@ -200,6 +200,7 @@ def plan(
         payoff=payoff,
         objective=objective,
         baselines={name: Predicted.of(ev) for name, ev in baselines.items()},
+        input_shapes=dict(problem.graph.model.input_shapes),
     )
 
 

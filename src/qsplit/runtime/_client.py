@@ -574,9 +574,13 @@ def connect(
     graph_optimization: str = "all",
     deploy: bool = True,
     calibration: CalibrationSource = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> Session:
     """A :class:`Session` for a plan file (with the ``model`` it was made for) or a
     :class:`Deployment`; components the agents lack are deployed unless ``deploy=False``.
+
+    A model with dynamic input dimensions runs at the shapes the plan records, or, for a plan
+    that records none, at ``input_shapes`` (see :func:`qsplit.runtime.load_deployment`).
 
     A plan's quantized blocks run in int8, calibrated on ``calibration`` (an image folder,
     default the bundled sample images, or a :class:`qsplit.quant.Calibration`).
@@ -590,7 +594,9 @@ def connect(
             raise InputError(
                 "a plan file needs the model it was made for", fix="pass model=PATH (--model)"
             )
-        plan = load_deployment(plan, infra, model, calibration=calibration)
+        plan = load_deployment(
+            plan, infra, model, calibration=calibration, input_shapes=input_shapes
+        )
     session = Session(
         plan,
         device=infra.device,

@@ -191,11 +191,18 @@ def load_deployment(
     model_path: str | Path,
     *,
     calibration: CalibrationSource = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> Deployment:
     """The deployment of a plan file: its assignment, with its quantized blocks in int8
-    (calibrated on ``calibration``). The model must be the one the plan was made for."""
+    (calibrated on ``calibration``). The model must be the one the plan was made for.
+
+    Dynamic input dimensions take the shapes the plan records; ``input_shapes`` (as given to
+    ``--input-shape``) are for plans that record none, and must agree with those it does.
+    """
     plan = Plan.load(plan_path)
-    digest = load_model(model_path).info.sha256  # a missing file or a folder: one clear line
+    shapes = _plan_input_shapes(plan, plan_path, input_shapes or {})
+    # A missing file or a folder: one clear line.
+    digest = load_model(model_path, shapes).info.sha256
     if digest != plan.model_sha256:
         raise InputError(
             f"model {model_path} (sha256 {digest[:12]}…) is not the plan's model "
@@ -208,6 +215,32 @@ def load_deployment(
         model_path,
         read_assignment(plan_path),
         infra,
+        input_shapes=shapes,
         quantized=plan.quantized,
         calibration=calibration,
     )
+
+
+def _plan_input_shapes(
+    plan: Plan, plan_path: str | Path, given: Mapping[str, tuple[int, ...]]
+) -> dict[str, tuple[int, ...]]:
+    """The input shapes to deploy ``plan`` at: those it records, and ``given`` for the others.
+
+    A given shape that differs from the recorded one would deploy components the plan was not
+    priced for (or that do not fit each other), so it is refused.
+    """
+    for name, shape in given.items():
+        recorded = plan.input_shapes.get(name)
+        if recorded is not None and recorded != shape:
+            raise InputError(
+                f"--input-shape {name}={_dims(shape)} differs from the plan's "
+                f"{name}={_dims(recorded)}",
+                file=plan_path,
+                field="model.input_shapes",
+                fix=f"drop --input-shape (the plan's shape is used) or re-plan at {_dims(shape)}",
+            )
+    return {**given, **plan.input_shapes}
+
+
+def _dims(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
