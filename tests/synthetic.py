@@ -203,3 +203,29 @@ def failing_gather() -> onnx.ModelProto:
     ]
     graph = helper.make_graph(nodes, "failing_gather", [x], [out], [data, sixteen])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def computed_resize(size: int = 16) -> onnx.ModelProto:
+    """An image model whose Resize scales are computed by another block from the input's shape:
+    ``/scales/…`` makes ``scales`` = [1, 1, 32/H, 32/W] (2 for the default size) and ``/up/Resize``
+    reads it. Split between nodes, the Resize component receives ``scales`` from the other one,
+    so random values for it (negative scales) make ORT raise."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 2 * size, 2 * size])
+    initializers = [
+        numpy_helper.from_array(np.array([2], np.int64), "two"),
+        numpy_helper.from_array(np.array([4], np.int64), "four"),
+        numpy_helper.from_array(np.array([2.0 * size, 2.0 * size], np.float32), "target"),
+        numpy_helper.from_array(np.ones(2, np.float32), "ones"),
+    ]
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"], "/scales/Shape"),
+        helper.make_node("Slice", ["shape", "two", "four"], ["hw"], "/scales/Slice"),
+        helper.make_node("Cast", ["hw"], ["hw_f"], "/scales/Cast", to=TensorProto.FLOAT),
+        helper.make_node("Div", ["target", "hw_f"], ["factor"], "/scales/Div"),
+        helper.make_node("Concat", ["ones", "factor"], ["scales"], "/scales/Concat", axis=0),
+        helper.make_node("Relu", ["x"], ["r"], "/stem/Relu"),
+        helper.make_node("Resize", ["r", "", "scales"], ["out"], "/up/Resize", mode="nearest"),
+    ]
+    graph = helper.make_graph(nodes, "computed_resize", [x], [out], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

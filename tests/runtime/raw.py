@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import msgpack
+import numpy as np
 import zmq
 
 from qsplit.runtime._wire import MAGIC, VERSION, Message, decode, encode
@@ -41,9 +42,15 @@ def health(address: str, token: str | None = None) -> dict | None:
     return exchange(address, encode(Message("health", {"cid": "h"}), token))
 
 
-def deploy_frames(onnx_bytes: bytes, inputs: list[str], outputs: list[str], **body: Any) -> list:
+def deploy_frames(
+    onnx_bytes: bytes,
+    inputs: list[str],
+    outputs: list[str],
+    reference: dict[str, np.ndarray] | None = None,
+    **body: Any,
+) -> list:
     """A ``deploy`` of one component reading ``inputs`` and returning ``outputs`` to the
-    requester; ``body`` overrides any field."""
+    requester, with ``reference`` values of its inputs; ``body`` overrides any field."""
     fields = {
         "cid": "d",
         "dep": "dep-1",
@@ -60,4 +67,4 @@ def deploy_frames(onnx_bytes: bytes, inputs: list[str], outputs: list[str], **bo
         "graph_optimization": "all",
         **body,
     }
-    return encode(Message("deploy", fields, blobs={"onnx": onnx_bytes}))
+    return encode(Message("deploy", fields, reference or {}, blobs={"onnx": onnx_bytes}))

@@ -82,15 +82,22 @@ def test_a_bad_deploy_is_refused_naming_the_field(agent, override, complaint) ->
 
 
 def test_a_component_raising_in_ort_during_deploy_timing_is_refused(tmp_path: Path) -> None:
-    """A slower node times each component at deploy on random inputs; ORT raising there (a
-    model that fails on them) is the component's fault, answered as such."""
+    """A slower node times each component at deploy on its reference inputs; ORT raising there
+    (a model that fails on them) is the component's fault, answered as such. Without reference
+    inputs it cannot be timed at all, and says which is missing."""
     model = synthetic.failing_gather()
+    onnx_bytes = model.SerializeToString()
+    failing = {"x": np.ones(16, np.float32)}  # index 16 of a 1-element array
     with running_agents("slow", args=("--padding-factor", "2")) as agents:
         address = agents["slow"].address
-        answer = exchange(address, deploy_frames(model.SerializeToString(), ["x"], ["out"]))
+        answer = exchange(address, deploy_frames(onnx_bytes, ["x"], ["out"], failing))
         assert answer is not None and not answer["ok"]
-        assert "c0" in answer["error"] and "timed on random inputs" in answer["error"]
+        assert "c0" in answer["error"] and "timed on its reference inputs" in answer["error"]
+        answer = exchange(address, deploy_frames(onnx_bytes, ["x"], ["out"]))
+        assert answer is not None and not answer["ok"]
+        assert "no reference value came for its input 'x'" in answer["error"]
         assert health(address)["state"] == "ok"
+        assert health(address)["deployments"] == {}
     onnx.checker.check_model(model)
 
 

@@ -23,6 +23,7 @@ from qsplit.profile._profiler import (
     block_feeds,
     profile_compute,
 )
+from qsplit.profile._reference import reference_inputs, reference_values
 from qsplit.profile._timing import (
     STATISTICS,
     SessionSettings,
@@ -67,7 +68,9 @@ __all__ = [
     "padding_factor",
     "profile_compute",
     "random_components",
+    "reference_inputs",
     "reference_time_s",
+    "reference_values",
     "time_run",
     "zmq_request",
 ]

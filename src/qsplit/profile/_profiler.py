@@ -2,8 +2,9 @@
 
 Blocks are profiled as standalone submodels rather than read from ORT's per-node profile of the
 whole model, because ``ORT_ENABLE_ALL`` fuses and renames most nodes, so per-node times cannot be
-attributed back to blocks. Each block is fed the tensors it sees in the whole model (one run of it,
-fp32 or quantized, with every intermediate tensor as an output), so kernels see realistic input.
+attributed back to blocks. Each block is fed the tensors it sees in the whole model (the reference
+run of :mod:`qsplit.profile._reference`, fp32 or quantized, on the first calibration image), so
+kernels see real input and sizes computed by other blocks are the real sizes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import onnxruntime as ort
 
 from qsplit.model import LayerGraph, LoadedModel
 from qsplit.partition import Component, ComponentExtractor
+from qsplit.profile._reference import reference_inputs, reference_values
 from qsplit.profile._timing import (
     SessionSettings,
     Statistic,
@@ -57,8 +59,9 @@ class _Source:
     values: Mapping[str, np.ndarray]
 
     @classmethod
-    def of(cls, model: LoadedModel, graph: LayerGraph) -> _Source:
-        return cls(ComponentExtractor(model, graph), graph, block_feeds(model, graph))
+    def of(cls, model: LoadedModel, graph: LayerGraph, inputs: Mapping[str, np.ndarray]) -> _Source:
+        values = reference_values(model, graph, dict(inputs))
+        return cls(ComponentExtractor(model, graph), graph, values)
 
     def block(self, name: str, settings: SessionSettings) -> Timed:
         component = block_component(self.graph, name)
@@ -72,36 +75,12 @@ def block_component(graph: LayerGraph, name: str, node: str = "local") -> Compon
     return Component(index=0, node=node, blocks=(name,), inputs=inputs, outputs=outputs)
 
 
-def block_feeds(model: LoadedModel, graph: LayerGraph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Every tensor of the LayerGraph, from one run of the whole model on random input.
-
-    Float inputs are standard normal, integer inputs zero (indices and sizes must stay valid).
-    """
-    rng = np.random.default_rng(seed)
-    values: dict[str, np.ndarray] = {}
-    for spec in graph.model.inputs:
-        dtype = np.dtype(spec.dtype)
-        if np.issubdtype(dtype, np.floating):
-            values[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
-        else:
-            values[spec.name] = np.zeros(spec.shape, dtype=dtype)
-    produced = tuple(t.name for t in graph.tensors if t.producer is not None)
-    everything = Component(
-        index=0,
-        node="local",
-        blocks=graph.block_names,
-        inputs=tuple(values),
-        outputs=produced,
-    )
-    whole = ComponentExtractor(model, graph).extract(everything)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        whole.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    values.update(zip(produced, session.run(list(produced), values), strict=True))
-    return values
+def block_feeds(
+    model: LoadedModel, graph: LayerGraph, calibration: CalibrationSource = None
+) -> dict[str, np.ndarray]:
+    """Every tensor of the LayerGraph, from the reference run of the whole model (on the first
+    calibration image of an image model; see :func:`qsplit.profile.reference_inputs`)."""
+    return reference_values(model, graph, reference_inputs(model, calibration))
 
 
 def profile_compute(
@@ -134,7 +113,8 @@ def profile_compute(
     """
     emulated_duration_s(1.0, padding_factor)  # validates the factor before any work
     settings = SessionSettings(provider=provider, threads=threads)
-    fp32 = _Source.of(model, graph)
+    inputs = reference_inputs(model, calibration)
+    fp32 = _Source.of(model, graph, inputs)
     quantized: tuple[_Source, frozenset[str]] | None = None
     int8_settings = None
     if int8:
@@ -143,7 +123,7 @@ def profile_compute(
         )
         chosen = quantizer.quantizable
         qmodel, qgraph = quantized_split_view(quantizer.quantize(chosen), graph, chosen)
-        quantized = _Source.of(qmodel, qgraph), frozenset(chosen)
+        quantized = _Source.of(qmodel, qgraph, inputs), frozenset(chosen)
     names = graph.block_names
     blocks: dict[str, BlockTiming] = {}
     for done, name in enumerate(names, start=1):

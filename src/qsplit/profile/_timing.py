@@ -113,44 +113,21 @@ def emulated_duration_s(measured_s: float, padding_factor: float) -> float:
     return measured_s * padding_factor
 
 
-_ORT_DTYPES = {
-    "tensor(float)": np.float32,
-    "tensor(float16)": np.float16,
-    "tensor(double)": np.float64,
-    "tensor(uint8)": np.uint8,
-    "tensor(int8)": np.int8,
-    "tensor(int32)": np.int32,
-    "tensor(int64)": np.int64,
-    "tensor(bool)": np.bool_,
-}
-
-
 def reference_time_s(
-    session: ort.InferenceSession, repetitions: int = 5, statistic: Statistic = "median"
+    session: ort.InferenceSession,
+    feeds: Mapping[str, np.ndarray],
+    repetitions: int = 5,
+    statistic: Statistic = "median",
 ) -> float:
-    """``statistic`` of ``repetitions`` runs of ``session`` on random inputs, after a warm-up.
+    """``statistic`` of ``repetitions`` runs of ``session`` on ``feeds``, after a warm-up.
 
     The runtime measures each component once, when it is deployed, and pads every later run of
     it to ``padding_factor ×`` this time (:func:`pad_to`): a slower node is then emulated by a
     fixed duration, so a burst of load on the shared cores is not multiplied by the factor.
-    Use the statistic the node's profile was measured with, so plan and run agree.
+    ``feeds`` are the component's inputs in the deployment's reference run (values it can
+    receive: random ones may be sizes no other component would send). Use the statistic the
+    node's profile was measured with, so plan and run agree.
     """
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for spec in session.get_inputs():
-        if not all(isinstance(d, int) for d in spec.shape):
-            raise InputError(
-                f"input {spec.name!r} has a dynamic shape {spec.shape}",
-                fix="components have static shapes; re-export the model with fixed input shapes",
-            )
-        dtype = _ORT_DTYPES.get(spec.type)
-        if dtype is None:
-            raise InputError(f"input {spec.name!r} has unsupported type {spec.type}")
-        feeds[spec.name] = (
-            rng.integers(0, 2, spec.shape).astype(dtype)
-            if (np.issubdtype(dtype, np.integer) or dtype is np.bool_)
-            else rng.standard_normal(spec.shape).astype(dtype)
-        )
     session.run(None, feeds)
     return Summary.of([time_run(session, feeds) for _ in range(repetitions)]).value(statistic)
 

@@ -401,11 +401,23 @@ class Agent:
             return {"ok": False, "error": f"component {body['name']!r} does not load: {exc}"}
         reference_s, target_s = None, _target_s(body.get("compute_s"))
         if self.settings.padding_factor > 1.0 and target_s is None:
-            timing = functools.partial(reference_time_s, session, statistic=self.settings.statistic)
+            feeds = {i.name: received.message.tensors.get(i.name) for i in session.get_inputs()}
+            lacking = [name for name, value in feeds.items() if value is None]
+            if lacking:
+                error = (
+                    f"component {body['name']!r} cannot be timed on this emulated node: no "
+                    f"reference value came for its input {lacking[0]!r} (deploy it with its "
+                    "reference inputs, or with a profiled compute_s)"
+                )
+                return {"ok": False, "error": error}
+            timing = functools.partial(
+                reference_time_s, session, feeds, statistic=self.settings.statistic
+            )
             try:
                 reference_s = await loop.run_in_executor(self._pool, timing)
-            except Exception as exc:  # ORT raising on random inputs: the component's fault
-                error = f"component {body['name']!r} fails when timed on random inputs: {exc}"
+            except Exception as exc:  # ORT raising on its reference inputs: the component's fault
+                error = f"component {body['name']!r} fails when timed on its reference inputs: "
+                error += str(exc)
                 return {"ok": False, "error": error}
         component = _Component(
             name=str(body["name"]),

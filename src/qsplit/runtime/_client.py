@@ -219,6 +219,7 @@ class Session:
                         "graph_optimization": self._graph_optimization,
                     },
                     blobs={"onnx": spec.onnx},
+                    tensors=spec.reference,
                 )
                 for spec in self.deployment.components
                 if spec.node in nodes and spec.name not in have.get(spec.node, set())
@@ -232,12 +233,13 @@ class Session:
         body: Mapping[str, Any],
         blobs: Mapping[str, bytes] | None = None,
         timeout_s: float | None = None,
+        tensors: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, Any]:
         timeout_s = self._control_timeout_s if timeout_s is None else timeout_s
         address = self.deployment.addresses[node]
         cid = next(self._ids)
         future = self._control[cid] = asyncio.get_running_loop().create_future()
-        message = Message(kind, {**body, "cid": cid}, blobs=blobs or {})
+        message = Message(kind, {**body, "cid": cid}, tensors=tensors or {}, blobs=blobs or {})
 
         async def exchange() -> dict[str, Any]:
             await self._endpoint.send(address, message)

@@ -14,12 +14,20 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from qsplit.errors import InputError
 from qsplit.infra import Infra
-from qsplit.model import LayerGraph, TensorSpec, analyze, load_model
-from qsplit.partition import ComponentExtractor, check_nodes, components, read_assignment
+from qsplit.model import LayerGraph, LoadedModel, TensorSpec, analyze, load_model
+from qsplit.partition import (
+    Component,
+    ComponentExtractor,
+    check_nodes,
+    components,
+    read_assignment,
+)
 from qsplit.plan import Plan
-from qsplit.profile import ComputeProfile
+from qsplit.profile import ComputeProfile, reference_inputs, reference_values
 from qsplit.runtime._quantized import CalibrationSource, quant_params, quantized_model
 from qsplit.runtime._wire import Quant
 
@@ -46,6 +54,11 @@ class ComponentSpec:
     """The node's profiled time for this component (the sum of its blocks' timings at their
     precision), when the deployment was built with profiles. An agent that emulates a slower
     node runs the component in exactly this time; one that does not ignores it."""
+    reference: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """The component's inputs in the reference run of the whole model (on the first calibration
+    image), for a component without :attr:`compute_s`: an agent emulating a slower node times
+    it on them at deploy, values it can receive. Empty when it has a ``compute_s``, or when the
+    model fails on its reference input (such an agent then refuses the component)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,8 @@ def build_deployment(
         model, graph = quantized_model(model, graph, quantized, calibration)
     parts = components(graph, dict(assignment))
     extractor = ComponentExtractor(model, graph)
+    untimed = [p for p in parts if timed(p.node, p.blocks) is None]
+    reference = _reference(model, graph, calibration, untimed)
     readers: dict[str, list[str]] = {}
     for part in parts:
         for tensor in part.inputs:
@@ -111,6 +126,7 @@ def build_deployment(
     for part in parts:
         onnx_model = extractor.extract(part)
         onnx_bytes = onnx_model.SerializeToString()
+        compute_s = timed(part.node, part.blocks)
         specs.append(
             ComponentSpec(
                 name=part.name,
@@ -122,7 +138,8 @@ def build_deployment(
                 routes={t: tuple(dict.fromkeys(readers.get(t, ()))) for t in part.outputs},
                 returns=tuple(t for t in part.outputs if t in model_outputs),
                 quant=quant_params(onnx_model, part.outputs),
-                compute_s=timed(part.node, part.blocks),
+                compute_s=compute_s,
+                reference={} if compute_s is not None else _only(reference, part.inputs),
             )
         )
     transfers = {(s.node, n) for s in specs for nodes in s.routes.values() for n in nodes}
@@ -156,6 +173,28 @@ def build_deployment(
         quantized=tuple(b for b in graph.block_names if b in set(quantized)),
         relays=relays,
     )
+
+
+def _reference(
+    model: LoadedModel,
+    graph: LayerGraph,
+    calibration: CalibrationSource,
+    parts: Sequence[Component],
+) -> dict[str, np.ndarray]:
+    """What ``parts`` read in the reference run (nothing if the model raises on its reference
+    input: such a model can still be deployed to agents that need no deploy-time timing)."""
+    needed = {t for part in parts for t in part.inputs}
+    if not needed:
+        return {}
+    inputs = reference_inputs(model, calibration)
+    try:
+        return reference_values(model, graph, inputs, needed)
+    except Exception:  # ORT's own error types, raised by the model on this input
+        return {}
+
+
+def _only(values: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+    return {name: values[name] for name in names if name in values}
 
 
 def _component_times(
