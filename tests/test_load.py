@@ -165,3 +165,76 @@ def test_symbolic_dimensions_are_named_in_the_suggested_shape(tmp_path: Path) ->
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     with pytest.raises(ModelError, match=r"\(Nx3xHxW\).*--input-shape x=1x3xHxW with the sizes"):
         load_model(path)
+
+
+def test_constant_chains_fold_into_initializers(tmp_path: Path) -> None:
+    """Nodes computed from weights alone (a Constant cast to a Reshape's shape, a Constant
+    unsqueezed, the Shape of a weight) become initializers; only layers with real input stay
+    nodes, and the model computes the same."""
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    shape = numpy_helper.from_array(np.array([1.0, 12.0], np.float32))
+    nodes = [
+        helper.make_node("Constant", [], ["shape_f"], "shape_f", value=shape),
+        helper.make_node("Cast", ["shape_f"], ["shape"], "/chain/Cast", to=TensorProto.INT64),
+        helper.make_node("Constant", [], ["k"], "k", value_float=2.5),
+        helper.make_node("Constant", [], ["axes"], "axes", value_ints=[0]),
+        helper.make_node("Unsqueeze", ["k", "axes"], ["k1"], "/chain/Unsqueeze"),
+        helper.make_node("Shape", ["w"], ["w_shape"], "/chain/Shape"),
+        helper.make_node("Reshape", ["w", "w_shape"], ["w2"], "/chain/Reshape"),
+        helper.make_node("Mul", ["x", "k1"], ["y"], "/layer/Mul"),
+        helper.make_node("Add", ["y", "w2"], ["z"], "/layer/Add"),
+        helper.make_node("Reshape", ["z", "shape"], ["out"], "/layer/Reshape"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "chains",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 12])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    original = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = synthetic.save(original, tmp_path / "chains.onnx")
+    model = load_model(path)
+    assert [n.name for n in model.proto.graph.node] == [
+        "/layer/Mul",
+        "/layer/Add",
+        "/layer/Reshape",
+    ]
+    weights = {t.name: numpy_helper.to_array(t) for t in model.proto.graph.initializer}
+    assert set(weights) == {"shape", "k1", "w2"}  # what the remaining nodes read, nothing else
+    assert weights["shape"].dtype == np.int64 and weights["shape"].tolist() == [1, 12]
+    x = np.random.default_rng(0).standard_normal((1, 3, 4)).astype(np.float32)
+    (want,) = session(original).run(["out"], {"x": x})
+    (got,) = session(model.proto).run(["out"], {"x": x})
+    np.testing.assert_array_equal(got, want)
+
+
+def test_what_constant_folding_leaves_as_nodes(tmp_path: Path) -> None:
+    """Dequantized int8 weights (ORT fuses them into int8 kernels), a few bytes expanded into
+    megabytes (cheaper computed than stored), random ops and model outputs stay nodes."""
+    q = numpy_helper.from_array(np.arange(12, dtype=np.int8).reshape(1, 3, 4), "q")
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "scale")
+    big = numpy_helper.from_array(np.array([1, 1024, 1024], np.int64), "big")
+    nodes = [
+        helper.make_node("DequantizeLinear", ["q", "scale"], ["wq"], "/w/DequantizeLinear"),
+        helper.make_node("ConstantOfShape", ["big"], ["zeros"], "/w/ConstantOfShape"),
+        helper.make_node("RandomNormal", [], ["noise"], "/w/RandomNormal", shape=[1, 3, 4]),
+        helper.make_node("Identity", ["scale"], ["scale_out"], "/w/Identity"),
+        helper.make_node("Add", ["x", "wq"], ["a"], "/layer/Add"),
+        helper.make_node("Add", ["a", "noise"], ["b"], "/layer/Noise"),
+        helper.make_node("ReduceSum", ["zeros"], ["s"], "/layer/ReduceSum", keepdims=0),
+        helper.make_node("Add", ["b", "s"], ["out"], "/layer/Out"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "kept",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])],
+        [
+            helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 4]),
+            helper.make_tensor_value_info("scale_out", TensorProto.FLOAT, []),
+        ],
+        [q, scale, big],
+    )
+    original = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = load_model(synthetic.save(original, tmp_path / "kept.onnx"))
+    assert [n.name for n in model.proto.graph.node] == [n.name for n in nodes]

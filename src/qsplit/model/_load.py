@@ -1,9 +1,10 @@
 """Loading an ONNX model into a form every later stage can rely on.
 
 The loaded model is *normalised*: every node has a unique, non-empty name (blocks and plans refer
-to nodes by name), weights stored as ``Constant`` nodes become initializers, dynamic input
-dimensions are fixed from ``--input-shape``, and every tensor has a concrete shape, from ONNX
-shape inference or, where inference gives up, from one run of the model on zeros. All user
+to nodes by name), weights stored as ``Constant`` nodes become initializers and so do the results
+of nodes computed from weights alone (:mod:`qsplit.model._fold`), dynamic input dimensions are
+fixed from ``--input-shape``, and every tensor has a concrete shape, from ONNX shape inference
+or, where inference gives up, from one run of the model on zeros. All user
 mistakes end in a :class:`ModelError` that names the file and the fix.
 """
 
@@ -20,6 +21,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper, shape_inference
 
 from qsplit.errors import ModelError
+from qsplit.model._fold import fold_constants
 from qsplit.model._layergraph import ModelInfo, TensorSpec
 
 MIN_OPSET = 11
@@ -74,6 +76,7 @@ def load_model(
     _check_opset(path, proto)
     _name_nodes(proto)
     _constants_to_initializers(proto)
+    fold_constants(proto)
     _fix_input_shapes(path, proto, input_shapes)
     proto = _infer_shapes(path, proto)
     values = _value_types(proto)
