@@ -76,6 +76,9 @@ def test_yolo11n_quantized_plan_over_three_agents(
         assert len(list((tmp_path / "qsplit" / "calibration").iterdir())) == 1
         sent = {t for c in deployment.components if c.node == "device" for t in c.quant}
         assert sent, "device's last block is quantized: its output must cross as int8"
+        edge = next(c for c in deployment.components if c.node == "edge")
+        int8_inputs = [edge.reference[t] for t in sent if t in edge.reference]
+        assert int8_inputs and all(a.dtype.itemsize == 1 for a in int8_inputs)  # as received
         with connect(deployment, infra, graph_optimization="disabled") as s:
             outputs, record = s.infer_timed(images[0])
     np.testing.assert_allclose(outputs["output0"], whole.run(None, images[0])[0], atol=1e-4)
