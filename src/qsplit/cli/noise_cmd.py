@@ -10,6 +10,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from qsplit.cli._app import app, console
+from qsplit.cli._model_options import PreprocessOption
 from qsplit.model import analyze, parse_input_shape, resolve_model_spec
 
 
@@ -20,13 +21,7 @@ def noise_command(
     calib: Annotated[
         Path | None, typer.Option(help="Folder of calibration images (default: bundled samples).")
     ] = None,
-    preprocess: Annotated[
-        Path | None,
-        typer.Option(
-            help="Model description YAML: preprocessing and task (default: "
-            "MODEL_STEM.preprocess.yaml beside the model, else YOLO's letterbox to [0, 1]).",
-        ),
-    ] = None,
+    preprocess: PreprocessOption = None,
     samples: Annotated[int, typer.Option(help="Number of masks to measure.")] = 300,
     eval_images: Annotated[
         int,

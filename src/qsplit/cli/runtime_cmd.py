@@ -13,6 +13,7 @@ from rich.table import Table
 
 from qsplit.cli._app import app, console, err_console
 from qsplit.cli._format import human_bytes
+from qsplit.cli._model_options import PreprocessOption
 from qsplit.errors import InputError
 
 if TYPE_CHECKING:
@@ -146,15 +147,24 @@ def deploy_command(
     model: ModelOpt,
     token: TokenOpt = None,
     calib: CalibOpt = None,
+    preprocess: PreprocessOption = None,
 ) -> None:
     """Send a plan's components to their agents (each checked by sha256 there).
 
     Example: qsplit deploy plan.json --infra infra.yaml --model yolo11n.onnx
     """
+    from qsplit.model import resolve_model_spec
     from qsplit.runtime import connect
 
+    spec = resolve_model_spec(model, preprocess)
     with connect(
-        plan, infra, model=model, token=_token(token), deploy=False, calibration=calib
+        plan,
+        infra,
+        model=model,
+        token=_token(token),
+        deploy=False,
+        calibration=calib,
+        preprocess=spec.preprocess,
     ) as session:
         session.deploy()
         table = Table(title=f"deployment {session.deployment.id}")
@@ -188,6 +198,7 @@ def run_command(
     ] = None,
     token: TokenOpt = None,
     calib: CalibOpt = None,
+    preprocess: PreprocessOption = None,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
     measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
@@ -198,6 +209,7 @@ def run_command(
     import numpy as np
 
     from qsplit.infra import load_infra
+    from qsplit.model import resolve_model_spec
     from qsplit.plan import Plan
     from qsplit.runtime import connect, image_requests, random_requests, save_results, summarize
 
@@ -208,11 +220,22 @@ def run_command(
     _positive(timeout, "--timeout", "30")
     _positive(concurrency, "--concurrency", "4")
     network, predicted = load_infra(infra), Plan.load(plan).predicted
+    recipe = resolve_model_spec(model, preprocess).preprocess
     with connect(
-        plan, network, model=model, token=_token(token), timeout_s=timeout, calibration=calib
+        plan,
+        network,
+        model=model,
+        token=_token(token),
+        timeout_s=timeout,
+        calibration=calib,
+        preprocess=recipe,
     ) as session:
         specs = session.deployment.input_specs
-        feeds = random_requests(specs, random) if input is None else image_requests(specs, input)
+        feeds = (
+            random_requests(specs, random)
+            if input is None
+            else image_requests(specs, input, recipe)
+        )
         if save_outputs is not None:
             save_outputs.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()

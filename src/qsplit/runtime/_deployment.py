@@ -16,7 +16,7 @@ from pathlib import Path
 
 from qsplit.errors import InputError
 from qsplit.infra import Infra
-from qsplit.model import LayerGraph, TensorSpec, analyze, load_model
+from qsplit.model import LayerGraph, Preprocess, TensorSpec, analyze, load_model
 from qsplit.partition import ComponentExtractor, check_nodes, components, read_assignment
 from qsplit.plan import Plan
 from qsplit.profile import ComputeProfile
@@ -83,12 +83,14 @@ def build_deployment(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     quantized: Collection[str] = (),
     calibration: CalibrationSource = None,
+    preprocess: Preprocess | None = None,
     profiles: Mapping[str, ComputeProfile] | None = None,
 ) -> Deployment:
     """Split ``model_path`` by ``assignment`` (block → node) for the agents named in ``infra``.
 
     ``quantized`` blocks run in static int8 and send their outputs as int8; ``calibration``
-    gives the activation ranges for that (see :func:`qsplit.runtime.quantized_model`).
+    gives the activation ranges for that, from images prepared by ``preprocess`` (see
+    :func:`qsplit.runtime.quantized_model`).
     ``profiles`` (node → its compute profile of this model) give each component its
     :attr:`ComponentSpec.compute_s`, the time an emulated node takes for it.
     """
@@ -96,7 +98,7 @@ def build_deployment(
     model, graph = analyze(str(model_path), input_shapes)
     timed = _component_times(graph, profiles or {}, frozenset(quantized))
     if quantized:
-        model, graph = quantized_model(model, graph, quantized, calibration)
+        model, graph = quantized_model(model, graph, quantized, calibration, preprocess)
     parts = components(graph, dict(assignment))
     extractor = ComponentExtractor(model, graph)
     readers: dict[str, list[str]] = {}
@@ -191,9 +193,11 @@ def load_deployment(
     model_path: str | Path,
     *,
     calibration: CalibrationSource = None,
+    preprocess: Preprocess | None = None,
 ) -> Deployment:
     """The deployment of a plan file: its assignment, with its quantized blocks in int8
-    (calibrated on ``calibration``). The model must be the one the plan was made for."""
+    (calibrated on ``calibration`` prepared by ``preprocess``). The model must be the one the
+    plan was made for."""
     plan = Plan.load(plan_path)
     digest = load_model(model_path).info.sha256  # a missing file or a folder: one clear line
     if digest != plan.model_sha256:
@@ -210,4 +214,5 @@ def load_deployment(
         infra,
         quantized=plan.quantized,
         calibration=calibration,
+        preprocess=preprocess,
     )
