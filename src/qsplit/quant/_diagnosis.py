@@ -99,7 +99,10 @@ def diagnose(
             f"steps ({resolution:.3g}) of the output"
         )
     if r2_test is not None and not r2_test >= R2_MIN:
-        problems.append(f"the fit's held-out R² is {r2_test:.3f} < {R2_MIN:g}")
+        problems.append(
+            f"the fit's held-out R² is {r2_test:.3f} < {R2_MIN:g} (if the outputs look sound, "
+            "measure more masks: --samples)"
+        )
     return NoiseDiagnosis(mean_abs, max_abs, noise_max, resolution, r2_test, tuple(problems))
 
 
