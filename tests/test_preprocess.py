@@ -92,7 +92,7 @@ def test_default_is_yolo_letterbox_to_unit_range_bit_for_bit() -> None:
 
 
 def test_examples_load_and_say_what_they_say() -> None:
-    imagenet = load_model_spec(EXAMPLES / "imagenet-classifier.yaml")
+    imagenet = load_model_spec(EXAMPLES / "imagenet-classifier.preprocess.yaml")
     assert imagenet.preprocess == Preprocess(
         size=(224, 224),
         resize="center-crop",
@@ -102,7 +102,7 @@ def test_examples_load_and_say_what_they_say() -> None:
         std=(0.229, 0.224, 0.225),
     )
     assert imagenet.task == TaskSpec("classify", {"top": 5})
-    ocr = load_model_spec(EXAMPLES / "paddleocr-det.yaml")
+    ocr = load_model_spec(EXAMPLES / "paddleocr-det.preprocess.yaml")
     assert ocr.preprocess.channel_order == "BGR" and ocr.preprocess.resize == "stretch"
     assert ocr.task.kind == "dense"
 

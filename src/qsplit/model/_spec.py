@@ -156,7 +156,8 @@ def load_model_spec(path: str | Path) -> ModelSpec:
         raise InputError(
             f"not valid YAML ({exc})",
             file=path,
-            fix="fix the YAML syntax, or start from src/qsplit/examples/imagenet-classifier.yaml",
+            fix="fix the YAML syntax, or start from "
+            "src/qsplit/examples/imagenet-classifier.preprocess.yaml",
         ) from None
     return model_spec_from_dict(data or {}, source=str(path))
 
@@ -167,7 +168,7 @@ def model_spec_from_dict(data: Any, *, source: str | None = None) -> ModelSpec:
         raise InputError(
             f"expected a mapping with preprocess and task, got {type(data).__name__}",
             file=source,
-            fix="start from src/qsplit/examples/imagenet-classifier.yaml",
+            fix="start from src/qsplit/examples/imagenet-classifier.preprocess.yaml",
         )
     problems: list[str] = []
     doc: _SpecDoc | None = None
