@@ -122,12 +122,13 @@ def test_every_problem_is_listed_with_field_and_fix(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         load_model_spec(path)
     message = str(caught.value)
-    # Field by field first; how fields relate is checked once each field is right.
-    assert message.startswith(f"{path}: 3 problem(s) in the model description:")
+    assert message.startswith(f"{path}: 5 problem(s) in the model description:")
     for expected in (
         "preprocess.resize: input should be 'letterbox', 'stretch' or 'center-crop'. Fix: use",
         "preprocess.scale: '1/0' is not a number or a fraction like 1/255. Fix:",
         "preprocess.sise: unknown field. Fix: remove it",
+        "preprocess.mean: 2 values fit neither 1 nor 3 channels",
+        "task.threshold: not an option of task 'classify' (its options: top)",
     ):
         assert expected in message, message
 

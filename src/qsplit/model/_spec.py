@@ -176,8 +176,7 @@ def model_spec_from_dict(data: Any, *, source: str | None = None) -> ModelSpec:
         doc = _SpecDoc.model_validate(data)
     except ValidationError as exc:
         problems.extend(_problem(err) for err in exc.errors())
-    if doc is not None:
-        problems.extend(_cross_field_problems(doc))
+    problems.extend(_cross_field_problems(data))
     if problems or doc is None:
         listing = "".join(f"\n  - {p}" for p in problems)
         raise InputError(
@@ -216,25 +215,34 @@ def _problem(err: Any) -> str:
     return f"{path}: {message[:1].lower()}{message[1:]}. Fix: {fix}"
 
 
-def _cross_field_problems(doc: _SpecDoc) -> list[str]:
+def _cross_field_problems(data: Mapping[str, Any]) -> list[str]:
+    """Problems of fields taken together, read from the raw document so that they are listed
+    beside the per-field ones (entries the schema rejects are skipped here)."""
     problems = []
-    pre, task = doc.preprocess, doc.task
-    if pre.shorter_side is not None and pre.resize != "center-crop":
+    pre = data.get("preprocess")
+    pre = pre if isinstance(pre, Mapping) else {}
+    if pre.get("shorter_side") is not None and pre.get("resize", "letterbox") != "center-crop":
         problems.append(
             "preprocess.shorter_side: only center-crop resizes the shorter side. "
             "Fix: drop it or set resize: center-crop"
         )
     for name in ("mean", "std"):
-        if len(getattr(pre, name)) == 2:
+        value = pre.get(name)
+        if isinstance(value, list | tuple) and len(value) == 2:
             problems.append(
                 f"preprocess.{name}: 2 values fit neither 1 nor 3 channels. Fix: {_FIXES[name]}"
             )
-    allowed = _OPTIONS_OF[task.kind]
+    task = data.get("task")
+    task = task if isinstance(task, Mapping) else {}
+    kind = task.get("kind", "auto")
+    allowed = _OPTIONS_OF.get(kind) if isinstance(kind, str) else None
+    if allowed is None:
+        return problems  # an unknown kind is the schema's problem
     for name in ("conf", "iou", "top", "threshold", "measure"):
-        if getattr(task, name) is not None and name not in allowed:
+        if task.get(name) is not None and name not in allowed:
             where = ", ".join(allowed) if allowed else "none"
             problems.append(
-                f"task.{name}: not an option of task {task.kind!r} (its options: {where}). "
+                f"task.{name}: not an option of task {kind!r} (its options: {where}). "
                 "Fix: drop it or change task.kind"
             )
     return problems
