@@ -61,3 +61,10 @@ def test_calibration_checks_the_description_size_against_the_model(
         InputError, match=r"preprocess\.size: .* 4x4 but the model's input x is 8x6"
     ):
         image_feeds(model, picture, preprocess=Preprocess(size=(4, 4), layout="NHWC"))
+
+
+def test_per_channel_values_must_fit_the_channels(picture: Path) -> None:
+    grey = [TensorSpec("x", (1, 1, 8, 6), "float32")]
+    imagenet = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    with pytest.raises(InputError, match=r"preprocess\.mean has 3 values but .* 1 channel"):
+        image_requests(grey, picture, imagenet)

@@ -57,6 +57,17 @@ class Preprocess:
     std: tuple[float, ...] = (1.0,)
     """Divides after the mean: one value, or one per channel."""
 
+    def channel_problem(self, channels: int) -> str | None:
+        """Why the per-channel values do not fit an input of ``channels`` (``None``: they do)."""
+        for name in ("mean", "std"):
+            count = len(getattr(self, name))
+            if count not in (1, channels):
+                return (
+                    f"preprocess.{name} has {count} values but the model's input has "
+                    f"{channels} channel(s)"
+                )
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """The recipe as plain JSON values, to record with the results it produced."""
         return {

@@ -70,6 +70,14 @@ def image_input(
         )
     dims = image_dims(preprocess, spec.shape)
     assert dims is not None  # _image_spec checked it
+    problem = preprocess.channel_problem(dims[0])
+    if problem is not None:
+        raise InputError(
+            problem,
+            file=model.info.path,
+            field="--preprocess",
+            fix="give one value, or one per channel of the model's input",
+        )
     if preprocess.size is not None and preprocess.size != dims[1:]:
         raise InputError(
             f"the preprocessing resizes to {preprocess.size[0]}x{preprocess.size[1]} but the "

@@ -58,6 +58,13 @@ def _image_input(
         and spec.shape[0] == 1
         and spec.dtype in ("float32", "float16")
     ):
+        problem = preprocess.channel_problem(dims[0])
+        if problem is not None:
+            raise InputError(
+                problem,
+                field="--preprocess",
+                fix="give one value, or one per channel of the model's input",
+            )
         return spec, dims
     axes = "1×C×H×W" if preprocess.layout == "NCHW" else "1×H×W×C"
     shown = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))} {s.dtype}" for s in specs)
