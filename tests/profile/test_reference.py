@@ -31,7 +31,7 @@ def test_calibration_inputs_come_first_and_only_named_tensors_are_kept(tmp_path:
     path = synthetic.save(synthetic.computed_resize(), tmp_path / "resize.onnx")
     model, graph = analyze(str(path))
     given = {"x": np.full((1, 3, 16, 16), 0.5, np.float32)}
-    calibration = Calibration(model.info.sha256, {}, (given,))
+    calibration = Calibration(model.info.sha256, {}, feeds=(given,))
     inputs = reference_inputs(model, calibration)
     np.testing.assert_array_equal(inputs["x"], given["x"])
     values = reference_values(model, graph, inputs, ["scales"])

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qsplit.cli._app import app, console
+from qsplit.cli._model_options import PreprocessOption
 from qsplit.cli.report_cmd import report_command
 
 
@@ -40,6 +41,7 @@ def demo_command(
     model: Annotated[
         Path | None, typer.Option(help="ONNX model (default: the bundled YOLO11n).")
     ] = None,
+    preprocess: PreprocessOption = None,
 ) -> None:
     """Start the emulated device/edge/cloud testbed, profile every node, fit the noise model,
     plan each scenario, run every plan and baseline, and write the report.
@@ -49,7 +51,13 @@ def demo_command(
     from qsplit.demo import DemoConfig, run_demo
 
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    config = DemoConfig(out=out, requests=requests, noise_samples=noise_samples, cache=cache)
+    config = DemoConfig(
+        out=out,
+        requests=requests,
+        noise_samples=noise_samples,
+        cache=cache,
+        preprocess=preprocess,
+    )
     if model is not None:
         config = replace(config, model=model)
     columns = (

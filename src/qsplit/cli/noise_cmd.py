@@ -10,7 +10,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from qsplit.cli._app import app, console
-from qsplit.model import analyze, parse_input_shape
+from qsplit.cli._model_options import PreprocessOption
+from qsplit.model import analyze, parse_input_shape, resolve_model_spec
 
 
 @app.command("noise")
@@ -20,6 +21,7 @@ def noise_command(
     calib: Annotated[
         Path | None, typer.Option(help="Folder of calibration images (default: bundled samples).")
     ] = None,
+    preprocess: PreprocessOption = None,
     samples: Annotated[int, typer.Option(help="Number of masks to measure.")] = 300,
     eval_images: Annotated[
         int,
@@ -43,13 +45,14 @@ def noise_command(
     Example: qsplit noise yolo11n.onnx --samples 300 --out noise.json --plot noise.png
     """
     from qsplit.assets import sample_images_dir
-    from qsplit.quant import image_feeds, plot_fit, study_noise
+    from qsplit.quant import DEGENERATE_FIX, image_feeds, plot_fit, study_noise
 
     if granularity not in ("node", "block"):
         raise typer.BadParameter("must be 'node' or 'block'", param_hint="--granularity")
     shapes = dict(parse_input_shape(s) for s in input_shape or [])
     loaded, graph = analyze(str(model), shapes, granularity)  # type: ignore[arg-type]
-    feeds = image_feeds(loaded, calib or sample_images_dir())
+    spec = resolve_model_spec(model, preprocess)
+    feeds = image_feeds(loaded, calib or sample_images_dir(), preprocess=spec.preprocess)
     with Progress(console=console) as progress:
         task = progress.add_task("calibrating, then measuring masks", total=samples)
         study = study_noise(
@@ -63,6 +66,7 @@ def noise_command(
             seed=seed,
             calibration_cache=out.with_name(f"{out.stem}.calibration.json"),
             on_sample=lambda _: progress.advance(task),
+            spec=spec,
         )
     study.save(out)
     if study.unquantizable:
@@ -87,3 +91,12 @@ def noise_command(
         f"calibrated in {study.calibration_s:.1f} s, {study.seconds_per_mask:.2f} s per mask; "
         f"wrote {out}"
     )
+    if spec.source is not None:
+        console.print(f"preprocessing and task from {spec.source}")
+    if study.diagnosis.degenerate:
+        console.print(
+            "[yellow]warning: this noise model is degenerate: "
+            + "; ".join(study.diagnosis.problems)
+            + f". `qsplit plan` will refuse to quantize with it. Fix: {DEGENERATE_FIX}[/]",
+            highlight=False,
+        )

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from qsplit.cli._app import app, console, err_console
 from qsplit.cli._format import human_bytes
+from qsplit.cli._model_options import PreprocessOption
 from qsplit.errors import InputError
 
 if TYPE_CHECKING:
@@ -162,13 +163,16 @@ def deploy_command(
     token: TokenOpt = None,
     calib: CalibOpt = None,
     input_shape: InputShapeOpt = None,
+    preprocess: PreprocessOption = None,
 ) -> None:
     """Send a plan's components to their agents (each checked by sha256 there).
 
     Example: qsplit deploy plan.json --infra infra.yaml --model yolo11n.onnx
     """
+    from qsplit.model import resolve_model_spec
     from qsplit.runtime import connect
 
+    spec = resolve_model_spec(model, preprocess)
     with connect(
         plan,
         infra,
@@ -177,6 +181,7 @@ def deploy_command(
         deploy=False,
         calibration=calib,
         input_shapes=_input_shapes(input_shape),
+        preprocess=spec.preprocess,
     ) as session:
         session.deploy()
         table = Table(title=f"deployment {session.deployment.id}")
@@ -211,6 +216,7 @@ def run_command(
     token: TokenOpt = None,
     calib: CalibOpt = None,
     input_shape: InputShapeOpt = None,
+    preprocess: PreprocessOption = None,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
     measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
@@ -221,6 +227,7 @@ def run_command(
     import numpy as np
 
     from qsplit.infra import load_infra
+    from qsplit.model import resolve_model_spec
     from qsplit.plan import Plan
     from qsplit.runtime import connect, image_requests, random_requests, save_results, summarize
 
@@ -231,6 +238,7 @@ def run_command(
     _positive(timeout, "--timeout", "30")
     _positive(concurrency, "--concurrency", "4")
     network, predicted = load_infra(infra), Plan.load(plan).predicted
+    recipe = resolve_model_spec(model, preprocess).preprocess
     with connect(
         plan,
         network,
@@ -239,9 +247,14 @@ def run_command(
         timeout_s=timeout,
         calibration=calib,
         input_shapes=_input_shapes(input_shape),
+        preprocess=recipe,
     ) as session:
         specs = session.deployment.input_specs
-        feeds = random_requests(specs, random) if input is None else image_requests(specs, input)
+        feeds = (
+            random_requests(specs, random)
+            if input is None
+            else image_requests(specs, input, recipe)
+        )
         if save_outputs is not None:
             save_outputs.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qsplit.assets import bundled_model_path, sample_images_dir
+from qsplit.model import ModelSpec, resolve_model_spec
 from qsplit.plan import LatencyModel
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -35,6 +36,9 @@ class DemoConfig:
     out: Path
     """The run directory (created; an existing ``run.json`` there is replaced)."""
     model: Path = field(default_factory=bundled_model_path)
+    preprocess: Path | None = None
+    """The model's description (preprocessing, task); default: the one beside the model, if
+    any, else YOLO's letterbox to [0, 1]."""
     testbed_infra: Path = EXAMPLES / "three-tier.yaml"
     """The testbed to start: every scenario runs on (a subset of) its nodes."""
     scenarios: tuple[ScenarioSpec, ...] = field(default_factory=default_scenarios)
@@ -56,3 +60,8 @@ class DemoConfig:
     profile_repetitions: int = 20
     timeout_s: float = 120.0
     """Per request."""
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's preprocessing and task, read from its description file."""
+        return resolve_model_spec(self.model, self.preprocess)

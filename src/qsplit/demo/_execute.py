@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from qsplit.infra import Infra
+from qsplit.model import Preprocess
 from qsplit.profile import ComputeProfile
 from qsplit.report import Measured
 from qsplit.runtime import RequestRecord, build_deployment, connect, save_results
@@ -36,6 +37,7 @@ def run_configuration(
     requests: int,
     timeout_s: float,
     calibration: Path,
+    preprocess: Preprocess,
     profiles: Mapping[str, ComputeProfile],
     reference: Sequence[Sequence[np.ndarray]] | None,
     noise_feeds: int,
@@ -55,6 +57,7 @@ def run_configuration(
         infra,
         quantized=quantized,
         calibration=calibration,
+        preprocess=preprocess,
         profiles=profiles,
     )
     records: list[RequestRecord] = []

@@ -77,6 +77,7 @@ def noise_model(
     """Fit (or reuse) the noise polynomial of the top-K blocks into the folder ``out``
     (``noise.json``, with its samples and a predicted-vs-measured plot beside it)."""
     images = sorted(p.name for p in config.images.iterdir() if p.is_file())
+    spec = config.spec
     key = {
         "model": graph.model.sha256,
         "granularity": graph.granularity,
@@ -86,17 +87,24 @@ def noise_model(
         "eval_images": NOISE_EVAL_IMAGES,
         "seed": NOISE_SEED,
     }
+    if spec.source is not None:
+        # Only then: noise models cached before descriptions existed stay valid for the default.
+        key["description"] = {
+            "preprocess": spec.preprocess.to_dict(),
+            "task": {"kind": spec.task.kind, **spec.task.options},
+        }
 
     def make(folder: Path) -> None:
         study = study_noise(
             model,
             graph,
-            image_feeds(model, config.images),
+            image_feeds(model, config.images, preprocess=spec.preprocess),
             samples=config.noise_samples,
             top_k=config.noise_top_k,
             eval_images=NOISE_EVAL_IMAGES,
             seed=NOISE_SEED,
             on_sample=lambda _: advance(1),
+            spec=spec,
         )
         study.save(folder / "noise.json")
         plot_fit(folder / "noise.png", study.model, study.samples)

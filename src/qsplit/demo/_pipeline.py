@@ -51,7 +51,8 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
 
     model, graph = analyze(str(config.model))
     graph.save(str(run_dir / "layergraph.json"))
-    feeds = image_feeds(model, config.images)
+    spec = config.spec
+    feeds = image_feeds(model, config.images, preprocess=spec.preprocess)
     reference = reference_outputs(config.model, feeds)
     cache = Cache(config.cache)
 
@@ -174,6 +175,7 @@ def _run_all(
                 requests=config.requests,
                 timeout_s=config.timeout_s,
                 calibration=config.images,
+                preprocess=config.spec.preprocess,
                 profiles=profiles,
                 reference=reference,
                 noise_feeds=NOISE_EVAL_IMAGES,

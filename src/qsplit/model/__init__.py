@@ -12,6 +12,24 @@ from qsplit.model._layergraph import (
     TensorSpec,
 )
 from qsplit.model._load import LoadedModel, ValueType, load_model, parse_input_shape
+from qsplit.model._preprocess import (
+    CHANNEL_ORDERS,
+    LAYOUTS,
+    LETTERBOX_GREY,
+    RESIZE_MODES,
+    Preprocess,
+    image_dims,
+    preprocess_image,
+)
+from qsplit.model._spec import (
+    SPEC_SUFFIX,
+    TASK_KINDS,
+    ModelSpec,
+    TaskSpec,
+    load_model_spec,
+    model_spec_from_dict,
+    resolve_model_spec,
+)
 
 
 def analyze(
@@ -26,11 +44,20 @@ def analyze(
 
 
 __all__ = [
+    "CHANNEL_ORDERS",
+    "LAYOUTS",
+    "LETTERBOX_GREY",
+    "RESIZE_MODES",
+    "SPEC_SUFFIX",
+    "TASK_KINDS",
     "Block",
     "Granularity",
     "LayerGraph",
     "LoadedModel",
     "ModelInfo",
+    "ModelSpec",
+    "Preprocess",
+    "TaskSpec",
     "Tensor",
     "TensorSpec",
     "ValueType",
@@ -38,7 +65,12 @@ __all__ = [
     "analyze",
     "build_node_graph",
     "coarsen",
+    "image_dims",
     "load_model",
+    "load_model_spec",
     "merge_blocks",
+    "model_spec_from_dict",
     "parse_input_shape",
+    "preprocess_image",
+    "resolve_model_spec",
 ]

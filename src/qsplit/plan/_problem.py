@@ -18,7 +18,7 @@ from qsplit.errors import InputError
 from qsplit.infra import Infra
 from qsplit.model import LayerGraph
 from qsplit.profile import ComputeProfile
-from qsplit.quant import NoisePolynomial
+from qsplit.quant import DEGENERATE_FIX, NoisePolynomial
 
 LatencyModel = Literal["sum", "critical-path"]
 LATENCY_MODELS: tuple[str, ...] = get_args(LatencyModel)
@@ -182,7 +182,19 @@ class PlanningProblem:
                     f"{where}: terms[{i}]: a term must name distinct quantizable blocks. "
                     "Fix: refit the noise model"
                 )
+        diagnosis = self.noise.diagnosis
+        if diagnosis is not None and diagnosis.degenerate and self._may_quantize():
+            problems.append(
+                f"{where}: diagnosis: the noise study behind this model measured nothing "
+                f"usable ({'; '.join(diagnosis.problems)}), so quantizing would look free. "
+                f"Fix: refit it with `qsplit noise`: {DEGENERATE_FIX}; or plan without --noise, "
+                "or with --noise-max 0"
+            )
         return problems
+
+    def _may_quantize(self) -> bool:
+        """Whether the bounds leave the planner room to quantize some block."""
+        return bool(self.quantizable) and self.bounds.noise_max != 0
 
     def _objective_problems(self) -> list[str]:
         problems = []

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from qsplit.errors import InputError
-from qsplit.model import LayerGraph, LoadedModel
+from qsplit.model import LayerGraph, LoadedModel, Preprocess, resolve_model_spec
 from qsplit.partition import Component, ComponentExtractor
 from qsplit.quant import Calibration, image_feeds, takes_images
 
@@ -25,15 +25,19 @@ Feeds = dict[str, np.ndarray]
 
 
 def reference_inputs(
-    model: LoadedModel, calibration: Calibration | str | Path | None = None, seed: int = 0
+    model: LoadedModel,
+    calibration: Calibration | str | Path | None = None,
+    seed: int = 0,
+    preprocess: Preprocess | None = None,
 ) -> Feeds:
     """The model inputs of the reference run.
 
     The first of ``calibration``'s inputs (ranges computed in memory keep them), else the first
     images (one per batch item) of ``calibration`` (a folder), else, for an image model, the
-    first bundled sample images. A model that takes no images and has no calibration inputs
-    gets seeded standard normal floats and zero integers (indices and sizes must stay valid):
-    without real input that is the best there is.
+    first bundled sample images, prepared by ``preprocess`` (default: the model's description
+    beside its file, else YOLO's letterbox). A model that takes no images and has no calibration
+    inputs gets seeded standard normal floats and zero integers (indices and sizes must stay
+    valid): without real input that is the best there is.
     """
     from qsplit.assets import sample_images_dir
 
@@ -41,10 +45,11 @@ def reference_inputs(
         if calibration.feeds:
             return dict(calibration.feeds[0])
         calibration = None
-    if calibration is not None or takes_images(model):
+    recipe = preprocess or resolve_model_spec(model.info.path).preprocess
+    if calibration is not None or takes_images(model, recipe):
         folder = calibration or sample_images_dir()
-        batch = model.info.inputs[0].shape[0] if takes_images(model) else 1
-        feeds = image_feeds(model, folder, limit=batch)
+        batch = model.info.inputs[0].shape[0] if takes_images(model, recipe) else 1
+        feeds = image_feeds(model, folder, limit=batch, preprocess=recipe)
         if not feeds:
             raise InputError(
                 f"fewer images than the batch size {batch}",

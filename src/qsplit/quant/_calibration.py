@@ -19,65 +19,96 @@ import onnx
 
 from qsplit._jsonio import read_json, write_json
 from qsplit.errors import InputError, SchemaError
-from qsplit.model import LoadedModel, TensorSpec
+from qsplit.model import LoadedModel, Preprocess, TensorSpec, image_dims, preprocess_image
 
 CALIBRATION_KIND = "calibration-ranges"
 SCHEMA_VERSION = 1
+DEFAULT_PREPROCESS = Preprocess()
+"""YOLO's: letterbox with grey 114, RGB, N×C×H×W, [0, 1]."""
 
-#: Grey Ultralytics pads letterboxed images with; calibrating on the same padding it infers on.
-LETTERBOX_GREY = 114
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 Feeds = dict[str, np.ndarray]
 
 
 # -- images -------------------------------------------------------------------------------------
-def takes_images(model: LoadedModel) -> bool:
-    """Whether ``model`` has the single N×C×H×W float input (C of 1 or 3) images can feed."""
-    return _image_spec(model) is not None
+def takes_images(model: LoadedModel, preprocess: Preprocess = DEFAULT_PREPROCESS) -> bool:
+    """Whether ``model`` has the single float image input (1 or 3 channels, in the recipe's
+    layout) that images can feed."""
+    return _image_spec(model, preprocess) is not None
 
 
-def _image_spec(model: LoadedModel) -> TensorSpec | None:
+def _image_spec(model: LoadedModel, preprocess: Preprocess) -> TensorSpec | None:
     inputs = model.info.inputs
     spec = inputs[0] if len(inputs) == 1 else None
     if (
         spec is None
-        or len(spec.shape) != 4
-        or spec.shape[1] not in (1, 3)
+        or image_dims(preprocess, spec.shape) is None
         or spec.dtype not in ("float32", "float16")
     ):
         return None
     return spec
 
 
-def image_input(model: LoadedModel) -> TensorSpec:
-    """The model's single image input, or an InputError saying why images cannot be fed to it."""
-    spec = _image_spec(model)
+def image_input(
+    model: LoadedModel, preprocess: Preprocess = DEFAULT_PREPROCESS
+) -> tuple[TensorSpec, tuple[int, int, int]]:
+    """The model's single image input and its channels, height and width, or an InputError
+    saying why images cannot be fed to it."""
+    spec = _image_spec(model, preprocess)
     if spec is None:
         inputs = model.info.inputs
         shown = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))} {s.dtype}" for s in inputs)
+        axes = "N×C×H×W" if preprocess.layout == "NCHW" else "N×H×W×C"
         raise InputError(
-            f"calibration images need one N×C×H×W float input with 1 or 3 channels; the model "
+            f"calibration images need one {axes} float input with 1 or 3 channels; the model "
             f"has {shown}",
             file=model.info.path,
             field="--calib",
-            fix="calibrate this model from arrays with qsplit.quant.calibrate(model, feeds)",
+            fix="give the model's layout in its preprocessing file (--preprocess), or "
+            "calibrate from arrays with qsplit.quant.calibrate(model, feeds)",
         )
-    return spec
+    dims = image_dims(preprocess, spec.shape)
+    assert dims is not None  # _image_spec checked it
+    problem = preprocess.channel_problem(dims[0])
+    if problem is not None:
+        raise InputError(
+            problem,
+            file=model.info.path,
+            field="--preprocess",
+            fix="give one value, or one per channel of the model's input",
+        )
+    if preprocess.size is not None and preprocess.size != dims[1:]:
+        raise InputError(
+            f"the preprocessing resizes to {preprocess.size[0]}x{preprocess.size[1]} but the "
+            f"model's input {spec.name} is {dims[1]}x{dims[2]}",
+            file=model.info.path,
+            field="preprocess.size",
+            fix="fix the size in the preprocessing file, or give the model that size with "
+            "--input-shape",
+        )
+    return spec, dims
 
 
-def load_image(path: Path, channels: int, height: int, width: int) -> np.ndarray:
-    """One image as a C×H×W float32 array in [0, 1], letterboxed to H×W.
+def load_image(
+    path: Path,
+    channels: int,
+    height: int,
+    width: int,
+    preprocess: Preprocess = DEFAULT_PREPROCESS,
+) -> np.ndarray:
+    """One image file as a float32 input of the model (C×H×W or H×W×C, see
+    :func:`qsplit.model.preprocess_image`).
 
-    Any source size is accepted: letterboxing (scale to fit, keep the aspect ratio, pad with
-    grey) is what YOLO does at inference, so the ranges seen here are the deployed ones.
+    Any source size is accepted; the default letterboxes to [0, 1] as YOLO does at inference,
+    so the ranges seen here are the deployed ones.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.load()
-            picture = img.convert("RGB" if channels == 3 else "L")
+            return preprocess_image(img, preprocess, channels, height, width)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InputError(
             f"cannot decode image ({exc.__class__.__name__}: {exc})",
@@ -85,17 +116,16 @@ def load_image(path: Path, channels: int, height: int, width: int) -> np.ndarray
             field="--calib",
             fix="remove the file from the calibration folder or replace it with a JPEG/PNG",
         ) from None
-    scale = min(width / picture.width, height / picture.height)
-    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
-    resized = picture.resize(size, Image.Resampling.BILINEAR)
-    canvas = Image.new(picture.mode, (width, height), (LETTERBOX_GREY,) * channels)
-    canvas.paste(resized, ((width - size[0]) // 2, (height - size[1]) // 2))
-    array = np.asarray(canvas, dtype=np.float32) / 255.0
-    return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def image_feeds(model: LoadedModel, folder: str | Path, limit: int | None = None) -> list[Feeds]:
-    """Feeds for ``model`` from the images in ``folder`` (sorted by name, at most ``limit``).
+def image_feeds(
+    model: LoadedModel,
+    folder: str | Path,
+    limit: int | None = None,
+    preprocess: Preprocess = DEFAULT_PREPROCESS,
+) -> list[Feeds]:
+    """Feeds for ``model`` from the images in ``folder`` (sorted by name, at most ``limit``),
+    prepared by ``preprocess``.
 
     Raises :class:`InputError` for a missing or empty folder and for a file that is not a
     decodable image, naming the file, rather than calibrating on fewer images than asked.
@@ -125,9 +155,9 @@ def image_feeds(model: LoadedModel, folder: str | Path, limit: int | None = None
             field="--calib",
             fix="put a few representative images there, or omit --calib for the bundled samples",
         )
-    spec = image_input(model)
-    n, c, h, w = spec.shape
-    arrays = [load_image(p, c, h, w) for p in paths[:limit]]
+    spec, (c, h, w) = image_input(model, preprocess)
+    n = spec.shape[0]
+    arrays = [load_image(p, c, h, w, preprocess) for p in paths[:limit]]
     dtype = np.dtype(spec.dtype)
     return [
         {spec.name: np.stack(arrays[i : i + n]).astype(dtype)}
@@ -142,6 +172,8 @@ class Calibration:
 
     model_sha256: str
     ranges: dict[str, tuple[float, float]]
+    preprocess: Preprocess = DEFAULT_PREPROCESS
+    """How the calibration images were prepared: ranges of other inputs are not reusable."""
     feeds: tuple[Feeds, ...] = ()
     """The calibration inputs, kept in memory because the noise model evaluates on them too;
     empty when loaded from a cache file."""
@@ -161,6 +193,7 @@ class Calibration:
     def save(self, path: str | Path) -> None:
         body = {
             "model": {"sha256": self.model_sha256},
+            "preprocess": self.preprocess.to_dict(),
             "method": "minmax",
             "ranges": {n: [lo, hi] for n, (lo, hi) in self.ranges.items()},
         }
@@ -172,28 +205,39 @@ class Calibration:
         return cls(
             model_sha256=data["model"]["sha256"],
             ranges={n: (float(r[0]), float(r[1])) for n, r in data["ranges"].items()},
+            # Files from before preprocessing was recorded were all made with the default.
+            preprocess=Preprocess.from_dict(data.get("preprocess") or {}),
         )
 
 
 def calibrate(
-    model: LoadedModel, feeds: Sequence[Feeds], cache: str | Path | None = None
+    model: LoadedModel,
+    feeds: Sequence[Feeds],
+    cache: str | Path | None = None,
+    preprocess: Preprocess = DEFAULT_PREPROCESS,
 ) -> Calibration:
-    """MinMax ranges of every activation of ``model`` over ``feeds``.
+    """MinMax ranges of every activation of ``model`` over ``feeds`` (prepared by
+    ``preprocess``).
 
-    With ``cache``, a file written for the same model (same sha256) is reused and ``feeds`` are
-    only kept for evaluation; otherwise the ranges are computed and written there.
+    With ``cache``, a file written for the same model (same sha256) and preprocessing is reused
+    and ``feeds`` are only kept for evaluation; otherwise the ranges are computed and written
+    there.
     """
     if cache is not None and Path(cache).is_file():
         try:
             cached = Calibration.load(cache)
         except SchemaError:
             cached = None
-        if cached is not None and cached.model_sha256 == model.info.sha256:
-            return Calibration(model.info.sha256, cached.ranges, tuple(feeds))
+        if (
+            cached is not None
+            and cached.model_sha256 == model.info.sha256
+            and cached.preprocess == preprocess
+        ):
+            return Calibration(model.info.sha256, cached.ranges, preprocess, tuple(feeds))
     if not feeds:
         raise InputError("no calibration inputs", field="--calib", fix="give at least one image")
     ranges = _minmax_ranges(model.proto, feeds)
-    result = Calibration(model.info.sha256, ranges, tuple(feeds))
+    result = Calibration(model.info.sha256, ranges, preprocess, tuple(feeds))
     if cache is not None:
         result.save(cache)
     return result

@@ -1,15 +1,22 @@
-"""Task metrics of a quantized model against its fp32 self: detection mAP50, top-1 agreement.
+"""Task metrics of a quantized model against its fp32 self, one per kind of task.
 
 The float model's own predictions are the ground truth: the question is how much quantization
 changes what the model says, not how good the model is (the bundled YOLO11n has random weights).
-Everything is vectorised over boxes because it runs once per noise sample, hundreds of times.
+Built in: ``detect`` (YOLO decode, mAP50), ``classify`` (top-1/top-k agreement), ``dense``
+(IoU of thresholded maps, e.g. a text detector's probability map) and ``generic`` (cosine or
+relative L2 of the raw outputs). Others are added with :func:`register_metric`. Everything is
+vectorised because a metric runs once per noise sample, hundreds of times.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
+
+from qsplit.errors import InputError
+from qsplit.model import TaskSpec
 
 CONF_THRESHOLD = 0.25
 NMS_IOU = 0.7
@@ -29,13 +36,15 @@ def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
-def detections(output: np.ndarray) -> np.ndarray:
+def detections(
+    output: np.ndarray, conf_threshold: float = CONF_THRESHOLD, nms_iou: float = NMS_IOU
+) -> np.ndarray:
     """YOLO ``(4 + classes) × anchors`` output to rows (x1, y1, x2, y2, score, class), best
     first, after a confidence threshold and per-class NMS, at most ``MAX_DETECTIONS``."""
     scores = output[4:]
     cls = scores.argmax(0)
     conf = scores[cls, np.arange(scores.shape[1])]
-    keep = np.flatnonzero(conf >= CONF_THRESHOLD)
+    keep = np.flatnonzero(conf >= conf_threshold)
     keep = keep[np.argsort(-conf[keep], kind="stable")]
     cx, cy, w, h = output[:4, keep].astype(np.float64)
     rows = np.column_stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, conf[keep], cls[keep]])
@@ -46,7 +55,7 @@ def detections(output: np.ndarray) -> np.ndarray:
     while len(rest) and len(kept) < MAX_DETECTIONS:
         best, rest = rest[0], rest[1:]
         kept.append(best)
-        overlap = pairwise_iou(rows[best : best + 1, :4], rows[rest, :4])[0] >= NMS_IOU
+        overlap = pairwise_iou(rows[best : best + 1, :4], rows[rest, :4])[0] >= nms_iou
         rest = rest[~(overlap & (rows[rest, 5] == rows[best, 5]))]
     return rows[kept].reshape(-1, 6)
 
@@ -104,29 +113,146 @@ def map50(references: Sequence[np.ndarray], predictions: Sequence[np.ndarray]) -
     return float(np.mean(aps))
 
 
-class TaskMetric:
-    """Scores quantized outputs against the fp32 ones, whose predictions are computed once.
+# -- the registry -------------------------------------------------------------------------------
+class Metric(Protocol):
+    """Scores quantized outputs against the fp32 reference it was made with."""
 
-    The kind follows the first output's shape: ``N × classes`` is a classifier (top-1
-    agreement), ``1 × (4 + classes) × anchors`` a YOLO detector (mAP50); anything else has no
-    task metric (``None``).
+    name: str
+    """What the score is, e.g. ``map50_vs_fp32``; recorded with the noise samples."""
+
+    def __call__(self, outputs: Sequence[np.ndarray]) -> float: ...
+
+
+MetricFactory = Callable[[Sequence[np.ndarray], Mapping[str, Any]], Metric]
+"""Builds a metric from the fp32 outputs (first model output, one array per input) and the
+task's options."""
+
+_FACTORIES: dict[str, MetricFactory] = {}
+
+
+def register_metric(kind: str, factory: MetricFactory) -> None:
+    """Make ``kind`` a task whose quantized outputs ``factory``'s metric scores."""
+    _FACTORIES[kind] = factory
+
+
+def metric_kinds() -> tuple[str, ...]:
+    """Task kinds with a metric, besides ``auto``."""
+    return tuple(_FACTORIES)
+
+
+def task_metric(task: TaskSpec, reference: Sequence[np.ndarray]) -> Metric | None:
+    """The metric of ``task`` over the fp32 ``reference`` outputs.
+
+    ``auto`` guesses from the first output's shape as qsplit always did: ``N × classes`` is a
+    classifier (top-1 agreement), ``1 × (4 + classes) × anchors`` a YOLO detector (mAP50);
+    anything else has no task metric (``None``).
     """
-
-    def __init__(self, reference: Sequence[np.ndarray]) -> None:
+    kind = task.kind
+    if kind == "auto":
         shape = reference[0].shape
-        self.kind: str | None = None
-        self._reference = list(reference)
-        self._boxes: list[np.ndarray] = []
         if len(shape) == 2:
-            self.kind = "top1_agreement"
+            kind = "classify"
         elif len(shape) == 3 and 4 < shape[1] < shape[2]:
-            self.kind = "map50_vs_fp32"
-            self._boxes = [detections(r[0]) for r in reference]
+            kind = "detect"
+        else:
+            return None
+    factory = _FACTORIES.get(kind)
+    if factory is None:
+        raise InputError(
+            f"no metric for task {kind!r}",
+            field="task.kind",
+            fix=f"use one of {', '.join(_FACTORIES)}, or register one with "
+            "qsplit.quant.register_metric",
+        )
+    return factory(reference, task.options)
 
-    def __call__(self, outputs: Sequence[np.ndarray]) -> float | None:
-        if self.kind == "top1_agreement":
-            pairs = zip(self._reference, outputs, strict=True)
-            return float(np.mean([np.mean(r.argmax(1) == o.argmax(1)) for r, o in pairs]))
-        if self.kind == "map50_vs_fp32":
-            return map50(self._boxes, [detections(o[0]) for o in outputs])
-        return None
+
+class DetectionMetric:
+    """mAP50 of the quantized model's YOLO boxes, the fp32 boxes being the ground truth."""
+
+    name = "map50_vs_fp32"
+
+    def __init__(self, reference: Sequence[np.ndarray], options: Mapping[str, Any]) -> None:
+        shape = reference[0].shape
+        if len(shape) != 3 or shape[1] <= 4:
+            raise InputError(
+                f"a detection metric needs a YOLO output 1 × (4 + classes) × anchors, the "
+                f"model's first output is {'x'.join(map(str, shape))}",
+                field="task.kind",
+                fix="use task kind dense or generic for this model",
+            )
+        self._conf = float(options.get("conf", CONF_THRESHOLD))
+        self._iou = float(options.get("iou", NMS_IOU))
+        self._boxes = [detections(r[0], self._conf, self._iou) for r in reference]
+
+    def __call__(self, outputs: Sequence[np.ndarray]) -> float:
+        return map50(self._boxes, [detections(o[0], self._conf, self._iou) for o in outputs])
+
+
+class ClassificationMetric:
+    """Share of inputs whose fp32 top-1 class is among the quantized model's top ``top``."""
+
+    def __init__(self, reference: Sequence[np.ndarray], options: Mapping[str, Any]) -> None:
+        self._top = int(options.get("top", 1))
+        self.name = f"top{self._top}_agreement"
+        self._labels = [r.reshape(r.shape[0], -1).argmax(1) for r in reference]
+
+    def __call__(self, outputs: Sequence[np.ndarray]) -> float:
+        scores = []
+        for labels, output in zip(self._labels, outputs, strict=True):
+            logits = output.reshape(output.shape[0], -1)
+            top = np.argsort(-logits, axis=1, kind="stable")[:, : self._top]
+            scores.append(np.mean(np.any(top == labels[:, None], axis=1)))
+        return float(np.mean(scores))
+
+
+class DenseMetric:
+    """IoU of the maps thresholded at ``threshold`` (quantized against fp32), over all inputs
+    together; 1 when neither has a foreground pixel."""
+
+    def __init__(self, reference: Sequence[np.ndarray], options: Mapping[str, Any]) -> None:
+        self._threshold = float(options.get("threshold", 0.5))
+        self.name = f"iou_vs_fp32@{self._threshold:g}"
+        self._masks = [r > self._threshold for r in reference]
+
+    def __call__(self, outputs: Sequence[np.ndarray]) -> float:
+        pairs = list(zip(self._masks, (o > self._threshold for o in outputs), strict=True))
+        inter = sum(int(np.count_nonzero(r & o)) for r, o in pairs)
+        union = sum(int(np.count_nonzero(r | o)) for r, o in pairs)
+        return 1.0 if union == 0 else inter / union
+
+
+class GenericMetric:
+    """The raw outputs compared: mean cosine similarity (1 is identical) or mean relative L2
+    error ``‖fp32 − int8‖ / ‖fp32‖`` (0 is identical), per input."""
+
+    def __init__(self, reference: Sequence[np.ndarray], options: Mapping[str, Any]) -> None:
+        self._measure = str(options.get("measure", "cosine"))
+        if self._measure not in ("cosine", "relative_l2"):
+            raise InputError(
+                f"unknown measure {self._measure!r}",
+                field="task.measure",
+                fix="use cosine or relative_l2",
+            )
+        self.name = f"{self._measure}_vs_fp32"
+        self._reference = [r.astype(np.float64).ravel() for r in reference]
+
+    def __call__(self, outputs: Sequence[np.ndarray]) -> float:
+        values = []
+        for ref, out in zip(self._reference, outputs, strict=True):
+            out = out.astype(np.float64).ravel()
+            ref_norm, out_norm = np.linalg.norm(ref), np.linalg.norm(out)
+            if self._measure == "relative_l2":
+                diff = np.linalg.norm(ref - out)
+                values.append(0.0 if diff == 0 else diff / max(ref_norm, np.finfo(float).tiny))
+            elif ref_norm == 0 or out_norm == 0:
+                values.append(1.0 if ref_norm == out_norm else 0.0)
+            else:
+                values.append(float(ref @ out) / (ref_norm * out_norm))
+        return float(np.mean(values))
+
+
+register_metric("detect", DetectionMetric)
+register_metric("classify", ClassificationMetric)
+register_metric("dense", DenseMetric)
+register_metric("generic", GenericMetric)

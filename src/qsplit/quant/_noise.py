@@ -23,8 +23,8 @@ import onnx
 
 from qsplit._jsonio import write_json
 from qsplit.errors import InputError
-from qsplit.model import LayerGraph
-from qsplit.quant._metrics import TaskMetric
+from qsplit.model import LayerGraph, TaskSpec
+from qsplit.quant._metrics import task_metric
 from qsplit.quant._noise_poly import NoisePolynomial, NoiseTerm
 from qsplit.quant._ptq import Quantizer
 
@@ -45,7 +45,8 @@ class NoiseSample:
     noise: float
     """Mean over inputs of mean |fp32 output − quantized output| (the papers' metric)."""
     task: float | None
-    """mAP50 against the fp32 boxes (detection) or top-1 agreement (classification)."""
+    """The task metric against the fp32 outputs (e.g. mAP50 of a detector, top-1 agreement of
+    a classifier; see :func:`qsplit.quant.task_metric`), ``None`` without one."""
     seconds: float
     """Wall time of this mask in its worker (several masks are measured at once)."""
 
@@ -106,8 +107,14 @@ def sample_noise(
     on_sample: Callable[[NoiseSample], None] | None = None,
     *,
     workers: int | None = None,
+    task: TaskSpec | None = None,
+    reference: Sequence[np.ndarray] | None = None,
 ) -> list[NoiseSample]:
     """Quantize each mask's blocks, run it on ``feeds`` and compare with the float model.
+
+    ``reference`` is the float model's first output on each feed (:func:`float_outputs`),
+    computed here when not given; ``task`` chooses the task metric (default: guessed from
+    the output's shape).
 
     Masks are measured ``workers`` at a time (default: one per core), each in its own
     single-threaded session: session creation is a third of a mask's cost and only
@@ -117,8 +124,9 @@ def sample_noise(
     """
     workers = max(1, workers or os.cpu_count() or 1)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    reference = _run(quantizer.quantize(()), feeds, os.cpu_count() or 1)
-    metric = TaskMetric(reference)
+    if reference is None:
+        reference = float_outputs(quantizer, feeds)
+    metric = task_metric(task or TaskSpec(), reference)
 
     def measure(mask: tuple[int, ...]) -> NoiseSample:
         start = time.perf_counter()
@@ -126,7 +134,8 @@ def sample_noise(
         outputs = _run(quantizer.quantize(chosen), feeds, threads)
         pairs = zip(reference, outputs, strict=True)
         noise = float(np.mean([np.abs(r - o).mean() for r, o in pairs]))
-        return NoiseSample(chosen, noise, metric(outputs), time.perf_counter() - start)
+        score = None if metric is None else metric(outputs)
+        return NoiseSample(chosen, noise, score, time.perf_counter() - start)
 
     samples = []
     with ThreadPoolExecutor(workers) as pool:
@@ -135,6 +144,11 @@ def sample_noise(
             if on_sample is not None:
                 on_sample(sample)
     return samples
+
+
+def float_outputs(quantizer: Quantizer, feeds: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """The unquantized model's first output on each feed: what every mask is compared with."""
+    return _run(quantizer.quantize(()), feeds, os.cpu_count() or 1)
 
 
 def _run(

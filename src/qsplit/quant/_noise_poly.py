@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qsplit._jsonio import read_json, write_json
+from qsplit.quant._diagnosis import NoiseDiagnosis, diagnose_fit
 
 NOISE_MODEL_KIND = "noise-model"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``diagnosis``; version 1 files still load, diagnosed from their held-out R²."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class NoisePolynomial:
     """Fit quality and provenance: samples, train/test R², regressor choice."""
     power: int = 1
     """The polynomial predicts ``noise ** power``."""
+    diagnosis: NoiseDiagnosis | None = None
+    """Whether the study behind the fit measured anything (``None``: unknown)."""
 
     def predict(self, quantized: Iterable[str]) -> float:
         """Noise of quantizing exactly ``quantized`` (0 for the empty set)."""
@@ -69,10 +73,21 @@ class NoisePolynomial:
             "intercept": self.intercept,
             "terms": [{"blocks": list(t.blocks), "coefficient": t.coefficient} for t in self.terms],
             "fit": self.fit,
+            "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NoisePolynomial:
+        fit = dict(data.get("fit", {}))
+        # Version 1 files have no "diagnosis" key: judge them by their held-out R².
+        recorded = data.get("diagnosis")
+        diagnosis = (
+            diagnose_fit(fit)
+            if "diagnosis" not in data
+            else NoiseDiagnosis.from_dict(recorded)
+            if recorded
+            else None
+        )
         return cls(
             model_sha256=data["model"]["sha256"],
             metric=data.get("metric", "mean_abs_output_error"),
@@ -84,7 +99,8 @@ class NoisePolynomial:
                 NoiseTerm(blocks=tuple(t["blocks"]), coefficient=float(t["coefficient"]))
                 for t in data["terms"]
             ),
-            fit=dict(data.get("fit", {})),
+            fit=fit,
+            diagnosis=diagnosis,
         )
 
     def save(self, path: str) -> None:
@@ -92,4 +108,4 @@ class NoisePolynomial:
 
     @classmethod
     def load(cls, path: str) -> NoisePolynomial:
-        return cls.from_dict(read_json(path, NOISE_MODEL_KIND, (SCHEMA_VERSION,)))
+        return cls.from_dict(read_json(path, NOISE_MODEL_KIND, (1, SCHEMA_VERSION)))

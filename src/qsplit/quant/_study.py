@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from qsplit.model import LayerGraph, LoadedModel
+from qsplit.model import LayerGraph, LoadedModel, ModelSpec
 from qsplit.quant._calibration import Feeds, calibrate
+from qsplit.quant._diagnosis import NoiseDiagnosis, diagnose
+from qsplit.quant._metrics import task_metric
 from qsplit.quant._noise import (
     NoiseSample,
     candidate_blocks,
     fit_noise,
+    float_outputs,
     random_masks,
     sample_noise,
     save_samples,
@@ -40,6 +43,12 @@ class NoiseStudy:
     calibration_s: float
     seconds_per_mask: float
 
+    @property
+    def diagnosis(self) -> NoiseDiagnosis:
+        """Whether the study measured anything (recorded in the noise model too)."""
+        assert self.model.diagnosis is not None  # study_noise always diagnoses
+        return self.model.diagnosis
+
     def save(self, path: str | Path) -> None:
         """The model at ``path``, its samples beside it (``<stem>.samples.json``)."""
         path = Path(path)
@@ -61,21 +70,41 @@ def study_noise(
     seed: int = 0,
     calibration_cache: str | Path | None = None,
     on_sample: Callable[[NoiseSample], None] | None = None,
+    spec: ModelSpec | None = None,
 ) -> NoiseStudy:
     """Calibrate on ``feeds``, measure ``samples`` random masks of the top-``top_k`` blocks on
-    the first ``eval_images`` feeds, and fit the polynomial (see :func:`fit_noise`)."""
+    the first ``eval_images`` feeds, fit the polynomial (see :func:`fit_noise`) and diagnose
+    the study (:func:`diagnose`).
+
+    ``spec`` is how ``feeds`` were prepared and which task metric scores the masks (default:
+    YOLO's preprocessing, task guessed); both are recorded in the fit's settings.
+    """
+    spec = spec or ModelSpec()
     start = time.perf_counter()
-    quantizer = Quantizer(model, graph, calibrate(model, feeds, cache=calibration_cache))
+    calibration = calibrate(model, feeds, cache=calibration_cache, preprocess=spec.preprocess)
+    quantizer = Quantizer(model, graph, calibration)
     calibration_s = time.perf_counter() - start
     blocks = candidate_blocks(graph, quantizer, top_k, include_head)
     masks = random_masks(len(blocks), samples, seed)
     start = time.perf_counter()
-    measured = sample_noise(quantizer, blocks, masks, feeds[:eval_images], on_sample)
+    evaluation = feeds[:eval_images]
+    reference = float_outputs(quantizer, evaluation)
+    metric = task_metric(spec.task, reference)
+    measured = sample_noise(
+        quantizer, blocks, masks, evaluation, on_sample, task=spec.task, reference=reference
+    )
     seconds_per_mask = (time.perf_counter() - start) / len(masks)
-    settings = {**quantizer.settings, "eval_images": len(feeds[:eval_images])}
+    settings = {
+        **quantizer.settings,
+        "eval_images": len(evaluation),
+        "preprocess": spec.preprocess.to_dict(),
+        "task": {"kind": spec.task.kind, **spec.task.options},
+        "task_metric": None if metric is None else metric.name,
+    }
     poly = fit_noise(measured, blocks, model.info.sha256, seed=seed, settings=settings)
+    diagnosis = diagnose(reference, [s.noise for s in measured], poly.fit["r2_test"])
     return NoiseStudy(
-        model=poly,
+        model=replace(poly, diagnosis=diagnosis),
         samples=tuple(measured),
         blocks=tuple(blocks),
         unquantizable=tuple(quantizer.unquantizable),

@@ -32,6 +32,7 @@ import numpy as np
 
 from qsplit.errors import InputError
 from qsplit.infra import Infra, load_infra
+from qsplit.model import Preprocess
 from qsplit.runtime._deployment import Deployment, load_deployment
 from qsplit.runtime._log import event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
@@ -577,6 +578,7 @@ def connect(
     deploy: bool = True,
     calibration: CalibrationSource = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    preprocess: Preprocess | None = None,
 ) -> Session:
     """A :class:`Session` for a plan file (with the ``model`` it was made for) or a
     :class:`Deployment`; components the agents lack are deployed unless ``deploy=False``.
@@ -585,7 +587,8 @@ def connect(
     that records none, at ``input_shapes`` (see :func:`qsplit.runtime.load_deployment`).
 
     A plan's quantized blocks run in int8, calibrated on ``calibration`` (an image folder,
-    default the bundled sample images, or a :class:`qsplit.quant.Calibration`).
+    default the bundled sample images, or a :class:`qsplit.quant.Calibration`), the images
+    prepared by ``preprocess`` (default: the model's description file beside it, else YOLO's).
 
     ``graph_optimization="disabled"`` runs components with ORT optimisations off, which
     reproduces an unoptimised whole-model session to the bit.
@@ -597,7 +600,12 @@ def connect(
                 "a plan file needs the model it was made for", fix="pass model=PATH (--model)"
             )
         plan = load_deployment(
-            plan, infra, model, calibration=calibration, input_shapes=input_shapes
+            plan,
+            infra,
+            model,
+            calibration=calibration,
+            input_shapes=input_shapes,
+            preprocess=preprocess,
         )
     session = Session(
         plan,

@@ -18,7 +18,7 @@ import numpy as np
 
 from qsplit.errors import InputError
 from qsplit.infra import Infra
-from qsplit.model import LayerGraph, LoadedModel, TensorSpec, analyze, load_model
+from qsplit.model import LayerGraph, LoadedModel, Preprocess, TensorSpec, analyze, load_model
 from qsplit.partition import (
     Component,
     ComponentExtractor,
@@ -96,12 +96,14 @@ def build_deployment(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     quantized: Collection[str] = (),
     calibration: CalibrationSource = None,
+    preprocess: Preprocess | None = None,
     profiles: Mapping[str, ComputeProfile] | None = None,
 ) -> Deployment:
     """Split ``model_path`` by ``assignment`` (block → node) for the agents named in ``infra``.
 
     ``quantized`` blocks run in static int8 and send their outputs as int8; ``calibration``
-    gives the activation ranges for that (see :func:`qsplit.runtime.quantized_model`).
+    gives the activation ranges for that, from images prepared by ``preprocess`` (see
+    :func:`qsplit.runtime.quantized_model`).
     ``profiles`` (node → its compute profile of this model) give each component its
     :attr:`ComponentSpec.compute_s`, the time an emulated node takes for it.
     """
@@ -109,11 +111,11 @@ def build_deployment(
     model, graph = analyze(str(model_path), input_shapes)
     timed = _component_times(graph, profiles or {}, frozenset(quantized))
     if quantized:
-        model, graph = quantized_model(model, graph, quantized, calibration)
+        model, graph = quantized_model(model, graph, quantized, calibration, preprocess)
     parts = components(graph, dict(assignment))
     extractor = ComponentExtractor(model, graph)
     untimed = [p for p in parts if timed(p.node, p.blocks) is None]
-    reference = _reference(model, graph, calibration, untimed)
+    reference = _reference(model, graph, calibration, preprocess, untimed)
     readers: dict[str, list[str]] = {}
     for part in parts:
         for tensor in part.inputs:
@@ -179,6 +181,7 @@ def _reference(
     model: LoadedModel,
     graph: LayerGraph,
     calibration: CalibrationSource,
+    preprocess: Preprocess | None,
     parts: Sequence[Component],
 ) -> dict[str, np.ndarray]:
     """What ``parts`` read in the reference run (nothing if the model raises on its reference
@@ -186,7 +189,7 @@ def _reference(
     needed = {t for part in parts for t in part.inputs}
     if not needed:
         return {}
-    inputs = reference_inputs(model, calibration)
+    inputs = reference_inputs(model, calibration, preprocess=preprocess)
     try:
         return reference_values(model, graph, inputs, needed)
     except Exception:  # ORT's own error types, raised by the model on this input
@@ -231,9 +234,11 @@ def load_deployment(
     *,
     calibration: CalibrationSource = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    preprocess: Preprocess | None = None,
 ) -> Deployment:
     """The deployment of a plan file: its assignment, with its quantized blocks in int8
-    (calibrated on ``calibration``). The model must be the one the plan was made for.
+    (calibrated on ``calibration`` prepared by ``preprocess``). The model must be the one the
+    plan was made for.
 
     Dynamic input dimensions take the shapes the plan records; ``input_shapes`` (as given to
     ``--input-shape``) are for plans that record none, and must agree with those it does.
@@ -257,6 +262,7 @@ def load_deployment(
         input_shapes=shapes,
         quantized=plan.quantized,
         calibration=calibration,
+        preprocess=preprocess,
     )
 
 

@@ -1,7 +1,8 @@
 """Request inputs for a deployment: images from a file or folder, or seeded random tensors.
 
-Images are letterboxed exactly as calibration letterboxes them (:func:`qsplit.quant.load_image`),
-so a quantized plan runs on inputs like those its ranges came from. They are loaded one request
+Images are prepared exactly as calibration prepares them (:func:`qsplit.quant.load_image` with
+the model's :class:`qsplit.model.Preprocess`), so a quantized plan runs on inputs like those its
+ranges came from. They are loaded one request
 at a time: a folder of thousands of frames never sits in memory at once.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from qsplit.errors import InputError
-from qsplit.model import TensorSpec
+from qsplit.model import Preprocess, TensorSpec, image_dims
 from qsplit.quant import load_image
 
 Feeds = dict[str, np.ndarray]
@@ -26,34 +27,51 @@ def random_requests(specs: Sequence[TensorSpec], count: int, seed: int = 0) -> I
         yield {s.name: rng.random(s.shape).astype(s.dtype) for s in specs}
 
 
-def image_requests(specs: Sequence[TensorSpec], source: Path) -> Iterator[Feeds]:
-    """One feed per image of ``source`` (an image, or a folder: its images sorted by name).
+def image_requests(
+    specs: Sequence[TensorSpec], source: Path, preprocess: Preprocess | None = None
+) -> Iterator[Feeds]:
+    """One feed per image of ``source`` (an image, or a folder: its images sorted by name),
+    prepared by ``preprocess`` (default: YOLO's letterbox to [0, 1]).
 
     Raises :class:`InputError` at once, before any request, when the model has no single
-    1×C×H×W image input or ``source`` holds no image; a file that does not decode is an
+    image input of batch 1 or ``source`` holds no image; a file that does not decode is an
     InputError naming it when its turn comes.
     """
-    spec = _image_input(specs)
-    _, channels, height, width = spec.shape
+    preprocess = preprocess or Preprocess()
+    spec, (channels, height, width) = _image_input(specs, preprocess)
     images = _images(source)
     dtype = np.dtype(spec.dtype)
-    return ({spec.name: load_image(p, channels, height, width)[None].astype(dtype)} for p in images)
+    return (
+        {spec.name: load_image(p, channels, height, width, preprocess)[None].astype(dtype)}
+        for p in images
+    )
 
 
-def _image_input(specs: Sequence[TensorSpec]) -> TensorSpec:
+def _image_input(
+    specs: Sequence[TensorSpec], preprocess: Preprocess
+) -> tuple[TensorSpec, tuple[int, int, int]]:
     spec = specs[0] if len(specs) == 1 else None
+    dims = None if spec is None else image_dims(preprocess, spec.shape)
     if (
         spec is not None
-        and len(spec.shape) == 4
-        and spec.shape[:2] in ((1, 1), (1, 3))
+        and dims is not None
+        and spec.shape[0] == 1
         and spec.dtype in ("float32", "float16")
     ):
-        return spec
+        problem = preprocess.channel_problem(dims[0])
+        if problem is not None:
+            raise InputError(
+                problem,
+                field="--preprocess",
+                fix="give one value, or one per channel of the model's input",
+            )
+        return spec, dims
+    axes = "1×C×H×W" if preprocess.layout == "NCHW" else "1×H×W×C"
     shown = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))} {s.dtype}" for s in specs)
     raise InputError(
-        f"images need a model with one 1×C×H×W float input (C = 1 or 3); this one has {shown}",
+        f"images need a model with one {axes} float input (C = 1 or 3); this one has {shown}",
         field="--input",
-        fix="use --random N for this model",
+        fix="use --random N for this model, or give its layout with --preprocess",
     )
 
 

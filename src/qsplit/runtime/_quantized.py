@@ -20,7 +20,7 @@ from onnx import numpy_helper
 
 from qsplit.assets import sample_images_dir
 from qsplit.errors import InputError
-from qsplit.model import LayerGraph, LoadedModel
+from qsplit.model import LayerGraph, LoadedModel, Preprocess, resolve_model_spec
 from qsplit.quant import Calibration, Quantizer, calibrate, image_feeds, quantized_split_view
 from qsplit.runtime._wire import Quant
 
@@ -34,9 +34,14 @@ def quantized_model(
     graph: LayerGraph,
     blocks: Collection[str],
     calibration: CalibrationSource = None,
+    preprocess: Preprocess | None = None,
 ) -> tuple[LoadedModel, LayerGraph]:
     """``model`` with ``blocks`` in static int8, and its LayerGraph with ``graph``'s block names,
-    ready for :func:`qsplit.partition.components`."""
+    ready for :func:`qsplit.partition.components`.
+
+    Calibration images are prepared by ``preprocess``; without it, by the description beside
+    the model file (``<stem>.preprocess.yaml``) or YOLO's letterbox to [0, 1].
+    """
     unknown = sorted(set(blocks) - set(graph.block_names))
     if unknown:
         raise InputError(
@@ -45,20 +50,25 @@ def quantized_model(
             field="quantized",
             fix="quantize blocks of the model the plan was made for",
         )
-    ranges = calibration if isinstance(calibration, Calibration) else _calibrate(model, calibration)
+    if not isinstance(calibration, Calibration):
+        recipe = preprocess or resolve_model_spec(model.info.path).preprocess
+        calibration = _calibrate(model, calibration, recipe)
+    ranges = calibration
     quantized = Quantizer(model, graph, ranges).quantize(blocks)
     return quantized_split_view(quantized, graph, blocks)
 
 
-def _calibrate(model: LoadedModel, folder: str | Path | None) -> Calibration:
+def _calibrate(
+    model: LoadedModel, folder: str | Path | None, preprocess: Preprocess
+) -> Calibration:
     folder = Path(folder) if folder is not None else sample_images_dir()
-    feeds = image_feeds(model, folder)
+    feeds = image_feeds(model, folder, preprocess=preprocess)
     digest = hashlib.sha256()
     for feed in feeds:
         for array in feed.values():
             digest.update(array.tobytes())
     name = f"{model.info.sha256[:16]}-{digest.hexdigest()[:16]}.json"
-    return calibrate(model, feeds, cache=_cache_dir() / name)
+    return calibrate(model, feeds, cache=_cache_dir() / name, preprocess=preprocess)
 
 
 def _cache_dir() -> Path:
