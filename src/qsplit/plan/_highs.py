@@ -56,6 +56,11 @@ FIXING_MAX_GAP = 0.01
 From a distant incumbent the fixing holds few columns and can mislead HiGHS: on the synthetic
 1,600 × 3 graph the first solve (gap 4.7 %, a fifth of the 0/1 columns fixed) took 46–61 s
 instead of 10–12 s."""
+RESTRICTED_MAX_FRACTIONAL = 0.1
+"""Look for an incumbent near the relaxation (:meth:`RelaxFirst._restricted`) only when at most
+this share of the integer columns is fractional there; with more, the restricted MILP is nearly
+the whole one (the least-energy solve of the hard budget case: 896 of 1,324, 8 s for a plan the
+previous solve had already found)."""
 ANSWER_TOLERANCE = 1e-7
 """Relative difference allowed between the objective HiGHS reports and the value of the solution
 it returns (both are sums of the same products; a real disagreement is orders larger)."""
@@ -348,6 +353,14 @@ class RelaxFirst:
             gap = max(relative_gap(value, relaxation.bound), 0.0)
             if gap <= self.mip_gap:
                 return Outcome("optimal", best, gap)
+            deadline = time.monotonic() + time_limit_s
+            restricted = self._restricted(relaxation, value, time_limit_s)
+            time_limit_s = _left(deadline)
+            if restricted is not None:
+                best, value = restricted, float(costs @ restricted) + offset
+                gap = max(relative_gap(value, relaxation.bound), 0.0)
+                if gap <= self.mip_gap:
+                    return Outcome("optimal", best, gap)
             # The spread measured without the objective's constant: the normalised objective
             # subtracts large constants, which make its relative gap look huge.
             if relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP:
@@ -376,6 +389,39 @@ class RelaxFirst:
         model.run()
         optimal = model.getModelStatus() == highspy.HighsModelStatus.kOptimal
         return [np.array(model.getSolution().col_value)] if optimal else []
+
+    def _restricted(
+        self, relaxation: _Relaxation, value: float, time_limit_s: float
+    ) -> np.ndarray | None:
+        """A plan better than ``value`` near the relaxation, or ``None``.
+
+        When few integer columns of the LP optimum are fractional, the MILP with every other
+        integer column held at its LP value is small, and its optimum is often the MILP's: the
+        first solve of the hard budget case (18 of 1,324 fractional) found the optimum this way
+        in a second, where HiGHS's run from the single-node start took 25–35 s. It is only an
+        incumbent — checked against the rows here and priced by the caller — so it never
+        decides optimality by itself; what it buys is a value within the gap of the bound, or
+        close enough for reduced-cost fixing.
+        """
+        values = relaxation.values
+        integral = self.matrix.integral
+        whole = integral & (np.abs(values - np.round(values)) <= INTEGRALITY_TOLERANCE)
+        if np.count_nonzero(integral & ~whole) > RESTRICTED_MAX_FRACTIONAL * np.sum(integral):
+            return None
+        columns = np.flatnonzero(whole).astype(np.int32)
+        held = np.round(values[columns])
+        model = self._instance(integral=True)
+        costs = relaxation.costs
+        model.changeColsCost(len(costs), np.arange(len(costs), dtype=np.int32), costs)
+        model.changeColsBounds(len(columns), columns, held, held)
+        model.setOptionValue("time_limit", time_limit_s)
+        model.run()
+        if mip_status(model) not in ("optimal", "feasible"):
+            return None
+        solution = np.array(model.getSolution().col_value)
+        if not self.matrix.feasible(solution):
+            return None
+        return solution if float(costs @ solution) + relaxation.offset < value else None
 
     def _fixable(
         self, relaxation: _Relaxation, slack: float, scale: float
