@@ -317,6 +317,7 @@ class RelaxFirst:
 
         ``hint`` (values of some columns) is completed by the LP into one more candidate.
         """
+        started = time.monotonic()
         self.lp.setOptionValue("time_limit", time_limit_s)
         self.lp.run()
         lp_status = self.lp.getModelStatus()
@@ -353,18 +354,19 @@ class RelaxFirst:
             gap = max(relative_gap(value, relaxation.bound), 0.0)
             if gap <= self.mip_gap:
                 return Outcome("optimal", best, gap)
-            deadline = time.monotonic() + time_limit_s
-            restricted = self._restricted(relaxation, value, time_limit_s)
-            time_limit_s = _left(deadline)
+            # The spread measured without the objective's constant: the normalised objective
+            # subtracts large constants, which make its relative gap look huge.
+            near = relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP
+            restricted = None if near else self._restricted(relaxation, value, time_limit_s)
             if restricted is not None:
                 best, value = restricted, float(costs @ restricted) + offset
                 gap = max(relative_gap(value, relaxation.bound), 0.0)
                 if gap <= self.mip_gap:
                     return Outcome("optimal", best, gap)
-            # The spread measured without the objective's constant: the normalised objective
-            # subtracts large constants, which make its relative gap look huge.
-            if relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP:
+                near = relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP
+            if near:
                 fixed = self._fixable(relaxation, value - relaxation.bound, value)
+        time_limit_s = _left(started + time_limit_s)
         outcome = self._branch_and_bound(costs, offset, best, fixed, time_limit_s)
         if outcome.solution is None or float(costs @ best) < float(costs @ outcome.solution):
             # The fixing only excludes solutions worse than ``best``, so it stays the optimum
@@ -401,7 +403,9 @@ class RelaxFirst:
         in a second, where HiGHS's run from the single-node start took 25–35 s. It is only an
         incumbent — checked against the rows here and priced by the caller — so it never
         decides optimality by itself; what it buys is a value within the gap of the bound, or
-        close enough for reduced-cost fixing.
+        close enough for reduced-cost fixing. It is not sought when a known plan is already that
+        close: the second solve of each lexicographic pair starts from the first one's plan,
+        usually its optimum, and the restricted MILP took seconds there to find it again.
         """
         values = relaxation.values
         integral = self.matrix.integral
