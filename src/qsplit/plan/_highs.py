@@ -6,7 +6,9 @@ previous basis (a few hundred simplex iterations instead of HiGHS's MIP presolve
 detection and root LP from scratch, which took most of each solve). The relaxation's optimum
 ``L`` is a lower bound on the MILP's; the candidates are its solution when ``x`` and ``z`` come
 out integral, and the previous solution when it meets the current rows. A candidate within the
-relative gap of ``L`` is optimal, exactly as HiGHS's own gap test would declare it.
+relative gap of ``L`` is optimal, exactly as HiGHS's own gap test would declare it. When no
+candidate is near ``L`` and the relaxation has few fractional integer columns, the MILP restricted
+to those columns (the others held at their LP values) supplies one more candidate.
 
 Otherwise HiGHS's branch and bound runs, started from the best candidate, after *reduced-cost
 fixing*: a binary at a bound whose reduced cost ``d`` exceeds ``U − L`` (``U`` the candidate's
@@ -413,19 +415,13 @@ class RelaxFirst:
         if np.count_nonzero(integral & ~whole) > RESTRICTED_MAX_FRACTIONAL * np.sum(integral):
             return None
         columns = np.flatnonzero(whole).astype(np.int32)
-        held = np.round(values[columns])
-        model = self._instance(integral=True)
-        costs = relaxation.costs
-        model.changeColsCost(len(costs), np.arange(len(costs), dtype=np.int32), costs)
-        model.changeColsBounds(len(columns), columns, held, held)
-        model.setOptionValue("time_limit", time_limit_s)
-        model.run()
-        if mip_status(model) not in ("optimal", "feasible"):
+        costs, offset = relaxation.costs, relaxation.offset
+        held = (columns, np.round(values[columns]))
+        outcome, wrong = self._run(None, held, costs, offset, time_limit_s)
+        solution = outcome.solution
+        if wrong is not None or solution is None or not self.matrix.feasible(solution):
             return None
-        solution = np.array(model.getSolution().col_value)
-        if not self.matrix.feasible(solution):
-            return None
-        return solution if float(costs @ solution) + relaxation.offset < value else None
+        return solution if float(costs @ solution) + offset < value else None
 
     def _fixable(
         self, relaxation: _Relaxation, slack: float, scale: float
