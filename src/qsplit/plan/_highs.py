@@ -402,12 +402,12 @@ class RelaxFirst:
         When few integer columns of the LP optimum are fractional, the MILP with every other
         integer column held at its LP value is small, and its optimum is often the MILP's: the
         first solve of the hard budget case (18 of 1,324 fractional) found the optimum this way
-        in a second, where HiGHS's run from the single-node start took 25–35 s. It is only an
-        incumbent — checked against the rows here and priced by the caller — so it never
-        decides optimality by itself; what it buys is a value within the gap of the bound, or
-        close enough for reduced-cost fixing. It is not sought when a known plan is already that
-        close: the second solve of each lexicographic pair starts from the first one's plan,
-        usually its optimum, and the restricted MILP took seconds there to find it again.
+        in 2–3 s on a busy machine, where HiGHS's run from the single-node start took 18–45 s.
+        It is only an incumbent — checked against the rows here and priced by the caller — so
+        it never decides optimality by itself; what it buys is a value within the gap of the
+        bound, or close enough for reduced-cost fixing. It is not sought when a known plan is
+        already that close: the second solve of each lexicographic pair starts from the first
+        one's plan, usually its optimum, and the restricted MILP took seconds to find it again.
         """
         values = relaxation.values
         integral = self.matrix.integral
