@@ -180,3 +180,66 @@ def test_an_answer_whose_value_is_not_the_reported_objective_is_refused() -> Non
     outcome, wrong = _answer(answering(0.5), costs, 0.5)
     assert outcome.status == "optimal"
     assert wrong == "reports objective 0.5 for a solution worth 2.5"
+
+
+def _one_fractional(count: int) -> tuple[pulp.LpProblem, list[pulp.LpVariable]]:
+    # The relaxation takes x0 = 1, x1 = 1/2 (value 2); the MILP needs both (value 3). The other
+    # binaries cost something and are needed nowhere: 0 in the relaxation and in the optimum.
+    prob = pulp.LpProblem("f", pulp.LpMinimize)
+    xs = [prob.add_variable(f"x{i}", 0, None, pulp.LpBinary) for i in range(count)]
+    prob.addConstraint(2 * xs[0] + 2 * xs[1] >= 3)
+    prob.setObjective(pulp.lpSum(xs))  # so that the session numbers every column
+    return prob, xs
+
+
+def _costs(solver: RelaxFirst, xs: list[pulp.LpVariable], values: list[float]) -> np.ndarray:
+    """The objective ``values·xs``, set on ``solver`` (what the session does before a solve)."""
+    costs = np.zeros(len(xs))
+    for x, value in zip(xs, values, strict=True):
+        costs[x.index] = value
+    solver.set_objective(costs, 0.0)
+    return costs
+
+
+def test_an_incumbent_near_the_relaxation_starts_branch_and_bound(monkeypatch) -> None:
+    prob, xs = _one_fractional(20)
+    solver: RelaxFirst = open_session(prob, "highs")._solver
+    costs = _costs(solver, xs, [1.0, 2.0] + [1.0] * 18)
+    starts = []
+    original = RelaxFirst._branch_and_bound
+
+    def recording(self, costs, offset, start, fixed, time_limit_s):
+        starts.append(start)
+        return original(self, costs, offset, start, fixed, time_limit_s)
+
+    monkeypatch.setattr(RelaxFirst, "_branch_and_bound", recording)
+    everything = np.ones(len(xs))  # a feasible but poor plan (value 21)
+    outcome = solver.solve(costs, 0.0, [everything], None, math.inf)
+    assert outcome.status == "optimal"
+    assert float(costs @ outcome.solution) == pytest.approx(3.0)
+    # Branch and bound still has to prove the bound 3 against the relaxation's 2, but it starts
+    # from the MILP with the 19 integral columns held, whose optimum is the optimum here.
+    assert float(costs @ starts[0]) == pytest.approx(3.0)
+    assert np.allclose(starts[0][[x.index for x in xs]], [1, 1] + [0] * 18)
+
+
+def test_no_incumbent_is_sought_when_much_of_the_relaxation_is_fractional() -> None:
+    prob, xs = _one_fractional(4)  # 1 of 4 integer columns fractional: above the 10 % share
+    solver: RelaxFirst = open_session(prob, "highs")._solver
+    costs = _costs(solver, xs, [1.0, 2.0, 1.0, 1.0])
+    assert solver.solve(costs, 0.0, [np.ones(len(xs))], None, math.inf).status == "optimal"
+    relaxation = solver._relaxation
+    assert relaxation is not None and relaxation.bound == pytest.approx(2.0)
+    assert solver._restricted(relaxation, math.inf, math.inf) is None
+
+
+def test_the_incumbent_near_the_relaxation_must_beat_the_known_plan() -> None:
+    prob, xs = _one_fractional(20)
+    solver: RelaxFirst = open_session(prob, "highs")._solver
+    costs = _costs(solver, xs, [1.0, 2.0] + [1.0] * 18)
+    solver.solve(costs, 0.0, [np.ones(len(xs))], None, math.inf)
+    relaxation = solver._relaxation
+    assert relaxation is not None
+    found = solver._restricted(relaxation, math.inf, math.inf)
+    assert found is not None and float(costs @ found) == pytest.approx(3.0)
+    assert solver._restricted(relaxation, 3.0, math.inf) is None  # not better than 3
