@@ -233,6 +233,8 @@ class ZmqEndpoint(Endpoint):
         """Address → the node whose agent listens there (for its CURVE public key)."""
         self._refused: dict[str, str] = {}
         """Addresses whose last handshake failed, with why (cleared by a successful one)."""
+        self._refusals: dict[str, asyncio.Future[None]] = {}
+        """Per address: resolved at its next failed handshake (wakes the sends waiting)."""
         self._loop = asyncio.get_running_loop()
         self._identity = identity
         self._token = token
@@ -418,6 +420,9 @@ class ZmqEndpoint(Endpoint):
                     reason=_HANDSHAKE_FAILED[kind],
                 )
             self._refused[address] = _HANDSHAKE_FAILED[kind]
+            refusal = self._refusals.pop(address, None)
+            if refusal is not None and not refusal.done():
+                refusal.set_result(None)
         if connected and self._pool is not None:
             self._post(address, Message("shm.hello", self._introduction()))
         elif kind == zmq.EVENT_DISCONNECTED:
@@ -582,12 +587,9 @@ class ZmqEndpoint(Endpoint):
         try:
             if sending.done():  # the usual case, sent at once: no timer, no extra loop turn
                 sending.result()
-            elif address in self._refused:
-                raise TimeoutError  # no point waiting: the peer refused the last handshake
             else:
-                await asyncio.wait_for(sending, self._send_timeout_s)
+                await self._sent(address, sending)
         except TimeoutError:
-            sending.cancel()
             unlend()
             refused = self._refused.get(address)
             if refused is not None:
@@ -600,6 +602,26 @@ class ZmqEndpoint(Endpoint):
                 f"agent at {address} did not accept a message within {self._send_timeout_s} s",
                 peer=address,
             ) from None
+
+    async def _sent(self, address: str, sending: asyncio.Future[Any]) -> None:
+        """Wait until zmq takes ``sending``; :class:`TimeoutError` after the send timeout, or
+        at once when the peer refuses (or refused) the handshake: nothing would ever go."""
+        if address not in self._refused:
+            refusal = self._refusals.get(address)
+            if refusal is None or refusal.done():
+                refusal = self._refusals[address] = self._loop.create_future()
+            try:
+                await asyncio.wait(
+                    {sending, refusal},
+                    timeout=self._send_timeout_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                if not sending.done():
+                    sending.cancel()
+        if sending.cancelled():
+            raise TimeoutError
+        sending.result()
 
     async def reply(self, route: bytes, message: Message) -> None:
         if self._router is None:
