@@ -77,6 +77,14 @@ def running_agents(
             stop(process)
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid``, in MiB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def restart(agent: AgentProcess) -> AgentProcess:
     """Start a new agent at a killed agent's address; the caller must stop it."""
     process = spawn(agent.name, agent.address)
