@@ -606,20 +606,20 @@ class ZmqEndpoint(Endpoint):
     async def _sent(self, address: str, sending: asyncio.Future[Any]) -> None:
         """Wait until zmq takes ``sending``; :class:`TimeoutError` after the send timeout, or
         at once when the peer refuses (or refused) the handshake: nothing would ever go."""
-        if address not in self._refused:
-            refusal = self._refusals.get(address)
-            if refusal is None or refusal.done():
-                refusal = self._refusals[address] = self._loop.create_future()
-            try:
+        try:
+            if address not in self._refused:
+                refusal = self._refusals.get(address)
+                if refusal is None or refusal.done():
+                    refusal = self._refusals[address] = self._loop.create_future()
                 await asyncio.wait(
                     {sending, refusal},
                     timeout=self._send_timeout_s,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-            finally:
-                if not sending.done():
-                    sending.cancel()
-        if sending.cancelled():
+        finally:
+            if not sending.done():
+                sending.cancel()
+        if not sending.done() or sending.cancelled():
             raise TimeoutError
         sending.result()
 
