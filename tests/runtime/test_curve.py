@@ -8,7 +8,6 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -78,11 +77,11 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def agents(keys: Path) -> Iterator[dict[str, AgentProcess]]:
     """One agent per node, each started with its own key file."""
-    with ExitStack() as stack:
-        running: dict[str, AgentProcess] = {}
-        for name in NODES:
-            key = ("--curve-key", str(keys / f"{name}.key"), "--infra", str(keys / "infra.yaml"))
-            running.update(stack.enter_context(running_agents(name, args=key)))
+
+    def own_key(name: str) -> tuple[str, ...]:
+        return ("--curve-key", str(keys / f"{name}.key"), "--infra", str(keys / "infra.yaml"))
+
+    with running_agents(*NODES, own_args=own_key) as running:
         yield running
 
 
