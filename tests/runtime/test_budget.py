@@ -74,7 +74,7 @@ def test_the_agents_memory_returns_near_its_start_after_undeploy_and_expiry() ->
     """The audit's case, scaled down: partial requests held with a far deadline took an agent
     from 149 to 789 MiB for good. Now its resident memory comes back after an undeploy, and
     after expiry, to within 10 % of where it started."""
-    args = ("--max-buffered-mb", "200", "--max-message-mb", "8", "--max-deadline", "2")
+    args = ("--max-buffered-mb", "200", "--max-message-mb", "8")
     with running_agents("a", args=args) as agents:
         address, pid = agents["a"].address, agents["a"].process.pid
         assert exchange(address, deploy_frames(adder(), ["x", "y"], ["out"], dep="d"))["ok"]
@@ -88,11 +88,13 @@ def test_the_agents_memory_returns_near_its_start_after_undeploy_and_expiry() ->
         assert stats(address)["buffered_bytes"] == 0
         undeployed = rss_mib(pid)
         assert exchange(address, deploy_frames(adder(), ["x", "y"], ["out"], dep="d"))["ok"]
+        expiry = time.time() + 30  # every one still open when the last arrives
         for i in range(20):
-            partial(address, 100 + i, deadline=1e12)
-        deadline = time.monotonic() + SETTLE_S
+            partial(address, 100 + i, deadline=expiry)
+        deadline = time.monotonic() + 30 + SETTLE_S
         while stats(address)["open_requests"] and time.monotonic() < deadline:
             time.sleep(0.5)
+        assert stats(address)["counts"]["expired"] == 20
         expired = rss_mib(pid)
     assert undeployed <= 1.1 * start, (start, held, undeployed)
     assert expired <= 1.1 * start, (start, held, expired)

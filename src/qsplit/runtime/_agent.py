@@ -47,6 +47,7 @@ from qsplit.profile import Statistic, emulated_duration_s, pad_to, reference_tim
 from qsplit.runtime._keys import CurveKeys
 from qsplit.runtime._log import configure as configure_logging
 from qsplit.runtime._log import event, watch
+from qsplit.runtime._memory import release_free_memory
 from qsplit.runtime._profile import MISSING, ModelStore, profile_here
 from qsplit.runtime._selfcontained import check_self_contained
 from qsplit.runtime._transport import Endpoint, Received, Rejected, ZmqEndpoint, check_address
@@ -355,9 +356,12 @@ class Agent:
         while True:
             await asyncio.sleep(REQUEST_SWEEP_S)
             now = time.time()
-            for key in [k for k, r in self._requests.items() if r.deadline < now]:
+            expired = [k for k, r in self._requests.items() if r.deadline < now]
+            for key in expired:
                 self._counts["expired"] += 1
                 self._close(key)
+            if expired:
+                release_free_memory()
 
     def _close(self, key: tuple[str, str]) -> None:
         """Forget an open request and give back what it held (finished, failed, expired or
@@ -480,6 +484,7 @@ class Agent:
         removed = self._deployments.pop(dep, {})
         for key in [k for k in self._requests if k[0] == dep]:
             self._close(key)
+        release_free_memory()
         return {"ok": True, "removed": len(removed)}
 
     def _health(self, received: Received) -> dict[str, Any]:
