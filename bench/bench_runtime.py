@@ -15,9 +15,15 @@
    share the cores) and against 1 / slowest stage as timed during the pipelined run (what the
    stages' compute became when they ran at once: the machine's contention, not the runtime's).
 
+4. CURVE overhead: parts 1–3 over the sockets (no shared memory, so every byte is encrypted)
+   with agents and requester in clear and with CURVE (``qsplit keys generate`` pairs, the
+   agents admitting only the infra file's keys), the two set-ups' requests interleaved so that
+   load changes hit both alike; the pipelined throughputs are run one after the other.
+
 Parts 2 and 3 use shared memory between the agents unless ``--no-shared-memory``.
 
-Usage: python bench/bench_runtime.py [--repeats 30] [--no-shared-memory] [--out FILE]
+Usage: python bench/bench_runtime.py [--repeats 30] [--no-shared-memory] [--only-curve]
+[--out FILE]
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +50,16 @@ import zmq
 from onnx import TensorProto, helper
 
 from qsplit.assets import bundled_model_path
-from qsplit.infra import Infra, Node
+from qsplit.infra import Infra, Link, Node
 from qsplit.model import analyze
-from qsplit.runtime import Deployment, build_deployment, connect
+from qsplit.runtime import (
+    Deployment,
+    Session,
+    build_deployment,
+    connect,
+    generate_keys,
+    read_secret_key,
+)
 
 SHAPE = (1, 3, 640, 640)
 Feeds = dict[str, np.ndarray]
@@ -56,15 +69,27 @@ SHARED_MEMORY = True
 """Whether :func:`agents` lets agents use shared memory (``--no-shared-memory`` clears it)."""
 
 
+REQUESTER = "requester"
+
+
 @contextmanager
-def agents(*names: str, shared_memory: bool | None = None) -> Iterator[dict[str, str]]:
-    """Agent processes on free loopback ports; always stopped."""
+def agents(
+    *names: str, shared_memory: bool | None = None, keys: Path | None = None
+) -> Iterator[dict[str, str]]:
+    """Agent processes on free loopback ports, with CURVE when given ``keys`` (a
+    :func:`make_keys` folder); always stopped."""
     command = [sys.executable, "-m", "qsplit", "agent", "--listen", "127.0.0.1:0"]
     if not (SHARED_MEMORY if shared_memory is None else shared_memory):
         command.append("--no-shared-memory")
-    command.append("--name")
+
+    def own(name: str) -> list[str]:
+        if keys is None:
+            return ["--name", name]
+        curve = ["--curve-key", str(keys / f"{name}.key"), "--infra", str(keys / "infra.yaml")]
+        return ["--name", name, *curve]
+
     processes = {
-        n: subprocess.Popen([*command, n], stdout=subprocess.PIPE, text=True) for n in names
+        n: subprocess.Popen([*command, *own(n)], stdout=subprocess.PIPE, text=True) for n in names
     }
     try:
         yield {n: p.stdout.readline().rsplit(" ", 1)[1].strip() for n, p in processes.items()}  # type: ignore[union-attr]
@@ -75,11 +100,62 @@ def agents(*names: str, shared_memory: bool | None = None) -> Iterator[dict[str,
             process.stdout.close()  # type: ignore[union-attr]
 
 
-def infra(addresses: dict[str, str]) -> Infra:
-    nodes = tuple(Node(n, "edge", 1.0, 1.0, 2**32, address=a) for n, a in addresses.items())
-    return Infra(
-        device="requester", nodes=(Node("requester", "device", 1, 1, 2**32), *nodes), links=()
+def infra(addresses: dict[str, str], keys: Path | None = None) -> Infra:
+    def key(name: str) -> str | None:
+        return read_secret_key(keys / f"{name}.key")[0] if keys else None
+
+    nodes = tuple(
+        Node(n, "edge", 1.0, 1.0, 2**32, address=a, curve_public_key=key(n))
+        for n, a in addresses.items()
     )
+    requester = Node(REQUESTER, "device", 1, 1, 2**32, curve_public_key=key(REQUESTER))
+    names = [REQUESTER, *addresses]
+    # Every pair linked, so nothing is relayed; the numbers are nominal (only routing uses them).
+    links = tuple(Link(a, b, 1e9, 0.0) for a in names for b in names if a != b)
+    return Infra(device=REQUESTER, nodes=(requester, *nodes), links=links)
+
+
+def make_keys(folder: Path, names: tuple[str, ...]) -> Path:
+    """CURVE pairs for the requester and ``names`` in ``folder``, with the infra file the
+    agents read the keys they admit from."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (REQUESTER, *names):
+        generate_keys(folder / name, force=True)
+    (folder / "infra.yaml").write_text(
+        json.dumps(  # JSON is YAML
+            {
+                "schema_version": 1,
+                "device": REQUESTER,
+                "nodes": [
+                    {
+                        "name": name,
+                        "role": "device" if name == REQUESTER else "edge",
+                        "compute_power_w": 1,
+                        "transmit_power_w": 1,
+                        "memory_bytes": "4GB",
+                        "curve_public_key": read_secret_key(folder / f"{name}.key")[0],
+                    }
+                    for name in (REQUESTER, *names)
+                ],
+                "links": [
+                    {
+                        "from": REQUESTER,
+                        "to": n,
+                        "bandwidth": "1GB/s",
+                        "latency": "0s",
+                        "symmetric": True,
+                    }
+                    for n in names
+                ],
+            }
+        )
+    )
+    return folder
+
+
+def curve_key(keys: Path | None) -> Path | None:
+    """The requester's secret key file in a :func:`make_keys` folder."""
+    return keys / f"{REQUESTER}.key" if keys else None
 
 
 def session_options() -> ort.SessionOptions:
@@ -128,7 +204,7 @@ def bench_tensor(repeats: int, workdir: Path, shared_memory: bool) -> float:
             times = []
             for _ in range(repeats):
                 _, record = session.infer_timed(feeds)
-                (hop,) = [t for t in record.transfers if (t.source, t.target) == ("a", "b")]
+                hop = _hop(record, "a", "b")
                 assert hop.bytes == 4_915_200
                 times.append(hop.transfer_s)
     return statistics.median(times)
@@ -280,6 +356,77 @@ def bench_pipeline(repeats: int, in_flight: int) -> dict[str, float]:
     }
 
 
+# -- 4. CURVE overhead ------------------------------------------------------------------------
+@contextmanager
+def clear_and_curve(
+    path: Path, assignment: dict[str, str], keys: Path
+) -> Iterator[dict[str, Session]]:
+    """A session on agents in clear and one on agents with CURVE, the same deployment, no
+    shared memory (so every byte crosses the sockets, encrypted or not)."""
+    names = tuple(sorted(set(assignment.values())))
+    with ExitStack() as stack:
+        opened = {}
+        for setup, folder in (("clear", None), ("curve", keys)):
+            addresses = stack.enter_context(agents(*names, shared_memory=False, keys=folder))
+            net = infra(addresses, folder)
+            deployment = build_deployment(path, assignment, net)
+            opened[setup] = stack.enter_context(
+                connect(deployment, net, curve_key=curve_key(folder))
+            )
+        yield opened
+
+
+def bench_curve(repeats: int, in_flight: int, workdir: Path) -> dict[str, Any]:
+    keys = make_keys(workdir / "keys", ("a", "b", "n1", "n2", "n3", "s1", "s2"))
+    yolo = bundled_model_path("yolo11n")
+    image = random_image()
+    relay = relay_model(workdir / "relay.onnx")
+    relay_feeds = {"x": np.random.default_rng(0).random(SHAPE, dtype=np.float32)}
+    samples: dict[str, dict[str, list[float]]] = {"clear": {}, "curve": {}}
+
+    def sample(sessions: dict[str, Session], key: str, feeds: Feeds, measure: Any) -> None:
+        for setup in sessions:  # warm-up
+            for _ in range(3):
+                sessions[setup].infer(feeds)
+        for _ in range(repeats):
+            for setup, session in sessions.items():
+                _, record = session.infer_timed(feeds)
+                samples[setup].setdefault(key, []).append(measure(record))
+
+    blocks = analyze(str(relay))[1].block_names
+    with clear_and_curve(relay, dict(zip(blocks, ("a", "b"), strict=True)), keys) as sessions:
+        sample(sessions, "tensor_s", relay_feeds, lambda r: _hop(r, "a", "b").transfer_s)
+    thirds = split_by_thirds(analyze(str(yolo))[1].block_names, ("n1", "n2", "n3"))
+    with clear_and_curve(yolo, thirds, keys) as sessions:
+        sample(sessions, "yolo_split_s", image, lambda r: r.latency_s)
+        sample(
+            sessions, "yolo_transfers_s", image, lambda r: sum(t.transfer_s for t in r.transfers)
+        )
+    throughput = {}
+    with clear_and_curve(yolo, split_by_macs(yolo, ("s1", "s2")), keys) as sessions:
+        for setup, session in sessions.items():
+            list(session.stream([image] * 3, max_in_flight=in_flight))
+            count = 4 * repeats
+            start = time.perf_counter()
+            results = list(session.stream([image] * count, max_in_flight=in_flight))
+            throughput[setup] = count / (time.perf_counter() - start)
+            assert all(r.error is None for r in results)
+    medians = {
+        setup: {k: statistics.median(v) for k, v in values.items()}
+        | {"pipeline_per_s": throughput[setup]}
+        for setup, values in samples.items()
+    }
+    return {
+        **medians,
+        "curve_vs_clear": {k: medians["curve"][k] / v for k, v in medians["clear"].items()},
+    }
+
+
+def _hop(record: Any, source: str, target: str) -> Any:
+    (hop,) = [t for t in record.transfers if (t.source, t.target) == (source, target)]
+    return hop
+
+
 def machine() -> Mapping[str, Any]:
     model = next(
         (
@@ -308,11 +455,22 @@ def main() -> None:
         action="store_true",
         help="parts 2 and 3 over the sockets only",
     )
+    parser.add_argument(
+        "--only-curve", action="store_true", help="part 4 alone (CURVE against clear)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/out/runtime.json"))
     args = parser.parse_args()
     global SHARED_MEMORY
     SHARED_MEMORY = not args.no_shared_memory
     load_before = os.getloadavg()
+    if args.only_curve:
+        curve = part_curve(args)
+        after = os.getloadavg()
+        print(f"load average before {load_before[0]:.2f}, after {after[0]:.2f}")
+        load = {"before": load_before, "after": after}
+        results = {"machine": machine(), "load_average": load, "repeats": args.repeats}
+        save(args.out, {**results, "curve": curve})
+        return
     with tempfile.TemporaryDirectory() as workdir:
         tensor_s = bench_tensor(args.repeats, Path(workdir), shared_memory=True)
         tensor_sockets_s = bench_tensor(args.repeats, Path(workdir), shared_memory=False)
@@ -343,25 +501,40 @@ def main() -> None:
         f"{pipe['throughput_vs_shared_bound']:.0%} of min(1/slowest, cores/Σ stages), "
         f"{pipe['throughput_vs_pipelined_bound']:.0%} of 1/slowest stage as timed while pipelined"
     )
+    curve = part_curve(args)
     load_after = os.getloadavg()
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "load_average": {"before": load_before, "after": load_after},
-                "repeats": args.repeats,
-                "shared_memory": SHARED_MEMORY,
-                "tensor_s": tensor_s,
-                "tensor_sockets_s": tensor_sockets_s,
-                "bare_zmq_s": bare_s,
-                "yolo": yolo,
-                "pipeline": pipe,
-            },
-            indent=2,
-        )
+    save(
+        args.out,
+        {
+            "machine": machine(),
+            "load_average": {"before": load_before, "after": load_after},
+            "repeats": args.repeats,
+            "shared_memory": SHARED_MEMORY,
+            "tensor_s": tensor_s,
+            "tensor_sockets_s": tensor_sockets_s,
+            "bare_zmq_s": bare_s,
+            "yolo": yolo,
+            "pipeline": pipe,
+            "curve": curve,
+        },
     )
+
+
+def part_curve(args: argparse.Namespace) -> dict[str, Any]:
+    """Part 4, printed."""
+    with tempfile.TemporaryDirectory() as workdir:
+        curve = bench_curve(args.repeats, args.in_flight, Path(workdir))
+    for key, ratio in curve["curve_vs_clear"].items():
+        scale, unit = (1, "req/s") if key.endswith("per_s") else (1e3, "ms")
+        clear, encrypted = curve["clear"][key] * scale, curve["curve"][key] * scale
+        print(f"CURVE vs clear, {key}: {clear:.2f} → {encrypted:.2f} {unit} (× {ratio:.3f})")
+    return curve
+
+
+def save(path: Path, results: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

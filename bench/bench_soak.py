@@ -8,17 +8,20 @@ model's) or fail with a TransportError naming a node, within its deadline: one t
 longer than its deadline plus a grace is counted as hung (goal 0). Recovery time after a fault
 ends is the time from the resume or restart to the first request, started after it, that
 succeeded. RSS of the client and of agents never restarted is compared start to end (after a
-warm-up).
+warm-up); one agent (``--steady``, default ``a``) is only ever frozen, never killed, so that at
+least one agent's RSS spans the whole run. Every agent's RSS is also sampled every
+:data:`RSS_EVERY_S` (the peak per node is reported).
 
 Everything is bounded: the chaos loop stops when the requests are done, and every frozen agent
 is resumed before the agents are stopped.
 
-Usage: python bench/bench_soak.py [--requests 10000] [--in-flight 4] [--out FILE]
+Usage: python bench/bench_soak.py [--requests 10000] [--in-flight 4] [--steady a] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -38,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import synthetic
 from _output import emit_json
-from agents import AgentProcess, infra_for, restart, running_agents, stop
+from agents import AgentProcess, infra_for, restart, rss_mib, running_agents, stop
 from conftest import random_feeds, session
 from qsplit.model import analyze
 from qsplit.runtime import build_deployment, connect
@@ -49,20 +52,17 @@ HANG_GRACE_S = 2.0
 CHAOS_EVERY_S = (4.0, 10.0)
 FROZEN_S = (3.0, 20.0)
 NODES = ("a", "b", "c")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+RSS_EVERY_S = 2.0
 
 
 class Chaos:
     """The fault injector: one action at a time on a random agent, until stopped."""
 
-    def __init__(self, agents: dict[str, AgentProcess], seed: int) -> None:
+    def __init__(self, agents: dict[str, AgentProcess], seed: int, steady: str | None) -> None:
         self.agents = dict(agents)
+        self.steady = steady
+        """A node that is frozen but never killed (its RSS spans the run)."""
+        self.peak_rss: dict[str, float] = dict.fromkeys(agents, 0.0)
         self.restarted: set[str] = set()
         self.faults: list[dict[str, Any]] = []
         self._rng = random.Random(seed)
@@ -76,11 +76,18 @@ class Chaos:
         self._stop.set()
         self._thread.join(timeout=60)
 
+    def _sample(self) -> None:
+        while not self._stop.wait(RSS_EVERY_S):
+            for node, agent in list(self.agents.items()):
+                with contextlib.suppress(OSError):  # killed between the lookup and the read
+                    self.peak_rss[node] = max(self.peak_rss[node], rss_mib(agent.process.pid))
+
     def _loop(self) -> None:
+        threading.Thread(target=self._sample, daemon=True).start()
         while not self._stop.wait(self._rng.uniform(*CHAOS_EVERY_S)):
             node = self._rng.choice(NODES)
             agent = self.agents[node]
-            if self._rng.random() < 0.5:
+            if self._rng.random() < 0.5 and node != self.steady:
                 agent.kill()
                 killed = time.monotonic()
                 stop(agent.process)
@@ -98,7 +105,7 @@ class Chaos:
                                     "end": time.monotonic(), "frozen_s": frozen_s})  # fmt: skip
 
 
-def soak(requests: int, in_flight: int, seed: int) -> dict[str, Any]:
+def soak(requests: int, in_flight: int, seed: int, steady: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         path = synthetic.save(synthetic.branchy_cnn(), Path(folder) / "branchy.onnx")
         blocks = analyze(str(path))[1].block_names
@@ -116,7 +123,7 @@ def soak(requests: int, in_flight: int, seed: int) -> dict[str, Any]:
                     s.infer(feeds)  # warm-up before the RSS baseline
                 rss_start = {n: rss_mib(a.process.pid) for n, a in agents.items()}
                 client_start = rss_mib(os.getpid())
-                chaos = Chaos(agents, seed)
+                chaos = Chaos(agents, seed, steady)
                 outcomes: list[tuple[float, float, str]] = []  # (started, ended, outcome)
                 wrong = unnamed = 0
                 started = time.monotonic()
@@ -176,6 +183,7 @@ def soak(requests: int, in_flight: int, seed: int) -> dict[str, Any]:
         "rss_mib": {
             "client": [client_start, client_end],
             "agents_never_restarted": {n: [rss_start[n], rss_end[n]] for n in stable},
+            "agents_peak": chaos.peak_rss,
         },
     }
 
@@ -185,9 +193,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--steady", default="a", help="node never killed, only frozen ('' for none)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    result = soak(args.requests, args.in_flight, args.seed)
+    result = soak(args.requests, args.in_flight, args.seed, args.steady or None)
     emit_json(result, args.out)
 
 

@@ -381,6 +381,44 @@ def test_a_node_without_a_route_back_is_named_with_file_field_and_fix(tmp_path: 
     assert "node 'cloud' cannot send back to 'dev'" in message
 
 
+A_PUBLIC_KEY = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+"""A valid Z85 CURVE key (the one ZeroMQ's CURVE documentation uses as an example)."""
+
+
+def test_a_curve_public_key_is_read_as_given(tmp_path: Path) -> None:
+    data = _valid()
+    data["nodes"][1]["curve_public_key"] = A_PUBLIC_KEY
+    path = tmp_path / "keys.yaml"
+    path.write_text(yaml.safe_dump(data))
+    infra = load_infra(path)
+    assert infra.node("edge").curve_public_key == A_PUBLIC_KEY
+    assert infra.node("dev").curve_public_key is None
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("abc", "a CURVE key has 40 characters, this one 3"),
+        ("~" * 40, "'~' are not Z85 characters"),
+        ("#" * 40, "characters 0–4 do not encode four bytes"),
+        (12345, "expected a quoted string of 40 characters, got int"),
+    ],
+)
+def test_a_bad_curve_key_is_named_with_file_field_and_fix(
+    tmp_path: Path, key: object, words: str
+) -> None:
+    data = _valid()
+    data["nodes"][1]["curve_public_key"] = key
+    path = tmp_path / "keys.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError) as info:
+        load_infra(path)
+    message = str(info.value)
+    assert f"{path}: 1 problem(s)" in message
+    assert f"nodes[1].curve_public_key: {words}" in message
+    assert "qsplit keys generate" in message
+
+
 def test_route_between_unconnected_nodes_is_an_input_error() -> None:
     infra = Infra(
         device="dev",

@@ -7,7 +7,7 @@ import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,16 +65,27 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 @contextmanager
 def running_agents(
-    *names: str, args: tuple[str, ...] = (), cwd: Path | None = None
+    *names: str,
+    args: tuple[str, ...] = (),
+    cwd: Path | None = None,
+    own_args: Callable[[str], tuple[str, ...]] = lambda name: (),
 ) -> Iterator[dict[str, AgentProcess]]:
-    """Start agents (concurrently, in ``cwd`` if given) and stop every one of them on the way
-    out."""
-    processes = {n: spawn(n, "127.0.0.1:0", *args, cwd=cwd) for n in names}
+    """Start agents (concurrently, in ``cwd`` if given; each with ``args`` and its
+    ``own_args(name)``) and stop every one of them on the way out."""
+    processes = {n: spawn(n, "127.0.0.1:0", *args, *own_args(n), cwd=cwd) for n in names}
     try:
         yield {n: AgentProcess(n, _read_address(p, n), p) for n, p in processes.items()}
     finally:
         for process in processes.values():
             stop(process)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid``, in MiB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def restart(agent: AgentProcess) -> AgentProcess:

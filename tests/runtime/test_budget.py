@@ -9,7 +9,7 @@ import time
 import numpy as np
 from onnx import TensorProto, helper
 
-from agents import running_agents
+from agents import rss_mib, running_agents
 from qsplit.runtime._wire import Message, encode
 from raw import deploy_frames, exchange
 
@@ -68,6 +68,36 @@ def test_the_agent_clamps_a_far_deadline_and_expiry_frees_everything() -> None:
             time.sleep(0.5)
         after = stats(address)
         assert after["buffered_bytes"] == 0 and after["counts"]["expired"] == 4
+
+
+def test_the_agents_memory_returns_near_its_start_after_undeploy_and_expiry() -> None:
+    """The audit's case, scaled down: partial requests held with a far deadline took an agent
+    from 149 to 789 MiB for good. Now its resident memory comes back after an undeploy, and
+    after expiry, to within 10 % of where it started."""
+    args = ("--max-buffered-mb", "200", "--max-message-mb", "8")
+    with running_agents("a", args=args) as agents:
+        address, pid = agents["a"].address, agents["a"].process.pid
+        assert exchange(address, deploy_frames(adder(), ["x", "y"], ["out"], dep="d"))["ok"]
+        start = rss_mib(pid)
+        for i in range(20):
+            partial(address, i, deadline=1e12)
+        held = rss_mib(pid)
+        assert stats(address)["buffered_bytes"] == 20 * 4 * MIB
+        assert held - start > 60  # the 80 MiB are really resident
+        exchange(address, encode(Message("undeploy", {"cid": 2, "dep": "d"})))
+        assert stats(address)["buffered_bytes"] == 0
+        undeployed = rss_mib(pid)
+        assert exchange(address, deploy_frames(adder(), ["x", "y"], ["out"], dep="d"))["ok"]
+        expiry = time.time() + 30  # every one still open when the last arrives
+        for i in range(20):
+            partial(address, 100 + i, deadline=expiry)
+        deadline = time.monotonic() + 30 + SETTLE_S
+        while stats(address)["open_requests"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert stats(address)["counts"]["expired"] == 20
+        expired = rss_mib(pid)
+    assert undeployed <= 1.1 * start, (start, held, undeployed)
+    assert expired <= 1.1 * start, (start, held, expired)
 
 
 def test_a_deadline_that_is_not_a_time_is_refused() -> None:

@@ -172,7 +172,7 @@ def test_a_token_is_required_off_loopback() -> None:
         with pytest.raises(InputError, match="token is empty"):
             AgentSettings(name="edge", listen="127.0.0.1:7102", token=empty)
     AgentSettings(name="edge", listen="127.0.0.1:7102")
-    AgentSettings(name="edge", listen="0.0.0.0:7102", token="t")
+    AgentSettings(name="edge", listen="0.0.0.0:7102", token="t", allow_plaintext=True)
 
 
 def test_a_padding_factor_below_one_is_refused() -> None:

@@ -39,7 +39,9 @@ links:
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> tb.Testbed:
     root = tmp_path_factory.mktemp("testbed")
     infra = root / "infra.yaml"
-    infra.write_text(INFRA)
+    # A public key as a real deployment's file would have: the testbed runs in clear anyway.
+    key = 'curve_public_key: "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", reference_time: 500ms'
+    infra.write_text(INFRA.replace("reference_time: 500ms", key))
     with tb.Testbed.up(infra, root / "state") as running:
         yield running
 
@@ -108,6 +110,7 @@ def test_split_model_crosses_the_emulated_link(testbed: tb.Testbed, tmp_path: Pa
     half = len(blocks) // 2
     assignment = {b: "device" if i < half else "edge" for i, b in enumerate(blocks)}
     infra = testbed.infra()
+    assert infra.node("edge").curve_public_key is None  # its agents run in clear
     deployment = build_deployment(path, assignment, infra)
     model = onnx.load(path)
     link = testbed.state.link("device", "edge")
@@ -223,3 +226,21 @@ def test_cli_calibrate_shows_each_node_factor_without_starting_anything(tmp_path
         timeout=120,
     )
     assert refused.returncode == 2 and "too slow to emulate node 'device'" in refused.stderr
+
+
+def test_the_requesters_infra_file_leaves_out_curve_keys(tmp_path: Path) -> None:
+    """The testbed's agents run in clear on loopback: a session given its infra file must not
+    insist on CURVE because the original file lists public keys."""
+    from qsplit.infra import load_infra
+    from qsplit.testbed._state import requester_infra_path
+    from qsplit.testbed._supervisor import _write_requester_infra
+
+    original = tmp_path / "infra.yaml"
+    key = 'curve_public_key: "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", reference_time: 500ms'
+    original.write_text(INFRA.replace("reference_time: 500ms", key))
+    assert load_infra(original).node("edge").curve_public_key is not None
+    addresses = {"device": "127.0.0.1:7101", "edge": "127.0.0.1:7102"}
+    _write_requester_infra(load_infra(original), original, addresses, {}, tmp_path)
+    written = load_infra(requester_infra_path(tmp_path))
+    assert written.node("edge").curve_public_key is None
+    assert written.node("edge").address == "127.0.0.1:7102"

@@ -18,6 +18,7 @@ from qsplit.errors import InputError
 
 if TYPE_CHECKING:
     from qsplit.profile import Statistic
+    from qsplit.runtime import CurveKeys
 
 TOKEN_HELP = "Shared secret (default: $QSPLIT_TOKEN); required when listening off loopback."
 PlanArg = Annotated[Path, typer.Argument(help="plan.json written by `qsplit plan`.")]
@@ -26,6 +27,14 @@ InfraOpt = Annotated[
 ]
 ModelOpt = Annotated[Path, typer.Option("--model", help="The ONNX model the plan was made for.")]
 TokenOpt = Annotated[str | None, typer.Option("--token", help=TOKEN_HELP)]
+CurveKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--curve-key",
+        help="This side's CURVE secret key file (`qsplit keys generate`); needed when the "
+        "infra file gives nodes a curve_public_key.",
+    ),
+]
 CalibOpt = Annotated[
     Path | None,
     typer.Option(
@@ -98,10 +107,31 @@ def agent_command(
     max_deadline: Annotated[
         float, typer.Option(help="Longest seconds a request may stay open here.")
     ] = 300.0,
+    curve_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--curve-key",
+            help="This node's CURVE secret key file: encrypt every connection, admit only the "
+            "keys of the --infra file's nodes. Required off loopback.",
+        ),
+    ] = None,
+    infra: Annotated[
+        Path | None,
+        typer.Option("--infra", help="Infrastructure YAML with the nodes' curve_public_key."),
+    ] = None,
+    allow_plaintext: Annotated[
+        bool,
+        typer.Option(
+            "--allow-plaintext",
+            help="Listen off loopback without CURVE (token and tensors in clear): only on a "
+            "network trusted end to end.",
+        ),
+    ] = False,
 ) -> None:
     """Run this machine's agent until interrupted.
 
     Example: qsplit agent --name edge --listen 0.0.0.0:7102 --token $SECRET
+    --curve-key edge.key --infra infra.yaml
     """
     from qsplit.runtime import AgentSettings, Limits, run_agent
 
@@ -121,6 +151,8 @@ def agent_command(
         shared_memory=shared_memory,
         max_buffered_bytes=int(max_buffered_mb * 2**20),
         max_deadline_s=max_deadline,
+        curve=_agent_curve(name, curve_key, infra),
+        allow_plaintext=allow_plaintext,
     )
     run_agent(settings, on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True))
 
@@ -129,6 +161,21 @@ def _input_shapes(values: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
     from qsplit.model import parse_input_shape
 
     return dict(parse_input_shape(v) for v in values or [])
+def _agent_curve(name: str, curve_key: Path | None, infra: Path | None) -> CurveKeys | None:
+    """The agent's CURVE keys: its pair, and the nodes it admits, from the infra file."""
+    from qsplit.infra import load_infra
+    from qsplit.runtime import curve_keys
+
+    if curve_key is None and infra is None:
+        return None
+    if curve_key is None or infra is None:
+        missing = "--infra" if infra is None else "--curve-key"
+        raise InputError(
+            "CURVE needs both the agent's key file and the infra file listing the public keys",
+            field=missing,
+            fix=f"pass --curve-key {name}.key --infra infra.yaml",
+        )
+    return curve_keys(load_infra(infra), curve_key, node=name)
 
 
 def _statistic(value: str) -> Statistic:
@@ -164,6 +211,7 @@ def deploy_command(
     calib: CalibOpt = None,
     input_shape: InputShapeOpt = None,
     preprocess: PreprocessOption = None,
+    curve_key: CurveKeyOpt = None,
 ) -> None:
     """Send a plan's components to their agents (each checked by sha256 there).
 
@@ -182,6 +230,7 @@ def deploy_command(
         calibration=calib,
         input_shapes=_input_shapes(input_shape),
         preprocess=spec.preprocess,
+        curve_key=curve_key,
     ) as session:
         session.deploy()
         table = Table(title=f"deployment {session.deployment.id}")
@@ -217,6 +266,7 @@ def run_command(
     calib: CalibOpt = None,
     input_shape: InputShapeOpt = None,
     preprocess: PreprocessOption = None,
+    curve_key: CurveKeyOpt = None,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
     measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
@@ -248,6 +298,7 @@ def run_command(
         calibration=calib,
         input_shapes=_input_shapes(input_shape),
         preprocess=recipe,
+        curve_key=curve_key,
     ) as session:
         specs = session.deployment.input_specs
         feeds = (

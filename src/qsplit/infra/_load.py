@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from qsplit.errors import InputError
+from qsplit.infra._keys import check_curve_key
 from qsplit.infra._types import Infra, Link, Node, PinnedRoute
 from qsplit.infra._units import (
     BANDWIDTH_EXAMPLES,
@@ -55,6 +56,7 @@ class _NodeDoc(BaseModel):
     memory_bytes: _Memory
     reference_time: _PositiveDuration | None = None
     address: str | None = None
+    curve_public_key: str | None = None
 
     @field_validator("address")
     @classmethod
@@ -65,6 +67,11 @@ class _NodeDoc(BaseModel):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{value!r} is not host:port")
         return value
+
+    @field_validator("curve_public_key", mode="before")
+    @classmethod
+    def _curve_key(cls, value: Any) -> str | None:
+        return None if value is None else check_curve_key(value)
 
 
 class _LinkDoc(BaseModel):
@@ -113,6 +120,10 @@ _FIXES = {
         "CPU; docs/planner.md), e.g. 425ms, or omit it"
     ),
     "address": "write host:port, e.g. 127.0.0.1:7101, or omit it",
+    "curve_public_key": (
+        "paste the quoted line `qsplit keys generate NODE` printed (the `.pub` file), "
+        'e.g. curve_public_key: "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", or omit it'
+    ),
     "from": "name a node listed under `nodes:`",
     "to": "name a node listed under `nodes:`",
     "bandwidth": f"give a positive rate, e.g. {BANDWIDTH_EXAMPLES}",
@@ -190,6 +201,7 @@ def infra_from_dict(data: Any, *, source: str | None = None) -> Infra:
                 memory_bytes=n.memory_bytes,
                 reference_time_s=n.reference_time,
                 address=n.address,
+                curve_public_key=n.curve_public_key,
             )
             for n in doc.nodes
         ),

@@ -33,6 +33,10 @@ class Node:
     runs, that is never emulated."""
     address: str | None = None
     """``host:port`` of the node's agent, when it runs one."""
+    curve_public_key: str | None = None
+    """The node's ZeroMQ CURVE public key (Z85): its agent's server key, and the key it is
+    admitted with when it connects to other agents (the device's is the requester's). ``None``:
+    the node talks in clear (allowed on loopback only, docs/runtime.md, Security)."""
 
 
 @dataclass(frozen=True)

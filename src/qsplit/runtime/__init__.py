@@ -9,6 +9,7 @@ from qsplit.runtime._ask import health_of
 from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
 from qsplit.runtime._inputs import image_requests, random_requests
+from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys, read_secret_key
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
 from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
@@ -19,8 +20,10 @@ __all__ = [
     "AgentSettings",
     "ComponentRun",
     "ComponentSpec",
+    "CurveKeys",
     "Deployment",
     "InferResult",
+    "KeyFiles",
     "Limits",
     "Message",
     "PeerDisconnected",
@@ -33,12 +36,15 @@ __all__ = [
     "Transfer",
     "build_deployment",
     "connect",
+    "curve_keys",
+    "generate_keys",
     "health_of",
     "image_requests",
     "load_deployment",
     "profile_on_agent",
     "quantized_model",
     "random_requests",
+    "read_secret_key",
     "run_agent",
     "save_results",
     "serve",

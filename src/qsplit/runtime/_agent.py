@@ -44,8 +44,10 @@ import onnxruntime as ort
 
 from qsplit.errors import InputError
 from qsplit.profile import Statistic, emulated_duration_s, pad_to, reference_time_s
+from qsplit.runtime._keys import CurveKeys
 from qsplit.runtime._log import configure as configure_logging
 from qsplit.runtime._log import event, watch
+from qsplit.runtime._memory import release_free_memory
 from qsplit.runtime._profile import MISSING, ModelStore, profile_here
 from qsplit.runtime._selfcontained import check_self_contained
 from qsplit.runtime._transport import Endpoint, Received, Rejected, ZmqEndpoint, check_address
@@ -109,6 +111,12 @@ class AgentSettings:
     with an error to its requester."""
     max_requests_per_peer: int = 256
     """Open requests one requester may have on this agent; more are refused the same way."""
+    curve: CurveKeys | None = None
+    """This agent's CURVE keys: it then accepts only CURVE clients with a listed key and
+    reaches its peers with CURVE. Required off loopback unless ``allow_plaintext``."""
+    allow_plaintext: bool = False
+    """Listen off loopback without CURVE (a network trusted end to end, a VPN): the token is
+    then sent, and the tensors travel, in clear."""
 
     def __post_init__(self) -> None:
         host = self.listen.rpartition(":")[0].strip("[]")
@@ -127,6 +135,15 @@ class AgentSettings:
                 field="--token",
                 fix="pass --token SECRET (the same on every agent and client), or listen on "
                 "127.0.0.1",
+            )
+        if self.curve is None and not self.allow_plaintext and not _is_loopback(host):
+            raise InputError(
+                f"agent {self.name!r} would listen on {self.listen} without CURVE encryption",
+                field="--curve-key",
+                fix=f"make a key pair with `qsplit keys generate {self.name}`, put the line of "
+                f"{self.name}.pub under the node in the infra file (every node likewise), and "
+                f"start with --curve-key {self.name}.key --infra infra.yaml; or listen on "
+                "127.0.0.1, or pass --allow-plaintext on a network you trust end to end",
             )
         try:
             emulated_duration_s(1.0, self.padding_factor)
@@ -339,9 +356,12 @@ class Agent:
         while True:
             await asyncio.sleep(REQUEST_SWEEP_S)
             now = time.time()
-            for key in [k for k, r in self._requests.items() if r.deadline < now]:
+            expired = [k for k, r in self._requests.items() if r.deadline < now]
+            for key in expired:
                 self._counts["expired"] += 1
                 self._close(key)
+            if expired:
+                release_free_memory()
 
     def _close(self, key: tuple[str, str]) -> None:
         """Forget an open request and give back what it held (finished, failed, expired or
@@ -448,7 +468,9 @@ class Agent:
     def _reach(self, node: str, address: str) -> str:
         """Where to send for ``node``: this agent's own route to it (a testbed link emulator)
         or the address the deployment names."""
-        return self.settings.routes.get(node, address)
+        reach = self.settings.routes.get(node, address)
+        self._endpoint.identify(reach, node)
+        return reach
 
     def _next_hop(self, component: _Component, hops: list[str]) -> tuple[str, list[list[str]]]:
         """The address of the first of ``hops`` and the ``relay`` list of the others: [node,
@@ -474,6 +496,7 @@ class Agent:
         removed = self._deployments.pop(dep, {})
         for key in [k for k in self._requests if k[0] == dep]:
             self._close(key)
+        release_free_memory()
         return {"ok": True, "removed": len(removed)}
 
     def _health(self, received: Received) -> dict[str, Any]:
@@ -822,6 +845,7 @@ async def serve(
         limits=settings.limits,
         send_timeout_s=settings.send_timeout_s,
         shared_memory=settings.shared_memory,
+        curve=settings.curve,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -34,6 +34,7 @@ from qsplit.errors import InputError
 from qsplit.infra import Infra, load_infra
 from qsplit.model import Preprocess
 from qsplit.runtime._deployment import Deployment, load_deployment
+from qsplit.runtime._keys import CurveKeys, curve_keys
 from qsplit.runtime._log import event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
 from qsplit.runtime._quantized import CalibrationSource
@@ -82,8 +83,10 @@ class Session:
         control_timeout_s: float = 10.0,
         graph_optimization: str = "all",
         limits: Limits | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.deployment = deployment
+        self._curve = curve
         self._device = device
         self._token = token
         self._timeout_s = timeout_s
@@ -117,8 +120,10 @@ class Session:
             token=self._token,
             limits=self._limits,
             send_timeout_s=self._control_timeout_s,
+            curve=self._curve,
         )
         for node, address in self.deployment.addresses.items():
+            endpoint.identify(address, node)
             self._up[node] = True
             self._news[node] = asyncio.get_running_loop().create_future()
             endpoint.connect(address)
@@ -579,6 +584,7 @@ def connect(
     calibration: CalibrationSource = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     preprocess: Preprocess | None = None,
+    curve_key: str | Path | None = None,
 ) -> Session:
     """A :class:`Session` for a plan file (with the ``model`` it was made for) or a
     :class:`Deployment`; components the agents lack are deployed unless ``deploy=False``.
@@ -592,8 +598,13 @@ def connect(
 
     ``graph_optimization="disabled"`` runs components with ORT optimisations off, which
     reproduces an unoptimised whole-model session to the bit.
+
+    ``curve_key`` is the requester's CURVE secret key file (the device node's pair, ``qsplit
+    keys generate``): the session then reaches every agent with CURVE, and must, when the
+    infrastructure gives any of them a public key.
     """
     infra = infra if isinstance(infra, Infra) else load_infra(infra)
+    curve = _curve(infra, curve_key)
     if not isinstance(plan, Deployment):
         if model is None:
             raise InputError(
@@ -613,6 +624,7 @@ def connect(
         token=token,
         timeout_s=timeout_s,
         graph_optimization=graph_optimization,
+        curve=curve,
     )
     try:
         if deploy:
@@ -621,3 +633,20 @@ def connect(
         session.close()
         raise
     return session
+
+
+def _curve(infra: Infra, curve_key: str | Path | None) -> CurveKeys | None:
+    """The requester's CURVE keys, or ``None`` when no node asks for CURVE; an agent with a
+    public key and no ``curve_key`` is refused here rather than as a failed handshake later."""
+    if curve_key is not None:
+        return curve_keys(infra, curve_key, node=infra.device)
+    keyed = [n.name for n in infra.nodes if n.curve_public_key and n.name != infra.device]
+    if keyed:
+        raise InputError(
+            f"node(s) {', '.join(map(repr, keyed))} accept only CURVE connections (they have a "
+            "curve_public_key) and no key of the requester was given",
+            file=infra.source,
+            fix=f"pass the secret key file of node {infra.device!r} (--curve-key "
+            f"{infra.device}.key, or curve_key=), made by `qsplit keys generate {infra.device}`",
+        )
+    return None

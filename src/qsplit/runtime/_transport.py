@@ -29,6 +29,13 @@ The receiver reads a shared tensor in place; once no array views it any more it 
 with ``shared_memory=False`` declines every hello, so one side is enough to keep a connection
 on TCP (the testbed does this, so that its emulated links carry every byte). These four
 kinds never reach :meth:`Endpoint.recv`.
+
+Encryption (CURVE): an endpoint given :class:`~qsplit.runtime._keys.CurveKeys` makes its
+listening socket a CURVE server, which admits only the clients whose public key the keys list
+(a ZAP handler asks :class:`_AllowedKeys`), and connects to every peer as a CURVE client with
+that peer's public key, so each connection is authenticated both ways and encrypted. A peer
+refusing the handshake (an unknown key, a peer without CURVE) fails the sends to it with the
+reason rather than leaving them waiting.
 """
 
 from __future__ import annotations
@@ -43,11 +50,12 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
 import zmq.asyncio
+from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
 from qsplit.runtime import _shm
@@ -63,6 +71,9 @@ from qsplit.runtime._wire import (
 )
 from qsplit.runtime.errors import PeerTimeout, ProtocolError, TransportError
 
+if TYPE_CHECKING:
+    from qsplit.runtime._keys import CurveKeys
+
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
 """A connected peer that answers no heartbeat for this long counts as disconnected."""
@@ -71,7 +82,39 @@ Peer = str | bytes
 """A connection: the address of an outgoing one, or the routing id of an incoming one."""
 PeerListener = Callable[[str, bool], None]
 """Called as ``listener(address, connected)`` when a connection to a peer comes up, drops, or
-fails to come back (each failed reconnection attempt reports ``False`` again)."""
+fails to come back (each failed reconnection attempt or refused handshake reports ``False``
+again)."""
+_HANDSHAKE_FAILED = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "it refused this side's CURVE key",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the security handshake failed (one side uses CURVE, "
+    "the other not, or the peer's public key is wrong)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the security handshake failed",
+}
+"""Monitor events of a connection whose handshake failed, with what they mean."""
+
+
+def curve_keypair() -> tuple[str, str]:
+    """A new CURVE (public, secret) key pair, in Z85."""
+    public, secret = zmq.curve_keypair()
+    return public.decode(), secret.decode()
+
+
+def curve_public(secret_key: str) -> str:
+    """The public key (Z85) of a CURVE secret key."""
+    return zmq.curve_public(secret_key.encode()).decode()
+
+
+class _AllowedKeys:
+    """The ZAP policy of a CURVE server: admit the listed public keys, log the others."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        self._keys = keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        allowed = key.decode() in self._keys
+        if not allowed:
+            event(logging.WARNING, "handshake.refused", key=key.decode(), reason="unknown key")
+        return allowed
 
 
 @dataclass(frozen=True)
@@ -135,6 +178,11 @@ class Endpoint(ABC):
         """Send back to a connected peer by routing id; :class:`TransportError` if it is gone."""
 
     @abstractmethod
+    def identify(self, address: str, node: str) -> None:
+        """Record that ``node``'s agent is reached at ``address``, before connecting there: an
+        authenticated transport checks that it is that node."""
+
+    @abstractmethod
     def watch_peers(self, listener: PeerListener) -> None:
         """Report to ``listener`` every time an outgoing connection comes up, goes down or fails
         a reconnection attempt."""
@@ -176,8 +224,17 @@ class ZmqEndpoint(Endpoint):
         limits: Limits,
         send_timeout_s: float,
         shared_memory: bool,
+        curve: CurveKeys | None,
     ) -> None:
         self._context = zmq.asyncio.Context()
+        self._curve = curve
+        self._auth: AsyncioAuthenticator | None = None
+        self._nodes_at: dict[str, str] = {}
+        """Address → the node whose agent listens there (for its CURVE public key)."""
+        self._refused: dict[str, str] = {}
+        """Addresses whose last handshake failed, with why (cleared by a successful one)."""
+        self._refusals: dict[str, asyncio.Future[None]] = {}
+        """Per address: resolved at its next failed handshake (wakes the sends waiting)."""
         self._loop = asyncio.get_running_loop()
         self._identity = identity
         self._token = token
@@ -212,18 +269,23 @@ class ZmqEndpoint(Endpoint):
         limits: Limits | None = None,
         send_timeout_s: float = 5.0,
         shared_memory: bool = True,
+        curve: CurveKeys | None = None,
     ) -> ZmqEndpoint:
-        """An endpoint that listens on ``listen`` (``host:port``, port 0 = any) if given, and
-        uses shared memory with peers on this host unless ``shared_memory=False``."""
+        """An endpoint that listens on ``listen`` (``host:port``, port 0 = any) if given, uses
+        shared memory with peers on this host unless ``shared_memory=False``, and speaks only
+        CURVE when given ``curve`` keys."""
         endpoint = cls(
             identity=identity,
             token=token,
             limits=limits or Limits(),
             send_timeout_s=send_timeout_s,
             shared_memory=shared_memory,
+            curve=curve,
         )
         if listen is not None:
             router = endpoint._socket(zmq.ROUTER)
+            if curve is not None:
+                endpoint._serve_curve(router, curve)
             router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             # A session reconnecting (after this process was frozen, or its connection dropped)
             # comes back with the same routing id while the old connection may not be closed
@@ -247,6 +309,36 @@ class ZmqEndpoint(Endpoint):
         if endpoint._pool is not None:
             endpoint._start(endpoint._trim(endpoint._pool), "trim shared memory")
         return endpoint
+
+    def _serve_curve(self, router: zmq.asyncio.Socket, curve: CurveKeys) -> None:
+        """Make ``router`` a CURVE server admitting only ``curve.clients`` (set before it binds:
+        the mechanism is fixed per connection)."""
+        self._auth = AsyncioAuthenticator(self._context)
+        self._auth.start()
+        self._auth.configure_curve_callback("*", _AllowedKeys(curve.clients))
+        router.curve_secretkey = curve.secret_key.encode()
+        router.curve_publickey = curve.public_key.encode()
+        router.curve_server = True
+
+    def identify(self, address: str, node: str) -> None:
+        # With CURVE, a connection to ``address`` expects ``node``'s public key.
+        self._nodes_at[address] = node
+
+    def _connect_curve(self, socket: zmq.asyncio.Socket, address: str) -> None:
+        """Make ``socket`` a CURVE client of the agent at ``address``; :class:`TransportError`
+        when the infrastructure gives that node no public key."""
+        assert self._curve is not None
+        node = self._nodes_at.get(address)
+        server_key = self._curve.servers.get(node) if node is not None else None
+        if server_key is None:
+            raise TransportError(
+                f"no CURVE public key for the agent at {address} (node {node!r}): give the "
+                "node a curve_public_key in the infrastructure file",
+                peer=node or address,
+            )
+        socket.curve_secretkey = self._curve.secret_key.encode()
+        socket.curve_publickey = self._curve.public_key.encode()
+        socket.curve_serverkey = server_key.encode()
 
     async def _trim(self, pool: _shm.SegmentPool) -> None:
         """Shrink the shared-memory pool once its segments sit idle (after a burst)."""
@@ -278,9 +370,16 @@ class ZmqEndpoint(Endpoint):
             socket.setsockopt(zmq.IMMEDIATE, 1)
             socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
             socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-            monitor = socket.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
-            )
+            if self._curve is not None:
+                try:
+                    self._connect_curve(socket, address)
+                except TransportError:
+                    socket.close(linger=0)
+                    raise
+            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            for kind in (zmq.EVENT_CONNECT_RETRIED, *_HANDSHAKE_FAILED):
+                events |= kind
+            monitor = socket.get_monitor_socket(events)
             self._monitors.append(monitor)
             try:
                 socket.connect(zmq_url(address))
@@ -310,6 +409,20 @@ class ZmqEndpoint(Endpoint):
 
     def _connection_event(self, address: str, kind: int) -> None:
         connected = kind == zmq.EVENT_HANDSHAKE_SUCCEEDED
+        if connected:
+            self._refused.pop(address, None)
+        elif kind in _HANDSHAKE_FAILED:
+            if address not in self._refused:
+                event(
+                    logging.WARNING,
+                    "handshake.failed",
+                    peer=address,
+                    reason=_HANDSHAKE_FAILED[kind],
+                )
+            self._refused[address] = _HANDSHAKE_FAILED[kind]
+            refusal = self._refusals.pop(address, None)
+            if refusal is not None and not refusal.done():
+                refusal.set_result(None)
         if connected and self._pool is not None:
             self._post(address, Message("shm.hello", self._introduction()))
         elif kind == zmq.EVENT_DISCONNECTED:
@@ -475,13 +588,40 @@ class ZmqEndpoint(Endpoint):
             if sending.done():  # the usual case, sent at once: no timer, no extra loop turn
                 sending.result()
             else:
-                await asyncio.wait_for(sending, self._send_timeout_s)
+                await self._sent(address, sending)
         except TimeoutError:
             unlend()
+            refused = self._refused.get(address)
+            if refused is not None:
+                raise TransportError(
+                    f"agent at {address} refused the connection: {refused}. Check that both "
+                    "sides use the keys of the infrastructure file (docs/runtime.md, Security)",
+                    peer=address,
+                ) from None
             raise PeerTimeout(
                 f"agent at {address} did not accept a message within {self._send_timeout_s} s",
                 peer=address,
             ) from None
+
+    async def _sent(self, address: str, sending: asyncio.Future[Any]) -> None:
+        """Wait until zmq takes ``sending``; :class:`TimeoutError` after the send timeout, or
+        at once when the peer refuses (or refused) the handshake: nothing would ever go."""
+        try:
+            if address not in self._refused:
+                refusal = self._refusals.get(address)
+                if refusal is None or refusal.done():
+                    refusal = self._refusals[address] = self._loop.create_future()
+                await asyncio.wait(
+                    {sending, refusal},
+                    timeout=self._send_timeout_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            if not sending.done():
+                sending.cancel()
+        if not sending.done() or sending.cancelled():
+            raise TimeoutError
+        sending.result()
 
     async def reply(self, route: bytes, message: Message) -> None:
         if self._router is None:
@@ -510,6 +650,8 @@ class ZmqEndpoint(Endpoint):
         ]
         for socket in sockets:
             socket.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
         self._context.term()
         self._reader.close()
         if self._pool is not None:

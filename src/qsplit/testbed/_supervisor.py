@@ -186,15 +186,19 @@ def _write_requester_infra(
     """The infrastructure file as the requesting device sees the testbed: its own agent
     directly, every other node through the emulator of the device's link to it. A node without
     one keeps its direct address, which carries only control messages: the runtime relays its
-    data through the nodes on its route, over their emulated links."""
+    data through the nodes on its route, over their emulated links. The testbed's agents run
+    on loopback without CURVE, so the nodes' public keys are left out (a session would
+    otherwise insist on CURVE)."""
     document = yaml.safe_load(infra_path.read_text())
     for node in document["nodes"]:
         name = node["name"]
         pair = proxies.get((infra.device, name))
         node["address"] = pair[0].address if pair is not None else addresses[name]
+        node.pop("curve_public_key", None)
     header = (
         f"# Written by `qsplit testbed up` from {infra_path.resolve()}.\n"
         "# Addresses are the device's view of the running testbed; valid until `down`.\n"
+        "# Its agents run on loopback in clear: no curve_public_key.\n"
     )
     requester_infra_path(state_dir).write_text(header + yaml.safe_dump(document, sort_keys=False))
 
