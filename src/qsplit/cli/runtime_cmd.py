@@ -161,6 +161,8 @@ def _input_shapes(values: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
     from qsplit.model import parse_input_shape
 
     return dict(parse_input_shape(v) for v in values or [])
+
+
 def _agent_curve(name: str, curve_key: Path | None, infra: Path | None) -> CurveKeys | None:
     """The agent's CURVE keys: its pair, and the nodes it admits, from the infra file."""
     from qsplit.infra import load_infra
