@@ -56,6 +56,14 @@ def agent_command(
             "node's reference_time and this host's; not a way to describe a node)."
         ),
     ] = 1.0,
+    emulated: Annotated[
+        bool,
+        typer.Option(
+            "--emulated",
+            help="Play a node of another speed (the testbed sets it): run each component in "
+            "its deployed compute_s, or padding factor × its time, even at factor 1.",
+        ),
+    ] = False,
     threads: Annotated[int, typer.Option(help="ORT threads per component.")] = 1,
     statistic: Annotated[
         str,
@@ -104,6 +112,7 @@ def agent_command(
         listen=listen,
         token=_token(token),
         padding_factor=padding_factor,
+        emulated=emulated,
         threads=threads,
         statistic=_statistic(statistic),
         limits=Limits(max_message_bytes=int(max_message_mb * 2**20)),

@@ -16,6 +16,12 @@ from qsplit.profile._emulation import (
     padding_factor,
 )
 from qsplit.profile._links import Request, answer_probe, measure_link, zmq_request
+from qsplit.profile._node import (
+    EMULATION_STATISTIC,
+    profile_node,
+    scale_profile,
+    shipped_profile,
+)
 from qsplit.profile._profiler import (
     CalibrationSource,
     ProgressCallback,
@@ -37,6 +43,7 @@ from qsplit.profile._timing import (
 from qsplit.profile._types import BlockTiming, ComputeProfile, LinkMeasurement, LinkProfile
 
 __all__ = [
+    "EMULATION_STATISTIC",
     "FACTOR_TOLERANCE",
     "REFERENCE_WORKLOAD",
     "STATISTICS",
@@ -66,8 +73,11 @@ __all__ = [
     "pad_to",
     "padding_factor",
     "profile_compute",
+    "profile_node",
     "random_components",
     "reference_time_s",
+    "scale_profile",
+    "shipped_profile",
     "time_run",
     "zmq_request",
 ]
