@@ -59,7 +59,9 @@ def main() -> None:
                 "profile", str(MODEL), "--node", node, "--infra", str(INFRA), "--out", out, *extra
             )
         for name, options in PLANS.items():
-            infra = INFRA.with_name("device-only.yaml") if name == "device-only" else INFRA
+            alone = name == "device-only"
+            infra = INFRA.with_name("device-only.yaml") if alone else INFRA
+            given = profiles / "device.json" if alone else profiles
             path = args.out / source / f"{name}.json"
             _qsplit(
                 "plan",
@@ -68,7 +70,7 @@ def main() -> None:
                 "--infra",
                 str(infra),
                 "--profiles",
-                str(profiles),
+                str(given),
                 "--no-memory",
                 "--out",
                 str(path),
