@@ -7,10 +7,12 @@ alternating, ``--repetitions`` runs each, the emulation's statistic, one thread)
 block keeps its least time over the passes: other processes only add time, so the least
 disturbed pass is the best estimate of each block's undisturbed share. The file records
 ``host_reference_s`` (Σ fp32, this host's time for the reference workload measured the same
-way), the passes and the load average.
+way), the passes and the load average. ``--include`` adds earlier passes (compute profiles of
+the same model with the same settings, e.g. one taken while the machine was quiet), so passes
+made at different moments can be combined.
 
 Usage: PYTHONPATH=src python scripts/make_shipped_profile.py [--passes 3] [--repetitions 20]
-       [--out src/qsplit/assets/profiles/yolo11n.json]
+       [--include PROFILE.json ...] [--out src/qsplit/assets/profiles/yolo11n.json]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--repetitions", type=int, default=20)
+    parser.add_argument("--include", type=Path, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     model, graph = analyze(str(bundled_model_path("yolo11n")))
@@ -48,14 +51,25 @@ def main() -> None:
         )
         for i in range(args.passes)
     ]
+    earlier = [ComputeProfile.load(str(path)) for path in args.include]
+    for path, profile in zip(args.include, earlier, strict=True):
+        if profile.model_sha256 != graph.model.sha256 or profile.settings["statistic"] != "min":
+            parser.error(f"{path}: not a minimum-statistic profile of the bundled YOLO11n")
+    passes += earlier
     blocks = {name: _least([p.blocks[name] for p in passes]) for name in graph.block_names}
     host_s = sum(t.fp32_s for t in blocks.values())
     settings = {
-        **{k: v for k, v in passes[0].settings.items() if k != "padding_factor"},
-        "passes": args.passes,
+        **{k: v for k, v in passes[0].settings.items() if k not in ("padding_factor", "source")},
+        "passes": len(passes),
+        "pass_repetitions": [p.settings["repetitions"] for p in passes],
+        "pass_sums_fp32_s": [sum(t.fp32_s for t in p.blocks.values()) for p in passes],
         "combined": "per block, the least time over the passes",
         "host_reference_s": host_s,
-        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "load_average": {
+            "before": load_before,
+            "after": os.getloadavg(),
+            "included": [p.settings.get("load_average") for p in earlier],
+        },
         "measured": {
             "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(),
