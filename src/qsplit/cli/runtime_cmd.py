@@ -16,7 +16,7 @@ from qsplit.cli._format import human_bytes
 from qsplit.errors import InputError
 
 if TYPE_CHECKING:
-    from qsplit.profile import Statistic
+    from qsplit.profile import ComputeProfile, Statistic
 
 TOKEN_HELP = "Shared secret (default: $QSPLIT_TOKEN); required when listening off loopback."
 PlanArg = Annotated[Path, typer.Argument(help="plan.json written by `qsplit plan`.")]
@@ -32,6 +32,23 @@ CalibOpt = Annotated[
         help="Images to calibrate the plan's quantized blocks on (default: bundled samples).",
     ),
 ]
+ProfilesOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--profiles",
+        help="The compute profiles (files or a directory) the plan was made with: emulated "
+        "nodes (the testbed's) then run each component in its profiled time. Repeatable.",
+    ),
+]
+
+
+def _profiles(paths: list[Path] | None) -> dict[str, ComputeProfile] | None:
+    """Node → compute profile of ``--profiles``, or ``None`` when none were given."""
+    from qsplit.profile import load_compute_profiles
+
+    if not paths:
+        return None
+    return {node: profile for node, (_, profile) in load_compute_profiles(paths).items()}
 
 
 def _token(token: str | None) -> str | None:
@@ -155,6 +172,7 @@ def deploy_command(
     model: ModelOpt,
     token: TokenOpt = None,
     calib: CalibOpt = None,
+    profiles: ProfilesOpt = None,
 ) -> None:
     """Send a plan's components to their agents (each checked by sha256 there).
 
@@ -163,7 +181,13 @@ def deploy_command(
     from qsplit.runtime import connect
 
     with connect(
-        plan, infra, model=model, token=_token(token), deploy=False, calibration=calib
+        plan,
+        infra,
+        model=model,
+        token=_token(token),
+        deploy=False,
+        calibration=calib,
+        profiles=_profiles(profiles),
     ) as session:
         session.deploy()
         table = Table(title=f"deployment {session.deployment.id}")
@@ -197,6 +221,7 @@ def run_command(
     ] = None,
     token: TokenOpt = None,
     calib: CalibOpt = None,
+    profiles: ProfilesOpt = None,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
     measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
@@ -218,7 +243,13 @@ def run_command(
     _positive(concurrency, "--concurrency", "4")
     network, predicted = load_infra(infra), Plan.load(plan).predicted
     with connect(
-        plan, network, model=model, token=_token(token), timeout_s=timeout, calibration=calib
+        plan,
+        network,
+        model=model,
+        token=_token(token),
+        timeout_s=timeout,
+        calibration=calib,
+        profiles=_profiles(profiles),
     ) as session:
         specs = session.deployment.input_specs
         feeds = random_requests(specs, random) if input is None else image_requests(specs, input)

@@ -40,7 +40,13 @@ from qsplit.profile._timing import (
     reference_time_s,
     time_run,
 )
-from qsplit.profile._types import BlockTiming, ComputeProfile, LinkMeasurement, LinkProfile
+from qsplit.profile._types import (
+    BlockTiming,
+    ComputeProfile,
+    LinkMeasurement,
+    LinkProfile,
+    load_compute_profiles,
+)
 
 __all__ = [
     "EMULATION_STATISTIC",
@@ -65,6 +71,7 @@ __all__ = [
     "block_feeds",
     "emulated_duration_s",
     "fit_overhead",
+    "load_compute_profiles",
     "make_session",
     "measure_additivity",
     "measure_host",

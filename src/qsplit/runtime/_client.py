@@ -32,6 +32,7 @@ import numpy as np
 
 from qsplit.errors import InputError
 from qsplit.infra import Infra, load_infra
+from qsplit.profile import ComputeProfile
 from qsplit.runtime._deployment import Deployment, load_deployment
 from qsplit.runtime._log import event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
@@ -574,12 +575,15 @@ def connect(
     graph_optimization: str = "all",
     deploy: bool = True,
     calibration: CalibrationSource = None,
+    profiles: Mapping[str, ComputeProfile] | None = None,
 ) -> Session:
     """A :class:`Session` for a plan file (with the ``model`` it was made for) or a
     :class:`Deployment`; components the agents lack are deployed unless ``deploy=False``.
 
     A plan's quantized blocks run in int8, calibrated on ``calibration`` (an image folder,
-    default the bundled sample images, or a :class:`qsplit.quant.Calibration`).
+    default the bundled sample images, or a :class:`qsplit.quant.Calibration`). ``profiles``
+    (node → the compute profile the plan was made with) give each component its profiled time,
+    which emulated nodes run it in (docs/testbed.md).
 
     ``graph_optimization="disabled"`` runs components with ORT optimisations off, which
     reproduces an unoptimised whole-model session to the bit.
@@ -590,7 +594,7 @@ def connect(
             raise InputError(
                 "a plan file needs the model it was made for", fix="pass model=PATH (--model)"
             )
-        plan = load_deployment(plan, infra, model, calibration=calibration)
+        plan = load_deployment(plan, infra, model, calibration=calibration, profiles=profiles)
     session = Session(
         plan,
         device=infra.device,

@@ -191,9 +191,11 @@ def load_deployment(
     model_path: str | Path,
     *,
     calibration: CalibrationSource = None,
+    profiles: Mapping[str, ComputeProfile] | None = None,
 ) -> Deployment:
     """The deployment of a plan file: its assignment, with its quantized blocks in int8
-    (calibrated on ``calibration``). The model must be the one the plan was made for."""
+    (calibrated on ``calibration``), each component timed by ``profiles`` if given (see
+    :func:`build_deployment`). The model must be the one the plan was made for."""
     plan = Plan.load(plan_path)
     digest = load_model(model_path).info.sha256  # a missing file or a folder: one clear line
     if digest != plan.model_sha256:
@@ -210,4 +212,5 @@ def load_deployment(
         infra,
         quantized=plan.quantized,
         calibration=calibration,
+        profiles=profiles,
     )
