@@ -15,7 +15,10 @@ same latencies. This runs the demo twice in child processes:
    agents) are in the cgroup, so the testbed measures the slowed host and pads less. The
    slowdown reported is the ratio of the two runs' host reference times.
 
-Each run profiles its nodes afresh (its own profile cache); the noise model, which does not
+Each run makes its nodes' profiles afresh (its own profile cache): for the bundled YOLO11n that
+is the shipped profile scaled to each node's reference time, so the host is not measured for
+them, only at ``testbed up`` for the padding factors (a model without a shipped profile would be
+timed on each host). Links are measured live in each run. The noise model, which does not
 depend on the host's speed, is fitted once and copied into the second run's cache. The
 comparison: every entry (scenario, label) must have the same placement and quantized blocks in
 both runs, and its measured median latency must agree within ``--tolerance`` (10 %).

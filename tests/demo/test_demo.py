@@ -13,6 +13,7 @@ import pytest
 
 from qsplit.demo import DemoConfig, ScenarioSpec, run_demo
 from qsplit.demo._cache import Cache
+from qsplit.profile import ComputeProfile
 from qsplit.report import build_report
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "qsplit" / "examples"
@@ -66,6 +67,17 @@ def test_the_testbed_ran_each_node_at_its_absolute_speed(short_run) -> None:
     for node, reference_ms in (("device", 1000.0), ("edge", 425.0)):
         factor = calibration["padding_factors"][node]
         assert factor == pytest.approx(max(1.0, reference_ms / host_ms), rel=1e-3)
+
+
+@pytest.mark.slow
+def test_plans_use_the_shipped_profile_at_each_nodes_speed(short_run) -> None:
+    """Nothing of the model is timed on this host for the plans: each node's profile is the
+    shipped YOLO11n profile scaled to its reference time, so plans cannot depend on the host."""
+    run_dir, index = short_run
+    for node, reference_s in (("device", 1.0), ("edge", 0.425)):
+        profile = ComputeProfile.load(str(run_dir / index.profiles[node]))
+        assert profile.settings["source"].startswith("shipped profile yolo11n.json")
+        assert sum(t.fp32_s for t in profile.blocks.values()) == pytest.approx(reference_s)
 
 
 @pytest.mark.slow

@@ -86,3 +86,24 @@ def test_a_known_plan_refutes_only_within_the_bounds_and_holds() -> None:
     held = Claim("latency", lambda ev: ev.latency_s, {"energy": local.energy_j})
     assert offloaded.energy_j > local.energy_j  # so the hold excludes it
     assert refutation(problem, held, local, (local.latency_s, 1.0), [offloaded], 1e-6) is None
+
+
+def test_a_bound_broken_within_the_solvers_tolerance_is_not_a_solver_error() -> None:
+    """The noise row bounds ``noise ** 2`` (here ~6.5e-4), which HiGHS holds to 1e-6: a plan
+    0.02 % over the noise bound is what the solver may return (seen in the demo), one 2 %
+    over is not; other rows keep the cost model's own tolerance."""
+    from dataclasses import replace
+
+    from plan_helpers import noise
+
+    from qsplit.plan._cost import Violation
+    from qsplit.plan._guard import within_feasibility
+    from qsplit.plan._milp import build
+
+    base = _two_nodes()
+    poly = replace(noise(["a"], 0.0, {("a",): 1e-3}), power=2)
+    timed = {n: profile(n, {"a": (0.05, 0.03), "b": (0.05, None)}) for n in ("dev", "edge")}
+    form = build(PlanningProblem(base.graph, base.infra, timed, poly))
+    assert within_feasibility(form, Violation("noise", 0.0255799, 0.0255745))
+    assert not within_feasibility(form, Violation("noise", 0.0261, 0.0255745))
+    assert not within_feasibility(form, Violation("device-energy", 1.001, 1.0))

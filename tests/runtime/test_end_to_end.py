@@ -85,16 +85,20 @@ def _flat_profile(graph, node: str, block_s: float) -> ComputeProfile:
     return ComputeProfile(node, graph.model.sha256, graph.granularity, blocks)
 
 
-def test_an_emulating_agent_runs_a_component_in_its_profiled_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize("emulating", [("--padding-factor", "2"), ("--emulated",)])
+def test_an_emulating_agent_runs_a_component_in_its_profiled_time(
+    tmp_path: Path, emulating: tuple[str, ...]
+) -> None:
     """With profiles, each component carries the node's profiled time for it, and an agent that
     emulates a slower node runs it in exactly that time (not padding × its own runs, which load
-    on the host inflates); an agent that emulates nothing ignores it."""
+    on the host inflates); an agent that emulates nothing ignores it. A testbed agent
+    (``--emulated``) does so even at factor 1, a host within 5 % of the node's speed."""
     path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
     _, graph = analyze(str(path))
     model = onnx.load(path)
     assignment = by_segments(graph.block_names, ("slow", "real"))
     with (
-        running_agents("slow", args=("--padding-factor", "2")) as slow,
+        running_agents("slow", args=emulating) as slow,
         running_agents("real") as real,
     ):
         infra = infra_for({**slow, **real})

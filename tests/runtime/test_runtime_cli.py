@@ -20,6 +20,7 @@ from qsplit.assets import sample_images_dir
 from qsplit.cli import app
 from qsplit.errors import InputError
 from qsplit.model import analyze
+from qsplit.profile import BlockTiming, ComputeProfile
 
 PREDICTED = {"latency_s": 0.25, "energy_j": 1.5, "device_energy_j": 0.5, "noise": 0.0}
 POWER = {"device": (2.0, 3.0), "edge": (5.0, 0.5)}
@@ -227,3 +228,35 @@ def test_run_exits_non_zero_and_counts_failed_requests(tmp_path: Path) -> None:
         ran = qsplit("run", str(plan), *common, "--random", "3")
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "3 of 3 requests failed" in ran.stderr and "Gather" in ran.stdout
+
+
+def test_run_with_profiles_runs_each_component_in_its_profiled_time(tmp_path: Path) -> None:
+    """``qsplit run --profiles``: a plan made from CLI profiles runs on an emulated node in the
+    time those profiles give each component, as the demo's plans do (one profiling path)."""
+    model = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    graph = analyze(str(model))[1]
+    blocks = graph.block_names
+    half = len(blocks) // 2
+    assignment = {b: "device" if i < half else "edge" for i, b in enumerate(blocks)}
+    plan = write_plan(tmp_path / "plan.json", model, assignment)
+    for node in ("device", "edge"):
+        timings = {b: BlockTiming(fp32_s=0.03) for b in blocks}
+        profile = ComputeProfile(node, graph.model.sha256, graph.granularity, timings)
+        profile.save(str(tmp_path / "profiles" / f"{node}.json"))
+    with (
+        running_agents("device", args=("--emulated",)) as device,
+        running_agents("edge") as edge,
+    ):
+        infra = write_infra(tmp_path / "infra.yaml", {**device, **edge})
+        out = tmp_path / "results.json"
+        common = ["--infra", str(infra), "--model", str(model), "--out", str(out)]
+        ran = CliRunner().invoke(
+            app,
+            ["run", str(plan), *common, "--random", "2", "--profiles", str(tmp_path / "profiles")],
+        )
+        assert ran.exit_code == 0, ran.output
+    target = 0.03 * half
+    for request in read_json(out, "runtime-results", (1,))["requests"]:
+        runs = {r["node"]: r["compute_s"] for r in request["runs"]}
+        assert target <= runs["device"] < target + 0.1
+        assert runs["edge"] < 0.03 * (len(blocks) - half)  # a real node ignores the profile

@@ -52,3 +52,8 @@ def sample_images_dir() -> Path:
 def sample_images() -> list[Path]:
     """The bundled sample images, sorted by name so every run sees them in the same order."""
     return sorted(p for p in sample_images_dir().iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+
+
+def bundled_profile_paths() -> list[Path]:
+    """The shipped compute profiles (``profiles/*.json``, see ``profiles/README.md``), by name."""
+    return sorted(_asset_dir("profiles").glob("*.json"))

@@ -10,16 +10,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qsplit.cli._app import app, console
+from qsplit.infra import load_infra
 from qsplit.model import LayerGraph, LoadedModel, analyze, parse_input_shape
 from qsplit.profile import (
+    EMULATION_STATISTIC,
     SessionSettings,
+    Statistic,
     Summary,
     block_feeds,
     emulated_duration_s,
     make_session,
     measure_host,
     padding_factor,
-    profile_compute,
+    profile_node,
+    shipped_profile,
     time_run,
 )
 
@@ -51,6 +55,10 @@ def profile_command(
         Path | None,
         typer.Option(help="Calibration images for int8 (default: the bundled sample images)."),
     ] = None,
+    no_shipped: Annotated[
+        bool,
+        typer.Option("--no-shipped", help="Time this machine even if the model ships a profile."),
+    ] = False,
 ) -> None:
     """Time every block alone (fp32 and int8) and write a compute profile for the planner.
 
@@ -58,21 +66,25 @@ def profile_command(
     """
     if granularity not in ("node", "block"):
         raise typer.BadParameter("must be 'node' or 'block'", param_hint="--granularity")
-    factor = 1.0
-    if infra is not None:
-        from qsplit.infra import load_infra
-
-        nodes = load_infra(infra)
-        if nodes.node(node).reference_time_s is not None:
-            with console.status("timing this host's reference workload"):
-                host = measure_host("median", threads=threads)
-            factor = padding_factor(nodes, node, host)
-            console.print(
-                f"emulating {node}: reference time {nodes.node(node).reference_time_s * 1e3:.0f}"
-                f" ms / this host {host.time_s * 1e3:.0f} ms → padding factor {factor:.2f}"
-            )
+    nodes = None if infra is None else load_infra(infra)
+    reference_s = None if nodes is None else nodes.node(node).reference_time_s
     shapes = dict(parse_input_shape(s) for s in input_shape or [])
     loaded, graph = analyze(str(model), shapes, granularity)  # type: ignore[arg-type]
+    # An emulated node is summarised as the testbed's agents summarise it (one profiling path).
+    statistic: Statistic = "median" if reference_s is None else EMULATION_STATISTIC
+    factor, shipped = 1.0, None
+    if reference_s is not None and not no_shipped:
+        shipped = shipped_profile(graph, node, reference_s)
+    if shipped is not None:
+        console.print(f"emulating {node}: the model's shipped profile scaled to its reference time")
+    elif nodes is not None and reference_s is not None:
+        with console.status("timing this host's reference workload"):
+            host = measure_host(statistic, threads=threads)
+        factor = padding_factor(nodes, node, host)
+        console.print(
+            f"emulating {node}: reference time {reference_s * 1e3:.0f} ms / this host "
+            f"{host.time_s * 1e3:.0f} ms → padding factor {factor:.2f}"
+        )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -81,11 +93,13 @@ def profile_command(
     )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("profiling", total=len(graph.blocks))
-        profile = profile_compute(
+        profile = profile_node(
             loaded,
             graph,
             node=node,
+            reference_time_s=reference_s,
             padding_factor=factor,
+            statistic=statistic,
             provider=provider,
             threads=threads,
             warmup=warmup,
@@ -93,6 +107,7 @@ def profile_command(
             int8=not no_int8,
             calibration=calib,
             progress=lambda done, _total, name: bar.update(task, completed=done, description=name),
+            shipped=not no_shipped,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(str(out))
@@ -106,21 +121,31 @@ def profile_command(
         table.add_row(name, f"{t.fp32_s * 1e3:.2f}", int8, speedup)
     console.print(table)
     total = sum(t.fp32_s for t in profile.blocks.values())
-    whole = _whole_model_s(loaded, graph, provider, threads, warmup, repetitions)
-    console.print(
-        f"Σ blocks fp32 {total * 1e3:.1f} ms; whole model measured "
-        f"{emulated_duration_s(whole, factor) * 1e3:.1f} ms"
-    )
+    if shipped is None:
+        whole = _whole_model_s(loaded, graph, provider, threads, warmup, repetitions, statistic)
+        console.print(
+            f"Σ blocks fp32 {total * 1e3:.1f} ms; whole model measured "
+            f"{emulated_duration_s(whole, factor) * 1e3:.1f} ms"
+        )
+    else:
+        console.print(f"Σ blocks fp32 {total * 1e3:.1f} ms (shipped, not measured)")
     console.print(f"written to [bold]{out}[/]")
 
 
 def _whole_model_s(
-    loaded: LoadedModel, graph: LayerGraph, provider: str, threads: int, warmup: int, reps: int
+    loaded: LoadedModel,
+    graph: LayerGraph,
+    provider: str,
+    threads: int,
+    warmup: int,
+    reps: int,
+    statistic: Statistic,
 ) -> float:
-    """Median latency of the whole model with the profile's settings, to compare with the sum."""
+    """The whole model's latency with the profile's settings and statistic, to compare with
+    the sum of its blocks."""
     session = make_session(loaded.proto, SessionSettings(provider=provider, threads=threads))
     values = block_feeds(loaded, graph)
     feeds = {spec.name: values[spec.name] for spec in graph.model.inputs}
     for _ in range(warmup):
         session.run(None, feeds)
-    return Summary.of([time_run(session, feeds) for _ in range(reps)]).median_s
+    return Summary.of([time_run(session, feeds) for _ in range(reps)]).value(statistic)

@@ -17,7 +17,7 @@ from qsplit.cli._model_options import PreprocessOption
 from qsplit.errors import InputError
 
 if TYPE_CHECKING:
-    from qsplit.profile import Statistic
+    from qsplit.profile import ComputeProfile, Statistic
     from qsplit.runtime import CurveKeys
 
 TOKEN_HELP = "Shared secret (default: $QSPLIT_TOKEN); required when listening off loopback."
@@ -42,6 +42,23 @@ CalibOpt = Annotated[
         help="Images to calibrate the plan's quantized blocks on (default: bundled samples).",
     ),
 ]
+ProfilesOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--profiles",
+        help="The compute profiles (files or a directory) the plan was made with: emulated "
+        "nodes (the testbed's) then run each component in its profiled time. Repeatable.",
+    ),
+]
+
+
+def _profiles(paths: list[Path] | None) -> dict[str, ComputeProfile] | None:
+    """Node → compute profile of ``--profiles``, or ``None`` when none were given."""
+    from qsplit.profile import load_compute_profiles
+
+    if not paths:
+        return None
+    return {node: profile for node, (_, profile) in load_compute_profiles(paths).items()}
 
 InputShapeOpt = Annotated[
     list[str] | None,
@@ -75,6 +92,14 @@ def agent_command(
             "node's reference_time and this host's; not a way to describe a node)."
         ),
     ] = 1.0,
+    emulated: Annotated[
+        bool,
+        typer.Option(
+            "--emulated",
+            help="Play a node of another speed (the testbed sets it): run each component in "
+            "its deployed compute_s, or padding factor × its time, even at factor 1.",
+        ),
+    ] = False,
     threads: Annotated[int, typer.Option(help="ORT threads per component.")] = 1,
     statistic: Annotated[
         str,
@@ -144,6 +169,7 @@ def agent_command(
         listen=listen,
         token=_token(token),
         padding_factor=padding_factor,
+        emulated=emulated,
         threads=threads,
         statistic=_statistic(statistic),
         limits=Limits(max_message_bytes=int(max_message_mb * 2**20)),
@@ -214,6 +240,7 @@ def deploy_command(
     input_shape: InputShapeOpt = None,
     preprocess: PreprocessOption = None,
     curve_key: CurveKeyOpt = None,
+    profiles: ProfilesOpt = None,
 ) -> None:
     """Send a plan's components to their agents (each checked by sha256 there).
 
@@ -233,6 +260,7 @@ def deploy_command(
         input_shapes=_input_shapes(input_shape),
         preprocess=spec.preprocess,
         curve_key=curve_key,
+        profiles=_profiles(profiles),
     ) as session:
         session.deploy()
         table = Table(title=f"deployment {session.deployment.id}")
@@ -269,6 +297,7 @@ def run_command(
     input_shape: InputShapeOpt = None,
     preprocess: PreprocessOption = None,
     curve_key: CurveKeyOpt = None,
+    profiles: ProfilesOpt = None,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
     measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
@@ -301,6 +330,7 @@ def run_command(
         input_shapes=_input_shapes(input_shape),
         preprocess=recipe,
         curve_key=curve_key,
+        profiles=_profiles(profiles),
     ) as session:
         specs = session.deployment.input_specs
         feeds = (

@@ -1,7 +1,8 @@
 """A content-addressed cache of slow results (profiles, noise models), so re-runs are fast.
 
 A result is stored under a hash of everything it depends on (model hash, node, reference time,
-settings, library versions, and the source of the qsplit packages that compute it): a changed
+settings, library versions, and the source of the qsplit packages that compute it, shipped
+profiles included): a changed
 input or a changed algorithm is a different key, never a stale hit.
 """
 
@@ -18,15 +19,17 @@ import onnxruntime as ort
 
 import qsplit
 
-_PRODUCERS = {"profiles": ("profile", "quant"), "noise": ("quant",)}
-"""The qsplit packages whose code computes each kind of result."""
+_PRODUCERS = {"profiles": ("profile", "quant", "assets/profiles"), "noise": ("quant",)}
+"""The qsplit packages whose code (or shipped data) computes each kind of result."""
 
 
 def _source_digest(packages: tuple[str, ...]) -> str:
     root = Path(qsplit.__file__).parent
     digest = hashlib.sha256()
     for package in packages:
-        for path in sorted((root / package).rglob("*.py")):
+        for path in sorted((root / package).rglob("*")):
+            if path.suffix not in (".py", ".json"):
+                continue
             digest.update(path.read_bytes())
     return digest.hexdigest()
 

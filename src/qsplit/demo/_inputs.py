@@ -1,8 +1,10 @@
 """The planner's inputs on the testbed: a profile per node, measured links, the noise model.
 
-Profiles are measured *by each node's agent* (its padding and thread settings, as it will
-run the components); links are measured through the emulators the tensors will cross. Both are
-what a real deployment would do; only the machines are emulated.
+Profiles are made *by each node's agent* (its padding and thread settings, as it will run the
+components; for a model that ships a profile, as the bundled YOLO11n does, that profile scaled to
+the node's reference time, so plans do not depend on the host); links are measured through the
+emulators the tensors will cross. Both are what a real deployment would do; only the machines
+are emulated.
 """
 
 from __future__ import annotations
@@ -46,9 +48,18 @@ def node_profiles(
             "statistic": AGENT_STATISTIC,
         }
 
-        def make(folder: Path, name: str = name, address: str = agent.address) -> None:
+        def make(
+            folder: Path,
+            name: str = name,
+            address: str = agent.address,
+            reference_s: float = agent.reference_time_s,
+        ) -> None:
             profile = profile_on_agent(
-                address, config.model, name, repetitions=config.profile_repetitions
+                address,
+                config.model,
+                name,
+                repetitions=config.profile_repetitions,
+                reference_time_s=reference_s,
             )
             profile.save(str(folder / f"{name}.json"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -10,8 +9,7 @@ from qsplit.errors import InputError
 from qsplit.infra import Infra, Link, load_infra
 from qsplit.model import LayerGraph
 from qsplit.plan._problem import Bounds, LatencyModel, PlanningProblem
-from qsplit.profile import ComputeProfile, LinkProfile
-from qsplit.profile._types import COMPUTE_PROFILE_KIND
+from qsplit.profile import ComputeProfile, LinkProfile, load_compute_profiles
 from qsplit.quant import NoisePolynomial
 
 
@@ -59,18 +57,9 @@ def load_problem(
         noise = NoisePolynomial.load(noise)
 
     by_node: dict[str, ComputeProfile] = {}
-    for path in _profile_files(profiles):
-        profile = ComputeProfile.load(path)
-        key = f"profile:{profile.node}"
-        if key in sources:
-            raise InputError(
-                f"second profile for node {profile.node!r} (first: {sources[key]})",
-                file=path,
-                field="node",
-                fix="pass one profile per node",
-            )
-        sources[key] = str(path)
-        by_node[profile.node] = profile
+    for node, (path, profile) in load_compute_profiles(profiles).items():
+        sources[f"profile:{node}"] = str(path)
+        by_node[node] = profile
     return PlanningProblem(
         graph=graph,
         infra=infra,
@@ -82,31 +71,3 @@ def load_problem(
         latency_model=latency_model,
         sources=sources,
     )
-
-
-def _profile_files(paths: Iterable[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = [p for p in sorted(path.glob("*.json")) if _kind(p) == COMPUTE_PROFILE_KIND]
-            if not found:
-                raise InputError(
-                    "no compute profiles (*.json) in this directory",
-                    file=path,
-                    fix="run `qsplit profile` for each node",
-                )
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise InputError("file not found", file=path, fix="check the path")
-    return files
-
-
-def _kind(path: Path) -> object:
-    """The ``kind`` of a qsplit JSON file (``None`` for anything else), to skip other files."""
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return document.get("kind") if isinstance(document, dict) else None

@@ -16,6 +16,12 @@ from qsplit.profile._emulation import (
     padding_factor,
 )
 from qsplit.profile._links import Request, answer_probe, measure_link, zmq_request
+from qsplit.profile._node import (
+    EMULATION_STATISTIC,
+    profile_node,
+    scale_profile,
+    shipped_profile,
+)
 from qsplit.profile._profiler import (
     CalibrationSource,
     ProgressCallback,
@@ -35,9 +41,16 @@ from qsplit.profile._timing import (
     reference_time_s,
     time_run,
 )
-from qsplit.profile._types import BlockTiming, ComputeProfile, LinkMeasurement, LinkProfile
+from qsplit.profile._types import (
+    BlockTiming,
+    ComputeProfile,
+    LinkMeasurement,
+    LinkProfile,
+    load_compute_profiles,
+)
 
 __all__ = [
+    "EMULATION_STATISTIC",
     "FACTOR_TOLERANCE",
     "REFERENCE_WORKLOAD",
     "STATISTICS",
@@ -59,6 +72,7 @@ __all__ = [
     "block_feeds",
     "emulated_duration_s",
     "fit_overhead",
+    "load_compute_profiles",
     "make_session",
     "measure_additivity",
     "measure_host",
@@ -67,10 +81,13 @@ __all__ = [
     "pad_to",
     "padding_factor",
     "profile_compute",
+    "profile_node",
     "random_components",
     "reference_inputs",
     "reference_time_s",
     "reference_values",
+    "scale_profile",
+    "shipped_profile",
     "time_run",
     "zmq_request",
 ]

@@ -6,10 +6,14 @@ profile can be checked against the LayerGraph it is used with.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from qsplit._jsonio import read_json, write_json
+from qsplit.errors import InputError
 
 COMPUTE_PROFILE_KIND = "compute-profile"
 LINK_PROFILE_KIND = "link-profile"
@@ -80,6 +84,51 @@ class ComputeProfile:
     @classmethod
     def load(cls, path: str) -> ComputeProfile:
         return cls.from_dict(read_json(path, COMPUTE_PROFILE_KIND, (SCHEMA_VERSION,)))
+
+
+def load_compute_profiles(paths: Iterable[str | Path]) -> dict[str, tuple[Path, ComputeProfile]]:
+    """Node → (file, profile) from compute-profile files or directories of them (every
+    compute profile in a directory is read); one profile per node."""
+    found: dict[str, tuple[Path, ComputeProfile]] = {}
+    for path in _profile_files(paths):
+        profile = ComputeProfile.load(str(path))
+        if profile.node in found:
+            raise InputError(
+                f"second profile for node {profile.node!r} (first: {found[profile.node][0]})",
+                file=path,
+                field="node",
+                fix="pass one profile per node",
+            )
+        found[profile.node] = (path, profile)
+    return found
+
+
+def _profile_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = [p for p in sorted(path.glob("*.json")) if _kind(p) == COMPUTE_PROFILE_KIND]
+            if not found:
+                raise InputError(
+                    "no compute profiles (*.json) in this directory",
+                    file=path,
+                    fix="run `qsplit profile` for each node",
+                )
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise InputError("file not found", file=path, fix="check the path")
+    return files
+
+
+def _kind(path: Path) -> object:
+    """The ``kind`` of a qsplit JSON file (``None`` for anything else), to skip other files."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return document.get("kind") if isinstance(document, dict) else None
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,11 @@ class AgentSettings:
     """Pad each component run to this × its time here (1: none). Not a node description: the
     testbed derives it from the node's absolute ``reference_time`` and this host's
     (:func:`qsplit.profile.padding_factor`)."""
+    emulated: bool = False
+    """This agent plays a node of another speed (the testbed's agents): each component runs in
+    the time the deployment gives it (``compute_s``), or ``padding_factor ×`` its time here,
+    even at factor 1 (a host up to 5 % slower than the node). A real node (``False``, the
+    default) runs as fast as it runs unless ``padding_factor`` > 1."""
     limits: Limits = field(default_factory=Limits)
     send_timeout_s: float = 5.0
     """How long a push to a peer may wait for the peer to accept it."""
@@ -420,7 +425,8 @@ class Agent:
         except Exception as exc:  # ORT raises plain RuntimeError subclasses for bad models
             return {"ok": False, "error": f"component {body['name']!r} does not load: {exc}"}
         reference_s, target_s = None, _target_s(body.get("compute_s"))
-        if self.settings.padding_factor > 1.0 and target_s is None:
+        pads = self.settings.emulated or self.settings.padding_factor > 1.0
+        if pads and target_s is None:
             feeds = {i.name: received.message.tensors.get(i.name) for i in session.get_inputs()}
             lacking = [name for name, value in feeds.items() if value is None]
             if lacking:
@@ -452,7 +458,7 @@ class Agent:
             session=session,
             fixed_outputs=_fixed_outputs(session),
             reference_s=reference_s,
-            target_s=target_s if self.settings.padding_factor > 1.0 else None,
+            target_s=target_s if pads else None,
         )
         self._deployments.setdefault(str(body["dep"]), {})[component.name] = component
         # Connect to the consumers now: set-up takes round trips (TCP, then the messaging

@@ -33,6 +33,7 @@ import numpy as np
 from qsplit.errors import InputError
 from qsplit.infra import Infra, load_infra
 from qsplit.model import Preprocess
+from qsplit.profile import ComputeProfile
 from qsplit.runtime._deployment import Deployment, load_deployment
 from qsplit.runtime._keys import CurveKeys, curve_keys
 from qsplit.runtime._log import event
@@ -585,6 +586,7 @@ def connect(
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     preprocess: Preprocess | None = None,
     curve_key: str | Path | None = None,
+    profiles: Mapping[str, ComputeProfile] | None = None,
 ) -> Session:
     """A :class:`Session` for a plan file (with the ``model`` it was made for) or a
     :class:`Deployment`; components the agents lack are deployed unless ``deploy=False``.
@@ -595,6 +597,8 @@ def connect(
     A plan's quantized blocks run in int8, calibrated on ``calibration`` (an image folder,
     default the bundled sample images, or a :class:`qsplit.quant.Calibration`), the images
     prepared by ``preprocess`` (default: the model's description file beside it, else YOLO's).
+    ``profiles`` (node → the compute profile the plan was made with) give each component its
+    profiled time, which emulated nodes run it in (docs/testbed.md).
 
     ``graph_optimization="disabled"`` runs components with ORT optimisations off, which
     reproduces an unoptimised whole-model session to the bit.
@@ -617,6 +621,7 @@ def connect(
             calibration=calibration,
             input_shapes=input_shapes,
             preprocess=preprocess,
+            profiles=profiles,
         )
     session = Session(
         plan,

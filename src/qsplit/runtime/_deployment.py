@@ -235,10 +235,12 @@ def load_deployment(
     calibration: CalibrationSource = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     preprocess: Preprocess | None = None,
+    profiles: Mapping[str, ComputeProfile] | None = None,
 ) -> Deployment:
     """The deployment of a plan file: its assignment, with its quantized blocks in int8
-    (calibrated on ``calibration`` prepared by ``preprocess``). The model must be the one the
-    plan was made for.
+    (calibrated on ``calibration`` prepared by ``preprocess``), each component timed by
+    ``profiles`` if given (see :func:`build_deployment`). The model must be the one the plan
+    was made for.
 
     Dynamic input dimensions take the shapes the plan records; ``input_shapes`` (as given to
     ``--input-shape``) are for plans that record none, and must agree with those it does.
@@ -263,6 +265,7 @@ def load_deployment(
         quantized=plan.quantized,
         calibration=calibration,
         preprocess=preprocess,
+        profiles=profiles,
     )
 
 

@@ -3,8 +3,11 @@
 A node's profile must be measured where the node runs, under the padding factor and ORT thread
 settings its agent runs components with; otherwise plan and run disagree. So the control plane
 has a ``profile`` message: the requester names a model by sha256, the agent profiles it with
-:func:`qsplit.profile.profile_compute` and answers with the ComputeProfile dict. Model files are
-kept by the agent under their hash, so a second profile of the same model sends no bytes.
+:func:`qsplit.profile.profile_node` (the function ``qsplit profile`` calls, so both paths give
+the same numbers) and answers with the ComputeProfile dict. An emulated node's requester may
+name the node's ``reference_time_s``, which selects the model's shipped profile if it has one.
+Model files are kept by the agent under their hash, so a second profile of the same model sends
+no bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from qsplit.errors import InputError
 from qsplit.model import analyze
-from qsplit.profile import ComputeProfile, Statistic, profile_compute
+from qsplit.profile import ComputeProfile, Statistic, profile_node
 from qsplit.runtime._ask import ask
 from qsplit.runtime._transport import ZmqEndpoint
 from qsplit.runtime.errors import PeerTimeout, RemoteError
@@ -60,10 +63,12 @@ def profile_here(
     """The ComputeProfile dict of the model at ``path`` on this machine, as ``node``."""
     shapes = {str(k): tuple(int(d) for d in v) for k, v in body.get("input_shapes", {}).items()}
     model, graph = analyze(str(path), shapes, body.get("granularity", "block"))
-    profile = profile_compute(
-        model=model,
-        graph=graph,
+    reference_s = body.get("reference_time_s")
+    profile = profile_node(
+        model,
+        graph,
         node=node,
+        reference_time_s=None if reference_s is None else float(reference_s),
         padding_factor=padding_factor,
         threads=threads,
         warmup=int(body.get("warmup", 3)),
@@ -85,10 +90,15 @@ def profile_on_agent(
     warmup: int = 3,
     repetitions: int = 20,
     int8: bool = True,
+    reference_time_s: float | None = None,
     timeout_s: float = 600.0,
 ) -> ComputeProfile:
     """Profile every block of ``model_path`` on the agent of ``node`` at ``address``, under
     that agent's padding factor and thread settings.
+
+    ``reference_time_s``, for an emulated node, is its absolute speed: a model with a shipped
+    profile then gets that profile scaled to it, measured nowhere
+    (:func:`qsplit.profile.profile_node`).
 
     The model's bytes travel only if the agent does not already hold them. Raises
     :class:`RemoteError` naming the node if it cannot profile (or is another node), and
@@ -103,6 +113,7 @@ def profile_on_agent(
         "warmup": warmup,
         "repetitions": repetitions,
         "int8": int8,
+        "reference_time_s": reference_time_s,
     }
     answer = asyncio.run(_exchange(address, node, token, body, onnx_bytes, timeout_s))
     return ComputeProfile.from_dict(answer["profile"])

@@ -31,7 +31,7 @@ from typing import IO
 import yaml
 
 from qsplit.infra import Infra, load_infra
-from qsplit.profile import HostReference, Statistic, node_factors
+from qsplit.profile import EMULATION_STATISTIC, HostReference, Statistic, node_factors
 from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
 from qsplit.testbed._probe import ProbeServer
 from qsplit.testbed._state import (
@@ -43,10 +43,9 @@ from qsplit.testbed._state import (
 )
 
 AGENT_START_TIMEOUT_S = 60.0
-AGENT_STATISTIC: Statistic = "min"
-"""Emulated nodes are defined by this machine's undisturbed speed: the agents share its cores
-with each other and with whatever else runs, and the median would carry that load into every
-profile and every padded run."""
+AGENT_STATISTIC: Statistic = EMULATION_STATISTIC
+"""Emulated nodes are defined by this machine's undisturbed speed (``qsplit profile --infra``
+uses the same statistic for an emulated node)."""
 AGENT_STOP_TIMEOUT_S = 5.0
 
 
@@ -140,7 +139,7 @@ def _spawn_agent(
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "qsplit", "agent", "--name", name]
     command += ["--listen", "127.0.0.1:0", "--padding-factor", repr(padding_factor)]
-    command += ["--statistic", AGENT_STATISTIC, "--no-shared-memory"]
+    command += ["--emulated", "--statistic", AGENT_STATISTIC, "--no-shared-memory"]
     for (source, target), (data, _) in proxies.items():
         if source == name:
             command += ["--route", f"{target}={data.address}"]
