@@ -60,6 +60,7 @@ def _profiles(paths: list[Path] | None) -> dict[str, ComputeProfile] | None:
         return None
     return {node: profile for node, (_, profile) in load_compute_profiles(paths).items()}
 
+
 InputShapeOpt = Annotated[
     list[str] | None,
     typer.Option(
