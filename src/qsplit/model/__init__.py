@@ -12,6 +12,7 @@ from qsplit.model._layergraph import (
     TensorSpec,
 )
 from qsplit.model._load import LoadedModel, ValueType, load_model, parse_input_shape
+from qsplit.model._pinned import pinned_copy
 
 
 def analyze(
@@ -41,4 +42,5 @@ __all__ = [
     "load_model",
     "merge_blocks",
     "parse_input_shape",
+    "pinned_copy",
 ]

@@ -1,0 +1,268 @@
+"""Benchmark: every corpus model through the whole pipeline on the local three-tier testbed.
+
+For each model of :data:`qsplit.model.corpus.MODELS` (or those named): build it into the
+cache (``~/.cache/qsplit/corpus`` by default, outside the repository: some files may not be
+committed), time ``analyze`` alone, then run ``qsplit demo``'s pipeline on it with one scenario
+(device+edge+cloud, ``three-tier.yaml``): testbed up → profile every node on its agent → links →
+noise model → plans and baselines → deploy and run each → run directory with ``run.json``.
+From the run it records the corpus table's columns (docs/models.md): ONNX nodes, blocks, weights,
+analyse time, the time of one plan (analyse + plan, fp32 and int8 candidates, baselines
+included), whether the fp32 split reproduces the whole model (max abs difference ≤ 1e-4 ×
+output scale, on the bundled images), and the worst predicted-vs-measured latency error.
+
+A model that fails is recorded with the stage it failed in and the error, never skipped
+silently. Usage:
+
+    python bench/bench_corpus.py [--models resnet50 ppocr-det ...] [--out runs/corpus]
+        [--json corpus.json] [--markdown table.md]
+
+torchvision and YOLO11 exports need torch (the ``yolo`` extra) and a torchvision that imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from _output import emit_json
+from qsplit.assets import sample_images_dir
+from qsplit.demo import DemoConfig, ScenarioSpec, run_demo
+from qsplit.model import analyze
+from qsplit.model.corpus import MODELS, BuiltModel, build, corpus_model
+from qsplit.plan import Bounds, load_problem, plan
+from qsplit.quant import image_feeds
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "qsplit" / "examples"
+THREE_TIER = EXAMPLES / "three-tier.yaml"
+EXACT = 1e-4
+"""An fp32 split is exact when max |split − whole| ≤ EXACT × max |whole| (issue 14)."""
+
+STAGES = {
+    "build": "build",
+    "analyze": "analyze",
+    "image_feeds": "inputs",
+    "reference_outputs": "inputs",
+    "node_profiles": "profile",
+    "measured_links": "links",
+    "noise_model": "noise",
+    "scenario_candidates": "plan",
+    "_run_all": "run",
+}
+"""Innermost pipeline function of a traceback → the stage it stands for."""
+
+
+@dataclass
+class Row:
+    name: str
+    exporter: str
+    weights: str
+    pinned: bool = False
+    onnx_nodes: int | None = None
+    blocks: int | None = None
+    analyse_s: float | None = None
+    plan_s: float | None = None
+    split_exact: bool | None = None
+    split_rel_diff: float | None = None
+    worst_latency_error: float | None = None
+    entries_measured: int = 0
+    entries_failed: list[str] = field(default_factory=list)
+    failed_stage: str | None = None
+    error: str | None = None
+    run_dir: str | None = None
+    wall_s: float = 0.0
+
+
+def stage_of(exc: BaseException) -> str:
+    stage = "pipeline"
+    for frame in traceback.extract_tb(exc.__traceback__):
+        stage = STAGES.get(frame.name, stage)
+    return stage
+
+
+def median_s(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def output_scale(model: Path) -> float:
+    """max |output| of the whole fp32 model over the bundled images (the runs' inputs)."""
+    loaded, _ = analyze(str(model))
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    return max(
+        float(np.abs(out).max())
+        for feeds in image_feeds(loaded, sample_images_dir())
+        for out in session.run(None, feeds)
+    )
+
+
+def time_one_plan(built: BuiltModel, run_dir: Path, repeat: int) -> float:
+    """Median of analyse + one plan (w_latency 1, int8 allowed up to the full noise, baselines
+    included) from the run's measured profiles, links and noise model."""
+
+    def once() -> None:
+        _, graph = analyze(str(built.path))
+        problem = load_problem(
+            graph,
+            THREE_TIER,
+            [run_dir / "profiles"],
+            run_dir / "noise" / "noise.json",
+            links=run_dir / "profiles" / "links.json",
+            bounds=Bounds(noise_max=None, device_energy_budget_j=None, memory=True),
+            w_latency=1.0,
+            w_energy=0.0,
+        )
+        plan(problem)
+
+    return median_s(once, repeat)
+
+
+def bench_model(name: str, args: argparse.Namespace) -> Row:
+    spec = corpus_model(name)
+    row = Row(name, spec.exporter, spec.weights)
+    started = time.perf_counter()
+    stage = "build"
+    try:
+        built = build(spec, args.cache)
+        row.pinned = built.pinned
+        row.onnx_nodes = len(onnx.load(built.original, load_external_data=False).graph.node)
+        stage = "analyze"
+        _, graph = analyze(str(built.path))
+        row.blocks = len(graph.blocks)
+        row.analyse_s = median_s(lambda: analyze(str(built.path)), args.repeat)
+        run_dir = args.out / name
+        row.run_dir = str(run_dir)
+        stage = "pipeline"
+        index = run_demo(_config(built.path, run_dir, args))
+        scale = output_scale(built.path)
+        _record_entries(row, index.entries, scale)
+        stage = "plan (timed)"
+        row.plan_s = time_one_plan(built, run_dir, args.repeat)
+    except Exception as exc:  # recorded, not hidden: the table says where and why
+        row.failed_stage = stage_of(exc) if stage == "pipeline" else stage
+        row.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
+    row.wall_s = time.perf_counter() - started
+    return row
+
+
+def _config(model: Path, run_dir: Path, args: argparse.Namespace) -> DemoConfig:
+    return DemoConfig(
+        out=run_dir,
+        model=model,
+        testbed_infra=THREE_TIER,
+        scenarios=(ScenarioSpec("device+edge+cloud", THREE_TIER),),
+        cache=args.cache / "pipeline",
+        w_latency=(1.0,),
+        noise_fractions=(0.0, 1.0),
+        requests=args.requests,
+        noise_samples=args.noise_samples,
+        noise_top_k=args.top_k,
+        profile_repetitions=args.repetitions,
+    )
+
+
+def _record_entries(row: Row, entries: Any, scale: float) -> None:
+    errors, diffs = [], []
+    for entry in entries:
+        if entry.error is not None:
+            row.entries_failed.append(f"{entry.label}: {entry.error.splitlines()[0][:200]}")
+            continue
+        measured = entry.measured
+        if measured is None:
+            continue
+        row.entries_measured += 1
+        errors.append(abs(measured.latency_s - entry.predicted.latency_s) / measured.latency_s)
+        if not entry.quantized and measured.max_abs_diff is not None:
+            diffs.append(measured.max_abs_diff / scale)
+    row.worst_latency_error = max(errors) if errors else None
+    if diffs:
+        row.split_rel_diff = max(diffs)
+        row.split_exact = row.split_rel_diff <= EXACT
+
+
+def markdown(rows: list[Row]) -> str:
+    head = (
+        "| model | exporter | ONNX nodes | blocks | weights | analyse s | plan s | split exact "
+        "| predicted vs measured |\n|---|---|---:|---:|---|---:|---:|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        if r.failed_stage:
+            outcome = f"**failed at {r.failed_stage}**: {r.error}"
+            exact = "—"
+        else:
+            outcome = f"worst {r.worst_latency_error:.1%} over {r.entries_measured} runs"
+            if r.entries_failed:
+                outcome += f"; {len(r.entries_failed)} configuration(s) failed"
+            exact = (
+                "—"
+                if r.split_exact is None
+                else f"{'yes' if r.split_exact else 'NO'} ({r.split_rel_diff:.1e})"
+            )
+        lines.append(
+            f"| {r.name}{' (pinned)' if r.pinned else ''} | {r.exporter} | {_n(r.onnx_nodes)} "
+            f"| {_n(r.blocks)} | {r.weights} | {_s(r.analyse_s)} | {_s(r.plan_s)} | {exact} "
+            f"| {outcome} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def _n(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+def _s(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=[m.name for m in MODELS])
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qsplit" / "corpus")
+    parser.add_argument("--out", type=Path, default=Path("runs") / "corpus")
+    parser.add_argument("--repeat", type=int, default=3, help="timed analyse/plan repetitions")
+    parser.add_argument("--repetitions", type=int, default=5, help="profile repetitions")
+    parser.add_argument("--noise-samples", type=int, default=40)
+    parser.add_argument("--top-k", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the result JSON here")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    args = parser.parse_args()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    rows = []
+    for name in args.models:
+        rows.append(bench_model(name, args))
+        print(markdown(rows[-1:]), flush=True)
+    table = markdown(rows)
+    if args.markdown:
+        args.markdown.write_text(table)
+    print(table)
+    emit_json(
+        {
+            "started": started,
+            "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
+            "loadavg": Path("/proc/loadavg").read_text().strip(),
+            "rows": [vars(r) for r in rows],
+        },
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()
