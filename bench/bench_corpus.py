@@ -3,8 +3,9 @@
 For each model of :data:`qsplit.model.corpus.MODELS` (or those named): build it into the
 cache (``~/.cache/qsplit/corpus`` by default, outside the repository: some files may not be
 committed), time ``analyze`` alone, then run ``qsplit demo``'s pipeline on it with one scenario
-(device+edge+cloud, ``three-tier.yaml``): testbed up → profile every node on its agent → links →
-noise model → plans and baselines → deploy and run each → run directory with ``run.json``.
+(device+edge+cloud, ``bench/corpus-three-tier.yaml``: three-tier.yaml's nodes four times
+slower, so that a shared 2-core host can emulate them): testbed up → profile every node on its
+agent → links → noise model → plans and baselines → deploy and run each → ``run.json``.
 From the run it records the corpus table's columns (docs/models.md): ONNX nodes, blocks, weights,
 analyse time, the time of one plan (analyse + plan, fp32 and int8 candidates, baselines
 included), whether the fp32 split reproduces the whole model (max abs difference ≤ 1e-4 ×
@@ -45,8 +46,7 @@ from qsplit.model.corpus import MODELS, BuiltModel, build, corpus_model
 from qsplit.plan import Bounds, load_problem, plan
 from qsplit.quant import image_feeds
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "qsplit" / "examples"
-THREE_TIER = EXAMPLES / "three-tier.yaml"
+INFRA = Path(__file__).resolve().parent / "corpus-three-tier.yaml"
 EXACT = 1e-4
 """An fp32 split is exact when max |split − whole| ≤ EXACT × max |whole| (issue 14)."""
 
@@ -112,7 +112,7 @@ def output_scale(model: Path) -> float:
     )
 
 
-def time_one_plan(built: BuiltModel, run_dir: Path, repeat: int) -> float:
+def time_one_plan(built: BuiltModel, run_dir: Path, args: argparse.Namespace) -> float:
     """Median of analyse + one plan (w_latency 1, int8 allowed up to the full noise, baselines
     included) from the run's measured profiles, links and noise model."""
 
@@ -120,7 +120,7 @@ def time_one_plan(built: BuiltModel, run_dir: Path, repeat: int) -> float:
         _, graph = analyze(str(built.path))
         problem = load_problem(
             graph,
-            THREE_TIER,
+            args.infra,
             [run_dir / "profiles"],
             run_dir / "noise" / "noise.json",
             links=run_dir / "profiles" / "links.json",
@@ -130,7 +130,7 @@ def time_one_plan(built: BuiltModel, run_dir: Path, repeat: int) -> float:
         )
         plan(problem)
 
-    return median_s(once, repeat)
+    return median_s(once, args.repeat)
 
 
 def bench_model(name: str, args: argparse.Namespace) -> Row:
@@ -153,7 +153,7 @@ def bench_model(name: str, args: argparse.Namespace) -> Row:
         scale = output_scale(built.path)
         _record_entries(row, index.entries, scale)
         stage = "plan (timed)"
-        row.plan_s = time_one_plan(built, run_dir, args.repeat)
+        row.plan_s = time_one_plan(built, run_dir, args)
     except Exception as exc:  # recorded, not hidden: the table says where and why
         row.failed_stage = stage_of(exc) if stage == "pipeline" else stage
         row.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
@@ -165,8 +165,8 @@ def _config(model: Path, run_dir: Path, args: argparse.Namespace) -> DemoConfig:
     return DemoConfig(
         out=run_dir,
         model=model,
-        testbed_infra=THREE_TIER,
-        scenarios=(ScenarioSpec("device+edge+cloud", THREE_TIER),),
+        testbed_infra=args.infra,
+        scenarios=(ScenarioSpec("device+edge+cloud", args.infra),),
         cache=args.cache / "pipeline",
         w_latency=(1.0,),
         noise_fractions=(0.0, 1.0),
@@ -236,6 +236,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=[m.name for m in MODELS])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "qsplit" / "corpus")
     parser.add_argument("--out", type=Path, default=Path("runs") / "corpus")
+    parser.add_argument("--infra", type=Path, default=INFRA, help="testbed and scenario")
     parser.add_argument("--repeat", type=int, default=3, help="timed analyse/plan repetitions")
     parser.add_argument("--repetitions", type=int, default=5, help="profile repetitions")
     parser.add_argument("--noise-samples", type=int, default=40)

@@ -58,7 +58,11 @@ def pinned_copy(
             tensor.shape.dim.add().dim_value = size
     del proto.graph.value_info[:]
     for value in proto.graph.output:
-        value.type.tensor_type.ClearField("shape")
+        # Forget symbolic and -1 sizes (they would contradict the pinned inputs) but keep the
+        # rank: inference may not reach every output, and an output needs a shape to be valid.
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_value <= 0:
+                dim.Clear()
     proto = shape_inference.infer_shapes(proto, data_prop=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, out)
