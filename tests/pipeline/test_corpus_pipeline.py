@@ -12,6 +12,7 @@ equal the whole model's (max abs difference ≤ 1e-4 × the output's scale).
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 
 from agents import running_agents
 from qsplit._jsonio import read_json
+from qsplit.assets import sample_images
 from qsplit.cli import app
 from qsplit.infra import load_infra
 from qsplit.model import LayerGraph, analyze
@@ -38,6 +40,8 @@ INFRA = EXAMPLES / "three-tier.yaml"
 NODES = ("device", "edge", "cloud")
 CI_MODELS = ("yolo11n", "ppocr-cls", "helper-cnn")
 REQUESTS = 2
+CALIBRATION_IMAGES = 2
+"""Calibrating int8 on two of the five bundled images keeps profile and noise quick."""
 RELATIVE_TOLERANCE = 1e-4
 
 
@@ -51,6 +55,14 @@ def agent_infra(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path = tmp_path_factory.mktemp("agents") / "infra.yaml"
         path.write_text(yaml.safe_dump(document))
         yield path
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("calib")
+    for image in sample_images()[:CALIBRATION_IMAGES]:
+        shutil.copy(image, folder)
+    return folder
 
 
 def cli(*args: object) -> str:
@@ -100,16 +112,16 @@ def segments(graph: LayerGraph) -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CI_MODELS)
 def test_corpus_model_through_the_whole_pipeline(
-    name: str, agent_infra: Path, tmp_path: Path
+    name: str, agent_infra: Path, calib: Path, tmp_path: Path
 ) -> None:
     model = build(corpus_model(name), tmp_path / "cache").path
     graph_path, profiles = tmp_path / "graph.json", tmp_path / "profiles"
     cli("analyze", model, "--json", graph_path)
     cli("profile", model, "--node", "device", "--repetitions", 2, "--warmup", 1,
-        "--out", profiles / "device.json")  # fmt: skip
+        "--calib", calib, "--out", profiles / "device.json")  # fmt: skip
     node_profiles(profiles / "device.json")
     cli("noise", model, "--samples", 18, "--top-k", 5, "--eval-images", 1,
-        "--out", tmp_path / "noise.json")  # fmt: skip
+        "--calib", calib, "--out", tmp_path / "noise.json")  # fmt: skip
     plan = tmp_path / "plan.json"
     planned = cli("plan", "--graph", graph_path, "--infra", INFRA, "--profiles", profiles,
                   "--noise", tmp_path / "noise.json", "--noise-max", 0, "--w-latency", 1,
