@@ -8,14 +8,16 @@ slower, so that a shared 2-core host can emulate them): testbed up → profile e
 agent → links → noise model → plans and baselines → deploy and run each → ``run.json``.
 From the run it records the corpus table's columns (docs/models.md): ONNX nodes, blocks, weights,
 analyse time, the time of one plan (analyse + plan, fp32 and int8 candidates, baselines
-included), whether the fp32 split reproduces the whole model (max abs difference ≤ 1e-4 ×
-output scale, on the bundled images), and the worst predicted-vs-measured latency error.
+included), whether fp32 splits reproduce the whole model (max abs difference ≤ 1e-4 ×
+output scale, on the bundled images: the fp32 configurations run on the testbed, and a
+three-way split run component by component in ONNX Runtime), and the worst
+predicted-vs-measured latency error.
 
 A model that fails is recorded with the stage it failed in and the error, never skipped
 silently. Usage:
 
     python bench/bench_corpus.py [--models resnet50 ppocr-det ...] [--out runs/corpus]
-        [--json corpus.json] [--markdown table.md]
+        [--json corpus.json] [--markdown table.md] [--reuse]
 
 torchvision and YOLO11 exports need torch (the ``yolo`` extra) and a torchvision that imports.
 """
@@ -43,8 +45,10 @@ from qsplit.assets import sample_images_dir
 from qsplit.demo import DemoConfig, ScenarioSpec, run_demo
 from qsplit.model import analyze
 from qsplit.model.corpus import MODELS, BuiltModel, build, corpus_model
+from qsplit.partition import ComponentExtractor, components
 from qsplit.plan import Bounds, load_problem, plan
 from qsplit.quant import image_feeds
+from qsplit.report import RunIndex
 
 INFRA = Path(__file__).resolve().parent / "corpus-three-tier.yaml"
 EXACT = 1e-4
@@ -101,14 +105,40 @@ def median_s(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def _session(model: bytes | str) -> ort.InferenceSession:
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
 def output_scale(model: Path) -> float:
     """max |output| of the whole fp32 model over the bundled images (the runs' inputs)."""
     loaded, _ = analyze(str(model))
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    session = _session(str(model))
     return max(
         float(np.abs(out).max())
         for feeds in image_feeds(loaded, sample_images_dir())
         for out in session.run(None, feeds)
+    )
+
+
+def three_way_split_diff(model: Path, scale: float) -> float:
+    """max |split − whole| / scale for the blocks cut into three contiguous components (the
+    plans often keep a model on one node, which proves nothing about splitting), each run
+    alone in ONNX Runtime on the first bundled image, tensors handed on by name."""
+    loaded, graph = analyze(str(model))
+    size = -(-len(graph.block_names) // 3)
+    nodes = ("device", "edge", "cloud")
+    assignment = {b: nodes[i // size] for i, b in enumerate(graph.block_names)}
+    feeds = image_feeds(loaded, sample_images_dir(), limit=1)[0]
+    extractor = ComponentExtractor(loaded, graph)
+    tensors = dict(feeds)
+    for part in components(graph, assignment):
+        session = _session(extractor.extract(part).SerializeToString())
+        values = session.run(list(part.outputs), {n: tensors[n] for n in part.inputs})
+        tensors.update(zip(part.outputs, values, strict=True))
+    whole = _session(str(model)).run(None, feeds)
+    names = [o.name for o in loaded.info.outputs]
+    return (
+        max(float(np.abs(tensors[n] - w).max()) for n, w in zip(names, whole, strict=True)) / scale
     )
 
 
@@ -149,9 +179,13 @@ def bench_model(name: str, args: argparse.Namespace) -> Row:
         run_dir = args.out / name
         row.run_dir = str(run_dir)
         stage = "pipeline"
-        index = run_demo(_config(built.path, run_dir, args))
+        if args.reuse and (run_dir / "run.json").exists():
+            index = RunIndex.load(run_dir)
+        else:
+            index = run_demo(_config(built.path, run_dir, args))
+        stage = "split"
         scale = output_scale(built.path)
-        _record_entries(row, index.entries, scale)
+        _record_entries(row, index.entries, scale, three_way_split_diff(built.path, scale))
         stage = "plan (timed)"
         row.plan_s = time_one_plan(built, run_dir, args)
     except Exception as exc:  # recorded, not hidden: the table says where and why
@@ -177,8 +211,8 @@ def _config(model: Path, run_dir: Path, args: argparse.Namespace) -> DemoConfig:
     )
 
 
-def _record_entries(row: Row, entries: Any, scale: float) -> None:
-    errors, diffs = [], []
+def _record_entries(row: Row, entries: Any, scale: float, split_diff: float) -> None:
+    errors, diffs = [], [split_diff]
     for entry in entries:
         if entry.error is not None:
             row.entries_failed.append(f"{entry.label}: {entry.error.splitlines()[0][:200]}")
@@ -191,9 +225,8 @@ def _record_entries(row: Row, entries: Any, scale: float) -> None:
         if not entry.quantized and measured.max_abs_diff is not None:
             diffs.append(measured.max_abs_diff / scale)
     row.worst_latency_error = max(errors) if errors else None
-    if diffs:
-        row.split_rel_diff = max(diffs)
-        row.split_exact = row.split_rel_diff <= EXACT
+    row.split_rel_diff = max(diffs)
+    row.split_exact = row.split_rel_diff <= EXACT
 
 
 def markdown(rows: list[Row]) -> str:
@@ -210,11 +243,7 @@ def markdown(rows: list[Row]) -> str:
             outcome = f"worst {r.worst_latency_error:.1%} over {r.entries_measured} runs"
             if r.entries_failed:
                 outcome += f"; {len(r.entries_failed)} configuration(s) failed"
-            exact = (
-                "—"
-                if r.split_exact is None
-                else f"{'yes' if r.split_exact else 'NO'} ({r.split_rel_diff:.1e})"
-            )
+            exact = f"{'yes' if r.split_exact else 'NO'} ({r.split_rel_diff:.1e})"
         lines.append(
             f"| {r.name}{' (pinned)' if r.pinned else ''} | {r.exporter} | {_n(r.onnx_nodes)} "
             f"| {_n(r.blocks)} | {r.weights} | {_s(r.analyse_s)} | {_s(r.plan_s)} | {exact} "
@@ -242,6 +271,9 @@ def main() -> None:
     parser.add_argument("--noise-samples", type=int, default=40)
     parser.add_argument("--top-k", type=int, default=6)
     parser.add_argument("--requests", type=int, default=3)
+    parser.add_argument(
+        "--reuse", action="store_true", help="take a model's existing run.json under --out"
+    )
     parser.add_argument("--json", type=Path, help="also write the result JSON here")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()

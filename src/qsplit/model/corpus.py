@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -249,7 +250,7 @@ def build(spec: CorpusModel, cache: Path) -> BuiltModel:
     cache.mkdir(parents=True, exist_ok=True)
     original = cache / f"{spec.name}.onnx"
     if not original.exists():
-        partial = original.with_suffix(".partial")
+        partial = original.with_suffix(f".{os.getpid()}.partial")  # two builders may race
         spec.make(partial)
         partial.replace(original)
     path = original
