@@ -195,7 +195,7 @@ MODELS: tuple[CorpusModel, ...] = (
         _TV,
         _RANDOM,
         {"input": (1, 3, 320, 320)},
-        _torchvision("fcn_resnet50", 320),
+        _torchvision("segmentation.fcn_resnet50", 320),
         needs_torch=True,
     ),
     CorpusModel(
@@ -336,7 +336,11 @@ def export_torchvision(builder: str, imgsz: int, out: Path, seed: int = 0) -> No
     from qsplit.model.export import calibration_batch
 
     torch.manual_seed(seed)
-    net = getattr(models, builder)(weights=None)
+    # "segmentation.fcn_resnet50" names a submodule's builder; those default to ImageNet
+    # backbone weights, which would be downloaded, so the backbone is asked for without.
+    module, _, function = builder.rpartition(".")
+    options = {"weights": None, **({"weights_backbone": None} if module else {})}
+    net = getattr(getattr(models, module) if module else models, function)(**options)
     batch = torch.from_numpy(calibration_batch(sample_images(), imgsz, seed=seed))
     _recalibrate_batchnorm(torch, net, batch)
     example = batch[:1]
