@@ -184,7 +184,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "swin_t",
         "Swin Transformer",
         _TV,
-        _RANDOM,
+        "random (LayerNorm: nothing to recalibrate)",
         {"input": (1, 3, 224, 224)},
         _torchvision("swin_t", 224),
         needs_torch=True,
