@@ -174,6 +174,7 @@ def test_int8_roundtrip_rms_reads_zero_only_for_dead_tensors() -> None:
         ("yolo11n", "detect", "yolo11n.yaml"),
         ("YOLO11s", "segment", "yolo11s-seg.yaml"),
         ("yolo11x", "classify", "yolo11x-cls.yaml"),
+        ("yolo11n", "pose", "yolo11n-pose.yaml"),
     ],
 )
 def test_architecture_name(model: str, task: str, expected: str) -> None:
@@ -190,7 +191,7 @@ def test_default_output_name() -> None:
     [
         ({"model": "yolov8n"}, "model"),
         ({"model": "yolo11q"}, "model"),
-        ({"model": "yolo11n", "task": "pose"}, "task"),
+        ({"model": "yolo11n", "task": "obb"}, "task"),
         ({"model": "yolo11n", "imgsz": 100}, "imgsz"),
         ({"model": "yolo11n", "imgsz": 0}, "imgsz"),
         ({"model": "yolo11n", "weights": Path("/nonexistent/best.pt")}, "weights"),

@@ -12,6 +12,7 @@ from qsplit.model._layergraph import (
     TensorSpec,
 )
 from qsplit.model._load import LoadedModel, ValueType, load_model, parse_input_shape
+from qsplit.model._pinned import pinned_copy
 from qsplit.model._preprocess import (
     CHANNEL_ORDERS,
     LAYOUTS,
@@ -71,6 +72,7 @@ __all__ = [
     "merge_blocks",
     "model_spec_from_dict",
     "parse_input_shape",
+    "pinned_copy",
     "preprocess_image",
     "resolve_model_spec",
 ]

@@ -39,7 +39,7 @@ from qsplit.errors import DependencyError, InputError, ModelError
 #: Model scales of the YOLO11 family, smallest first.
 SIZES = ("n", "s", "m", "l", "x")
 #: Task → suffix of the Ultralytics architecture file (``yolo11n-seg.yaml``).
-TASK_SUFFIX = {"detect": "", "segment": "-seg", "classify": "-cls"}
+TASK_SUFFIX = {"detect": "", "segment": "-seg", "classify": "-cls", "pose": "-pose"}
 #: opset 17 covers every op YOLO11 exports to and is run by every onnxruntime qsplit accepts;
 #: fixing it (rather than "newest") keeps exports comparable across torch versions.
 OPSET = 17
