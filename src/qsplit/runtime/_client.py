@@ -34,7 +34,7 @@ from qsplit.errors import InputError
 from qsplit.infra import Infra, load_infra
 from qsplit.model import Preprocess
 from qsplit.profile import ComputeProfile
-from qsplit.runtime._deployment import Deployment, load_deployment
+from qsplit.runtime._deployment import ComponentSpec, Deployment, load_deployment
 from qsplit.runtime._keys import CurveKeys, curve_keys
 from qsplit.runtime._log import event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
@@ -46,6 +46,10 @@ from qsplit.runtime.errors import PeerDisconnected, PeerTimeout, RemoteError, Tr
 HEALTH_PROBE_S = 1.0
 """How long a timed-out request waits for a health answer from the node it blames."""
 RECONNECT_GRACE_S = 1.0
+#: The slowest rate a component's bytes are expected to reach an agent at: a deploy's answer is
+#: awaited for the control timeout plus its payload at this rate (a 98 MB ResNet-50 component
+#: over a 5 MB/s uplink takes 20 s before the agent can even build its session).
+DEPLOY_FLOOR_BYTES_PER_S = 1e6
 """Longest a new request waits for news of a disconnected node: it goes ahead as soon as the
 node is reconnected (a restarted agent) and fails naming it as soon as a reconnection attempt
 fails (refused: nothing listens there)."""
@@ -227,6 +231,7 @@ class Session:
                     },
                     blobs={"onnx": spec.onnx},
                     tensors=spec.reference,
+                    timeout_s=deploy_timeout_s(self._control_timeout_s, spec),
                 )
                 for spec in self.deployment.components
                 if spec.node in nodes and spec.name not in have.get(spec.node, set())
@@ -544,6 +549,17 @@ class Session:
             pending.future.set_result(
                 {o: pending.outputs[o] for o in self.deployment.model_outputs}
             )
+
+
+def deploy_timeout_s(control_timeout_s: float, spec: ComponentSpec) -> float:
+    """How long to await an agent's answer to deploying ``spec``: the control timeout, plus the
+    time its ONNX bytes and reference tensors take at :data:`DEPLOY_FLOOR_BYTES_PER_S`.
+
+    A fixed timeout refused every large model on slow links while the agent was still receiving
+    it; this one grows with what is sent and stays the control timeout for small components.
+    """
+    size = len(spec.onnx) + sum(value.nbytes for value in spec.reference.values())
+    return control_timeout_s + size / DEPLOY_FLOOR_BYTES_PER_S
 
 
 def _refusal(rejected: Rejected) -> Received | None:
