@@ -22,7 +22,16 @@ from conftest import random_feeds, session
 from qsplit.errors import InputError
 from qsplit.infra import Infra
 from qsplit.model import analyze
-from qsplit.runtime import AgentSettings, build_deployment, connect, generate_keys, read_secret_key
+from qsplit.runtime import (
+    AgentSettings,
+    build_deployment,
+    connect,
+    curve_keys,
+    generate_keys,
+    health_of,
+    profile_on_agent,
+    read_secret_key,
+)
 from qsplit.runtime.errors import TransportError
 
 NODES = ("device", "edge", "cloud")
@@ -215,3 +224,24 @@ def test_keys_generate_writes_a_valid_private_pair_and_keeps_it(tmp_path: Path) 
     forced = qsplit("keys", "generate", "edge", "--out", str(tmp_path), "--force")
     assert forced.returncode == 0
     assert read_secret_key(secret_file)[0] != public
+
+
+def test_health_and_profiling_reach_a_curve_agent_only_with_keys(
+    agents: dict[str, AgentProcess], keys: Path, tmp_path: Path
+) -> None:
+    """The requests made outside a session (``testbed status``'s health, profiling on the
+    agent) speak CURVE too: with the requester's keys they are answered; in clear the refused
+    handshake is the error, not a silent timeout."""
+    infra = keyed(infra_for(agents, links=CHAIN), keys)
+    curve = curve_keys(infra, keys / "device.key", node="device")
+    address = agents["edge"].address
+    health = health_of(address, node="edge", curve=curve, timeout_s=10.0)
+    assert health is not None and health["node"] == "edge"
+    with pytest.raises(TransportError, match="refused the connection"):
+        health_of(address, timeout_s=5.0)
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    profile = profile_on_agent(
+        address, path, "edge", curve=curve, int8=False, warmup=1, repetitions=2, timeout_s=120
+    )
+    assert set(profile.blocks) == set(analyze(str(path))[1].block_names)
+    assert all(t.fp32_s > 0 for t in profile.blocks.values())

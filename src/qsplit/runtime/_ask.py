@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from typing import Any
 
+from qsplit.runtime._keys import CurveKeys
 from qsplit.runtime._transport import Received, ZmqEndpoint
 from qsplit.runtime._wire import Message
 
@@ -34,11 +35,30 @@ async def ask(
             return dict(received.message.body)
 
 
-def health_of(address: str, *, token: str | None = None, timeout_s: float = 2.0) -> dict | None:
-    """The agent at ``address``'s ``health`` answer, or ``None`` if none came in ``timeout_s``."""
+async def open_asking(
+    address: str, node: str, token: str | None, curve: CurveKeys | None, timeout_s: float
+) -> ZmqEndpoint:
+    """An endpoint to ask the agent of ``node`` at ``address``: over CURVE with ``curve`` (the
+    requester's keys and the nodes' public keys), which an agent started with a key demands."""
+    endpoint = await ZmqEndpoint.open(token=token, send_timeout_s=timeout_s, curve=curve)
+    endpoint.identify(address, node)
+    return endpoint
+
+
+def health_of(
+    address: str,
+    *,
+    token: str | None = None,
+    timeout_s: float = 2.0,
+    node: str = "",
+    curve: CurveKeys | None = None,
+) -> dict | None:
+    """The ``health`` answer of the agent (of ``node``, needed with ``curve``) at ``address``,
+    or ``None`` if none came in ``timeout_s``; :class:`TransportError` if the agent refused
+    the handshake (it speaks CURVE and ``curve`` is missing or not admitted)."""
 
     async def exchange() -> dict[str, Any] | None:
-        endpoint = await ZmqEndpoint.open(token=token, send_timeout_s=timeout_s)
+        endpoint = await open_asking(address, node, token, curve, timeout_s)
         try:
             async with asyncio.timeout(timeout_s):
                 return await ask(endpoint, address, "health", {})

@@ -21,8 +21,8 @@ from typing import Any
 from qsplit.errors import InputError
 from qsplit.model import analyze
 from qsplit.profile import ComputeProfile, Statistic, profile_node
-from qsplit.runtime._ask import ask
-from qsplit.runtime._transport import ZmqEndpoint
+from qsplit.runtime._ask import ask, open_asking
+from qsplit.runtime._keys import CurveKeys
 from qsplit.runtime.errors import PeerTimeout, RemoteError
 
 MISSING = "model not on this agent"
@@ -92,6 +92,7 @@ def profile_on_agent(
     int8: bool = True,
     reference_time_s: float | None = None,
     timeout_s: float = 600.0,
+    curve: CurveKeys | None = None,
 ) -> ComputeProfile:
     """Profile every block of ``model_path`` on the agent of ``node`` at ``address``, under
     that agent's padding factor and thread settings.
@@ -100,7 +101,8 @@ def profile_on_agent(
     profile then gets that profile scaled to it, measured nowhere
     (:func:`qsplit.profile.profile_node`).
 
-    The model's bytes travel only if the agent does not already hold them. Raises
+    ``curve`` (the requester's keys, :func:`qsplit.runtime.curve_keys`) reaches an agent that
+    speaks only CURVE. The model's bytes travel only if the agent does not already hold them. Raises
     :class:`RemoteError` naming the node if it cannot profile (or is another node), and
     :class:`PeerTimeout` if it does not answer within ``timeout_s``.
     """
@@ -115,7 +117,7 @@ def profile_on_agent(
         "int8": int8,
         "reference_time_s": reference_time_s,
     }
-    answer = asyncio.run(_exchange(address, node, token, body, onnx_bytes, timeout_s))
+    answer = asyncio.run(_exchange(address, node, token, curve, body, onnx_bytes, timeout_s))
     return ComputeProfile.from_dict(answer["profile"])
 
 
@@ -123,11 +125,12 @@ async def _exchange(
     address: str,
     node: str,
     token: str | None,
+    curve: CurveKeys | None,
     body: dict[str, Any],
     onnx_bytes: bytes,
     timeout_s: float,
 ) -> dict[str, Any]:
-    endpoint = await ZmqEndpoint.open(token=token, send_timeout_s=timeout_s)
+    endpoint = await open_asking(address, node, token, curve, timeout_s)
     try:
         async with asyncio.timeout(timeout_s):
             answer = await ask(endpoint, address, "profile", body)
