@@ -225,3 +225,40 @@ def test_non_image_model_rejects_image_calibration(branchy) -> None:
     model = branchy[0]
     with pytest.raises(InputError, match="--calib"):
         image_feeds(model, sample_images_dir())
+
+
+def test_an_opset_11_export_quantizes_per_channel(tmp_path: Path) -> None:
+    """Exporters still write opset 11 (paddle2onnx); per-channel int8 needs DequantizeLinear's
+    ``axis`` (opset 13), so loading raises the opset and the computation stays the same."""
+    rng = np.random.default_rng(0)
+    weights = [
+        helper.make_tensor(
+            f"w{i}", TensorProto.FLOAT, (4, c, 3, 3), rng.normal(0, 0.3, (4, c, 3, 3)).ravel()
+        )
+        for i, c in enumerate((3, 4))
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["b"]),
+        helper.make_node("Conv", ["b", "w1"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "opset11",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 3, 8, 8))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 4, 8, 8))],
+        weights,
+    )
+    original = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    path = synthetic.save(original, tmp_path / "opset11.onnx")
+    model, graph_ = analyze(str(path), granularity="node")
+    assert model.proto.opset_import[0].version == 13
+    feeds = [random_feeds(model.proto, seed) for seed in range(2)]
+    np.testing.assert_array_equal(
+        session(model.proto).run(None, feeds[0])[0], session(original).run(None, feeds[0])[0]
+    )
+    quantizer = Quantizer(model, graph_, calibrate(model, feeds))
+    quantized = quantizer.quantize(quantizer.quantizable)
+    assert any(n.op_type == "DequantizeLinear" for n in quantized.graph.node)
+    (output,) = session(quantized).run(None, feeds[0])
+    assert np.isfinite(output).all()

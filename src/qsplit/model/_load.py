@@ -1,6 +1,7 @@
 """Loading an ONNX model into a form every later stage can rely on.
 
-The loaded model is *normalised*: every node has a unique, non-empty name (blocks and plans refer
+The loaded model is *normalised*: an opset older than 13 is converted to 13 (per-channel int8
+needs it), every node has a unique, non-empty name (blocks and plans refer
 to nodes by name), weights stored as ``Constant`` nodes become initializers and so do the results
 of nodes computed from weights alone (:mod:`qsplit.model._fold`), dynamic input dimensions are
 fixed from ``--input-shape``, and every tensor has a concrete shape, from ONNX shape inference
@@ -25,6 +26,8 @@ from qsplit.model._fold import fold_constants
 from qsplit.model._layergraph import ModelInfo, TensorSpec
 
 MIN_OPSET = 11
+PER_CHANNEL_OPSET = 13
+"""First opset whose DequantizeLinear has ``axis``: per-channel int8 weights need it."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def load_model(
     data = _read_bytes(path)
     proto = _parse(path, data)
     _check_opset(path, proto)
+    proto = _raise_opset(proto)
     _name_nodes(proto)
     _constants_to_initializers(proto)
     fold_constants(proto)
@@ -141,6 +145,26 @@ def _check_opset(path: Path, proto: onnx.ModelProto) -> None:
             field="opset_import",
             fix=f"convert it with onnx.version_converter to opset {MIN_OPSET} or newer",
         )
+
+
+def _raise_opset(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` converted to :data:`PER_CHANNEL_OPSET` when its default-domain opset is older.
+
+    Exporters still write opset 11–12 (paddle2onnx did for PaddleOCR); quantizing such a model
+    per channel makes a DequantizeLinear with ``axis``, which ONNX Runtime refuses below 13. The
+    conversion changes operator versions, not the computation (outputs within float rounding:
+    6e-7 relative on the PaddleOCR models). A model the converter cannot handle stays as it is:
+    it still analyses, plans and runs in fp32.
+    """
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if opset >= PER_CHANNEL_OPSET:
+        return proto
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(proto, PER_CHANNEL_OPSET)
+    except Exception:  # the converter raises bare RuntimeErrors from C++
+        return proto
 
 
 def _name_nodes(proto: onnx.ModelProto) -> None:

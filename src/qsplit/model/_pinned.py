@@ -1,11 +1,11 @@
 """A copy of a model with concrete input shapes and an opset qsplit's int8 path accepts.
 
 Third-party exports (paddle2onnx's PaddleOCR models, for one) come with dynamic input
-dimensions and opsets 11-12. ``analyze``, ``profile`` and ``noise`` take ``--input-shape``, but
-``deploy``/``run`` do not yet, and per-channel int8 weights need ``DequantizeLinear``'s ``axis``,
-which ONNX has only from opset 13: ORT's quantizer writes it anyway and the quantized model is
-refused. A pinned copy gets every stage going on such a model today; it is a new file (its own
-sha256), so plans made for it name it and not the original.
+dimensions and opsets 11-12. Every stage now takes ``--input-shape`` and :func:`load_model`
+raises such an opset to 13 itself (per-channel int8 needs it), so the original file can be used
+as it is; a pinned copy is for tools outside qsplit that need a static file, and for the model
+corpus, whose measurements were made on pinned copies. It is a new file (its own sha256), so
+plans made for it name it and not the original.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ import onnx
 from onnx import shape_inference, version_converter
 
 from qsplit.errors import ModelError
-
-PER_CHANNEL_OPSET = 13
-"""First ONNX opset whose DequantizeLinear has ``axis`` (per-channel int8 weights)."""
+from qsplit.model._load import PER_CHANNEL_OPSET
 
 
 def pinned_copy(
