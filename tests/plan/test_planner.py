@@ -359,3 +359,25 @@ def test_plans_are_time_limited_by_default() -> None:
     result = plan(PlanningProblem(small, nodes, profiles), with_baselines=False)
     assert (result.solver.status, result.solver.gap) == ("optimal", 0.0)
     assert result.solver.time_limit_s == TIME_LIMIT_S
+
+
+def test_a_tie_goes_to_the_least_latency_whatever_the_solver_returned() -> None:
+    """At equal weights a two-point front ties exactly (each extreme scores 0.5): the plan must
+    not depend on which of the two HiGHS happened to return."""
+    from types import SimpleNamespace
+
+    from qsplit.plan._planner import tie_break
+
+    fast = ({"a": "cloud"}, (), SimpleNamespace(latency_s=0.886, energy_j=9.30))
+    frugal = ({"a": "device"}, (), SimpleNamespace(latency_s=0.908, energy_j=2.65))
+    middle = ({"a": "edge"}, (), SimpleNamespace(latency_s=0.900, energy_j=5.00))
+    score = {0.886: 0.5, 0.908: 0.5, 0.900: 0.6}
+
+    def value(evaluation: SimpleNamespace) -> float:
+        return score[evaluation.latency_s]
+
+    for returned in (fast, frugal):
+        assert tie_break(value, (returned, fast, frugal)) is fast
+    assert tie_break(value, (middle, fast, frugal)) is fast
+    score[0.900] = 0.4
+    assert tie_break(value, (middle, fast, frugal)) is middle

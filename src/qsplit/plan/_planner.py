@@ -12,7 +12,7 @@ objective value, and every claimed optimum passes :mod:`qsplit.plan._guard` firs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from qsplit.errors import InputError, SolverError
@@ -249,7 +249,27 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
         weights["energy"] / e_scale
     ) * (form.energy - energy_min)
     solves.minimise(objective, "the weighted objective", _weighted(problem, payoff))
-    return payoff, solves.solution()
+    candidates = (solves.solution(), at_latency_min, at_energy_min)
+    return payoff, tie_break(_weighted(problem, payoff), candidates)
+
+
+#: Normalised objectives closer than this are a tie (they lie in [0, 1]).
+TIE = 1e-9
+
+
+def tie_break(
+    value: Callable[[Evaluation], float], candidates: Sequence[tuple[dict, tuple, Evaluation]]
+) -> tuple[dict, tuple, Evaluation]:
+    """The best of ``candidates`` by ``value``; a tie goes to the least latency, then energy.
+
+    Which of two equally good plans HiGHS returns depends on float noise in its input. A front
+    of two points ties exactly at equal weights (each extreme scores 0.5), and the demo's
+    three-tier plan at w = 0.5 flipped between them when a host 1.8× slower measured the same
+    emulated links 0.1 % differently. Breaking ties by the costs makes the answer the same.
+    """
+    best = min(value(c[2]) for c in candidates)
+    tied = [c for c in candidates if value(c[2]) <= best + TIE]
+    return min(tied, key=lambda c: (c[2].latency_s, c[2].energy_j))
 
 
 def _price(objective: str) -> Callable[[Evaluation], float]:
