@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,8 @@ EXAMPLE = Path(qsplit.__file__).parent / "examples" / "device-behind-edge.yaml"
 
 @pytest.fixture(scope="module")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tb.Testbed]:
-    with tb.Testbed.up(EXAMPLE, tmp_path_factory.mktemp("chain") / "state") as running:
+    state = tmp_path_factory.mktemp("chain") / "state"
+    with tb.Testbed.up(EXAMPLE, state, owner_pid=os.getpid()) as running:
         yield running
 
 

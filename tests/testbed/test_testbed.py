@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -42,7 +43,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> tb.Testbed:
     # A public key as a real deployment's file would have: the testbed runs in clear anyway.
     key = 'curve_public_key: "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", reference_time: 500ms'
     infra.write_text(INFRA.replace("reference_time: 500ms", key))
-    with tb.Testbed.up(infra, root / "state") as running:
+    with tb.Testbed.up(infra, root / "state", owner_pid=os.getpid()) as running:
         yield running
 
 
@@ -244,3 +245,37 @@ def test_the_requesters_infra_file_leaves_out_curve_keys(tmp_path: Path) -> None
     written = load_infra(requester_infra_path(tmp_path))
     assert written.node("edge").curve_public_key is None
     assert written.node("edge").address == "127.0.0.1:7102"
+
+
+OWNER = """\
+import json, os, sys, time
+from qsplit.testbed import Testbed
+testbed = Testbed.up(sys.argv[1], sys.argv[2], owner_pid=os.getpid())
+pids = [testbed.state.supervisor_pid, *(a.pid for a in testbed.state.agents.values())]
+print(json.dumps(pids), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_testbed_stops_when_its_owner_is_killed(tmp_path: Path) -> None:
+    """A demo or test run killed outright (no teardown runs) must not leave agents behind."""
+    infra = tmp_path / "infra.yaml"
+    infra.write_text(INFRA)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(infra), str(tmp_path / "state")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        pids = json.loads(owner.stdout.readline())
+        assert len(pids) == 3 and not any(map(_gone, pids))
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+    deadline = time.monotonic() + 30
+    while not all(map(_gone, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(map(_gone, pids))
+    assert tb.Testbed.find(tmp_path / "state") is None

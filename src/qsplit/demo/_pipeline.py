@@ -56,7 +56,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
     reference = reference_outputs(config.model, feeds)
     cache = Cache(config.cache)
 
-    with Testbed.up(config.testbed_infra, run_dir / "testbed") as testbed:
+    with Testbed.up(config.testbed_infra, run_dir / "testbed", owner_pid=os.getpid()) as testbed:
         calibration = _calibration(testbed)
         step = time.perf_counter()
         advance = progress.task("profiling each node on its agent", len(testbed.state.agents))

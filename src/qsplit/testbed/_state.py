@@ -114,3 +114,12 @@ class TestbedState:
             ),
             host=HostReference.from_dict(data["host"]),
         )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, already dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -12,7 +12,8 @@ group, so ``down`` can signal everything it started at once). It
 3. writes the state file (``testbed.json``) and a requester's view of the infrastructure
    (``infra.yaml``: every node reached through the device's link to it, if any), then waits for
    SIGTERM;
-4. on SIGTERM stops the agents, closes the proxies and removes the state file.
+4. on SIGTERM, or once the process given as ``--owner-pid`` is gone, stops the agents, closes
+   the proxies and removes the state file.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from qsplit.testbed._state import (
     AgentState,
     LinkState,
     TestbedState,
+    process_alive,
     requester_infra_path,
     state_path,
 )
@@ -54,18 +56,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--infra", type=Path, required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--host", required=True, help="HostReference as JSON")
+    parser.add_argument("--owner-pid", type=int, help="stop once this process is gone")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    supervise(args.infra, args.state_dir, HostReference.from_dict(json.loads(args.host)), stop)
+    host = HostReference.from_dict(json.loads(args.host))
+    supervise(args.infra, args.state_dir, host, stop, owner_pid=args.owner_pid)
 
 
 def supervise(
-    infra_path: Path, state_dir: Path, host: HostReference, stop: threading.Event
+    infra_path: Path,
+    state_dir: Path,
+    host: HostReference,
+    stop: threading.Event,
+    *,
+    owner_pid: int | None = None,
 ) -> None:
     """Run the testbed described by ``infra_path`` on a host measured as ``host`` until
-    ``stop`` is set."""
+    ``stop`` is set, or until the process ``owner_pid`` (if given) is gone."""
     infra = load_infra(infra_path)
     factors = node_factors(infra, host)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +128,8 @@ def supervise(
             host=host,
         ).save(state_path(state_dir))
         while not stop.wait(0.5):
-            pass
+            if owner_pid is not None and not process_alive(owner_pid):
+                break
     finally:
         _stop_agents(agents)
         for pair in proxies.values():

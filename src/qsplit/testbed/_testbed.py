@@ -19,7 +19,7 @@ from qsplit.infra import Infra, load_infra
 from qsplit.profile import HostReference, LinkProfile, measure_host, measure_link, node_factors
 from qsplit.runtime import health_of
 from qsplit.testbed._probe import probe_request
-from qsplit.testbed._state import DEFAULT_STATE_DIR, TestbedState, state_path
+from qsplit.testbed._state import DEFAULT_STATE_DIR, TestbedState, process_alive, state_path
 from qsplit.testbed._supervisor import AGENT_STATISTIC
 
 START_TIMEOUT_S = 120.0
@@ -76,9 +76,19 @@ class Testbed:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def up(cls, infra: str | Path, state_dir: str | Path = DEFAULT_STATE_DIR) -> Testbed:
+    def up(
+        cls,
+        infra: str | Path,
+        state_dir: str | Path = DEFAULT_STATE_DIR,
+        *,
+        owner_pid: int | None = None,
+    ) -> Testbed:
         """Calibrate against this host, start the supervisor for ``infra`` and return once
         every agent listens.
+
+        With ``owner_pid`` the testbed stops by itself once that process is gone: a demo or a
+        test run that is killed (SIGKILL, a CI time-out) cannot leave agents behind. The CLI's
+        ``testbed up`` gives none, its testbed outliving the command on purpose.
 
         The host's time for the reference workload is measured first, while nothing of the
         testbed runs, with the agents' threads and statistic; a node the host is too slow for
@@ -103,6 +113,7 @@ class Testbed:
                     *(sys.executable, "-m", "qsplit.testbed._supervisor"),
                     *("--infra", str(infra), "--state-dir", str(state_dir)),
                     *("--host", json.dumps(host.to_dict())),
+                    *(() if owner_pid is None else ("--owner-pid", str(owner_pid))),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -127,7 +138,7 @@ class Testbed:
         if not state_path(state_dir).exists():
             return None
         testbed = cls(state_dir, TestbedState.load(state_path(state_dir)))
-        if not _alive(testbed.state.supervisor_pid):
+        if not process_alive(testbed.state.supervisor_pid):
             testbed.down()
             return None
         return testbed
@@ -147,14 +158,14 @@ class Testbed:
         """Stop the supervisor and everything it started; raise if a process survives."""
         pids = [self.state.supervisor_pid, *(a.pid for a in self.state.agents.values())]
         _signal(self.state.supervisor_pid, signal.SIGTERM)
-        _wait_until(lambda: not _alive(self.state.supervisor_pid), STOP_TIMEOUT_S)
+        _wait_until(lambda: not process_alive(self.state.supervisor_pid), STOP_TIMEOUT_S)
         _kill_group(self.state.supervisor_pid)
         for pid in pids[1:]:
             _signal(pid, signal.SIGKILL)
         if self._supervisor is not None:
             self._supervisor.wait(timeout=STOP_TIMEOUT_S)
-        _wait_until(lambda: not any(map(_alive, pids)), STOP_TIMEOUT_S)
-        survivors = [pid for pid in pids if _alive(pid)]
+        _wait_until(lambda: not any(map(process_alive, pids)), STOP_TIMEOUT_S)
+        survivors = [pid for pid in pids if process_alive(pid)]
         if survivors:
             raise TestbedError(f"processes {survivors} survived `testbed down`; kill them by hand")
         state_path(self.state_dir).unlink(missing_ok=True)
@@ -181,7 +192,7 @@ class Testbed:
         but does not answer is reported deaf, not ok."""
         statuses = []
         for name, agent in self.state.agents.items():
-            alive, listening = _alive(agent.pid), _accepts(agent.address)
+            alive, listening = process_alive(agent.pid), _accepts(agent.address)
             statuses.append(
                 AgentStatus(
                     name=name,
@@ -224,15 +235,6 @@ def calibrate(infra: str | Path) -> tuple[HostReference, dict[str, float]]:
     loaded = load_infra(infra)
     host = measure_host(AGENT_STATISTIC)
     return host, node_factors(loaded, host)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, already dead but not yet reaped, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
