@@ -26,7 +26,7 @@ def by_hash_only(address: str, path: Path) -> dict:
     """Ask for a profile naming the model by hash only (empty bytes if the agent wants them)."""
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     body = {"node": "edge", "sha256": sha256, "warmup": 0, "repetitions": 1, "int8": False}
-    return asyncio.run(_exchange(address, "edge", None, body, b"", 60.0))
+    return asyncio.run(_exchange(address, "edge", None, None, body, b"", 60.0))
 
 
 def test_agent_profiles_a_model_under_its_own_settings(tmp_path: Path) -> None:
