@@ -101,6 +101,9 @@ class _InfraDoc(BaseModel):
     nodes: list[_NodeDoc] = Field(min_length=1)
     links: list[_LinkDoc] = Field(default_factory=list)
     routes: list[_RouteDoc] = Field(default_factory=list)
+    fleet: Any = None
+    """Device classes and shared nodes: read and validated by :mod:`qsplit.fleet`, which plans
+    them; a single-device plan ignores the section."""
 
 
 _FIXES = {

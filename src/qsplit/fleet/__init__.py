@@ -1,0 +1,66 @@
+"""Fleets: device classes sharing edge and cloud nodes, planned jointly under contention
+(queueing and cross-device batching at the shared nodes), and simulated to large device counts."""
+
+from qsplit.fleet._batching import NO_BATCHING, BatchProfile, batch_profile_for, load_batch_profile
+from qsplit.fleet._candidates import ALONE, CandidateSettings, class_candidates
+from qsplit.fleet._load import fleet_from_dict, load_fleet, validate_fleet
+from qsplit.fleet._milp import solve_fleet
+from qsplit.fleet._model import (
+    BATCH_SIZES,
+    OBJECTIVES,
+    UTILISATION_MAX,
+    Candidate,
+    Choice,
+    ClassOutcome,
+    FleetProblem,
+    Group,
+    NodeLoad,
+    Objective,
+    Outcome,
+    Work,
+    assess,
+    planning_value,
+    utilisation,
+)
+from qsplit.fleet._planner import BASELINES, FleetPlan, baseline_choices, fleet_profiles, plan_fleet
+from qsplit.fleet._queueing import erlang_c, waiting_requests
+from qsplit.fleet._spec import DeviceClass, Fleet, SharedNode
+
+__all__ = [
+    "ALONE",
+    "BASELINES",
+    "BATCH_SIZES",
+    "NO_BATCHING",
+    "OBJECTIVES",
+    "UTILISATION_MAX",
+    "BatchProfile",
+    "Candidate",
+    "CandidateSettings",
+    "Choice",
+    "ClassOutcome",
+    "DeviceClass",
+    "Fleet",
+    "FleetPlan",
+    "FleetProblem",
+    "Group",
+    "NodeLoad",
+    "Objective",
+    "Outcome",
+    "SharedNode",
+    "Work",
+    "assess",
+    "baseline_choices",
+    "batch_profile_for",
+    "class_candidates",
+    "erlang_c",
+    "fleet_from_dict",
+    "fleet_profiles",
+    "load_batch_profile",
+    "load_fleet",
+    "plan_fleet",
+    "planning_value",
+    "solve_fleet",
+    "utilisation",
+    "validate_fleet",
+    "waiting_requests",
+]

@@ -1,0 +1,383 @@
+"""The fleet cost model: what a choice of one plan per class and one batch size per shared node
+costs, under contention.
+
+Two views of one model, kept side by side so they cannot drift:
+
+* :func:`planning_value` is the objective the MILP (:mod:`._milp`) minimises, computed exactly
+  (the MILP only replaces the convex queueing curve by tangents). It assumes each shared node's
+  batch service times are deterministic (``cs² = 0``), which keeps its waiting term a function
+  of the utilisation alone.
+* :func:`assess` is the prediction reported for a choice: the same terms with the real mix of
+  components on each node (``cs²`` of the mix), per-class means and p50/p95 from the latency
+  distribution (:func:`._queueing.latency_quantiles`), fleet-wide quantiles of the mixture, and
+  the throughput the fleet can grow to before a node passes the utilisation bound.
+
+Latency of a request of class ``c`` (plan ``p``, sum latency model)::
+
+    D_cp                        the plan alone: its compute and transfers at batch 1
+  + Wq(device)                  its own device is an M/D/1 queue (rate r_c, service = device part)
+  + Σ_k (b_k − 1)·per_item_g    a batch of b takes t(b) = fixed + b·per_item instead of t(1)
+  + Σ_k Wq(k)                   waiting for a replica of shared node k (Allen–Cunneen)
+  + Σ_k forming_g               waiting for the batch to fill: mean (b − 1) / (2 Λ_g)
+
+Links are not queues: each device has its own links, and the links between shared nodes are
+taken as provisioned for the fleet (docs/fleet.md, Limits).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+
+from qsplit.errors import InputError
+from qsplit.fleet._queueing import (
+    Forming,
+    Wait,
+    erlang_c,
+    latency_distribution,
+    quantile,
+    waiting_requests,
+)
+from qsplit.fleet._spec import Fleet
+
+Objective = Literal["latency-energy", "throughput", "p95"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+BATCH_SIZES = (1, 2, 4, 8)
+UTILISATION_MAX = 0.8
+P95_WAIT_FACTOR = math.log(20)
+"""The p95 objective weighs every wait by ln 20 ≈ 3: the 95th percentile of an exponential wait
+is ln 20 times its mean (docs/fleet.md, Objectives)."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one plan runs on one shared node, per request."""
+
+    node: str
+    blocks: tuple[str, ...]
+    """The plan's blocks on the node, in graph order: plans of any class with the same blocks
+    on the same node run the same component, so their requests batch together."""
+    fixed_s: float
+    """Part of the batch time that does not grow with the batch size."""
+    per_item_s: float
+    """Part that grows with each request in the batch."""
+    compute_power_w: float
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...]]:
+        return (self.node, self.blocks)
+
+    def batch_s(self, batch: int) -> float:
+        """Time of a batch of ``batch`` requests: ``fixed + batch·per_item``."""
+        return self.fixed_s + batch * self.per_item_s
+
+    def energy_j(self, batch: int) -> float:
+        """Energy per request at this batch size (the batch's energy shared by its requests)."""
+        return self.compute_power_w * self.batch_s(batch) / batch
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One plan a class may run, priced alone by :func:`qsplit.plan.evaluate`."""
+
+    label: str
+    """How it was found, e.g. ``plan w_latency=1 on edge``, ``cloud-only``."""
+    assignment: Mapping[str, str]
+    latency_s: float
+    """Per request, alone, batch 1."""
+    energy_j: float
+    device_energy_j: float
+    device_busy_s: float
+    """Compute time on the device per request."""
+    work: tuple[Work, ...]
+    """Per shared node it uses."""
+
+    def device_utilisation(self, rate_hz: float) -> float:
+        return rate_hz * self.device_busy_s
+
+
+@dataclass(frozen=True)
+class FleetProblem:
+    """A fleet, its candidate plans per class and how to choose among them."""
+
+    fleet: Fleet
+    candidates: Mapping[str, tuple[Candidate, ...]]
+    """Class → its candidates (at least one each)."""
+    objective: Objective = "latency-energy"
+    w_latency: float = 0.5
+    w_energy: float = 0.5
+    utilisation_max: float = UTILISATION_MAX
+    """Bound on every shared node's utilisation ρ and every device's."""
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective {self.objective!r} is unknown; use one of {OBJECTIVES}")
+        if not 0 < self.utilisation_max < 1:
+            problems.append("utilisation_max must be in (0, 1), e.g. 0.8")
+        if not (self.w_latency >= 0 and self.w_energy >= 0 and self.w_latency + self.w_energy > 0):
+            problems.append("objective weights must be ≥ 0 and not both 0")
+        if (
+            not self.batch_sizes
+            or any(b < 1 for b in self.batch_sizes)
+            or 1 not in self.batch_sizes
+        ):
+            problems.append("batch sizes must be integers ≥ 1 and include 1")
+        for c in self.fleet.classes:
+            if not self.candidates.get(c.name):
+                problems.append(f"class {c.name!r} has no candidate plan")
+        if problems:
+            raise InputError("; ".join(problems), field="fleet planning")
+
+    @property
+    def total_rate_hz(self) -> float:
+        return sum(c.total_rate_hz for c in self.fleet.classes)
+
+    @property
+    def scales(self) -> tuple[float, float]:
+        """Latency and energy per request that normalise the weighted objective: the
+        request-weighted mean of each class's least latency (energy) among its candidates,
+        without contention — a lower bound neither objective can beat."""
+        total = self.total_rate_hz or 1.0
+        latency = energy = 0.0
+        for c in self.fleet.classes:
+            cands = self.candidates[c.name]
+            latency += c.total_rate_hz * min(k.latency_s for k in cands)
+            energy += c.total_rate_hz * min(k.energy_j for k in cands)
+        return max(latency / total, 1e-12), max(energy / total, 1e-12)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One candidate per class (by index) and one batch size per shared node."""
+
+    candidate: Mapping[str, int]
+    batch: Mapping[str, int]
+
+    def of(self, problem: FleetProblem, name: str) -> Candidate:
+        return problem.candidates[name][self.candidate[name]]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Requests for one component on one shared node, from every class that runs it."""
+
+    blocks: tuple[str, ...]
+    classes: tuple[str, ...]
+    rate_hz: float
+    batch_s: float
+    """Time of one batch at the node's batch size."""
+
+
+@dataclass(frozen=True)
+class NodeLoad:
+    """A shared node under the fleet's load."""
+
+    node: str
+    replicas: int
+    batch: int
+    utilisation: float
+    wait_s: float
+    """Mean wait for a replica (Allen–Cunneen)."""
+    p_wait: float
+    groups: tuple[Group, ...]
+
+
+@dataclass(frozen=True)
+class ClassOutcome:
+    """What one request of a class sees."""
+
+    name: str
+    candidate: str
+    device_utilisation: float
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    energy_j: float
+    device_energy_j: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A choice under the fleet's load; latencies ``inf`` where a node is saturated (ρ ≥ 1)."""
+
+    classes: tuple[ClassOutcome, ...]
+    nodes: tuple[NodeLoad, ...]
+    latency_mean_s: float
+    """Request-weighted over the fleet."""
+    latency_p50_s: float
+    latency_p95_s: float
+    energy_j: float
+    throughput_hz: float
+    """Requests per second the fleet sends (all of them served when stable)."""
+    capacity_hz: float
+    """Requests per second the fleet could send, rates scaled alike, before a shared node or a
+    device passes the utilisation bound."""
+    feasible: bool
+    """Every utilisation within the bound."""
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+
+def node_groups(problem: FleetProblem, choice: Choice) -> dict[str, list[tuple[Work, str, float]]]:
+    """Shared node → the works placed there, with their class and the class's request rate."""
+    groups: dict[str, list[tuple[Work, str, float]]] = {s: [] for s in problem.fleet.shared_names}
+    for c in problem.fleet.classes:
+        for work in choice.of(problem, c.name).work:
+            groups[work.node].append((work, c.name, c.total_rate_hz))
+    return groups
+
+
+def _merged(
+    entries: list[tuple[Work, str, float]],
+) -> dict[tuple[str, ...], tuple[Work, list[str], float]]:
+    merged: dict[tuple[str, ...], tuple[Work, list[str], float]] = {}
+    for work, name, rate in entries:
+        if work.blocks in merged:
+            w, names, total = merged[work.blocks]
+            merged[work.blocks] = (w, [*names, name], total + rate)
+        else:
+            merged[work.blocks] = (work, [name], rate)
+    return merged
+
+
+def utilisation(problem: FleetProblem, choice: Choice) -> dict[str, float]:
+    """Shared node → ρ: batch rate × batch time / replicas, summed over its components."""
+    result = {}
+    for node, entries in node_groups(problem, choice).items():
+        b = choice.batch[node]
+        busy = sum(rate / b * w.batch_s(b) for w, _, rate in entries)
+        result[node] = busy / problem.fleet.replicas(node)
+    return result
+
+
+def planning_value(problem: FleetProblem, choice: Choice) -> tuple[float, float]:
+    """``(bottleneck, weighted)``: what the MILP minimises, exactly; ``inf`` when a bound is
+    broken. ``bottleneck`` is the largest utilisation (the throughput objective's first stage,
+    0 for the others); ``weighted`` the weighted latency/energy (or p95) term."""
+    rho = utilisation(problem, choice)
+    bound = problem.utilisation_max * (1 + 1e-9)
+    device_rho = {
+        c.name: choice.of(problem, c.name).device_utilisation(c.rate_hz)
+        for c in problem.fleet.classes
+        if c.count
+    }
+    if any(r > bound for r in (*rho.values(), *device_rho.values())):
+        return (math.inf, math.inf)
+    factor = P95_WAIT_FACTOR if problem.objective == "p95" else 1.0
+    latency = energy = 0.0
+    for c in problem.fleet.classes:
+        cand = choice.of(problem, c.name)
+        wait = device_wait(cand, c.rate_hz).mean_s if c.count else 0.0
+        latency += c.total_rate_hz * (cand.latency_s + factor * wait)
+        energy += c.total_rate_hz * cand.energy_j
+    for node, entries in node_groups(problem, choice).items():
+        b = choice.batch[node]
+        for work, _, rate in entries:
+            latency += rate * (b - 1) * work.per_item_s
+            energy += rate * (work.energy_j(b) - work.energy_j(1))
+        latency += factor * waiting_requests(rho[node], problem.fleet.replicas(node))
+        latency += factor * len(_merged(entries)) * (b - 1) / 2
+    total = problem.total_rate_hz or 1.0
+    t_ref, e_ref = problem.scales
+    weighted = (
+        problem.w_latency * latency / total / t_ref + problem.w_energy * energy / total / e_ref
+    )
+    bottleneck = max([*rho.values(), *device_rho.values(), 0.0])
+    return (bottleneck if problem.objective == "throughput" else 0.0, weighted)
+
+
+def device_wait(candidate: Candidate, rate_hz: float) -> Wait:
+    """M/D/1 at the device: its own requests queue for its own compute."""
+    rho = candidate.device_utilisation(rate_hz)
+    if rho >= 1:
+        return Wait(math.inf, 1.0)
+    return Wait(rho * candidate.device_busy_s / (2 * (1 - rho)), rho)
+
+
+def assess(problem: FleetProblem, choice: Choice) -> Outcome:
+    """The predicted outcome of ``choice`` under the fleet's load (see the module docstring)."""
+    rho = utilisation(problem, choice)
+    nodes: dict[str, NodeLoad] = {}
+    for node, entries in node_groups(problem, choice).items():
+        replicas, b = problem.fleet.replicas(node), choice.batch[node]
+        merged = _merged(entries)
+        batch_rates = [rate / b for _, _, rate in merged.values()]
+        times = [w.batch_s(b) for w, _, _ in merged.values()]
+        wait_s, p_wait = _replica_wait(rho[node], replicas, b, batch_rates, times)
+        groups = tuple(
+            Group(blocks, tuple(names), rate, w.batch_s(b))
+            for blocks, (w, names, rate) in merged.items()
+        )
+        nodes[node] = NodeLoad(node, replicas, b, rho[node], wait_s, p_wait, groups)
+
+    outcomes = []
+    distributions = []
+    bound = problem.utilisation_max * (1 + 1e-9)
+    feasible = all(r <= bound for r in rho.values())
+    for c in problem.fleet.classes:
+        cand = choice.of(problem, c.name)
+        device = device_wait(cand, c.rate_hz)
+        feasible &= cand.device_utilisation(c.rate_hz) <= bound or not c.count
+        fixed = cand.latency_s
+        waits, formings = [device], []
+        energy = cand.energy_j
+        for work in cand.work:
+            load = nodes[work.node]
+            b = load.batch
+            fixed += (b - 1) * work.per_item_s
+            energy += work.energy_j(b) - work.energy_j(1)
+            waits.append(Wait(load.wait_s, load.p_wait))
+            group = next(g for g in load.groups if g.blocks == work.blocks)
+            if b > 1:
+                formings.append(Forming(b, group.rate_hz))
+        mean = fixed + sum(w.mean_s for w in waits) + sum(f.mean_s for f in formings)
+        distribution = latency_distribution(fixed, waits, formings)
+        p50, p95 = (quantile([distribution], [1.0], q) for q in (0.5, 0.95))
+        distributions.append(distribution)
+        outcomes.append(
+            ClassOutcome(
+                c.name,
+                cand.label,
+                cand.device_utilisation(c.rate_hz),
+                mean,
+                p50,
+                p95,
+                energy,
+                cand.device_energy_j,
+            )
+        )
+    total = problem.total_rate_hz or 1.0
+    weights = [c.total_rate_hz / total for c in problem.fleet.classes]
+    bottleneck = max([*rho.values(), *(o.device_utilisation for o in outcomes), 1e-12])
+    return Outcome(
+        classes=tuple(outcomes),
+        nodes=tuple(nodes.values()),
+        latency_mean_s=float(np.dot(weights, [o.latency_mean_s for o in outcomes])),
+        latency_p50_s=quantile(distributions, weights, 0.5),
+        latency_p95_s=quantile(distributions, weights, 0.95),
+        energy_j=float(np.dot(weights, [o.energy_j for o in outcomes])),
+        throughput_hz=problem.total_rate_hz,
+        capacity_hz=problem.total_rate_hz * problem.utilisation_max / bottleneck,
+        feasible=feasible,
+    )
+
+
+def _replica_wait(
+    rho: float, replicas: int, batch: int, batch_rates: list[float], times: list[float]
+) -> tuple[float, float]:
+    """Allen–Cunneen mean wait and probability of waiting at a node of ``replicas``."""
+    rate = sum(batch_rates)
+    if rate == 0:
+        return 0.0, 0.0
+    if rho >= 1:
+        return math.inf, 1.0
+    mean = sum(r * t for r, t in zip(batch_rates, times, strict=True)) / rate
+    second = sum(r * t * t for r, t in zip(batch_rates, times, strict=True)) / rate
+    cs2 = max(second / mean**2 - 1, 0.0)
+    p_wait = erlang_c(replicas, replicas * rho)
+    return p_wait * mean / (replicas * (1 - rho)) * (1 / batch + cs2) / 2, p_wait
