@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -98,6 +98,13 @@ class Candidate:
 
     def device_utilisation(self, rate_hz: float) -> float:
         return rate_hz * self.device_busy_s
+
+    def for_device(self, old: str, new: str) -> Candidate:
+        """The same plan for an identical class whose device is called ``new``."""
+        if old == new:
+            return self
+        assignment = {b: new if n == old else n for b, n in self.assignment.items()}
+        return replace(self, assignment=assignment)
 
 
 @dataclass(frozen=True)

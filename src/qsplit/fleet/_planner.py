@@ -15,11 +15,12 @@ from typing import Any
 from qsplit._jsonio import write_json
 from qsplit.errors import InputError
 from qsplit.fleet._batching import BatchProfile, batch_profile_for
-from qsplit.fleet._candidates import ALONE, CandidateSettings, class_candidates
+from qsplit.fleet._candidates import ALONE, CandidateSettings, class_candidates, class_signature
 from qsplit.fleet._milp import solve_fleet
 from qsplit.fleet._model import (
     BATCH_SIZES,
     UTILISATION_MAX,
+    Candidate,
     Choice,
     FleetProblem,
     Objective,
@@ -184,27 +185,16 @@ def plan_fleet(
     settings = CandidateSettings(w_latency=w_latency, w_energy=w_energy)
     started = time.perf_counter()
     candidates = {}
-    planned: dict[Any, Any] = {}
+    planned: dict[tuple[object, ...], tuple[str, tuple[Candidate, ...]]] = {}
     for c in fleet.classes:
-        key = (
-            c.node.compute_power_w,
-            c.node.transmit_power_w,
-            c.node.memory_bytes,
-            c.node.reference_time_s,
-            tuple(
-                (
-                    lk.source == c.name,
-                    lk.target == c.name,
-                    lk.source if lk.source != c.name else lk.target,
-                    lk.bandwidth_bytes_per_s,
-                    lk.latency_s,
-                )
-                for lk in c.links
-            ),
-        )
+        key = class_signature(fleet, c.name)
         if key not in planned:
-            planned[key] = class_candidates(fleet, c.name, graph, profiles, batching, settings)
-        candidates[c.name] = planned[key]
+            planned[key] = (
+                c.name,
+                class_candidates(fleet, c.name, graph, profiles, batching, settings),
+            )
+        first, cands = planned[key]
+        candidates[c.name] = tuple(k.for_device(first, c.name) for k in cands)
     candidates_time_s = time.perf_counter() - started
     problem = FleetProblem(
         fleet, candidates, objective, w_latency, w_energy, utilisation_max, batch_sizes

@@ -1,0 +1,264 @@
+"""Discrete-event simulation of a fleet plan, and its projection to many devices.
+
+The simulation runs exactly the system the queueing approximation (:mod:`._queueing`) describes,
+without its approximations: every device is its own FIFO server (its part of the plan), sending
+Poisson requests; each shared node collects the requests of each component into batches of its
+batch size and serves them FIFO on its replicas; a request visits the shared nodes of its plan in
+the plan's order. Transfers are the plan's fixed times (links are not queues, as in the model).
+An event heap in plain Python is fast enough (tens of thousands of requests per second of
+CPU) and keeps batching and replicas simple to state; ``simpy`` would add a dependency for
+nothing this needs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qsplit.fleet._model import Choice, FleetProblem, Outcome, assess, utilisation
+
+WARMUP = 0.1
+"""Fraction of the simulated time at the start whose requests are not counted."""
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """Latencies measured in a simulation run."""
+
+    requests: int
+    """Requests counted (after the warm-up, completed)."""
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    per_class: dict[str, tuple[float, float, float]]
+    """Class → (mean, p50, p95) in seconds."""
+    utilisation: dict[str, float]
+    """Shared node → busy replica-seconds / (replicas × simulated time)."""
+
+
+def simulate(
+    problem: FleetProblem, choice: Choice, *, requests: int = 20_000, seed: int = 0
+) -> Simulated:
+    """Simulate about ``requests`` requests of the fleet running ``choice``."""
+    rng = np.random.default_rng(seed)
+    fleet = problem.fleet
+    horizon = requests / problem.total_rate_hz
+    arrivals: list[tuple[float, int, float]] = []  # (leaves the device, class, arrival)
+    names = [c.name for c in fleet.classes]
+    for ci, c in enumerate(fleet.classes):
+        cand = choice.of(problem, c.name)
+        for _ in range(c.count):
+            gaps = rng.exponential(1 / c.rate_hz, int(c.rate_hz * horizon * 1.3) + 10)
+            times = np.cumsum(gaps)
+            free = 0.0
+            for t in times[times < horizon]:
+                free = max(free, t) + cand.device_busy_s
+                arrivals.append((free, ci, float(t)))
+    return _run(problem, choice, names, arrivals, horizon)
+
+
+def _run(
+    problem: FleetProblem,
+    choice: Choice,
+    names: list[str],
+    arrivals: list[tuple[float, int, float]],
+    horizon: float,
+) -> Simulated:
+    fleet = problem.fleet
+    cands = [choice.of(problem, n) for n in names]
+    fixed = [k.latency_s - k.device_busy_s - sum(w.batch_s(1) for w in k.work) for k in cands]
+    batch = dict(choice.batch)
+    free = {k: fleet.replicas(k) for k in fleet.shared_names}
+    busy = dict.fromkeys(fleet.shared_names, 0.0)
+    forming: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    waiting: dict[str, deque[tuple[float, list[int]]]] = {k: deque() for k in fleet.shared_names}
+    req_class: list[int] = []
+    req_start: list[float] = []
+    req_stage: list[int] = []
+    done: list[tuple[int, float]] = []
+    events: list[tuple[float, int, int, object]] = []  # (time, seq, kind, payload)
+    seq = 0
+    for ready, ci, start in arrivals:
+        req_class.append(ci)
+        req_start.append(start)
+        req_stage.append(0)
+        events.append((ready, seq, 0, len(req_class) - 1))
+        seq += 1
+    heapq.heapify(events)
+
+    def start_batch(now: float, node: str, duration: float, members: list[int]) -> None:
+        nonlocal seq
+        free[node] -= 1
+        busy[node] += duration
+        heapq.heappush(events, (now + duration, seq, 1, (node, members)))
+        seq += 1
+
+    while events:
+        now, _, kind, payload = heapq.heappop(events)
+        if kind == 0:  # a request reaches its next stage
+            r = payload
+            assert isinstance(r, int)
+            work = cands[req_class[r]].work
+            stage = req_stage[r]
+            if stage == len(work):
+                done.append((r, now + fixed[req_class[r]]))
+                continue
+            w = work[stage]
+            members = forming.setdefault(w.key, [])
+            members.append(r)
+            if len(members) == batch[w.node]:
+                forming[w.key] = []
+                duration = w.batch_s(batch[w.node])
+                if free[w.node]:
+                    start_batch(now, w.node, duration, members)
+                else:
+                    waiting[w.node].append((duration, members))
+        else:  # a batch finishes on a replica
+            node, members = payload  # type: ignore[misc]
+            free[node] += 1
+            if waiting[node]:
+                start_batch(now, node, *waiting[node].popleft())
+            for r in members:
+                req_stage[r] += 1
+                heapq.heappush(events, (now, seq, 0, r))
+                seq += 1
+    return _summarise(problem, names, req_class, req_start, done, busy, horizon)
+
+
+def _summarise(
+    problem: FleetProblem,
+    names: list[str],
+    req_class: list[int],
+    req_start: list[float],
+    done: list[tuple[int, float]],
+    busy: dict[str, float],
+    horizon: float,
+) -> Simulated:
+    latency = [[] for _ in names]  # type: list[list[float]]
+    for r, finish in done:
+        if req_start[r] >= WARMUP * horizon:
+            latency[req_class[r]].append(finish - req_start[r])
+    every = np.concatenate([np.array(x) for x in latency]) if done else np.array([math.nan])
+    per_class = {n: _stats(np.array(x)) for n, x in zip(names, latency, strict=True) if len(x)}
+    mean, p50, p95 = _stats(every)
+    fleet = problem.fleet
+    return Simulated(
+        requests=int(every.size),
+        latency_mean_s=mean,
+        latency_p50_s=p50,
+        latency_p95_s=p95,
+        per_class=per_class,
+        utilisation={k: busy[k] / (fleet.replicas(k) * horizon) for k in fleet.shared_names},
+    )
+
+
+def _stats(values: np.ndarray) -> tuple[float, float, float]:
+    if values.size == 0:
+        return (math.nan, math.nan, math.nan)
+    return (float(values.mean()), float(np.quantile(values, 0.5)), float(np.quantile(values, 0.95)))
+
+
+@dataclass(frozen=True)
+class ProjectionPoint:
+    """The fleet plan at one device count."""
+
+    devices: int
+    utilisation: dict[str, float]
+    predicted: Outcome
+    simulated: Simulated | None
+    """``None`` where a shared node is saturated (ρ ≥ 1): no steady state to measure."""
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A fleet plan held fixed while the number of devices grows."""
+
+    points: tuple[ProjectionPoint, ...]
+    saturation: dict[str, float]
+    """Shared node → the device count at which its utilisation reaches 1 (``inf``: unused)."""
+    bound: dict[str, float]
+    """Shared node → the device count at which it reaches the utilisation bound."""
+
+
+def project(
+    problem: FleetProblem,
+    choice: Choice,
+    counts: Sequence[int],
+    *,
+    requests: int = 20_000,
+    seed: int = 0,
+) -> Projection:
+    """Hold ``choice`` and scale the fleet to each of ``counts`` devices (the classes keep their
+    shares): utilisation, predicted and simulated p50/p95 per count, and where each shared node
+    saturates. Utilisation grows linearly with the count, so saturation is exact."""
+    points = []
+    for i, n in enumerate(counts):
+        scaled = FleetProblem(
+            problem.fleet.scaled(n),
+            problem.candidates,
+            problem.objective,
+            problem.w_latency,
+            problem.w_energy,
+            problem.utilisation_max,
+            problem.batch_sizes,
+        )
+        rho = utilisation(scaled, choice)
+        stable = all(r < 1 for r in rho.values())
+        simulated = simulate(scaled, choice, requests=requests, seed=seed + i) if stable else None
+        points.append(ProjectionPoint(n, rho, assess(scaled, choice), simulated))
+    per_device = {
+        k: utilisation(problem, choice)[k] / problem.fleet.device_count
+        for k in problem.fleet.shared_names
+    }
+    return Projection(
+        tuple(points),
+        {k: 1 / r if r > 0 else math.inf for k, r in per_device.items()},
+        {k: problem.utilisation_max / r if r > 0 else math.inf for k, r in per_device.items()},
+    )
+
+
+def plot_projection(projection: Projection, path: str | Path, bound: float) -> Path:
+    """Utilisation per shared node, and predicted vs simulated p50/p95, against device count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    counts = [p.devices for p in projection.points]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    for node in projection.saturation:
+        top.plot(counts, [p.utilisation[node] for p in projection.points], marker="o", label=node)
+    top.axhline(bound, color="grey", linestyle="--", label=f"bound {bound:g}")
+    top.axhline(1.0, color="red", linestyle=":", label="saturation")
+    top.set_ylabel("utilisation ρ")
+    top.legend()
+    for q, style in (("p50", "-"), ("p95", "--")):
+        predicted = [getattr(p.predicted, f"latency_{q}_s") * 1e3 for p in projection.points]
+        bottom.plot(counts, predicted, style, color="C0", label=f"{q} predicted")
+        sim = [
+            (p.devices, getattr(p.simulated, f"latency_{q}_s") * 1e3)
+            for p in projection.points
+            if p.simulated is not None
+        ]
+        if sim:
+            bottom.plot(
+                *zip(*sim, strict=True),
+                "o",
+                color="C1" if q == "p50" else "C3",
+                label=f"{q} simulated",
+            )
+    bottom.set_xlabel("devices")
+    bottom.set_ylabel("latency (ms)")
+    bottom.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
