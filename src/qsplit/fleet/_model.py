@@ -35,6 +35,8 @@ import numpy as np
 
 from qsplit.errors import InputError
 from qsplit.fleet._queueing import (
+    Delay,
+    DeviceWait,
     Forming,
     Wait,
     erlang_c,
@@ -298,12 +300,9 @@ def planning_value(problem: FleetProblem, choice: Choice) -> tuple[float, float]
     return (bottleneck if problem.objective == "throughput" else 0.0, weighted)
 
 
-def device_wait(candidate: Candidate, rate_hz: float) -> Wait:
+def device_wait(candidate: Candidate, rate_hz: float) -> DeviceWait:
     """M/D/1 at the device: its own requests queue for its own compute."""
-    rho = candidate.device_utilisation(rate_hz)
-    if rho >= 1:
-        return Wait(math.inf, 1.0)
-    return Wait(rho * candidate.device_busy_s / (2 * (1 - rho)), rho)
+    return DeviceWait(rate_hz, candidate.device_busy_s)
 
 
 def assess(problem: FleetProblem, choice: Choice) -> Outcome:
@@ -331,19 +330,19 @@ def assess(problem: FleetProblem, choice: Choice) -> Outcome:
         device = device_wait(cand, c.rate_hz)
         feasible &= cand.device_utilisation(c.rate_hz) <= bound or not c.count
         fixed = cand.latency_s
-        waits, formings = [device], []
+        delays: list[Delay] = [device]
         energy = cand.energy_j
         for work in cand.work:
             load = nodes[work.node]
             b = load.batch
             fixed += (b - 1) * work.per_item_s
             energy += work.energy_j(b) - work.energy_j(1)
-            waits.append(Wait(load.wait_s, load.p_wait))
+            delays.append(Wait(load.wait_s, load.p_wait))
             group = next(g for g in load.groups if g.blocks == work.blocks)
             if b > 1:
-                formings.append(Forming(b, group.rate_hz))
-        mean = fixed + sum(w.mean_s for w in waits) + sum(f.mean_s for f in formings)
-        distribution = latency_distribution(fixed, waits, formings)
+                delays.append(Forming(b, group.rate_hz))
+        mean = fixed + sum(d.mean_s for d in delays)
+        distribution = latency_distribution(fixed, delays)
         p50, p95 = (quantile([distribution], [1.0], q) for q in (0.5, 0.95))
         distributions.append(distribution)
         outcomes.append(

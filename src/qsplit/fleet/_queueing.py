@@ -19,8 +19,9 @@ linearises by tangents.
 
 The waiting time's distribution is taken as an atom at 0 (probability ``1 − C``) and an
 exponential tail of mean ``Wq / C``, the M/M/c shape; a request's latency is its deterministic
-part plus the independent waits at its device, at each shared node and for its batch to fill,
-whose sum is computed numerically on a grid (:func:`latency_quantiles`).
+part plus the independent waits at its device (M/D/1, exactly: :class:`DeviceWait`), at each
+shared node and for its batch to fill, whose sum is computed numerically on a grid
+(:func:`latency_distribution`).
 """
 
 from __future__ import annotations
@@ -79,14 +80,90 @@ def tangents(servers: int, rho_max: float, count: int = 48) -> tuple[tuple[float
 
 @dataclass(frozen=True)
 class Wait:
-    """A non-negative random delay: 0 with probability ``1 − p_wait``, else exponential."""
+    """A non-negative random delay: 0 with probability ``1 − p_wait``, else exponential (the
+    M/M/c shape, used for a shared node's replicas)."""
 
     mean_s: float
     p_wait: float
 
     @property
-    def tail_mean_s(self) -> float:
+    def tail_s(self) -> float:
+        """Mean of the exponential part: the scale of the tail."""
         return self.mean_s / self.p_wait if self.p_wait > 0 else 0.0
+
+    def pmf(self, grid: np.ndarray, step: float) -> np.ndarray:
+        cdf = self.p_wait * -np.expm1(-(grid + step) / self.tail_s)
+        pmf = np.diff(cdf, prepend=0.0)
+        pmf[0] += 1 - self.p_wait
+        return pmf
+
+
+@dataclass(frozen=True)
+class DeviceWait:
+    """The wait of an M/D/1 queue, exactly: a device serving its own Poisson requests, each
+    taking ``service_s`` (its part of the plan).
+
+    Its distribution is far from exponential (at ρ = 0.2 the p95 of a device's latency came out
+    13 % short of the simulated one with an exponential tail), so Erlang's formula is used::
+
+        P(W ≤ t) = (1 − ρ) Σ_{k=0}^{⌊t/D⌋} (λ(kD − t))^k / k! · e^{−λ(kD − t)}
+
+    up to ``EXACT_SPAN`` services (beyond, the alternating sum loses precision), then its
+    exponential asymptote ``e^{−θt}`` with ``λ(e^{θD} − 1) = θ``.
+    """
+
+    rate_hz: float
+    service_s: float
+
+    EXACT_SPAN = 8
+
+    @property
+    def rho(self) -> float:
+        return self.rate_hz * self.service_s
+
+    @property
+    def p_wait(self) -> float:
+        return min(self.rho, 1.0)
+
+    @property
+    def mean_s(self) -> float:
+        if self.rho >= 1:
+            return math.inf
+        return self.rho * self.service_s / (2 * (1 - self.rho))
+
+    @property
+    def tail_s(self) -> float:
+        return 1 / self._decay() if 0 < self.rho < 1 else 0.0
+
+    def _decay(self) -> float:
+        lam, d = self.rate_hz, self.service_s
+        low, high = 1e-12, 1.0 / d
+        while lam * math.expm1(high * d) - high < 0:
+            high *= 2
+        for _ in range(100):
+            mid = (low + high) / 2
+            if lam * math.expm1(mid * d) - mid < 0:
+                low = mid
+            else:
+                high = mid
+        return (low + high) / 2
+
+    def cdf(self, t: np.ndarray) -> np.ndarray:
+        limit = self.EXACT_SPAN * self.service_s
+        edge = float(self._erlang(np.array([limit]))[0])
+        tail = 1 - (1 - edge) * np.exp(-(t - limit) / self.tail_s)
+        return np.where(t <= limit, self._erlang(np.minimum(t, limit)), tail)
+
+    def _erlang(self, t: np.ndarray) -> np.ndarray:
+        lam, d = self.rate_hz, self.service_s
+        total = np.zeros_like(t)
+        for k in range(self.EXACT_SPAN + 1):
+            x = lam * (k * d - t)
+            total += np.where(k * d <= t, x**k / math.factorial(k) * np.exp(-x), 0.0)
+        return np.clip((1 - self.rho) * total, 0.0, 1.0)
+
+    def pmf(self, grid: np.ndarray, step: float) -> np.ndarray:
+        return np.diff(self.cdf(grid + step), prepend=0.0)
 
 
 @dataclass(frozen=True)
@@ -101,23 +178,40 @@ class Forming:
     def mean_s(self) -> float:
         return (self.batch - 1) / (2 * self.rate_hz) if self.batch > 1 else 0.0
 
+    @property
+    def tail_s(self) -> float:
+        return self.batch / self.rate_hz if self.batch > 1 else 0.0
 
-def latency_distribution(
-    fixed_s: float, waits: Sequence[Wait], formings: Sequence[Forming]
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(times_s, cdf)`` of ``fixed_s`` plus the independent ``waits`` and ``formings``, on a
-    grid wide enough for the tails (the last 25 tail means); ``inf`` waits give an empty grid."""
-    mean = sum(w.mean_s for w in waits) + sum(f.mean_s for f in formings)
+    def pmf(self, grid: np.ndarray, step: float) -> np.ndarray:
+        """Mixture over the positions ``i = 1..b`` of Erlang(``b − i``, rate), weight 1/b each."""
+        b = self.batch
+        x = (grid + step) * self.rate_hz
+        cdf = np.full_like(grid, 1.0 / b)  # the last request of a batch does not wait
+        term = np.exp(-x)  # P(N = 0) for a Poisson count N of mean x
+        below = np.zeros_like(grid)
+        for k in range(b - 1):  # Erlang(k + 1) CDF = 1 − P(N ≤ k)
+            below += term
+            cdf += (1 - below) / b
+            term = term * x / (k + 1)
+        return np.diff(cdf, prepend=0.0)
+
+
+Delay = Wait | DeviceWait | Forming
+
+
+def latency_distribution(fixed_s: float, delays: Sequence[Delay]) -> tuple[np.ndarray, np.ndarray]:
+    """``(times_s, cdf)`` of ``fixed_s`` plus the independent ``delays``, on a grid wide enough
+    for the tails (25 tail scales); an infinite mean gives the single point ``inf``."""
+    used = [d for d in delays if d.mean_s > 0]
+    mean = sum(d.mean_s for d in used)
     if math.isinf(mean):
         return np.array([math.inf]), np.array([1.0])
     if mean <= 0:
         return np.array([fixed_s]), np.array([1.0])
-    tails = [w.tail_mean_s for w in waits] + [f.batch / f.rate_hz for f in formings if f.batch > 1]
-    upper = 1.5 * mean + 25 * max(tails)
+    upper = 1.5 * mean + 25 * max(d.tail_s for d in used)
     step = upper / GRID_POINTS
     grid = np.arange(GRID_POINTS) * step
-    pmfs = [_wait_pmf(w, grid, step) for w in waits if w.mean_s > 0]
-    pmfs += [_forming_pmf(f, grid, step) for f in formings if f.batch > 1]
+    pmfs = [d.pmf(grid, step) for d in used]
     size = 2 * GRID_POINTS
     spectrum = np.ones(size // 2 + 1, dtype=complex)
     for pmf in pmfs:
@@ -139,25 +233,3 @@ def quantile(
         w * np.interp(points, times, cdf, left=0.0, right=1.0) for (times, cdf), w in used
     )
     return float(points[min(int(np.searchsorted(mixture, q - 1e-12)), len(points) - 1)])
-
-
-def _wait_pmf(wait: Wait, grid: np.ndarray, step: float) -> np.ndarray:
-    tail = wait.tail_mean_s
-    cdf = wait.p_wait * -np.expm1(-(grid + step) / tail)
-    pmf = np.diff(cdf, prepend=0.0)
-    pmf[0] += 1 - wait.p_wait
-    return pmf
-
-
-def _forming_pmf(forming: Forming, grid: np.ndarray, step: float) -> np.ndarray:
-    """Mixture over the positions ``i = 1..b`` of Erlang(``b − i``, rate), each of weight 1/b."""
-    b, rate = forming.batch, forming.rate_hz
-    x = (grid + step) * rate
-    cdf = np.full_like(grid, 1.0 / b)  # the last request of a batch does not wait
-    term = np.exp(-x)  # P(N(x) = 0) for a Poisson count N with mean x
-    survivors = np.zeros_like(grid)
-    for k in range(b - 1):  # Erlang(k+1) CDF = 1 - sum_{j<=k} P(N = j)
-        survivors += term
-        cdf += (1 - survivors) / b
-        term = term * x / (k + 1)
-    return np.diff(cdf, prepend=0.0)
