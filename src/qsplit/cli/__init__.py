@@ -7,6 +7,7 @@ imported here.
 from qsplit.cli import (  # noqa: F401  (imported to register their commands)
     analyze_cmd,
     demo_cmd,
+    fleet_cmd,
     keys_cmd,
     model_cmd,
     noise_cmd,

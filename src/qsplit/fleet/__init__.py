@@ -24,6 +24,14 @@ from qsplit.fleet._model import (
 )
 from qsplit.fleet._planner import BASELINES, FleetPlan, baseline_choices, fleet_profiles, plan_fleet
 from qsplit.fleet._queueing import erlang_c, waiting_requests
+from qsplit.fleet._simulate import (
+    Projection,
+    ProjectionPoint,
+    Simulated,
+    plot_projection,
+    project,
+    simulate,
+)
 from qsplit.fleet._spec import DeviceClass, Fleet, SharedNode
 
 __all__ = [
@@ -46,7 +54,10 @@ __all__ = [
     "NodeLoad",
     "Objective",
     "Outcome",
+    "Projection",
+    "ProjectionPoint",
     "SharedNode",
+    "Simulated",
     "Work",
     "assess",
     "baseline_choices",
@@ -59,6 +70,9 @@ __all__ = [
     "load_fleet",
     "plan_fleet",
     "planning_value",
+    "plot_projection",
+    "project",
+    "simulate",
     "solve_fleet",
     "utilisation",
     "validate_fleet",

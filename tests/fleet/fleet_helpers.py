@@ -1,0 +1,88 @@
+"""Small fleets built in code (no ONNX): device classes, shared nodes and hand-made candidates."""
+
+from __future__ import annotations
+
+import random
+
+from qsplit.fleet import Candidate, DeviceClass, Fleet, FleetProblem, SharedNode, Work
+from qsplit.infra import Infra, Link, Node
+
+
+def fleet(classes: list[tuple[str, int, float]], shared: list[tuple[str, int]]) -> Fleet:
+    """Classes as ``(name, count, rate_hz)``, shared nodes as ``(name, replicas)``; every class
+    linked to every shared node (the links do not enter the fleet model: candidates carry the
+    prices)."""
+    nodes = [Node("device", "device", 1.0, 1.0, 2**30)]
+    nodes += [Node(name, "edge", 10.0, 1.0, 2**34) for name, _ in shared]
+    links = [Link("device", n, 1e7, 0.001) for n, _ in shared]
+    links += [Link(n, "device", 1e7, 0.001) for n, _ in shared]
+    infra = Infra("device", tuple(nodes), tuple(links))
+    device_classes = []
+    for name, count, rate in classes:
+        own = [Link(name, n, 1e7, 0.001) for n, _ in shared]
+        own += [Link(n, name, 1e7, 0.001) for n, _ in shared]
+        node = Node(name, "device", 1.0, 1.0, 2**30)
+        device_classes.append(DeviceClass(name, count, rate, node, tuple(own)))
+    return Fleet(infra, tuple(device_classes), tuple(SharedNode(n, r) for n, r in shared))
+
+
+def candidate(
+    label: str,
+    latency_s: float,
+    energy_j: float,
+    device_busy_s: float,
+    work: list[tuple[str, str, float, float]] = (),  # type: ignore[assignment]
+) -> Candidate:
+    """``work`` as ``(node, component name, fixed_s, per_item_s)``."""
+    return Candidate(
+        label=label,
+        assignment={},
+        latency_s=latency_s,
+        energy_j=energy_j,
+        device_energy_j=energy_j,
+        device_busy_s=device_busy_s,
+        work=tuple(Work(node, (block,), f, p, 20.0) for node, block, f, p in work),
+    )
+
+
+def random_problem(seed: int, objective: str = "latency-energy") -> FleetProblem:
+    """2–3 classes, 1–2 shared nodes, 2–3 candidates each; components shared between classes
+    so that batching across classes matters."""
+    rng = random.Random(seed)
+    shared = [("edge", rng.choice([1, 2, 4]))] + (
+        [("cloud", rng.choice([2, 8]))] * rng.randint(0, 1)
+    )
+    classes = [
+        (f"c{i}", rng.randint(5, 60), rng.choice([0.2, 0.5, 1.0])) for i in range(rng.randint(2, 3))
+    ]
+    f = fleet(classes, shared)
+    components = [f"part{i}" for i in range(3)]
+    candidates = {}
+    for name, _, _ in classes:
+        cands = [candidate("device-only", rng.uniform(0.3, 1.2), rng.uniform(1, 3), 0.0)]
+        cands[0] = candidate(
+            "device-only", cands[0].latency_s, cands[0].energy_j, cands[0].latency_s * 0.5
+        )
+        for j in range(rng.randint(1, 2)):
+            node = rng.choice([n for n, _ in shared])
+            t1 = rng.uniform(0.005, 0.05)
+            fixed = t1 * rng.choice([0.0, 0.3, 0.7])
+            work = [(node, rng.choice(components), fixed, t1 - fixed)]
+            cands.append(
+                candidate(
+                    f"offload{j}",
+                    rng.uniform(0.1, 0.6),
+                    rng.uniform(0.5, 4),
+                    rng.uniform(0, 0.2),
+                    work,
+                )
+            )
+        candidates[name] = tuple(cands)
+    return FleetProblem(
+        f,
+        candidates,
+        objective,  # type: ignore[arg-type]
+        w_latency=rng.choice([0.2, 0.5, 1.0]),
+        w_energy=rng.choice([0.0, 0.5]),
+        utilisation_max=rng.choice([0.6, 0.8, 0.9]),
+    )
