@@ -1,0 +1,107 @@
+"""``plan_fleet`` on the shipped example fleet with the bundled YOLO11n, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import qsplit
+from qsplit.assets import bundled_model_path
+from qsplit.cli import app
+from qsplit.errors import InputError
+from qsplit.fleet import (
+    ALONE,
+    Choice,
+    FleetPlan,
+    fleet_profiles,
+    load_fleet,
+    plan_fleet,
+    planning_value,
+)
+from qsplit.model import analyze
+
+EXAMPLE = Path(qsplit.__file__).parent / "examples" / "fleet.yaml"
+
+
+@pytest.fixture(scope="module")
+def result() -> FleetPlan:
+    fleet = load_fleet(EXAMPLE)
+    _, graph = analyze(str(bundled_model_path()))
+    return plan_fleet(fleet, graph, fleet_profiles(fleet, graph))
+
+
+def test_fleet_plan_keeps_shared_nodes_under_the_bound(result: FleetPlan) -> None:
+    assert result.outcome.feasible
+    for node in result.outcome.nodes:
+        assert node.utilisation <= result.problem.utilisation_max + 1e-9
+    assert math.isfinite(result.outcome.latency_p95_s)
+    assert result.outcome.capacity_hz >= result.outcome.throughput_hz
+
+
+def test_contention_blind_plans_overload_the_edge(result: FleetPlan) -> None:
+    """Planned alone, every class offloads to the edge; together they saturate it."""
+    _, alone = result.baselines[ALONE]
+    assert not alone.feasible
+    assert max(n.utilisation for n in alone.nodes) > 1
+    assert math.isinf(alone.latency_p95_s)
+    assert result.outcome.capacity_hz > 1.5 * alone.capacity_hz
+
+
+def test_fleet_plan_is_no_worse_than_any_feasible_baseline(result: FleetPlan) -> None:
+    mine = planning_value(result.problem, result.choice)[1]
+    for name, (choice, outcome) in result.baselines.items():
+        if outcome.feasible:
+            assert mine <= planning_value(result.problem, choice)[1] * (1 + 5e-3), name
+
+
+def test_plan_file_says_what_serving_needs(result: FleetPlan, tmp_path: Path) -> None:
+    document = json.loads(result.save(tmp_path / "fleet-plan.json").read_text())
+    assert document["kind"] == "fleet-plan" and document["schema_version"] == 1
+    blocks = {b.name for b in analyze(str(bundled_model_path()))[1].blocks}
+    for entry in document["classes"]:
+        assert set(entry["assignment"]) == blocks
+        assert set(entry["assignment"].values()) <= {entry["name"], "edge", "cloud"}
+    hosted = {s["node"]: s for s in document["shared"]}
+    assert hosted["edge"]["replicas"] == 4 and hosted["cloud"]["replicas"] == 16
+    for shared in document["shared"]:
+        assert shared["batch_size"] in document["objective"]["batch_sizes"]
+        for component in shared["components"]:
+            assert component["blocks"] and component["classes"] and component["rate_hz"] > 0
+    assert set(document["baselines"]) == {"alone", "cloud-only", "device-only"}
+
+
+def test_identical_classes_share_candidates(result: FleetPlan) -> None:
+    """A class is planned once per distinct device, links and rate; a copy under another name
+    gets the same plans with its own device name."""
+    problem = result.problem
+    cams = problem.candidates["cameras"]
+    copy = [k.for_device("cameras", "more-cameras") for k in cams]
+    assert [k.latency_s for k in copy] == [k.latency_s for k in cams]
+    assert all("cameras" not in k.assignment.values() for k in copy if k.work)
+    assert Choice({"cameras": 0}, {}).of(problem, "cameras") is cams[0]
+
+
+def test_unknown_objective_is_refused() -> None:
+    fleet = load_fleet(EXAMPLE)
+    _, graph = analyze(str(bundled_model_path()))
+    with pytest.raises(InputError, match="objective 'fastest' is unknown"):
+        plan_fleet(fleet, graph, fleet_profiles(fleet, graph), objective="fastest")  # type: ignore[arg-type]
+
+
+def test_cli_plan_and_simulate(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "fleet-plan.json"
+    done = runner.invoke(app, ["fleet", "plan", str(EXAMPLE), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "Fleet plan — 500 devices" in done.output and "alone" in done.output
+    assert json.loads(out.read_text())["kind"] == "fleet-plan"
+    plot = tmp_path / "projection.png"
+    args = ["fleet", "simulate", str(EXAMPLE), "--devices", "900", "--steps", "3"]
+    done = runner.invoke(app, [*args, "--requests", "3000", "--plot", str(plot)])
+    assert done.exit_code == 0, done.output
+    assert "edge: reaches ρ = 0.8 at" in done.output
+    assert plot.stat().st_size > 10_000
