@@ -4,9 +4,12 @@ For every block, the one-block component is extracted, its batch dimension made 
 is timed at batch sizes 1, 2, 4 and 8 in ONNX Runtime (the agents' session settings: one
 thread, no spinning), the minimum of 20 runs (as the host reference is: short runs find the quiet
 moments of a shared machine; medians taken at load 8 gave fractions of 1.0 for 0.1 ms blocks).
-A least-squares line ``t(b) = fixed + b·per_item`` is fitted to them and stored *relative* to ``t(1)`` (``fixed_fraction = fixed / t(1)``), so that it
-applies to any node's profile of the block: the batch shape of a block does not depend on the
-machine's speed, its absolute time does (docs/fleet.md, Batching).
+A line ``t(b) = fixed + b·per_item`` with both parts ≥ 0 (non-negative least squares: a batch
+cannot cost less than nothing, and a block slower per item at larger batches, as cache misses
+make some here, gains nothing) is fitted to them and stored *relative* to ``t(1)``
+(``fixed_fraction = fixed / t(1)``), so that it applies to any node's profile of the block:
+the batch shape of a block does not depend on the machine's speed, its absolute time does
+(docs/fleet.md, Batching).
 
 A block whose component cannot run with a batch dimension (a Reshape that writes the batch size
 1 into a constant shape) gets the fallback ``fixed_fraction = 0``: no gain from batching.
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from scipy.optimize import nnls
 
 from qsplit.assets import bundled_model_path
 from qsplit.model import analyze
@@ -70,13 +74,14 @@ def main() -> None:
                 _time(session, {t: np.repeat(feeds[t], b, axis=0) for t in component.inputs})
                 for b in BATCHES
             ]
-        except Exception as exc:  # noqa: BLE001 - any failure means: no batch dimension
+        except Exception as exc:  # any failure means: no batch dimension
             print(f"{block.name}: no batch dimension ({type(exc).__name__}); fallback")
             blocks[block.name] = {"fixed_fraction": 0.0, "measured": False}
             continue
-        per_item, fixed = np.polyfit(BATCHES, times, 1)
-        fraction = float(min(max(fixed / (fixed + per_item), 0.0), 1.0))
-        print(f"{block.name}: " + " ".join(f"{t * 1e3:.2f}" for t in times) + f" ms, {fraction:.3f}")
+        (fixed, per_item), _ = nnls(np.array([[1.0, b] for b in BATCHES]), np.array(times))
+        fraction = float(fixed / (fixed + per_item)) if fixed + per_item > 0 else 0.0
+        timings = " ".join(f"{t * 1e3:.2f}" for t in times)
+        print(f"{block.name}: {timings} ms, fraction {fraction:.3f}")
         blocks[block.name] = {
             "fixed_fraction": round(fraction, 4),
             "measured": True,
