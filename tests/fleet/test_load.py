@@ -25,7 +25,7 @@ def test_example_loads() -> None:
     fleet = load_fleet(EXAMPLE)
     assert [c.name for c in fleet.classes] == ["cameras", "phones", "boards"]
     assert fleet.shared_names == ("edge", "cloud")
-    assert fleet.replicas("cloud") == 16
+    assert fleet.replicas("cloud") == 48
     assert fleet.device_count == 500
     phones = fleet.device_class("phones")
     assert phones.rate_hz == 0.5 and phones.node.reference_time_s == pytest.approx(0.3)

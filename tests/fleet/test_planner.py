@@ -43,12 +43,14 @@ def test_fleet_plan_keeps_shared_nodes_under_the_bound(result: FleetPlan) -> Non
 
 
 def test_contention_blind_plans_overload_the_edge(result: FleetPlan) -> None:
-    """Planned alone, every class offloads to the edge; together they saturate it."""
+    """Planned alone, the cameras offload to the edge and saturate it; the fleet plan sends
+    them to the cloud through the edge instead."""
     _, alone = result.baselines[ALONE]
     assert not alone.feasible
     assert max(n.utilisation for n in alone.nodes) > 1
     assert math.isinf(alone.latency_p95_s)
     assert result.outcome.capacity_hz > 1.5 * alone.capacity_hz
+    assert set(result.choice.of(result.problem, "cameras").assignment.values()) == {"cloud"}
 
 
 def test_fleet_plan_is_no_worse_than_any_feasible_baseline(result: FleetPlan) -> None:
@@ -66,7 +68,7 @@ def test_plan_file_says_what_serving_needs(result: FleetPlan, tmp_path: Path) ->
         assert set(entry["assignment"]) == blocks
         assert set(entry["assignment"].values()) <= {entry["name"], "edge", "cloud"}
     hosted = {s["node"]: s for s in document["shared"]}
-    assert hosted["edge"]["replicas"] == 4 and hosted["cloud"]["replicas"] == 16
+    assert hosted["edge"]["replicas"] == 16 and hosted["cloud"]["replicas"] == 48
     for shared in document["shared"]:
         assert shared["batch_size"] in document["objective"]["batch_sizes"]
         for component in shared["components"]:
@@ -103,5 +105,5 @@ def test_cli_plan_and_simulate(tmp_path: Path) -> None:
     args = ["fleet", "simulate", str(EXAMPLE), "--devices", "900", "--steps", "3"]
     done = runner.invoke(app, [*args, "--requests", "3000", "--plot", str(plot)])
     assert done.exit_code == 0, done.output
-    assert "edge: reaches ρ = 0.8 at" in done.output
+    assert "cloud: reaches ρ = 0.8 at" in done.output and "edge: unused" in done.output
     assert plot.stat().st_size > 10_000

@@ -179,15 +179,15 @@ def solve_fleet(problem: FleetProblem, time_limit_s: float | None = 60.0) -> Sol
         values = m.solve(first, time_limit_s)
         m.upper[u] = values[u] * (1 + 1e-6) + 1e-9
     values = m.solve(weighted, time_limit_s)
-    choice = Choice(
-        candidate={
-            c.name: max(
-                (p for (name, p) in x if name == c.name), key=lambda p: values[x[c.name, p]]
-            )
-            for c in fleet.classes
-        },
-        batch={
-            k: max(problem.batch_sizes, key=lambda b: values[y[k, b]]) for k in fleet.shared_names
-        },
-    )
+    picks = {
+        c.name: max((p for (name, p) in x if name == c.name), key=lambda p: values[x[c.name, p]])
+        for c in fleet.classes
+    }
+    used = {w.node for c in fleet.classes for w in problem.candidates[c.name][picks[c.name]].work}
+    # a node no chosen plan uses may carry any batch size at no cost: 1 is what to start it with
+    batch = {
+        k: max(problem.batch_sizes, key=lambda b: values[y[k, b]]) if k in used else 1
+        for k in fleet.shared_names
+    }
+    choice = Choice(picks, batch)
     return Solution(choice, time.perf_counter() - started, len(m.cost), len(m.rows))
