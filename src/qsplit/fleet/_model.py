@@ -35,6 +35,7 @@ import numpy as np
 
 from qsplit.errors import InputError
 from qsplit.fleet._queueing import (
+    SATURATED,
     Delay,
     DeviceWait,
     Forming,
@@ -380,7 +381,7 @@ def _replica_wait(
     rate = sum(batch_rates)
     if rate == 0:
         return 0.0, 0.0
-    if rho >= 1:
+    if rho >= SATURATED:
         return math.inf, 1.0
     mean = sum(r * t for r, t in zip(batch_rates, times, strict=True)) / rate
     second = sum(r * t * t for r, t in zip(batch_rates, times, strict=True)) / rate

@@ -34,6 +34,9 @@ import numpy as np
 
 GRID_POINTS = 1 << 14
 """Points of the grid the latency distribution is convolved on."""
+SATURATED = 1 - 1e-9
+"""Utilisation from which a queue has no steady state: a fleet scaled to exactly the count
+that fills a node computes ρ = 1 within float round-off, and must read as saturated."""
 
 
 def erlang_c(servers: int, offered: float) -> float:
@@ -57,7 +60,7 @@ def waiting_requests(rho: float, servers: int, variability: float = 1.0) -> floa
     """
     if rho <= 0:
         return 0.0
-    if rho >= 1:
+    if rho >= SATURATED:
         return math.inf
     return variability / 2 * erlang_c(servers, servers * rho) * rho / (1 - rho)
 
@@ -127,7 +130,7 @@ class DeviceWait:
 
     @property
     def mean_s(self) -> float:
-        if self.rho >= 1:
+        if self.rho >= SATURATED:
             return math.inf
         return self.rho * self.service_s / (2 * (1 - self.rho))
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from qsplit.fleet._model import Choice, FleetProblem, Outcome, assess, utilisation
+from qsplit.fleet._queueing import SATURATED
 
 WARMUP = 0.1
 """Fraction of the simulated time at the start whose requests are not counted."""
@@ -209,7 +210,7 @@ def project(
             problem.batch_sizes,
         )
         rho = utilisation(scaled, choice)
-        stable = all(r < 1 for r in rho.values())
+        stable = all(r < SATURATED for r in rho.values())
         simulated = simulate(scaled, choice, requests=requests, seed=seed + i) if stable else None
         points.append(ProjectionPoint(n, rho, assess(scaled, choice), simulated))
     per_device = {
