@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -230,7 +230,6 @@ class Outcome:
     device passes the utilisation bound."""
     feasible: bool
     """Every utilisation within the bound."""
-    extra: Mapping[str, float] = field(default_factory=dict)
 
 
 def node_groups(problem: FleetProblem, choice: Choice) -> dict[str, list[tuple[Work, str, float]]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from qsplit.fleet._model import (
     UTILISATION_MAX,
     Candidate,
     Choice,
+    ClassOutcome,
     FleetProblem,
     Objective,
     Outcome,
@@ -68,7 +69,7 @@ class FleetPlan:
                     "rate_hz": c.rate_hz,
                     "plan": cand.label,
                     "assignment": dict(cand.assignment),
-                    "predicted": _outcome_dict(out.__dict__),
+                    "predicted": _class_predicted(out),
                 }
             )
         shared = [
@@ -128,8 +129,10 @@ def _summary(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def _outcome_dict(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k not in ("name", "candidate")}
+def _class_predicted(outcome: ClassOutcome) -> dict[str, Any]:
+    values = asdict(outcome)
+    del values["name"], values["candidate"]  # the class entry says both
+    return values
 
 
 def fleet_profiles(
