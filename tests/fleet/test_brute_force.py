@@ -14,10 +14,11 @@ import math
 from collections.abc import Iterator
 
 import pytest
-from fleet_helpers import random_problem
+from fleet_helpers import candidate, fleet, random_problem
 
 from qsplit.errors import InfeasibleError
-from qsplit.fleet import Choice, FleetProblem, planning_value, solve_fleet
+from qsplit.fleet import Choice, FleetProblem, planning_value, solve_fleet, waiting_requests
+from qsplit.fleet._queueing import tangents
 
 TOLERANCE = 5e-3
 
@@ -80,3 +81,29 @@ def test_enumeration_sees_batching_and_contention() -> None:
             overloaded += 1
     assert batched >= 2
     assert overloaded >= 2
+
+
+def test_tangents_lie_below_the_curve_and_touch_it() -> None:
+    """Below the curve everywhere; within 0.5 % of it, or 10⁻⁴ requests waiting where the
+    curve is nearly 0 (a node with 100 req/s at 0.3 s has 30 requests in flight)."""
+    for servers in (1, 4, 16):
+        lines = tangents(servers, 0.9)
+        for rho in [i / 200 * 0.9 for i in range(201)]:
+            exact = waiting_requests(rho, servers)
+            below = max(slope * rho + intercept for slope, intercept in lines)
+            assert below <= exact + 1e-9
+            assert below >= exact * (1 - TOLERANCE) - 1e-4, (servers, rho)
+
+
+def test_infeasible_fleets_name_the_binding_part() -> None:
+    f = fleet([("slow", 10, 1.0)], [("edge", 1)])
+    busy = {"slow": (candidate("device-only", 1.0, 1.0, 0.9),)}
+    with pytest.raises(InfeasibleError, match="class 'slow' keeps its devices busier") as caught:
+        solve_fleet(FleetProblem(f, busy, utilisation_max=0.8))
+    assert caught.value.constraint == "device:slow"
+    overloaded = {
+        "slow": (candidate("offload", 0.2, 1.0, 0.0, [("edge", "all", 0.0, 0.1)]),)
+    }  # 10 req/s × 0.1 s on one replica: ρ = 1
+    with pytest.raises(InfeasibleError, match="utilisation bound") as caught:
+        solve_fleet(FleetProblem(f, overloaded, utilisation_max=0.8))
+    assert caught.value.constraint == "utilisation"

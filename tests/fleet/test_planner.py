@@ -87,6 +87,18 @@ def test_identical_classes_share_candidates(result: FleetPlan) -> None:
     assert Choice({"cameras": 0}, {}).of(problem, "cameras") is cams[0]
 
 
+def test_throughput_objective_carries_the_most(result: FleetPlan) -> None:
+    """Minimising the bottleneck first gives at least the capacity of the default plan and of
+    every baseline that meets the bound."""
+    fleet = load_fleet(EXAMPLE)
+    _, graph = analyze(str(bundled_model_path()))
+    widest = plan_fleet(fleet, graph, fleet_profiles(fleet, graph), objective="throughput")
+    assert widest.outcome.feasible
+    capacities = [o.capacity_hz for _, o in result.baselines.values() if o.feasible]
+    for capacity in [result.outcome.capacity_hz, *capacities]:
+        assert widest.outcome.capacity_hz >= capacity * (1 - 1e-6)
+
+
 def test_unknown_objective_is_refused() -> None:
     fleet = load_fleet(EXAMPLE)
     _, graph = analyze(str(bundled_model_path()))
