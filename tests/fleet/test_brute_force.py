@@ -84,15 +84,16 @@ def test_enumeration_sees_batching_and_contention() -> None:
 
 
 def test_tangents_lie_below_the_curve_and_touch_it() -> None:
-    """Below the curve everywhere; within 0.5 % of it, or 10⁻⁴ requests waiting where the
-    curve is nearly 0 (a node with 100 req/s at 0.3 s has 30 requests in flight)."""
+    """Below the curve everywhere; within 0.5 % of it, or 10⁻³ requests waiting where the
+    curve is nearly 0 (between two tangents h apart the gap is at most curvature·h²/8; a node
+    with 100 req/s at 0.3 s has 30 requests in flight)."""
     for servers in (1, 4, 16):
         lines = tangents(servers, 0.9)
         for rho in [i / 200 * 0.9 for i in range(201)]:
             exact = waiting_requests(rho, servers)
             below = max(slope * rho + intercept for slope, intercept in lines)
             assert below <= exact + 1e-9
-            assert below >= exact * (1 - TOLERANCE) - 1e-4, (servers, rho)
+            assert below >= exact * (1 - TOLERANCE) - 1e-3, (servers, rho)
 
 
 def test_infeasible_fleets_name_the_binding_part() -> None:

@@ -69,9 +69,13 @@ def tangents(servers: int, rho_max: float, count: int = 48) -> tuple[tuple[float
     """``(slope, intercept)`` of tangents to :func:`waiting_requests` on ``[0, rho_max]``.
 
     Their maximum is a convex piecewise-linear function below the curve and touching it at the
-    points, denser towards ``rho_max`` where the curve bends; the MILP's epigraph rows.
+    points: half spread evenly, half denser towards ``rho_max`` where the curve bends; the
+    MILP's epigraph rows.
     """
-    points = [rho_max * (1 - (1 - i / (count - 1)) ** 2) for i in range(count)]
+    half = count // 2
+    even = [rho_max * i / (half - 1) for i in range(half)]
+    dense = [rho_max * (1 - (1 - i / (half - 1)) ** 2) for i in range(half)]
+    points = sorted(set(even + dense))
     lines = []
     for rho in points:
         step = 1e-6
