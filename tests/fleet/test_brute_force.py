@@ -3,8 +3,9 @@
 Every combination of one candidate per class and one batch size per shared node is priced by
 :func:`planning_value` (the objective the MILP encodes, with the exact queueing curve); the
 MILP's choice must be within the tangents' error of the best. The tangents lie below the curve
-and touch it at 48 points, so the MILP's own value of a choice is at most that much below
-the exact one: 0.5 % relative is ample (measured largest: see the assertion message).
+and touch it at 64 points, at most 0.01 requests waiting under it
+(:func:`test_tangents_lie_below_the_curve_and_touch_it`), so the MILP's value of a choice is
+that little below the exact one: 0.5 % relative on the objective is ample.
 """
 
 from __future__ import annotations
@@ -84,16 +85,15 @@ def test_enumeration_sees_batching_and_contention() -> None:
 
 
 def test_tangents_lie_below_the_curve_and_touch_it() -> None:
-    """Below the curve everywhere; within 0.5 % of it, or 10⁻³ requests waiting where the
-    curve is nearly 0 (between two tangents h apart the gap is at most curvature·h²/8; a node
-    with 100 req/s at 0.3 s has 30 requests in flight)."""
-    for servers in (1, 4, 16):
+    """Below the curve everywhere, and at most 0.01 requests waiting under it (measured:
+    0.0067 at most for 1–64 replicas up to ρ = 0.9); a node serving 100 req/s at 0.3 s has 30
+    requests in flight, so the MILP's error is a few hundredths of a percent of its latency."""
+    for servers in (1, 4, 16, 64):
         lines = tangents(servers, 0.9)
-        for rho in [i / 200 * 0.9 for i in range(201)]:
+        for rho in [i / 400 * 0.9 for i in range(401)]:
             exact = waiting_requests(rho, servers)
             below = max(slope * rho + intercept for slope, intercept in lines)
-            assert below <= exact + 1e-9
-            assert below >= exact * (1 - TOLERANCE) - 1e-3, (servers, rho)
+            assert exact - 0.01 <= below <= exact + 1e-9, (servers, rho)
 
 
 def test_infeasible_fleets_name_the_binding_part() -> None:

@@ -65,7 +65,7 @@ def waiting_requests(rho: float, servers: int, variability: float = 1.0) -> floa
     return variability / 2 * erlang_c(servers, servers * rho) * rho / (1 - rho)
 
 
-def tangents(servers: int, rho_max: float, count: int = 48) -> tuple[tuple[float, float], ...]:
+def tangents(servers: int, rho_max: float, count: int = 64) -> tuple[tuple[float, float], ...]:
     """``(slope, intercept)`` of tangents to :func:`waiting_requests` on ``[0, rho_max]``.
 
     Their maximum is a convex piecewise-linear function below the curve and touching it at the
