@@ -12,13 +12,14 @@ from typer.testing import CliRunner
 import qsplit
 from qsplit.assets import bundled_model_path
 from qsplit.cli import app
-from qsplit.errors import InputError
+from qsplit.errors import InputError, SchemaError
 from qsplit.fleet import (
     ALONE,
     Choice,
     FleetPlan,
     fleet_profiles,
     load_fleet,
+    load_fleet_plan,
     plan_fleet,
     planning_value,
 )
@@ -74,6 +75,33 @@ def test_plan_file_says_what_serving_needs(result: FleetPlan, tmp_path: Path) ->
         for component in shared["components"]:
             assert component["blocks"] and component["classes"] and component["rate_hz"] > 0
     assert set(document["baselines"]) == {"alone", "cloud-only", "device-only"}
+
+
+def test_plan_file_reads_back_as_a_deployment(result: FleetPlan, tmp_path: Path) -> None:
+    deployment = load_fleet_plan(result.save(tmp_path / "fleet-plan.json"))
+    for entry, c in zip(deployment.classes, result.fleet.classes, strict=True):
+        assert (entry.name, entry.count, entry.rate_hz) == (c.name, c.count, c.rate_hz)
+        assert entry.assignment == result.choice.of(result.problem, c.name).assignment
+    for entry, node in zip(deployment.shared, result.outcome.nodes, strict=True):
+        assert (entry.node, entry.replicas, entry.batch_size) == (
+            node.node,
+            node.replicas,
+            node.batch,
+        )
+        assert [h.blocks for h in entry.components] == [g.blocks for g in node.groups]
+    broken = json.loads((tmp_path / "fleet-plan.json").read_text())
+    del broken["shared"][0]["replicas"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    with pytest.raises(SchemaError, match=r"broken\.json: replicas: malformed fleet plan"):
+        load_fleet_plan(tmp_path / "broken.json")
+    with pytest.raises(SchemaError, match="expected a 'fleet-plan' file"):
+        load_fleet_plan(_plan_of_another_kind(tmp_path))
+
+
+def _plan_of_another_kind(tmp_path: Path) -> Path:
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"kind": "plan", "schema_version": 1}))
+    return path
 
 
 def test_identical_classes_share_candidates(result: FleetPlan) -> None:

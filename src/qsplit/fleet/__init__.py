@@ -22,6 +22,13 @@ from qsplit.fleet._model import (
     planning_value,
     utilisation,
 )
+from qsplit.fleet._planfile import (
+    ClassDeployment,
+    FleetDeployment,
+    HostedComponent,
+    SharedDeployment,
+    load_fleet_plan,
+)
 from qsplit.fleet._planner import BASELINES, FleetPlan, baseline_choices, fleet_profiles, plan_fleet
 from qsplit.fleet._queueing import erlang_c, waiting_requests
 from qsplit.fleet._simulate import (
@@ -45,17 +52,21 @@ __all__ = [
     "Candidate",
     "CandidateSettings",
     "Choice",
+    "ClassDeployment",
     "ClassOutcome",
     "DeviceClass",
     "Fleet",
+    "FleetDeployment",
     "FleetPlan",
     "FleetProblem",
     "Group",
+    "HostedComponent",
     "NodeLoad",
     "Objective",
     "Outcome",
     "Projection",
     "ProjectionPoint",
+    "SharedDeployment",
     "SharedNode",
     "Simulated",
     "Work",
@@ -68,6 +79,7 @@ __all__ = [
     "fleet_profiles",
     "load_batch_profile",
     "load_fleet",
+    "load_fleet_plan",
     "plan_fleet",
     "planning_value",
     "plot_projection",

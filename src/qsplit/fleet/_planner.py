@@ -28,12 +28,11 @@ from qsplit.fleet._model import (
     Outcome,
     assess,
 )
+from qsplit.fleet._planfile import FLEET_PLAN_KIND, FLEET_PLAN_SCHEMA_VERSION
 from qsplit.fleet._spec import Fleet
 from qsplit.model import LayerGraph
 from qsplit.profile import ComputeProfile, load_compute_profiles, shipped_profile
 
-FLEET_PLAN_KIND = "fleet-plan"
-FLEET_PLAN_SCHEMA_VERSION = 1
 BASELINES = ("alone", "cloud-only", "device-only")
 
 

@@ -1,0 +1,95 @@
+"""Reading a fleet plan file back: what a serving layer deploys.
+
+``FleetPlan.save`` writes the whole prediction; a serving layer needs only who runs what:
+per device class the block → node assignment, per shared node its replicas, its batch size and
+the components it hosts. :func:`load_fleet_plan` reads exactly that, checked, as value objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from qsplit._jsonio import read_json
+from qsplit.errors import SchemaError
+
+FLEET_PLAN_KIND = "fleet-plan"
+FLEET_PLAN_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClassDeployment:
+    """What every device of one class runs."""
+
+    name: str
+    count: int
+    rate_hz: float
+    assignment: Mapping[str, str]
+    """Block → node; the device is named like the class."""
+
+
+@dataclass(frozen=True)
+class HostedComponent:
+    """A component a shared node serves for one or more classes."""
+
+    blocks: tuple[str, ...]
+    classes: tuple[str, ...]
+    rate_hz: float
+    """Requests per second it is planned for."""
+
+
+@dataclass(frozen=True)
+class SharedDeployment:
+    """What one shared node runs."""
+
+    node: str
+    replicas: int
+    batch_size: int
+    components: tuple[HostedComponent, ...]
+
+
+@dataclass(frozen=True)
+class FleetDeployment:
+    """A fleet plan as a serving layer reads it."""
+
+    classes: tuple[ClassDeployment, ...]
+    shared: tuple[SharedDeployment, ...]
+    source: str | None = None
+
+
+def load_fleet_plan(path: str | Path) -> FleetDeployment:
+    """Read a fleet plan written by ``qsplit fleet plan``; :class:`SchemaError` names the
+    field of a file that is not one."""
+    document = read_json(path, FLEET_PLAN_KIND, (FLEET_PLAN_SCHEMA_VERSION,))
+    try:
+        classes = tuple(
+            ClassDeployment(
+                str(c["name"]), int(c["count"]), float(c["rate_hz"]), dict(c["assignment"])
+            )
+            for c in document["classes"]
+        )
+        shared = tuple(
+            SharedDeployment(
+                str(s["node"]),
+                int(s["replicas"]),
+                int(s["batch_size"]),
+                tuple(
+                    HostedComponent(tuple(h["blocks"]), tuple(h["classes"]), float(h["rate_hz"]))
+                    for h in s["components"]
+                ),
+            )
+            for s in document["shared"]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SchemaError(
+            f"malformed fleet plan ({type(exc).__name__}: {exc})",
+            file=path,
+            field=_field(exc),
+            fix="regenerate it with `qsplit fleet plan`",
+        ) from None
+    return FleetDeployment(classes, shared, str(path))
+
+
+def _field(exc: Exception) -> str | None:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else None
