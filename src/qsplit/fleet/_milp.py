@@ -27,9 +27,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import Bounds as VarBounds
-from scipy.optimize import LinearConstraint, milp
-from scipy.sparse import coo_array
 
 from qsplit.errors import InfeasibleError, SolverError
 from qsplit.fleet._model import P95_WAIT_FACTOR, Choice, FleetProblem, device_wait
@@ -59,6 +56,11 @@ class _Model:
         self.rows.append((coefs, low, high))
 
     def solve(self, cost: list[float], time_limit_s: float | None) -> np.ndarray:
+        # imported here: every qsplit command imports this package, only planning needs scipy
+        from scipy.optimize import Bounds as VarBounds
+        from scipy.optimize import LinearConstraint, milp
+        from scipy.sparse import coo_array
+
         r, c, v = [], [], []
         for i, (coefs, _, _) in enumerate(self.rows):
             for j, value in coefs.items():
