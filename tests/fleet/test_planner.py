@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from qsplit.fleet import (
     ALONE,
     Choice,
     FleetPlan,
+    assess,
+    deployed_choice,
     fleet_profiles,
     load_fleet,
     load_fleet_plan,
@@ -145,5 +148,31 @@ def test_cli_plan_and_simulate(tmp_path: Path) -> None:
     args = ["fleet", "simulate", str(EXAMPLE), "--devices", "900", "--steps", "3"]
     done = runner.invoke(app, [*args, "--requests", "3000", "--plot", str(plot)])
     assert done.exit_code == 0, done.output
-    assert "cloud: reaches ρ = 0.8 at" in done.output and "edge: unused" in done.output
+    assert "cloud: reaches ρ = 0.8 at 800 devices, saturates (ρ = 1) at 1000" in done.output
+    assert "edge: unused" in done.output
     assert plot.stat().st_size > 10_000
+    replayed = runner.invoke(
+        app, [*args, "--requests", "3000", "--plot", str(plot), "--plan", str(out)]
+    )
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.output.splitlines()[-4:-1] == done.output.splitlines()[-4:-1]
+
+
+def test_a_plan_file_replays_as_the_same_prediction(result: FleetPlan, tmp_path: Path) -> None:
+    fleet = result.fleet
+    _, graph = analyze(str(bundled_model_path()))
+    deployment = load_fleet_plan(result.save(tmp_path / "fleet-plan.json"))
+    problem, choice = deployed_choice(fleet, graph, fleet_profiles(fleet, graph), deployment)
+    again = assess(problem, choice)
+    assert again.latency_p95_s == pytest.approx(result.outcome.latency_p95_s)
+    assert [n.utilisation for n in again.nodes] == pytest.approx(
+        [n.utilisation for n in result.outcome.nodes]
+    )
+    other = load_fleet(EXAMPLE).scaled(1000)
+    with pytest.raises(InputError, match="class 'cameras' is not in the plan"):
+        deployed_choice(
+            other,
+            graph,
+            fleet_profiles(other, graph),
+            replace(deployment, classes=deployment.classes[1:]),
+        )

@@ -16,9 +16,11 @@ from qsplit.fleet import (
     UTILISATION_MAX,
     FleetPlan,
     Outcome,
+    deployed_choice,
     fleet_profiles,
     load_batch_profile,
     load_fleet,
+    load_fleet_plan,
     plan_fleet,
     plot_projection,
 )
@@ -211,23 +213,42 @@ def simulate_command(
     w_energy: Annotated[float, typer.Option(help="Weight of energy.")] = 0.5,
     utilisation_max: UtilisationOption = UTILISATION_MAX,
     batch_profile: BatchProfileOption = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            help="A fleet plan from `qsplit fleet plan` to project instead of planning anew.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     plot: Annotated[Path, typer.Option(help="Where to write the plot (PNG).")] = Path(
         "fleet-projection.png"
     ),
 ) -> None:
-    """Plan the fleet as described, then hold the plan and project it to more devices.
+    """Plan the fleet (or take --plan), hold the plan and project it to more devices.
 
     Example: qsplit fleet simulate src/qsplit/examples/fleet.yaml --devices 1000
     """
-    result = _plan(
-        infra, model, profiles, objective, w_latency, w_energy, utilisation_max, batch_profile
-    )
+    if plan is None:
+        result = _plan(
+            infra, model, profiles, objective, w_latency, w_energy, utilisation_max, batch_profile
+        )
+        problem, choice = result.problem, result.choice
+    else:
+        fleet = load_fleet(infra)
+        _, graph = analyze(str(model or bundled_model_path()))
+        problem, choice = deployed_choice(
+            fleet,
+            graph,
+            fleet_profiles(fleet, graph, profiles or ()),
+            load_fleet_plan(plan),
+            batching=load_batch_profile(batch_profile) if batch_profile else None,
+            utilisation_max=utilisation_max,
+        )
     counts = sorted({max(1, round(devices * (i + 1) / steps)) for i in range(steps)})
     with console.status(f"simulating {len(counts)} device counts…"):
-        projection = project_fleet(
-            result.problem, result.choice, counts, requests=requests, seed=seed
-        )
-    nodes = result.fleet.shared_names
+        projection = project_fleet(problem, choice, counts, requests=requests, seed=seed)
+    nodes = problem.fleet.shared_names
     table = Table(title="Projection of the fleet plan (predicted / simulated)")
     for column in ("devices", *(f"ρ {k}" for k in nodes), "p50 ms", "p95 ms"):
         table.add_column(column, justify="right")

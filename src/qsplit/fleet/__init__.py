@@ -29,7 +29,14 @@ from qsplit.fleet._planfile import (
     SharedDeployment,
     load_fleet_plan,
 )
-from qsplit.fleet._planner import BASELINES, FleetPlan, baseline_choices, fleet_profiles, plan_fleet
+from qsplit.fleet._planner import (
+    BASELINES,
+    FleetPlan,
+    baseline_choices,
+    deployed_choice,
+    fleet_profiles,
+    plan_fleet,
+)
 from qsplit.fleet._queueing import erlang_c, waiting_requests
 from qsplit.fleet._simulate import (
     Projection,
@@ -74,6 +81,7 @@ __all__ = [
     "baseline_choices",
     "batch_profile_for",
     "class_candidates",
+    "deployed_choice",
     "erlang_c",
     "fleet_from_dict",
     "fleet_profiles",

@@ -108,6 +108,23 @@ def class_candidates(
     return tuple(found.values())
 
 
+def planned_candidate(
+    fleet: Fleet,
+    name: str,
+    graph: LayerGraph,
+    profiles: Mapping[str, ComputeProfile],
+    batching: BatchProfile,
+    assignment: Mapping[str, str],
+    label: str,
+) -> Candidate:
+    """A given plan of class ``name`` (e.g. read from a fleet plan file) as a candidate."""
+    infra = fleet.class_infra(name)
+    problem = PlanningProblem(
+        graph=graph, infra=infra, profiles={n: profiles[n] for n in infra.node_names}
+    )
+    return _candidate(problem, label, assignment, profiles, batching)
+
+
 def _candidate(
     problem: PlanningProblem,
     label: str,

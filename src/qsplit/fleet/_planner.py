@@ -15,7 +15,13 @@ from typing import Any
 from qsplit._jsonio import write_json
 from qsplit.errors import InputError
 from qsplit.fleet._batching import BatchProfile, batch_profile_for
-from qsplit.fleet._candidates import ALONE, CandidateSettings, class_candidates, class_signature
+from qsplit.fleet._candidates import (
+    ALONE,
+    CandidateSettings,
+    class_candidates,
+    class_signature,
+    planned_candidate,
+)
 from qsplit.fleet._milp import solve_fleet
 from qsplit.fleet._model import (
     BATCH_SIZES,
@@ -28,7 +34,7 @@ from qsplit.fleet._model import (
     Outcome,
     assess,
 )
-from qsplit.fleet._planfile import FLEET_PLAN_KIND, FLEET_PLAN_SCHEMA_VERSION
+from qsplit.fleet._planfile import FLEET_PLAN_KIND, FLEET_PLAN_SCHEMA_VERSION, FleetDeployment
 from qsplit.fleet._spec import Fleet
 from qsplit.model import LayerGraph
 from qsplit.profile import ComputeProfile, load_compute_profiles, shipped_profile
@@ -243,3 +249,47 @@ def baseline_choices(problem: FleetProblem) -> dict[str, tuple[Choice, Outcome]]
             label = f"{cloud}-only" if name == "cloud-only" else name
             result[label] = (choice, assess(problem, choice))
     return result
+
+
+def deployed_choice(
+    fleet: Fleet,
+    graph: LayerGraph,
+    profiles: Mapping[str, ComputeProfile],
+    deployment: FleetDeployment,
+    *,
+    batching: BatchProfile | None = None,
+    utilisation_max: float = UTILISATION_MAX,
+) -> tuple[FleetProblem, Choice]:
+    """A fleet plan read back from its file (:func:`load_fleet_plan`) as a problem with one
+    candidate per class and the file's batch sizes, to assess or simulate it on ``fleet``
+    (which may have other device counts than the fleet it was planned for)."""
+    batching = batching or batch_profile_for(graph.model.sha256)
+    planned = {c.name: c for c in deployment.classes}
+    batches = {s.node: s.batch_size for s in deployment.shared}
+    problems = [
+        f"class {c.name!r} is not in the plan" for c in fleet.classes if c.name not in planned
+    ]
+    problems += [
+        f"shared node {k!r} is not in the plan" for k in fleet.shared_names if k not in batches
+    ]
+    blocks = set(graph.block_names)
+    for c in fleet.classes:
+        if c.name in planned and set(planned[c.name].assignment) != blocks:
+            problems.append(f"the plan of class {c.name!r} does not assign this model's blocks")
+    if problems:
+        raise InputError(
+            "; ".join(problems),
+            file=deployment.source,
+            fix="plan this fleet and model with `qsplit fleet plan`, then pass that file",
+        )
+    candidates = {
+        c.name: (
+            planned_candidate(
+                fleet, c.name, graph, profiles, batching, planned[c.name].assignment, "planned"
+            ),
+        )
+        for c in fleet.classes
+    }
+    problem = FleetProblem(fleet, candidates, utilisation_max=utilisation_max)
+    choice = Choice({c.name: 0 for c in fleet.classes}, {k: batches[k] for k in fleet.shared_names})
+    return problem, choice
