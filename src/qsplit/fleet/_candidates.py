@@ -36,6 +36,9 @@ FRONT_POINTS = 2
 model): its latency optimum, energy optimum and the splits between them that device-energy
 budgets force, 3–4 plans per class in 0.2–0.3 s, about the time of one :func:`plan` call.
 Three steps found one plan more per class in ten times the time."""
+LATENCY_MODEL: LatencyModel = "sum"
+"""The fleet model adds queueing to a plan's latency as if its shared compute were on its
+critical path, which the sum model guarantees (docs/fleet.md, Limits)."""
 ALONE = "alone"
 """Label of the plan a class gets when planned by itself at the given weights: the
 contention-blind baseline."""
@@ -47,7 +50,6 @@ class CandidateSettings:
 
     w_latency: float = 0.5
     w_energy: float = 0.5
-    latency_model: LatencyModel = "sum"
     time_limit_s: float | None = 10.0
     """Per single-device plan."""
 
@@ -71,7 +73,7 @@ def class_candidates(
         profiles={n: profiles[n] for n in infra.node_names},
         w_latency=settings.w_latency,
         w_energy=settings.w_energy,
-        latency_model=settings.latency_model,
+        latency_model=LATENCY_MODEL,
     )
     found: dict[tuple[tuple[str, str], ...], Candidate] = {}
 
@@ -99,7 +101,7 @@ def class_candidates(
                     profiles={n: profiles[n] for n in sub_infra.node_names},
                     w_latency=1.0,
                     w_energy=0.0,
-                    latency_model=settings.latency_model,
+                    latency_model=LATENCY_MODEL,
                 )
                 result = plan(problem, time_limit_s=settings.time_limit_s, with_baselines=False)
             except QsplitError:
