@@ -67,6 +67,7 @@ def test_fleet_plan_is_no_worse_than_any_feasible_baseline(result: FleetPlan) ->
 def test_plan_file_says_what_serving_needs(result: FleetPlan, tmp_path: Path) -> None:
     document = json.loads(result.save(tmp_path / "fleet-plan.json").read_text())
     assert document["kind"] == "fleet-plan" and document["schema_version"] == 1
+    assert document["solver"]["status"] == "optimal"
     blocks = {b.name for b in analyze(str(bundled_model_path()))[1].blocks}
     for entry in document["classes"]:
         assert set(entry["assignment"]) == blocks

@@ -110,7 +110,7 @@ def plan_command(
     console.print(
         f"{sum(len(c) for c in result.problem.candidates.values())} candidate plans in "
         f"{result.candidates_time_s:.2f} s, MILP ({result.columns} columns, {result.rows} rows) "
-        f"in {result.solve_time_s:.2f} s"
+        f"{result.status} in {result.solve_time_s:.2f} s"
     )
     console.print(f"Fleet plan written to [bold]{out}[/]")
 

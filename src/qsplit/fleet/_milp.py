@@ -55,7 +55,8 @@ class _Model:
     def row(self, coefs: dict[int, float], low: float = -np.inf, high: float = np.inf) -> None:
         self.rows.append((coefs, low, high))
 
-    def solve(self, cost: list[float], time_limit_s: float | None) -> np.ndarray:
+    def solve(self, cost: list[float], time_limit_s: float | None) -> tuple[np.ndarray, bool]:
+        """The solution and whether it is proved optimal (else the time limit stopped it)."""
         # imported here: every qsplit command imports this package, only planning needs scipy
         from scipy.optimize import Bounds as VarBounds
         from scipy.optimize import LinearConstraint, milp
@@ -86,13 +87,18 @@ class _Model:
                 constraint="utilisation",
             )
         if result.x is None:
-            raise SolverError(f"the fleet MILP stopped without a solution ({result.message})")
-        return np.asarray(result.x)
+            raise SolverError(
+                f"the fleet MILP stopped without a solution ({result.message}); "
+                "give it more time (time_limit_s)"
+            )
+        return np.asarray(result.x), result.status == 0
 
 
 @dataclass(frozen=True)
 class Solution:
     choice: Choice
+    status: str
+    """``optimal``, or ``time-limit``: the best choice found when the limit stopped a solve."""
     solve_time_s: float
     columns: int
     rows: int
@@ -178,9 +184,12 @@ def solve_fleet(problem: FleetProblem, time_limit_s: float | None = 60.0) -> Sol
             m.row({u: 1.0, **{rho[k, b]: -1.0 for b in problem.batch_sizes}}, low=0)
         first = [0.0] * len(m.cost)
         first[u] = 1.0
-        values = m.solve(first, time_limit_s)
+        values, proved = m.solve(first, time_limit_s)
         m.upper[u] = values[u] * (1 + 1e-6) + 1e-9
-    values = m.solve(weighted, time_limit_s)
+    else:
+        proved = True
+    values, last = m.solve(weighted, time_limit_s)
+    status = "optimal" if proved and last else "time-limit"
     picks = {
         c.name: max((p for (name, p) in x if name == c.name), key=lambda p: values[x[c.name, p]])
         for c in fleet.classes
@@ -192,4 +201,4 @@ def solve_fleet(problem: FleetProblem, time_limit_s: float | None = 60.0) -> Sol
         for k in fleet.shared_names
     }
     choice = Choice(picks, batch)
-    return Solution(choice, time.perf_counter() - started, len(m.cost), len(m.rows))
+    return Solution(choice, status, time.perf_counter() - started, len(m.cost), len(m.rows))

@@ -53,6 +53,8 @@ class FleetPlan:
     """``alone`` (every class planned by itself: contention-blind), ``cloud-only``,
     ``device-only``; each at batch size 1."""
     candidates_time_s: float
+    status: str
+    """``optimal``, or ``time-limit`` when the time limit stopped the MILP (best choice found)."""
     solve_time_s: float
     columns: int
     rows: int
@@ -109,6 +111,7 @@ class FleetPlan:
             "predicted": _summary(self.outcome),
             "baselines": {name: _summary(out) for name, (_, out) in self.baselines.items()},
             "solver": {
+                "status": self.status,
                 "candidates_time_s": self.candidates_time_s,
                 "solve_time_s": self.solve_time_s,
                 "columns": self.columns,
@@ -214,6 +217,7 @@ def plan_fleet(
         outcome=assess(problem, solution.choice),
         baselines=baseline_choices(problem),
         candidates_time_s=candidates_time_s,
+        status=solution.status,
         solve_time_s=solution.solve_time_s,
         columns=solution.columns,
         rows=solution.rows,
