@@ -107,6 +107,8 @@ class Solution:
 def solve_fleet(problem: FleetProblem, time_limit_s: float | None = 60.0) -> Solution:
     """The choice minimising the planning objective (lexicographically after the bottleneck
     utilisation for the throughput objective)."""
+    import scipy.optimize  # noqa: F401  (first import: seconds on a busy VM, not solve time)
+
     started = time.perf_counter()
     m = _Model()
     fleet = problem.fleet
