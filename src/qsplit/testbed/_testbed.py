@@ -56,7 +56,7 @@ class AgentStatus:
     state: str
     """``ok``; ``stuck`` (it answers, but its loop ran late, see ``health``); ``deaf`` (it
     listens, but did not answer ``health`` in :data:`HEALTH_TIMEOUT_S`); ``alive`` (running,
-    not listening); ``dead``."""
+    not listening); ``dead``; ``killed`` (dead, by :meth:`Testbed.kill_node`)."""
 
 
 def _state(alive: bool, listening: bool, address: str) -> str:
@@ -224,7 +224,9 @@ class Testbed:
                     speed_factor=agent.speed_factor,
                     alive=alive,
                     listening=listening,
-                    state=_state(alive, listening, agent.address),
+                    state="killed"
+                    if agent.killed and not alive
+                    else _state(alive, listening, agent.address),
                 )
             )
         return statuses
