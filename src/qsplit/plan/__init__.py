@@ -1,5 +1,6 @@
 """Planning: where each block runs and which blocks are quantized, priced by one cost model."""
 
+from qsplit.plan._bandwidth_table import BandwidthTable, bandwidth_table, plan_key
 from qsplit.plan._baselines import Baseline, baseline_plans, compute_baselines
 from qsplit.plan._cost import (
     QUANT_PARAMS_BYTES,
@@ -31,6 +32,7 @@ __all__ = [
     "QUANT_PARAMS_BYTES",
     "SOLVERS",
     "TIME_LIMIT_S",
+    "BandwidthTable",
     "Baseline",
     "Bounds",
     "Evaluation",
@@ -44,6 +46,7 @@ __all__ = [
     "Predicted",
     "SolverReport",
     "Violation",
+    "bandwidth_table",
     "baseline_plans",
     "compute_baselines",
     "energy_per_node",
@@ -51,6 +54,7 @@ __all__ = [
     "load_problem",
     "pareto_front",
     "plan",
+    "plan_key",
     "violations",
     "weight_bytes",
     "wire_bytes",
