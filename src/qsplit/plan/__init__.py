@@ -14,7 +14,7 @@ from qsplit.plan._cost import (
 from qsplit.plan._load import load_problem
 from qsplit.plan._pareto import ParetoFront, ParetoPoint, pareto_front
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
-from qsplit.plan._planner import plan
+from qsplit.plan._planner import Start, plan
 from qsplit.plan._problem import (
     LATENCY_MODELS,
     PRECISIONS,
@@ -43,6 +43,7 @@ __all__ = [
     "Precision",
     "Predicted",
     "SolverReport",
+    "Start",
     "Violation",
     "baseline_plans",
     "compute_baselines",
