@@ -352,7 +352,12 @@ def run_command(
             elif save_outputs is not None:
                 np.savez(save_outputs / f"{result.index:06d}.npz", **(result.outputs or {}))
         wall_s = time.perf_counter() - start
-        meta = {"plan": str(plan), "deployment": session.deployment.id, "concurrency": concurrency}
+        meta = {
+            "plan": str(plan),
+            "deployment": session.deployment.id,
+            "concurrency": concurrency,
+            "observed": session.observed().to_dict(),
+        }
         save_results(out, records, wall_s, meta, infra=network, predicted=predicted)
     for result in failed:
         console.print(f"request {result.index}: [red]failed[/red] {result.error}")

@@ -11,6 +11,7 @@ from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployme
 from qsplit.runtime._inputs import image_requests, random_requests
 from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys, read_secret_key
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
+from qsplit.runtime._observe import LinkEstimate, NodeEstimate, Observed, Observer
 from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
 from qsplit.runtime._wire import Limits, Message, Quant
@@ -25,7 +26,11 @@ __all__ = [
     "InferResult",
     "KeyFiles",
     "Limits",
+    "LinkEstimate",
     "Message",
+    "NodeEstimate",
+    "Observed",
+    "Observer",
     "PeerDisconnected",
     "PeerTimeout",
     "ProtocolError",
