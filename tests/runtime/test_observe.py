@@ -71,6 +71,7 @@ def test_node_speed_is_observed_over_profiled_time() -> None:
         "speed_factor": pytest.approx(2.0),
         "samples": 5,
         "last_change": None,
+        "updated": observed.nodes[0].updated,
     }
 
 

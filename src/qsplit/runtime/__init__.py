@@ -10,6 +10,7 @@ from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
 from qsplit.runtime._inputs import image_requests, random_requests
 from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys, read_secret_key
+from qsplit.runtime._log import event as log_event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
 from qsplit.runtime._observe import LinkEstimate, NodeEstimate, Observed, Observer
 from qsplit.runtime._profile import profile_on_agent
@@ -46,6 +47,7 @@ __all__ = [
     "health_of",
     "image_requests",
     "load_deployment",
+    "log_event",
     "profile_on_agent",
     "quantized_model",
     "random_requests",

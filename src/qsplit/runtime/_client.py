@@ -315,13 +315,21 @@ class Session:
             raise InputError("max_in_flight must be at least 1", field="concurrency")
         window: deque[Future[InferResult]] = deque()
         for index, one in enumerate(feeds):
-            window.append(
-                asyncio.run_coroutine_threadsafe(self._infer(index, one, timeout_s), self._loop)
-            )
+            window.append(self.submit(index, one, timeout_s=timeout_s))
             if len(window) >= max_in_flight:
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
+
+    def submit(
+        self, index: int, feeds: Mapping[str, np.ndarray], *, timeout_s: float | None = None
+    ) -> Future[InferResult]:
+        """Start one request and return at once; its future never raises, a failure is the
+        result's ``error``. For callers that schedule requests themselves (``qsplit.adapt``
+        spreads a stream over the sessions of several plans)."""
+        if self._closed:
+            raise TransportError("the session is closed")
+        return asyncio.run_coroutine_threadsafe(self._infer(index, feeds, timeout_s), self._loop)
 
     async def _infer(
         self, index: int, feeds: Mapping[str, np.ndarray], timeout_s: float | None

@@ -60,6 +60,8 @@ class LinkEstimate:
     """Transfers seen on this link."""
     last_change: float | None
     """``time.time()`` of the last change detected, ``None`` if none."""
+    updated: float
+    """``time.time()`` of the last transfer seen."""
 
     def link(self) -> Link:
         """As an infrastructure link, to plan with."""
@@ -73,6 +75,7 @@ class LinkEstimate:
             "latency_s": self.latency_s,
             "samples": self.samples,
             "last_change": self.last_change,
+            "updated": self.updated,
         }
 
 
@@ -85,6 +88,8 @@ class NodeEstimate:
     speed_factor: float
     samples: int
     last_change: float | None
+    updated: float
+    """``time.time()`` of the last run seen."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +97,7 @@ class NodeEstimate:
             "speed_factor": self.speed_factor,
             "samples": self.samples,
             "last_change": self.last_change,
+            "updated": self.updated,
         }
 
 
@@ -125,11 +131,13 @@ class Series:
         self.value: float | None = None
         self.samples = 0
         self.last_change: float | None = None
+        self.updated = 0.0
         self._up = self._down = 0.0
 
     def add(self, sample: float, now: float) -> bool:
         """Take a sample; ``True`` when it completes a change (the series then restarts)."""
         self.samples += 1
+        self.updated = now
         if self.value is None or self.value <= 0:
             self.value = sample
             return False
@@ -188,6 +196,7 @@ class _LinkSeries:
             latency_s=self.latency_s,
             samples=self.per_byte.samples,
             last_change=self.per_byte.last_change,
+            updated=self.per_byte.updated,
         )
 
 
@@ -232,7 +241,7 @@ class Observer:
             return Observed(
                 links=tuple(s.estimate(*key) for key, s in sorted(self._links.items())),
                 nodes=tuple(
-                    NodeEstimate(n, s.value or 1.0, s.samples, s.last_change)
+                    NodeEstimate(n, s.value or 1.0, s.samples, s.last_change, s.updated)
                     for n, s in sorted(self._nodes.items())
                 ),
                 at=time.time(),
