@@ -4,8 +4,8 @@
 wire format, failure semantics and security are described in ``docs/runtime.md``.
 """
 
-from qsplit.runtime._agent import AgentSettings, run_agent, serve
-from qsplit.runtime._ask import health_of
+from qsplit.runtime._agent import MAX_SLOWDOWN, AgentSettings, run_agent, serve
+from qsplit.runtime._ask import health_of, slow_down
 from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
 from qsplit.runtime._inputs import image_requests, random_requests
@@ -19,6 +19,7 @@ from qsplit.runtime._wire import Limits, Message, Quant
 from qsplit.runtime.errors import PeerDisconnected, PeerTimeout, ProtocolError, RemoteError
 
 __all__ = [
+    "MAX_SLOWDOWN",
     "AgentSettings",
     "ComponentRun",
     "ComponentSpec",
@@ -55,5 +56,6 @@ __all__ = [
     "run_agent",
     "save_results",
     "serve",
+    "slow_down",
     "summarize",
 ]
