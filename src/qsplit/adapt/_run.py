@@ -51,6 +51,8 @@ class AdaptiveRun:
     started_at: float
     """``time.time()`` at the start; decisions' ``at`` minus this is their time in the run."""
     first_plan: str
+    plans: Mapping[str, Candidate]
+    """Every plan of the run by id: where its blocks ran."""
     requests: tuple[RequestPoint, ...]
     decisions: tuple[Decision, ...]
     observed: Observed
@@ -68,6 +70,10 @@ class AdaptiveRun:
     def to_dict(self) -> dict[str, Any]:
         return {
             "first_plan": self.first_plan,
+            "plans": {
+                plan_id: {"assignment": dict(c.assignment), "quantized": list(c.quantized)}
+                for plan_id, c in self.plans.items()
+            },
             "requests": [r.to_dict() for r in self.requests],
             "decisions": [{**d.to_dict(), "at_s": d.at - self.started_at} for d in self.decisions],
             "observed": self.observed.to_dict(),
@@ -113,6 +119,7 @@ def run_adaptive(
         return AdaptiveRun(
             started_at=started,
             first_plan=first_plan,
+            plans=dict(adaptive.plans),
             requests=tuple(points),
             decisions=tuple(adaptive.decisions),
             observed=adaptive.observed(),

@@ -123,6 +123,8 @@ class AdaptiveSession:
         self.infra = infra or problem.infra
         self.observer = Observer(self.infra.links)
         self.decisions: list[Decision] = []
+        self.plans: dict[str, Candidate] = {}
+        """Every plan this session ran or deployed, by plan id."""
         self._model = Path(model)
         self._connect = {
             "token": token,
@@ -384,7 +386,10 @@ class AdaptiveSession:
             profiles=self.problem.profiles,
         )
         session = connect(deployment, self.infra, observer=self.observer, **self._connect)
-        return _Running(candidate, deployment.id[:12], session)
+        running = _Running(candidate, deployment.id[:12], session)
+        with self._lock:
+            self.plans[running.plan_id] = candidate
+        return running
 
     def _decide(
         self,
