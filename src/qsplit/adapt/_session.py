@@ -26,8 +26,10 @@ import numpy as np
 from qsplit.adapt._policy import AdaptPolicy, Decision, DecisionKind
 from qsplit.adapt._replan import Candidate, device_only, observed_problem, replan
 from qsplit.infra import Infra
+from qsplit.model import Preprocess
 from qsplit.plan import PlanningProblem
 from qsplit.runtime import (
+    Deployment,
     InferResult,
     Observed,
     Observer,
@@ -117,6 +119,7 @@ class AdaptiveSession:
         graph_optimization: str = "all",
         curve_key: str | Path | None = None,
         calibration: object = None,
+        preprocess: Preprocess | None = None,
     ) -> None:
         self.problem = problem
         self.policy = policy or AdaptPolicy()
@@ -133,6 +136,7 @@ class AdaptiveSession:
             "curve_key": curve_key,
         }
         self._calibration = calibration
+        self._preprocess = preprocess
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -156,6 +160,12 @@ class AdaptiveSession:
         """The plan new requests go to."""
         with self._lock:
             return self._state.current.plan_id
+
+    @property
+    def deployment(self) -> Deployment:
+        """The deployment new requests go to (its ``input_specs`` are every plan's)."""
+        with self._lock:
+            return self._state.current.session.deployment
 
     @property
     def candidate(self) -> Candidate:
@@ -383,6 +393,7 @@ class AdaptiveSession:
             input_shapes=dict(self.problem.graph.model.input_shapes) or None,
             quantized=candidate.quantized,
             calibration=self._calibration,
+            preprocess=self._preprocess,
             profiles=self.problem.profiles,
         )
         session = connect(deployment, self.infra, observer=self.observer, **self._connect)
