@@ -325,10 +325,10 @@ class AdaptiveSession:
             left, last_switch = self._state.left, self._state.last_switch
         problem = observed_problem(self.problem, self.observed(), self.policy, down=down)
         verdict = replan(problem, running.candidate, self.policy)
-        if verdict.fresh.key == running.candidate.key:
-            return
         needed = self.policy.margin + (self.policy.hysteresis if verdict.fresh.key == left else 0.0)
-        if verdict.running_cost <= 1.0 + needed:
+        if verdict.fresh.key == running.candidate.key or verdict.running_cost <= 1.0 + needed:
+            with self._lock:
+                self._state.held = None  # a plan deployed ahead for nothing is retired
             return
         costs = {
             "running_cost": verdict.running_cost,
@@ -340,8 +340,10 @@ class AdaptiveSession:
         target = self._plan_for(verdict.fresh)
         wait = last_switch + self.policy.min_interval_s - time.time()
         if wait > 0 and verdict.running_cost != float("inf"):
-            if self._state.held != verdict.fresh.key:
+            with self._lock:
+                new = self._state.held != verdict.fresh.key
                 self._state.held = verdict.fresh.key
+            if new:
                 self._decide(
                     "held", running.plan_id, target.plan_id, reason=f"{wait:.2f} s left", **costs
                 )
@@ -352,6 +354,7 @@ class AdaptiveSession:
             self._state.left = running.candidate.key
             self._state.current = target
             self._state.last_switch = time.time()
+            self._state.held = None
         self._decide("switch", running.plan_id, target.plan_id, reason="observed costs", **costs)
 
     def _plan_for(self, candidate: Candidate) -> _Running:
@@ -366,20 +369,25 @@ class AdaptiveSession:
         return running
 
     def _retire_drained(self) -> None:
-        """Undeploy and close the plans that are neither current nor the fallback and have no
-        request in flight."""
+        """Undeploy and close the plans that are neither current, the fallback nor held ready,
+        and have no request in flight."""
         with self._lock:
             state = self._state
             drained = [
                 (key, r)
                 for key, r in state.plans.items()
-                if r is not state.current and r is not state.fallback and r.in_flight == 0
+                if r is not state.current
+                and r is not state.fallback
+                and key != state.held  # deployed ahead, waiting for min_interval_s
+                and r.in_flight == 0
             ]
             for key, _ in drained:
                 del state.plans[key]
+            down = set(state.down)
         for _, running in drained:
             try:
-                running.session.undeploy()
+                # A down node holds nothing worth waiting a control timeout for.
+                running.session.undeploy(set(running.session.deployment.addresses) - down)
             except Exception as exc:  # a node that is down holds nothing worth undeploying
                 log_event(logging.INFO, "adapt.undeploy_failed", error=repr(exc))
             running.session.close()

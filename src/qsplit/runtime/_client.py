@@ -195,13 +195,19 @@ class Session:
         observer; docs/runtime.md, *Live measurement*)."""
         return self._observer.snapshot()
 
-    def undeploy(self) -> None:
-        """Remove this deployment from every agent."""
-        self._call_sync(self._each("undeploy", {"dep": self.deployment.id}))
+    def undeploy(self, nodes: Collection[str] | None = None) -> None:
+        """Remove this deployment from every agent (or from those of ``nodes``: a caller
+        that knows a node is down need not wait for it to time out)."""
+        self._call_sync(self._each("undeploy", {"dep": self.deployment.id}, nodes))
 
-    async def _each(self, kind: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Ask every agent of the deployment, relays included."""
-        nodes = tuple(self.deployment.addresses)
+    async def _each(
+        self,
+        kind: str,
+        body: Mapping[str, Any] | None = None,
+        only: Collection[str] | None = None,
+    ) -> dict[str, Any]:
+        """Ask every agent of the deployment, relays included (or those in ``only``)."""
+        nodes = tuple(n for n in self.deployment.addresses if only is None or n in only)
         answers = await asyncio.gather(*(self._request(n, kind, body or {}) for n in nodes))
         return dict(zip(nodes, answers, strict=True))
 
