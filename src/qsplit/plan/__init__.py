@@ -15,7 +15,7 @@ from qsplit.plan._cost import (
 from qsplit.plan._load import load_problem
 from qsplit.plan._pareto import ParetoFront, ParetoPoint, pareto_front
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
-from qsplit.plan._planner import plan
+from qsplit.plan._planner import Start, plan
 from qsplit.plan._problem import (
     LATENCY_MODELS,
     PRECISIONS,
@@ -45,6 +45,7 @@ __all__ = [
     "Precision",
     "Predicted",
     "SolverReport",
+    "Start",
     "Violation",
     "bandwidth_table",
     "baseline_plans",

@@ -10,7 +10,9 @@ from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
 from qsplit.runtime._inputs import image_requests, random_requests
 from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys, read_secret_key
+from qsplit.runtime._log import event as log_event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
+from qsplit.runtime._observe import LinkEstimate, NodeEstimate, Observed, Observer
 from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
 from qsplit.runtime._wire import Limits, Message, Quant
@@ -26,7 +28,11 @@ __all__ = [
     "InferResult",
     "KeyFiles",
     "Limits",
+    "LinkEstimate",
     "Message",
+    "NodeEstimate",
+    "Observed",
+    "Observer",
     "PeerDisconnected",
     "PeerTimeout",
     "ProtocolError",
@@ -42,6 +48,7 @@ __all__ = [
     "health_of",
     "image_requests",
     "load_deployment",
+    "log_event",
     "profile_on_agent",
     "quantized_model",
     "random_requests",
