@@ -42,6 +42,9 @@ FAILED_PAUSE_S = 0.5
 """Least time between a request that failed and the next: a dead node fails requests at once,
 and a strategy without failover would otherwise send thousands."""
 PROBE_BYTES = 64_000
+PROBE_SLACK = 1.1
+"""A probe reads the link up to ~10 % slow (the proxies' and the probe's own wake-ups): without
+this slack a link exactly at a grid rate flips between that point's plan and the one below."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def run_table(stream: Stream, table: BandwidthTable) -> tuple[Timeline, tuple[Pl
         clock = _Clock(stream)
         points, switches, current = [], [], None
         for feeds in clock.requests():
-            chosen = table.select(_probed_rate(request))
+            chosen = table.select(_probed_rate(request) * PROBE_SLACK)
             key, label = plan_key(chosen), plan_label(chosen.assignment, nodes)
             if key != current:
                 if current is not None:
@@ -209,10 +212,10 @@ def _request(
     sent = time.time()
     try:
         _, record = session.infer_timed(feeds, timeout_s=stream.timeout_s)
-    except QsplitError:
+    except QsplitError as exc:
         failed = time.time() - sent
         time.sleep(max(0.0, FAILED_PAUSE_S - failed))
-        return TimelinePoint(sent - clock.start, failed, label, lost=True)
+        return TimelinePoint(sent - clock.start, failed, label, lost=True, error=str(exc))
     return TimelinePoint(sent - clock.start, record.latency_s, label)
 
 

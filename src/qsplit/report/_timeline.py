@@ -26,6 +26,8 @@ class TimelinePoint:
     """The plan that ran it (an id or a label)."""
     lost: bool = False
     """It never got an answer."""
+    error: str | None = None
+    """Why it was lost."""
 
 
 @dataclass(frozen=True)
