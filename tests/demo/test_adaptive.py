@@ -40,6 +40,7 @@ def test_the_run_json_and_figure_are_written_and_adaptive_loses_nothing(short_ru
     assert figure.read_bytes()[:4] == b"\x89PNG"
     report = short_run.report.read_text()
     assert "img/adaptive-latency.png" in report and "| adaptive | kill cloud |" in report
+    assert "| static | device→edge, device→cloud 1 MB/s |" in report
     for strategy, played in run["schedule"]["played"].items():
         assert [p["label"] for p in played][-1] == "kill cloud", strategy
     timelines = {t.strategy: t for t in short_run.timelines}

@@ -44,6 +44,21 @@ def test_a_schedule_reads_units_and_plays_in_time_order(tmp_path: Path) -> None:
     ]
 
 
+def test_moments_tell_links_changed_alike_together() -> None:
+    events = [
+        {"at": "8s", "link": ["device", "edge"], "rate": "1MB/s"},
+        {"at": "8s", "link": ["device", "cloud"], "rate": "1MB/s"},
+        {"at": "8s", "link": ["edge", "cloud"], "delay": "80ms"},
+        {"at": "9s", "node": "cloud", "kill": True},
+        {"at": "9s", "node": "edge", "speed": 2},
+    ]
+    schedule = tb.schedule_from_dict({"schema_version": 1, "events": events})
+    assert schedule.moments() == (
+        (8.0, "device→edge, device→cloud 1 MB/s; edge→cloud 80 ms"),
+        (9.0, "kill cloud; edge 2× slower"),
+    )
+
+
 def test_every_problem_is_named_with_its_field_and_fix() -> None:
     events = [
         {"at": 5, "link": ["device", "edge"], "rate": "2MB/s"},

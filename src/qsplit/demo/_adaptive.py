@@ -132,7 +132,7 @@ def run_adaptive_demo(
                 timeline, events = run_adaptive_stream(stream, start, config.policy)
             timelines.append(timeline)
             played[strategy] = events
-    cut = phases([(e.at_s, e.describe()) for e in schedule.events], duration_s)
+    cut = phases(schedule.moments(), duration_s)
     rows = phase_rows(timelines, cut)
     report_dir = run_dir / "report"
     figure = plot_timelines(timelines, cut, report_dir / "img" / "adaptive-latency.png")

@@ -20,7 +20,7 @@ _SHADES = ("#f2f2f2", "#fde9d9")
 
 
 def plot_timelines(timelines: Sequence[Timeline], cut: Sequence[Phase], path: Path) -> Path:
-    figure = new_figure(8.0, 1.2 + 1.9 * max(1, len(timelines)))
+    figure = new_figure(10.0, 1.3 + 1.9 * max(1, len(timelines)))
     axes_list = figure.subplots(max(1, len(timelines)), 1, sharex=True, squeeze=False)[:, 0]
     top = max((p.latency_s for t in timelines for p in t.points), default=1.0) * 1.15
     end = max([c.end_s for c in cut] + [p.at_s for t in timelines for p in t.points] + [1.0])
@@ -49,15 +49,17 @@ def plot_timelines(timelines: Sequence[Timeline], cut: Sequence[Phase], path: Pa
         axes.set_ylim(0, top * 1.05)
         axes.set_ylabel("latency (s)", fontsize=8)
         axes.set_title(timeline.strategy, fontsize=9, loc="left")
-        axes.legend(fontsize=6, loc="upper right", ncols=2, title="plan", title_fontsize=6)
+        axes.legend(
+            fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="plan", title_fontsize=6
+        )
         axes.tick_params(labelsize=7)
     if len(axes_list):
-        for phase in cut[1:]:
+        for i, phase in enumerate(cut[1:]):
             axes_list[0].annotate(
                 phase.label,
                 (phase.start_s, 1.0),
                 xycoords=("data", "axes fraction"),
-                xytext=(2, 2),
+                xytext=(2, 2 + 9 * (i % 2)),  # neighbours alternate rows, so labels never overlap
                 textcoords="offset points",
                 fontsize=6,
                 va="bottom",

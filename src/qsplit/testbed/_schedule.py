@@ -127,12 +127,7 @@ class ScheduleEvent:
     def describe(self) -> str:
         """A short label, e.g. ``device→edge 2 MB/s`` or ``kill edge`` (figures, logs)."""
         if self.action == "set_link":
-            parts = ["→".join(self.target)]
-            if self.bandwidth_bytes_per_s is not None:
-                parts.append(f"{self.bandwidth_bytes_per_s / 1e6:g} MB/s")
-            if self.latency_s is not None:
-                parts.append(f"{self.latency_s * 1e3:g} ms")
-            return " ".join(parts)
+            return f"{'→'.join(self.target)} {_shape(self.bandwidth_bytes_per_s, self.latency_s)}"
         if self.action == "set_node_speed":
             return f"{self.target[0]} {self.speed_factor:g}× slower"
         return f"{self.action.removesuffix('_node')} {self.target[0]}"
@@ -147,6 +142,14 @@ class Schedule:
     @property
     def duration_s(self) -> float:
         return self.events[-1].at_s
+
+    def moments(self) -> tuple[tuple[float, str], ...]:
+        """``(at_s, label)`` per distinct time: what happens then, links given the same shape
+        at once told together (``device→edge, device→cloud 1 MB/s``)."""
+        by_time: dict[float, list[ScheduleEvent]] = {}
+        for event in self.events:
+            by_time.setdefault(event.at_s, []).append(event)
+        return tuple((at, _together(events)) for at, events in by_time.items())
 
     def check(self, state: TestbedState) -> None:
         """:class:`InputError` listing every event that names a link or node the testbed
@@ -240,6 +243,28 @@ def play(
         if on_event is not None:
             on_event(played[-1])
     return tuple(played)
+
+
+def _shape(bandwidth_bytes_per_s: float | None, latency_s: float | None) -> str:
+    parts = []
+    if bandwidth_bytes_per_s is not None:
+        parts.append(f"{bandwidth_bytes_per_s / 1e6:g} MB/s")
+    if latency_s is not None:
+        parts.append(f"{latency_s * 1e3:g} ms")
+    return " ".join(parts)
+
+
+def _together(events: list[ScheduleEvent]) -> str:
+    shapes: dict[tuple[float | None, float | None], list[str]] = {}
+    others = []
+    for event in events:
+        if event.action == "set_link":
+            shape = (event.bandwidth_bytes_per_s, event.latency_s)
+            shapes.setdefault(shape, []).append("→".join(event.target))
+        else:
+            others.append(event.describe())
+    links_told = [f"{', '.join(links)} {_shape(*shape)}" for shape, links in shapes.items()]
+    return "; ".join([*links_told, *others])
 
 
 def _event(doc: _EventDoc) -> ScheduleEvent:
