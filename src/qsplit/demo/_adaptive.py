@@ -62,7 +62,12 @@ class AdaptiveConfig:
     grid_bytes_per_s: tuple[float, ...] = (0.5e6, 1e6, 2e6, 5e6, 10e6, 20e6)
     """The per-bandwidth table's grid (the device's uplinks)."""
     strategies: tuple[str, ...] = STRATEGIES
-    policy: AdaptPolicy = field(default_factory=AdaptPolicy)
+    policy: AdaptPolicy = field(
+        default_factory=lambda: AdaptPolicy(check_interval_s=0.25, stale_s=6.0)
+    )
+    """qsplit adaptive's policy. Estimates go stale after 6 s (not the default 30): a plan
+    that fled a slow uplink sends nothing over it, so only a stale estimate lets it try the
+    link again, and the scenario's recovery lasts 10 s."""
     images: Path = field(default_factory=sample_images_dir)
     images_used: int = 2
     """Sample images the streams cycle through."""
