@@ -37,7 +37,7 @@ from qsplit.demo._streams import (
 from qsplit.errors import InputError
 from qsplit.infra import load_infra
 from qsplit.model import analyze
-from qsplit.plan import PlanningProblem, bandwidth_table
+from qsplit.plan import PlanningProblem, bandwidth_table, plan
 from qsplit.profile import ComputeProfile
 from qsplit.quant import image_feeds
 from qsplit.report import PhaseRow, Timeline, phase_rows, phase_table, phases, plot_timelines
@@ -102,28 +102,28 @@ def run_adaptive_demo(
     run_dir = config.out
     run_dir.mkdir(parents=True, exist_ok=True)
     model, graph = analyze(str(config.model))
-    spec = DemoConfig(out=run_dir, model=config.model).spec
-    feeds = image_feeds(model, config.images, config.images_used, preprocess=spec.preprocess)
+    # The main demo's settings where the two share a step (model description, profiles).
+    shared = DemoConfig(
+        out=run_dir,
+        model=config.model,
+        cache=config.cache,
+        profile_repetitions=config.profile_repetitions,
+    )
+    preprocess = shared.spec.preprocess
+    feeds = image_feeds(model, config.images, config.images_used, preprocess=preprocess)
     duration_s = schedule.duration_s + config.tail_s
     timelines, played = [], {}
     with Testbed.up(config.testbed_infra, run_dir / "testbed", owner_pid=os.getpid()) as testbed:
         schedule.check(testbed.state)
         step("profiling each node on its agent")
-        profile_config = DemoConfig(
-            out=run_dir,
-            model=config.model,
-            cache=config.cache,
-            profile_repetitions=config.profile_repetitions,
-        )
         paths = node_profiles(
-            profile_config, Cache(config.cache), graph, testbed, run_dir / "profiles", lambda: None
+            shared, Cache(config.cache), graph, testbed, run_dir / "profiles", lambda: None
         )
         profiles = {node: ComputeProfile.load(str(path)) for node, path in paths.items()}
         problem = PlanningProblem(graph, nominal, profiles, w_latency=1.0, w_energy=0.0)
         step("planning the per-bandwidth table")
         table = bandwidth_table(problem, config.grid_bytes_per_s, with_baselines=False)
-        uplink = nominal.link(*table.links[0]).bandwidth_bytes_per_s
-        start = table.select(uplink)
+        start = plan(problem, with_baselines=False)
         stream = Stream(
             testbed, nominal, problem, config.model, feeds, schedule, duration_s, config.timeout_s
         )
