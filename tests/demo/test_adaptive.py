@@ -55,3 +55,19 @@ def test_the_run_json_and_figure_are_written_and_adaptive_loses_nothing(short_ru
     assert any(p.lost for p in static.points if p.at_s >= 9.0)
     rows = {(r.strategy, r.phase): r for r in short_run.rows}
     assert rows[("adaptive", "kill cloud")].lost == 0
+
+
+def test_an_unknown_scenario_or_strategy_is_refused(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from qsplit.cli import app
+    from qsplit.errors import InputError
+
+    result = CliRunner().invoke(app, ["demo", "--scenario", "chaos", "--out", str(tmp_path)])
+    assert isinstance(result.exception, InputError)  # the entry point prints it, exit code 2
+    assert (
+        str(result.exception)
+        == "--scenario: unknown scenario 'chaos'. Fix: use default or adaptive"
+    )
+    with pytest.raises(InputError, match="choose among static, table, adaptive"):
+        run_adaptive_demo(AdaptiveConfig(out=tmp_path, strategies=("oracle",)))
