@@ -29,6 +29,7 @@ from qsplit.demo._config import EXAMPLES, DemoConfig
 from qsplit.demo._inputs import node_profiles
 from qsplit.demo._streams import (
     Stream,
+    StreamRun,
     plan_label,
     run_adaptive_stream,
     run_static,
@@ -112,7 +113,7 @@ def run_adaptive_demo(
     preprocess = shared.spec.preprocess
     feeds = image_feeds(model, config.images, config.images_used, preprocess=preprocess)
     duration_s = schedule.duration_s + config.tail_s
-    timelines, played = [], {}
+    runs: dict[str, StreamRun] = {}
     with Testbed.up(config.testbed_infra, run_dir / "testbed", owner_pid=os.getpid()) as testbed:
         schedule.check(testbed.state)
         step("profiling each node on its agent")
@@ -130,13 +131,12 @@ def run_adaptive_demo(
         for strategy in config.strategies:
             step(f"streaming: {strategy} ({duration_s:.0f} s)")
             if strategy == "static":
-                timeline, events = run_static(stream, start)
+                runs[strategy] = run_static(stream, start)
             elif strategy == "table":
-                timeline, events = run_table(stream, table)
+                runs[strategy] = run_table(stream, table)
             else:
-                timeline, events = run_adaptive_stream(stream, start, config.policy)
-            timelines.append(timeline)
-            played[strategy] = events
+                runs[strategy] = run_adaptive_stream(stream, start, config.policy)
+    timelines = [r.timeline for r in runs.values()]
     cut = phases(schedule.moments(), duration_s)
     rows = phase_rows(timelines, cut)
     report_dir = run_dir / "report"
@@ -162,8 +162,8 @@ def run_adaptive_demo(
                     for e in schedule.events
                 ],
                 "played": {
-                    strategy: [_played(p, events) for p in events]
-                    for strategy, events in played.items()
+                    strategy: [_played(p, run.played) for p in run.played]
+                    for strategy, run in runs.items()
                 },
             },
             "duration_s": duration_s,
@@ -175,6 +175,7 @@ def run_adaptive_demo(
             "nominal_plan": plan_label(start.assignment, nominal.node_names),
             "policy": asdict(config.policy),
             "timelines": [t.to_dict() for t in timelines],
+            "decisions": {s: list(r.decisions) for s, r in runs.items() if r.decisions},
             "phases": [vars(p) for p in cut],
             "rows": [vars(r) for r in rows],
             "machine": {

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,16 @@ class Stream:
     schedule: Schedule
     duration_s: float
     timeout_s: float
+
+
+@dataclass(frozen=True)
+class StreamRun:
+    """One strategy's stream: its requests, the schedule as played beside it, and (qsplit
+    adaptive only) the decisions it logged, with the costs behind them."""
+
+    timeline: Timeline
+    played: tuple[PlayedEvent, ...]
+    decisions: tuple[dict[str, Any], ...] = ()
 
 
 class _Clock:
@@ -100,7 +111,7 @@ def plan_label(assignment: Mapping[str, str], nodes: Sequence[str]) -> str:
     return " + ".join(f"{n} {c}" for n, c in counts.items() if c)
 
 
-def run_static(stream: Stream, chosen: Plan) -> tuple[Timeline, tuple[PlayedEvent, ...]]:
+def run_static(stream: Stream, chosen: Plan) -> StreamRun:
     label = plan_label(chosen.assignment, stream.nominal.node_names)
     with ExitStack() as stack:
         session = _deployed(stream, chosen, stack)
@@ -108,10 +119,10 @@ def run_static(stream: Stream, chosen: Plan) -> tuple[Timeline, tuple[PlayedEven
         points = [_request(session, feeds, clock, label, stream) for feeds in clock.requests()]
         played = clock.finish()
         restore(stream.testbed, stream.nominal)
-    return Timeline("static", tuple(points)), played
+    return StreamRun(Timeline("static", tuple(points)), played)
 
 
-def run_table(stream: Stream, table: BandwidthTable) -> tuple[Timeline, tuple[PlayedEvent, ...]]:
+def run_table(stream: Stream, table: BandwidthTable) -> StreamRun:
     nodes = stream.nominal.node_names
     plans = table.distinct()
     probe = stream.testbed.state.link(*table.links[0])
@@ -131,12 +142,10 @@ def run_table(stream: Stream, table: BandwidthTable) -> tuple[Timeline, tuple[Pl
             points.append(_request(sessions[key], feeds, clock, label, stream))
         played = clock.finish()
         restore(stream.testbed, stream.nominal)
-    return Timeline("table", tuple(points), tuple(switches)), played
+    return StreamRun(Timeline("table", tuple(points), tuple(switches)), played)
 
 
-def run_adaptive_stream(
-    stream: Stream, chosen: Plan, policy: AdaptPolicy
-) -> tuple[Timeline, tuple[PlayedEvent, ...]]:
+def run_adaptive_stream(stream: Stream, chosen: Plan, policy: AdaptPolicy) -> StreamRun:
     clock = _Clock(stream)
     try:
         run = run_adaptive(
@@ -165,7 +174,11 @@ def run_adaptive_stream(
     switches = tuple(
         (d.at - clock.start, labels.get(d.to_plan or "", str(d.to_plan))) for d in run.switches
     )
-    return Timeline("adaptive", points, switches), played
+    decisions = tuple(
+        {**d.to_dict(), "at_s": d.at - clock.start, "to_plan": labels.get(d.to_plan or "")}
+        for d in run.decisions
+    )
+    return StreamRun(Timeline("adaptive", points, switches), played, decisions)
 
 
 def restore(testbed: Testbed, nominal: Infra) -> None:
