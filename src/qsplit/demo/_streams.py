@@ -3,7 +3,7 @@ fixed time while the schedule plays on the testbed.
 
 * ``static``: the plan made for the nominal links, whatever happens.
 * ``table``: a QPART-style per-bandwidth table (:func:`qsplit.plan.bandwidth_table`), every one
-  of its plans deployed ahead; before each request the uplink is probed (a 1-byte and a 64 kB
+  of its plans deployed ahead; before each request the uplink is probed (a 1-byte and a 256 kB
   round trip over the testbed's probe entrance of the link, whose difference is the rate
   whatever the latency) and the request goes to the plan the table gives for that rate. The
   probe gives the table the best bandwidth estimate it could have; what it lacks is anything
@@ -42,7 +42,9 @@ Feeds = Mapping[str, np.ndarray]
 FAILED_PAUSE_S = 0.5
 """Least time between a request that failed and the next: a dead node fails requests at once,
 and a strategy without failover would otherwise send thousands."""
-PROBE_BYTES = 64_000
+PROBE_BYTES = 256_000
+"""26 ms at 10 MB/s: long enough that the wake-ups of a loaded host (milliseconds) do not read
+as a link twice as fast (64 kB did, at load 10)."""
 PROBE_SLACK = 1.1
 """A probe reads the link up to ~10 % slow (the proxies' and the probe's own wake-ups): without
 this slack a link exactly at a grid rate flips between that point's plan and the one below."""
