@@ -144,22 +144,41 @@ def infra_file(root: Path, scale: float) -> Path:
     return path
 
 
-def static_median(
-    testbed: Testbed, problem: PlanningProblem, candidate: Candidate, n: int
-) -> float:
-    deployment = build_deployment(
-        bundled_model_path(),
-        candidate.assignment,
-        testbed.infra(),
-        quantized=candidate.quantized,
-        profiles=problem.profiles,
-    )
-    feeds = _feeds(deployment)
-    with connect(deployment, testbed.infra()) as s:
-        s.infer(feeds)
-        latencies = [s.infer_timed(feeds)[1].latency_s for _ in range(n)]
-        s.undeploy()
-    return statistics.median(latencies)
+def static_medians(
+    testbed: Testbed, problem: PlanningProblem, candidates: list[Candidate], n: int
+) -> list[float]:
+    """Each candidate's median latency on the dropped uplinks, run statically: deployed while
+    the links are nominal (a deploy's bytes cross the same emulated links), measured after the
+    drop, one plan after the other."""
+    infra = testbed.infra()
+    sessions = []
+    try:
+        for candidate in candidates:
+            deployment = build_deployment(
+                bundled_model_path(),
+                candidate.assignment,
+                infra,
+                quantized=candidate.quantized,
+                profiles=problem.profiles,
+            )
+            sessions.append(connect(deployment, infra))
+        feeds = _feeds(sessions[0].deployment)
+        set_uplinks(testbed, infra, DROP)
+        medians = []
+        for s in sessions:
+            s.infer(feeds)
+            medians.append(statistics.median(s.infer_timed(feeds)[1].latency_s for _ in range(n)))
+        return medians
+    finally:
+        set_uplinks(testbed, infra, 1.0)
+        for s in sessions:
+            s.close()
+
+
+def set_uplinks(testbed: Testbed, infra: Infra, drop: float) -> None:
+    for a, b in UPLINKS:
+        bandwidth = infra.link(a, b).bandwidth_bytes_per_s / drop
+        testbed.set_link(a, b, bandwidth_bytes_per_s=bandwidth)
 
 
 def _feeds(deployment: Any) -> Mapping[str, np.ndarray]:
@@ -204,17 +223,18 @@ def bench_drop(testbed: Testbed, before: int, after: int) -> dict[str, Any]:
     best = plan(slow, with_baselines=False)
     optimum = Candidate(best.assignment, best.quantized)
 
-    def drop() -> None:
-        for link in dropped(infra):
-            testbed.set_link(
-                link.source, link.target, bandwidth_bytes_per_s=link.bandwidth_bytes_per_s
-            )
-
-    run, dropped_at = stream(testbed, problem, start, before + after, before, drop)
-    static_new = static_median(testbed, problem, optimum, 6)
-    static_old = static_median(testbed, problem, start, 6)
-    for a, b in UPLINKS:
-        testbed.set_link(a, b, bandwidth_bytes_per_s=infra.link(a, b).bandwidth_bytes_per_s)
+    try:
+        run, dropped_at = stream(
+            testbed,
+            problem,
+            start,
+            before + after,
+            before,
+            lambda: set_uplinks(testbed, infra, DROP),
+        )
+    finally:
+        set_uplinks(testbed, infra, 1.0)
+    static_new, static_old = static_medians(testbed, problem, [optimum, start], 6)
     later = [r for r in run.requests if r.at_s >= dropped_at]
     settled = None
     for i in range(len(later) - WINDOW + 1):

@@ -126,7 +126,7 @@ def replan(problem: PlanningProblem, running: Candidate, policy: AdaptPolicy) ->
         result = plan(problem, with_baselines=False, time_limit_s=policy.solve_time_limit_s)
     fresh = Candidate(dict(result.assignment), tuple(result.quantized))
     fresh_eval = evaluate(problem, dict(fresh.assignment), fresh.quantized)
-    running_eval = _price(problem, running) if fits else None
+    running_eval = price(problem, running) if fits else None
     cost = math.inf if running_eval is None else relative_cost(problem, running_eval, fresh_eval)
     return Verdict(fresh, fresh_eval, cost, running_eval)
 
@@ -140,7 +140,7 @@ def relative_cost(problem: PlanningProblem, plan_eval: Evaluation, fresh: Evalua
     return (problem.w_latency * latency + problem.w_energy * energy) / weights
 
 
-def _price(problem: PlanningProblem, candidate: Candidate) -> Evaluation | None:
+def price(problem: PlanningProblem, candidate: Candidate) -> Evaluation | None:
     """The candidate under ``problem``'s costs; ``None`` when it breaks a bound or cannot be
     priced (a quantized block the problem cannot quantize)."""
     try:

@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from qsplit.adapt._policy import AdaptPolicy, Decision, DecisionKind
-from qsplit.adapt._replan import Candidate, device_only, observed_problem, replan
+from qsplit.adapt._replan import (
+    Candidate,
+    Verdict,
+    device_only,
+    observed_problem,
+    price,
+    relative_cost,
+    replan,
+)
 from qsplit.infra import Infra
 from qsplit.model import Preprocess
 from qsplit.plan import PlanningProblem
@@ -41,9 +51,13 @@ from qsplit.runtime import (
     health_of,
     log_event,
 )
+from qsplit.runtime.errors import TransportError
 
 HEALTH_TIMEOUT_S = 0.5
 """How long a down node's health probe waits for an answer."""
+DEPLOY_RETRY_S = 10.0
+"""How long a plan whose deployment failed is not tried again (each try may take a deploy
+timeout, during which the loop does not check)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,8 @@ class AdaptiveSession:
         self._calibration = calibration
         self._preprocess = preprocess
         self._lock = threading.Lock()
+        self._failed: dict[tuple, float] = {}
+        """Plans whose deployment failed, by key: when."""
         self._wake = threading.Event()
         self._stopped = threading.Event()
         first = self._open(start)
@@ -322,7 +338,7 @@ class AdaptiveSession:
     def _check(self) -> None:
         with self._lock:
             running, down = self._state.current, set(self._state.down)
-            left, last_switch = self._state.left, self._state.last_switch
+            left = self._state.left
         problem = observed_problem(self.problem, self.observed(), self.policy, down=down)
         verdict = replan(problem, running.candidate, self.policy)
         needed = self.policy.margin + (self.policy.hysteresis if verdict.fresh.key == left else 0.0)
@@ -337,9 +353,21 @@ class AdaptiveSession:
             ),
             "fresh_latency_s": verdict.fresh_eval.latency_s,
         }
-        target = self._plan_for(verdict.fresh)
+        with self._lock:
+            target = self._state.plans.get(verdict.fresh.key)
+        if target is None:
+            # Deploying may take seconds (the components cross the same links): move to the
+            # ready device-only plan first when that alone pays.
+            self._interim(problem, verdict, running)
+            target = self._plan_for(verdict.fresh)
+            if target is None:
+                return
+        with self._lock:
+            running, last_switch = self._state.current, self._state.last_switch
+        if running is target:
+            return
         wait = last_switch + self.policy.min_interval_s - time.time()
-        if wait > 0 and verdict.running_cost != float("inf"):
+        if wait > 0 and verdict.running_cost != math.inf:
             with self._lock:
                 new = self._state.held != verdict.fresh.key
                 self._state.held = verdict.fresh.key
@@ -348,6 +376,29 @@ class AdaptiveSession:
                     "held", running.plan_id, target.plan_id, reason=f"{wait:.2f} s left", **costs
                 )
             return
+        self._switch(running, target, "observed costs", **costs)
+
+    def _interim(self, problem: PlanningProblem, verdict: Verdict, running: _Running) -> None:
+        """Switch to the device-only fallback at once when it beats the running plan by the
+        margin under ``problem``'s costs (whatever ``min_interval_s`` says: the better plan is
+        on its way)."""
+        fallback = self._state.fallback
+        if running is fallback:
+            return
+        priced = price(problem, fallback.candidate)
+        if priced is None:
+            return
+        cost = relative_cost(problem, priced, verdict.fresh_eval)
+        if verdict.running_cost > (1.0 + self.policy.margin) * cost:
+            self._switch(
+                running,
+                fallback,
+                "interim: the device-only plan while the fresh plan deploys",
+                running_cost=verdict.running_cost,
+                fresh_latency_s=priced.latency_s,
+            )
+
+    def _switch(self, running: _Running, target: _Running, reason: str, **costs: Any) -> None:
         with self._lock:
             if self._state.current is not running:  # a failover moved it meanwhile
                 return
@@ -355,15 +406,23 @@ class AdaptiveSession:
             self._state.current = target
             self._state.last_switch = time.time()
             self._state.held = None
-        self._decide("switch", running.plan_id, target.plan_id, reason="observed costs", **costs)
+        self._decide("switch", running.plan_id, target.plan_id, reason=reason, **costs)
 
-    def _plan_for(self, candidate: Candidate) -> _Running:
-        """The running plan for ``candidate``, deployed ahead of time if it is new."""
+    def _plan_for(self, candidate: Candidate) -> _Running | None:
+        """The running plan for ``candidate``, deployed ahead of time if it is new; ``None``
+        when its deployment failed, now or within the last :data:`DEPLOY_RETRY_S`."""
         with self._lock:
             known = self._state.plans.get(candidate.key)
         if known is not None:
             return known
-        running = self._open(candidate)
+        if time.time() - self._failed.get(candidate.key, -math.inf) < DEPLOY_RETRY_S:
+            return None
+        try:
+            running = self._open(candidate)
+        except TransportError as exc:
+            self._failed[candidate.key] = time.time()
+            log_event(logging.WARNING, "adapt.deploy_failed", error=str(exc))
+            return None
         with self._lock:
             self._state.plans[candidate.key] = running
         return running
