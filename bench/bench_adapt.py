@@ -53,7 +53,7 @@ from qsplit.adapt import (
 from qsplit.assets import bundled_model_path, sample_images
 from qsplit.infra import Infra, Link, load_infra
 from qsplit.model import analyze
-from qsplit.plan import PlanningProblem, plan
+from qsplit.plan import PlanningProblem, evaluate, plan
 from qsplit.profile import shipped_profile
 from qsplit.runtime import (
     LinkEstimate,
@@ -62,6 +62,7 @@ from qsplit.runtime import (
     connect,
     image_requests,
 )
+from qsplit.runtime.errors import TransportError
 from qsplit.testbed import Testbed
 
 EXAMPLE = Path(__file__).parents[1] / "src/qsplit/examples/three-tier.yaml"
@@ -146,10 +147,10 @@ def infra_file(root: Path, scale: float) -> Path:
 
 def static_medians(
     testbed: Testbed, problem: PlanningProblem, candidates: list[Candidate], n: int
-) -> list[float]:
+) -> list[float | str]:
     """Each candidate's median latency on the dropped uplinks, run statically: deployed while
     the links are nominal (a deploy's bytes cross the same emulated links), measured after the
-    drop, one plan after the other."""
+    drop, one plan after the other; a plan whose requests fail gets the first error instead."""
     infra = testbed.infra()
     sessions = []
     try:
@@ -164,10 +165,15 @@ def static_medians(
             sessions.append(connect(deployment, infra))
         feeds = _feeds(sessions[0].deployment)
         set_uplinks(testbed, infra, DROP)
-        medians = []
+        medians: list[float | str] = []
         for s in sessions:
-            s.infer(feeds)
-            medians.append(statistics.median(s.infer_timed(feeds)[1].latency_s for _ in range(n)))
+            try:
+                s.infer(feeds)
+                latencies = [s.infer_timed(feeds)[1].latency_s for _ in range(n)]
+            except TransportError as exc:
+                medians.append(f"failed: {exc}")
+            else:
+                medians.append(statistics.median(latencies))
         return medians
     finally:
         set_uplinks(testbed, infra, 1.0)
@@ -235,10 +241,13 @@ def bench_drop(testbed: Testbed, before: int, after: int) -> dict[str, Any]:
     finally:
         set_uplinks(testbed, infra, 1.0)
     static_new, static_old = static_medians(testbed, problem, [optimum, start], 6)
+    predicted_old = evaluate(slow, dict(start.assignment), start.quantized).latency_s
+    reference = static_new if isinstance(static_new, float) else best.predicted.latency_s
+    old = static_old if isinstance(static_old, float) else predicted_old
     later = [r for r in run.requests if r.at_s >= dropped_at]
     settled = None
     for i in range(len(later) - WINDOW + 1):
-        if statistics.median(r.latency_s for r in later[i : i + WINDOW]) <= WITHIN * static_new:
+        if statistics.median(r.latency_s for r in later[i : i + WINDOW]) <= WITHIN * reference:
             settled = later[i]
             break
     after_settled = [] if settled is None else [r for r in later if r.index >= settled.index]
@@ -249,8 +258,10 @@ def bench_drop(testbed: Testbed, before: int, after: int) -> dict[str, Any]:
         "predicted_latency_s": {
             "nominal_optimum_before": nominal.predicted.latency_s,
             "new_optimum_after": best.predicted.latency_s,
+            "nominal_plan_after": predicted_old,
         },
         "static_median_s": {"new_optimum": static_new, "nominal_plan": static_old},
+        "ratio_against": "measured" if isinstance(static_old, float) else "predicted",
         "adapt_s": None if settled is None else settled.at_s - dropped_at,
         "adaptive_median_after_s": (
             None if not after_settled else statistics.median(r.latency_s for r in after_settled)
@@ -258,7 +269,7 @@ def bench_drop(testbed: Testbed, before: int, after: int) -> dict[str, Any]:
         "ratio_vs_static": (
             None
             if not after_settled
-            else static_old / statistics.median(r.latency_s for r in after_settled)
+            else old / statistics.median(r.latency_s for r in after_settled)
         ),
         "lost": len(set(range(before + after)) - set(indices))
         + sum(r.error is not None for r in run.requests),
