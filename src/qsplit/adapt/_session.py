@@ -48,6 +48,7 @@ from qsplit.runtime import (
     Session,
     build_deployment,
     connect,
+    curve_keys,
     health_of,
     log_event,
 )
@@ -143,12 +144,16 @@ class AdaptiveSession:
         self.plans: dict[str, Candidate] = {}
         """Every plan this session ran or deployed, by plan id."""
         self._model = Path(model)
+        self._token = token
         self._connect = {
             "token": token,
             "timeout_s": timeout_s,
             "graph_optimization": graph_optimization,
             "curve_key": curve_key,
         }
+        self._curve = (
+            None if curve_key is None else curve_keys(self.infra, curve_key, node=self.infra.device)
+        )
         self._calibration = calibration
         self._preprocess = preprocess
         self._lock = threading.Lock()
@@ -330,10 +335,25 @@ class AdaptiveSession:
             down = sorted(self._state.down)
         for node in down:
             address = self.infra.node(node).address
-            if address and health_of(address, timeout_s=HEALTH_TIMEOUT_S) is not None:
+            if address and self._answers(node, address):
                 with self._lock:
                     self._state.down.discard(node)
                 self._decide("node-back", None, None, node=node, reason="answers health again")
+
+    def _answers(self, node: str, address: str) -> bool:
+        """Whether ``node``'s agent answers ``health`` (a refused handshake, e.g. a link
+        emulator whose agent is gone, is no answer)."""
+        try:
+            answer = health_of(
+                address,
+                token=self._token,
+                timeout_s=HEALTH_TIMEOUT_S,
+                node=node,
+                curve=self._curve,
+            )
+        except TransportError:
+            return False
+        return answer is not None
 
     def _check(self) -> None:
         with self._lock:
