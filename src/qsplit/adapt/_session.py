@@ -56,6 +56,9 @@ from qsplit.runtime.errors import TransportError
 
 HEALTH_TIMEOUT_S = 0.5
 """How long a down node's health probe waits for an answer."""
+CHANGE_WAIT_S = 2.0
+"""Longest a new request waits for the check a detected change woke (a re-plan takes ~0.1 s;
+a deploy may take longer, and then the request goes to the plan current by then)."""
 DEPLOY_RETRY_S = 10.0
 """How long a plan whose deployment failed is not tried again (each try may take a deploy
 timeout, during which the loop does not check)."""
@@ -139,7 +142,7 @@ class AdaptiveSession:
         self.problem = problem
         self.policy = policy or AdaptPolicy()
         self.infra = infra or problem.infra
-        self.observer = Observer(self.infra.links)
+        self.observer = Observer(self.infra.links, on_change=self._changed)
         self.decisions: list[Decision] = []
         self.plans: dict[str, Candidate] = {}
         """Every plan this session ran or deployed, by plan id."""
@@ -157,6 +160,10 @@ class AdaptiveSession:
         self._calibration = calibration
         self._preprocess = preprocess
         self._lock = threading.Lock()
+        self._decided = threading.Condition(self._lock)
+        self._changes = 0
+        """Changes the observer detected; new requests wait until a check has seen them all."""
+        self._checked = 0
         self._failed: dict[tuple, float] = {}
         """Plans whose deployment failed, by key: when."""
         self._wake = threading.Event()
@@ -238,7 +245,9 @@ class AdaptiveSession:
         timeout_s: float | None,
         attempts: int = 1,
     ) -> _Request:
-        with self._lock:
+        with self._decided:
+            # A link or node just changed: the check it woke decides where this request goes.
+            self._decided.wait_for(lambda: self._checked >= self._changes, CHANGE_WAIT_S)
             running = self._state.current
             running.in_flight += 1
         attempted_at = time.time()
@@ -323,12 +332,27 @@ class AdaptiveSession:
             self._wake.clear()
             if self._stopped.is_set():
                 return
+            with self._lock:
+                seen = self._changes
             try:
                 self._probe_down_nodes()
                 self._check()
-                self._retire_drained()
             except Exception as exc:  # the stream goes on with the plan it has
                 log_event(logging.ERROR, "adapt.check_failed", error=repr(exc))
+            with self._decided:
+                self._checked = seen
+                self._decided.notify_all()
+            try:
+                self._retire_drained()
+            except Exception as exc:
+                log_event(logging.ERROR, "adapt.retire_failed", error=repr(exc))
+
+    def _changed(self) -> None:
+        """The observer saw a link or node change: check now, and hold new requests until
+        that check has decided."""
+        with self._lock:
+            self._changes += 1
+        self._wake.set()
 
     def _probe_down_nodes(self) -> None:
         with self._lock:
