@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from qsplit.adapt._policy import AdaptPolicy
 from qsplit.errors import InputError
-from qsplit.infra import Infra
+from qsplit.infra import Infra, Link
 from qsplit.plan import Evaluation, PlanningProblem, Start, evaluate, plan, violations
 from qsplit.profile import BlockTiming, ComputeProfile
 from qsplit.runtime import Observed
@@ -69,6 +69,8 @@ def observed_problem(
         and infra.has_link(e.source, e.target)
         and math.isfinite(e.bandwidth_bytes_per_s)
     ]
+    if policy.shared_uplink:
+        links += _siblings(infra, links)
     profiles = dict(problem.profiles)
     for estimate in observed.nodes:
         if estimate.node in profiles and fresh(estimate.samples, estimate.updated):
@@ -76,6 +78,23 @@ def observed_problem(
     infra = without(infra.with_links(links), down)
     profiles = {n: p for n, p in profiles.items() if n in infra.node_names}
     return dataclasses.replace(problem, infra=infra, profiles=profiles)
+
+
+def _siblings(infra: Infra, observed: list[Link]) -> list[Link]:
+    """The unobserved links of each node whose observed links are slower than nominal, slowed
+    by the same factor (the least observed/nominal bandwidth among its links): a node's links
+    share its access network, so a phone that walked away from its access point is slow to
+    every destination, not only to the one it happened to send to."""
+    seen = {(lk.source, lk.target) for lk in observed}
+    factor: dict[str, float] = {}
+    for lk in observed:
+        ratio = lk.bandwidth_bytes_per_s / infra.link(lk.source, lk.target).bandwidth_bytes_per_s
+        factor[lk.source] = min(factor.get(lk.source, 1.0), ratio)
+    return [
+        dataclasses.replace(lk, bandwidth_bytes_per_s=lk.bandwidth_bytes_per_s * factor[lk.source])
+        for lk in infra.links
+        if factor.get(lk.source, 1.0) < 1.0 and (lk.source, lk.target) not in seen
+    ]
 
 
 def scaled(profile: ComputeProfile, factor: float) -> ComputeProfile:

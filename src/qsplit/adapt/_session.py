@@ -13,12 +13,13 @@ submitted again, to a plan without that node.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,16 +337,20 @@ class AdaptiveSession:
                 seen = self._changes
             try:
                 self._probe_down_nodes()
-                self._check()
+                self._check(functools.partial(self._release, seen))
             except Exception as exc:  # the stream goes on with the plan it has
                 log_event(logging.ERROR, "adapt.check_failed", error=repr(exc))
-            with self._decided:
-                self._checked = seen
-                self._decided.notify_all()
+            self._release(seen)
             try:
                 self._retire_drained()
             except Exception as exc:
                 log_event(logging.ERROR, "adapt.retire_failed", error=repr(exc))
+
+    def _release(self, seen: int) -> None:
+        """The changes up to ``seen`` are decided on: requests held for them may go."""
+        with self._decided:
+            self._checked = max(self._checked, seen)
+            self._decided.notify_all()
 
     def _changed(self) -> None:
         """The observer saw a link or node change: check now, and hold new requests until
@@ -379,7 +384,9 @@ class AdaptiveSession:
             return False
         return answer is not None
 
-    def _check(self) -> None:
+    def _check(self, decided: Callable[[], None]) -> None:
+        """Re-plan under the observed costs and switch if it pays; ``decided`` is called once
+        the plan new requests should go to is set, before any deploy that may take long."""
         with self._lock:
             running, down = self._state.current, set(self._state.down)
             left = self._state.left
@@ -403,6 +410,7 @@ class AdaptiveSession:
             # Deploying may take seconds (the components cross the same links): move to the
             # ready device-only plan first when that alone pays.
             self._interim(problem, verdict, running)
+            decided()
             target = self._plan_for(verdict.fresh)
             if target is None:
                 return
