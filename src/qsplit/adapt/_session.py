@@ -60,6 +60,8 @@ HEALTH_TIMEOUT_S = 0.5
 CHANGE_WAIT_S = 2.0
 """Longest a new request waits for the check a detected change woke (a re-plan takes ~0.1 s;
 a deploy may take longer, and then the request goes to the plan current by then)."""
+EMBARGO_MAX_S = 300.0
+"""Longest a plan left by a failover is kept from being gone back to."""
 DEPLOY_RETRY_S = 10.0
 """How long a plan whose deployment failed is not tried again (each try may take a deploy
 timeout, during which the loop does not check)."""
@@ -115,6 +117,8 @@ class _State:
     last_switch: float = 0.0
     held: tuple | None = None
     """The plan last held back by ``min_interval_s`` (logged once, not at every check)."""
+    embargo: dict[tuple, tuple[float, int]] = field(default_factory=dict)
+    """Plans left by a failover: until when they are not gone back to, and how many times."""
 
 
 class AdaptiveSession:
@@ -312,7 +316,14 @@ class AdaptiveSession:
             moved = node in state.current.candidate.nodes
             before = state.current.plan_id
             if moved:
-                state.left = state.current.candidate.key
+                # A node that fails again on the same plan (a link too slow for the transport's
+                # heartbeat looks like a dead node) must not draw the stream back every check:
+                # the plan waits min_interval_s × 2, × 4, … before it is gone back to.
+                key = state.current.candidate.key
+                count = state.embargo.get(key, (0.0, 0))[1] + 1
+                wait = min(self.policy.min_interval_s * 2**count, EMBARGO_MAX_S)
+                state.embargo[key] = (time.time() + wait, count)
+                state.left = key
                 state.current = state.fallback
                 state.last_switch = time.time()
         if not known or moved:
@@ -393,7 +404,13 @@ class AdaptiveSession:
         problem = observed_problem(self.problem, self.observed(), self.policy, down=down)
         verdict = replan(problem, running.candidate, self.policy)
         needed = self.policy.margin + (self.policy.hysteresis if verdict.fresh.key == left else 0.0)
-        if verdict.fresh.key == running.candidate.key or verdict.running_cost <= 1.0 + needed:
+        with self._lock:
+            embargoed = self._state.embargo.get(verdict.fresh.key, (0.0, 0))[0] > time.time()
+        if (
+            verdict.fresh.key == running.candidate.key
+            or verdict.running_cost <= 1.0 + needed
+            or embargoed
+        ):
             with self._lock:
                 self._state.held = None  # a plan deployed ahead for nothing is retired
             return
