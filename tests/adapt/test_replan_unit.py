@@ -104,3 +104,12 @@ def test_a_policy_out_of_range_is_refused_naming_the_field(field: str, value: fl
     with pytest.raises(InputError) as refused:
         AdaptPolicy(**{field: value})
     assert refused.value.field == field
+
+
+def test_a_nodes_unobserved_links_slow_down_with_its_observed_ones() -> None:
+    slow = _observed(("dev", "edge", 1e6, 5, 99.0))  # 10x below nominal
+    shared = observed_problem(PROBLEM, slow, POLICY)
+    assert shared.infra.link("dev", "cloud").bandwidth_bytes_per_s == pytest.approx(1e6)
+    assert shared.infra.link("edge", "cloud").bandwidth_bytes_per_s == 10e6  # another sender
+    apart = observed_problem(PROBLEM, slow, AdaptPolicy(shared_uplink=False))
+    assert apart.infra.link("dev", "cloud").bandwidth_bytes_per_s == 10e6

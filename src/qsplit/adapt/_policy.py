@@ -35,6 +35,9 @@ class AdaptPolicy:
     """An estimate not refreshed for this long gives way to the nominal link or speed again, so
     a link the running plan stopped using is tried again once it may have recovered; ``None``
     keeps every estimate for good."""
+    shared_uplink: bool = True
+    """Slow a node's unobserved links by the factor its observed links slowed down by (they
+    share its access network); ``False`` keeps them nominal until observed."""
     solve_time_limit_s: float = 5.0
     """Time limit of one re-plan's solves."""
     max_attempts: int = 3

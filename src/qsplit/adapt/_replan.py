@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from qsplit.adapt._policy import AdaptPolicy
 from qsplit.errors import InputError
-from qsplit.infra import Infra
+from qsplit.infra import Infra, Link
 from qsplit.plan import Evaluation, PlanningProblem, Start, evaluate, plan, violations
 from qsplit.profile import BlockTiming, ComputeProfile
 from qsplit.runtime import Observed
@@ -69,6 +69,8 @@ def observed_problem(
         and infra.has_link(e.source, e.target)
         and math.isfinite(e.bandwidth_bytes_per_s)
     ]
+    if policy.shared_uplink:
+        links += _siblings(infra, links)
     profiles = dict(problem.profiles)
     for estimate in observed.nodes:
         if estimate.node in profiles and fresh(estimate.samples, estimate.updated):
@@ -76,6 +78,23 @@ def observed_problem(
     infra = without(infra.with_links(links), down)
     profiles = {n: p for n, p in profiles.items() if n in infra.node_names}
     return dataclasses.replace(problem, infra=infra, profiles=profiles)
+
+
+def _siblings(infra: Infra, observed: list[Link]) -> list[Link]:
+    """The unobserved links of each node whose observed links are slower than nominal, slowed
+    by the same factor (the least observed/nominal bandwidth among its links): a node's links
+    share its access network, so a phone that walked away from its access point is slow to
+    every destination, not only to the one it happened to send to."""
+    seen = {(lk.source, lk.target) for lk in observed}
+    factor: dict[str, float] = {}
+    for lk in observed:
+        ratio = lk.bandwidth_bytes_per_s / infra.link(lk.source, lk.target).bandwidth_bytes_per_s
+        factor[lk.source] = min(factor.get(lk.source, 1.0), ratio)
+    return [
+        dataclasses.replace(lk, bandwidth_bytes_per_s=lk.bandwidth_bytes_per_s * factor[lk.source])
+        for lk in infra.links
+        if factor.get(lk.source, 1.0) < 1.0 and (lk.source, lk.target) not in seen
+    ]
 
 
 def scaled(profile: ComputeProfile, factor: float) -> ComputeProfile:
@@ -126,7 +145,7 @@ def replan(problem: PlanningProblem, running: Candidate, policy: AdaptPolicy) ->
         result = plan(problem, with_baselines=False, time_limit_s=policy.solve_time_limit_s)
     fresh = Candidate(dict(result.assignment), tuple(result.quantized))
     fresh_eval = evaluate(problem, dict(fresh.assignment), fresh.quantized)
-    running_eval = _price(problem, running) if fits else None
+    running_eval = price(problem, running) if fits else None
     cost = math.inf if running_eval is None else relative_cost(problem, running_eval, fresh_eval)
     return Verdict(fresh, fresh_eval, cost, running_eval)
 
@@ -140,7 +159,7 @@ def relative_cost(problem: PlanningProblem, plan_eval: Evaluation, fresh: Evalua
     return (problem.w_latency * latency + problem.w_energy * energy) / weights
 
 
-def _price(problem: PlanningProblem, candidate: Candidate) -> Evaluation | None:
+def price(problem: PlanningProblem, candidate: Candidate) -> Evaluation | None:
     """The candidate under ``problem``'s costs; ``None`` when it breaks a bound or cannot be
     priced (a quantized block the problem cannot quantize)."""
     try:

@@ -13,18 +13,29 @@ submitted again, to a plan without that node.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from qsplit.adapt._policy import AdaptPolicy, Decision, DecisionKind
-from qsplit.adapt._replan import Candidate, device_only, observed_problem, replan
+from qsplit.adapt._replan import (
+    Candidate,
+    Verdict,
+    device_only,
+    observed_problem,
+    price,
+    relative_cost,
+    replan,
+)
 from qsplit.infra import Infra
 from qsplit.model import Preprocess
 from qsplit.plan import PlanningProblem
@@ -38,12 +49,22 @@ from qsplit.runtime import (
     Session,
     build_deployment,
     connect,
+    curve_keys,
     health_of,
     log_event,
 )
+from qsplit.runtime.errors import TransportError
 
 HEALTH_TIMEOUT_S = 0.5
 """How long a down node's health probe waits for an answer."""
+CHANGE_WAIT_S = 2.0
+"""Longest a new request waits for the check a detected change woke (a re-plan takes ~0.1 s;
+a deploy may take longer, and then the request goes to the plan current by then)."""
+EMBARGO_MAX_S = 300.0
+"""Longest a plan left by a failover is kept from being gone back to."""
+DEPLOY_RETRY_S = 10.0
+"""How long a plan whose deployment failed is not tried again (each try may take a deploy
+timeout, during which the loop does not check)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,8 @@ class _State:
     last_switch: float = 0.0
     held: tuple | None = None
     """The plan last held back by ``min_interval_s`` (logged once, not at every check)."""
+    embargo: dict[tuple, tuple[float, int]] = field(default_factory=dict)
+    """Plans left by a failover: until when they are not gone back to, and how many times."""
 
 
 class AdaptiveSession:
@@ -124,20 +147,30 @@ class AdaptiveSession:
         self.problem = problem
         self.policy = policy or AdaptPolicy()
         self.infra = infra or problem.infra
-        self.observer = Observer(self.infra.links)
+        self.observer = Observer(self.infra.links, on_change=self._changed)
         self.decisions: list[Decision] = []
         self.plans: dict[str, Candidate] = {}
         """Every plan this session ran or deployed, by plan id."""
         self._model = Path(model)
+        self._token = token
         self._connect = {
             "token": token,
             "timeout_s": timeout_s,
             "graph_optimization": graph_optimization,
             "curve_key": curve_key,
         }
+        self._curve = (
+            None if curve_key is None else curve_keys(self.infra, curve_key, node=self.infra.device)
+        )
         self._calibration = calibration
         self._preprocess = preprocess
         self._lock = threading.Lock()
+        self._decided = threading.Condition(self._lock)
+        self._changes = 0
+        """Changes the observer detected; new requests wait until a check has seen them all."""
+        self._checked = 0
+        self._failed: dict[tuple, float] = {}
+        """Plans whose deployment failed, by key: when."""
         self._wake = threading.Event()
         self._stopped = threading.Event()
         first = self._open(start)
@@ -217,7 +250,9 @@ class AdaptiveSession:
         timeout_s: float | None,
         attempts: int = 1,
     ) -> _Request:
-        with self._lock:
+        with self._decided:
+            # A link or node just changed: the check it woke decides where this request goes.
+            self._decided.wait_for(lambda: self._checked >= self._changes, CHANGE_WAIT_S)
             running = self._state.current
             running.in_flight += 1
         attempted_at = time.time()
@@ -281,7 +316,14 @@ class AdaptiveSession:
             moved = node in state.current.candidate.nodes
             before = state.current.plan_id
             if moved:
-                state.left = state.current.candidate.key
+                # A node that fails again on the same plan (a link too slow for the transport's
+                # heartbeat looks like a dead node) must not draw the stream back every check:
+                # the plan waits min_interval_s × 2, × 4, … before it is gone back to.
+                key = state.current.candidate.key
+                count = state.embargo.get(key, (0.0, 0))[1] + 1
+                wait = min(self.policy.min_interval_s * 2**count, EMBARGO_MAX_S)
+                state.embargo[key] = (time.time() + wait, count)
+                state.left = key
                 state.current = state.fallback
                 state.last_switch = time.time()
         if not known or moved:
@@ -302,31 +344,73 @@ class AdaptiveSession:
             self._wake.clear()
             if self._stopped.is_set():
                 return
+            with self._lock:
+                seen = self._changes
             try:
                 self._probe_down_nodes()
-                self._check()
-                self._retire_drained()
+                self._check(functools.partial(self._release, seen))
             except Exception as exc:  # the stream goes on with the plan it has
                 log_event(logging.ERROR, "adapt.check_failed", error=repr(exc))
+            self._release(seen)
+            try:
+                self._retire_drained()
+            except Exception as exc:
+                log_event(logging.ERROR, "adapt.retire_failed", error=repr(exc))
+
+    def _release(self, seen: int) -> None:
+        """The changes up to ``seen`` are decided on: requests held for them may go."""
+        with self._decided:
+            self._checked = max(self._checked, seen)
+            self._decided.notify_all()
+
+    def _changed(self) -> None:
+        """The observer saw a link or node change: check now, and hold new requests until
+        that check has decided."""
+        with self._lock:
+            self._changes += 1
+        self._wake.set()
 
     def _probe_down_nodes(self) -> None:
         with self._lock:
             down = sorted(self._state.down)
         for node in down:
             address = self.infra.node(node).address
-            if address and health_of(address, timeout_s=HEALTH_TIMEOUT_S) is not None:
+            if address and self._answers(node, address):
                 with self._lock:
                     self._state.down.discard(node)
                 self._decide("node-back", None, None, node=node, reason="answers health again")
 
-    def _check(self) -> None:
+    def _answers(self, node: str, address: str) -> bool:
+        """Whether ``node``'s agent answers ``health`` (a refused handshake, e.g. a link
+        emulator whose agent is gone, is no answer)."""
+        try:
+            answer = health_of(
+                address,
+                token=self._token,
+                timeout_s=HEALTH_TIMEOUT_S,
+                node=node,
+                curve=self._curve,
+            )
+        except TransportError:
+            return False
+        return answer is not None
+
+    def _check(self, decided: Callable[[], None]) -> None:
+        """Re-plan under the observed costs and switch if it pays; ``decided`` is called once
+        the plan new requests should go to is set, before any deploy that may take long."""
         with self._lock:
             running, down = self._state.current, set(self._state.down)
-            left, last_switch = self._state.left, self._state.last_switch
+            left = self._state.left
         problem = observed_problem(self.problem, self.observed(), self.policy, down=down)
         verdict = replan(problem, running.candidate, self.policy)
         needed = self.policy.margin + (self.policy.hysteresis if verdict.fresh.key == left else 0.0)
-        if verdict.fresh.key == running.candidate.key or verdict.running_cost <= 1.0 + needed:
+        with self._lock:
+            embargoed = self._state.embargo.get(verdict.fresh.key, (0.0, 0))[0] > time.time()
+        if (
+            verdict.fresh.key == running.candidate.key
+            or verdict.running_cost <= 1.0 + needed
+            or embargoed
+        ):
             with self._lock:
                 self._state.held = None  # a plan deployed ahead for nothing is retired
             return
@@ -337,9 +421,22 @@ class AdaptiveSession:
             ),
             "fresh_latency_s": verdict.fresh_eval.latency_s,
         }
-        target = self._plan_for(verdict.fresh)
+        with self._lock:
+            target = self._state.plans.get(verdict.fresh.key)
+        if target is None:
+            # Deploying may take seconds (the components cross the same links): move to the
+            # ready device-only plan first when that alone pays.
+            self._interim(problem, verdict, running)
+            decided()
+            target = self._plan_for(verdict.fresh)
+            if target is None:
+                return
+        with self._lock:
+            running, last_switch = self._state.current, self._state.last_switch
+        if running is target:
+            return
         wait = last_switch + self.policy.min_interval_s - time.time()
-        if wait > 0 and verdict.running_cost != float("inf"):
+        if wait > 0 and verdict.running_cost != math.inf:
             with self._lock:
                 new = self._state.held != verdict.fresh.key
                 self._state.held = verdict.fresh.key
@@ -348,6 +445,29 @@ class AdaptiveSession:
                     "held", running.plan_id, target.plan_id, reason=f"{wait:.2f} s left", **costs
                 )
             return
+        self._switch(running, target, "observed costs", **costs)
+
+    def _interim(self, problem: PlanningProblem, verdict: Verdict, running: _Running) -> None:
+        """Switch to the device-only fallback at once when it beats the running plan by the
+        margin under ``problem``'s costs (whatever ``min_interval_s`` says: the better plan is
+        on its way)."""
+        fallback = self._state.fallback
+        if running is fallback:
+            return
+        priced = price(problem, fallback.candidate)
+        if priced is None:
+            return
+        cost = relative_cost(problem, priced, verdict.fresh_eval)
+        if verdict.running_cost > (1.0 + self.policy.margin) * cost:
+            self._switch(
+                running,
+                fallback,
+                "interim: the device-only plan while the fresh plan deploys",
+                running_cost=verdict.running_cost,
+                fresh_latency_s=priced.latency_s,
+            )
+
+    def _switch(self, running: _Running, target: _Running, reason: str, **costs: Any) -> None:
         with self._lock:
             if self._state.current is not running:  # a failover moved it meanwhile
                 return
@@ -355,15 +475,23 @@ class AdaptiveSession:
             self._state.current = target
             self._state.last_switch = time.time()
             self._state.held = None
-        self._decide("switch", running.plan_id, target.plan_id, reason="observed costs", **costs)
+        self._decide("switch", running.plan_id, target.plan_id, reason=reason, **costs)
 
-    def _plan_for(self, candidate: Candidate) -> _Running:
-        """The running plan for ``candidate``, deployed ahead of time if it is new."""
+    def _plan_for(self, candidate: Candidate) -> _Running | None:
+        """The running plan for ``candidate``, deployed ahead of time if it is new; ``None``
+        when its deployment failed, now or within the last :data:`DEPLOY_RETRY_S`."""
         with self._lock:
             known = self._state.plans.get(candidate.key)
         if known is not None:
             return known
-        running = self._open(candidate)
+        if time.time() - self._failed.get(candidate.key, -math.inf) < DEPLOY_RETRY_S:
+            return None
+        try:
+            running = self._open(candidate)
+        except TransportError as exc:
+            self._failed[candidate.key] = time.time()
+            log_event(logging.WARNING, "adapt.deploy_failed", error=str(exc))
+            return None
         with self._lock:
             self._state.plans[candidate.key] = running
         return running

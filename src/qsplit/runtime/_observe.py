@@ -29,7 +29,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,13 +164,16 @@ class _LinkSeries:
         self.window: deque[tuple[int, float]] = deque(maxlen=WINDOW)
         self.per_byte = Series()
 
-    def add(self, size: int, seconds: float, now: float) -> None:
+    def add(self, size: int, seconds: float, now: float) -> bool:
+        """Take a transfer; ``True`` when it completes a change."""
         self.window.append((size, seconds))
         self._fit()
         per_byte = max(seconds - self.latency_s, 1e-9) / size
-        if self.per_byte.add(per_byte, now):
-            # The samples before the change describe the old link: keep only the newest.
-            self.window = deque([(size, seconds)], maxlen=WINDOW)
+        if not self.per_byte.add(per_byte, now):
+            return False
+        # The samples before the change describe the old link: keep only the newest.
+        self.window = deque([(size, seconds)], maxlen=WINDOW)
+        return True
 
     def _fit(self) -> None:
         """Least squares of seconds = latency + bytes × per-byte over the window, when its
@@ -205,10 +208,15 @@ class Observer:
     several sessions (the old and new deployment of a re-planned stream feed one observer).
 
     ``links`` are the infrastructure's nominal links: their latencies are the starting point of
-    a link whose transfers never differ in size enough to fit one.
+    a link whose transfers never differ in size enough to fit one. ``on_change`` is called
+    (outside the observer's lock, on the thread that added the request) when a request's
+    samples complete a change of any link or node.
     """
 
-    def __init__(self, links: Iterable[Link] = ()) -> None:
+    def __init__(
+        self, links: Iterable[Link] = (), on_change: Callable[[], None] | None = None
+    ) -> None:
+        self._on_change = on_change
         self._prior = {(lk.source, lk.target): lk.latency_s for lk in links}
         self._links: dict[tuple[str, str], _LinkSeries] = {}
         self._nodes: dict[str, Series] = {}
@@ -225,6 +233,7 @@ class Observer:
             if profiled:
                 observed[run.node] = observed.get(run.node, 0.0) + run.compute_s
                 expected[run.node] = expected.get(run.node, 0.0) + profiled
+        changed = False
         with self._lock:
             for transfer in record.transfers:
                 if transfer.source == transfer.target or transfer.bytes <= 0:
@@ -232,9 +241,12 @@ class Observer:
                 key = (transfer.source, transfer.target)
                 if key not in self._links:
                     self._links[key] = _LinkSeries(self._prior.get(key, 0.0))
-                self._links[key].add(transfer.bytes, transfer.transfer_s, now)
+                changed |= self._links[key].add(transfer.bytes, transfer.transfer_s, now)
             for node, seconds in observed.items():
-                self._nodes.setdefault(node, Series()).add(seconds / expected[node], now)
+                series = self._nodes.setdefault(node, Series())
+                changed |= series.add(seconds / expected[node], now)
+        if changed and self._on_change is not None:
+            self._on_change()
 
     def snapshot(self) -> Observed:
         with self._lock:
