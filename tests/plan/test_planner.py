@@ -25,6 +25,7 @@ from qsplit.plan import (
     Plan,
     PlanningProblem,
     Predicted,
+    Start,
     evaluate,
     load_problem,
     plan,
@@ -381,3 +382,31 @@ def test_a_tie_goes_to_the_least_latency_whatever_the_solver_returned() -> None:
     assert tie_break(value, (middle, fast, frugal)) is fast
     score[0.900] = 0.4
     assert tie_break(value, (middle, fast, frugal)) is middle
+
+
+def test_a_start_plan_warm_starts_the_solve_and_does_not_change_the_optimum() -> None:
+    problem = _problem(w_latency=1.0, w_energy=0.0)
+    cold = plan(problem, with_baselines=False)
+    for start in (
+        Start(dict.fromkeys(GRAPH.block_names, "dev")),
+        Start(dict.fromkeys(GRAPH.block_names, "edge"), quantized=("a", "c")),
+        Start(cold.assignment, cold.quantized),
+    ):
+        warm = plan(problem, with_baselines=False, start=start)
+        assert warm.assignment == cold.assignment
+        assert warm.quantized == cold.quantized
+        assert warm.predicted == cold.predicted
+
+
+@pytest.mark.parametrize(
+    ("assignment", "quantized", "says"),
+    [
+        ({"a": "dev", "b": "dev"}, (), "unassigned, first 'c'"),
+        ({"a": "dev", "b": "dev", "c": "moon"}, (), "unknown block or node c → moon"),
+        ({"a": "dev", "b": "dev", "c": "dev"}, ("b",), "block 'b' cannot be quantized"),
+    ],
+)
+def test_a_start_that_does_not_fit_the_problem_is_refused(assignment, quantized, says) -> None:
+    with pytest.raises(InputError, match=says) as refused:
+        plan(_problem(), start=Start(assignment, quantized))
+    assert refused.value.field == "start"

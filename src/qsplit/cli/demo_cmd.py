@@ -15,6 +15,7 @@ from rich.table import Table
 from qsplit.cli._app import app, console
 from qsplit.cli._model_options import PreprocessOption
 from qsplit.cli.report_cmd import report_command
+from qsplit.errors import InputError
 
 
 class _RichProgress:
@@ -42,15 +43,36 @@ def demo_command(
         Path | None, typer.Option(help="ONNX model (default: the bundled YOLO11n).")
     ] = None,
     preprocess: PreprocessOption = None,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="`default`: every plan and baseline of each scenario; `adaptive`: a stream "
+            "while the uplinks drop 10x and a node dies, static vs per-bandwidth table vs "
+            "qsplit adaptive."
+        ),
+    ] = "default",
+    schedule: Annotated[
+        Path | None,
+        typer.Option(help="The adaptive scenario's schedule (default: adaptive-schedule.yaml)."),
+    ] = None,
 ) -> None:
     """Start the emulated device/edge/cloud testbed, profile every node, fit the noise model,
     plan each scenario, run every plan and baseline, and write the report.
 
-    Example: qsplit demo --out runs/demo
+    Example: qsplit demo --out runs/demo; qsplit demo --scenario adaptive
     """
     from qsplit.demo import DemoConfig, run_demo
 
-    out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    out = out or Path("runs") / time.strftime(f"{scenario}-%Y%m%d-%H%M%S")
+    if scenario == "adaptive":
+        _adaptive(out, cache, model, schedule)
+        return
+    if scenario != "default":
+        raise InputError(
+            f"unknown scenario {scenario!r}",
+            field="--scenario",
+            fix="use default or adaptive",
+        )
     config = DemoConfig(
         out=out,
         requests=requests,
@@ -85,3 +107,29 @@ def demo_command(
         )
     console.print(table)
     report_command(out)
+
+
+def _adaptive(out: Path, cache: Path, model: Path | None, schedule: Path | None) -> None:
+    from qsplit.demo import AdaptiveConfig, run_adaptive_demo
+
+    config = AdaptiveConfig(out=out, cache=cache)
+    if model is not None:
+        config = replace(config, model=model)
+    if schedule is not None:
+        config = replace(config, schedule=schedule)
+    with console.status("adaptive scenario") as status:
+        outcome = run_adaptive_demo(config, on_step=status.update)
+    table = Table(title="latency per phase (p50 / p95) and requests lost")
+    for column in ("strategy", "phase", "requests", "lost", "p50", "p95"):
+        table.add_column(column)
+    for row in outcome.rows:
+        table.add_row(
+            row.strategy,
+            row.phase,
+            str(row.requests),
+            f"[red]{row.lost}[/red]" if row.lost else "0",
+            "–" if row.p50_s is None else f"{row.p50_s * 1e3:.0f} ms",
+            "–" if row.p95_s is None else f"{row.p95_s * 1e3:.0f} ms",
+        )
+    console.print(table)
+    console.print(f"Report written to {outcome.report}")

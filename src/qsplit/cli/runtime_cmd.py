@@ -11,6 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from rich.table import Table
 
+from qsplit.cli._adapt_options import (
+    AdaptOpt,
+    CheckIntervalOpt,
+    GraphOpt,
+    HysteresisOpt,
+    MarginOpt,
+    MinIntervalOpt,
+    NoiseOpt,
+    adapt_meta,
+    adaptive_results,
+    adaptive_session,
+)
 from qsplit.cli._app import app, console, err_console
 from qsplit.cli._format import human_bytes
 from qsplit.cli._model_options import PreprocessOption
@@ -299,6 +311,13 @@ def run_command(
     preprocess: PreprocessOption = None,
     curve_key: CurveKeyOpt = None,
     profiles: ProfilesOpt = None,
+    adapt: AdaptOpt = False,
+    graph: GraphOpt = None,
+    noise: NoiseOpt = None,
+    replan_margin: MarginOpt = 0.2,
+    replan_hysteresis: HysteresisOpt = 0.1,
+    replan_min_interval: MinIntervalOpt = 2.0,
+    replan_check_interval: CheckIntervalOpt = 0.5,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
     measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
@@ -308,6 +327,7 @@ def run_command(
     """
     import numpy as np
 
+    from qsplit.adapt import AdaptiveSession
     from qsplit.infra import load_infra
     from qsplit.model import resolve_model_spec
     from qsplit.plan import Plan
@@ -321,18 +341,39 @@ def run_command(
     _positive(concurrency, "--concurrency", "4")
     network, predicted = load_infra(infra), Plan.load(plan).predicted
     recipe = resolve_model_spec(model, preprocess).preprocess
-    with connect(
-        plan,
-        network,
-        model=model,
-        token=_token(token),
-        timeout_s=timeout,
-        calibration=calib,
-        input_shapes=_input_shapes(input_shape),
-        preprocess=recipe,
-        curve_key=curve_key,
-        profiles=_profiles(profiles),
-    ) as session:
+    opened = (
+        adaptive_session(
+            plan,
+            network,
+            model,
+            graph=graph,
+            profiles=profiles,
+            noise=noise,
+            margin=replan_margin,
+            hysteresis=replan_hysteresis,
+            min_interval_s=replan_min_interval,
+            check_interval_s=replan_check_interval,
+            token=_token(token),
+            timeout_s=timeout,
+            calibration=calib,
+            preprocess=recipe,
+            curve_key=curve_key,
+        )
+        if adapt
+        else connect(
+            plan,
+            network,
+            model=model,
+            token=_token(token),
+            timeout_s=timeout,
+            calibration=calib,
+            input_shapes=_input_shapes(input_shape),
+            preprocess=recipe,
+            curve_key=curve_key,
+            profiles=_profiles(profiles),
+        )
+    )
+    with opened as session:
         specs = session.deployment.input_specs
         feeds = (
             random_requests(specs, random)
@@ -345,14 +386,33 @@ def run_command(
         records, failed = [], []
         # Streamed: each result's outputs are written (or dropped) as it comes, so memory does
         # not grow with the number of requests.
-        for result in session.stream(feeds, max_in_flight=concurrency, timeout_s=timeout):
+        plan_ids: list[str] = []
+        results = (
+            adaptive_results(
+                session,
+                feeds,
+                max_in_flight=concurrency,
+                timeout_s=timeout,
+                plan_ids=plan_ids,
+            )
+            if isinstance(session, AdaptiveSession)
+            else session.stream(feeds, max_in_flight=concurrency, timeout_s=timeout)
+        )
+        for result in results:
             records.append(result.record)
             if result.error is not None:
                 failed.append(result)
             elif save_outputs is not None:
                 np.savez(save_outputs / f"{result.index:06d}.npz", **(result.outputs or {}))
         wall_s = time.perf_counter() - start
-        meta = {"plan": str(plan), "deployment": session.deployment.id, "concurrency": concurrency}
+        meta = {
+            "plan": str(plan),
+            "deployment": session.deployment.id,
+            "concurrency": concurrency,
+            "observed": session.observed().to_dict(),
+        }
+        if isinstance(session, AdaptiveSession):
+            meta["adapt"] = adapt_meta(session, plan_ids)
         save_results(out, records, wall_s, meta, infra=network, predicted=predicted)
     for result in failed:
         console.print(f"request {result.index}: [red]failed[/red] {result.error}")

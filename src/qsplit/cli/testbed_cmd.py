@@ -1,11 +1,15 @@
-"""``qsplit testbed up|status|down``: the local emulated testbed as a long-running background.
+"""``qsplit testbed up|status|set|play|down``: the local emulated testbed as a long-running
+background.
 
-``up`` returns once every agent listens and leaves the testbed running; ``down`` finds it again
-through its state directory. :mod:`qsplit.testbed` does the work.
+``up`` returns once every agent listens and leaves the testbed running; ``status``, ``set``,
+``play`` and ``down`` find it again through its state directory. :mod:`qsplit.testbed` does the
+work.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,15 +17,28 @@ import typer
 from rich.table import Table
 
 from qsplit.cli._app import app, console
-from qsplit.infra import load_infra
+from qsplit.errors import InputError
+from qsplit.infra import load_infra, parse_bandwidth, parse_duration
 from qsplit.profile import REFERENCE_WORKLOAD, HostReference
-from qsplit.testbed import DEFAULT_STATE_DIR, Testbed, calibrate
+from qsplit.testbed import (
+    DEFAULT_STATE_DIR,
+    PlayedEvent,
+    Testbed,
+    calibrate,
+    load_schedule,
+    play,
+)
 
 testbed_app = typer.Typer(
     help="Run a local testbed: one agent per node, links emulated in user space.",
     no_args_is_help=True,
 )
 app.add_typer(testbed_app, name="testbed")
+set_app = typer.Typer(
+    help="Change the running testbed: a link's rate and delay, a node's speed.",
+    no_args_is_help=True,
+)
+testbed_app.add_typer(set_app, name="set")
 
 StateDirOpt = Annotated[
     Path, typer.Option("--state-dir", help="Where the running testbed's state is kept.")
@@ -53,6 +70,74 @@ def status_command(state_dir: StateDirOpt = DEFAULT_STATE_DIR) -> None:
     """Show the running testbed's agents (ok, stuck, deaf, alive but not listening, dead) and
     emulated links."""
     _render(Testbed.attach(state_dir))
+
+
+@set_app.command("link")
+def set_link_command(
+    source: Annotated[str, typer.Argument(help="The node the link leaves.")],
+    target: Annotated[str, typer.Argument(help="The node it reaches.")],
+    rate: Annotated[
+        str | None, typer.Option("--rate", help="New bandwidth, e.g. 2MB/s or 16Mbit/s.")
+    ] = None,
+    delay: Annotated[
+        str | None, typer.Option("--delay", help="New one-way latency, e.g. 20ms.")
+    ] = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+) -> None:
+    """Give the directed link SOURCE → TARGET a new rate and/or delay; what is sent over it
+    from now on is carried at the new shape.
+
+    Example: qsplit testbed set link device edge --rate 2MB/s --delay 20ms
+    """
+    link = Testbed.attach(state_dir).set_link(
+        source,
+        target,
+        bandwidth_bytes_per_s=_unit(parse_bandwidth, rate, "--rate", "2MB/s"),
+        latency_s=_unit(parse_duration, delay, "--delay", "20ms"),
+    )
+    console.print(
+        f"link {source} → {target}: {link.latency_s * 1e3:g} ms, "
+        f"{link.bandwidth_bytes_per_s / 1e6:g} MB/s"
+    )
+
+
+@set_app.command("node")
+def set_node_command(
+    node: Annotated[str, typer.Argument(help="The node to slow down (or speed up again).")],
+    speed: Annotated[
+        float,
+        typer.Option("--speed", help="Times slower than the node's profile (1: as profiled)."),
+    ],
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+) -> None:
+    """Run NODE's components SPEED times slower than its profile from now on, as a node that
+    got busy; 1 restores it.
+
+    Example: qsplit testbed set node edge --speed 2
+    """
+    Testbed.attach(state_dir).set_node_speed(node, speed)
+    console.print(f"node {node}: {speed:g}× its profiled time")
+
+
+@testbed_app.command("play")
+def play_command(
+    schedule: Annotated[Path, typer.Argument(help="Schedule YAML (docs/testbed.md).")],
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+) -> None:
+    """Play a timed schedule of link, speed, kill and restart events on the running testbed,
+    printing each as it is applied; returns after the last.
+
+    Example: qsplit testbed play src/qsplit/examples/uplink-drop.yaml
+    """
+    loaded = load_schedule(schedule)
+    testbed = Testbed.attach(state_dir)
+    start = time.time()
+
+    def show(played: PlayedEvent) -> None:
+        at = played.applied_at - start
+        console.print(f"{at:7.2f} s  {played.event.describe()}")
+
+    play(testbed, loaded, start=start, on_event=show)
 
 
 @testbed_app.command("calibrate")
@@ -87,9 +172,22 @@ def down_command(state_dir: StateDirOpt = DEFAULT_STATE_DIR) -> None:
     console.print("testbed stopped")
 
 
+def _unit(
+    parse: Callable[[object], float], value: str | None, option: str, example: str
+) -> float | None:
+    """``value`` of ``option`` read as the infrastructure file reads units (``None`` stays)."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise InputError(str(exc), field=option, fix=f"write e.g. {option} {example}") from None
+
+
 def _render(testbed: Testbed) -> None:
     agents = Table(title=f"testbed from {testbed.state.infra}")
-    for column in ("node", "pid", "address", "reference time", "padding factor", "state"):
+    columns = ("node", "pid", "address", "reference time", "padding factor", "speed", "state")
+    for column in columns:
         agents.add_column(column)
     for agent in testbed.status():
         state = agent.state
@@ -100,6 +198,7 @@ def _render(testbed: Testbed) -> None:
             agent.address,
             f"{agent.reference_time_s * 1e3:.0f} ms",
             f"{agent.padding_factor:.2f}×",
+            f"{agent.speed_factor:g}× slower" if agent.speed_factor != 1 else "as profiled",
             f"[{colour}]{state}[/{colour}]",
         )
     links = Table(title="emulated links")

@@ -3,9 +3,22 @@
 ``run_demo(DemoConfig(out=Path("runs/demo")))`` starts the testbed, profiles every node through
 its agent, measures the links, fits the noise model, plans every scenario, runs every plan and
 baseline, and writes ``run.json`` for :mod:`qsplit.report`. See docs/demo.md.
+``run_adaptive_demo(AdaptiveConfig(out=...))`` is the adaptive scenario: a stream of requests
+while the testbed's uplinks drop and a node dies, under three strategies (docs/testbed.md).
 """
 
+from qsplit.demo._adaptive import STRATEGIES, AdaptiveConfig, AdaptiveOutcome, run_adaptive_demo
 from qsplit.demo._config import DemoConfig, ScenarioSpec, default_scenarios
 from qsplit.demo._pipeline import Progress, run_demo
 
-__all__ = ["DemoConfig", "Progress", "ScenarioSpec", "default_scenarios", "run_demo"]
+__all__ = [
+    "STRATEGIES",
+    "AdaptiveConfig",
+    "AdaptiveOutcome",
+    "DemoConfig",
+    "Progress",
+    "ScenarioSpec",
+    "default_scenarios",
+    "run_adaptive_demo",
+    "run_demo",
+]

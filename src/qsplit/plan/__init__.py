@@ -1,5 +1,6 @@
 """Planning: where each block runs and which blocks are quantized, priced by one cost model."""
 
+from qsplit.plan._bandwidth_table import BandwidthTable, bandwidth_table, plan_key
 from qsplit.plan._baselines import Baseline, baseline_plans, compute_baselines
 from qsplit.plan._cost import (
     QUANT_PARAMS_BYTES,
@@ -14,7 +15,7 @@ from qsplit.plan._cost import (
 from qsplit.plan._load import load_problem
 from qsplit.plan._pareto import ParetoFront, ParetoPoint, pareto_front
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
-from qsplit.plan._planner import plan
+from qsplit.plan._planner import Start, plan
 from qsplit.plan._problem import (
     LATENCY_MODELS,
     PRECISIONS,
@@ -31,6 +32,7 @@ __all__ = [
     "QUANT_PARAMS_BYTES",
     "SOLVERS",
     "TIME_LIMIT_S",
+    "BandwidthTable",
     "Baseline",
     "Bounds",
     "Evaluation",
@@ -43,7 +45,9 @@ __all__ = [
     "Precision",
     "Predicted",
     "SolverReport",
+    "Start",
     "Violation",
+    "bandwidth_table",
     "baseline_plans",
     "compute_baselines",
     "energy_per_node",
@@ -51,6 +55,7 @@ __all__ = [
     "load_problem",
     "pareto_front",
     "plan",
+    "plan_key",
     "violations",
     "weight_bytes",
     "wire_bytes",

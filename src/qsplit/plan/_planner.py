@@ -12,7 +12,7 @@ objective value, and every claimed optimum passes :mod:`qsplit.plan._guard` firs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from qsplit.errors import InputError, SolverError
@@ -52,6 +52,8 @@ class Solves:
     holds: dict[str, float] = field(default_factory=dict)
     """``latency``/``energy`` → the right-hand side of its lexicographic hold, while held."""
     plain: bool = False
+    started: bool = False
+    """Whether the caller gave the first solve's start (then no single-node one is made)."""
     """Solve with the solver alone, without the session's shortcuts (after a refuted claim)."""
     _priced: tuple[SolveResult, tuple[dict[str, str], tuple[str, ...], Evaluation]] | None = None
 
@@ -146,13 +148,17 @@ def plan(
     mip_gap: float = 1e-6,
     with_baselines: bool = True,
     on_solve: Callable[[str], None] | None = None,
+    start: Start | None = None,
 ) -> Plan:
     """Find the plan minimising ``w_latency·T_norm + w_energy·E_norm`` under the bounds.
 
     ``time_limit_s`` bounds all solves together (``None``: no limit); a run it stops returns the
     best plan found, with ``solver.status == "time-limit"`` and the gap. ``mip_gap`` is the
     relative gap each solve stops at; ``on_solve`` is called with a short description before
-    each solve.
+    each solve. ``start`` (a running plan's assignment and quantized blocks) is given to the
+    solver as the MIP start of the first solve instead of the best single-node plan: re-planning
+    under changed costs begins from the plan that runs, which is feasible unless the bounds
+    moved. It is only a hint: the answer is checked by the guard exactly as without it.
 
     Raises :class:`InfeasibleError` naming the binding bound and its least feasible value, and
     :class:`SolverError` when the solver stops without any plan (e.g. out of time).
@@ -162,6 +168,8 @@ def plan(
     build_time_s = time.perf_counter() - started
     session = open_session(form.prob, solver, mip_gap=mip_gap, time_limit_s=time_limit_s)
     solves = Solves(problem, form, session, on_solve=on_solve, mip_gap=mip_gap)
+    if start is not None:
+        _suggest_start(solves, start)
     payoff, (assignment, quantized, evaluation) = _optimise(solves)
     baselines = compute_baselines(problem, payoff) if with_baselines else {}
     if _beaten(solves, payoff, evaluation, baselines.values()):
@@ -214,7 +222,7 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     weights = {"latency": problem.w_latency, "energy": problem.w_energy}
 
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
-        if not solves.results:
+        if not solves.results and not solves.started:
             _suggest_single_node(solves, first)
         result = solves.minimise(expressions[first], first, _price(first))
         if result.status == "infeasible":
@@ -299,6 +307,46 @@ def _beaten(
     else:
         claim = Claim("the weighted objective", _weighted(problem, payoff), {})
     return refutation(problem, claim, plan, (claim.price(plan), 0.0), baselines, gap)
+
+
+@dataclass(frozen=True)
+class Start:
+    """A plan to start the solver from: block → node, and the blocks run in int8."""
+
+    assignment: Mapping[str, str]
+    quantized: Collection[str] = ()
+
+
+def _suggest_start(solves: Solves, start: Start) -> None:
+    """Offer ``start`` as the first solve's MIP start (:class:`InputError` when it names a
+    block or node the problem lacks, or quantizes a block that cannot be)."""
+    problem, form = solves.problem, solves.form
+    blocks, nodes = problem.graph.block_names, set(problem.infra.node_names)
+    missing = [b for b in blocks if b not in start.assignment]
+    unknown = [f"{b} → {n}" for b, n in start.assignment.items() if (b, n) not in form.x]
+    cannot = sorted(set(start.quantized) - set(problem.quantizable))
+    if missing or unknown or cannot:
+        what = (
+            f"{len(missing)} block(s) unassigned, first {missing[0]!r}"
+            if missing
+            else f"unknown block or node {unknown[0]}"
+            if unknown
+            else f"block {cannot[0]!r} cannot be quantized"
+        )
+        raise InputError(
+            f"the start plan does not fit the problem: {what}",
+            field="start",
+            fix=f"start from a plan of this model on nodes {', '.join(sorted(nodes))}",
+        )
+    evaluation = evaluate(problem, dict(start.assignment), tuple(start.quantized))
+    solves.known.append(evaluation)
+    values = {var: float(start.assignment[b] == n) for (b, n), var in form.x.items()}
+    int8 = set(start.quantized)
+    values.update(
+        {var: float((b in int8) == (level == "int8")) for (b, level), var in form.z.items()}
+    )
+    solves.session.suggest(values)
+    solves.started = True
 
 
 def _suggest_single_node(solves: Solves, objective: str) -> None:

@@ -4,19 +4,22 @@
 wire format, failure semantics and security are described in ``docs/runtime.md``.
 """
 
-from qsplit.runtime._agent import AgentSettings, run_agent, serve
-from qsplit.runtime._ask import health_of
+from qsplit.runtime._agent import MAX_SLOWDOWN, AgentSettings, run_agent, serve
+from qsplit.runtime._ask import health_of, slow_down
 from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
 from qsplit.runtime._inputs import image_requests, random_requests
 from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys, read_secret_key
+from qsplit.runtime._log import event as log_event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
+from qsplit.runtime._observe import LinkEstimate, NodeEstimate, Observed, Observer
 from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
 from qsplit.runtime._wire import Limits, Message, Quant
 from qsplit.runtime.errors import PeerDisconnected, PeerTimeout, ProtocolError, RemoteError
 
 __all__ = [
+    "MAX_SLOWDOWN",
     "AgentSettings",
     "ComponentRun",
     "ComponentSpec",
@@ -25,7 +28,11 @@ __all__ = [
     "InferResult",
     "KeyFiles",
     "Limits",
+    "LinkEstimate",
     "Message",
+    "NodeEstimate",
+    "Observed",
+    "Observer",
     "PeerDisconnected",
     "PeerTimeout",
     "ProtocolError",
@@ -41,6 +48,7 @@ __all__ = [
     "health_of",
     "image_requests",
     "load_deployment",
+    "log_event",
     "profile_on_agent",
     "quantized_model",
     "random_requests",
@@ -48,5 +56,6 @@ __all__ = [
     "run_agent",
     "save_results",
     "serve",
+    "slow_down",
     "summarize",
 ]

@@ -2,7 +2,8 @@
 
 Control plane (request → ``reply``): ``deploy`` (ONNX bytes checked against their sha256 before
 ORT sees them), ``undeploy``, ``health``, ``stats``, ``profile`` (time every block of a model
-here, see :mod:`qsplit.runtime._profile`). Data plane: ``tensors`` messages fill a
+here, see :mod:`qsplit.runtime._profile`), ``slowdown`` (run every component this many times
+slower from now on: the testbed plays a node that got busy). Data plane: ``tensors`` messages fill a
 per-request inbox; a component runs as soon as all its inputs are there, its outputs are pushed
 straight to the nodes that read them, and a ``done`` report (carrying any model outputs) goes
 to the requester. Where the deployment routes data through other nodes (no direct link), the
@@ -57,6 +58,8 @@ from qsplit.runtime.errors import ProtocolError, TransportError
 
 REQUEST_SWEEP_S = 1.0
 """How often requests past their deadline are dropped (their upstream failed)."""
+MAX_SLOWDOWN = 1000.0
+"""Largest ``slowdown`` factor an agent accepts (beyond it a run of 10 ms would take minutes)."""
 RESTART_DELAY_S = 0.1
 """Pause before a supervised loop that ended is started again (no busy loop on a bug)."""
 ORT_DTYPES = {
@@ -228,6 +231,8 @@ class Agent:
         self._failed: Counter[str] = Counter()
         """Messages whose handling failed, by kind (beyond wire rejections)."""
         self._compute_s = 0.0
+        self._slowdown = 1.0
+        """Every run's padded time is multiplied by this (``slowdown`` message; 1: none)."""
         self._started = time.time()
         self._watchdog = Watchdog()
 
@@ -332,6 +337,7 @@ class Agent:
             "health": self._health,
             "stats": self._stats,
             "profile": self._profile,
+            "slowdown": self._set_slowdown,
             "tensors": self._tensors,
             "done": self._relay,
         }
@@ -524,9 +530,23 @@ class Agent:
             "counts": dict(self._counts),
             "failed": dict(self._failed),
             "compute_s": self._compute_s,
+            "slowdown": self._slowdown,
             "open_requests": len(self._requests),
             "buffered_bytes": self._buffered_bytes,
         }
+
+    def _set_slowdown(self, received: Received) -> dict[str, Any]:
+        """From now on every component run takes ``factor ×`` the time it would take: a run
+        already under way keeps its time. Only slowing down is possible (padding cannot make a
+        run faster than this host runs it), so the factor is at least 1."""
+        factor = received.message.body["factor"]
+        if isinstance(factor, bool) or not isinstance(factor, int | float):
+            raise TypeError(f"slowdown factor must be a number, got {factor!r}")
+        if not 1.0 <= factor <= MAX_SLOWDOWN:
+            raise ValueError(f"slowdown factor {factor!r} is outside [1, {MAX_SLOWDOWN:g}]")
+        self._slowdown = float(factor)
+        event(logging.INFO, "agent.slowdown", node=self.settings.name, factor=self._slowdown)
+        return {"ok": True, "node": self.settings.name, "factor": self._slowdown}
 
     def _profile(self, received: Received) -> dict[str, Any] | None:
         """Start profiling in the background (answered when done) so the loop keeps serving."""
@@ -729,12 +749,12 @@ class Agent:
         feeds: dict[str, np.ndarray],
         buffers: dict[str, np.ndarray],
     ) -> tuple[dict[str, np.ndarray], float]:
-        start = time.perf_counter()
+        start, slowdown = time.perf_counter(), self._slowdown
         values = _execute(component.session, component.outputs, feeds, buffers)
         measured = time.perf_counter() - start
         if component.target_s is not None:
             return dict(zip(component.outputs, values, strict=True)), max(
-                pad_to(start, component.target_s, 1.0), measured
+                pad_to(start, component.target_s, slowdown), measured
             )
         if component.reference_s is not None and self.settings.statistic == "min":
             # A burst of load during the deploy-time runs must not slow every later run by
@@ -742,7 +762,8 @@ class Agent:
             component.reference_s = min(component.reference_s, measured)
         # The profiler reports emulated_duration_s of its measurements, so a slower node's
         # profile and its live runs agree by construction.
-        emulated = pad_to(start, component.reference_s or measured, self.settings.padding_factor)
+        factor = self.settings.padding_factor * slowdown
+        emulated = pad_to(start, component.reference_s or measured, factor)
         return dict(zip(component.outputs, values, strict=True)), max(emulated, measured)
 
     async def _push(

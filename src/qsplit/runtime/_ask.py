@@ -1,5 +1,6 @@
-"""One control request to one agent, outside any session: profiling, and health from outside
-(``qsplit testbed status`` tells a deaf agent from a dead one with it)."""
+"""One control request to one agent, outside any session: profiling, health from outside
+(``qsplit testbed status`` tells a deaf agent from a dead one with it), and the testbed's
+``slowdown``."""
 
 from __future__ import annotations
 
@@ -56,12 +57,38 @@ def health_of(
     """The ``health`` answer of the agent (of ``node``, needed with ``curve``) at ``address``,
     or ``None`` if none came in ``timeout_s``; :class:`TransportError` if the agent refused
     the handshake (it speaks CURVE and ``curve`` is missing or not admitted)."""
+    return _ask_once(address, "health", {}, token, timeout_s, node, curve)
 
+
+def slow_down(
+    address: str,
+    factor: float,
+    *,
+    token: str | None = None,
+    timeout_s: float = 2.0,
+    node: str = "",
+    curve: CurveKeys | None = None,
+) -> dict | None:
+    """Tell the agent at ``address`` to run every component ``factor`` (≥ 1) times slower than
+    it would from now on (1: back to normal); its answer, or ``None`` if none came in
+    ``timeout_s``. The testbed plays a node that got busy with it."""
+    return _ask_once(address, "slowdown", {"factor": factor}, token, timeout_s, node, curve)
+
+
+def _ask_once(
+    address: str,
+    kind: str,
+    body: dict[str, Any],
+    token: str | None,
+    timeout_s: float,
+    node: str,
+    curve: CurveKeys | None,
+) -> dict | None:
     async def exchange() -> dict[str, Any] | None:
         endpoint = await open_asking(address, node, token, curve, timeout_s)
         try:
             async with asyncio.timeout(timeout_s):
-                return await ask(endpoint, address, "health", {})
+                return await ask(endpoint, address, kind, body)
         except TimeoutError:
             return None
         finally:

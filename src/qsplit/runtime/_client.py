@@ -38,6 +38,7 @@ from qsplit.runtime._deployment import ComponentSpec, Deployment, load_deploymen
 from qsplit.runtime._keys import CurveKeys, curve_keys
 from qsplit.runtime._log import event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer
+from qsplit.runtime._observe import Observed, Observer
 from qsplit.runtime._quantized import CalibrationSource
 from qsplit.runtime._transport import Received, Rejected, ZmqEndpoint
 from qsplit.runtime._wire import Limits, Message
@@ -89,8 +90,11 @@ class Session:
         graph_optimization: str = "all",
         limits: Limits | None = None,
         curve: CurveKeys | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.deployment = deployment
+        self._observer = observer or Observer()
+        self._profiled = {c.name: c.compute_s for c in deployment.components}
         self._curve = curve
         self._device = device
         self._token = token
@@ -185,13 +189,25 @@ class Session:
         time."""
         return self._call_sync(self._each("stats"))
 
-    def undeploy(self) -> None:
-        """Remove this deployment from every agent."""
-        self._call_sync(self._each("undeploy", {"dep": self.deployment.id}))
+    def observed(self) -> Observed:
+        """Each link's bandwidth and latency and each node's speed against its profile, as
+        estimated from this session's requests (and those of any session sharing its
+        observer; docs/runtime.md, *Live measurement*)."""
+        return self._observer.snapshot()
 
-    async def _each(self, kind: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Ask every agent of the deployment, relays included."""
-        nodes = tuple(self.deployment.addresses)
+    def undeploy(self, nodes: Collection[str] | None = None) -> None:
+        """Remove this deployment from every agent (or from those of ``nodes``: a caller
+        that knows a node is down need not wait for it to time out)."""
+        self._call_sync(self._each("undeploy", {"dep": self.deployment.id}, nodes))
+
+    async def _each(
+        self,
+        kind: str,
+        body: Mapping[str, Any] | None = None,
+        only: Collection[str] | None = None,
+    ) -> dict[str, Any]:
+        """Ask every agent of the deployment, relays included (or those in ``only``)."""
+        nodes = tuple(n for n in self.deployment.addresses if only is None or n in only)
         answers = await asyncio.gather(*(self._request(n, kind, body or {}) for n in nodes))
         return dict(zip(nodes, answers, strict=True))
 
@@ -305,13 +321,21 @@ class Session:
             raise InputError("max_in_flight must be at least 1", field="concurrency")
         window: deque[Future[InferResult]] = deque()
         for index, one in enumerate(feeds):
-            window.append(
-                asyncio.run_coroutine_threadsafe(self._infer(index, one, timeout_s), self._loop)
-            )
+            window.append(self.submit(index, one, timeout_s=timeout_s))
             if len(window) >= max_in_flight:
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
+
+    def submit(
+        self, index: int, feeds: Mapping[str, np.ndarray], *, timeout_s: float | None = None
+    ) -> Future[InferResult]:
+        """Start one request and return at once; its future never raises, a failure is the
+        result's ``error``. For callers that schedule requests themselves (``qsplit.adapt``
+        spreads a stream over the sessions of several plans)."""
+        if self._closed:
+            raise TransportError("the session is closed")
+        return asyncio.run_coroutine_threadsafe(self._infer(index, feeds, timeout_s), self._loop)
 
     async def _infer(
         self, index: int, feeds: Mapping[str, np.ndarray], timeout_s: float | None
@@ -385,6 +409,7 @@ class Session:
             transfers=tuple(pending.transfers),
             error=None if error is None else str(error),
         )
+        self._observer.add(record, self._profiled)
         return InferResult(index, outputs, record, error)
 
     async def _send_input(
@@ -603,6 +628,7 @@ def connect(
     preprocess: Preprocess | None = None,
     curve_key: str | Path | None = None,
     profiles: Mapping[str, ComputeProfile] | None = None,
+    observer: Observer | None = None,
 ) -> Session:
     """A :class:`Session` for a plan file (with the ``model`` it was made for) or a
     :class:`Deployment`; components the agents lack are deployed unless ``deploy=False``.
@@ -622,6 +648,10 @@ def connect(
     ``curve_key`` is the requester's CURVE secret key file (the device node's pair, ``qsplit
     keys generate``): the session then reaches every agent with CURVE, and must, when the
     infrastructure gives any of them a public key.
+
+    ``observer`` collects the live link and node estimates (:meth:`Session.observed`); pass
+    one to share it between sessions, by default each has its own, seeded with ``infra``'s
+    link latencies.
     """
     infra = infra if isinstance(infra, Infra) else load_infra(infra)
     curve = _curve(infra, curve_key)
@@ -646,6 +676,7 @@ def connect(
         timeout_s=timeout_s,
         graph_optimization=graph_optimization,
         curve=curve,
+        observer=observer or Observer(infra.links),
     )
     try:
         if deploy:

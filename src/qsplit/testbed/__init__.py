@@ -1,11 +1,21 @@
 """The local testbed: one agent process per node, links emulated in user space.
 
-``with Testbed.up("infra.yaml") as tb: connect(plan, tb.infra_path, model=...)``; the CLI is
-``qsplit testbed up|status|down``. See docs/testbed.md.
+``with Testbed.up("infra.yaml") as tb: connect(plan, tb.infra_path, model=...)``; while it runs,
+``tb.set_link(...)``, ``tb.set_node_speed(...)``, ``tb.kill_node(...)`` and
+``play(tb, load_schedule("schedule.yaml"))`` change it. The CLI is ``qsplit testbed
+up|status|set|play|down``. See docs/testbed.md.
 """
 
 from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
 from qsplit.testbed._probe import ProbeServer, probe_request
+from qsplit.testbed._schedule import (
+    PlayedEvent,
+    Schedule,
+    ScheduleEvent,
+    load_schedule,
+    play,
+    schedule_from_dict,
+)
 from qsplit.testbed._state import DEFAULT_STATE_DIR, AgentState, LinkState, TestbedState
 from qsplit.testbed._supervisor import AGENT_STATISTIC
 from qsplit.testbed._testbed import AgentStatus, Testbed, TestbedError, calibrate
@@ -19,10 +29,16 @@ __all__ = [
     "LinkProxy",
     "LinkShape",
     "LinkState",
+    "PlayedEvent",
     "ProbeServer",
+    "Schedule",
+    "ScheduleEvent",
     "Testbed",
     "TestbedError",
     "TestbedState",
     "calibrate",
+    "load_schedule",
+    "play",
     "probe_request",
+    "schedule_from_dict",
 ]

@@ -47,6 +47,13 @@ class LinkClock:
         self._lock = threading.Lock()
         self._free_at = 0.0
 
+    def reshape(self, shape: LinkShape) -> None:
+        """Give the link a new latency and bandwidth (the testbed's control channel): bytes
+        entering it from now on are carried at the new shape; those already on it keep the
+        times they were given, as on a wire whose rate changed after they were sent."""
+        with self._lock:
+            self.shape = shape
+
     def delivery_time(self, size: int, arrived_at: float) -> float:
         with self._lock:
             start = max(arrived_at, self._free_at)

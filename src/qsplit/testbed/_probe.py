@@ -2,59 +2,24 @@
 
 :func:`qsplit.profile.measure_link` only needs ``request(payload) -> reply``. On the testbed the
 probe travels through the same link emulator as the agents' tensors, to a :class:`ProbeServer`
-that answers every probe with :func:`qsplit.profile.answer_probe`. Frames are a 4-byte
-big-endian length and the payload: plain TCP, so a probe measures the link, not a messaging
+that answers every probe with :func:`qsplit.profile.answer_probe`, in length-prefixed frames
+over plain TCP (:mod:`qsplit.testbed._frames`), so a probe measures the link, not a messaging
 library's overheads.
 """
 
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from qsplit.errors import TransportError
 from qsplit.profile import Request, answer_probe
+from qsplit.testbed._frames import FrameReader, send_frame
 
-_LENGTH = struct.Struct(">I")
 _REPLY = answer_probe(b"")
 """The reply to every probe (it does not depend on the probe's payload)."""
-
-
-def _receive_into(sock: socket.socket, buffer: memoryview) -> bool:
-    """Fill ``buffer`` from ``sock``; ``False`` if the peer closed first."""
-    while buffer:
-        received = sock.recv_into(buffer)
-        if not received:
-            return False
-        buffer = buffer[received:]
-    return True
-
-
-class _FrameReader:
-    """Reads frames from one socket into a reused buffer, without copies."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buffer = bytearray(1 << 16)
-
-    def read(self) -> memoryview | None:
-        """The next frame's payload (valid until the next read), or ``None`` at EOF."""
-        header = bytearray(_LENGTH.size)
-        if not _receive_into(self._sock, memoryview(header)):
-            return None
-        (size,) = _LENGTH.unpack(header)
-        if size > len(self._buffer):
-            self._buffer = bytearray(size)
-        payload = memoryview(self._buffer)[:size]
-        return payload if _receive_into(self._sock, payload) else None
-
-
-def _send_frame(sock: socket.socket, payload: bytes) -> None:
-    sock.sendall(_LENGTH.pack(len(payload)))
-    sock.sendall(payload)
 
 
 class ProbeServer:
@@ -77,11 +42,11 @@ class ProbeServer:
     @staticmethod
     def _answer(conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        frames = _FrameReader(conn)
+        frames = FrameReader(conn)
         with conn:
             try:
                 while frames.read() is not None:
-                    _send_frame(conn, _REPLY)
+                    send_frame(conn, _REPLY)
             except OSError:
                 return
 
@@ -99,11 +64,11 @@ def probe_request(address: str, timeout_s: float = 30.0) -> Iterator[Request]:
     except OSError as exc:
         raise TransportError(f"cannot reach the link probe at {address}: {exc}") from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    frames = _FrameReader(sock)
+    frames = FrameReader(sock)
 
     def request(payload: bytes) -> bytes:
         try:
-            _send_frame(sock, payload)
+            send_frame(sock, payload)
             reply = frames.read()
         except OSError as exc:
             raise TransportError(f"link probe to {address} failed: {exc}") from exc

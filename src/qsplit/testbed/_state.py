@@ -1,9 +1,11 @@
 """The running testbed's state file: what ``up`` started, so ``status`` and ``down`` can find it.
 
-``<state dir>/testbed.json`` (kind ``testbed-state``, schema version 2) exists exactly while a
-supervisor runs: the supervisor writes it once every agent listens and removes it on its way out.
-It records the host calibration the agents were started with (version 1 had a speed factor per
-node instead, relative to the host).
+``<state dir>/testbed.json`` (kind ``testbed-state``, schema version 3) exists exactly while a
+supervisor runs: the supervisor writes it once every agent listens, rewrites it whenever its
+control channel changes a link, a node's speed or an agent's process, and removes it on its way
+out. It records the host calibration the agents were started with (version 1 had a speed factor
+per node instead, relative to the host) and, since version 3, the control channel's address and
+secret (so the file is readable by its owner only) and each node's current slowdown.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from qsplit._jsonio import read_json, write_json
 from qsplit.profile import HostReference
 
 STATE_KIND = "testbed-state"
-STATE_SCHEMA_VERSION = 2
+STATE_SCHEMA_VERSION = 3
 DEFAULT_STATE_DIR = Path(".qsplit/testbed")
 
 
@@ -38,6 +40,10 @@ class AgentState:
     padding_factor: float
     """``reference_time_s`` / the host's: each component run is padded to this × its time."""
     log: str
+    speed_factor: float = 1.0
+    """How many times slower than its profile the node runs now (``testbed set node``)."""
+    killed: bool = False
+    """Stopped on purpose through the control channel (until restarted)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class LinkState:
     target: str
     latency_s: float
     bandwidth_bytes_per_s: float
+    """The link's shape now (the infrastructure file's until ``testbed set link``)."""
     proxy: str
     """Connect here to reach ``target``'s agent over this link."""
     probe: str
@@ -63,13 +70,20 @@ class TestbedState:
     links: tuple[LinkState, ...]
     host: HostReference
     """This host's time for the reference workload, measured by ``up`` before any agent ran."""
+    control: str
+    """Where the supervisor takes control requests (``host:port`` on loopback)."""
+    control_token: str
+    """The secret every control request must carry."""
 
     def link(self, source: str, target: str) -> LinkState | None:
         return next((lk for lk in self.links if (lk.source, lk.target) == (source, target)), None)
 
     def save(self, path: Path) -> None:
-        """Write atomically: a reader never sees half a state file."""
+        """Write atomically, readable by its owner only (it holds the control secret): a
+        reader never sees half a state file."""
         partial = path.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        partial.touch(mode=0o600)
         write_json(partial, STATE_KIND, STATE_SCHEMA_VERSION, self._to_dict())
         partial.replace(path)
 
@@ -80,6 +94,8 @@ class TestbedState:
             "requester_infra": self.requester_infra,
             "agents": {name: vars(agent) for name, agent in self.agents.items()},
             "host": self.host.to_dict(),
+            "control": self.control,
+            "control_token": self.control_token,
             "links": [
                 {
                     "from": lk.source,
@@ -113,6 +129,8 @@ class TestbedState:
                 for lk in data["links"]
             ),
             host=HostReference.from_dict(data["host"]),
+            control=data["control"],
+            control_token=data["control_token"],
         )
 
 

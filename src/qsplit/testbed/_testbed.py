@@ -13,16 +13,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qsplit.errors import InputError, QsplitError
 from qsplit.infra import Infra, load_infra
 from qsplit.profile import HostReference, LinkProfile, measure_host, measure_link, node_factors
 from qsplit.runtime import health_of
+from qsplit.testbed._control import control_request
 from qsplit.testbed._probe import probe_request
-from qsplit.testbed._state import DEFAULT_STATE_DIR, TestbedState, process_alive, state_path
+from qsplit.testbed._state import (
+    DEFAULT_STATE_DIR,
+    LinkState,
+    TestbedState,
+    process_alive,
+    state_path,
+)
 from qsplit.testbed._supervisor import AGENT_STATISTIC
 
 START_TIMEOUT_S = 120.0
+CONTROL_TIMEOUT_S = 90.0
+"""How long a control request may take: a restart waits for the agent to listen (≤ 60 s)."""
 STOP_TIMEOUT_S = 15.0
 HEALTH_TIMEOUT_S = 3.0
 """How long ``status`` waits for an agent's ``health`` before calling it deaf."""
@@ -39,12 +49,14 @@ class AgentStatus:
     address: str
     reference_time_s: float
     padding_factor: float
+    speed_factor: float
+    """How many times slower than its profile the node runs now (:meth:`Testbed.set_node_speed`)."""
     alive: bool
     listening: bool
     state: str
     """``ok``; ``stuck`` (it answers, but its loop ran late, see ``health``); ``deaf`` (it
     listens, but did not answer ``health`` in :data:`HEALTH_TIMEOUT_S`); ``alive`` (running,
-    not listening); ``dead``."""
+    not listening); ``dead``; ``killed`` (dead, by :meth:`Testbed.kill_node`)."""
 
 
 def _state(alive: bool, listening: bool, address: str) -> str:
@@ -156,6 +168,7 @@ class Testbed:
 
     def down(self) -> None:
         """Stop the supervisor and everything it started; raise if a process survives."""
+        self.refresh()
         pids = [self.state.supervisor_pid, *(a.pid for a in self.state.agents.values())]
         _signal(self.state.supervisor_pid, signal.SIGTERM)
         _wait_until(lambda: not process_alive(self.state.supervisor_pid), STOP_TIMEOUT_S)
@@ -187,9 +200,17 @@ class Testbed:
     def infra(self) -> Infra:
         return load_infra(self.infra_path)
 
+    def refresh(self) -> TestbedState:
+        """Read the state file again: the control channel changes links, speeds and pids."""
+        path = state_path(self.state_dir)
+        if path.exists():
+            self.state = TestbedState.load(path)
+        return self.state
+
     def status(self) -> list[AgentStatus]:
         """Each agent's process, socket and ``health`` answer: a process that lives and listens
         but does not answer is reported deaf, not ok."""
+        self.refresh()
         statuses = []
         for name, agent in self.state.agents.items():
             alive, listening = process_alive(agent.pid), _accepts(agent.address)
@@ -200,12 +221,71 @@ class Testbed:
                     address=agent.address,
                     reference_time_s=agent.reference_time_s,
                     padding_factor=agent.padding_factor,
+                    speed_factor=agent.speed_factor,
                     alive=alive,
                     listening=listening,
-                    state=_state(alive, listening, agent.address),
+                    state="killed"
+                    if agent.killed and not alive
+                    else _state(alive, listening, agent.address),
                 )
             )
         return statuses
+
+    # -- control while running -------------------------------------------------------------
+
+    def set_link(
+        self,
+        source: str,
+        target: str,
+        *,
+        bandwidth_bytes_per_s: float | None = None,
+        latency_s: float | None = None,
+    ) -> LinkState:
+        """Give the directed link ``source → target`` a new bandwidth and/or latency; bytes
+        entering it from now on are carried at the new shape. Returns the link as it is now."""
+        self._control(
+            "set_link",
+            source=source,
+            target=target,
+            bandwidth_bytes_per_s=bandwidth_bytes_per_s,
+            latency_s=latency_s,
+        )
+        link = self.state.link(source, target)
+        assert link is not None  # the supervisor refuses a link it does not have
+        return link
+
+    def set_node_speed(self, node: str, factor: float) -> None:
+        """Run ``node`` ``factor`` times slower than its profile from now on (1: as profiled):
+        its agent pads every later component run to ``factor ×`` the time it padded to before.
+        A killed node takes the factor when it is restarted."""
+        self._control("set_node_speed", node=node, factor=factor)
+
+    def kill_node(self, node: str) -> None:
+        """SIGKILL ``node``'s agent, as a machine that dies: its requests in flight are lost,
+        its port stops answering. :meth:`restart_node` brings it back."""
+        self._control("kill_node", node=node)
+
+    def restart_node(self, node: str) -> None:
+        """Start ``node``'s agent again (killed first if it runs) on the port it had, so every
+        address of it stays valid, at its last speed; returns once it listens. It holds no
+        deployment: whoever used it deploys again."""
+        self._control("restart_node", node=node)
+
+    def _control(self, op: str, **fields: Any) -> dict[str, Any]:
+        """One request to the supervisor's control channel; a refusal is raised as
+        :class:`InputError` (with the field and the fix the supervisor named), a failure as
+        :class:`TestbedError`."""
+        state = self.refresh()
+        answer = control_request(
+            state.control, state.control_token, op, fields, timeout_s=CONTROL_TIMEOUT_S
+        )
+        self.refresh()
+        if answer.get("ok"):
+            return answer
+        error = str(answer.get("error"))
+        if answer.get("reason") == "refused":
+            raise InputError(error, field=answer.get("field"), fix=answer.get("fix"))
+        raise TestbedError(f"testbed control {op}: {error}")
 
     def measure_links(
         self,

@@ -1,0 +1,260 @@
+"""Live estimates of each link's bandwidth and latency and each node's speed, from the requests
+a session runs.
+
+Every ``done`` report already carries, per physical hop, the bytes and the time they took
+(receiver's arrival minus sender's ``sent_at``), and per component its compute time; the
+session feeds each finished request to an :class:`Observer`, which keeps one smoothed series
+per directed link and per node, each watched by a change detector.
+
+*Clocks.* A hop's time is read on two hosts' clocks, so an offset between them is in every
+sample of that pair, and a constant: it moves the latency (the intercept) and nothing else.
+Bandwidth is the slope of time over bytes, fitted when a link's recent transfers differ in size
+(at least :data:`SIZE_SPREAD` ×) and so free of any offset. A link whose transfers all have one
+size (a fixed split of one model) gives no slope: its latency is then held at the last fitted
+value, or the infrastructure file's, and the rest of the time is put down to bandwidth. On one
+host (the testbed) the offset is zero.
+
+*Smoothing and changes.* Each series is smoothed by an EWMA of time-per-byte (links) or of the
+observed/profiled time ratio (nodes), with a two-sided Page–Hinkley test on the relative
+deviation of each sample from the smoothed value. Page–Hinkley accumulates deviations beyond a
+tolerance, so a persistent step (a 10× uplink drop) is flagged within a few samples while
+jitter of a few tens of percent never is, and it costs O(1) per sample. On a change the series
+restarts from the samples since the change (the EWMA alone would need ~1/α samples to settle on
+the new level, during which a planner would see a link neither old nor new).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qsplit.infra import Link
+from qsplit.runtime._measure import RequestRecord
+
+ALPHA = 0.2
+"""EWMA weight of a new sample."""
+PH_TOLERANCE = 0.25
+"""Page–Hinkley drift: relative deviations below it (jitter) do not accumulate."""
+PH_THRESHOLD = 3.0
+"""Page–Hinkley alarm level of the accumulated relative deviation (e.g. two samples 2.5× off)."""
+WINDOW = 16
+"""Samples per link kept for the latency/bandwidth fit (since the last change)."""
+SIZE_SPREAD = 2.0
+"""Largest/smallest transfer of a link's window needed to fit latency and bandwidth apart."""
+
+
+@dataclass(frozen=True)
+class LinkEstimate:
+    """A directed link as observed."""
+
+    source: str
+    target: str
+    bandwidth_bytes_per_s: float
+    latency_s: float
+    samples: int
+    """Transfers seen on this link."""
+    last_change: float | None
+    """``time.time()`` of the last change detected, ``None`` if none."""
+    updated: float
+    """``time.time()`` of the last transfer seen."""
+
+    def link(self) -> Link:
+        """As an infrastructure link, to plan with."""
+        return Link(self.source, self.target, self.bandwidth_bytes_per_s, self.latency_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.source,
+            "to": self.target,
+            "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
+            "latency_s": self.latency_s,
+            "samples": self.samples,
+            "last_change": self.last_change,
+            "updated": self.updated,
+        }
+
+
+@dataclass(frozen=True)
+class NodeEstimate:
+    """A node's observed speed against its profile: 2.0 means its components take twice their
+    profiled time."""
+
+    node: str
+    speed_factor: float
+    samples: int
+    last_change: float | None
+    updated: float
+    """``time.time()`` of the last run seen."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "speed_factor": self.speed_factor,
+            "samples": self.samples,
+            "last_change": self.last_change,
+            "updated": self.updated,
+        }
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What :meth:`Session.observed` returns: every link and node seen so far."""
+
+    links: tuple[LinkEstimate, ...]
+    nodes: tuple[NodeEstimate, ...]
+    at: float
+    """``time.time()`` of the snapshot."""
+
+    def link(self, source: str, target: str) -> LinkEstimate | None:
+        return next((e for e in self.links if (e.source, e.target) == (source, target)), None)
+
+    def node(self, name: str) -> NodeEstimate | None:
+        return next((e for e in self.nodes if e.node == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "links": [e.to_dict() for e in self.links],
+            "nodes": [e.to_dict() for e in self.nodes],
+        }
+
+
+class Series:
+    """An EWMA with a two-sided Page–Hinkley change detector on relative deviations."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+        self.samples = 0
+        self.last_change: float | None = None
+        self.updated = 0.0
+        self._up = self._down = 0.0
+
+    def add(self, sample: float, now: float) -> bool:
+        """Take a sample; ``True`` when it completes a change (the series then restarts)."""
+        self.samples += 1
+        self.updated = now
+        if self.value is None or self.value <= 0:
+            self.value = sample
+            return False
+        deviation = (sample - self.value) / self.value
+        self._up = max(0.0, self._up + deviation - PH_TOLERANCE)
+        self._down = max(0.0, self._down - deviation - PH_TOLERANCE)
+        if max(self._up, self._down) > PH_THRESHOLD:
+            self.restart(sample, now)
+            return True
+        self.value += ALPHA * (sample - self.value)
+        return False
+
+    def restart(self, value: float, now: float) -> None:
+        self.value, self.last_change = value, now
+        self._up = self._down = 0.0
+
+
+class _LinkSeries:
+    """One directed link: a window of (bytes, seconds) for the fit, and the time-per-byte
+    series."""
+
+    def __init__(self, prior_latency_s: float) -> None:
+        self.latency_s = prior_latency_s
+        self.window: deque[tuple[int, float]] = deque(maxlen=WINDOW)
+        self.per_byte = Series()
+
+    def add(self, size: int, seconds: float, now: float) -> bool:
+        """Take a transfer; ``True`` when it completes a change."""
+        self.window.append((size, seconds))
+        self._fit()
+        per_byte = max(seconds - self.latency_s, 1e-9) / size
+        if not self.per_byte.add(per_byte, now):
+            return False
+        # The samples before the change describe the old link: keep only the newest.
+        self.window = deque([(size, seconds)], maxlen=WINDOW)
+        return True
+
+    def _fit(self) -> None:
+        """Least squares of seconds = latency + bytes × per-byte over the window, when its
+        sizes spread enough to tell the two apart."""
+        sizes = [s for s, _ in self.window]
+        if len(sizes) < 3 or max(sizes) < SIZE_SPREAD * min(sizes):
+            return
+        n = len(sizes)
+        mean_x = sum(sizes) / n
+        mean_y = sum(t for _, t in self.window) / n
+        sxx = sum((x - mean_x) ** 2 for x in sizes)
+        sxy = sum((x - mean_x) * (t - mean_y) for x, t in self.window)
+        slope = sxy / sxx
+        if slope > 0:
+            self.latency_s = max(0.0, mean_y - slope * mean_x)
+
+    def estimate(self, source: str, target: str) -> LinkEstimate:
+        per_byte = self.per_byte.value or math.inf
+        return LinkEstimate(
+            source,
+            target,
+            bandwidth_bytes_per_s=1.0 / per_byte,
+            latency_s=self.latency_s,
+            samples=self.per_byte.samples,
+            last_change=self.per_byte.last_change,
+            updated=self.per_byte.updated,
+        )
+
+
+class Observer:
+    """Estimates links and node speeds from finished requests; thread-safe, and shareable by
+    several sessions (the old and new deployment of a re-planned stream feed one observer).
+
+    ``links`` are the infrastructure's nominal links: their latencies are the starting point of
+    a link whose transfers never differ in size enough to fit one. ``on_change`` is called
+    (outside the observer's lock, on the thread that added the request) when a request's
+    samples complete a change of any link or node.
+    """
+
+    def __init__(
+        self, links: Iterable[Link] = (), on_change: Callable[[], None] | None = None
+    ) -> None:
+        self._on_change = on_change
+        self._prior = {(lk.source, lk.target): lk.latency_s for lk in links}
+        self._links: dict[tuple[str, str], _LinkSeries] = {}
+        self._nodes: dict[str, Series] = {}
+        self._lock = threading.Lock()
+
+    def add(self, record: RequestRecord, profiled_s: Mapping[str, float | None]) -> None:
+        """Take a request's transfers and component runs; ``profiled_s`` gives each component's
+        profiled time (``None``: unknown, the run is not used for the node's speed)."""
+        now = time.time()
+        observed: dict[str, float] = {}
+        expected: dict[str, float] = {}
+        for run in record.runs:
+            profiled = profiled_s.get(run.component)
+            if profiled:
+                observed[run.node] = observed.get(run.node, 0.0) + run.compute_s
+                expected[run.node] = expected.get(run.node, 0.0) + profiled
+        changed = False
+        with self._lock:
+            for transfer in record.transfers:
+                if transfer.source == transfer.target or transfer.bytes <= 0:
+                    continue
+                key = (transfer.source, transfer.target)
+                if key not in self._links:
+                    self._links[key] = _LinkSeries(self._prior.get(key, 0.0))
+                changed |= self._links[key].add(transfer.bytes, transfer.transfer_s, now)
+            for node, seconds in observed.items():
+                series = self._nodes.setdefault(node, Series())
+                changed |= series.add(seconds / expected[node], now)
+        if changed and self._on_change is not None:
+            self._on_change()
+
+    def snapshot(self) -> Observed:
+        with self._lock:
+            return Observed(
+                links=tuple(s.estimate(*key) for key, s in sorted(self._links.items())),
+                nodes=tuple(
+                    NodeEstimate(n, s.value or 1.0, s.samples, s.last_change, s.updated)
+                    for n, s in sorted(self._nodes.items())
+                ),
+                at=time.time(),
+            )

@@ -1,0 +1,128 @@
+"""Live measurement and re-planning on the testbed: real agents behind real link emulators,
+whose uplink is changed while requests run (issue 15, items 2 and 3)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from helpers import problem
+
+import synthetic
+from conftest import session
+from qsplit import testbed as tb
+from qsplit.adapt import AdaptPolicy, Candidate, device_only, run_adaptive
+from qsplit.model import analyze
+from qsplit.plan import plan
+from qsplit.runtime import build_deployment, connect
+
+INFRA = """\
+schema_version: 1
+device: device
+nodes:
+  - {name: device, role: device, compute_power_w: 3, transmit_power_w: 3.5, memory_bytes: 4GiB,
+     reference_time: 1s}
+  - {name: edge, role: edge, compute_power_w: 6, transmit_power_w: 2.2, memory_bytes: 16GiB,
+     reference_time: 500ms}
+links:
+  - {from: device, to: edge, bandwidth: 8MB/s, latency: 2ms}
+  - {from: edge, to: device, bandwidth: 40MB/s, latency: 2ms}
+"""
+UPLINK = 8e6
+SHAPE = (1, 8, 64, 64)
+"""128 KiB in and out: at 8 MB/s the uplink takes 16 ms, at 0.4 MB/s 330 ms."""
+PER_BLOCK_S = {"device": 0.05, "edge": 0.005}
+"""Device-only takes 100 ms; the edge plan ~50 ms before the drop and ~370 ms after it."""
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tb.Testbed]:
+    root = tmp_path_factory.mktemp("adapt-testbed")
+    (root / "infra.yaml").write_text(INFRA)
+    with tb.Testbed.up(root / "infra.yaml", root / "state", owner_pid=os.getpid()) as running:
+        yield running
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Path:
+    return synthetic.save(synthetic.relay(SHAPE), tmp_path / "relay.onnx")
+
+
+def _feeds(seed: int) -> dict[str, np.ndarray]:
+    return {"x": np.random.default_rng(seed).standard_normal(SHAPE).astype(np.float32)}
+
+
+def test_observed_bandwidth_follows_a_link_change(testbed: tb.Testbed, relay: Path) -> None:
+    infra = testbed.infra()
+    _, graph = analyze(str(relay))
+    deployment = build_deployment(relay, dict.fromkeys(graph.block_names, "edge"), infra)
+    try:
+        with connect(deployment, infra) as s:
+            for seed in range(10):
+                s.infer(_feeds(seed))
+            before = s.observed().link("device", "edge")
+            assert before is not None and before.samples == 10
+            assert before.bandwidth_bytes_per_s == pytest.approx(UPLINK, rel=0.25)
+            assert before.last_change is None
+            testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK / 4)
+            for seed in range(6):
+                s.infer(_feeds(seed))
+            after = s.observed().link("device", "edge")
+            assert after is not None and after.last_change is not None
+            assert after.bandwidth_bytes_per_s == pytest.approx(UPLINK / 4, rel=0.25)
+            back = s.observed().link("edge", "device")
+            assert back is not None and back.last_change is None  # the other way is unchanged
+    finally:
+        testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK)
+
+
+def test_an_uplink_drop_switches_plans_once_and_outputs_stay_exact(
+    testbed: tb.Testbed, relay: Path
+) -> None:
+    infra = testbed.infra()
+    _, graph = analyze(str(relay))
+    nominal = problem(graph, infra, PER_BLOCK_S)
+    best = plan(nominal, with_baselines=False)
+    assert set(best.assignment.values()) == {"edge"}
+    whole = session(onnx.load(relay))
+    policy = AdaptPolicy(min_interval_s=1.0, check_interval_s=0.2, stale_s=None)
+
+    def feeds() -> Iterator[dict[str, np.ndarray]]:
+        for seed in range(30):
+            if seed == 10:
+                testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK / 20)
+            yield _feeds(seed)
+
+    outputs: dict[int, np.ndarray] = {}
+    try:
+        run = run_adaptive(
+            nominal,
+            Candidate(best.assignment, best.quantized),
+            relay,
+            feeds(),
+            infra=infra,
+            policy=policy,
+            graph_optimization="disabled",
+            on_result=lambda r: outputs.__setitem__(r.index, r.result.outputs["out"]),
+        )
+    finally:
+        testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK)
+    assert [r.index for r in run.requests] == list(range(30))
+    assert all(r.error is None for r in run.requests)
+    for index, got in outputs.items():
+        (want,) = whole.run(None, _feeds(index))
+        np.testing.assert_array_equal(got, want)
+    (switch,) = run.switches  # hysteresis: one change, one switch
+    assert switch.kind == "switch" and switch.from_plan == run.first_plan
+    assert switch.running_cost > 1 + policy.margin
+    assert switch.fresh_latency_s < switch.running_latency_s
+    assert run.requests[-1].plan_id == switch.to_plan
+    assert all(r.plan_id == run.first_plan for r in run.requests[:10])
+    # The plan it switched to is the device-only plan, made from the observed uplink.
+    assert run.plans[switch.to_plan] == device_only(nominal)
+    assert run.observed.link("device", "edge").bandwidth_bytes_per_s < UPLINK / 5
+    assert [d.kind for d in run.decisions].count("retired") == 1
