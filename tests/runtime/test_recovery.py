@@ -1,6 +1,6 @@
 """A session recovers by itself when a frozen or restarted agent comes back (issue 13, item 5).
 
-Real processes: an agent frozen with SIGSTOP (past the 3 s heartbeat timeout) and resumed, or
+Real processes: an agent frozen with SIGSTOP for longer than the request deadline and resumed, or
 killed and restarted at its address. Requests meanwhile fail within their deadline naming the
 node; afterwards the same session is served again, without the caller redeploying.
 """
@@ -25,7 +25,7 @@ from qsplit.runtime import build_deployment, connect
 
 DEADLINE_S = 4.0
 FROZEN_S = 5.0
-"""Longer than the heartbeat timeout (3 s), so the session sees the connection drop."""
+"""Longer than the request deadline, so requests fail naming the frozen node meanwhile."""
 RECOVERY_ATTEMPTS = 20
 """Requests tried after the agent is back; recovery must come within them (each is bounded
 by its deadline, so the loop ends whatever happens)."""

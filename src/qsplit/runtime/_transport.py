@@ -10,9 +10,15 @@ the sender's routing id, so the client needs no listening port. A client uses th
 id on all its connections, which lets any agent return final outputs to it directly.
 
 Liveness: every outgoing connection is watched with a zmq socket monitor, so a peer whose
-process dies is reported at once (the kernel closes its sockets), and zmq heartbeats turn a
-peer that stops answering (a frozen process, a dead machine) into a disconnect within
-:data:`HEARTBEAT_TIMEOUT_MS`.
+process dies is reported at once (the kernel closes its sockets). A peer *machine* that
+vanishes (powered off, cable cut) is found by the kernel's TCP keepalive while the connection is
+idle (:data:`KEEPALIVE_IDLE_S` + :data:`KEEPALIVE_COUNT` × :data:`KEEPALIVE_INTERVAL_S`) and
+by the retransmission limit :data:`MAX_RETRANSMIT_MS` while data is unacknowledged. Not zmq's
+own heartbeats: their PING queues behind the data already sent on the connection, so a message
+that takes longer than the timeout on a slow link (a 1.6 MB tensor at 0.5 MB/s, a 21 MB
+deploy at 5 MB/s) dropped a live, busy connection, and the message with it. A frozen process
+keeps its connections (its kernel still answers); requests waiting on it fail at their deadline
+naming it, and it serves again once resumed.
 
 Shared memory: when both ends of a connection run on one host, large tensors cross in the
 sender's shared-memory segments (:mod:`qsplit.runtime._shm`) instead of TCP frames. It is
@@ -74,9 +80,14 @@ from qsplit.runtime.errors import PeerTimeout, ProtocolError, TransportError
 if TYPE_CHECKING:
     from qsplit.runtime._keys import CurveKeys
 
-HEARTBEAT_IVL_MS = 1000
-HEARTBEAT_TIMEOUT_MS = 3000
-"""A connected peer that answers no heartbeat for this long counts as disconnected."""
+KEEPALIVE_IDLE_S = 2
+"""Seconds a connection is idle before the kernel starts probing the peer's machine."""
+KEEPALIVE_INTERVAL_S = 1
+KEEPALIVE_COUNT = 3
+"""Unanswered probes after which the connection counts as dropped."""
+MAX_RETRANSMIT_MS = 15_000
+"""Data unacknowledged this long (the peer's machine stopped acknowledging) drops the
+connection; a slow but live link keeps acknowledging, however long the message."""
 
 Peer = str | bytes
 """A connection: the address of an outgoing one, or the routing id of an incoming one."""
@@ -368,8 +379,11 @@ class ZmqEndpoint(Endpoint):
             # Queue only on live connections: a send to a dead agent then waits (and times
             # out, naming it) instead of piling up in a buffer nobody will drain.
             socket.setsockopt(zmq.IMMEDIATE, 1)
-            socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-            socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+            socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
+            socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE_S)
+            socket.setsockopt(zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTERVAL_S)
+            socket.setsockopt(zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_COUNT)
+            socket.setsockopt(zmq.TCP_MAXRT, MAX_RETRANSMIT_MS)
             if self._curve is not None:
                 try:
                     self._connect_curve(socket, address)
