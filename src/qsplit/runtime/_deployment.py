@@ -50,6 +50,9 @@ class ComponentSpec:
     """Outputs that are model outputs, returned to the requester."""
     quant: Mapping[str, Quant] = field(default_factory=dict)
     """Scale and zero point of the int8 outputs (those of quantized blocks), sent with them."""
+    codecs: Mapping[str, str] = field(default_factory=dict)
+    """Output → the lossless codec its frames are compressed with on links (the plan's
+    ``link_codec``); never applied to a tensor handed over in shared memory."""
     compute_s: float | None = None
     """The node's profiled time for this component (the sum of its blocks' timings at their
     precision), when the deployment was built with profiles. An agent that emulates a slower
@@ -82,6 +85,9 @@ class Deployment:
     """(sender node, receiver node) → the nodes whose agents store and forward its data, in
     order, for every transfer of this deployment without a direct link (the device stands for
     the requester: model inputs leave from it and outputs return to it)."""
+    codecs: Mapping[str, str] = field(default_factory=dict)
+    """Tensor crossing links → its codec, for every component output and model input the plan
+    compresses (the requester compresses the model inputs)."""
 
     @property
     def nodes(self) -> tuple[str, ...]:
