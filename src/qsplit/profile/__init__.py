@@ -42,7 +42,12 @@ from qsplit.profile._timing import (
     time_run,
 )
 from qsplit.profile._types import (
+    CODEC_OPERATIONS,
+    CODECS,
     BlockTiming,
+    CodecCost,
+    CodecTimes,
+    CompressionTable,
     ComputeProfile,
     LinkMeasurement,
     LinkProfile,
@@ -50,6 +55,8 @@ from qsplit.profile._types import (
 )
 
 __all__ = [
+    "CODECS",
+    "CODEC_OPERATIONS",
     "EMULATION_STATISTIC",
     "FACTOR_TOLERANCE",
     "REFERENCE_WORKLOAD",
@@ -58,6 +65,9 @@ __all__ = [
     "AdditivitySample",
     "BlockTiming",
     "CalibrationSource",
+    "CodecCost",
+    "CodecTimes",
+    "CompressionTable",
     "ComputeProfile",
     "HostReference",
     "LinkMeasurement",

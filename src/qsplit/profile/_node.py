@@ -139,4 +139,5 @@ def scale_profile(
         "reference_time_s": reference_time_s,
         "scale": scale,
     }
-    return ComputeProfile(node, base.model_sha256, base.granularity, blocks, settings)
+    codec = None if base.codec is None else base.codec.scaled(scale)
+    return ComputeProfile(node, base.model_sha256, base.granularity, blocks, settings, codec)

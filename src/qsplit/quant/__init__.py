@@ -8,6 +8,17 @@ from qsplit.quant._calibration import (
     takes_images,
 )
 from qsplit.quant._diagnosis import DEGENERATE_FIX, NoiseDiagnosis, diagnose
+from qsplit.quant._link import (
+    LINK_BYTES_PER_ELEMENT,
+    LINK_PRECISIONS,
+    LOSSY_LINK_PRECISIONS,
+    LinkPrecision,
+    link_candidates,
+    link_quant_params,
+    link_quantized_model,
+    link_quantized_proto,
+    link_tensor_name,
+)
 from qsplit.quant._metrics import (
     ClassificationMetric,
     DenseMetric,
@@ -38,12 +49,16 @@ from qsplit.quant._study import NoiseStudy, study_noise
 __all__ = [
     "ACTIVATION_TYPES",
     "DEGENERATE_FIX",
+    "LINK_BYTES_PER_ELEMENT",
+    "LINK_PRECISIONS",
+    "LOSSY_LINK_PRECISIONS",
     "ActivationType",
     "Calibration",
     "ClassificationMetric",
     "DenseMetric",
     "DetectionMetric",
     "GenericMetric",
+    "LinkPrecision",
     "Metric",
     "MetricFactory",
     "NoiseDiagnosis",
@@ -59,6 +74,11 @@ __all__ = [
     "fit_noise",
     "float_outputs",
     "image_feeds",
+    "link_candidates",
+    "link_quant_params",
+    "link_quantized_model",
+    "link_quantized_proto",
+    "link_tensor_name",
     "load_image",
     "map50",
     "metric_kinds",
