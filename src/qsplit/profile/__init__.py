@@ -7,6 +7,7 @@ from qsplit.profile._additivity import (
     measure_additivity,
     random_components,
 )
+from qsplit.profile._codec import measure_codec_times, measure_compression
 from qsplit.profile._emulation import (
     FACTOR_TOLERANCE,
     REFERENCE_WORKLOAD,
@@ -85,6 +86,8 @@ __all__ = [
     "load_compute_profiles",
     "make_session",
     "measure_additivity",
+    "measure_codec_times",
+    "measure_compression",
     "measure_host",
     "measure_link",
     "node_factors",
