@@ -7,7 +7,7 @@ from qsplit.profile._additivity import (
     measure_additivity,
     random_components,
 )
-from qsplit.profile._codec import measure_codec_times, measure_compression
+from qsplit.profile._codec import compression_table, measure_codec_times, measure_compression
 from qsplit.profile._emulation import (
     FACTOR_TOLERANCE,
     REFERENCE_WORKLOAD,
@@ -81,6 +81,7 @@ __all__ = [
     "answer_probe",
     "block_component",
     "block_feeds",
+    "compression_table",
     "emulated_duration_s",
     "fit_overhead",
     "load_compute_profiles",

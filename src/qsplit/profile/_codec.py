@@ -18,6 +18,7 @@ typical input.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -29,7 +30,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from qsplit._codecs import CODECS, ZSTD_LEVEL, compress, decompress
-from qsplit.model import LayerGraph
+from qsplit.model import LayerGraph, LoadedModel
+from qsplit.profile._profiler import CalibrationSource, calibration_ranges
+from qsplit.profile._reference import reference_inputs, reference_values
 from qsplit.profile._timing import SessionSettings, Statistic, Summary, make_session
 from qsplit.profile._types import CodecCost, CodecTimes, CompressionTable
 from qsplit.quant import Calibration, link_candidates, link_quant_params
@@ -190,3 +193,15 @@ def measure_compression(
                 ratios[(tensor, precision, codec)] = len(compress(codec, raw)) / len(raw)
     settings = {"input": "reference", "lz4": lz4.__version__, "zstd_level": ZSTD_LEVEL}
     return CompressionTable(graph.model.sha256, ratios, settings)
+
+
+def compression_table(
+    model: LoadedModel, graph: LayerGraph, calibration: CalibrationSource = None
+) -> CompressionTable:
+    """:func:`measure_compression` of ``graph``'s link candidates on the reference run (see
+    :func:`qsplit.profile.reference_inputs`), int8 encoded with the ranges profiling
+    calibrates with: what ``qsplit profile --compression`` writes."""
+    values = reference_values(model, graph, reference_inputs(model, calibration))
+    ranges, source = calibration_ranges(model, values, calibration)
+    table = measure_compression(graph, values, ranges)
+    return dataclasses.replace(table, settings={**table.settings, "calibration_inputs": source})
