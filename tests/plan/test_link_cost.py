@@ -161,3 +161,41 @@ def test_plan_file_round_trip_and_old_files(tmp_path) -> None:
     (tmp_path / "old.json").write_text(json.dumps(document))
     old = Plan.load(tmp_path / "old.json")
     assert old.link_precision == {} and old.link_modes == {}
+
+
+def test_cli_plan_shows_link_choices_and_can_switch_them_off(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from qsplit.cli import app
+
+    problem = _problem()
+    problem.graph.save(tmp_path / "graph.json")
+    for node, p in problem.profiles.items():
+        p.save(str(tmp_path / f"{node}.json"))
+    assert problem.noise is not None
+    problem.noise.save(str(tmp_path / "noise.json"))
+    TABLE.save(tmp_path / "compression.json")
+    (tmp_path / "infra.yaml").write_text(
+        "schema_version: 1\ndevice: dev\nnodes:\n"
+        "  - {name: dev, role: device, compute_power_w: 2, transmit_power_w: 3, "
+        "memory_bytes: 1GB}\n"
+        "  - {name: edge, role: edge, compute_power_w: 5, transmit_power_w: 1, memory_bytes: 1GB}\n"
+        "links:\n  - {from: dev, to: edge, bandwidth: 1MB/s, latency: 5ms}\n"
+        "  - {from: edge, to: dev, bandwidth: 2MB/s, latency: 5ms}\n"
+    )
+    args = [
+        "plan",
+        *("--graph", str(tmp_path / "graph.json"), "--infra", str(tmp_path / "infra.yaml")),
+        *("--profiles", str(tmp_path / "dev.json"), "--profiles", str(tmp_path / "edge.json")),
+        *("--noise", str(tmp_path / "noise.json"), "--noise-max", "0.05"),
+        *("--compression", str(tmp_path / "compression.json"), "--w-energy", "0"),
+        *("--w-latency", "1", "--out", str(tmp_path / "plan.json")),
+    ]
+    shown = CliRunner().invoke(app, args, terminal_width=140)
+    assert shown.exit_code == 0, shown.output
+    assert "Links — 1 tensor(s)" in shown.output and "zstd" in shown.output
+    assert Plan.load(tmp_path / "plan.json").link_precision == {"h": "int8"}
+    off = CliRunner().invoke(app, [*args, "--no-link-precision"], terminal_width=140)
+    assert off.exit_code == 0, off.output
+    assert "Links" not in off.output
+    assert Plan.load(tmp_path / "plan.json").link_modes == {}
