@@ -43,12 +43,14 @@ def link_tensor_name(tensor: str, precision: str) -> str:
 
 def link_candidates(graph: LayerGraph) -> tuple[str, ...]:
     """Tensors whose link precision can be chosen: float32 values a block computes and a block
-    elsewhere reads, in graph order."""
+    elsewhere reads, in graph order. Model outputs are not among them: the requester receives
+    those in full precision."""
     return tuple(
         t.name
         for t in graph.tensors
         if t.producer is not None
         and t.dtype == "float32"
+        and not t.is_model_output
         and any(c != t.producer for c in t.consumers)
     )
 
@@ -173,7 +175,7 @@ def _check(graph: LayerGraph, lossy: Mapping[str, str]) -> None:
         for t, p in lossy.items()
         if p not in LINK_PRECISIONS
     ] + [
-        f"{t!r} is not a float32 tensor between two blocks of this graph"
+        f"{t!r} is not a float32 tensor between two blocks of this graph (nor a model output)"
         for t in lossy
         if t not in candidates
     ]

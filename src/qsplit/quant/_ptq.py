@@ -65,6 +65,9 @@ class Quantizer:
             )
         self.activation_type = activation_type
         self.reduce_range = activation_type == "uint8" if reduce_range is None else reduce_range
+        self.graph = graph
+        self.calibration = calibration
+        """The ranges everything here is quantized with (link quantization uses them too)."""
         self._model = model
         self._graph = graph
         self._original = {n.name: n for n in model.proto.graph.node}
