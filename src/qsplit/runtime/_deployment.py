@@ -294,10 +294,10 @@ def load_deployment(
     preprocess: Preprocess | None = None,
     profiles: Mapping[str, ComputeProfile] | None = None,
 ) -> Deployment:
-    """The deployment of a plan file: its assignment, with its quantized blocks in int8
-    (calibrated on ``calibration`` prepared by ``preprocess``), each component timed by
-    ``profiles`` if given (see :func:`build_deployment`). The model must be the one the plan
-    was made for.
+    """The deployment of a plan file: its assignment, with its quantized blocks in int8 and its
+    link precisions and codecs (calibrated on ``calibration`` prepared by ``preprocess``), each
+    component timed by ``profiles`` if given (see :func:`build_deployment`). The model must be
+    the one the plan was made for.
 
     Dynamic input dimensions take the shapes the plan records; ``input_shapes`` (as given to
     ``--input-shape``) are for plans that record none, and must agree with those it does.
@@ -323,6 +323,8 @@ def load_deployment(
         calibration=calibration,
         preprocess=preprocess,
         profiles=profiles,
+        link_precision=plan.link_precision,
+        link_codec=plan.link_codec,
     )
 
 
