@@ -11,8 +11,12 @@ plan: predicted and measured median latency, bytes on the wire per request (the 
 transfer records: compressed frames at their compressed size), and each node's codec
 throughput from its profile (MB/s of input at 4 MiB).
 
-Usage: python bench/bench_link_runtime.py --out DIR [--noise FILE] [--noise-max 0.05]
-       [--rounds 3] [--samples 60] [--link-tensors 8]
+``--infra`` takes another three-node file (``bench/corpus-three-tier.yaml``: the same links,
+nodes four times slower, for a host too loaded to emulate three-tier.yaml's 300 ms cloud). The
+agents listen from ``--port`` on, so the testbed can run beside others.
+
+Usage: python bench/bench_link_runtime.py --out DIR [--infra FILE] [--port 7181]
+       [--noise FILE] [--noise-max 0.05] [--rounds 3] [--samples 60] [--link-tensors 8]
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ MIB4 = 4 * 2**20
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--infra", type=Path, default=INFRA)
+    parser.add_argument("--port", type=int, default=7181)
     parser.add_argument("--noise", type=Path, help="noise model with link variables")
     parser.add_argument("--noise-max", type=float, default=0.05)
     parser.add_argument("--rounds", type=int, default=3, help="passes over the images")
@@ -47,13 +53,14 @@ def main() -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     load = {"before": os.getloadavg()}
+    infra = _on_ports(args.infra, args.port, out / "infra.yaml")
     graph, profiles, compression = out / "graph.json", out / "profiles", out / "compression.json"
     _qsplit("analyze", str(MODEL), "--json", str(graph))
     for node in NODES:
         extra = ["--compression", str(compression)] if node == "device" else []
         target = str(profiles / f"{node}.json")
         _qsplit(
-            "profile", str(MODEL), "--node", node, "--infra", str(INFRA), "--out", target, *extra
+            "profile", str(MODEL), "--node", node, "--infra", str(infra), "--out", target, *extra
         )
     noise = args.noise or out / "noise.json"
     if args.noise is None:
@@ -66,13 +73,13 @@ def main() -> None:
         path = out / f"{label.replace(' ', '-')}.plan.json"
         extra = [*options, str(compression)] if "--compression" in options else options
         _qsplit(
-            "plan", "--graph", str(graph), "--infra", str(INFRA), "--profiles", str(profiles),
+            "plan", "--graph", str(graph), "--infra", str(infra), "--profiles", str(profiles),
             "--noise", str(noise), "--noise-max", str(args.noise_max), "--w-latency", "1",
             "--w-energy", "0", "--no-memory", "--out", str(path), *extra,
         )  # fmt: skip
         plans[label] = path
     state = out / "testbed"
-    _qsplit("testbed", "up", "--infra", str(INFRA), "--state-dir", str(state))
+    _qsplit("testbed", "up", "--infra", str(infra), "--state-dir", str(state))
     rows = []
     try:
         for label, plan in plans.items():
@@ -91,7 +98,13 @@ def main() -> None:
         _qsplit("testbed", "down", "--state-dir", str(state))
     load["after"] = os.getloadavg()
     codec = {node: _throughput(profiles / f"{node}.json") for node in NODES}
-    result: dict[str, Any] = {"rows": rows, "codec_mb_per_s": codec, "load_average": load}
+    result: dict[str, Any] = {
+        "infra": str(args.infra),
+        "noise_max": args.noise_max,
+        "rows": rows,
+        "codec_mb_per_s": codec,
+        "load_average": load,
+    }
     base, linked = rows[0]["measured_ms"], rows[1]["measured_ms"]
     result["speed_up"] = base / linked
     (out / "link_runtime.json").write_text(json.dumps(result, indent=2))
@@ -105,6 +118,17 @@ def main() -> None:
     for node, rates in codec.items():
         print(f"{node}: " + ", ".join(f"{op} {e:,.0f}/{d:,.0f}" for op, (e, d) in rates.items()))
     print(f"load average {load}")
+
+
+def _on_ports(infra: Path, port: int, out: Path) -> Path:
+    """``infra`` with its nodes' agents on ``port``, ``port + 1``, … (in file order)."""
+    import yaml
+
+    data = yaml.safe_load(infra.read_text())
+    for index, node in enumerate(data["nodes"]):
+        node["address"] = f"127.0.0.1:{port + index}"
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
 
 
 def _qsplit(*args: str) -> None:

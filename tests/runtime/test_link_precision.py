@@ -113,3 +113,33 @@ def test_link_codecs_must_name_model_tensors_and_known_codecs(tmp_path: Path) ->
     assignment = dict.fromkeys(graph.block_names, "device")
     with pytest.raises(InputError, match=r"2 link codec.*'gzip'.*'nope'"):
         build_deployment(path, assignment, infra_for({}), link_codec={"r1": "gzip", "nope": "lz4"})
+
+
+def test_a_plan_file_deploys_its_link_precision_and_codecs_beside_quantized_blocks(
+    tmp_path: Path,
+) -> None:
+    """``load_deployment`` (what ``qsplit run``/``deploy`` use) takes both link fields from the
+    plan, composed with its quantized blocks: the quantized block's output crosses as its own
+    int8, the link-quantized tensor as the link's."""
+    from agents import AgentProcess
+    from qsplit._jsonio import read_json, write_json
+    from qsplit.runtime import load_deployment
+    from test_runtime_cli import write_plan
+
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    model, graph = analyze(str(path))
+    calibration = calibrate(model, [random_feeds(model.proto, seed) for seed in range(2)])
+    assignment = {b: NODE.get(b.split("/")[0], "c") for b in graph.block_names}
+    plan = write_plan(tmp_path / "plan.json", path, assignment, quantized=["body/m.1/conv"])
+    body = {k: v for k, v in read_json(plan, "plan", (1,)).items() if k not in ("kind",)}
+    body.update(link_precision={"r1": "int8"}, link_codec={"r1": "lz4", "c3": "zstd"})
+    write_json(plan, "plan", 1, body)
+    agents = {n: AgentProcess(n, f"127.0.0.1:{7900 + i}", None) for i, n in enumerate("abc")}
+    deployment = load_deployment(plan, infra_for(agents), path, calibration=calibration)
+    by_node = {c.node: c for c in deployment.components}
+    assert by_node["a"].outputs == (ENCODED["r1"],)
+    assert by_node["a"].codecs == {ENCODED["r1"]: "lz4"}
+    assert deployment.quantized == ("body/m.1/conv",)
+    (c3,) = [t for t in by_node["b"].outputs if t.startswith("c3")]
+    assert c3 != "c3" and c3 in by_node["b"].quant  # the quantized block's own int8 output
+    assert by_node["b"].codecs == {c3: "zstd"}
