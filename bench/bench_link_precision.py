@@ -16,7 +16,8 @@ precision (``--no-link-precision``) and prints the predicted latencies and their
 bytes each plan sends over the device's uplinks, and the solve times. Writes JSON to ``--out``.
 Usage:
 
-    python bench/bench_link_precision.py [--samples 200] [--links 4] [--noise FILE] [--out bench/out/link.json]
+    python bench/bench_link_precision.py [--samples 200] [--links 4] [--noise FILE]
+        [--out bench/out/link.json]
 """
 
 from __future__ import annotations
