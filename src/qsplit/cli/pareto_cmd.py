@@ -73,6 +73,7 @@ def pareto_command(
         w_latency=w_latency,
         w_energy=w_energy,
         latency_model=latency_model,
+        link_precision=False,  # Pareto points do not record link modes yet: every link fp32
     )
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("building the MILP…", total=None)
