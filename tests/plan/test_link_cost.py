@@ -199,3 +199,15 @@ def test_cli_plan_shows_link_choices_and_can_switch_them_off(tmp_path) -> None:
     assert off.exit_code == 0, off.output
     assert "Links" not in off.output
     assert Plan.load(tmp_path / "plan.json").link_modes == {}
+
+
+def test_pareto_points_record_their_link_modes(tmp_path) -> None:
+    from qsplit.plan import ParetoFront, pareto_front
+
+    front = pareto_front(_problem(bounds=Bounds(noise_max=0.05)), points=3)
+    linked = [p for p in front.points if p.link_precision or p.link_codec]
+    assert linked
+    front.save(tmp_path / "pareto.json")
+    again = ParetoFront.load(tmp_path / "pareto.json")
+    assert [p.link_codec for p in again.points] == [p.link_codec for p in front.points]
+    assert [p.link_precision for p in again.points] == [p.link_precision for p in front.points]

@@ -1,8 +1,9 @@
-"""The MILP: placement and precision of every block, in the edge-assignment formulation.
+"""The MILP: placement and precision of every block and link mode of every crossing tensor, in
+the edge-assignment formulation.
 
-Only placement ``x[i,k]`` and precision ``z[i,l]`` are binary. Everything that couples them is a
-continuous variable constrained by *marginals*, so that its value is forced to the exact product
-once ``x`` and ``z`` are integral, and the LP relaxation stays nearly integral:
+Only placement ``x[i,k]``, precision ``z[i,l]`` and link mode ``u[t,m]`` are binary. Everything
+that couples them is a continuous variable constrained by *marginals*, so that its value is
+forced to the exact product once they are integral, and the LP relaxation stays nearly integral:
 
 * ``xz[i,k,l] ≥ 0`` with ``Σ_l xz = x[i,k]`` and ``Σ_k xz = z[i,l]`` (``i`` on ``k`` at ``l``);
 * for each tensor → destination edge, ``e[k,h] ≥ 0`` with ``Σ_h e = x[src,k]`` and
@@ -26,9 +27,10 @@ once ``x`` and ``z`` are integral, and the LP relaxation stays nearly integral:
 
 Contract used by the HiGHS session's reduced-cost fixing (:mod:`qsplit.plan._highs`): every
 continuous variable bounded to [0, 1] is 0 or 1 in the least-cost completion of integral ``x``,
-``z`` — the marginals, splits, AND and OR variables are forced to exact products, and ``y`` only
-appears with non-negative coefficients in every bound and objective, so its least value
-``max e`` is as good as any. Variables that are not 0/1 (finish times, ``T``) have no upper bound.
+``z``, ``u`` — the marginals, splits by form, AND and OR variables are forced to exact products,
+and ``y`` only appears with non-negative coefficients in every bound and objective (its form
+parts carry hop, encode and decode times, all ≥ 0), so its least value ``max e`` is as good as
+any. Variables that are not 0/1 (finish times, ``T``) have no upper bound.
 
 docs/planner.md derives each piece; :mod:`qsplit.plan._cost` defines the same quantities for a
 fixed plan, and the tests check the two against each other by brute force.
