@@ -143,3 +143,28 @@ def test_a_plan_file_deploys_its_link_precision_and_codecs_beside_quantized_bloc
     (c3,) = [t for t in by_node["b"].outputs if t.startswith("c3")]
     assert c3 != "c3" and c3 in by_node["b"].quant  # the quantized block's own int8 output
     assert by_node["b"].codecs == {c3: "zstd"}
+
+
+def test_a_relay_forwards_a_compressed_tensor_compressed(tmp_path: Path) -> None:
+    """Where a and c have no direct link, b stores and forwards r1: both hops carry it
+    compressed, and c decodes the same values."""
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    model, graph = analyze(str(path))
+    feed = random_feeds(model.proto, 0)
+    assignment = {b: "a" if b.startswith("stem/") else "c" for b in graph.block_names}
+    links = (("device", "a"), ("device", "c"), ("a", "b"), ("b", "c"))
+    with running_agents("a", "b", "c", args=("--no-shared-memory",)) as agents:
+        infra = infra_for(agents, links=links)
+        deployment = build_deployment(path, assignment, infra, link_codec={"r1": "lz4"})
+        assert deployment.relays[("a", "c")] == ("b",)
+        with connect(deployment, infra, graph_optimization="disabled") as s:
+            outputs, record = s.infer_timed(feed)
+            relayed = s.stats()["b"]["compressed"]
+    whole = session(model.proto).run(None, feed)
+    for name, want in zip(deployment.model_outputs, whole, strict=True):
+        np.testing.assert_array_equal(outputs[name], want)
+    r1 = reference_values(model, graph, feed, ["r1"])["r1"]
+    packed = len(compress("lz4", r1.tobytes()))
+    hops = {(t.source, t.target): t.bytes for t in record.transfers}
+    assert hops[("a", "b")] == hops[("b", "c")] == packed
+    assert relayed == {"lz4_raw_bytes": r1.nbytes, "lz4_wire_bytes": packed}
