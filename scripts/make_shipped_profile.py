@@ -9,15 +9,21 @@ disturbed pass is the best estimate of each block's undisturbed share. The file 
 ``host_reference_s`` (Σ fp32, this host's time for the reference workload measured the same
 way), the passes and the load average. ``--include`` adds earlier passes (compute profiles of
 the same model with the same settings, e.g. one taken while the machine was quiet), so passes
-made at different moments can be combined.
+made at different moments can be combined. The file also gets this host's link codec times
+(``qsplit.profile.measure_codec_times``, same statistic), so emulated nodes scale those too.
+``--codec-only`` adds codec times to an existing file without re-timing its blocks: they are
+measured here with this host's reference time, and scaled to the file's host by the ratio of
+the two reference times.
 
 Usage: PYTHONPATH=src python scripts/make_shipped_profile.py [--passes 3] [--repetitions 20]
        [--include PROFILE.json ...] [--out src/qsplit/assets/profiles/yolo11n.json]
+       [--codec-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -26,7 +32,14 @@ from pathlib import Path
 
 from qsplit.assets import bundled_model_path
 from qsplit.model import analyze
-from qsplit.profile import EMULATION_STATISTIC, BlockTiming, ComputeProfile, profile_compute
+from qsplit.profile import (
+    EMULATION_STATISTIC,
+    BlockTiming,
+    ComputeProfile,
+    measure_codec_times,
+    measure_host,
+    profile_compute,
+)
 
 OUT = Path(__file__).resolve().parent.parent / "src/qsplit/assets/profiles/yolo11n.json"
 
@@ -37,7 +50,11 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=20)
     parser.add_argument("--include", type=Path, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--codec-only", action="store_true")
     args = parser.parse_args()
+    if args.codec_only:
+        _add_codec_times(args.out)
+        return
     model, graph = analyze(str(bundled_model_path("yolo11n")))
     load_before = os.getloadavg()
     passes = [
@@ -78,11 +95,34 @@ def main() -> None:
         },
         "source": "scripts/make_shipped_profile.py",
     }
-    profile = ComputeProfile("reference", graph.model.sha256, graph.granularity, blocks, settings)
+    codec = measure_codec_times(statistic=EMULATION_STATISTIC)
+    profile = ComputeProfile(
+        "reference", graph.model.sha256, graph.granularity, blocks, settings, codec
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(str(args.out))
     int8 = sum(t.int8_s if t.int8_s is not None else t.fp32_s for t in blocks.values())
     print(f"\nΣ fp32 {host_s * 1e3:.1f} ms, int8 where possible {int8 * 1e3:.1f} ms → {args.out}")
+
+
+def _add_codec_times(path: Path) -> None:
+    """Codec times measured here, scaled to the host ``path`` was measured on."""
+    profile = ComputeProfile.load(str(path))
+    load_before = os.getloadavg()
+    here = measure_host(EMULATION_STATISTIC)
+    factor = profile.settings["host_reference_s"] / here.time_s
+    codec = measure_codec_times(statistic=EMULATION_STATISTIC).scaled(factor)
+    settings = {
+        **profile.settings,
+        "codec": {
+            "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "host_reference_s": here.time_s,
+            "scale": factor,
+            "load_average": {"before": load_before, "after": os.getloadavg()},
+        },
+    }
+    dataclasses.replace(profile, settings=settings, codec=codec).save(str(path))
+    print(f"codec times (this host × {factor:.3f}) → {path}")
 
 
 def _least(timings: list[BlockTiming]) -> BlockTiming:

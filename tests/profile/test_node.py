@@ -10,7 +10,13 @@ import synthetic
 from qsplit.assets import bundled_model_path, bundled_profile_paths
 from qsplit.errors import InputError
 from qsplit.model import analyze
-from qsplit.profile import ComputeProfile, profile_node, scale_profile, shipped_profile
+from qsplit.profile import (
+    CODEC_OPERATIONS,
+    ComputeProfile,
+    profile_node,
+    scale_profile,
+    shipped_profile,
+)
 from qsplit.profile import _node as node_module
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # ORT's quantization tooling
@@ -56,6 +62,12 @@ def test_an_emulated_node_gets_the_shipped_profile_at_its_own_speed(yolo, monkey
     assert edge.settings["reference_time_s"] == 0.425 and "padding_factor" not in edge.settings
     assert "shipped profile" in edge.settings["source"]
     assert shipped_profile(graph, "edge", 0.425) == edge
+    # Codec times are shipped too, and scale with the node like its blocks.
+    assert edge.codec is not None and device.codec is not None
+    assert device.codec == edge.codec.scaled(2.0) or all(
+        device.codec.encode[op].per_byte_s == pytest.approx(2 * c.per_byte_s)
+        for op, c in edge.codec.encode.items()
+    )
 
 
 def test_a_model_without_a_shipped_profile_is_timed_here(tmp_path: Path) -> None:
@@ -75,13 +87,15 @@ def test_a_model_without_a_shipped_profile_is_timed_here(tmp_path: Path) -> None
     )
     assert set(profile.blocks) == set(graph.block_names)
     assert profile.settings["padding_factor"] == 2.0 and profile.settings["statistic"] == "min"
+    assert profile.codec is not None
+    assert all(profile.codec.supports(op) for op in CODEC_OPERATIONS)
 
 
 def test_shipped_can_be_turned_off_to_time_the_reference_model(yolo, monkeypatch) -> None:
     model, graph = yolo
     calls = []
     monkeypatch.setattr(node_module, "profile_compute", lambda *a, **k: calls.append(k))
-    profile_node(model, graph, node="edge", reference_time_s=0.425, shipped=False)
+    profile_node(model, graph, node="edge", reference_time_s=0.425, shipped=False, codec=False)
     assert calls and calls[0]["node"] == "edge"
 
 

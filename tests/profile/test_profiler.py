@@ -180,3 +180,31 @@ def test_cli_calibrates_int8_on_the_given_images(tmp_path: Path) -> None:
     settings = ComputeProfile.load(str(out)).settings["int8"]
     assert settings["calibration_inputs"] == str(tmp_path / "images")
     assert settings["activations"] == "uint8 asymmetric"
+
+
+def test_cli_writes_codec_times_and_the_compression_table(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import synthetic
+    from qsplit.cli import app
+    from qsplit.profile import CODEC_OPERATIONS, CompressionTable
+    from qsplit.quant import link_candidates
+
+    model = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    out, table = tmp_path / "p.json", tmp_path / "compression.json"
+    args = ["profile", str(model), "--node", "n", "--out", str(out), "--compression", str(table)]
+    result = CliRunner().invoke(app, [*args, "--repetitions", "1", "--warmup", "0", "--no-int8"])
+    assert result.exit_code == 0, result.output
+    codec = ComputeProfile.load(str(out)).codec
+    assert codec is not None and all(codec.supports(op) for op in CODEC_OPERATIONS)
+    assert "link codecs at 4 MiB" in result.output
+    ratios = CompressionTable.load(table)
+    graph = analyze(str(model))[1]
+    assert ratios.model_sha256 == graph.model.sha256
+    assert {(t, p) for t, p, _ in ratios.ratios} == {
+        (t, p) for t in link_candidates(graph) for p in ("fp32", "fp16", "int8")
+    }
+    assert ratios.settings["calibration_inputs"] == "random input"
+    result = CliRunner().invoke(app, [*args[:6], "--no-codec", "--repetitions", "1", "--no-int8"])
+    assert result.exit_code == 0, result.output
+    assert ComputeProfile.load(str(out)).codec is None

@@ -15,10 +15,16 @@ REPLY_TIMEOUT_S = 10.0
 
 
 def frames_of(
-    kind: str, body: dict[str, Any], descriptors: list[Any] | None = None, *payload: bytes
+    kind: str,
+    body: dict[str, Any],
+    descriptors: list[Any] | None = None,
+    *payload: bytes,
+    token: str | None = None,
 ) -> list:
     """A message with a free-form header (descriptors need not be valid)."""
-    header = {"kind": kind, "body": body, "frames": descriptors or []}
+    header: dict[str, Any] = {"kind": kind, "body": body, "frames": descriptors or []}
+    if token is not None:
+        header["token"] = token
     return [MAGIC + bytes([VERSION]) + msgpack.packb(header), *payload]
 
 

@@ -19,7 +19,8 @@ from conftest import random_feeds, session
 from qsplit.errors import InputError, TransportError
 from qsplit.model import analyze
 from qsplit.runtime import AgentSettings, RemoteError, Session, build_deployment, connect
-from qsplit.runtime._wire import MAGIC, VERSION, Message, encode
+from qsplit.runtime._wire import MAGIC, VERSION, Message, compress, encode
+from raw import exchange, frames_of, health
 
 TIMEOUT_S = 3.0
 
@@ -130,16 +131,30 @@ def test_hostile_frames_are_counted_and_never_crash_the_agent(branchy) -> None:
         unproven = {"name": "x", "dtype": "float32", "shape": [4], "shm": [3, 7]}
         header = {"kind": "tensors", "body": {}, "frames": [unproven], "token": token}
         unproven_shared = [MAGIC + bytes([VERSION]) + msgpack.packb(header)]
+        # Compressed frames: a bomb (16 bytes declared, a MiB inside), one declared beyond the
+        # message limit, and one whose codec is unknown.
+        bomb = frames_of(
+            "tensors", {}, [packed([4], "zstd")], compress("zstd", bytes(2**20)), token=token
+        )
+        too_large = frames_of(
+            "tensors", {}, [packed([512, 1024], "lz4")], compress("lz4", b"0"), token=token
+        )
+        unknown_codec = frames_of("tensors", {}, [packed([4], "brotli")], bytes(16), token=token)
         sent = {
             "malformed": [
                 [b"garbage"],
                 [MAGIC + bytes([VERSION]) + b"\xc1"],
                 bad_body,
                 unproven_shared,
+                bomb,
+                unknown_codec,
             ],
             "version": [[MAGIC + bytes([VERSION + 1]) + msgpack.packb({})]],
             "unauthenticated": [encode(Message("health", {"cid": 1}), "guess")],
-            "oversized": [[*encode(Message("health"), token), b"\0" * 600_000, b"\0" * 600_000]],
+            "oversized": [
+                [*encode(Message("health"), token), b"\0" * 600_000, b"\0" * 600_000],
+                too_large,
+            ],
         }
         for messages in sent.values():
             for frames in messages:
@@ -161,6 +176,24 @@ def test_hostile_frames_are_counted_and_never_crash_the_agent(branchy) -> None:
             output = s.infer(feeds)[deployment.model_outputs[0]]
             np.testing.assert_allclose(output, expected, atol=1e-4)
         assert agents["a"].process.poll() is None
+
+
+def test_a_bad_compressed_tensor_is_answered_to_its_requester(branchy) -> None:
+    """A data message whose frame decompresses to another size than declared: the requester it
+    names hears why at once, and the agent serves on."""
+    with running_agents("a") as agents:
+        address = agents["a"].address
+        body = {"dep": "d", "req": "1", "reply_to": b"requester"}
+        frames = frames_of("tensors", body, [packed([8], "lz4")], compress("lz4", bytes(64)))
+        answer = exchange(address, frames, identity=b"requester")
+        assert answer is not None and answer["reason"] == "malformed"
+        assert "decompresses to more than the 32 bytes" in answer["error"]
+        assert health(address)["ok"] and agents["a"].process.poll() is None
+
+
+def packed(shape: list[int], codec: str) -> dict[str, object]:
+    """The descriptor of a compressed float32 tensor ``x``."""
+    return {"name": "x", "dtype": "float32", "shape": shape, "codec": codec}
 
 
 def test_a_token_is_required_off_loopback() -> None:

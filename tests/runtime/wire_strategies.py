@@ -10,7 +10,7 @@ import math
 import msgpack
 from hypothesis import strategies as st
 
-from qsplit.runtime._wire import DTYPES, MAGIC, VERSION
+from qsplit.runtime._wire import CODECS, DTYPES, MAGIC, VERSION, compress
 
 KINDS = ("deploy", "undeploy", "health", "stats", "profile", "tensors", "done", "reply", "error")
 CONTROL = ("shm.hello", "shm.welcome", "shm.ready", "shm.release")
@@ -19,7 +19,7 @@ FIELDS = (
     "via", "return_via", "quant", "graph_optimization", "reply_to", "from", "sent_at",
     "deadline", "relay", "hops", "node", "granularity", "input_shapes", "warmup",
     "repetitions", "int8", "pid", "fd", "segment", "segments", "readable", "component",
-    "compute_s", "arrivals", "error", "peer",
+    "compute_s", "arrivals", "error", "peer", "codecs",
 )  # fmt: skip
 BATCH = 8
 
@@ -56,7 +56,20 @@ def descriptors(draw) -> dict:
         descriptor.update(scale=draw(values), zero_point=draw(values))
     if draw(st.integers(0, 9)) == 0:
         descriptor["shm"] = draw(values)
+    if draw(st.integers(0, 3)) == 0:
+        descriptor["codec"] = draw(st.one_of(st.sampled_from(CODECS), values))
     return descriptor
+
+
+@st.composite
+def payloads(draw, descriptor: dict) -> bytes:
+    """A frame for ``descriptor``: any bytes, or, for a compressed one, a real frame of its
+    codec (of any length, so mostly not the declared one; sometimes a bomb)."""
+    codec = descriptor.get("codec")
+    if codec in CODECS and draw(st.booleans()):
+        plain = draw(st.one_of(st.binary(max_size=64), st.just(bytes(2**20))))
+        return compress(codec, plain)
+    return draw(st.binary(max_size=64))
 
 
 @st.composite
@@ -70,7 +83,7 @@ def messages(draw, kind: str | None = None) -> list[bytes]:
         body["cid"] = draw(st.integers(0, 1000))
     frames = draw(st.lists(descriptors(), max_size=3))
     header = {"kind": kind, "body": body, "frames": frames}
-    payload = [draw(st.binary(max_size=64)) for _ in frames]
+    payload = [draw(payloads(d)) for d in frames]
     return [MAGIC + bytes([VERSION]) + msgpack.packb(header), *payload]
 
 

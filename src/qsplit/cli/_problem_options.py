@@ -11,7 +11,14 @@ from typing import Annotated
 
 import typer
 
-from qsplit.plan import LATENCY_MODELS, SOLVERS, Bounds, PlanningProblem, load_problem
+from qsplit.plan import (
+    LATENCY_MODELS,
+    LINK_OPTIONS,
+    SOLVERS,
+    Bounds,
+    PlanningProblem,
+    load_problem,
+)
 
 GraphOption = Annotated[Path, typer.Option(help="LayerGraph JSON written by `qsplit analyze`.")]
 InfraOption = Annotated[Path, typer.Option(help="Infrastructure YAML (nodes and links).")]
@@ -30,6 +37,17 @@ EnergyBudgetOption = Annotated[
 ]
 LatencyModelOption = Annotated[
     str, typer.Option(help=f"Latency model: {' or '.join(LATENCY_MODELS)}.")
+]
+CompressionOption = Annotated[
+    Path | None,
+    typer.Option(help="Compression table JSON (lz4/zstd ratios of crossing tensors)."),
+]
+LinkPrecisionOption = Annotated[
+    bool,
+    typer.Option(
+        help="Let the planner send crossing tensors at fp16/int8 and compress them, where the "
+        "noise model, codec times and compression table allow it."
+    ),
 ]
 MemoryOption = Annotated[bool, typer.Option(help="Keep each node within its memory_bytes.")]
 SolverOption = Annotated[str, typer.Option(help=f"MILP solver: {', '.join(SOLVERS)}.")]
@@ -56,6 +74,8 @@ def problem_from_options(
     w_energy: float,
     latency_model: str,
     links: Path | None = None,
+    compression: Path | None = None,
+    link_precision: bool = True,
 ) -> PlanningProblem:
     """Check the option values and load the problem they describe."""
     if latency_model not in LATENCY_MODELS:
@@ -72,4 +92,6 @@ def problem_from_options(
         w_latency=w_latency,
         w_energy=w_energy,
         latency_model=latency_model,  # type: ignore[arg-type]
+        compression=compression,
+        link_precisions=LINK_OPTIONS if link_precision else frozenset(),
     )

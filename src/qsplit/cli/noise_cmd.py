@@ -30,6 +30,14 @@ def noise_command(
         ),
     ] = 2,
     top_k: Annotated[int, typer.Option("--top-k", help="Quantizable blocks: top K by MACs.")] = 12,
+    link_tensors: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also sample fp16/int8 link precision of the N largest crossing tensors "
+            "(0: blocks only; the planner then keeps links fp32).",
+        ),
+    ] = 0,
     include_head: Annotated[
         bool, typer.Option(help="Allow blocks producing a model output (a detector's decode).")
     ] = False,
@@ -67,6 +75,7 @@ def noise_command(
             calibration_cache=out.with_name(f"{out.stem}.calibration.json"),
             on_sample=lambda _: progress.advance(task),
             spec=spec,
+            link_tensors=link_tensors,
         )
     study.save(out)
     if study.unquantizable:
@@ -74,10 +83,13 @@ def noise_command(
             f"left out {len(study.unquantizable)} block(s) with no quantizable op: "
             + ", ".join(study.unquantizable[:8])
         )
-    poly, blocks, measured = study.model, study.blocks, study.samples
+    poly, measured = study.model, study.samples
     if plot is not None:
         plot_fit(plot, poly, measured)
-    table = Table(title=f"noise model over {len(blocks)} blocks, {len(measured)} samples")
+    over = f"{len(poly.quantizable)} blocks" + (
+        f" and {len(poly.links)} link variables" if poly.links else ""
+    )
+    table = Table(title=f"noise model over {over}, {len(measured)} samples")
     for column in ("degree", "fitted to", "cross-validated MSE", "chosen"):
         table.add_column(column)
     for row in poly.fit["cv_mse"]:

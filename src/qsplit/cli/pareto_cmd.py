@@ -12,10 +12,12 @@ from rich.table import Table
 from qsplit.cli._app import app, console
 from qsplit.cli._format import status_text
 from qsplit.cli._problem_options import (
+    CompressionOption,
     EnergyBudgetOption,
     GraphOption,
     InfraOption,
     LatencyModelOption,
+    LinkPrecisionOption,
     MemoryOption,
     NoiseMaxOption,
     NoiseOption,
@@ -43,6 +45,8 @@ def pareto_command(
     ] = 0.5,
     latency_model: LatencyModelOption = "sum",
     memory: MemoryOption = True,
+    compression: CompressionOption = None,
+    link_precision: LinkPrecisionOption = True,
     solver: SolverOption = "highs",
     time_limit: TimeLimitOption = TIME_LIMIT_S,
     points: Annotated[
@@ -73,6 +77,8 @@ def pareto_command(
         w_latency=w_latency,
         w_energy=w_energy,
         latency_model=latency_model,
+        compression=compression,
+        link_precision=link_precision,
     )
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("building the MILP…", total=None)

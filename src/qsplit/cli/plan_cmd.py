@@ -11,10 +11,12 @@ from rich.table import Table
 from qsplit.cli._app import app, console
 from qsplit.cli._format import status_text
 from qsplit.cli._problem_options import (
+    CompressionOption,
     EnergyBudgetOption,
     GraphOption,
     InfraOption,
     LatencyModelOption,
+    LinkPrecisionOption,
     MemoryOption,
     NoiseMaxOption,
     NoiseOption,
@@ -42,11 +44,13 @@ def plan_command(
     w_energy: Annotated[float, typer.Option(help="Weight of normalised energy.")] = 0.5,
     latency_model: LatencyModelOption = "sum",
     memory: MemoryOption = True,
+    compression: CompressionOption = None,
+    link_precision: LinkPrecisionOption = True,
     solver: SolverOption = "highs",
     time_limit: TimeLimitOption = TIME_LIMIT_S,
     out: Annotated[Path, typer.Option(help="Where to write the plan JSON.")] = Path("plan.json"),
 ) -> None:
-    """Choose where each block runs and which blocks run at int8.
+    """Choose where each block runs, which blocks run at int8, and how tensors cross links.
 
     Example: qsplit plan --graph graph.json --infra src/qsplit/examples/three-tier.yaml
     --profiles profiles/ --noise noise.json --noise-max 0.05 --energy-budget 1.5 --out plan.json
@@ -63,6 +67,8 @@ def plan_command(
         w_energy=w_energy,
         latency_model=latency_model,
         links=links,
+        compression=compression,
+        link_precision=link_precision,
     )
     with console.status("formulating…") as status:
         result = plan(
@@ -73,6 +79,8 @@ def plan_command(
         )
     result.save(out)
     console.print(component_table(result))
+    if result.link_modes:
+        console.print(link_table(result))
     console.print(comparison_table(result))
     console.print(_solver_line(result))
     console.print(f"Plan written to [bold]{out}[/]")
@@ -100,6 +108,16 @@ def component_table(result: Plan) -> Table:
             c.blocks[0],
             c.blocks[-1],
         )
+    return table
+
+
+def link_table(result: Plan) -> Table:
+    """One row per tensor that crosses links other than as computed: precision and codec."""
+    table = Table(title=f"Links — {len(result.link_modes)} tensor(s) sent differently")
+    for column in ("tensor", "precision", "codec"):
+        table.add_column(column)
+    for tensor, mode in result.link_modes.items():
+        table.add_row(tensor, mode.precision, mode.codec)
     return table
 
 

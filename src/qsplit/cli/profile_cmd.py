@@ -13,11 +13,14 @@ from qsplit.cli._app import app, console
 from qsplit.infra import load_infra
 from qsplit.model import LayerGraph, LoadedModel, analyze, parse_input_shape
 from qsplit.profile import (
+    CODEC_OPERATIONS,
     EMULATION_STATISTIC,
+    CodecTimes,
     SessionSettings,
     Statistic,
     Summary,
     block_feeds,
+    compression_table,
     emulated_duration_s,
     make_session,
     measure_host,
@@ -59,6 +62,18 @@ def profile_command(
         bool,
         typer.Option("--no-shipped", help="Time this machine even if the model ships a profile."),
     ] = False,
+    no_codec: Annotated[
+        bool,
+        typer.Option("--no-codec", help="Leave out the link codec times (fp16/int8/lz4/zstd)."),
+    ] = False,
+    compression: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the model's compression table here (each crossing tensor's "
+            "compressed/raw size per link precision and codec, on the reference input), "
+            "for `qsplit plan --compression`."
+        ),
+    ] = None,
 ) -> None:
     """Time every block alone (fp32 and int8) and write a compute profile for the planner.
 
@@ -108,6 +123,7 @@ def profile_command(
             calibration=calib,
             progress=lambda done, _total, name: bar.update(task, completed=done, description=name),
             shipped=not no_shipped,
+            codec=not no_codec,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(str(out))
@@ -129,7 +145,29 @@ def profile_command(
         )
     else:
         console.print(f"Σ blocks fp32 {total * 1e3:.1f} ms (shipped, not measured)")
+    if profile.codec is not None:
+        console.print(_codec_table(profile.codec))
     console.print(f"written to [bold]{out}[/]")
+    if compression is not None:
+        with console.status("measuring compression on the reference input"):
+            table = compression_table(loaded, graph, calib)
+        table.save(compression)
+        console.print(
+            f"compression table ({len(table.ratios)} ratios) written to [bold]{compression}[/]"
+        )
+
+
+def _codec_table(codec: CodecTimes) -> Table:
+    """Each codec operation's throughput at 4 MiB, the size links make it matter at."""
+    size = 4 * 2**20
+    table = Table(title="link codecs at 4 MiB (MB/s of input)")
+    for column in ("operation", "encode", "decode"):
+        table.add_column(column, justify="left" if column == "operation" else "right")
+    for op in CODEC_OPERATIONS:
+        if codec.supports(op):
+            rates = (size / c.seconds(size) / 1e6 for c in (codec.encode[op], codec.decode[op]))
+            table.add_row(op, *(f"{r:,.0f}" for r in rates))
+    return table
 
 
 def _whole_model_s(

@@ -46,6 +46,8 @@ def node_profiles(
             "reference_time_s": agent.reference_time_s,
             "repetitions": config.profile_repetitions,
             "statistic": AGENT_STATISTIC,
+            # Profiles carry the node's link codec times since this key: older entries lack them.
+            "codec": True,
         }
 
         def make(

@@ -6,8 +6,11 @@ from qsplit.plan._cost import (
     QUANT_PARAMS_BYTES,
     Evaluation,
     Violation,
+    decode_s,
+    encode_s,
     energy_per_node,
     evaluate,
+    sent_bytes,
     violations,
     weight_bytes,
     wire_bytes,
@@ -17,17 +20,22 @@ from qsplit.plan._pareto import ParetoFront, ParetoPoint, pareto_front
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
 from qsplit.plan._planner import Start, plan
 from qsplit.plan._problem import (
+    FP32_LINK,
     LATENCY_MODELS,
+    LINK_OPTIONS,
     PRECISIONS,
     Bounds,
     LatencyModel,
+    LinkMode,
     PlanningProblem,
     Precision,
 )
 from qsplit.plan._solver import SOLVERS, TIME_LIMIT_S
 
 __all__ = [
+    "FP32_LINK",
     "LATENCY_MODELS",
+    "LINK_OPTIONS",
     "PRECISIONS",
     "QUANT_PARAMS_BYTES",
     "SOLVERS",
@@ -37,6 +45,7 @@ __all__ = [
     "Bounds",
     "Evaluation",
     "LatencyModel",
+    "LinkMode",
     "ParetoFront",
     "ParetoPoint",
     "Payoff",
@@ -50,12 +59,15 @@ __all__ = [
     "bandwidth_table",
     "baseline_plans",
     "compute_baselines",
+    "decode_s",
+    "encode_s",
     "energy_per_node",
     "evaluate",
     "load_problem",
     "pareto_front",
     "plan",
     "plan_key",
+    "sent_bytes",
     "violations",
     "weight_bytes",
     "wire_bytes",

@@ -16,6 +16,13 @@ Definitions (docs/planner.md has the long form):
   share a hop are two transfers on it, as the runtime sends them.
 * A quantized producer sends its tensor at int8: one byte per element plus
   :data:`QUANT_PARAMS_BYTES` for scale and zero point. Non-float tensors always travel as they are.
+* A tensor's **link mode** (:class:`LinkMode`, one per tensor, on every link it crosses) lowers
+  an fp32 producer's output to fp16 (2 bytes per element) or int8 (as above), then optionally
+  compresses it (bytes × the compression table's ratio). Each transfer to a destination node
+  is encoded on the source node and decoded on the destination (relays forward it encoded):
+  codec time, ``fixed_s + per_byte_s × input bytes`` of the node's profile, is compute time of
+  that node (latency, node load, energy at its compute power). A tensor sent to two nodes is
+  encoded once per destination, the runtime's upper bound.
 * Energy is ``Σ_k P^c_k·compute_s_k + Σ_(k,h) P^x_k·transfer_s_kh``; the device's energy is its
   own compute and transmit share.
 * Memory of a node: weights of its blocks (int8 weights take a quarter of the fp32 bytes) plus
@@ -32,12 +39,13 @@ Definitions (docs/planner.md has the long form):
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qsplit.errors import AssignmentError
 from qsplit.infra import Infra
 from qsplit.model import LayerGraph, Tensor
-from qsplit.plan._problem import LatencyModel, PlanningProblem, Precision
+from qsplit.plan._problem import FP32_LINK, LatencyModel, LinkMode, PlanningProblem, Precision
+from qsplit.quant import link_variable
 
 QUANT_PARAMS_BYTES = 8
 """Bytes sent with an int8 tensor for its quantization parameters (float32 scale, zero point)."""
@@ -52,6 +60,84 @@ def wire_bytes(tensor: Tensor, precision: Precision) -> int:
     if precision == "fp32" or item is None:
         return tensor.bytes
     return tensor.bytes // item + QUANT_PARAMS_BYTES
+
+
+def encoded_precision(precision: Precision, mode: LinkMode) -> str:
+    """The precision a tensor crosses at: a quantized producer's int8, else the link's."""
+    return "int8" if precision == "int8" else mode.precision
+
+
+def _encoded_bytes(tensor: Tensor, encoded: str) -> int:
+    """Bytes of ``tensor`` at ``encoded`` precision, before any codec."""
+    item = _FLOAT_ITEM_BYTES.get(tensor.dtype)
+    if item is None or encoded == "fp32":
+        return tensor.bytes
+    if encoded == "fp16":
+        return tensor.bytes // item * 2
+    return wire_bytes(tensor, "int8")
+
+
+def sent_bytes(
+    problem: PlanningProblem, tensor: Tensor, precision: Precision, mode: LinkMode = FP32_LINK
+) -> float:
+    """Bytes on each hop of a transfer of ``tensor`` from a producer at ``precision``."""
+    size = _encoded_bytes(tensor, encoded_precision(precision, mode))
+    if mode.codec == "none":
+        return size
+    ratio = _ratio(problem, tensor, encoded_precision(precision, mode), mode.codec)
+    return size * ratio
+
+
+def encode_s(
+    problem: PlanningProblem, tensor: Tensor, precision: Precision, mode: LinkMode, node: str
+) -> float:
+    """Time ``node`` spends turning ``tensor`` into what it sends (0 for :data:`FP32_LINK`)."""
+    if mode == FP32_LINK:
+        return 0.0
+    codec = problem.profiles[node].codec
+    assert codec is not None  # PlanningProblem.link_modes offers no mode without its times
+    seconds = 0.0
+    encoded = encoded_precision(precision, mode)
+    if encoded != "fp32" and precision == "fp32":
+        seconds += codec.encode[_OPERATION[encoded]].seconds(tensor.bytes)
+    if mode.codec != "none":
+        seconds += codec.encode[mode.codec].seconds(_encoded_bytes(tensor, encoded))
+    return seconds
+
+
+def decode_s(
+    problem: PlanningProblem, tensor: Tensor, precision: Precision, mode: LinkMode, node: str
+) -> float:
+    """Time ``node`` spends turning what it received back into ``tensor``."""
+    if mode == FP32_LINK:
+        return 0.0
+    codec = problem.profiles[node].codec
+    assert codec is not None
+    seconds = 0.0
+    encoded = encoded_precision(precision, mode)
+    if mode.codec != "none":
+        seconds += codec.decode[mode.codec].seconds(sent_bytes(problem, tensor, precision, mode))
+    if encoded != "fp32" and precision == "fp32":
+        seconds += codec.decode[_OPERATION[encoded]].seconds(_encoded_bytes(tensor, encoded))
+    return seconds
+
+
+_OPERATION = {"fp16": "cast16", "int8": "int8"}
+
+
+def _ratio(problem: PlanningProblem, tensor: Tensor, precision: str, codec: str) -> float:
+    ratio = (
+        None
+        if problem.compression is None
+        else problem.compression.ratio(tensor.name, precision, codec)
+    )
+    if ratio is None:
+        raise AssignmentError(
+            f"no compression ratio for tensor {tensor.name!r} at {precision} with {codec}",
+            field="link_codec",
+            fix="measure the compression table for this model, or send the tensor uncompressed",
+        )
+    return ratio
 
 
 def weight_bytes(block_weight_bytes: int, precision: Precision) -> float:
@@ -80,6 +166,10 @@ class Evaluation:
     transfer_bytes: Mapping[tuple[str, str], float]
     """Per link used: bytes sent."""
     latency_model: LatencyModel
+    links: Mapping[str, LinkMode] = field(default_factory=dict)
+    """The link modes priced, tensor → mode, only those other than :data:`FP32_LINK`."""
+    codec_s: Mapping[str, float] = field(default_factory=dict)
+    """Per node: time spent encoding and decoding link tensors (0 without link modes)."""
 
 
 @dataclass(frozen=True)
@@ -97,17 +187,22 @@ def evaluate(
     assignment: Mapping[str, str],
     quantized: Collection[str] = (),
     latency_model: LatencyModel | None = None,
+    links: Mapping[str, LinkMode] | None = None,
 ) -> Evaluation:
-    """Price ``assignment`` (block → node) with ``quantized`` blocks at int8.
+    """Price ``assignment`` (block → node) with ``quantized`` blocks at int8 and tensors
+    crossing links in ``links`` (tensor → mode; absent ones as computed).
 
     ``latency_model`` defaults to the problem's. Raises :class:`AssignmentError` for unknown or
-    missing blocks or nodes, or a block that cannot be quantized, and :class:`InputError` when a
-    tensor would need a route the infrastructure does not have.
+    missing blocks or nodes, a block that cannot be quantized or a link mode the problem does
+    not offer, and :class:`InputError` when a tensor would need a route the infrastructure does
+    not have.
     """
     graph, infra = problem.graph, problem.infra
+    links = {t: m for t, m in (links or {}).items() if m != FP32_LINK}
     _check(problem, assignment, quantized)
+    _check_links(problem, quantized, links)
     model = latency_model or problem.latency_model
-    tally = _Tally(problem, assignment, quantized)
+    tally = _Tally(problem, assignment, quantized, links)
     for tensor in graph.tensors:
         if tensor.producer is None:
             tally.send(tensor, ready_s=0.0)
@@ -121,24 +216,28 @@ def evaluate(
             tally.send(graph.tensor_by_name[name], ready_s=finish_s[block.name])
 
     compute, transfer_s = tally.compute_s, tally.transfer_s
+    busy = {k: compute[k] + tally.codec_s[k] for k in compute}
     if model == "sum":
-        latency_s = sum(compute.values()) + sum(transfer_s.values())
+        latency_s = sum(busy.values()) + sum(transfer_s.values())
     else:
         returned = [
             tally.arrival_s[(t.name, infra.device)] for t in graph.tensors if t.is_model_output
         ]
-        latency_s = max([*finish_s.values(), *returned, *compute.values(), 0.0])
-    energy = energy_per_node(infra, compute, transfer_s)
+        latency_s = max([*finish_s.values(), *returned, *busy.values(), 0.0])
+    energy = energy_per_node(infra, busy, transfer_s)
+    lossy = [link_variable(t, m.precision) for t, m in links.items() if m.precision != "fp32"]
     return Evaluation(
         latency_s=latency_s,
         energy_j=sum(energy.values()),
         device_energy_j=energy[infra.device],
-        noise=problem.noise.predict(quantized) if problem.noise is not None else 0.0,
+        noise=problem.noise.predict([*quantized, *lossy]) if problem.noise is not None else 0.0,
         memory_bytes=tally.memory_bytes,
         compute_s=compute,
         transfer_s=transfer_s,
         transfer_bytes=tally.transfer_bytes,
         latency_model=model,
+        links=links,
+        codec_s=tally.codec_s,
     )
 
 
@@ -180,13 +279,19 @@ class _Tally:
     """Accumulates compute, transfers, memory and arrival times while walking the graph."""
 
     def __init__(
-        self, problem: PlanningProblem, assignment: Mapping[str, str], quantized: Collection[str]
+        self,
+        problem: PlanningProblem,
+        assignment: Mapping[str, str],
+        quantized: Collection[str],
+        links: Mapping[str, LinkMode],
     ) -> None:
         self._problem = problem
         self._assignment = assignment
         self._precision = {b: _precision(b, quantized) for b in problem.graph.block_names}
+        self._links = links
         nodes = problem.infra.node_names
         self.compute_s = dict.fromkeys(nodes, 0.0)
+        self.codec_s = dict.fromkeys(nodes, 0.0)
         self.memory_bytes = dict.fromkeys(nodes, 0.0)
         self.transfer_s: dict[tuple[str, str], float] = {}
         self.transfer_bytes: dict[tuple[str, str], float] = {}
@@ -212,9 +317,15 @@ class _Tally:
             targets.add(infra.device)
         self.arrival_s[(tensor.name, source)] = ready_s
         self.memory_bytes[source] += tensor.bytes
-        size = wire_bytes(tensor, self._precision[producer] if producer else "fp32")
+        precision = self._precision[producer] if producer else "fp32"
+        mode = self._links.get(tensor.name, FP32_LINK)
+        size = sent_bytes(self._problem, tensor, precision, mode)
         for target in sorted(targets - {source}):
-            arrival_s = ready_s
+            encoding = encode_s(self._problem, tensor, precision, mode, source)
+            decoding = decode_s(self._problem, tensor, precision, mode, target)
+            self.codec_s[source] += encoding
+            self.codec_s[target] += decoding
+            arrival_s = ready_s + encoding + decoding
             for link, seconds in infra.route(source, target).hop_s(size):
                 key = (link.source, link.target)
                 self.transfer_s[key] = self.transfer_s.get(key, 0.0) + seconds
@@ -271,4 +382,25 @@ def _check(
             f"{len(wrong)} block(s) cannot be quantized, first {wrong[0]!r}",
             field="quantized",
             fix="quantize only blocks in the noise model's set with int8 timings on every node",
+        )
+
+
+def _check_links(
+    problem: PlanningProblem, quantized: Collection[str], links: Mapping[str, LinkMode]
+) -> None:
+    graph = problem.graph
+    wrong = [t for t, m in links.items() if m not in problem.link_modes(t)]
+    lossy_after_int8 = [
+        t
+        for t, m in links.items()
+        if m.precision != "fp32" and graph.tensor_by_name[t].producer in set(quantized)
+    ]
+    if wrong or lossy_after_int8:
+        first = (wrong or lossy_after_int8)[0]
+        raise AssignmentError(
+            f"{len(wrong)} link mode(s) the problem does not offer and {len(lossy_after_int8)} "
+            f"lossy link(s) after a quantized block, first on tensor {first!r}",
+            field="link_precision",
+            fix="choose modes from PlanningProblem.link_modes(tensor), and no link precision "
+            "for a quantized block's output (it already crosses as int8)",
         )

@@ -71,7 +71,7 @@ def explain_infeasible(
 def _active_limits(problem: PlanningProblem) -> dict[str, float]:
     bounds = problem.bounds
     limits: dict[str, float] = {}
-    if bounds.noise_max is not None and problem.quantizable:
+    if bounds.noise_max is not None and problem.noise_variables:
         limits["noise"] = bounds.noise_max
     if bounds.device_energy_budget_j is not None:
         limits["device-energy"] = bounds.device_energy_budget_j

@@ -4,8 +4,8 @@ The planner's formulation has a nearly integral LP relaxation, and its solves di
 objective and a few right-hand sides. So each solve first re-optimises the relaxation from the
 previous basis (a few hundred simplex iterations instead of HiGHS's MIP presolve, symmetry
 detection and root LP from scratch, which took most of each solve). The relaxation's optimum
-``L`` is a lower bound on the MILP's; the candidates are its solution when ``x`` and ``z`` come
-out integral, and the previous solution when it meets the current rows. A candidate within the
+``L`` is a lower bound on the MILP's; the candidates are its solution when the binaries come out
+integral, and the previous solution when it meets the current rows. A candidate within the
 relative gap of ``L`` is optimal, exactly as HiGHS's own gap test would declare it. When no
 candidate is near ``L`` and the relaxation has few fractional integer columns, the MILP restricted
 to those columns (the others held at their LP values) supplies one more candidate.
@@ -184,7 +184,8 @@ class Matrix:
     def zero_one(self) -> np.ndarray:
         """Columns that are 0 or 1 in every solution worth finding: binaries, and continuous
         columns bounded to [0, 1], which the formulation guarantees to be exact products of
-        binaries in the least-cost completion of any ``x``, ``z`` (see :mod:`qsplit.plan._milp`).
+        binaries in the least-cost completion of any ``x``, ``z``, ``u`` (see
+        :mod:`qsplit.plan._milp`).
         """
         return self.integral | ((self.col_lower == 0) & (self.col_upper == 1))
 

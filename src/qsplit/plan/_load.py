@@ -8,8 +8,8 @@ from pathlib import Path
 from qsplit.errors import InputError
 from qsplit.infra import Infra, Link, load_infra
 from qsplit.model import LayerGraph
-from qsplit.plan._problem import Bounds, LatencyModel, PlanningProblem
-from qsplit.profile import ComputeProfile, LinkProfile, load_compute_profiles
+from qsplit.plan._problem import LINK_OPTIONS, Bounds, LatencyModel, PlanningProblem
+from qsplit.profile import CompressionTable, ComputeProfile, LinkProfile, load_compute_profiles
 from qsplit.quant import NoisePolynomial
 
 
@@ -24,13 +24,17 @@ def load_problem(
     w_latency: float = 0.5,
     w_energy: float = 0.5,
     latency_model: LatencyModel = "sum",
+    compression: CompressionTable | str | Path | None = None,
+    link_precisions: frozenset[str] = LINK_OPTIONS,
 ) -> PlanningProblem:
     """Read the graph, infrastructure, compute profiles and noise model, and check them together.
 
     ``profiles`` are profile files or directories (every compute profile in a directory is read);
     each profile names its node. ``links``, measured link latencies and bandwidths, replace the
-    infrastructure file's numbers for the links they cover. Raises :class:`InputError` naming
-    the file and field of any mismatch.
+    infrastructure file's numbers for the links they cover. ``compression`` (a compression
+    table) and ``link_precisions`` open link precision and compression to the planner
+    (:meth:`PlanningProblem.link_modes`). Raises :class:`InputError` naming the file and field
+    of any mismatch.
     """
     sources: dict[str, str] = {}
     if not isinstance(graph, LayerGraph):
@@ -56,6 +60,10 @@ def load_problem(
         sources["noise"] = str(noise)
         noise = NoisePolynomial.load(noise)
 
+    if compression is not None and not isinstance(compression, CompressionTable):
+        sources["compression"] = str(compression)
+        compression = CompressionTable.load(compression)
+
     by_node: dict[str, ComputeProfile] = {}
     for node, (path, profile) in load_compute_profiles(profiles).items():
         sources[f"profile:{node}"] = str(path)
@@ -69,5 +77,7 @@ def load_problem(
         w_latency=w_latency,
         w_energy=w_energy,
         latency_model=latency_model,
+        compression=compression,
+        link_precisions=link_precisions,
         sources=sources,
     )

@@ -1,8 +1,9 @@
-"""The MILP: placement and precision of every block, in the edge-assignment formulation.
+"""The MILP: placement and precision of every block and link mode of every crossing tensor, in
+the edge-assignment formulation.
 
-Only placement ``x[i,k]`` and precision ``z[i,l]`` are binary. Everything that couples them is a
-continuous variable constrained by *marginals*, so that its value is forced to the exact product
-once ``x`` and ``z`` are integral, and the LP relaxation stays nearly integral:
+Only placement ``x[i,k]``, precision ``z[i,l]`` and link mode ``u[t,m]`` are binary. Everything
+that couples them is a continuous variable constrained by *marginals*, so that its value is
+forced to the exact product once they are integral, and the LP relaxation stays nearly integral:
 
 * ``xz[i,k,l] ≥ 0`` with ``Σ_l xz = x[i,k]`` and ``Σ_k xz = z[i,l]`` (``i`` on ``k`` at ``l``);
 * for each tensor → destination edge, ``e[k,h] ≥ 0`` with ``Σ_h e = x[src,k]`` and
@@ -13,15 +14,23 @@ once ``x`` and ``z`` are integral, and the LP relaxation stays nearly integral:
   A pair without a direct link is a *virtual link*: the same variables, with the route's
   coefficients (each hop's time charged to that hop's link and sender, :meth:`Infra.route`), so
   the formulation keeps its size whatever the topology;
-* the carried (and, for the critical path, the per-edge) amounts are split by the producer's
-  precision, ``Σ_l c_l = c`` and ``c_l ≤ z[src,l]``, to price quantized transfers;
-* noise: one AND variable per monomial, and an OR variable for the intercept (``η(∅) = 0``).
+* a tensor with several link modes (:meth:`PlanningProblem.link_modes`) has binary
+  ``u[t,m]``, ``Σ_m u = 1``; a lossy link precision needs an fp32 producer
+  (``u[t,m] ≤ z[src,fp32]``) and a crossing edge (``1 − u[t,fp32] ≤ Σ`` crossing ``e``), so
+  plans carry no link choice that does nothing;
+* the carried (and, for the critical path, the per-edge) amounts are split by *form*: the
+  producer's precision and the link mode, ``Σ_f c_f = c`` with ``c_f ≤ z[src,l]`` and
+  ``c_f ≤ u[t,m]``, to price quantized, lower-precision and compressed transfers (bytes on
+  each hop, encode time on the sender, decode time on the receiver);
+* noise: one AND variable per monomial, and an OR variable for the intercept (``η(∅) = 0``); a
+  link variable ``link:t:p`` is ``Σ_codec u[t,(p, codec)]``.
 
 Contract used by the HiGHS session's reduced-cost fixing (:mod:`qsplit.plan._highs`): every
 continuous variable bounded to [0, 1] is 0 or 1 in the least-cost completion of integral ``x``,
-``z`` — the marginals, splits, AND and OR variables are forced to exact products, and ``y`` only
-appears with non-negative coefficients in every bound and objective, so its least value
-``max e`` is as good as any. Variables that are not 0/1 (finish times, ``T``) have no upper bound.
+``z``, ``u`` — the marginals, splits by form, AND and OR variables are forced to exact products,
+and ``y`` only appears with non-negative coefficients in every bound and objective (its form
+parts carry hop, encode and decode times, all ≥ 0), so its least value ``max e`` is as good as
+any. Variables that are not 0/1 (finish times, ``T``) have no upper bound.
 
 docs/planner.md derives each piece; :mod:`qsplit.plan._cost` defines the same quantities for a
 fixed plan, and the tests check the two against each other by brute force.
@@ -36,16 +45,20 @@ from itertools import count
 import pulp
 
 from qsplit.model import Tensor
-from qsplit.plan._cost import weight_bytes, wire_bytes
-from qsplit.plan._problem import PlanningProblem, Precision
+from qsplit.plan._cost import decode_s, encode_s, sent_bytes, weight_bytes
+from qsplit.plan._problem import FP32_LINK, LinkMode, PlanningProblem, Precision
 from qsplit.plan._solver import DISABLED
-from qsplit.quant import NoisePolynomial
+from qsplit.quant import NoisePolynomial, link_variable
 
 Expr = pulp.LpAffineExpression
 XVars = dict[tuple[str, str], pulp.LpVariable]
 """(block, node) → placement bit."""
 ZVars = dict[tuple[str, Precision], pulp.LpVariable]
 """(block, precision) → precision bit, quantizable blocks only."""
+UVars = dict[tuple[str, LinkMode], pulp.LpVariable]
+"""(tensor, link mode) → link mode bit, tensors with several modes only."""
+Form = tuple[Precision, LinkMode]
+"""How a tensor travels: its producer's precision and its link mode."""
 _SOURCE = "<source>"
 _SINK = "<sink>"
 
@@ -66,6 +79,7 @@ class Formulation:
     """``latency``, ``energy`` → a row used to keep one objective at its optimum."""
     x: XVars
     z: ZVars
+    u: UVars
     noise_model: NoisePolynomial | None
 
     def row_upper(self, name: str, limit: float | None) -> float | None:
@@ -83,8 +97,9 @@ class Formulation:
             return self.device_energy
         return self.memory[name.removeprefix("memory:")]
 
-    def read_assignment(self) -> tuple[dict[str, str], tuple[str, ...]]:
-        """Block → node and the quantized blocks of the solution on the variables."""
+    def read_assignment(self) -> tuple[dict[str, str], tuple[str, ...], dict[str, LinkMode]]:
+        """Block → node, the quantized blocks and the link modes other than fp32 of the
+        solution on the variables."""
         assignment: dict[str, str] = {}
         for (block, node), var in self.x.items():
             if (var.value() or 0.0) > 0.5:
@@ -92,7 +107,12 @@ class Formulation:
         quantized = tuple(
             b for (b, level), v in self.z.items() if level == "int8" and (v.value() or 0.0) > 0.5
         )
-        return assignment, quantized
+        links = {
+            t: mode
+            for (t, mode), v in self.u.items()
+            if mode != FP32_LINK and (v.value() or 0.0) > 0.5
+        }
+        return assignment, quantized, links
 
 
 @dataclass
@@ -121,6 +141,7 @@ def build(problem: PlanningProblem) -> Formulation:
     graph, infra = problem.graph, problem.infra
     nodes, device = infra.node_names, infra.device
     x, z, xz = _placement(b)
+    u = _link_modes(b, z)
     compute_s = {
         (blk.name, k): pulp.lpSum(
             problem.compute_s(blk.name, k, lv) * xz[blk.name, k, lv]
@@ -129,9 +150,12 @@ def build(problem: PlanningProblem) -> Formulation:
         for blk in graph.blocks
         for k in nodes
     }
-    flows = _tensor_flows(b, x, z)
+    flows = _tensor_flows(b, x, z, u)
 
-    node_compute = {k: pulp.lpSum(compute_s[blk.name, k] for blk in graph.blocks) for k in nodes}
+    node_compute = {
+        k: pulp.lpSum(compute_s[blk.name, k] for blk in graph.blocks) + pulp.lpSum(flows.codec_s[k])
+        for k in nodes
+    }
     node_send = {
         k: pulp.lpSum(t for (src, _), ts in flows.transfer_s.items() if src == k for t in ts)
         for k in nodes
@@ -155,7 +179,7 @@ def build(problem: PlanningProblem) -> Formulation:
         + pulp.lpSum(flows.present[k])
         for k in nodes
     }
-    noise = _noise(b, z)
+    noise = _noise(b, z, u)
 
     bounds = problem.bounds
     limits = {
@@ -166,7 +190,7 @@ def build(problem: PlanningProblem) -> Formulation:
     expressions = {"noise": noise, "device-energy": energy_of[device]} | {
         f"memory:{k}": memory[k] for k in nodes
     }
-    noise_model = problem.noise if problem.quantizable else None
+    noise_model = problem.noise if problem.noise_variables else None
     bound_rows = {}
     for name, limit in limits.items():
         rhs = _row_upper(noise_model, name, limit)
@@ -183,6 +207,7 @@ def build(problem: PlanningProblem) -> Formulation:
         lex_rows=lex_rows,
         x=x,
         z=z,
+        u=u,
         noise_model=noise_model,
     )
 
@@ -212,38 +237,67 @@ def _placement(b: _Builder) -> tuple[XVars, ZVars, dict[tuple[str, str, Precisio
     return x, z, xz
 
 
+def _link_modes(b: _Builder, z: ZVars) -> UVars:
+    """``u[t,m]`` for tensors with a choice of link mode; lossy ones only after fp32."""
+    problem = b.problem
+    u: UVars = {}
+    for tensor in problem.graph.tensors:
+        modes = problem.link_modes(tensor.name)
+        if len(modes) == 1:
+            continue
+        u.update({(tensor.name, m): b.var("u", binary=True) for m in modes})
+        b.add(pulp.lpSum(u[tensor.name, m] for m in modes) == 1)
+        producer = tensor.producer
+        if producer is not None and (producer, "fp32") in z:
+            for m in modes:
+                if m.precision != "fp32":
+                    b.add(u[tensor.name, m] <= z[producer, "fp32"])
+    return u
+
+
 @dataclass
 class _Flows:
     transfer_s: dict[tuple[str, str], list[Expr]]
     """Physical link → time of each tensor hop it carries (relayed hops on their own links)."""
     present: dict[str, list[Expr]]
     """Node → bytes of each tensor present on it."""
+    codec_s: dict[str, list[Expr]]
+    """Node → time of each link encode and decode it runs."""
     edge_time: dict[tuple[str, str], Expr]
     """(tensor, destination) → transfer time on that edge (critical-path model only)."""
 
 
-def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
-    """Edges, carried tensors and their precision split, for every tensor of the graph."""
+def _tensor_flows(b: _Builder, x: XVars, z: ZVars, u: UVars) -> _Flows:
+    """Edges, carried tensors and their split by form, for every tensor of the graph."""
     problem = b.problem
     infra = problem.infra
     nodes = infra.node_names
     crossing = [(k, h) for k in nodes for h in nodes if k != h and infra.has_route(k, h)]
     links = {(lk.source, lk.target): [] for lk in infra.links}
-    flows = _Flows(links, {k: [] for k in nodes}, {})
+    flows = _Flows(links, {k: [] for k in nodes}, {k: [] for k in nodes}, {})
 
-    def timed(tensor: Tensor, split: dict[tuple[str, str], dict[Precision, Expr]]) -> Expr:
-        """Arrival delay: the whole route's time (store-and-forward)."""
+    def timed(tensor: Tensor, split: dict[tuple[str, str], dict[Form, Expr]]) -> Expr:
+        """Arrival delay: encode, the whole route's time (store-and-forward), decode."""
         return pulp.lpSum(
-            infra.route(k, h).transfer_s(wire_bytes(tensor, lv)) * amount
+            (
+                encode_s(problem, tensor, lv, m, k)
+                + infra.route(k, h).transfer_s(sent_bytes(problem, tensor, lv, m))
+                + decode_s(problem, tensor, lv, m, h)
+            )
+            * amount
             for (k, h), amounts in split.items()
-            for lv, amount in amounts.items()
+            for (lv, m), amount in amounts.items()
         )
 
-    def hops(tensor: Tensor, pair: tuple[str, str], amounts: dict[Precision, Expr]) -> None:
-        """Charge each hop of the route ``pair`` to its own link."""
-        for lv, amount in amounts.items():
-            for link, seconds in infra.route(*pair).hop_s(wire_bytes(tensor, lv)):
+    def hops(tensor: Tensor, pair: tuple[str, str], amounts: dict[Form, Expr]) -> None:
+        """Charge each hop of the route ``pair`` to its own link, the codecs to its ends."""
+        k, h = pair
+        for (lv, m), amount in amounts.items():
+            for link, seconds in infra.route(k, h).hop_s(sent_bytes(problem, tensor, lv, m)):
                 flows.transfer_s[link.source, link.target].append(seconds * amount)
+            if m != FP32_LINK:
+                flows.codec_s[k].append(encode_s(problem, tensor, lv, m, k) * amount)
+                flows.codec_s[h].append(decode_s(problem, tensor, lv, m, h) * amount)
 
     for tensor in problem.graph.tensors:
         destinations = list(dict.fromkeys(tensor.consumers))
@@ -255,6 +309,12 @@ def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
             for k in nodes:
                 flows.present[k].append(tensor.bytes * x[tensor.producer, k])
         edges = {d: _edge(b, x, tensor.producer or _SOURCE, d) for d in destinations}
+        modes = problem.link_modes(tensor.name)
+        if len(modes) > 1:  # a link mode other than fp32 only where the tensor crosses
+            b.add(
+                pulp.lpSum(u[tensor.name, m] for m in modes if m != FP32_LINK)
+                <= pulp.lpSum(cell for e in edges.values() for cell in e.values())
+            )
         if len(destinations) == 1:
             carry = edges[destinations[0]]
         else:  # charged once per node pair: y ≥ each destination's edge on that pair
@@ -266,13 +326,13 @@ def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
                     for term in terms:
                         b.add(y >= term)
                     carry[pair] = y + 0
-        carried = _by_precision(b, z, tensor, carry)
+        carried = _by_form(b, z, u, tensor, carry)
         for (k, h), amounts in carried.items():
             hops(tensor, (k, h), amounts)
             flows.present[h].append(tensor.bytes * carry[k, h])
         if problem.latency_model == "critical-path":
             for d, edge in edges.items():
-                split = carried if len(destinations) == 1 else _by_precision(b, z, tensor, edge)
+                split = carried if len(destinations) == 1 else _by_form(b, z, u, tensor, edge)
                 flows.edge_time[tensor.name, d] = timed(tensor, split)
     return flows
 
@@ -333,21 +393,26 @@ def _edge(b: _Builder, x: XVars, source: str, destination: str) -> dict[tuple[st
     return {pair: v for pair, v in cells.items() if pair[0] != pair[1]}
 
 
-def _by_precision(
-    b: _Builder, z: ZVars, tensor: Tensor, amounts: dict[tuple[str, str], Expr]
-) -> dict[tuple[str, str], dict[Precision, Expr]]:
-    """Split each carried amount by the producer's precision (transfers are sent at it)."""
+def _by_form(
+    b: _Builder, z: ZVars, u: UVars, tensor: Tensor, amounts: dict[tuple[str, str], Expr]
+) -> dict[tuple[str, str], dict[Form, Expr]]:
+    """Split each carried amount by form (producer's precision, link mode), as it is sent."""
     producer = tensor.producer
     levels = b.problem.precisions(producer) if producer else ("fp32",)
-    if len(levels) == 1:
-        return {pair: {levels[0]: amount} for pair, amount in amounts.items()}
+    modes = b.problem.link_modes(tensor.name)
+    forms = [(lv, m) for lv in levels for m in modes if lv == "fp32" or m.precision == "fp32"]
+    if len(forms) == 1:
+        return {pair: {forms[0]: amount} for pair, amount in amounts.items()}
     result = {}
     for pair, amount in amounts.items():
-        parts = {lv: b.var("w") for lv in levels}
+        parts = {form: b.var("w") for form in forms}
         b.add(pulp.lpSum(parts.values()) == amount)
-        for lv, part in parts.items():
-            b.add(part <= z[producer, lv])
-        result[pair] = {lv: part + 0 for lv, part in parts.items()}
+        for (lv, m), part in parts.items():
+            if len(levels) > 1 and producer is not None:
+                b.add(part <= z[producer, lv])
+            if len(modes) > 1:
+                b.add(part <= u[tensor.name, m])
+        result[pair] = {form: part + 0 for form, part in parts.items()}
     return result
 
 
@@ -382,27 +447,31 @@ def _row_upper(noise_model: NoisePolynomial | None, name: str, limit: float | No
     return noise_model.polynomial_bound(limit)
 
 
-def _noise(b: _Builder, z: ZVars) -> Expr:
+def _noise(b: _Builder, z: ZVars, u: UVars) -> Expr:
     """``intercept·OR(q) + Σ coefficient·AND(q_S)``, exact for binary ``q``."""
-    poly = b.problem.noise
-    quantizable = b.problem.quantizable
-    if poly is None or not quantizable:
+    problem = b.problem
+    poly = problem.noise
+    if poly is None or not problem.noise_variables:
         return pulp.LpAffineExpression()
-    q = {blk: z[blk, "int8"] for blk in quantizable}
+    q: dict[str, Expr] = {blk: z[blk, "int8"] + 0 for blk in problem.quantizable}
+    for (tensor, mode), var in u.items():
+        if mode.precision != "fp32":
+            name = link_variable(tensor, mode.precision)
+            q[name] = q.get(name, pulp.LpAffineExpression()) + var
     any_q = b.var("any")
     for v in q.values():
         b.add(any_q >= v)
     b.add(any_q <= pulp.lpSum(q.values()))
     terms = [poly.intercept * any_q]
     for term in poly.terms:
-        if not all(blk in q for blk in term.blocks):
-            continue  # a block that is never quantized keeps the monomial at 0
+        if not all(name in q for name in term.blocks):
+            continue  # a variable that is never 1 keeps the monomial at 0
         if len(term.blocks) == 1:
             terms.append(term.coefficient * q[term.blocks[0]])
             continue
         both = b.var("and")
-        for blk in term.blocks:
-            b.add(both <= q[blk])
-        b.add(both >= pulp.lpSum(q[blk] for blk in term.blocks) - (len(term.blocks) - 1))
+        for name in term.blocks:
+            b.add(both <= q[name])
+        b.add(both >= pulp.lpSum(q[name] for name in term.blocks) - (len(term.blocks) - 1))
         terms.append(term.coefficient * both)
     return pulp.lpSum(terms)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from qsplit._jsonio import read_json, write_json
 from qsplit.plan._cost import Evaluation
 from qsplit.plan._explain import explain_infeasible
 from qsplit.plan._milp import Expr, build
-from qsplit.plan._planfile import Payoff
+from qsplit.plan._planfile import Payoff, Plan
 from qsplit.plan._planner import Solves
 from qsplit.plan._problem import PlanningProblem
 from qsplit.plan._solver import TIME_LIMIT_S, open_session, run_status
@@ -66,6 +66,10 @@ class ParetoPoint:
     """Device-energy budget in force when it was found."""
     assignment: Mapping[str, str]
     quantized: tuple[str, ...]
+    link_precision: Mapping[str, str] = field(default_factory=dict)
+    """As :attr:`Plan.link_precision`: tensors sent at fp16/int8."""
+    link_codec: Mapping[str, str] = field(default_factory=dict)
+    """As :attr:`Plan.link_codec`: tensors compressed on their links."""
 
     def blocks_per_node(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -87,6 +91,8 @@ class ParetoPoint:
             "blocks_per_node": self.blocks_per_node(),
             "quantized": list(self.quantized),
             "assignment": dict(self.assignment),
+            "link_precision": dict(self.link_precision),
+            "link_codec": dict(self.link_codec),
         }
 
     @classmethod
@@ -102,6 +108,8 @@ class ParetoPoint:
             device_energy_budget_j=data.get("device_energy_budget_j"),
             assignment=dict(data["assignment"]),
             quantized=tuple(data["quantized"]),
+            link_precision=dict(data.get("link_precision") or {}),
+            link_codec=dict(data.get("link_codec") or {}),
         )
 
 
@@ -352,6 +360,7 @@ def _point(
     assignment: dict[str, str],
     quantized: tuple[str, ...],
 ) -> ParetoPoint:
+    link_precision, link_codec = Plan.split_links(evaluation.links)
     return ParetoPoint(
         latency_s=evaluation.latency_s,
         energy_j=evaluation.energy_j,
@@ -363,6 +372,8 @@ def _point(
         device_energy_budget_j=budget_j,
         assignment=assignment,
         quantized=quantized,
+        link_precision=link_precision,
+        link_codec=link_codec,
     )
 
 

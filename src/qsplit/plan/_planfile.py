@@ -15,7 +15,7 @@ from typing import Any
 from qsplit._jsonio import read_json, write_json
 from qsplit.partition import Component
 from qsplit.plan._cost import Evaluation
-from qsplit.plan._problem import Bounds, LatencyModel
+from qsplit.plan._problem import FP32_LINK, Bounds, LatencyModel, LinkMode
 
 PLAN_KIND = "plan"
 PLAN_SCHEMA_VERSION = 1
@@ -131,6 +131,28 @@ class Plan:
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     """The ``--input-shape`` overrides the model was analysed with: a model with dynamic input
     dimensions is deployed and run at exactly these shapes (empty: the model's own)."""
+    link_precision: Mapping[str, str] = field(default_factory=dict)
+    """Tensor → ``fp16`` or ``int8``: crosses every link at that precision
+    (:func:`qsplit.quant.link_quantized_model`); absent tensors cross as computed."""
+    link_codec: Mapping[str, str] = field(default_factory=dict)
+    """Tensor → ``lz4`` or ``zstd``: compressed on every link it crosses, after its precision."""
+
+    @property
+    def link_modes(self) -> dict[str, LinkMode]:
+        """Tensor → link mode, for :func:`qsplit.plan.evaluate` (fp32 ones left out)."""
+        tensors = dict.fromkeys([*self.link_precision, *self.link_codec])
+        return {
+            t: LinkMode(self.link_precision.get(t, "fp32"), self.link_codec.get(t, "none"))
+            for t in tensors
+        }
+
+    @staticmethod
+    def split_links(links: Mapping[str, LinkMode]) -> tuple[dict[str, str], dict[str, str]]:
+        """``link_precision`` and ``link_codec`` of these link modes."""
+        return (
+            {t: m.precision for t, m in links.items() if m.precision != FP32_LINK.precision},
+            {t: m.codec for t, m in links.items() if m.codec != FP32_LINK.codec},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         payoff = self.payoff
@@ -141,6 +163,8 @@ class Plan:
             },
             "assignment": dict(self.assignment),
             "quantized": list(self.quantized),
+            "link_precision": dict(self.link_precision),
+            "link_codec": dict(self.link_codec),
             "components": [
                 {
                     "index": c.index,
@@ -175,6 +199,8 @@ class Plan:
             model_sha256=data["model"]["sha256"],
             assignment=dict(data["assignment"]),
             quantized=tuple(data["quantized"]),
+            link_precision=dict(data.get("link_precision") or {}),
+            link_codec=dict(data.get("link_codec") or {}),
             components=tuple(
                 Component(
                     index=int(c["index"]),

@@ -23,7 +23,7 @@ from qsplit.plan._explain import explain_infeasible
 from qsplit.plan._guard import Claim, refutation, within_feasibility
 from qsplit.plan._milp import Expr, Formulation, build
 from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
-from qsplit.plan._problem import PlanningProblem
+from qsplit.plan._problem import FP32_LINK, PlanningProblem
 from qsplit.plan._solver import (
     TIME_LIMIT_S,
     SolveResult,
@@ -104,8 +104,8 @@ class Solves:
     def _read(self) -> tuple[dict[str, str], tuple[str, ...], Evaluation]:
         """The solution on the variables, priced once per solve (the guard and the caller)."""
         if self._priced is None or self._priced[0] is not self.results[-1]:
-            assignment, quantized = self.form.read_assignment()
-            evaluation = evaluate(self.problem, assignment, quantized)
+            assignment, quantized, links = self.form.read_assignment()
+            evaluation = evaluate(self.problem, assignment, quantized, links=links)
             self._priced = (self.results[-1], (assignment, quantized, evaluation))
         return self._priced[1]
 
@@ -197,6 +197,7 @@ def plan(
             evaluation.latency_s, evaluation.energy_j, problem.w_latency, problem.w_energy
         )
     )
+    link_precision, link_codec = Plan.split_links(evaluation.links)
     return Plan(
         model_sha256=problem.graph.model.sha256,
         assignment=assignment,
@@ -213,6 +214,8 @@ def plan(
         objective=objective,
         baselines={name: Predicted.of(ev) for name, ev in baselines.items()},
         input_shapes=dict(problem.graph.model.input_shapes),
+        link_precision=link_precision,
+        link_codec=link_codec,
     )
 
 
@@ -369,6 +372,7 @@ def _suggest_single_node(solves: Solves, objective: str) -> None:
         return
     start = {var: float(node == best[1]) for (_, node), var in form.x.items()}
     start.update({var: float(level == "fp32") for (_, level), var in form.z.items()})
+    start.update({var: float(mode == FP32_LINK) for (_, mode), var in form.u.items()})
     solves.session.suggest(start)
 
 

@@ -17,8 +17,8 @@ from typing import Literal, get_args
 from qsplit.errors import InputError
 from qsplit.infra import Infra
 from qsplit.model import LayerGraph
-from qsplit.profile import ComputeProfile
-from qsplit.quant import DEGENERATE_FIX, NoisePolynomial
+from qsplit.profile import CODECS, CompressionTable, ComputeProfile
+from qsplit.quant import DEGENERATE_FIX, NoisePolynomial, link_candidates, link_variable
 
 LatencyModel = Literal["sum", "critical-path"]
 LATENCY_MODELS: tuple[str, ...] = get_args(LatencyModel)
@@ -26,6 +26,30 @@ LATENCY_MODELS: tuple[str, ...] = get_args(LatencyModel)
 Precision = Literal["fp32", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
 """Precision levels a block can run at; the planner chooses one per block."""
+
+
+LINK_OPTIONS: frozenset[str] = frozenset({"fp16", "int8", "lz4", "zstd"})
+"""What the planner may do to a crossing tensor: lower its precision, compress it."""
+
+
+@dataclass(frozen=True)
+class LinkMode:
+    """How a tensor crosses links: its link precision, then a lossless codec.
+
+    The precision applies to tensors whose producer runs fp32; a quantized producer's output
+    crosses as int8 whatever it says (the planner keeps it ``fp32`` there).
+    """
+
+    precision: str = "fp32"
+    """``fp32``, ``fp16`` or ``int8`` (per-tensor affine, calibration range)."""
+    codec: str = "none"
+    """``none``, ``lz4`` or ``zstd``."""
+
+
+FP32_LINK = LinkMode()
+"""Sent as computed: what every baseline and a plan without link precision use."""
+
+_CODEC_OPERATION = {"fp16": "cast16", "int8": "int8"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,11 @@ class PlanningProblem:
     """Weight of normalised energy in the objective."""
     latency_model: LatencyModel = "sum"
     """``sum`` of all compute and transfer times, or the ``critical-path`` (docs/planner.md)."""
+    compression: CompressionTable | None = None
+    """Lossless codecs' ratios per crossing tensor; without it no link is compressed."""
+    link_precisions: frozenset[str] = LINK_OPTIONS
+    """Which of :data:`LINK_OPTIONS` the planner may use (empty: every link fp32, as computed);
+    each also needs its inputs (:meth:`link_modes`)."""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     """Files the inputs came from (keys ``graph``, ``infra``, ``noise``, ``profile:<node>``)."""
 
@@ -95,6 +124,63 @@ class PlanningProblem:
         if timing.int8_s is None or block not in self._quantizable_set:
             raise InputError(f"block {block!r} cannot be quantized", field="quantized")
         return timing.int8_s
+
+    def link_modes(self, tensor: str) -> tuple[LinkMode, ...]:
+        """How ``tensor`` may cross links, :data:`FP32_LINK` first.
+
+        A lossy precision needs its noise variable in the noise model and its cast/quantize
+        times on every node; a codec needs its times on every node and a measured ratio at that
+        precision (and at int8, when the producer may be quantized).
+        """
+        return self._link_modes.get(tensor, (FP32_LINK,))
+
+    @cached_property
+    def _link_modes(self) -> dict[str, tuple[LinkMode, ...]]:
+        options = self.link_precisions
+        profiles = list(self.profiles.values())
+
+        def everywhere(operation: str) -> bool:
+            return all(p.codec is not None and p.codec.supports(operation) for p in profiles)
+
+        links = set(self.noise.links) if self.noise is not None else set()
+        precisions = ["fp32"] + [
+            p
+            for p in ("fp16", "int8")
+            if p in options and everywhere(_CODEC_OPERATION[p]) and links
+        ]
+        codecs = [c for c in CODECS[1:] if c in options and everywhere(c)]
+        table = self.compression
+        modes: dict[str, tuple[LinkMode, ...]] = {}
+        for tensor in link_candidates(self.graph):
+            producer = self.graph.tensor_by_name[tensor].producer
+            quantizable = producer in self._quantizable_set
+            found = [
+                LinkMode(p, c)
+                for p in precisions
+                if p == "fp32" or link_variable(tensor, p) in links
+                for c in ("none", *codecs)
+                if c == "none"
+                or (
+                    table is not None
+                    and table.ratio(tensor, p, c) is not None
+                    and (not quantizable or table.ratio(tensor, "int8", c) is not None)
+                )
+            ]
+            if len(found) > 1:
+                modes[tensor] = tuple(found)
+        return modes
+
+    @cached_property
+    def noise_variables(self) -> tuple[str, ...]:
+        """Quantizable blocks and the link variables some tensor's modes use: what the noise
+        polynomial is evaluated over."""
+        lossy = {
+            link_variable(t, m.precision)
+            for t, modes in self._link_modes.items()
+            for m in modes
+            if m.precision != "fp32"
+        }
+        return self.quantizable + tuple(sorted(lossy))
 
     @cached_property
     def _quantizable_set(self) -> frozenset[str]:
@@ -150,6 +236,11 @@ class PlanningProblem:
                     f"{where}: blocks.{bad[0]}: timings must be finite and ≥ 0 "
                     f"({len(bad)} block(s) are not). Fix: re-profile"
                 )
+        if self.compression is not None and self.compression.model_sha256 != sha:
+            problems.append(
+                f"{self._where('compression')}: model.sha256: compression table of a different "
+                "model. Fix: measure it on the same ONNX file"
+            )
         problems.extend(self._noise_problems(sha, set(blocks)))
         problems.extend(self._objective_problems())
         return problems
@@ -175,12 +266,21 @@ class PlanningProblem:
                 f"{where}: quantizable: {len(unknown)} unknown block(s), first {unknown[0]!r}. "
                 "Fix: fit the noise model at the graph's granularity"
             )
-        allowed = set(self.noise.quantizable)
+        tensors = set(self.graph.tensor_by_name)
+        strange = [
+            v for v in self.noise.links if v.removeprefix("link:").rpartition(":")[0] not in tensors
+        ]
+        if strange:
+            problems.append(
+                f"{where}: links: {len(strange)} variable(s) of unknown tensors, first "
+                f"{strange[0]!r}. Fix: fit the noise model on the graph's model"
+            )
+        allowed = set(self.noise.quantizable) | set(self.noise.links)
         for i, term in enumerate(self.noise.terms):
             if not set(term.blocks) <= allowed or len(set(term.blocks)) != len(term.blocks):
                 problems.append(
-                    f"{where}: terms[{i}]: a term must name distinct quantizable blocks. "
-                    "Fix: refit the noise model"
+                    f"{where}: terms[{i}]: a term must name distinct quantizable blocks or "
+                    "link variables. Fix: refit the noise model"
                 )
         diagnosis = self.noise.diagnosis
         if diagnosis is not None and diagnosis.degenerate and self._may_quantize():
@@ -193,8 +293,8 @@ class PlanningProblem:
         return problems
 
     def _may_quantize(self) -> bool:
-        """Whether the bounds leave the planner room to quantize some block."""
-        return bool(self.quantizable) and self.bounds.noise_max != 0
+        """Whether the bounds leave the planner room to quantize a block or a link."""
+        return bool(self.noise_variables) and self.bounds.noise_max != 0
 
     def _objective_problems(self) -> list[str]:
         problems = []

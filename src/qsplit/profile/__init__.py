@@ -7,6 +7,7 @@ from qsplit.profile._additivity import (
     measure_additivity,
     random_components,
 )
+from qsplit.profile._codec import compression_table, measure_codec_times, measure_compression
 from qsplit.profile._emulation import (
     FACTOR_TOLERANCE,
     REFERENCE_WORKLOAD,
@@ -42,7 +43,12 @@ from qsplit.profile._timing import (
     time_run,
 )
 from qsplit.profile._types import (
+    CODEC_OPERATIONS,
+    CODECS,
     BlockTiming,
+    CodecCost,
+    CodecTimes,
+    CompressionTable,
     ComputeProfile,
     LinkMeasurement,
     LinkProfile,
@@ -50,6 +56,8 @@ from qsplit.profile._types import (
 )
 
 __all__ = [
+    "CODECS",
+    "CODEC_OPERATIONS",
     "EMULATION_STATISTIC",
     "FACTOR_TOLERANCE",
     "REFERENCE_WORKLOAD",
@@ -58,6 +66,9 @@ __all__ = [
     "AdditivitySample",
     "BlockTiming",
     "CalibrationSource",
+    "CodecCost",
+    "CodecTimes",
+    "CompressionTable",
     "ComputeProfile",
     "HostReference",
     "LinkMeasurement",
@@ -70,11 +81,14 @@ __all__ = [
     "answer_probe",
     "block_component",
     "block_feeds",
+    "compression_table",
     "emulated_duration_s",
     "fit_overhead",
     "load_compute_profiles",
     "make_session",
     "measure_additivity",
+    "measure_codec_times",
+    "measure_compression",
     "measure_host",
     "measure_link",
     "node_factors",

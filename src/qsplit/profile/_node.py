@@ -30,13 +30,15 @@ shares, :func:`qsplit.profile.padding_factor`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from qsplit.assets import bundled_profile_paths
 from qsplit.errors import InputError
 from qsplit.model import LayerGraph, LoadedModel
+from qsplit.profile._codec import measure_codec_times
 from qsplit.profile._profiler import CalibrationSource, ProgressCallback, profile_compute
-from qsplit.profile._timing import Statistic
+from qsplit.profile._timing import SessionSettings, Statistic
 from qsplit.profile._types import BlockTiming, ComputeProfile
 
 EMULATION_STATISTIC: Statistic = "min"
@@ -62,32 +64,43 @@ def profile_node(
     calibration: CalibrationSource = None,
     progress: ProgressCallback | None = None,
     shipped: bool = True,
+    codec: bool = True,
 ) -> ComputeProfile:
     """The compute profile of ``node`` for ``graph``'s model.
 
     An emulated node (``reference_time_s`` given) whose model has a shipped profile gets it,
-    scaled to its reference time, without measuring anything (unless ``shipped`` is off).
+    scaled to its reference time, without measuring its blocks (unless ``shipped`` is off).
     Otherwise every block is timed here (:func:`qsplit.profile.profile_compute`, whose
     arguments the rest are), scaled by ``padding_factor`` and summarised by ``statistic``.
+    With ``codec``, the profile also gets the node's link codec times
+    (:func:`qsplit.profile.measure_codec_times`, × ``padding_factor``) unless the shipped
+    profile has them.
     """
+    profile = None
     if shipped and reference_time_s is not None:
-        scaled = shipped_profile(graph, node, reference_time_s)
-        if scaled is not None:
-            return scaled
-    return profile_compute(
-        model,
-        graph,
-        node=node,
-        padding_factor=padding_factor,
-        statistic=statistic,
-        provider=provider,
-        threads=threads,
-        warmup=warmup,
-        repetitions=repetitions,
-        int8=int8,
-        calibration=calibration,
-        progress=progress,
-    )
+        profile = shipped_profile(graph, node, reference_time_s)
+    if profile is None:
+        profile = profile_compute(
+            model,
+            graph,
+            node=node,
+            padding_factor=padding_factor,
+            statistic=statistic,
+            provider=provider,
+            threads=threads,
+            warmup=warmup,
+            repetitions=repetitions,
+            int8=int8,
+            calibration=calibration,
+            progress=progress,
+        )
+    if codec and profile.codec is None:
+        settings = SessionSettings(provider=provider, threads=threads)
+        times = measure_codec_times(
+            padding_factor=padding_factor, statistic=statistic, settings=settings
+        )
+        profile = dataclasses.replace(profile, codec=times)
+    return profile
 
 
 def shipped_profile(graph: LayerGraph, node: str, reference_time_s: float) -> ComputeProfile | None:
@@ -139,4 +152,5 @@ def scale_profile(
         "reference_time_s": reference_time_s,
         "scale": scale,
     }
-    return ComputeProfile(node, base.model_sha256, base.granularity, blocks, settings)
+    codec = None if base.codec is None else base.codec.scaled(scale)
+    return ComputeProfile(node, base.model_sha256, base.granularity, blocks, settings, codec)

@@ -165,26 +165,31 @@ def _quantizer(
     calibration: CalibrationSource,
     activation_type: ActivationType,
 ) -> tuple[Quantizer, dict[str, str]]:
-    """The Quantizer of ``model`` from ``calibration``, and how it was calibrated.
+    """The Quantizer of ``model`` from ``calibration``, and how it was calibrated."""
+    ranges, source = calibration_ranges(model, values, calibration)
+    quantizer = Quantizer(model, graph, ranges, activation_type=activation_type)
+    return quantizer, {**quantizer.settings, "calibration_inputs": source}
+
+
+def calibration_ranges(
+    model: LoadedModel, values: Mapping[str, np.ndarray], calibration: CalibrationSource
+) -> tuple[Calibration, str]:
+    """The activation ranges profiling uses, and where they came from.
 
     Without calibration inputs an image model uses the bundled sample images; any other model
-    the random input its blocks are timed on, since int8 kernels cost the same whatever the
-    ranges are.
+    its reference input (in ``values``), since int8 kernels cost the same whatever the ranges
+    are (and a compression table then has ranges of a typical input).
     """
     from qsplit.assets import sample_images_dir
 
     if isinstance(calibration, Calibration):
-        ranges, source = calibration, "given ranges"
-    elif calibration is not None:
-        ranges = calibrate(model, image_feeds(model, calibration))
-        source = str(calibration)
-    elif takes_images(model):
-        ranges, source = calibrate(model, image_feeds(model, sample_images_dir())), "bundled images"
-    else:
-        inputs = [{spec.name: values[spec.name] for spec in model.info.inputs}]
-        ranges, source = calibrate(model, inputs), "random input"
-    quantizer = Quantizer(model, graph, ranges, activation_type=activation_type)
-    return quantizer, {**quantizer.settings, "calibration_inputs": source}
+        return calibration, "given ranges"
+    if calibration is not None:
+        return calibrate(model, image_feeds(model, calibration)), str(calibration)
+    if takes_images(model):
+        return calibrate(model, image_feeds(model, sample_images_dir())), "bundled images"
+    inputs = [{spec.name: values[spec.name] for spec in model.info.inputs}]
+    return calibrate(model, inputs), "random input"
 
 
 def _measure(timed: Sequence[Timed], warmup: int, repetitions: int) -> list[Summary]:

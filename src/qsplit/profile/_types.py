@@ -17,7 +17,14 @@ from qsplit.errors import InputError
 
 COMPUTE_PROFILE_KIND = "compute-profile"
 LINK_PROFILE_KIND = "link-profile"
+COMPRESSION_KIND = "compression"
 SCHEMA_VERSION = 1
+
+CODEC_OPERATIONS: tuple[str, ...] = ("cast16", "int8", "lz4", "zstd")
+"""What a node may spend time on to send a tensor cheaper: fp32↔fp16 casts, int8
+quantize/dequantize, and the lossless codecs' compress/decompress."""
+CODECS: tuple[str, ...] = ("none", "lz4", "zstd")
+"""Lossless codecs a link may apply after the link precision (``none``: sent as is)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,78 @@ class BlockTiming:
 
 
 @dataclass(frozen=True)
+class CodecCost:
+    """Time of one codec operation on one node: ``fixed_s + per_byte_s × input bytes``.
+
+    Affine because small tensors are dominated by call overhead and large ones by memory
+    bandwidth; the planner needs both to judge whether compressing a link pays.
+    """
+
+    fixed_s: float
+    per_byte_s: float
+
+    def seconds(self, input_bytes: float) -> float:
+        return self.fixed_s + self.per_byte_s * input_bytes
+
+    def to_dict(self) -> dict[str, float]:
+        return {"fixed_s": self.fixed_s, "per_byte_s": self.per_byte_s}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodecCost:
+        return cls(fixed_s=float(data["fixed_s"]), per_byte_s=float(data["per_byte_s"]))
+
+
+@dataclass(frozen=True)
+class CodecTimes:
+    """Encode and decode cost of each codec operation (:data:`CODEC_OPERATIONS`) on one node.
+
+    Input bytes are those the operation reads: fp32 bytes for the fp16/int8 encodes, 2 or 1
+    byte per element for their decodes, the uncompressed bytes for a compress and the
+    compressed ones for a decompress. An operation missing here was not measured on the node,
+    and the planner does not use it there.
+    """
+
+    encode: dict[str, CodecCost]
+    decode: dict[str, CodecCost]
+
+    def __post_init__(self) -> None:
+        unknown = sorted((set(self.encode) | set(self.decode)) - set(CODEC_OPERATIONS))
+        if unknown:
+            raise InputError(
+                f"unknown codec operation(s) {', '.join(unknown)}",
+                field="codec",
+                fix=f"use {', '.join(CODEC_OPERATIONS)}",
+            )
+
+    def scaled(self, factor: float) -> CodecTimes:
+        """These costs on a node ``factor`` times slower (a scaled shipped profile)."""
+
+        def scale(costs: dict[str, CodecCost]) -> dict[str, CodecCost]:
+            return {
+                op: CodecCost(c.fixed_s * factor, c.per_byte_s * factor) for op, c in costs.items()
+            }
+
+        return CodecTimes(scale(self.encode), scale(self.decode))
+
+    def supports(self, operation: str) -> bool:
+        return operation in self.encode and operation in self.decode
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            op: {"encode": self.encode[op].to_dict(), "decode": self.decode[op].to_dict()}
+            for op in CODEC_OPERATIONS
+            if self.supports(op)
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodecTimes:
+        return cls(
+            encode={op: CodecCost.from_dict(d["encode"]) for op, d in data.items()},
+            decode={op: CodecCost.from_dict(d["decode"]) for op, d in data.items()},
+        )
+
+
+@dataclass(frozen=True)
 class ComputeProfile:
     """Per-block latencies of one model on one node."""
 
@@ -42,8 +121,12 @@ class ComputeProfile:
     blocks: dict[str, BlockTiming]
     settings: dict[str, Any] = field(default_factory=dict)
     """How it was measured: execution provider, threads, repetitions, padding factor, source."""
+    codec: CodecTimes | None = None
+    """Encode/decode costs for link precision and compression; ``None``: not measured (older
+    files), so links from and to this node stay fp32 and uncompressed."""
 
     def to_dict(self) -> dict[str, Any]:
+        codec = {} if self.codec is None else {"codec": self.codec.to_dict()}
         return {
             "node": self.node,
             "model": {"sha256": self.model_sha256},
@@ -58,6 +141,7 @@ class ComputeProfile:
                 }
                 for name, t in self.blocks.items()
             },
+            **codec,
         }
 
     @classmethod
@@ -76,6 +160,7 @@ class ComputeProfile:
                 )
                 for name, t in data["blocks"].items()
             },
+            codec=None if data.get("codec") is None else CodecTimes.from_dict(data["codec"]),
         )
 
     def save(self, path: str) -> None:
@@ -173,3 +258,52 @@ class LinkProfile:
     def load(cls, path: str) -> LinkProfile:
         data = read_json(path, LINK_PROFILE_KIND, (SCHEMA_VERSION,))
         return cls(links=tuple(LinkMeasurement.from_dict(m) for m in data["links"]))
+
+
+@dataclass(frozen=True)
+class CompressionTable:
+    """How much a lossless codec shrinks each crossing tensor at each link precision.
+
+    Ratios (compressed / raw bytes, ≤ 1 when it pays) are measured on the reference run's
+    values, so they hold for inputs like the reference one; activations after ReLU/SiLU
+    compress, fp32 noise-like ones barely do. Keyed by the model's LayerGraph tensor name.
+    """
+
+    model_sha256: str
+    ratios: dict[tuple[str, str, str], float]
+    """(tensor, precision ``fp32``/``fp16``/``int8``, codec ``lz4``/``zstd``) → ratio."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """How it was measured: codec levels, library versions, input."""
+
+    def ratio(self, tensor: str, precision: str, codec: str) -> float | None:
+        """The ratio, 1 for codec ``none``, ``None`` when not measured."""
+        if codec == "none":
+            return 1.0
+        return self.ratios.get((tensor, precision, codec))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": {"sha256": self.model_sha256},
+            "settings": self.settings,
+            "ratios": [
+                {"tensor": t, "precision": p, "codec": c, "ratio": r}
+                for (t, p, c), r in self.ratios.items()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompressionTable:
+        return cls(
+            model_sha256=data["model"]["sha256"],
+            settings=dict(data.get("settings", {})),
+            ratios={
+                (r["tensor"], r["precision"], r["codec"]): float(r["ratio"]) for r in data["ratios"]
+            },
+        )
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, COMPRESSION_KIND, SCHEMA_VERSION, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> CompressionTable:
+        return cls.from_dict(read_json(path, COMPRESSION_KIND, (SCHEMA_VERSION,)))

@@ -8,6 +8,17 @@ from qsplit.quant._calibration import (
     takes_images,
 )
 from qsplit.quant._diagnosis import DEGENERATE_FIX, NoiseDiagnosis, diagnose
+from qsplit.quant._link import (
+    LINK_BYTES_PER_ELEMENT,
+    LINK_PRECISIONS,
+    LOSSY_LINK_PRECISIONS,
+    LinkPrecision,
+    link_candidates,
+    link_quant_params,
+    link_quantized_model,
+    link_quantized_proto,
+    link_tensor_name,
+)
 from qsplit.quant._metrics import (
     ClassificationMetric,
     DenseMetric,
@@ -24,26 +35,37 @@ from qsplit.quant._metrics import (
 from qsplit.quant._noise import (
     NoiseSample,
     candidate_blocks,
+    candidate_links,
     fit_noise,
     float_outputs,
+    link_masks,
     plot_fit,
     random_masks,
     sample_noise,
     save_samples,
 )
-from qsplit.quant._noise_poly import NoisePolynomial, NoiseTerm
+from qsplit.quant._noise_poly import (
+    NoisePolynomial,
+    NoiseTerm,
+    is_link_variable,
+    link_variable,
+)
 from qsplit.quant._ptq import ACTIVATION_TYPES, ActivationType, Quantizer, quantized_split_view
 from qsplit.quant._study import NoiseStudy, study_noise
 
 __all__ = [
     "ACTIVATION_TYPES",
     "DEGENERATE_FIX",
+    "LINK_BYTES_PER_ELEMENT",
+    "LINK_PRECISIONS",
+    "LOSSY_LINK_PRECISIONS",
     "ActivationType",
     "Calibration",
     "ClassificationMetric",
     "DenseMetric",
     "DetectionMetric",
     "GenericMetric",
+    "LinkPrecision",
     "Metric",
     "MetricFactory",
     "NoiseDiagnosis",
@@ -54,11 +76,20 @@ __all__ = [
     "Quantizer",
     "calibrate",
     "candidate_blocks",
+    "candidate_links",
     "detections",
     "diagnose",
     "fit_noise",
     "float_outputs",
     "image_feeds",
+    "is_link_variable",
+    "link_candidates",
+    "link_masks",
+    "link_quant_params",
+    "link_quantized_model",
+    "link_quantized_proto",
+    "link_tensor_name",
+    "link_variable",
     "load_image",
     "map50",
     "metric_kinds",

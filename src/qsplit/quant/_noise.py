@@ -4,6 +4,12 @@ The planner needs ``noise(mask)`` for every mask it considers, far too many to m
 noise of quantizing blocks together is close to additive with small pairwise interactions, so a
 low-degree polynomial in the quantization bits, fitted on a few hundred measured masks, predicts
 it well. Degree 1–3 (interaction terms only, since q² = q) is chosen by held-out error.
+
+A mask's bits may also be *link variables* (``link:<tensor>:fp16|int8``, see
+:func:`qsplit.quant.link_variable`): the tensor is then sent over links at that precision,
+applied to the whole model with the same surgery the runtime deploys
+(:func:`qsplit.quant.link_quantized_proto`), so link noise is sampled and fitted like block
+noise.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import onnx
 from qsplit._jsonio import write_json
 from qsplit.errors import InputError
 from qsplit.model import LayerGraph, TaskSpec
+from qsplit.quant._link import link_candidates, link_quantized_proto
 from qsplit.quant._metrics import task_metric
-from qsplit.quant._noise_poly import NoisePolynomial, NoiseTerm
+from qsplit.quant._noise_poly import NoisePolynomial, NoiseTerm, is_link_variable, link_variable
 from qsplit.quant._ptq import Quantizer
 
 SAMPLES_KIND = "noise-samples"
@@ -42,6 +49,7 @@ class NoiseSample:
     """One measured mask: which blocks were quantized and what that cost."""
 
     blocks: tuple[str, ...]
+    """Quantized blocks, and link variables of link-quantized tensors."""
     noise: float
     """Mean over inputs of mean |fp32 output − quantized output| (the papers' metric)."""
     task: float | None
@@ -99,6 +107,63 @@ def random_masks(n_blocks: int, count: int, seed: int = 0) -> list[tuple[int, ..
     return masks
 
 
+def candidate_links(graph: LayerGraph, top_k: int) -> tuple[str, ...]:
+    """The ``top_k`` largest tensors whose link precision can be chosen, in graph order: where
+    fewer bytes per element save most time on a slow link."""
+    pool = link_candidates(graph)
+    chosen = set(sorted(pool, key=lambda t: -graph.tensor_by_name[t].bytes)[:top_k])
+    return tuple(t for t in pool if t in chosen)
+
+
+def link_masks(
+    graph: LayerGraph,
+    blocks: Sequence[str],
+    tensors: Sequence[str],
+    count: int,
+    seed: int = 0,
+) -> tuple[tuple[str, ...], list[tuple[int, ...]]]:
+    """Variables (``blocks``, then fp16 and int8 of each of ``tensors``) and ``count``
+    distinct masks over them, like :func:`random_masks`.
+
+    A tensor is at most at one link precision, and at none when its producer is quantized in
+    the mask (its output then already crosses as int8, and the planner allows nothing more).
+    The design holds the empty mask, all blocks, all links at int8, then each variable alone
+    when that takes at most a quarter of ``count``, then random ones: each block quantized with
+    probability ½, each tensor fp32, fp16 or int8 with probability ⅓.
+    """
+    variables = (*blocks, *(link_variable(t, p) for t in tensors for p in ("fp16", "int8")))
+    producer = {t: graph.tensor_by_name[t].producer for t in tensors}
+
+    def mask(chosen: set[str]) -> tuple[int, ...]:
+        for t in tensors:
+            if producer[t] in chosen:
+                chosen -= {link_variable(t, "fp16"), link_variable(t, "int8")}
+        return tuple(int(v in chosen) for v in variables)
+
+    singles = [mask({v}) for v in variables]
+    fixed = [
+        mask(set()),
+        mask(set(blocks)),
+        mask({link_variable(t, "int8") for t in tensors}),
+        *(singles if 4 * len(variables) <= count else []),
+    ]
+    total = min(count, 3 ** len(tensors) * 2 ** len(blocks))
+    masks = list(dict.fromkeys(fixed))[:total]
+    seen = set(masks)
+    rng = np.random.default_rng(seed)
+    while len(masks) < total:
+        chosen = {b for b in blocks if rng.random() < 0.5}
+        for t in tensors:
+            level = rng.integers(0, 3)
+            if level:
+                chosen.add(link_variable(t, ("fp16", "int8")[level - 1]))
+        drawn = mask(chosen)
+        if drawn not in seen:
+            seen.add(drawn)
+            masks.append(drawn)
+    return variables, masks
+
+
 def sample_noise(
     quantizer: Quantizer,
     blocks: Sequence[str],
@@ -110,7 +175,8 @@ def sample_noise(
     task: TaskSpec | None = None,
     reference: Sequence[np.ndarray] | None = None,
 ) -> list[NoiseSample]:
-    """Quantize each mask's blocks, run it on ``feeds`` and compare with the float model.
+    """Quantize each mask's blocks (and link-quantize its link variables' tensors), run it on
+    ``feeds`` and compare with the float model.
 
     ``reference`` is the float model's first output on each feed (:func:`float_outputs`),
     computed here when not given; ``task`` chooses the task metric (default: guessed from
@@ -131,7 +197,7 @@ def sample_noise(
     def measure(mask: tuple[int, ...]) -> NoiseSample:
         start = time.perf_counter()
         chosen = tuple(b for b, bit in zip(blocks, mask, strict=True) if bit)
-        outputs = _run(quantizer.quantize(chosen), feeds, threads)
+        outputs = _run(_configured(quantizer, chosen), feeds, threads)
         pairs = zip(reference, outputs, strict=True)
         noise = float(np.mean([np.abs(r - o).mean() for r, o in pairs]))
         score = None if metric is None else metric(outputs)
@@ -144,6 +210,20 @@ def sample_noise(
             if on_sample is not None:
                 on_sample(sample)
     return samples
+
+
+def _configured(quantizer: Quantizer, chosen: Sequence[str]) -> onnx.ModelProto:
+    """The whole model with the blocks of ``chosen`` quantized and its link variables'
+    tensors sent at their link precision."""
+    links = {}
+    for name in chosen:
+        if is_link_variable(name):
+            tensor, _, precision = name.removeprefix("link:").rpartition(":")
+            links[tensor] = precision
+    proto = quantizer.quantize([b for b in chosen if not is_link_variable(b)])
+    if not links:
+        return proto
+    return link_quantized_proto(proto, quantizer.graph, links, quantizer.calibration)
 
 
 def float_outputs(quantizer: Quantizer, feeds: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
@@ -179,6 +259,9 @@ def fit_noise(
     settings: Mapping[str, Any] | None = None,
 ) -> NoisePolynomial:
     """Polynomial of degree 1–3 in the quantization bits for noise or noise², fitted by lasso.
+
+    ``blocks`` are the mask's variables: block names and link variables (recorded apart, in
+    the model's ``quantizable`` and ``links``).
 
     A share ``test_fraction`` of the samples is held out and only scored. On the rest, each
     degree and target (noise or noise², see :class:`NoisePolynomial`) gets a lasso penalty
@@ -233,7 +316,8 @@ def fit_noise(
     )
     return NoisePolynomial(
         model_sha256=model_sha256,
-        quantizable=tuple(blocks),
+        quantizable=tuple(b for b in blocks if not is_link_variable(b)),
+        links=tuple(b for b in blocks if is_link_variable(b)),
         intercept=float(lasso.intercept_),
         terms=terms,
         degree=degree,

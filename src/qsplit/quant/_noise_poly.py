@@ -4,6 +4,10 @@
 exactly 0 for the empty mask (an unquantized model has no quantization noise, whatever the fit's
 intercept says). Terms are products of distinct blocks only, because ``q_i² = q_i``.
 
+Link precision adds variables of the same kind: ``link:<tensor>:fp16`` and ``link:<tensor>:int8``
+are 1 when that tensor crosses links at that precision (:func:`link_variable`). Terms may name
+them beside blocks; ``links`` lists those the study sampled.
+
 ``power`` is 1 or 2. Errors injected by separate blocks add roughly like independent variances,
 so noise² is often closer to a low-degree polynomial than noise itself. Either way the planner's
 constraint stays polynomial in the bits: ``noise ≤ B`` is ``polynomial ≤ B^power``.
@@ -19,13 +23,26 @@ from qsplit._jsonio import read_json, write_json
 from qsplit.quant._diagnosis import NoiseDiagnosis, diagnose_fit
 
 NOISE_MODEL_KIND = "noise-model"
-SCHEMA_VERSION = 2
-"""2 added ``diagnosis``; version 1 files still load, diagnosed from their held-out R²."""
+SCHEMA_VERSION = 3
+"""2 added ``diagnosis``, 3 ``links``; older files still load (version 1 diagnosed from its
+held-out R², versions 1–2 without link variables)."""
+
+LINK_VARIABLE_PREFIX = "link:"
+
+
+def link_variable(tensor: str, precision: str) -> str:
+    """The noise variable of sending ``tensor`` over links at ``precision`` (fp16 or int8)."""
+    return f"{LINK_VARIABLE_PREFIX}{tensor}:{precision}"
+
+
+def is_link_variable(name: str) -> bool:
+    return name.startswith(LINK_VARIABLE_PREFIX)
 
 
 @dataclass(frozen=True)
 class NoiseTerm:
-    """One monomial: the product of the quantization bits of ``blocks``, times a coefficient."""
+    """One monomial: the product of the quantization bits of ``blocks`` (block names or
+    :func:`link_variable` names), times a coefficient."""
 
     blocks: tuple[str, ...]
     coefficient: float
@@ -48,9 +65,12 @@ class NoisePolynomial:
     """The polynomial predicts ``noise ** power``."""
     diagnosis: NoiseDiagnosis | None = None
     """Whether the study behind the fit measured anything (``None``: unknown)."""
+    links: tuple[str, ...] = ()
+    """Link variables (:func:`link_variable`) the samples were drawn over; empty in files from
+    before link precision, which then allow no lossy link."""
 
     def predict(self, quantized: Iterable[str]) -> float:
-        """Noise of quantizing exactly ``quantized`` (0 for the empty set)."""
+        """Noise of quantizing exactly ``quantized`` (blocks and link variables; 0 for none)."""
         chosen = set(quantized)
         if not chosen:
             return 0.0
@@ -68,6 +88,7 @@ class NoisePolynomial:
             "model": {"sha256": self.model_sha256},
             "metric": self.metric,
             "quantizable": list(self.quantizable),
+            "links": list(self.links),
             "degree": self.degree,
             "power": self.power,
             "intercept": self.intercept,
@@ -92,6 +113,7 @@ class NoisePolynomial:
             model_sha256=data["model"]["sha256"],
             metric=data.get("metric", "mean_abs_output_error"),
             quantizable=tuple(data["quantizable"]),
+            links=tuple(data.get("links", ())),
             degree=int(data["degree"]),
             power=int(data.get("power", 1)),
             intercept=float(data["intercept"]),
@@ -108,4 +130,4 @@ class NoisePolynomial:
 
     @classmethod
     def load(cls, path: str) -> NoisePolynomial:
-        return cls.from_dict(read_json(path, NOISE_MODEL_KIND, (1, SCHEMA_VERSION)))
+        return cls.from_dict(read_json(path, NOISE_MODEL_KIND, (1, 2, SCHEMA_VERSION)))

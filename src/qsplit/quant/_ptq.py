@@ -65,6 +65,9 @@ class Quantizer:
             )
         self.activation_type = activation_type
         self.reduce_range = activation_type == "uint8" if reduce_range is None else reduce_range
+        self.graph = graph
+        self.calibration = calibration
+        """The ranges everything here is quantized with (link quantization uses them too)."""
         self._model = model
         self._graph = graph
         self._original = {n.name: n for n in model.proto.graph.node}
@@ -260,32 +263,51 @@ def quantized_split_view(
     depends on another block's dequantized float. Other Q/DQ nodes (on weights, on float
     producers' outputs) belong to the block that reads them.
     """
-    with tempfile.TemporaryDirectory(prefix="qsplit-qdq-") as tmp:
-        path = Path(tmp) / "quantized.onnx"
-        onnx.save(_dequantize_per_reader(quantized), path)
-        model = load_model(path)
-    nodes = build_node_graph(model)
+    proto = _dequantize_per_reader(quantized)
     owner = {n: b.name for b in graph.blocks for n in b.onnx_nodes}
     chosen = {n for b in quantized_blocks for n in graph.block(b).onnx_nodes}
-    proto_nodes = list(model.proto.graph.node)
-    producer = {o: n.name for n in proto_nodes for o in n.output}
-    label: dict[str, str] = {n.name: owner[n.name] for n in proto_nodes if n.name in owner}
-    for node in proto_nodes:  # producer side: the Q right after a quantized block
+    producer = {o: n.name for n in proto.graph.node for o in n.output}
+    after_producer = {}
+    for node in proto.graph.node:  # the Q right after a quantized block goes with it
         source = producer.get(node.input[0]) if node.input else None
         if node.op_type == "QuantizeLinear" and source in chosen:
-            label[node.name] = label[source]
+            after_producer[node.name] = owner[source]
+    return split_view(proto, graph, after_producer)
+
+
+def split_view(
+    proto: onnx.ModelProto, graph: LayerGraph, placed: Mapping[str, str]
+) -> tuple[LoadedModel, LayerGraph]:
+    """``proto`` (``graph``'s model with nodes added) and a LayerGraph of it with ``graph``'s
+    block names.
+
+    Nodes of ``graph`` stay in their blocks and ``placed`` gives added nodes their block;
+    any other added node goes to the block of its first reader (so a DequantizeLinear or a
+    Cast back to float runs where its value is used), or, when only a model output reads it,
+    to its producer's block. The LayerGraph is built from scratch so that its tensors are the
+    ones that now cross between blocks.
+    """
+    with tempfile.TemporaryDirectory(prefix="qsplit-view-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save(proto, path)
+        model = load_model(path)
+    nodes = build_node_graph(model)
+    proto_nodes = list(model.proto.graph.node)
+    producer = {o: n.name for n in proto_nodes for o in n.output}
+    label = {n: b.name for b in graph.blocks for n in b.onnx_nodes}
+    label.update(placed)
     readers: dict[str, list[str]] = {}
     for node in proto_nodes:
         for i in node.input:
             readers.setdefault(i, []).append(node.name)
-    for node in reversed(proto_nodes):  # reader side for everything else
+    for node in reversed(proto_nodes):
         if node.name not in label:
             first = next(
                 (label[r] for o in node.output for r in readers.get(o, ()) if r in label), None
             )
             if first is not None:
                 label[node.name] = first
-    for node in proto_nodes:  # Q/DQ feeding only a model output: the producer's block
+    for node in proto_nodes:
         if node.name not in label:
             label[node.name] = label[producer[node.input[0]]]
     groups = [

@@ -19,8 +19,10 @@ from qsplit.quant._metrics import task_metric
 from qsplit.quant._noise import (
     NoiseSample,
     candidate_blocks,
+    candidate_links,
     fit_noise,
     float_outputs,
+    link_masks,
     random_masks,
     sample_noise,
     save_samples,
@@ -36,7 +38,7 @@ class NoiseStudy:
     model: NoisePolynomial
     samples: tuple[NoiseSample, ...]
     blocks: tuple[str, ...]
-    """The candidate blocks the masks were drawn over."""
+    """The variables the masks were drawn over: candidate blocks, then link variables."""
     unquantizable: tuple[str, ...]
     """Blocks left out because they hold no quantizable op."""
     settings: dict[str, Any]
@@ -71,13 +73,16 @@ def study_noise(
     calibration_cache: str | Path | None = None,
     on_sample: Callable[[NoiseSample], None] | None = None,
     spec: ModelSpec | None = None,
+    link_tensors: int = 0,
 ) -> NoiseStudy:
     """Calibrate on ``feeds``, measure ``samples`` random masks of the top-``top_k`` blocks on
     the first ``eval_images`` feeds, fit the polynomial (see :func:`fit_noise`) and diagnose
     the study (:func:`diagnose`).
 
     ``spec`` is how ``feeds`` were prepared and which task metric scores the masks (default:
-    YOLO's preprocessing, task guessed); both are recorded in the fit's settings.
+    YOLO's preprocessing, task guessed); both are recorded in the fit's settings. With
+    ``link_tensors`` > 0, the masks also send that many of the largest crossing tensors at fp16
+    or int8 (:func:`link_masks`), and the fitted model has their link variables.
     """
     spec = spec or ModelSpec()
     start = time.perf_counter()
@@ -85,7 +90,11 @@ def study_noise(
     quantizer = Quantizer(model, graph, calibration)
     calibration_s = time.perf_counter() - start
     blocks = candidate_blocks(graph, quantizer, top_k, include_head)
-    masks = random_masks(len(blocks), samples, seed)
+    if link_tensors > 0:
+        tensors = candidate_links(graph, link_tensors)
+        blocks, masks = link_masks(graph, blocks, tensors, samples, seed)
+    else:
+        masks = random_masks(len(blocks), samples, seed)
     start = time.perf_counter()
     evaluation = feeds[:eval_images]
     reference = float_outputs(quantizer, evaluation)

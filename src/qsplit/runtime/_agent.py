@@ -53,7 +53,7 @@ from qsplit.runtime._profile import MISSING, ModelStore, profile_here
 from qsplit.runtime._selfcontained import check_self_contained
 from qsplit.runtime._transport import Endpoint, Received, Rejected, ZmqEndpoint, check_address
 from qsplit.runtime._watchdog import Watchdog
-from qsplit.runtime._wire import Limits, Message, Quant, quant_of
+from qsplit.runtime._wire import CODECS, Limits, Message, Quant, quant_of
 from qsplit.runtime.errors import ProtocolError, TransportError
 
 REQUEST_SWEEP_S = 1.0
@@ -193,6 +193,8 @@ class _Component:
     """On an emulated slower node, the node's profiled time for this component, when the
     deployment gave one: every run is padded to exactly it, so the emulated node is the one its
     profile describes, whatever this host's load does to the component's own runs."""
+    codecs: dict[str, str] = field(default_factory=dict)
+    """Output → the codec its frames are compressed with on links (the plan's ``link_codec``)."""
 
 
 @dataclass
@@ -461,6 +463,7 @@ class Agent:
             via={str(n): list(map(str, v)) for n, v in dict(body["via"]).items()},
             return_via=list(map(str, body["return_via"])),
             quant={str(t): quant_of(s, z) for t, (s, z) in body.get("quant", {}).items()},
+            codecs=_codecs(body.get("codecs", {})),
             session=session,
             fixed_outputs=_fixed_outputs(session),
             reference_s=reference_s,
@@ -527,6 +530,7 @@ class Agent:
             "node": self.settings.name,
             "rejected": dict(self._endpoint.rejected),
             "shared_tensors": dict(self._endpoint.shared),
+            "compressed": dict(self._endpoint.compressed),
             "counts": dict(self._counts),
             "failed": dict(self._failed),
             "compute_s": self._compute_s,
@@ -620,7 +624,7 @@ class Agent:
             "from": str(message.body["from"]),
             "to": self.settings.name,
             "tensors": sorted(message.tensors),
-            "bytes": message.payload_bytes,
+            "bytes": message.wire_bytes,
             "transfer_s": max(0.0, now - float(message.body["sent_at"])),
         }
 
@@ -649,6 +653,7 @@ class Agent:
             },
             message.tensors,
             message.quant,
+            codecs=message.codecs,
         )
         self._counts["relayed"] += 1
         if not relay:
@@ -718,7 +723,7 @@ class Agent:
             relayed = {"node": self.settings.name, "reply_to": state.reply_to, **body}
             report = self._send(component, component.return_via, "done", relayed, returns)
         else:
-            report = self._report(state.reply_to, "done", body, returns)
+            report = self._report(state.reply_to, "done", body, returns, component.codecs)
         failures = await asyncio.gather(
             *(self._push(dep, req, state, component, n, t) for n, t in by_node.items()), report
         )
@@ -793,8 +798,10 @@ class Agent:
         name = self.settings.name
         try:
             quant = {t: component.quant[t] for t in tensors if t in component.quant}
+            codecs = {t: component.codecs[t] for t in tensors if t in component.codecs}
             header = {**body, "from": name, "sent_at": time.time(), "relay": relay}
-            await self._endpoint.send(address, Message(kind, header, tensors, quant))
+            message = Message(kind, header, tensors, quant, codecs=codecs)
+            await self._endpoint.send(address, message)
         except TransportError as exc:
             return hops[0], f"node {hops[0]!r} unreachable from {name!r}: {exc}"
         return None
@@ -805,10 +812,13 @@ class Agent:
         kind: str,
         body: Mapping[str, Any],
         tensors: Mapping[str, np.ndarray] | None = None,
+        codecs: Mapping[str, str] | None = None,
     ) -> None:
         name = self.settings.name
         body = {"node": name, "from": name, "sent_at": time.time(), **body}
-        await self._reply(reply_to, Message(kind, body, tensors or {}))
+        tensors = tensors or {}
+        codecs = {t: c for t, c in (codecs or {}).items() if t in tensors}
+        await self._reply(reply_to, Message(kind, body, tensors, codecs=codecs))
 
     async def _reply(self, reply_to: bytes, message: Message) -> None:
         """Hand ``message`` to the requester, back along the connection it opened to this agent."""
@@ -893,6 +903,16 @@ def run_agent(
     """Blocking form of :func:`serve`, for the CLI: its events are logged to stderr."""
     configure_logging()
     asyncio.run(serve(settings, on_ready=on_ready))
+
+
+def _codecs(value: object) -> dict[str, str]:
+    """A deploy message's ``codecs``: output tensor → one of :data:`CODECS`."""
+    if not isinstance(value, dict):
+        raise TypeError(f"codecs must be a map, got {type(value).__name__}")
+    unknown = {c for c in value.values() if c not in CODECS}
+    if unknown:
+        raise ValueError(f"unknown codec(s) {sorted(map(repr, unknown))}, known: {CODECS}")
+    return {str(t): str(c) for t, c in value.items()}
 
 
 def _target_s(value: object) -> float | None:

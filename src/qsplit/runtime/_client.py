@@ -233,6 +233,7 @@ class Session:
                         "routes": {t: list(n) for t, n in spec.routes.items()},
                         "returns": list(spec.returns),
                         "quant": {t: [q.scale, q.zero_point] for t, q in spec.quant.items()},
+                        "codecs": dict(spec.codecs),
                         "compute_s": spec.compute_s,
                         "peers": dict(self.deployment.addresses),
                         "via": {
@@ -419,7 +420,9 @@ class Session:
         addresses = self.deployment.addresses
         first, *rest = [*self.deployment.relays.get((self._device, node), ()), node]
         header = {**body, "sent_at": time.time(), "relay": [[n, addresses[n]] for n in rest]}
-        await self._endpoint.send(addresses[first], Message("tensors", header, tensors))
+        codecs = {t: c for t, c in self.deployment.codecs.items() if t in tensors}
+        message = Message("tensors", header, tensors, codecs=codecs)
+        await self._endpoint.send(addresses[first], message)
 
     def _peer_changed(self, address: str, connected: bool) -> None:
         """Track each node's connection; when one drops, fail at once every request still
@@ -564,7 +567,7 @@ class Session:
                 Transfer(
                     str(body["from"]),
                     self._device,
-                    message.payload_bytes,
+                    message.wire_bytes,
                     max(0.0, time.time() - float(body["sent_at"])),
                 )
             )

@@ -29,7 +29,7 @@ from qsplit.partition import (
 from qsplit.plan import Plan
 from qsplit.profile import ComputeProfile, reference_inputs, reference_values
 from qsplit.runtime._quantized import CalibrationSource, quant_params, quantized_model
-from qsplit.runtime._wire import Quant
+from qsplit.runtime._wire import CODECS, Quant
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,9 @@ class ComponentSpec:
     """Outputs that are model outputs, returned to the requester."""
     quant: Mapping[str, Quant] = field(default_factory=dict)
     """Scale and zero point of the int8 outputs (those of quantized blocks), sent with them."""
+    codecs: Mapping[str, str] = field(default_factory=dict)
+    """Output → the lossless codec its frames are compressed with on links (the plan's
+    ``link_codec``); never applied to a tensor handed over in shared memory."""
     compute_s: float | None = None
     """The node's profiled time for this component (the sum of its blocks' timings at their
     precision), when the deployment was built with profiles. An agent that emulates a slower
@@ -82,6 +85,9 @@ class Deployment:
     """(sender node, receiver node) → the nodes whose agents store and forward its data, in
     order, for every transfer of this deployment without a direct link (the device stands for
     the requester: model inputs leave from it and outputs return to it)."""
+    codecs: Mapping[str, str] = field(default_factory=dict)
+    """Tensor crossing links → its codec, for every component output and model input the plan
+    compresses (the requester compresses the model inputs)."""
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -98,21 +104,29 @@ def build_deployment(
     calibration: CalibrationSource = None,
     preprocess: Preprocess | None = None,
     profiles: Mapping[str, ComputeProfile] | None = None,
+    link_precision: Mapping[str, str] | None = None,
+    link_codec: Mapping[str, str] | None = None,
 ) -> Deployment:
     """Split ``model_path`` by ``assignment`` (block → node) for the agents named in ``infra``.
 
-    ``quantized`` blocks run in static int8 and send their outputs as int8; ``calibration``
-    gives the activation ranges for that, from images prepared by ``preprocess`` (see
-    :func:`qsplit.runtime.quantized_model`).
+    ``quantized`` blocks run in static int8 and send their outputs as int8; ``link_precision``
+    (tensor → fp16|int8) makes those tensors cross links at that precision; ``calibration``
+    gives the activation ranges for both, from images prepared by ``preprocess`` (see
+    :func:`qsplit.runtime.quantized_model`). ``link_codec`` (tensor → lz4|zstd) makes every
+    sender compress those tensors on links (after their link precision).
     ``profiles`` (node → its compute profile of this model) give each component its
     :attr:`ComponentSpec.compute_s`, the time an emulated node takes for it.
     """
     check_nodes(assignment, infra.node_names, source=infra.source)
     model, graph = analyze(str(model_path), input_shapes)
     timed = _component_times(graph, profiles or {}, frozenset(quantized))
-    if quantized:
-        model, graph = quantized_model(model, graph, quantized, calibration, preprocess)
+    original = graph
+    if quantized or link_precision:
+        model, graph = quantized_model(
+            model, graph, quantized, calibration, preprocess, link_precision
+        )
     parts = components(graph, dict(assignment))
+    codecs = _crossing_codecs(original, model, link_codec or {})
     extractor = ComponentExtractor(model, graph)
     untimed = [p for p in parts if timed(p.node, p.blocks) is None]
     reference = _reference(model, graph, calibration, preprocess, untimed)
@@ -140,6 +154,7 @@ def build_deployment(
                 routes={t: tuple(dict.fromkeys(readers.get(t, ()))) for t in part.outputs},
                 returns=tuple(t for t in part.outputs if t in model_outputs),
                 quant=quant_params(onnx_model, part.outputs),
+                codecs={t: codecs[t] for t in part.outputs if t in codecs},
                 compute_s=compute_s,
                 reference={} if compute_s is not None else _only(reference, part.inputs),
             )
@@ -162,7 +177,9 @@ def build_deployment(
             )
         addresses[node] = address
     # Routes are part of what agents hold (where to push), so they are part of the identity.
-    placed = "".join(f"{s.node}:{s.sha256}:{s.compute_s};" for s in specs)
+    placed = "".join(
+        f"{s.node}:{s.sha256}:{s.compute_s}:{sorted(s.codecs.items())};" for s in specs
+    )
     relayed = "".join(f"{a}>{b}:{','.join(via)};" for (a, b), via in relays.items())
     digest = hashlib.sha256((placed + relayed).encode())
     return Deployment(
@@ -174,7 +191,47 @@ def build_deployment(
         addresses=addresses,
         quantized=tuple(b for b in graph.block_names if b in set(quantized)),
         relays=relays,
+        codecs={t: c for t, c in codecs.items() if t in model_inputs or t in readers},
     )
+
+
+def _crossing_codecs(
+    original: LayerGraph, model: LoadedModel, link_codec: Mapping[str, str]
+) -> dict[str, str]:
+    """Tensor of the deployed model → codec, for the plan's ``link_codec`` (keyed by the
+    original model's tensors): a tensor crossing at a lower precision is the output of its
+    encode node (a QuantizeLinear or Cast the surgery added), and takes the original's codec."""
+    problems = [
+        f"{t!r}: codec {c!r} is not one of {', '.join(CODECS)}"
+        for t, c in link_codec.items()
+        if c not in CODECS
+    ] + [
+        f"{t!r} is not a tensor of the model"
+        for t in link_codec
+        if t not in original.tensor_by_name
+    ]
+    if problems:
+        raise InputError(
+            f"{len(problems)} link codec(s) cannot be applied: " + "; ".join(problems),
+            field="link_codec",
+            fix="re-plan with this model (link codecs name its tensors; lz4 or zstd)",
+        )
+    codecs = {}
+    for node in model.proto.graph.node:
+        for output in node.output:
+            source = output
+            if output not in original.tensor_by_name and node.op_type in _ENCODERS:
+                source = node.input[0]
+            if source in link_codec:
+                codecs[output] = link_codec[source]
+    codecs.update(
+        {i.name: link_codec[i.name] for i in model.proto.graph.input if i.name in link_codec}
+    )
+    return codecs
+
+
+_ENCODERS = frozenset({"QuantizeLinear", "Cast"})
+"""Ops the link surgery and the block quantizer put on a tensor before it crosses a link."""
 
 
 def _reference(
@@ -237,10 +294,10 @@ def load_deployment(
     preprocess: Preprocess | None = None,
     profiles: Mapping[str, ComputeProfile] | None = None,
 ) -> Deployment:
-    """The deployment of a plan file: its assignment, with its quantized blocks in int8
-    (calibrated on ``calibration`` prepared by ``preprocess``), each component timed by
-    ``profiles`` if given (see :func:`build_deployment`). The model must be the one the plan
-    was made for.
+    """The deployment of a plan file: its assignment, with its quantized blocks in int8 and its
+    link precisions and codecs (calibrated on ``calibration`` prepared by ``preprocess``), each
+    component timed by ``profiles`` if given (see :func:`build_deployment`). The model must be
+    the one the plan was made for.
 
     Dynamic input dimensions take the shapes the plan records; ``input_shapes`` (as given to
     ``--input-shape``) are for plans that record none, and must agree with those it does.
@@ -266,6 +323,8 @@ def load_deployment(
         calibration=calibration,
         preprocess=preprocess,
         profiles=profiles,
+        link_precision=plan.link_precision,
+        link_codec=plan.link_codec,
     )
 
 

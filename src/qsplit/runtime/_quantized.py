@@ -1,18 +1,20 @@
-"""The model a plan with quantized blocks deploys: the real QDQ int8 model, split at int8.
+"""The model a plan with quantized blocks or link precision deploys, split where it is priced.
 
 A plan's ``quantized`` blocks must run quantized on the agents, and their outputs must cross
 links as int8 (that is what the planner priced). So the deployment is built from
 :class:`qsplit.quant.Quantizer`'s model of exactly those blocks, seen through
 :func:`qsplit.quant.quantized_split_view`, whose cut falls after each quantized producer's
-QuantizeLinear. Calibration is the slow step (seconds on YOLO11n), so ranges computed from an
-image folder are cached per model and per folder content.
+QuantizeLinear. The plan's ``link_precision`` tensors are then encoded on that model
+(:func:`qsplit.quant.link_quantized_model`), so they too cross as fp16 or int8. Calibration
+is the slow step (seconds on YOLO11n), so ranges computed from an image folder are cached per
+model and per folder content.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 import onnx
@@ -21,7 +23,14 @@ from onnx import numpy_helper
 from qsplit.assets import sample_images_dir
 from qsplit.errors import InputError
 from qsplit.model import LayerGraph, LoadedModel, Preprocess, resolve_model_spec
-from qsplit.quant import Calibration, Quantizer, calibrate, image_feeds, quantized_split_view
+from qsplit.quant import (
+    Calibration,
+    Quantizer,
+    calibrate,
+    image_feeds,
+    link_quantized_model,
+    quantized_split_view,
+)
 from qsplit.runtime._wire import Quant
 
 CalibrationSource = Calibration | str | Path | None
@@ -35,13 +44,19 @@ def quantized_model(
     blocks: Collection[str],
     calibration: CalibrationSource = None,
     preprocess: Preprocess | None = None,
+    link_precision: Mapping[str, str] | None = None,
 ) -> tuple[LoadedModel, LayerGraph]:
-    """``model`` with ``blocks`` in static int8, and its LayerGraph with ``graph``'s block names,
-    ready for :func:`qsplit.partition.components`.
+    """``model`` with ``blocks`` in static int8 and the tensors of ``link_precision`` sent over
+    links as fp16 or int8, and its LayerGraph with ``graph``'s block names, ready for
+    :func:`qsplit.partition.components`.
 
-    Calibration images are prepared by ``preprocess``; without it, by the description beside
-    the model file (``<stem>.preprocess.yaml``) or YOLO's letterbox to [0, 1].
+    The two compose: the blocks are quantized first (their outputs then cross as int8), and the
+    link encodings go on that model (:func:`qsplit.quant.link_quantized_model`), so a plan with
+    both deploys exactly what it priced. Calibration (needed for quantized blocks and int8
+    links) uses images prepared by ``preprocess``; without it, by the description beside the
+    model file (``<stem>.preprocess.yaml``) or YOLO's letterbox to [0, 1].
     """
+    links = {t: p for t, p in (link_precision or {}).items() if p != "fp32"}
     unknown = sorted(set(blocks) - set(graph.block_names))
     if unknown:
         raise InputError(
@@ -50,12 +65,19 @@ def quantized_model(
             field="quantized",
             fix="quantize blocks of the model the plan was made for",
         )
-    if not isinstance(calibration, Calibration):
+    if not isinstance(calibration, Calibration) and (blocks or "int8" in links.values()):
         recipe = preprocess or resolve_model_spec(model.info.path).preprocess
         calibration = _calibrate(model, calibration, recipe)
-    ranges = calibration
-    quantized = Quantizer(model, graph, ranges).quantize(blocks)
-    return quantized_split_view(quantized, graph, blocks)
+    # fp16 links alone need no ranges, and no calibration run.
+    ranges = (
+        calibration if isinstance(calibration, Calibration) else Calibration(graph.model.sha256, {})
+    )
+    if blocks:
+        quantized = Quantizer(model, graph, ranges).quantize(blocks)
+        model, graph = quantized_split_view(quantized, graph, blocks)
+    if links:
+        model, graph = link_quantized_model(model, graph, links, ranges)
+    return model, graph
 
 
 def _calibrate(

@@ -162,6 +162,9 @@ class Endpoint(ABC):
     """Rejected incoming messages by reason (see :data:`qsplit.runtime._wire.REASONS`)."""
     shared: Counter[str]
     """Tensors ``sent`` and ``received`` through shared memory rather than in frames."""
+    compressed: Counter[str]
+    """Bytes of the tensor frames sent compressed, per codec, before (``<codec>_raw_bytes``)
+    and after (``<codec>_wire_bytes``) compression."""
 
     @abstractmethod
     async def recv(self) -> Received | Rejected:
@@ -267,6 +270,7 @@ class ZmqEndpoint(Endpoint):
         """Peers whose segments this process has proven it can read, with their pid."""
         self.rejected = Counter()
         self.shared = Counter()
+        self.compressed = Counter()
         self.address: str | None = None
         """The bound ``host:port`` when listening (resolves port 0)."""
 
@@ -558,7 +562,7 @@ class ZmqEndpoint(Endpoint):
         pid = self._lend_to.get(key)
         pool = self._pool
         if pool is None or pid is None:
-            return encode(message, self._token), lambda: None
+            return encode(message, self._token, counts=self.compressed), lambda: None
         lent: list[int] = []
 
         def share(array: np.ndarray) -> SharedRef | None:
@@ -570,7 +574,8 @@ class ZmqEndpoint(Endpoint):
                 self.shared["sent"] += 1
             return ref
 
-        return encode(message, self._token, share), lambda: pool.release(lent, pid)
+        frames = encode(message, self._token, share, self.compressed)
+        return frames, lambda: pool.release(lent, pid)
 
     def _post(self, key: Peer, message: Message) -> None:
         """Send a shared-memory control message without waiting; if it cannot go, the

@@ -6,18 +6,21 @@ are never serialised (no pickle, no protobuf): the sender hands numpy's buffer t
 the receiver wraps the received buffer with ``np.frombuffer``, so a 5 MB activation is not
 copied in Python on either side. Between processes of one host a tensor may instead be described
 as lying in one of the sender's shared-memory segments (``shm``; see
-:mod:`qsplit.runtime._shm`): it then has no frame, and the receiver reads it in place. The full
-specification is in ``docs/runtime.md``.
+:mod:`qsplit.runtime._shm`): it then has no frame, and the receiver reads it in place. A tensor
+frame may be compressed losslessly (``codec``: lz4's frame format or zstd) where the sender asks
+for it; a tensor in shared memory never is, since it crosses no link. The full specification is
+in ``docs/runtime.md``.
 
 Decoding checks everything a hostile or broken peer could get wrong (magic, version, token,
-header shape, dtype, declared versus actual sizes, total size) and raises :class:`ProtocolError`
-with one of :data:`REASONS`, which agents count instead of crashing.
+header shape, dtype, declared versus actual sizes, total size, decompressed sizes) and raises
+:class:`ProtocolError` with one of :data:`REASONS`, which agents count instead of crashing.
 """
 
 from __future__ import annotations
 
 import hmac
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +28,14 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from qsplit._codecs import CODECS, compress, decompress
 from qsplit.runtime.errors import ProtocolError
 
 MAGIC = b"QSP"
-VERSION = 3
+VERSION = 4
 """2 added tensors in shared memory, 3 relayed messages (``relay``, ``hops``, agents forwarding
-``done``); a peer speaking another version is refused with reason ``version``."""
+``done``), 4 compressed tensor frames (``codec``); a peer speaking another version is refused
+with reason ``version``."""
 REASONS = ("malformed", "version", "unauthenticated", "oversized")
 """Why a message can be rejected; the keys of an agent's ``rejected`` counters."""
 
@@ -88,20 +93,39 @@ class Message:
     quant: Mapping[str, Quant] = field(default_factory=dict)
     """Quantization parameters of those tensors that carry them."""
     blobs: Mapping[str, bytes] = field(default_factory=dict)
+    codecs: Mapping[str, str] = field(default_factory=dict)
+    """Sending: the codec (one of :data:`CODECS`) to compress each named tensor's frame with.
+    Received: the codec each tensor's frame came compressed with."""
+    compressed_bytes: Mapping[str, int] = field(default_factory=dict)
+    """Received: the size of each compressed tensor's frame, as it crossed the link."""
 
     @property
     def payload_bytes(self) -> int:
-        """Bytes of tensors and blobs, what a link actually carries beyond the header."""
+        """Bytes of tensors and blobs once decoded: the memory the message holds."""
         return sum(a.nbytes for a in self.tensors.values()) + sum(map(len, self.blobs.values()))
+
+    @property
+    def wire_bytes(self) -> int:
+        """Bytes of tensors and blobs as a link carried them (compressed frames at their
+        compressed size)."""
+        return self.payload_bytes - sum(
+            self.tensors[name].nbytes - size for name, size in self.compressed_bytes.items()
+        )
 
 
 def encode(
-    message: Message, token: str | None = None, share: Share | None = None
+    message: Message,
+    token: str | None = None,
+    share: Share | None = None,
+    counts: Counter[str] | None = None,
 ) -> list[bytes | memoryview]:
-    """Frames for ``message``; tensor frames are views of the arrays' memory (no copy).
+    """Frames for ``message``; tensor frames are views of the arrays' memory (no copy), except
+    those compressed as :attr:`Message.codecs` asks.
 
     ``share``, when given, is offered every tensor; those it places in shared memory are
-    described by reference and get no frame.
+    described by reference and get no frame (and are not compressed: they cross no link).
+    ``counts``, when given, adds each compressed frame's bytes before (``<codec>_raw_bytes``)
+    and after (``<codec>_wire_bytes``) compression.
     """
     descriptors: list[dict[str, Any]] = []
     buffers: list[bytes | memoryview] = []
@@ -120,7 +144,17 @@ def encode(
         if ref is not None:
             descriptor["shm"] = [ref.fd, ref.segment]
             continue
-        buffers.append(memoryview(array).cast("B") if array.size else b"")
+        raw = memoryview(array).cast("B") if array.size else b""
+        codec = message.codecs.get(name)
+        if codec is None:
+            buffers.append(raw)
+            continue
+        packed = compress(codec, raw)
+        descriptor["codec"] = codec
+        buffers.append(packed)
+        if counts is not None:
+            counts[f"{codec}_raw_bytes"] += array.nbytes
+            counts[f"{codec}_wire_bytes"] += len(packed)
     for name, blob in message.blobs.items():
         descriptors.append({"name": name, "dtype": BLOB, "shape": [len(blob)]})
         buffers.append(blob)
@@ -204,6 +238,8 @@ def _decode(
     tensors: dict[str, np.ndarray] = {}
     quant: dict[str, Quant] = {}
     blobs: dict[str, bytes] = {}
+    codecs: dict[str, str] = {}
+    compressed: dict[str, int] = {}
     for descriptor in descriptors:
         name, dtype, shape = _descriptor(descriptor, max_dim)
         if name in tensors or name in blobs:
@@ -222,6 +258,17 @@ def _decode(
                     raise ProtocolError("malformed", f"blob {name!r} length mismatch")
                 blobs[name] = bytes(buffer)
                 continue
+            if "codec" in descriptor:
+                # What decompression may produce is bounded by the declared tensor, and all
+                # declared tensors together by the message limit: no decompression bomb.
+                size = _size(name, dtype, shape)
+                total += size - buffer.nbytes
+                if total > limits.max_message_bytes:
+                    limit = limits.max_message_bytes
+                    raise ProtocolError("oversized", f"{total} bytes decoded (limit {limit})")
+                codec = descriptor["codec"]
+                compressed[name], codecs[name] = buffer.nbytes, _codec(name, codec)
+                buffer = memoryview(_decompress(name, codec, buffer, size))
             if _size(name, dtype, shape) != buffer.nbytes:
                 raise ProtocolError(
                     "malformed", f"tensor {name!r}: {buffer.nbytes} bytes for {dtype}{list(shape)}"
@@ -229,7 +276,7 @@ def _decode(
             tensors[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
         if "scale" in descriptor:
             quant[name] = _quant(name, dtype, descriptor)
-    return Message(header["kind"], header["body"], tensors, quant, blobs)
+    return Message(header["kind"], header["body"], tensors, quant, blobs, codecs, compressed)
 
 
 def _header(raw: memoryview) -> dict[str, Any]:
@@ -295,6 +342,19 @@ def _shared_tensor(
         raise ProtocolError(
             "malformed", f"tensor {name!r}: shared memory not readable ({exc})"
         ) from None
+
+
+def _codec(name: str, codec: Any) -> str:
+    if codec not in CODECS:
+        raise ProtocolError("malformed", f"tensor {name!r}: unknown codec {codec!r}")
+    return str(codec)
+
+
+def _decompress(name: str, codec: str, data: memoryview, size: int) -> bytes:
+    try:
+        return decompress(codec, data, size)
+    except ValueError as exc:
+        raise ProtocolError("malformed", f"tensor {name!r}: bad {codec} frame: {exc}") from None
 
 
 def _quant(name: str, dtype: str, descriptor: Mapping[str, Any]) -> Quant:
