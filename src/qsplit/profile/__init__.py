@@ -46,6 +46,7 @@ from qsplit.profile._types import (
     ComputeProfile,
     LinkMeasurement,
     LinkProfile,
+    Overhead,
     load_compute_profiles,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "HostReference",
     "LinkMeasurement",
     "LinkProfile",
+    "Overhead",
     "ProgressCallback",
     "Request",
     "SessionSettings",
