@@ -128,6 +128,7 @@ def evaluate(
             tally.arrival_s[(t.name, infra.device)] for t in graph.tensors if t.is_model_output
         ]
         latency_s = max([*finish_s.values(), *returned, *compute.values(), 0.0])
+    latency_s += overhead_s(problem, assignment, quantized)
     energy = energy_per_node(infra, compute, transfer_s)
     return Evaluation(
         latency_s=latency_s,
@@ -140,6 +141,31 @@ def evaluate(
         transfer_bytes=tally.transfer_bytes,
         latency_model=model,
     )
+
+
+def overhead_s(
+    problem: PlanningProblem, assignment: Mapping[str, str], quantized: Collection[str] = ()
+) -> float:
+    """The requester's fixed costs of one request under ``assignment``, in seconds.
+
+    ``request_s`` once, plus one local message (requester ↔ the agent on its own host, a hop no
+    link prices) for each model input read on the device and each model output produced there,
+    at its wire size. The runtime bundles a node's inputs in one message and a component's
+    outputs in its report, so models with several inputs or outputs are charged a few messages
+    too many: a bound on the truth, exact for one input and one output. These costs are serial
+    (the requester's and the agent's event loops), so the critical path adds them too.
+    Not priced in energy: they are the requester's bookkeeping, not computing or transmitting.
+    """
+    overhead, device = problem.overhead, problem.infra.device
+    total = overhead.request_s
+    for tensor in problem.graph.tensors:
+        producer = tensor.producer
+        if producer is None and any(assignment[c] == device for c in tensor.consumers):
+            total += overhead.local_message_s(tensor.bytes)
+        if tensor.is_model_output and producer is not None and assignment[producer] == device:
+            size = wire_bytes(tensor, _precision(producer, quantized))
+            total += overhead.local_message_s(size)
+    return total
 
 
 def energy_per_node(

@@ -39,6 +39,7 @@ from qsplit.model import Tensor
 from qsplit.plan._cost import weight_bytes, wire_bytes
 from qsplit.plan._problem import PlanningProblem, Precision
 from qsplit.plan._solver import DISABLED
+from qsplit.profile import Overhead
 from qsplit.quant import NoisePolynomial
 
 Expr = pulp.LpAffineExpression
@@ -146,6 +147,7 @@ def build(problem: PlanningProblem) -> Formulation:
         latency = pulp.lpSum(node_compute.values()) + pulp.lpSum(node_send.values())
     else:
         latency = _critical_path(b, compute_s, node_compute, flows.edge_time)
+    latency += _overhead(b, x, xz)
     memory = {
         k: pulp.lpSum(
             weight_bytes(blk.weight_bytes, lv) * xz[blk.name, k, lv]
@@ -374,6 +376,34 @@ def _critical_path(
     for k in nodes:
         b.add(latency >= node_compute[k])
     return latency + 0
+
+
+def _overhead(
+    b: _Builder, x: XVars, xz: dict[tuple[str, str, Precision], Expr]
+) -> Expr:
+    """The requester's fixed costs, as :func:`qsplit.plan._cost.overhead_s` defines them: a
+    model input's local message is charged with ``u ≥ x[c, device]`` over its consumers ``c``
+    (``u`` has positive cost only, so it takes their maximum), an output's with its producer's
+    placement-and-precision product on the device."""
+    problem = b.problem
+    overhead, device = problem.overhead, problem.infra.device
+    if overhead == Overhead():
+        return pulp.LpAffineExpression()  # no variables where there is nothing to charge
+    terms: list[Expr] = [pulp.LpAffineExpression(constant=overhead.request_s)]
+    for tensor in problem.graph.tensors:
+        producer = tensor.producer
+        consumers = list(dict.fromkeys(tensor.consumers))
+        if producer is None and consumers:
+            read = b.var("u")
+            for consumer in consumers:
+                b.add(read >= x[consumer, device])
+            terms.append(overhead.local_message_s(tensor.bytes) * read)
+        if tensor.is_model_output and producer is not None:
+            terms.extend(
+                overhead.local_message_s(wire_bytes(tensor, lv)) * xz[producer, device, lv]
+                for lv in problem.precisions(producer)
+            )
+    return pulp.lpSum(terms)
 
 
 def _row_upper(noise_model: NoisePolynomial | None, name: str, limit: float | None) -> float | None:

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 from qsplit.errors import InputError
 from qsplit.infra import Infra
 from qsplit.model import LayerGraph
-from qsplit.profile import ComputeProfile
+from qsplit.profile import ComputeProfile, Overhead
 from qsplit.quant import DEGENERATE_FIX, NoisePolynomial
 
 LatencyModel = Literal["sum", "critical-path"]
@@ -95,6 +95,11 @@ class PlanningProblem:
         if timing.int8_s is None or block not in self._quantizable_set:
             raise InputError(f"block {block!r} cannot be quantized", field="quantized")
         return timing.int8_s
+
+    @property
+    def overhead(self) -> Overhead:
+        """The requesting device's fixed costs (zero when its profile has none)."""
+        return self.profiles[self.infra.device].overhead or Overhead()
 
     @cached_property
     def _quantizable_set(self) -> frozenset[str]:
