@@ -378,9 +378,7 @@ def _critical_path(
     return latency + 0
 
 
-def _overhead(
-    b: _Builder, x: XVars, xz: dict[tuple[str, str, Precision], Expr]
-) -> Expr:
+def _overhead(b: _Builder, x: XVars, xz: dict[tuple[str, str, Precision], Expr]) -> Expr:
     """The requester's fixed costs, as :func:`qsplit.plan._cost.overhead_s` defines them: a
     model input's local message is charged with ``u ≥ x[c, device]`` over its consumers ``c``
     (``u`` has positive cost only, so it takes their maximum), an output's with its producer's

@@ -10,8 +10,8 @@ from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
 from qsplit.runtime._inputs import image_requests, random_requests
 from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys, read_secret_key
-from qsplit.runtime._overhead import measure_overhead
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
+from qsplit.runtime._overhead import measure_overhead
 from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
 from qsplit.runtime._wire import Limits, Message, Quant
