@@ -149,22 +149,23 @@ def overhead_s(
     """The requester's fixed costs of one request under ``assignment``, in seconds.
 
     ``request_s`` once, plus one local message (requester ↔ the agent on its own host, a hop no
-    link prices) for each model input read on the device and each model output produced there,
-    at its wire size. The runtime bundles a node's inputs in one message and a component's
-    outputs in its report, so models with several inputs or outputs are charged a few messages
-    too many: a bound on the truth, exact for one input and one output. These costs are serial
-    (the requester's and the agent's event loops), so the critical path adds them too.
+    link prices) for each model input read on the device (or returned as a model output) and
+    each model output produced there, at its wire size. The runtime bundles a node's inputs in
+    one message and a component's outputs in its report, so models with several inputs or
+    outputs are charged a few messages too many: a bound on the truth, exact for one input and
+    one output. These costs are serial (the requester's and the agent's event loops), so the
+    critical path adds them too.
     Not priced in energy: they are the requester's bookkeeping, not computing or transmitting.
     """
     overhead, device = problem.overhead, problem.infra.device
     total = overhead.request_s
     for tensor in problem.graph.tensors:
         producer = tensor.producer
-        if producer is None and any(assignment[c] == device for c in tensor.consumers):
-            total += overhead.local_message_s(tensor.bytes)
-        if tensor.is_model_output and producer is not None and assignment[producer] == device:
-            size = wire_bytes(tensor, _precision(producer, quantized))
-            total += overhead.local_message_s(size)
+        if producer is None:
+            if tensor.is_model_output or any(assignment[c] == device for c in tensor.consumers):
+                total += overhead.local_message_s(tensor.bytes)
+        elif tensor.is_model_output and assignment[producer] == device:
+            total += overhead.local_message_s(wire_bytes(tensor, _precision(producer, quantized)))
     return total
 
 

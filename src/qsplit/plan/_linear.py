@@ -86,3 +86,9 @@ class LinearPrices:
                 if link.source == self.device:
                     device_j += joules
         return Price(objective, device_j)
+
+    def local_message(self, tensor: Tensor, precision: Precision = "fp32") -> Price:
+        """The requester's local message for ``tensor`` (a model input read on the device, a
+        model output produced there: :func:`qsplit.plan.overhead_s`); latency only."""
+        seconds = self.problem.overhead.local_message_s(wire_bytes(tensor, precision))
+        return Price(self._per_s * seconds, 0.0)

@@ -391,7 +391,9 @@ def _overhead(b: _Builder, x: XVars, xz: dict[tuple[str, str, Precision], Expr])
     for tensor in problem.graph.tensors:
         producer = tensor.producer
         consumers = list(dict.fromkeys(tensor.consumers))
-        if producer is None and consumers:
+        if producer is None and tensor.is_model_output:
+            terms.append(pulp.LpAffineExpression(constant=overhead.local_message_s(tensor.bytes)))
+        elif producer is None and consumers:
             read = b.var("u")
             for consumer in consumers:
                 b.add(read >= x[consumer, device])
