@@ -230,11 +230,12 @@ def test_fixed_costs_charge_the_requests_local_messages(latency_model: str) -> N
     problem = _problem(CHAIN, {"a": 0.1, "b": 0.2}, latency_model=latency_model)
     fixed = _with_overhead(problem)
     local_in, local_out = 0.001 + 4000 / 4e6, 0.001 + 400 / 4e6
-    cases = {  # assignment → the local messages it needs besides the request itself
+    hop = FIXED.message_s
+    cases = {  # assignment → the messages it needs besides the request itself
         ("dev", "dev"): local_in + local_out,  # inputs in, outputs back, both on the device
-        ("dev", "edge"): local_in,  # the outputs come back over the edge → device link
-        ("edge", "dev"): local_out,  # the inputs go out over the device → edge link
-        ("edge", "edge"): 0.0,
+        ("dev", "edge"): local_in + 2 * hop,  # h to the edge, y back over edge → device
+        ("edge", "dev"): local_out + 2 * hop,  # x to the edge, h back
+        ("edge", "edge"): 2 * hop,  # x out, y back
     }
     for (a, b), local in cases.items():
         assignment = {"a": a, "b": b}
@@ -247,7 +248,24 @@ def test_fixed_costs_charge_the_requests_local_messages(latency_model: str) -> N
 def test_a_quantized_output_goes_back_locally_at_its_wire_size() -> None:
     problem = _with_overhead(_problem(CHAIN, {"a": 0.1, "b": 0.2}, quantizable=("b",)))
     out = 0.001 + (400 // 4 + QUANT_PARAMS_BYTES) / 4e6
-    assert overhead_s(problem, {"a": "edge", "b": "dev"}, ["b"]) == pytest.approx(0.002 + out)
+    hops = 2 * FIXED.message_s  # x to the edge, h back
+    assert overhead_s(problem, {"a": "edge", "b": "dev"}, ["b"]) == pytest.approx(
+        0.002 + hops + out
+    )
+
+
+def test_a_relayed_transfer_is_a_message_per_hop() -> None:
+    line = infra(
+        [("dev", 2.0, 3.0, 10**6), ("edge", 5.0, 1.0, 10**6), ("cloud", 30.0, 0.5, 10**9)],
+        [(a, b, 1e6, 0.005) for a, b in (("dev", "edge"), ("edge", "dev"))]
+        + [(a, b, 1e6, 0.005) for a, b in (("edge", "cloud"), ("cloud", "edge"))],
+    )
+    profiles = {
+        n: profile(n, {"a": (0.1, None), "b": (0.1, None)}) for n in ("dev", "edge", "cloud")
+    }
+    profiles["dev"] = replace(profiles["dev"], overhead=Overhead(message_s=0.001))
+    problem = PlanningProblem(CHAIN, line, profiles)
+    assert overhead_s(problem, {"a": "cloud", "b": "cloud"}) == pytest.approx(4 * 0.001)
 
 
 def test_a_profile_without_overhead_costs_nothing_extra() -> None:

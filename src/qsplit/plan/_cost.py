@@ -148,23 +148,32 @@ def overhead_s(
 ) -> float:
     """The requester's fixed costs of one request under ``assignment``, in seconds.
 
-    ``request_s`` once, plus one local message (requester ↔ the agent on its own host, a hop no
-    link prices) for each model input read on the device (or returned as a model output) and
-    each model output produced there, at its wire size. The runtime bundles a node's inputs in
+    ``request_s`` once; ``message_s`` for every hop of every transfer (the runtime's own cost
+    of a message, which the link probes, lighter than the agents, do not carry); and one local
+    message (requester ↔ the agent on its own host, a hop no link prices) for each model input
+    read on the device (or returned as a model output) and each model output produced there, at
+    its wire size. The runtime bundles a node's inputs in
     one message and a component's outputs in its report, so models with several inputs or
     outputs are charged a few messages too many: a bound on the truth, exact for one input and
     one output. These costs are serial (the requester's and the agent's event loops), so the
     critical path adds them too.
     Not priced in energy: they are the requester's bookkeeping, not computing or transmitting.
     """
-    overhead, device = problem.overhead, problem.infra.device
+    infra, overhead = problem.infra, problem.overhead
+    device = infra.device
     total = overhead.request_s
     for tensor in problem.graph.tensors:
         producer = tensor.producer
+        source = assignment[producer] if producer else device
+        targets = {assignment[c] for c in tensor.consumers}
+        if tensor.is_model_output:
+            targets.add(device)
+        hops = sum(len(infra.route(source, target).hops) for target in targets - {source})
+        total += overhead.message_s * hops
         if producer is None:
-            if tensor.is_model_output or any(assignment[c] == device for c in tensor.consumers):
+            if device in targets:
                 total += overhead.local_message_s(tensor.bytes)
-        elif tensor.is_model_output and assignment[producer] == device:
+        elif tensor.is_model_output and source == device:
             total += overhead.local_message_s(wire_bytes(tensor, _precision(producer, quantized)))
     return total
 
