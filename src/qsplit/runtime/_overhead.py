@@ -88,14 +88,17 @@ def _null_requests(
         feeds = {"x": np.ones((1, size), np.float32)}
         messages, overheads, counts = [], [], set()
         with connect(deployment, infra, timeout_s=timeout_s) as session:
-            for _ in range(warmup):
-                session.infer(feeds)
-            for _ in range(requests):
-                _, record = session.infer_timed(feeds)
-                local = [t.transfer_s for t in record.transfers if t.source == t.target]
-                messages.extend(local)
-                counts.add(len(local))
-                overheads.append(record.latency_s - sum(r.compute_s for r in record.runs))
+            try:
+                for _ in range(warmup):
+                    session.infer(feeds)
+                for _ in range(requests):
+                    _, record = session.infer_timed(feeds)
+                    local = [t.transfer_s for t in record.transfers if t.source == t.target]
+                    messages.extend(local)
+                    counts.add(len(local))
+                    overheads.append(record.latency_s - sum(r.compute_s for r in record.runs))
+            finally:
+                session.undeploy()  # the agent keeps deployments until told otherwise
     return _NullRuns(
         statistics.median(messages), float(size * 4), statistics.median(overheads), max(counts)
     )
