@@ -147,7 +147,7 @@ def build(problem: PlanningProblem) -> Formulation:
         latency = pulp.lpSum(node_compute.values()) + pulp.lpSum(node_send.values())
     else:
         latency = _critical_path(b, compute_s, node_compute, flows.edge_time)
-    latency += _overhead(b, x, xz, flows.hops)
+    latency += _overhead(b, x, xz, flows.messages)
     memory = {
         k: pulp.lpSum(
             weight_bytes(blk.weight_bytes, lv) * xz[blk.name, k, lv]
@@ -222,8 +222,8 @@ class _Flows:
     """Node → bytes of each tensor present on it."""
     edge_time: dict[tuple[str, str], Expr]
     """(tensor, destination) → transfer time on that edge (critical-path model only)."""
-    hops: list[Expr] = field(default_factory=list)
-    """Hops of every carried tensor (each a message, priced by the fixed costs)."""
+    messages: list[Expr] = field(default_factory=list)
+    """Hops of every carried tensor: each is a runtime message, priced by the fixed costs."""
 
 
 def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
@@ -273,7 +273,7 @@ def _tensor_flows(b: _Builder, x: XVars, z: ZVars) -> _Flows:
         carried = _by_precision(b, z, tensor, carry)
         for (k, h), amounts in carried.items():
             hops(tensor, (k, h), amounts)
-            flows.hops.append(len(infra.route(k, h).hops) * carry[k, h])
+            flows.messages.append(len(infra.route(k, h).hops) * carry[k, h])
             flows.present[h].append(tensor.bytes * carry[k, h])
         if problem.latency_model == "critical-path":
             for d, edge in edges.items():
@@ -382,7 +382,7 @@ def _critical_path(
 
 
 def _overhead(
-    b: _Builder, x: XVars, xz: dict[tuple[str, str, Precision], Expr], hops: list[Expr]
+    b: _Builder, x: XVars, xz: dict[tuple[str, str, Precision], Expr], messages: list[Expr]
 ) -> Expr:
     """The requester's fixed costs, as :func:`qsplit.plan._cost.overhead_s` defines them:
     ``message_s`` per carried hop; a model input's local message with ``u ≥ x[c, device]`` over
@@ -393,7 +393,7 @@ def _overhead(
     if overhead == Overhead():
         return pulp.LpAffineExpression()  # no variables where there is nothing to charge
     terms: list[Expr] = [pulp.LpAffineExpression(constant=overhead.request_s)]
-    terms.extend(overhead.message_s * hop for hop in hops)
+    terms.extend(overhead.message_s * hops for hops in messages)
     for tensor in problem.graph.tensors:
         producer = tensor.producer
         consumers = list(dict.fromkeys(tensor.consumers))

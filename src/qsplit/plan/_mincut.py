@@ -65,7 +65,6 @@ def min_cut_assignment(prices: LinearPrices, node: str) -> dict[str, str]:
             continue  # a model input never travels back to the device
         if tensor.is_model_output:
             charge(producer, _SINK, local)
-        if tensor.is_model_output:
             readers.append(_SOURCE)
         if readers:
             backward = prices.tensor(tensor, node, [device]).objective
