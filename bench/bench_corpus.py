@@ -47,7 +47,7 @@ from qsplit.model import analyze
 from qsplit.model.corpus import MODELS, BuiltModel, build, corpus_model
 from qsplit.partition import ComponentExtractor, components
 from qsplit.plan import Bounds, load_problem, plan
-from qsplit.quant import image_feeds
+from qsplit.quant import NoisePolynomial, image_feeds
 from qsplit.report import RunIndex
 
 INFRA = Path(__file__).resolve().parent / "corpus-three-tier.yaml"
@@ -144,7 +144,12 @@ def three_way_split_diff(model: Path, scale: float) -> float:
 
 def time_one_plan(built: BuiltModel, run_dir: Path, args: argparse.Namespace) -> float:
     """Median of analyse + one plan (w_latency 1, int8 allowed up to the full noise, baselines
-    included) from the run's measured profiles, links and noise model."""
+    included) from the run's measured profiles, links and noise model; fp32 only when the
+    noise study is degenerate (the planner refuses to quantize on it, and the demo did not)."""
+    noise_path: Path | None = run_dir / "noise" / "noise.json"
+    diagnosis = NoisePolynomial.load(str(noise_path)).diagnosis
+    if diagnosis is not None and diagnosis.degenerate:
+        noise_path = None
 
     def once() -> None:
         _, graph = analyze(str(built.path))
@@ -152,7 +157,7 @@ def time_one_plan(built: BuiltModel, run_dir: Path, args: argparse.Namespace) ->
             graph,
             args.infra,
             [run_dir / "profiles"],
-            run_dir / "noise" / "noise.json",
+            noise_path,
             links=run_dir / "profiles" / "links.json",
             bounds=Bounds(noise_max=None, device_energy_budget_j=None, memory=True),
             w_latency=1.0,

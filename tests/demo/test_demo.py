@@ -81,6 +81,17 @@ def test_plans_use_the_shipped_profile_at_each_nodes_speed(short_run) -> None:
 
 
 @pytest.mark.slow
+def test_the_device_profile_carries_the_requesters_fixed_costs(short_run) -> None:
+    """Measured live with null requests to the device's agent (not cached like the block
+    times); only the requester's node has them."""
+    run_dir, index = short_run
+    device = ComputeProfile.load(str(run_dir / index.profiles["device"]))
+    assert device.overhead is not None
+    assert device.overhead.message_s > 0
+    assert ComputeProfile.load(str(run_dir / index.profiles["edge"])).overhead is None
+
+
+@pytest.mark.slow
 def test_measured_noise_is_close_to_the_noise_model(short_run) -> None:
     """4 candidate blocks, 16 samples: every mask was sampled, so the prediction is the fit at
     a measured point and the deployed split must reproduce that measurement."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from plan_helpers import all_assignments, infra, noise, profile, random_dag
@@ -19,6 +20,7 @@ from qsplit.plan import (
     violations,
 )
 from qsplit.plan._split import split_assignment
+from qsplit.profile import Overhead
 
 PAYOFF = Payoff(latency_min_s=0.0, latency_max_s=1.0, energy_min_j=0.0, energy_max_j=5.0)
 """Scales of 1 s and 5 J; with the default weights 0.5/0.5 the objective is T/2 + E/10."""
@@ -37,9 +39,11 @@ def random_problem(
     noise_max: float | None = None,
     latency_model: LatencyModel = "sum",
     behind_edge: bool = False,
+    overhead: bool = False,
 ) -> PlanningProblem:
     """A random DAG on a device plus ``nodes - 1`` faster, hungrier nodes on a full mesh, or,
-    ``behind_edge``, without the direct device ↔ cloud links (the cloud is reached via the edge)."""
+    ``behind_edge``, without the direct device ↔ cloud links (the cloud is reached via the edge);
+    with ``overhead``, the device's profile has fixed costs large enough to move the optimum."""
     rng = random.Random(seed)
     graph = random_dag(rng, blocks)
     names = ["dev", "edge", "cloud"][:nodes]
@@ -56,6 +60,14 @@ def random_problem(
         )
         for n in names
     }
+    if overhead:
+        extra = random.Random(-seed)
+        fixed = Overhead(
+            request_s=extra.uniform(0, 0.01),
+            message_s=extra.uniform(0.005, 0.05),
+            local_bandwidth_bytes_per_s=extra.uniform(1e5, 1e7),
+        )
+        profiles["dev"] = replace(profiles["dev"], overhead=fixed)
     mesh = infra(
         [(n, rng.uniform(2, 30), rng.uniform(0.1, 4), 10**9) for n in names],
         [
@@ -107,9 +119,10 @@ def test_single_node_baselines_still_exchange_inputs_and_outputs_with_the_device
     assert ("cloud", "dev") in remote.evaluation.transfer_s
 
 
+@pytest.mark.parametrize("overhead", [False, True])
 @pytest.mark.parametrize("seed", range(6))
-def test_best_split_matches_brute_force_over_split_points(seed: int) -> None:
-    problem = random_problem(seed, 14)
+def test_best_split_matches_brute_force_over_split_points(seed: int, overhead: bool) -> None:
+    problem = random_problem(seed, 14, overhead=overhead)
     graph = problem.graph
     brute = min(
         objective(evaluate(problem, split_assignment(graph, "dev", node, position)))
@@ -120,9 +133,10 @@ def test_best_split_matches_brute_force_over_split_points(seed: int) -> None:
     assert objective(found.evaluation) == pytest.approx(brute, rel=1e-9)
 
 
+@pytest.mark.parametrize("overhead", [False, True])
 @pytest.mark.parametrize("seed", range(8))
-def test_min_cut_is_optimal_on_two_nodes(seed: int) -> None:
-    problem = random_problem(seed, 9, nodes=2)
+def test_min_cut_is_optimal_on_two_nodes(seed: int, overhead: bool) -> None:
+    problem = random_problem(seed, 9, nodes=2, overhead=overhead)
     blocks = problem.graph.block_names
     brute = min(objective(evaluate(problem, a)) for a in all_assignments(blocks, ["dev", "edge"]))
     found = baseline_plans(problem, PAYOFF)["min-cut"]

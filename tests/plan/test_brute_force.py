@@ -22,6 +22,7 @@ from qsplit.errors import InfeasibleError
 from qsplit.plan import Bounds, PlanningProblem, evaluate, plan, violations
 from qsplit.plan._planfile import Payoff
 from qsplit.plan._planner import LEX_TOLERANCE
+from qsplit.profile import Overhead
 
 SEEDS = range(150)
 TIGHT_SEEDS = range(1000, 1060)
@@ -98,6 +99,14 @@ def random_problem(
             # now and then a candidate lacks an int8 timing on one node: not quantizable then
             times[blk] = (fp32, None if blk not in candidates or rng.random() < 0.05 else int8)
         profiles[name] = profile(name, times)
+    if seed % 3 == 0:  # the requester's fixed costs, drawn apart so other draws do not move
+        extra = random.Random(-seed)
+        overhead = Overhead(
+            request_s=extra.uniform(0, 0.01),
+            message_s=extra.uniform(0, 0.05),
+            local_bandwidth_bytes_per_s=extra.uniform(1e5, 1e7),
+        )
+        profiles["dev"] = replace(profiles["dev"], overhead=overhead)
     terms: dict[tuple[str, ...], float] = {}
     for blk in candidates:
         terms[(blk,)] = rng.uniform(0, 0.3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from plan_helpers import graph, infra, noise, profile
 
@@ -12,10 +14,12 @@ from qsplit.plan import (
     Bounds,
     PlanningProblem,
     evaluate,
+    overhead_s,
     violations,
     weight_bytes,
     wire_bytes,
 )
+from qsplit.profile import Overhead
 
 # dev → edge: 1 MB/s, 5 ms; edge → dev: 2 MB/s, 5 ms; dev ↔ cloud: 10 MB/s, 50 ms.
 INFRA = infra(
@@ -209,3 +213,61 @@ def test_each_destination_is_one_transfer_even_where_routes_share_a_hop() -> Non
         ("cloud", "dev"): 800
     }  # fmt: skip
     assert ev.transfer_s[("edge", "dev")] == pytest.approx(2 * (0.005 + 20000 / 2e6))
+
+
+FIXED = Overhead(request_s=0.002, message_s=0.001, local_bandwidth_bytes_per_s=4e6)
+"""Requester's fixed costs: 2 ms per request, 1 ms + bytes / 4 MB/s per local message."""
+
+
+def _with_overhead(problem: PlanningProblem) -> PlanningProblem:
+    profiles = dict(problem.profiles)
+    profiles["dev"] = replace(profiles["dev"], overhead=FIXED)
+    return replace(problem, profiles=profiles)
+
+
+@pytest.mark.parametrize("latency_model", ["sum", "critical-path"])
+def test_fixed_costs_charge_the_requests_local_messages(latency_model: str) -> None:
+    problem = _problem(CHAIN, {"a": 0.1, "b": 0.2}, latency_model=latency_model)
+    fixed = _with_overhead(problem)
+    local_in, local_out = 0.001 + 4000 / 4e6, 0.001 + 400 / 4e6
+    hop = FIXED.message_s
+    cases = {  # assignment → the messages it needs besides the request itself
+        ("dev", "dev"): local_in + local_out,  # inputs in, outputs back, both on the device
+        ("dev", "edge"): local_in + 2 * hop,  # h to the edge, y back over edge → device
+        ("edge", "dev"): local_out + 2 * hop,  # x to the edge, h back
+        ("edge", "edge"): 2 * hop,  # x out, y back
+    }
+    for (a, b), local in cases.items():
+        assignment = {"a": a, "b": b}
+        plain, priced = evaluate(problem, assignment), evaluate(fixed, assignment)
+        assert priced.latency_s == pytest.approx(plain.latency_s + 0.002 + local)
+        assert overhead_s(fixed, assignment) == pytest.approx(0.002 + local)
+        assert priced.energy_j == pytest.approx(plain.energy_j)  # bookkeeping, not energy
+
+
+def test_a_quantized_output_goes_back_locally_at_its_wire_size() -> None:
+    problem = _with_overhead(_problem(CHAIN, {"a": 0.1, "b": 0.2}, quantizable=("b",)))
+    out = 0.001 + (400 // 4 + QUANT_PARAMS_BYTES) / 4e6
+    hops = 2 * FIXED.message_s  # x to the edge, h back
+    assert overhead_s(problem, {"a": "edge", "b": "dev"}, ["b"]) == pytest.approx(
+        0.002 + hops + out
+    )
+
+
+def test_a_relayed_transfer_is_a_message_per_hop() -> None:
+    line = infra(
+        [("dev", 2.0, 3.0, 10**6), ("edge", 5.0, 1.0, 10**6), ("cloud", 30.0, 0.5, 10**9)],
+        [(a, b, 1e6, 0.005) for a, b in (("dev", "edge"), ("edge", "dev"))]
+        + [(a, b, 1e6, 0.005) for a, b in (("edge", "cloud"), ("cloud", "edge"))],
+    )
+    profiles = {
+        n: profile(n, {"a": (0.1, None), "b": (0.1, None)}) for n in ("dev", "edge", "cloud")
+    }
+    profiles["dev"] = replace(profiles["dev"], overhead=Overhead(message_s=0.001))
+    problem = PlanningProblem(CHAIN, line, profiles)
+    assert overhead_s(problem, {"a": "cloud", "b": "cloud"}) == pytest.approx(4 * 0.001)
+
+
+def test_a_profile_without_overhead_costs_nothing_extra() -> None:
+    problem = _problem(CHAIN, {"a": 0.1, "b": 0.2})
+    assert overhead_s(problem, {"a": "dev", "b": "dev"}) == 0.0

@@ -87,8 +87,13 @@ def test_three_tier_example_matches_the_papers() -> None:
     assert infra.link("device", "edge").transfer_s(5e6) == pytest.approx(1.005)
 
 
-INFRA_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.endswith(SPEC_SUFFIX))
-"""The model descriptions (``*.preprocess.yaml``) beside them are another format."""
+INFRA_EXAMPLES = sorted(
+    p
+    for p in EXAMPLES.glob("*.yaml")
+    if not p.name.endswith(SPEC_SUFFIX) and not p.stem.endswith("-schedule")
+)
+"""The model descriptions (``*.preprocess.yaml``) and testbed schedules (``*-schedule.yaml``)
+beside them are other formats."""
 
 
 @pytest.mark.parametrize("path", INFRA_EXAMPLES, ids=lambda p: p.stem)

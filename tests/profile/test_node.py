@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from qsplit.errors import InputError
 from qsplit.model import analyze
 from qsplit.profile import (
     CODEC_OPERATIONS,
+    BlockTiming,
     ComputeProfile,
+    Overhead,
     profile_node,
     scale_profile,
     shipped_profile,
@@ -108,3 +111,14 @@ def test_a_profile_without_its_hosts_reference_time_cannot_be_scaled(yolo) -> No
         scale_profile(bare, "edge", 0.425, source="x.json")
     with pytest.raises(InputError, match="not positive"):
         scale_profile(shipped, "edge", float("nan"), source=path.name)
+
+
+def test_a_profiles_overhead_is_saved_and_older_files_load_without_it(tmp_path: Path) -> None:
+    timing = {"b0": BlockTiming(fp32_s=0.001)}
+    fixed = Overhead(request_s=0.001, message_s=0.0008, local_bandwidth_bytes_per_s=1.5e9)
+    for overhead in (fixed, Overhead(0.001, 0.0008), None):
+        path = tmp_path / "p.json"
+        ComputeProfile("dev", "0" * 64, "block", timing, overhead=overhead).save(str(path))
+        assert ComputeProfile.load(str(path)).overhead == overhead
+    assert "overhead" not in json.loads(path.read_text())  # none measured: the old format
+    assert Overhead(0.0, 0.001, 1e6).local_message_s(2e6) == pytest.approx(2.001)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -74,6 +75,14 @@ def profile_command(
             "for `qsplit plan --compression`."
         ),
     ] = None,
+    overhead: Annotated[
+        bool,
+        typer.Option(
+            "--overhead",
+            help="Also measure the requester's fixed costs with null requests to the agent of "
+            "--node (the --infra's device, at its address) and store them in the profile.",
+        ),
+    ] = False,
 ) -> None:
     """Time every block alone (fp32 and int8) and write a compute profile for the planner.
 
@@ -82,6 +91,11 @@ def profile_command(
     if granularity not in ("node", "block"):
         raise typer.BadParameter("must be 'node' or 'block'", param_hint="--granularity")
     nodes = None if infra is None else load_infra(infra)
+    if overhead and (nodes is None or nodes.device != node or nodes.node(node).address is None):
+        raise typer.BadParameter(
+            "needs --infra whose device is --node and has the address of its running agent",
+            param_hint="--overhead",
+        )
     reference_s = None if nodes is None else nodes.node(node).reference_time_s
     shapes = dict(parse_input_shape(s) for s in input_shape or [])
     loaded, graph = analyze(str(model), shapes, granularity)  # type: ignore[arg-type]
@@ -124,6 +138,16 @@ def profile_command(
             progress=lambda done, _total, name: bar.update(task, completed=done, description=name),
             shipped=not no_shipped,
             codec=not no_codec,
+        )
+    if overhead and nodes is not None:
+        from qsplit.runtime import measure_overhead  # zmq only when asked, as the other commands
+
+        with console.status("null requests to the device's agent"):
+            profile = replace(profile, overhead=measure_overhead(nodes))
+        fixed = profile.overhead
+        console.print(
+            f"fixed costs: {fixed.request_s * 1e3:.2f} ms per request, "
+            f"{fixed.message_s * 1e3:.2f} ms per message"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(str(out))

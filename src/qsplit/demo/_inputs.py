@@ -3,13 +3,15 @@
 Profiles are made *by each node's agent* (its padding and thread settings, as it will run the
 components; for a model that ships a profile, as the bundled YOLO11n does, that profile scaled to
 the node's reference time, so plans do not depend on the host); links are measured through the
-emulators the tensors will cross. Both are what a real deployment would do; only the machines
+emulators the tensors will cross, and the requester's fixed costs with null requests to the
+device's agent. All are what a real deployment would do; only the machines
 are emulated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from qsplit.demo._cache import Cache
@@ -17,7 +19,7 @@ from qsplit.demo._config import DemoConfig
 from qsplit.model import LayerGraph, LoadedModel
 from qsplit.profile import ComputeProfile, LinkProfile
 from qsplit.quant import image_feeds, plot_fit, study_noise
-from qsplit.runtime import profile_on_agent
+from qsplit.runtime import measure_overhead, profile_on_agent
 from qsplit.testbed import AGENT_STATISTIC, Testbed
 
 Advance = Callable[[], None]
@@ -70,6 +72,16 @@ def node_profiles(
         ComputeProfile.load(str(paths[name]))  # a corrupt cache entry fails here, by name
         advance()
     return paths
+
+
+def requester_overhead(testbed: Testbed, profiles: dict[str, Path]) -> None:
+    """The requester's fixed costs, measured now with null requests and written into the
+    device's profile: live, like the links, because they run at the host's speed and load
+    (profiles are cached; this must not be)."""
+    infra = testbed.infra()
+    path = profiles[infra.device]
+    profile = ComputeProfile.load(str(path))
+    replace(profile, overhead=measure_overhead(infra)).save(str(path))
 
 
 def measured_links(testbed: Testbed, out: Path, advance: Advance) -> Path:

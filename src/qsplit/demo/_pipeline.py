@@ -18,7 +18,13 @@ import onnxruntime as ort
 from qsplit.demo._cache import Cache
 from qsplit.demo._config import DemoConfig
 from qsplit.demo._execute import reference_outputs, run_configuration
-from qsplit.demo._inputs import NOISE_EVAL_IMAGES, measured_links, node_profiles, noise_model
+from qsplit.demo._inputs import (
+    NOISE_EVAL_IMAGES,
+    measured_links,
+    node_profiles,
+    noise_model,
+    requester_overhead,
+)
 from qsplit.demo._plans import Configuration, configuration, scenario_candidates
 from qsplit.errors import InputError, QsplitError
 from qsplit.infra import load_infra
@@ -70,6 +76,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
         links_path = measured_links(
             testbed, run_dir / "profiles" / "links.json", lambda: advance(1)
         )
+        requester_overhead(testbed, profiles)
         timings["links_s"] = time.perf_counter() - step
 
         step = time.perf_counter()

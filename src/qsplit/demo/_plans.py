@@ -52,8 +52,12 @@ def scenario_candidates(
     full_noise = noise.predict(noise.quantizable)
     found: dict[Configuration, Entry] = {}
     last: tuple[PlanningProblem, Payoff | None] | None = None
+    fractions = config.noise_fractions
+    if noise.diagnosis is not None and noise.diagnosis.degenerate:
+        # The planner refuses to quantize on a noise study that measured nothing: fp32 only.
+        fractions = tuple(dict.fromkeys(f if f == 0 else 0.0 for f in fractions))
     for w_latency in config.w_latency:
-        for fraction in config.noise_fractions:
+        for fraction in fractions:
             noise_max = fraction * full_noise
             problem = load_problem(
                 graph,

@@ -224,6 +224,7 @@ def evaluate(
             tally.arrival_s[(t.name, infra.device)] for t in graph.tensors if t.is_model_output
         ]
         latency_s = max([*finish_s.values(), *returned, *busy.values(), 0.0])
+    latency_s += overhead_s(problem, assignment, quantized)
     energy = energy_per_node(infra, busy, transfer_s)
     lossy = [link_variable(t, m.precision) for t, m in links.items() if m.precision != "fp32"]
     return Evaluation(
@@ -239,6 +240,41 @@ def evaluate(
         links=links,
         codec_s=tally.codec_s,
     )
+
+
+def overhead_s(
+    problem: PlanningProblem, assignment: Mapping[str, str], quantized: Collection[str] = ()
+) -> float:
+    """The requester's fixed costs of one request under ``assignment``, in seconds.
+
+    ``request_s`` once; ``message_s`` for every hop of every transfer (the runtime's own cost
+    of a message, which the link probes, lighter than the agents, do not carry); and one local
+    message (requester ↔ the agent on its own host, a hop no link prices) for each model input
+    read on the device (or returned as a model output) and each model output produced there, at
+    its wire size. The runtime bundles a node's inputs in
+    one message and a component's outputs in its report, so models with several inputs or
+    outputs are charged a few messages too many: a bound on the truth, exact for one input and
+    one output. These costs are serial (the requester's and the agent's event loops), so the
+    critical path adds them too.
+    Not priced in energy: they are the requester's bookkeeping, not computing or transmitting.
+    """
+    infra, overhead = problem.infra, problem.overhead
+    device = infra.device
+    total = overhead.request_s
+    for tensor in problem.graph.tensors:
+        producer = tensor.producer
+        source = assignment[producer] if producer else device
+        targets = {assignment[c] for c in tensor.consumers}
+        if tensor.is_model_output:
+            targets.add(device)
+        hops = sum(len(infra.route(source, target).hops) for target in targets - {source})
+        total += overhead.message_s * hops
+        if producer is None:
+            if device in targets:
+                total += overhead.local_message_s(tensor.bytes)
+        elif tensor.is_model_output and source == device:
+            total += overhead.local_message_s(wire_bytes(tensor, _precision(producer, quantized)))
+    return total
 
 
 def energy_per_node(

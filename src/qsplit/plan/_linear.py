@@ -79,10 +79,18 @@ class LinearPrices:
         route: each hop at its sender's transmit power."""
         size = wire_bytes(tensor, precision)
         objective = device_j = 0.0
+        message_s = self.problem.overhead.message_s
         for target in set(targets) - {source}:
             for link, seconds in self.problem.infra.route(source, target).hop_s(size):
+                objective += self._per_s * message_s  # each hop is a message (fixed costs)
                 joules = self._power_w[link.source][1] * seconds
                 objective += self._per_s * seconds + self._per_j * joules
                 if link.source == self.device:
                     device_j += joules
         return Price(objective, device_j)
+
+    def local_message(self, tensor: Tensor, precision: Precision = "fp32") -> Price:
+        """The requester's local message for ``tensor`` (a model input read on the device, a
+        model output produced there: :func:`qsplit.plan.overhead_s`); latency only."""
+        seconds = self.problem.overhead.local_message_s(wire_bytes(tensor, precision))
+        return Price(self._per_s * seconds, 0.0)

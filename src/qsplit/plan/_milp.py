@@ -45,9 +45,10 @@ from itertools import count
 import pulp
 
 from qsplit.model import Tensor
-from qsplit.plan._cost import decode_s, encode_s, sent_bytes, weight_bytes
+from qsplit.plan._cost import decode_s, encode_s, sent_bytes, weight_bytes, wire_bytes
 from qsplit.plan._problem import FP32_LINK, LinkMode, PlanningProblem, Precision
 from qsplit.plan._solver import DISABLED
+from qsplit.profile import Overhead
 from qsplit.quant import NoisePolynomial, link_variable
 
 Expr = pulp.LpAffineExpression
@@ -170,6 +171,7 @@ def build(problem: PlanningProblem) -> Formulation:
         latency = pulp.lpSum(node_compute.values()) + pulp.lpSum(node_send.values())
     else:
         latency = _critical_path(b, compute_s, node_compute, flows.edge_time)
+    latency += _overhead(b, x, xz, flows.messages)
     memory = {
         k: pulp.lpSum(
             weight_bytes(blk.weight_bytes, lv) * xz[blk.name, k, lv]
@@ -265,6 +267,8 @@ class _Flows:
     """Node → time of each link encode and decode it runs."""
     edge_time: dict[tuple[str, str], Expr]
     """(tensor, destination) → transfer time on that edge (critical-path model only)."""
+    messages: list[Expr] = field(default_factory=list)
+    """Hops of every carried tensor: each is a runtime message, priced by the fixed costs."""
 
 
 def _tensor_flows(b: _Builder, x: XVars, z: ZVars, u: UVars) -> _Flows:
@@ -329,6 +333,7 @@ def _tensor_flows(b: _Builder, x: XVars, z: ZVars, u: UVars) -> _Flows:
         carried = _by_form(b, z, u, tensor, carry)
         for (k, h), amounts in carried.items():
             hops(tensor, (k, h), amounts)
+            flows.messages.append(len(infra.route(k, h).hops) * carry[k, h])
             flows.present[h].append(tensor.bytes * carry[k, h])
         if problem.latency_model == "critical-path":
             for d, edge in edges.items():
@@ -439,6 +444,37 @@ def _critical_path(
     for k in nodes:
         b.add(latency >= node_compute[k])
     return latency + 0
+
+
+def _overhead(
+    b: _Builder, x: XVars, xz: dict[tuple[str, str, Precision], Expr], messages: list[Expr]
+) -> Expr:
+    """The requester's fixed costs, as :func:`qsplit.plan._cost.overhead_s` defines them:
+    ``message_s`` per carried hop; a model input's local message with ``u ≥ x[c, device]`` over
+    its consumers ``c`` (``u`` has positive cost only, so it takes their maximum), an output's
+    with its producer's placement-and-precision product on the device."""
+    problem = b.problem
+    overhead, device = problem.overhead, problem.infra.device
+    if overhead == Overhead():
+        return pulp.LpAffineExpression()  # no variables where there is nothing to charge
+    terms: list[Expr] = [pulp.LpAffineExpression(constant=overhead.request_s)]
+    terms.extend(overhead.message_s * hops for hops in messages)
+    for tensor in problem.graph.tensors:
+        producer = tensor.producer
+        consumers = list(dict.fromkeys(tensor.consumers))
+        if producer is None and tensor.is_model_output:
+            terms.append(pulp.LpAffineExpression(constant=overhead.local_message_s(tensor.bytes)))
+        elif producer is None and consumers:
+            read = b.var("u")
+            for consumer in consumers:
+                b.add(read >= x[consumer, device])
+            terms.append(overhead.local_message_s(tensor.bytes) * read)
+        if tensor.is_model_output and producer is not None:
+            terms.extend(
+                overhead.local_message_s(wire_bytes(tensor, lv)) * xz[producer, device, lv]
+                for lv in problem.precisions(producer)
+            )
+    return pulp.lpSum(terms)
 
 
 def _row_upper(noise_model: NoisePolynomial | None, name: str, limit: float | None) -> float | None:

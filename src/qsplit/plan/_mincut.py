@@ -10,7 +10,10 @@ the other node. Capacities, for a block ``i`` and a tensor ``t``:
   one reader an edge ``producer → reader``, with several an auxiliary vertex ``fwd_t`` behind
   ``producer → fwd_t`` and uncapacitated ``fwd_t → reader`` edges;
 * backward (node → device) the same with reversed edges and ``back_t``; a model output is also
-  read by the device, i.e. by the source. A model input's producer is the source.
+  read by the device, i.e. by the source. A model input's producer is the source;
+* the requester's local messages (:func:`qsplit.plan.overhead_s`): ``i → sink`` for a block
+  producing a model output, and ``reader → sink`` (through ``local_t`` for several readers) for
+  a model input, cut when the block, or any reader, stays on the device.
 
 The cut is then exactly the plan's price, so the minimum cut is the optimal two-node plan
 (without quantization; networkx's preflow-push finds it in polynomial time).
@@ -55,9 +58,13 @@ def min_cut_assignment(prices: LinearPrices, node: str) -> dict[str, str]:
         if readers:
             forward = prices.tensor(tensor, device, [node]).objective
             fan(producer, readers, forward, ("fwd", tensor.name), back=False)
+        local = prices.local_message(tensor).objective
         if tensor.producer is None:
+            if readers and not tensor.is_model_output:  # returned as an output: always paid
+                fan(_SINK, readers, local, ("local", tensor.name), back=True)
             continue  # a model input never travels back to the device
         if tensor.is_model_output:
+            charge(producer, _SINK, local)
             readers.append(_SOURCE)
         if readers:
             backward = prices.tensor(tensor, node, [device]).objective

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 from qsplit.errors import InputError
 from qsplit.infra import Infra
 from qsplit.model import LayerGraph
-from qsplit.profile import CODECS, CompressionTable, ComputeProfile
+from qsplit.profile import CODECS, CompressionTable, ComputeProfile, Overhead
 from qsplit.quant import DEGENERATE_FIX, NoisePolynomial, link_candidates, link_variable
 
 LatencyModel = Literal["sum", "critical-path"]
@@ -181,6 +181,11 @@ class PlanningProblem:
             if m.precision != "fp32"
         }
         return self.quantizable + tuple(sorted(lossy))
+
+    @property
+    def overhead(self) -> Overhead:
+        """The requesting device's fixed costs (zero when its profile has none)."""
+        return self.profiles[self.infra.device].overhead or Overhead()
 
     @cached_property
     def _quantizable_set(self) -> frozenset[str]:

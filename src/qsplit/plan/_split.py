@@ -49,7 +49,14 @@ def scan_splits(prices: LinearPrices, node: str, *, quantize: bool = False) -> l
         targets = {assignment[c] for c in tensor.consumers}
         if tensor.is_model_output:
             targets.add(device)
-        return prices.tensor(tensor, source, targets, precision)
+        price = prices.tensor(tensor, source, targets, precision)
+        if (
+            source == device
+            and device in targets
+            and (tensor.producer is None or tensor.is_model_output)
+        ):
+            price += prices.local_message(tensor, precision)
+        return price
 
     block_price = {b: prices.block(b, node) for b in order}
     tensor_price = {t.name: price_tensor(t) for t in graph.tensors}

@@ -52,6 +52,7 @@ from qsplit.profile._types import (
     ComputeProfile,
     LinkMeasurement,
     LinkProfile,
+    Overhead,
     load_compute_profiles,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "HostReference",
     "LinkMeasurement",
     "LinkProfile",
+    "Overhead",
     "ProgressCallback",
     "Request",
     "SessionSettings",

@@ -112,6 +112,47 @@ class CodecTimes:
 
 
 @dataclass(frozen=True)
+class Overhead:
+    """What a request costs a node beyond its blocks' compute and the links, in seconds.
+
+    Blocks are timed alone and links are probed through the agents, so neither sees the
+    requester's own exchange with the agent on its host: the message that hands it the model
+    inputs, the message that brings outputs back, and the client's bookkeeping around them. For
+    a model that runs in a few milliseconds these dominate (docs/profiling.md, *Fixed costs*).
+    The cost model charges them to the requesting device (:func:`qsplit.plan.overhead_s`).
+    """
+
+    request_s: float = 0.0
+    """Fixed cost of one request to the requester: sending it off, collecting the replies."""
+    message_s: float = 0.0
+    """Fixed part of one message between the requester and the agent on its own host, which
+    crosses no link (inputs consumed there, outputs produced there)."""
+    local_bandwidth_bytes_per_s: float = float("inf")
+    """Bytes per second of such a message (serialising, copying, the loopback socket)."""
+
+    def local_message_s(self, nbytes: float) -> float:
+        """Time of one local message carrying ``nbytes`` of tensors."""
+        return self.message_s + nbytes / self.local_bandwidth_bytes_per_s
+
+    def to_dict(self) -> dict[str, float | None]:
+        bandwidth = self.local_bandwidth_bytes_per_s
+        return {
+            "request_s": self.request_s,
+            "message_s": self.message_s,
+            "local_bandwidth_bytes_per_s": None if bandwidth == float("inf") else bandwidth,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Overhead:
+        bandwidth = data.get("local_bandwidth_bytes_per_s")
+        return cls(
+            float(data["request_s"]),
+            float(data["message_s"]),
+            float("inf") if bandwidth is None else float(bandwidth),
+        )
+
+
+@dataclass(frozen=True)
 class ComputeProfile:
     """Per-block latencies of one model on one node."""
 
@@ -124,6 +165,8 @@ class ComputeProfile:
     codec: CodecTimes | None = None
     """Encode/decode costs for link precision and compression; ``None``: not measured (older
     files), so links from and to this node stay fp32 and uncompressed."""
+    overhead: Overhead | None = None
+    """The node's fixed costs as a requester; ``None`` when not measured (counted as 0)."""
 
     def to_dict(self) -> dict[str, Any]:
         codec = {} if self.codec is None else {"codec": self.codec.to_dict()}
@@ -132,6 +175,7 @@ class ComputeProfile:
             "model": {"sha256": self.model_sha256},
             "granularity": self.granularity,
             "settings": self.settings,
+            **({} if self.overhead is None else {"overhead": self.overhead.to_dict()}),
             "blocks": {
                 name: {
                     "fp32_s": t.fp32_s,
@@ -151,6 +195,7 @@ class ComputeProfile:
             model_sha256=data["model"]["sha256"],
             granularity=data["granularity"],
             settings=dict(data.get("settings", {})),
+            overhead=None if data.get("overhead") is None else Overhead.from_dict(data["overhead"]),
             blocks={
                 name: BlockTiming(
                     fp32_s=float(t["fp32_s"]),

@@ -13,6 +13,7 @@ from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys,
 from qsplit.runtime._log import event as log_event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
 from qsplit.runtime._observe import LinkEstimate, NodeEstimate, Observed, Observer
+from qsplit.runtime._overhead import measure_overhead
 from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
 from qsplit.runtime._wire import Limits, Message, Quant
@@ -49,6 +50,7 @@ __all__ = [
     "image_requests",
     "load_deployment",
     "log_event",
+    "measure_overhead",
     "profile_on_agent",
     "quantized_model",
     "random_requests",
