@@ -98,6 +98,7 @@ def build_deployment(
     calibration: CalibrationSource = None,
     preprocess: Preprocess | None = None,
     profiles: Mapping[str, ComputeProfile] | None = None,
+    agents: bool = True,
 ) -> Deployment:
     """Split ``model_path`` by ``assignment`` (block → node) for the agents named in ``infra``.
 
@@ -106,6 +107,8 @@ def build_deployment(
     :func:`qsplit.runtime.quantized_model`).
     ``profiles`` (node → its compute profile of this model) give each component its
     :attr:`ComponentSpec.compute_s`, the time an emulated node takes for it.
+    ``agents=False`` builds the components for a runtime without agents (``qsplit.serve``, on
+    Ray): nodes then need no address, and :attr:`Deployment.addresses` holds those given.
     """
     check_nodes(assignment, infra.node_names, source=infra.source)
     model, graph = analyze(str(model_path), input_shapes)
@@ -114,7 +117,8 @@ def build_deployment(
         model, graph = quantized_model(model, graph, quantized, calibration, preprocess)
     parts = components(graph, dict(assignment))
     extractor = ComponentExtractor(model, graph)
-    untimed = [p for p in parts if timed(p.node, p.blocks) is None]
+    # Only agents emulating a slower node time components on reference inputs.
+    untimed = [p for p in parts if timed(p.node, p.blocks) is None] if agents else []
     reference = _reference(model, graph, calibration, preprocess, untimed)
     readers: dict[str, list[str]] = {}
     for part in parts:
@@ -153,6 +157,8 @@ def build_deployment(
     relaying = (n for via in relays.values() for n in via)
     for node in dict.fromkeys([*(s.node for s in specs), *relaying]):
         address = infra.node(node).address
+        if address is None and not agents:
+            continue
         if address is None:
             raise InputError(
                 f"node {node!r} runs components or relays their data but has no agent address",
@@ -236,11 +242,12 @@ def load_deployment(
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     preprocess: Preprocess | None = None,
     profiles: Mapping[str, ComputeProfile] | None = None,
+    agents: bool = True,
 ) -> Deployment:
     """The deployment of a plan file: its assignment, with its quantized blocks in int8
     (calibrated on ``calibration`` prepared by ``preprocess``), each component timed by
-    ``profiles`` if given (see :func:`build_deployment`). The model must be the one the plan
-    was made for.
+    ``profiles`` if given, for agents or not (``agents``; see :func:`build_deployment`). The
+    model must be the one the plan was made for.
 
     Dynamic input dimensions take the shapes the plan records; ``input_shapes`` (as given to
     ``--input-shape``) are for plans that record none, and must agree with those it does.
@@ -266,6 +273,7 @@ def load_deployment(
         calibration=calibration,
         preprocess=preprocess,
         profiles=profiles,
+        agents=agents,
     )
 
 

@@ -1,0 +1,81 @@
+"""Ray's lifecycle for qsplit: import it lazily, start an embedded Ray or join a cluster, and
+check that the cluster offers the node resources a plan needs.
+
+The core imports without Ray; only this module (and :mod:`qsplit.serve._replica`, which it
+imports on demand) touches it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from types import ModuleType
+
+from qsplit.errors import DependencyError, InputError
+
+NODE_UNITS = 1.0
+"""How much of its node's resource an embedded Ray offers: one unit per node name."""
+
+REPLICA_SHARE = 0.01
+"""How much of its node's resource one replica asks for: placement, not capacity (100 replicas
+fit on a node offering one unit; ORT's threads, not Ray, bound the CPU they use)."""
+
+
+def import_ray() -> tuple[ModuleType, ModuleType]:
+    """``ray`` and ``ray.serve``, or a :class:`DependencyError` naming the extra to install."""
+    try:
+        import ray
+        from ray import serve
+    except ImportError:
+        raise DependencyError(
+            "serving on Ray needs Ray Serve, which is not installed. "
+            "Fix: pip install 'qsplit[ray]' (ray[serve] >= 2.40)"
+        ) from None
+    return ray, serve
+
+
+def start(address: str | None, resources: Collection[str]) -> bool:
+    """Connect this process to Ray and start Serve without an HTTP proxy (qsplit calls its
+    deployments through handles). Returns whether qsplit started Ray (and so must stop it).
+
+    Without ``address``, an embedded Ray sized to this machine offers every name in
+    ``resources`` as a custom resource, so one machine hosts every node. With one, the cluster
+    must already offer them (:func:`check_resources`).
+    """
+    ray, serve = import_ray()
+    started = False
+    if not ray.is_initialized():
+        if address is None:
+            ray.init(
+                num_cpus=os.cpu_count() or 1,
+                resources=dict.fromkeys(resources, NODE_UNITS),
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+            started = True
+        else:
+            ray.init(address=address, log_to_driver=False)
+    try:
+        check_resources(address, resources)
+        serve.start(proxy_location="Disabled")
+    except BaseException:
+        if started or address is not None:
+            ray.shutdown()
+        raise
+    return started
+
+
+def check_resources(address: str | None, needed: Collection[str]) -> None:
+    """Refuse a cluster that lacks a resource of ``needed``, naming each and how to add it."""
+    ray, _ = import_ray()
+    offered = ray.cluster_resources()
+    missing = sorted(r for r in needed if offered.get(r, 0) < REPLICA_SHARE)
+    if missing:
+        example = ", ".join(f'"{r}": 1' for r in missing)
+        raise InputError(
+            f"the Ray cluster offers no resource {', '.join(map(repr, missing))}, which the "
+            "plan's nodes of that name need",
+            field="--ray-address" if address is not None else "ray",
+            fix=f"start a Ray node for it: ray start --address {address or 'HEAD'} "
+            f"--resources '{{{example}}}'",
+        )
