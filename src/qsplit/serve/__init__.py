@@ -10,12 +10,13 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 
 from qsplit.serve._ray import check_resources, import_ray
 from qsplit.serve._runner import ComponentRunner, widen_batch
-from qsplit.serve._session import NodeServing, RaySession, connect_ray
+from qsplit.serve._session import NodeServing, RaySession, ReplicaReport, connect_ray
 
 __all__ = [
     "ComponentRunner",
     "NodeServing",
     "RaySession",
+    "ReplicaReport",
     "check_resources",
     "connect_ray",
     "import_ray",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from enum import Enum
 from types import ModuleType
 
 from qsplit.errors import DependencyError, InputError
@@ -34,35 +35,60 @@ def import_ray() -> tuple[ModuleType, ModuleType]:
     return ray, serve
 
 
-def start(address: str | None, resources: Collection[str]) -> bool:
+class Connection(Enum):
+    """How this process came to Ray, which says what closing a session must undo."""
+
+    STARTED = "started"
+    """qsplit started an embedded Ray: stop Serve and Ray."""
+    JOINED = "joined"
+    """qsplit joined a cluster: delete its applications and disconnect."""
+    ATTACHED = "attached"
+    """The process was connected already (by the application): delete its applications only."""
+
+
+def start(address: str | None, resources: Collection[str]) -> Connection:
     """Connect this process to Ray and start Serve without an HTTP proxy (qsplit calls its
-    deployments through handles). Returns whether qsplit started Ray (and so must stop it).
+    deployments through handles).
 
     Without ``address``, an embedded Ray sized to this machine offers every name in
     ``resources`` as a custom resource, so one machine hosts every node. With one, the cluster
-    must already offer them (:func:`check_resources`).
+    must already offer them (:func:`check_resources`), as must a Ray the process is already
+    connected to.
     """
     ray, serve = import_ray()
-    started = False
-    if not ray.is_initialized():
-        if address is None:
-            ray.init(
-                num_cpus=os.cpu_count() or 1,
-                resources=dict.fromkeys(resources, NODE_UNITS),
-                include_dashboard=False,
-                log_to_driver=False,
-            )
-            started = True
-        else:
-            ray.init(address=address, log_to_driver=False)
+    if ray.is_initialized():
+        connection = Connection.ATTACHED
+    elif address is None:
+        ray.init(
+            num_cpus=os.cpu_count() or 1,
+            resources=dict.fromkeys(resources, NODE_UNITS),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+        connection = Connection.STARTED
+    else:
+        ray.init(address=address, log_to_driver=False)
+        connection = Connection.JOINED
     try:
         check_resources(address, resources)
         serve.start(proxy_location="Disabled")
     except BaseException:
-        if started or address is not None:
-            ray.shutdown()
+        stop(connection, ())
         raise
-    return started
+    return connection
+
+
+def stop(connection: Connection, applications: Collection[str]) -> None:
+    """Undo what :func:`start` did, and delete ``applications`` from Serve."""
+    ray, serve = import_ray()
+    if connection is Connection.STARTED:
+        serve.shutdown()
+        ray.shutdown()
+        return
+    for name in applications:
+        serve.delete(name)
+    if connection is Connection.JOINED:
+        ray.shutdown()
 
 
 def check_resources(address: str | None, needed: Collection[str]) -> None:

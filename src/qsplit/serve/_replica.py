@@ -41,6 +41,7 @@ class ComponentReplica:
         size = max_batch_size if self._runner.batches else 1
         self._run_batch.set_max_batch_size(size)
         self._run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self._largest_batch = 0
 
     async def __call__(self, *parts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {k: v for part in parts for k, v in part.items() if k in self._inputs}
@@ -48,9 +49,14 @@ class ComponentReplica:
 
     @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)
     async def _run_batch(self, requests: list[Feeds]) -> list[dict[str, np.ndarray]]:
+        self._largest_batch = max(self._largest_batch, len(requests))
         # ORT releases the GIL: the replica keeps receiving (and queueing the next batch).
         return await asyncio.to_thread(self._runner.run_many, requests)
 
-    def where(self) -> dict[str, object]:
-        """The Ray node this replica runs on, and whether it batches (for placement checks)."""
-        return {"node_id": ray.get_runtime_context().get_node_id(), "batches": self._runner.batches}
+    def report(self) -> dict[str, object]:
+        """Plain values for :class:`qsplit.serve.ReplicaReport`."""
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "batches": self._runner.batches,
+            "largest_batch": self._largest_batch,
+        }

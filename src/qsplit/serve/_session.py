@@ -65,6 +65,18 @@ class NodeServing:
         return {"autoscaling_config": scaling, **ongoing}
 
 
+@dataclass(frozen=True)
+class ReplicaReport:
+    """Where a replica runs and how it has batched."""
+
+    node_id: str
+    """The Ray node id (``ray.get_runtime_context().get_node_id()``) of the replica."""
+    batches: bool
+    """Whether it runs concurrent requests as one batch (see :class:`ComponentRunner`)."""
+    largest_batch: int
+    """The most requests it has run at once so far."""
+
+
 class RaySession:
     """A deployment served on Ray; use :func:`connect_ray`. Thread-safe: concurrent callers'
     requests share the replicas (and their batches)."""
@@ -77,13 +89,13 @@ class RaySession:
         local: Mapping[str, ComponentRunner],
         *,
         applications: tuple[str, ...],
-        started_ray: bool,
+        connection: _ray.Connection,
         timeout_s: float,
     ) -> None:
         self.deployment = deployment
         self.device = device
         self._handles, self._local = handles, local
-        self._applications, self._started_ray = applications, started_ray
+        self._applications, self._connection = applications, connection
         self._timeout_s = timeout_s
         self._closed = False
 
@@ -92,32 +104,19 @@ class RaySession:
         :class:`TransportError` naming its node."""
         return _Request(self, dict(feeds), timeout_s or self._timeout_s).run()
 
-    def placement(self) -> dict[str, str]:
-        """Shared component → the Ray node id its (first answering) replica runs on."""
+    def replicas(self) -> dict[str, ReplicaReport]:
+        """Shared component → the report of one of its replicas (the one that answers)."""
         return {
-            name: str(handle.where.remote().result(timeout_s=self._timeout_s)["node_id"])
-            for name, handle in self._handles.items()
-        }
-
-    def batching(self) -> dict[str, bool]:
-        """Shared component → whether its replicas run concurrent requests as one batch."""
-        return {
-            name: bool(handle.where.remote().result(timeout_s=self._timeout_s)["batches"])
+            name: ReplicaReport(**handle.report.remote().result(timeout_s=self._timeout_s))
             for name, handle in self._handles.items()
         }
 
     def close(self) -> None:
-        """Delete this session's Serve applications; stop Ray if this session started it."""
-        if self._closed:
-            return
-        self._closed = True
-        ray, serve = _ray.import_ray()
-        if self._started_ray:
-            serve.shutdown()
-        else:
-            for name in self._applications:
-                serve.delete(name)
-        ray.shutdown()
+        """Delete this session's Serve applications; stop Ray if this session started it, and
+        disconnect if it joined a cluster."""
+        if not self._closed:
+            self._closed = True
+            _ray.stop(self._connection, self._applications)
 
     def __enter__(self) -> RaySession:
         return self
@@ -242,14 +241,11 @@ def connect_ray(
         if c.node == infra.device
     }
     nodes = sorted({c.node for c in shared})
-    started = _ray.start(address, nodes)
+    connection = _ray.start(address, nodes)
     try:
         handles, applications = _deploy(deployment, shared, serving, threads, optimize)
     except BaseException:
-        ray, serve = _ray.import_ray()
-        if started:
-            serve.shutdown()
-        ray.shutdown()
+        _ray.stop(connection, ())
         raise
     return RaySession(
         deployment,
@@ -257,7 +253,7 @@ def connect_ray(
         handles,
         local,
         applications=applications,
-        started_ray=started,
+        connection=connection,
         timeout_s=timeout_s,
     )
 
