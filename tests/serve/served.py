@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 
 from qsplit.model import analyze
+from qsplit.serve import patient_start
 from test_runtime_cli import write_plan
 
 THREE_TIER = Path(__file__).parents[2] / "src" / "qsplit" / "examples" / "three-tier.yaml"
@@ -33,6 +34,7 @@ def embedded_ray() -> Iterator[str]:
     import ray
     from ray import serve
 
+    patient_start()
     context = ray.init(
         num_cpus=2,
         resources={"device": 1, "edge": 1, "cloud": 1},

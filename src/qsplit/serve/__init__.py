@@ -8,7 +8,7 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 :class:`~qsplit.errors.DependencyError` when a session needs it.
 """
 
-from qsplit.serve._ray import check_resources, import_ray
+from qsplit.serve._ray import check_resources, import_ray, patient_start
 from qsplit.serve._runner import ComponentRunner, widen_batch
 from qsplit.serve._session import NodeServing, RaySession, ReplicaReport, connect_ray
 
@@ -20,5 +20,6 @@ __all__ = [
     "check_resources",
     "connect_ray",
     "import_ray",
+    "patient_start",
     "widen_batch",
 ]

@@ -56,6 +56,7 @@ def start(address: str | None, resources: Collection[str]) -> Connection:
     connected to.
     """
     ray, serve = import_ray()
+    patient_start()
     if ray.is_initialized():
         connection = Connection.ATTACHED
     elif address is None:
@@ -76,6 +77,12 @@ def start(address: str | None, resources: Collection[str]) -> Connection:
         stop(connection, ())
         raise
     return connection
+
+
+def patient_start() -> None:
+    """Give Ray's node processes 2 minutes to register instead of 10 s (unless the environment
+    says otherwise): on a loaded 2-core host the raylet took longer and Ray gave up."""
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
 
 
 def stop(connection: Connection, applications: Collection[str]) -> None:

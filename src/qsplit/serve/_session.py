@@ -11,7 +11,10 @@ branches run at once. Device components run here, fetching what they read when t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +25,13 @@ import numpy as np
 from qsplit.errors import InputError, TransportError
 from qsplit.infra import Infra
 from qsplit.model import Preprocess
-from qsplit.runtime import ComponentSpec, Deployment, load_deployment
+from qsplit.runtime import (
+    ComponentSpec,
+    Deployment,
+    InferResult,
+    RequestRecord,
+    load_deployment,
+)
 from qsplit.serve import _ray
 from qsplit.serve._runner import ComponentRunner
 
@@ -103,6 +112,31 @@ class RaySession:
         """The model's outputs for ``feeds``; a component that fails raises
         :class:`TransportError` naming its node."""
         return _Request(self, dict(feeds), timeout_s or self._timeout_s).run()
+
+    def stream(
+        self, requests: Iterable[Feeds], *, max_in_flight: int = 1, timeout_s: float | None = None
+    ) -> Iterator[InferResult]:
+        """Each request's outputs, in input order, with up to ``max_in_flight`` requests at once
+        (concurrent requests are what a shared node's batches are made of). A record holds the
+        end-to-end latency only: components' times and transfers are inside Ray."""
+        with ThreadPoolExecutor(max_in_flight) as pool:
+            window: deque[Future[InferResult]] = deque()
+            for index, feeds in enumerate(requests):
+                if len(window) == max_in_flight:
+                    yield window.popleft().result()
+                window.append(pool.submit(self._timed, index, feeds, timeout_s))
+            while window:
+                yield window.popleft().result()
+
+    def _timed(self, index: int, feeds: Feeds, timeout_s: float | None) -> InferResult:
+        start = time.perf_counter()
+        try:
+            outputs, error = self.infer(feeds, timeout_s=timeout_s), None
+        except TransportError as exc:
+            outputs, error = None, exc
+        latency_s = time.perf_counter() - start
+        record = RequestRecord(str(index), latency_s, (), (), None if error is None else str(error))
+        return InferResult(index, outputs, record, error)
 
     def replicas(self) -> dict[str, ReplicaReport]:
         """Shared component → the report of one of its replicas (the one that answers)."""
