@@ -21,7 +21,7 @@ import pytest
 from conftest import session
 from qsplit.infra import Infra, load_infra
 from qsplit.model import analyze
-from qsplit.serve import connect_ray
+from qsplit.serve import PATIENCE, connect_ray
 from served import THREE_TIER, three_tier_assignment, write_plan
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'qsplit[ray]')")
@@ -30,9 +30,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 SRC = Path(__file__).parents[2] / "src"
 ENV = {
     **os.environ,
-    # The cluster's workers import qsplit from this tree; Ray's nodes get 2 minutes to register.
+    # The cluster's workers import qsplit from this tree; Ray's nodes get minutes to start.
     "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-    "RAY_raylet_start_wait_time_s": "120",
+    **PATIENCE,
 }
 
 

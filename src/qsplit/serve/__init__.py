@@ -8,11 +8,12 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 :class:`~qsplit.errors.DependencyError` when a session needs it.
 """
 
-from qsplit.serve._ray import check_resources, import_ray, patient_start
+from qsplit.serve._ray import PATIENCE, check_resources, import_ray, patient_start
 from qsplit.serve._runner import ComponentRunner, widen_batch
 from qsplit.serve._session import NodeServing, RaySession, ReplicaReport, connect_ray
 
 __all__ = [
+    "PATIENCE",
     "ComponentRunner",
     "NodeServing",
     "RaySession",
