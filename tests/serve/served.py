@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 
 from qsplit.model import analyze
-from qsplit.serve import patient_start
+from qsplit.serve import patient_start, start_embedded
 from test_runtime_cli import write_plan
 
 THREE_TIER = Path(__file__).parents[2] / "src" / "qsplit" / "examples" / "three-tier.yaml"
@@ -35,14 +35,9 @@ def embedded_ray() -> Iterator[str]:
     from ray import serve
 
     patient_start()
-    context = ray.init(
-        num_cpus=2,
-        resources={"device": 1, "edge": 1, "cloud": 1},
-        include_dashboard=False,
-        log_to_driver=False,
-    )
+    start_embedded(["device", "edge", "cloud"])
     try:
-        yield context.address_info["address"]
+        yield ray.get_runtime_context().gcs_address
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -60,6 +60,18 @@ def cluster() -> Iterator[str]:
     temp = tempfile.mkdtemp(prefix="qsray-", dir="/tmp")
     address = f"127.0.0.1:{_free_port()}"
     common = ("--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats")
+
+    def agent_ports() -> tuple[str, ...]:
+        # Given ports, a raylet does not wait (30 s at most) for its agents to write theirs,
+        # which a loaded host's slow Python imports overran.
+        names = (
+            "metrics-agent",
+            "runtime-env-agent",
+            "dashboard-agent-listen",
+            "dashboard-agent-grpc",
+        )
+        return tuple(f"--{name}-port={_free_port()}" for name in names)
+
     try:
         head = _ray(
             "start",
@@ -70,10 +82,16 @@ def cluster() -> Iterator[str]:
             "--resources",
             json.dumps({"edge": 1}),
             *common,
+            *agent_ports(),
         )
         assert head.returncode == 0, head.stdout + head.stderr
         second = _ray(
-            "start", f"--address={address}", "--resources", json.dumps({"cloud": 1}), *common
+            "start",
+            f"--address={address}",
+            "--resources",
+            json.dumps({"cloud": 1}),
+            *common,
+            *agent_ports(),
         )
         assert second.returncode == 0, second.stdout + second.stderr
         yield address

@@ -65,12 +65,7 @@ def start(address: str | None, resources: Collection[str]) -> Connection:
     if ray.is_initialized():
         connection = Connection.ATTACHED
     elif address is None:
-        ray.init(
-            num_cpus=os.cpu_count() or 1,
-            resources=dict.fromkeys(resources, NODE_UNITS),
-            include_dashboard=False,
-            log_to_driver=False,
-        )
+        start_embedded(resources)
         connection = Connection.STARTED
     else:
         ray.init(address=address, log_to_driver=False)
@@ -103,6 +98,30 @@ def stop(connection: Connection, applications: Collection[str]) -> None:
         serve.delete(name)
     if connection is Connection.JOINED:
         ray.shutdown()
+
+
+def start_embedded(resources: Collection[str], *, attempts: int = 3) -> None:
+    """Start Ray in this process, sized to this machine, offering one unit of each of
+    ``resources``.
+
+    On a loaded host Ray's raylet gives up when its dashboard agent (Python, slow to import)
+    has not written its port within 30 s, a wait no setting of Ray 2.60 lengthens; the next
+    attempt finds the agent's modules in the page cache. So a start that timed out is retried.
+    """
+    ray, _ = import_ray()
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(
+                num_cpus=os.cpu_count() or 1,
+                resources=dict.fromkeys(resources, NODE_UNITS),
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+            return
+        except Exception as exc:  # Ray raises a bare Exception for a node that did not start
+            ray.shutdown()
+            if attempt == attempts or "timed out during startup" not in str(exc):
+                raise
 
 
 def check_resources(address: str | None, needed: Collection[str]) -> None:
