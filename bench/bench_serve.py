@@ -34,7 +34,7 @@ from qsplit.assets import bundled_model_path
 from qsplit.infra import Infra, Link, Node
 from qsplit.model import analyze
 from qsplit.runtime import build_deployment, connect
-from qsplit.serve import NodeServing, connect_ray, import_ray, patient_start
+from qsplit.serve import NodeServing, connect_ray, import_ray, start_embedded
 
 SHARED_BLOCKS = 10
 """YOLO11n's first blocks, convolutions up to SPPF, which batch (C2PSA's attention does not)."""
@@ -119,14 +119,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     ray, serve = import_ray()
-    patient_start()
     # One embedded Ray for both parts, offering every node's resource; sessions attach to it.
-    ray.init(
-        num_cpus=os.cpu_count() or 1,
-        resources={"n1": 1, "n2": 1, "n3": 1, "cloud": 1},
-        include_dashboard=False,
-        log_to_driver=False,
-    )
+    start_embedded(["n1", "n2", "n3", "cloud"])
     try:
         overhead = bench_overhead(args.repeats)
         batching = bench_batching(args.requests, args.callers, args.batch)

@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime"))
 
 from qsplit.model import analyze
-from qsplit.serve import patient_start, start_embedded
+from qsplit.serve import start_embedded
 from test_runtime_cli import write_plan
 
 THREE_TIER = Path(__file__).parents[2] / "src" / "qsplit" / "examples" / "three-tier.yaml"
@@ -34,7 +34,6 @@ def embedded_ray() -> Iterator[str]:
     import ray
     from ray import serve
 
-    patient_start()
     start_embedded(["device", "edge", "cloud"])
     try:
         yield ray.get_runtime_context().gcs_address

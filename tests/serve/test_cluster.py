@@ -21,7 +21,7 @@ import pytest
 from conftest import session
 from qsplit.infra import Infra, load_infra
 from qsplit.model import analyze
-from qsplit.serve import PATIENCE, connect_ray
+from qsplit.serve import connect_ray
 from served import THREE_TIER, three_tier_assignment, write_plan
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'qsplit[ray]')")
@@ -30,9 +30,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 SRC = Path(__file__).parents[2] / "src"
 ENV = {
     **os.environ,
-    # The cluster's workers import qsplit from this tree; Ray's nodes get minutes to start.
+    # The cluster's workers import qsplit from this tree.
     "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-    **PATIENCE,
 }
 
 

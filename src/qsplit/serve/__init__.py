@@ -8,12 +8,11 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 :class:`~qsplit.errors.DependencyError` when a session needs it.
 """
 
-from qsplit.serve._ray import PATIENCE, check_resources, import_ray, patient_start, start_embedded
+from qsplit.serve._ray import check_resources, import_ray, start_embedded
 from qsplit.serve._runner import ComponentRunner, widen_batch
 from qsplit.serve._session import NodeServing, RaySession, ReplicaReport, connect_ray
 
 __all__ = [
-    "PATIENCE",
     "ComponentRunner",
     "NodeServing",
     "RaySession",
@@ -21,7 +20,6 @@ __all__ = [
     "check_resources",
     "connect_ray",
     "import_ray",
-    "patient_start",
     "start_embedded",
     "widen_batch",
 ]

@@ -22,11 +22,6 @@ REPLICA_SHARE = 0.01
 fit on a node offering one unit; ORT's threads, not Ray, bound the CPU they use)."""
 
 
-PATIENCE = {"RAY_raylet_start_wait_time_s": "300", "RAY_agent_register_timeout_ms": "300000"}
-"""Ray's start-up timeouts as :func:`patient_start` sets them (Ray reads them from the
-environment of the processes it starts)."""
-
-
 def import_ray() -> tuple[ModuleType, ModuleType]:
     """``ray`` and ``ray.serve``, or a :class:`DependencyError` naming the extra to install."""
     try:
@@ -61,7 +56,6 @@ def start(address: str | None, resources: Collection[str]) -> Connection:
     connected to.
     """
     ray, serve = import_ray()
-    patient_start()
     if ray.is_initialized():
         connection = Connection.ATTACHED
     elif address is None:
@@ -77,14 +71,6 @@ def start(address: str | None, resources: Collection[str]) -> Connection:
         stop(connection, ())
         raise
     return connection
-
-
-def patient_start() -> None:
-    """Give Ray's node processes minutes, not seconds, to come up (unless the environment says
-    otherwise): on a loaded 2-core host the raylet gave up on its dashboard agent (Python,
-    slow to import) after its default 30 s and ``ray.init`` failed."""
-    for name, value in PATIENCE.items():
-        os.environ.setdefault(name, value)
 
 
 def stop(connection: Connection, applications: Collection[str]) -> None:
