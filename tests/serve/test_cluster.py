@@ -63,12 +63,7 @@ def cluster() -> Iterator[str]:
     def agent_ports() -> tuple[str, ...]:
         # Given ports, a raylet does not wait (30 s at most) for its agents to write theirs,
         # which a loaded host's slow Python imports overran.
-        names = (
-            "metrics-agent",
-            "runtime-env-agent",
-            "dashboard-agent-listen",
-            "dashboard-agent-grpc",
-        )
+        names = ("runtime-env-agent", "dashboard-agent-listen", "dashboard-agent-grpc")
         return tuple(f"--{name}-port={_free_port()}" for name in names)
 
     try:
