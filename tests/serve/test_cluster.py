@@ -84,9 +84,10 @@ def _start_cluster(temp: str) -> tuple[str, str | None]:
     common = ("--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats")
 
     def agent_ports() -> tuple[str, ...]:
-        # Given ports, a raylet does not wait (30 s at most) for its agents to write theirs,
-        # which a loaded host's slow Python imports overran.
-        names = ("runtime-env-agent", "dashboard-agent-listen", "dashboard-agent-grpc")
+        # A raylet waits 30 s at most for its agents to write the ports they chose, which a
+        # loaded host's slow Python imports overran; these it is given. (Ray 2.60 still waits
+        # for the dashboard agent's listen port: the raylet is not told it.)
+        names = ("runtime-env-agent", "metrics-export", "dashboard-agent-grpc")
         return tuple(f"--{name}-port={_free_port()}" for name in names)
 
     head = _ray(
