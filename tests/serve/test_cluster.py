@@ -32,6 +32,9 @@ ENV = {
     **os.environ,
     # The cluster's workers import qsplit from this tree.
     "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    # A loopback test cluster: no token (Ray 2.60's head made one that its second node and
+    # the driver did not present).
+    "RAY_AUTH_MODE": "disabled",
 }
 
 
@@ -62,6 +65,8 @@ def cluster() -> Iterator[str]:
     own temp dir; yields the head's address and always stops both."""
     # Ray's socket paths live under the temp dir and must stay short.
     temp = tempfile.mkdtemp(prefix="qsray-", dir="/tmp")
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = ENV["RAY_AUTH_MODE"]  # this process joins it as the driver
     try:
         failures = []
         for _ in range(START_ATTEMPTS):
@@ -76,6 +81,10 @@ def cluster() -> Iterator[str]:
     finally:
         _ray("stop", "--force")
         shutil.rmtree(temp, ignore_errors=True)
+        if auth is None:
+            del os.environ["RAY_AUTH_MODE"]
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
 
 
 def _start_cluster(temp: str) -> tuple[str, str | None]:
