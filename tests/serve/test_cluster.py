@@ -182,7 +182,9 @@ def test_the_cli_joins_the_cluster_and_names_a_missing_resource(
     assert json.loads((tmp_path / "r.json").read_text())["backend"] == "ray"
     # The same plan with its cloud called "fog", which no node of the cluster offers.
     fog_infra = tmp_path / "fog.yaml"
-    fog_infra.write_text(THREE_TIER.read_text().replace("cloud", "fog"))
+    fog_infra.write_text(
+        THREE_TIER.read_text().replace("cloud", "fog").replace("role: fog", "role: cloud")
+    )
     assignment = {
         b: n.replace("cloud", "fog") for b, n in three_tier_assignment(yolo11n_path).items()
     }
