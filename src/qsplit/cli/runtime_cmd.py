@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -30,7 +31,16 @@ from qsplit.errors import InputError
 
 if TYPE_CHECKING:
     from qsplit.profile import ComputeProfile, Statistic
-    from qsplit.runtime import CurveKeys
+    from qsplit.runtime import CurveKeys, Session
+    from qsplit.serve import RaySession
+
+
+class Backend(StrEnum):
+    """What runs a plan's components."""
+
+    agents = "agents"
+    ray = "ray"
+
 
 TOKEN_HELP = "Shared secret (default: $QSPLIT_TOKEN); required when listening off loopback."
 PlanArg = Annotated[Path, typer.Argument(help="plan.json written by `qsplit plan`.")]
@@ -318,10 +328,35 @@ def run_command(
     replan_hysteresis: HysteresisOpt = 0.1,
     replan_min_interval: MinIntervalOpt = 2.0,
     replan_check_interval: CheckIntervalOpt = 0.5,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            help="agents: the infra file's `qsplit agent`s; ray: the shared nodes' components as "
+            "Ray Serve deployments, the device's here (docs/serve.md)."
+        ),
+    ] = Backend.agents,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="With --backend ray: join this Ray cluster (HOST:PORT or ray://…), which must "
+            "offer a resource named after each shared node; default: an embedded Ray.",
+        ),
+    ] = None,
+    replicas: Annotated[
+        int, typer.Option(help="With --backend ray: replicas per shared component.")
+    ] = 1,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch",
+            help="With --backend ray: concurrent requests a shared component runs as one batch.",
+        ),
+    ] = 1,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
     measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
-    any request failed.
+    any request failed. With --backend ray, only latency and throughput are measured.
 
     Example: qsplit run plan.json --infra infra.yaml --model yolo11n.onnx --random 20
     """
@@ -339,10 +374,35 @@ def run_command(
         _positive(random, "--random", "10")
     _positive(timeout, "--timeout", "30")
     _positive(concurrency, "--concurrency", "4")
+    _positive(replicas, "--replicas", "2")
+    _positive(max_batch, "--max-batch", "4")
+    if backend is Backend.agents and ray_address is not None:
+        raise InputError("--ray-address needs --backend ray", fix="add --backend ray")
+    if backend is Backend.ray and adapt:
+        raise InputError(
+            "--adapt re-plans agent deployments; Ray Serve places by resources",
+            field="--adapt",
+            fix="drop --adapt, or use --backend agents",
+        )
     network, predicted = load_infra(infra), Plan.load(plan).predicted
     recipe = resolve_model_spec(model, preprocess).preprocess
-    opened = (
-        adaptive_session(
+    session: Session | RaySession | AdaptiveSession
+    if backend is Backend.ray:
+        from qsplit.serve import NodeServing, connect_ray
+
+        session = connect_ray(
+            plan,
+            network,
+            model=model,
+            address=ray_address,
+            serving=NodeServing(replicas=replicas, max_batch_size=max_batch),
+            calibration=calib,
+            input_shapes=_input_shapes(input_shape),
+            preprocess=recipe,
+            timeout_s=timeout,
+        )
+    elif adapt:
+        session = adaptive_session(
             plan,
             network,
             model,
@@ -359,8 +419,8 @@ def run_command(
             preprocess=recipe,
             curve_key=curve_key,
         )
-        if adapt
-        else connect(
+    else:
+        session = connect(
             plan,
             network,
             model=model,
@@ -372,8 +432,7 @@ def run_command(
             curve_key=curve_key,
             profiles=_profiles(profiles),
         )
-    )
-    with opened as session:
+    with session:
         specs = session.deployment.input_specs
         feeds = (
             random_requests(specs, random)
@@ -409,14 +468,17 @@ def run_command(
             "plan": str(plan),
             "deployment": session.deployment.id,
             "concurrency": concurrency,
-            "observed": session.observed().to_dict(),
+            "backend": backend.value,
         }
+        if backend is Backend.agents:
+            meta["observed"] = session.observed().to_dict()
         if isinstance(session, AdaptiveSession):
             meta["adapt"] = adapt_meta(session, plan_ids)
         save_results(out, records, wall_s, meta, infra=network, predicted=predicted)
     for result in failed:
         console.print(f"request {result.index}: [red]failed[/red] {result.error}")
-    _render(summarize(records, wall_s, infra=network, predicted=predicted))
+    summary = summarize(records, wall_s, infra=network, predicted=predicted)
+    _render(summary, latency_only=backend is Backend.ray)
     console.print(f"results written to {out}")
     if failed:
         err_console.print(f"{len(failed)} of {len(records)} requests failed")
@@ -431,13 +493,16 @@ VERSUS_ROWS = {
 """Summary key → label, scale and unit of the measured-against-predicted rows."""
 
 
-def _render(summary: dict[str, Any]) -> None:
+def _render(summary: dict[str, Any], *, latency_only: bool = False) -> None:
     latency = summary["latency_s"]
     console.print(
         f"{summary['requests'] - summary['failed']}/{summary['requests']} requests ok in "
         f"{summary['wall_s']:.2f} s"
         + (f", median latency {latency['median'] * 1e3:.1f} ms" if latency else "")
+        + (f", {summary['throughput_per_s']:.2f} requests/s" if latency and latency_only else "")
     )
+    if latency_only:
+        return
     versus = Table(title="per request (median) against the plan's prediction")
     for column in ("", "measured", "predicted"):
         versus.add_column(column)

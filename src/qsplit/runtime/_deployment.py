@@ -106,6 +106,7 @@ def build_deployment(
     profiles: Mapping[str, ComputeProfile] | None = None,
     link_precision: Mapping[str, str] | None = None,
     link_codec: Mapping[str, str] | None = None,
+    agents: bool = True,
 ) -> Deployment:
     """Split ``model_path`` by ``assignment`` (block → node) for the agents named in ``infra``.
 
@@ -116,6 +117,8 @@ def build_deployment(
     sender compress those tensors on links (after their link precision).
     ``profiles`` (node → its compute profile of this model) give each component its
     :attr:`ComponentSpec.compute_s`, the time an emulated node takes for it.
+    ``agents=False`` builds the components for a runtime without agents (``qsplit.serve``, on
+    Ray): nodes then need no address, and :attr:`Deployment.addresses` holds those given.
     """
     check_nodes(assignment, infra.node_names, source=infra.source)
     model, graph = analyze(str(model_path), input_shapes)
@@ -128,7 +131,8 @@ def build_deployment(
     parts = components(graph, dict(assignment))
     codecs = _crossing_codecs(original, model, link_codec or {})
     extractor = ComponentExtractor(model, graph)
-    untimed = [p for p in parts if timed(p.node, p.blocks) is None]
+    # Only agents emulating a slower node time components on reference inputs.
+    untimed = [p for p in parts if timed(p.node, p.blocks) is None] if agents else []
     reference = _reference(model, graph, calibration, preprocess, untimed)
     readers: dict[str, list[str]] = {}
     for part in parts:
@@ -168,6 +172,8 @@ def build_deployment(
     relaying = (n for via in relays.values() for n in via)
     for node in dict.fromkeys([*(s.node for s in specs), *relaying]):
         address = infra.node(node).address
+        if address is None and not agents:
+            continue
         if address is None:
             raise InputError(
                 f"node {node!r} runs components or relays their data but has no agent address",
@@ -293,11 +299,12 @@ def load_deployment(
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     preprocess: Preprocess | None = None,
     profiles: Mapping[str, ComputeProfile] | None = None,
+    agents: bool = True,
 ) -> Deployment:
     """The deployment of a plan file: its assignment, with its quantized blocks in int8 and its
     link precisions and codecs (calibrated on ``calibration`` prepared by ``preprocess``), each
-    component timed by ``profiles`` if given (see :func:`build_deployment`). The model must be
-    the one the plan was made for.
+    component timed by ``profiles`` if given, for agents or not (``agents``; see
+    :func:`build_deployment`). The model must be the one the plan was made for.
 
     Dynamic input dimensions take the shapes the plan records; ``input_shapes`` (as given to
     ``--input-shape``) are for plans that record none, and must agree with those it does.
@@ -325,6 +332,7 @@ def load_deployment(
         profiles=profiles,
         link_precision=plan.link_precision,
         link_codec=plan.link_codec,
+        agents=agents,
     )
 
 

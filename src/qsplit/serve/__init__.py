@@ -1,0 +1,25 @@
+"""Serving a plan on Ray Serve: each component of a shared node (edge, cloud) is a Serve
+deployment placed by the custom resource named after its node, with replicas and dynamic
+batching; the device's components run in the caller's process.
+
+``with qsplit.serve.connect_ray(plan, infra, model=path) as s: outputs = s.infer(feeds)``;
+docs/serve.md says how it works and how to run it on a cluster. Ray is optional
+(``pip install 'qsplit[ray]'``): this package imports without it and raises
+:class:`~qsplit.errors.DependencyError` when a session needs it.
+"""
+
+from qsplit.serve._ray import check_resources, import_ray, start_embedded
+from qsplit.serve._runner import ComponentRunner, widen_batch
+from qsplit.serve._session import NodeServing, RaySession, ReplicaReport, connect_ray
+
+__all__ = [
+    "ComponentRunner",
+    "NodeServing",
+    "RaySession",
+    "ReplicaReport",
+    "check_resources",
+    "connect_ray",
+    "import_ray",
+    "start_embedded",
+    "widen_batch",
+]

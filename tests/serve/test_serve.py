@@ -1,0 +1,126 @@
+"""A plan served on an embedded Ray gives the whole model's outputs (fp32: exactly; quantized:
+the planned quantized model's), batches concurrent callers without mixing their rows, and
+refuses a cluster that lacks a node's resource."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import synthetic
+from conftest import random_feeds, session
+from qsplit.assets import sample_images_dir
+from qsplit.errors import DependencyError, InputError
+from qsplit.infra import Infra, load_infra
+from qsplit.model import analyze
+from qsplit.quant import Quantizer, calibrate, image_feeds
+from qsplit.runtime import build_deployment
+from qsplit.serve import NodeServing, check_resources, connect_ray, import_ray
+from served import THREE_TIER, embedded_ray, three_tier_assignment, write_plan
+
+pytest.importorskip("ray", reason="Ray is not installed (pip install 'qsplit[ray]')")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """One embedded Ray for the module: it is slow to start on a busy 2-core host."""
+    with embedded_ray() as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def infra() -> Infra:
+    return load_infra(THREE_TIER)
+
+
+@pytest.fixture(scope="module")
+def yolo_plan(yolo11n_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("plan") / "plan.json"
+    return write_plan(path, yolo11n_path, three_tier_assignment(yolo11n_path))
+
+
+def test_fp32_plan_on_ray_equals_the_whole_model(
+    ray_address: str, yolo_plan: Path, yolo11n_path: Path, infra: Infra
+) -> None:
+    model, _ = analyze(str(yolo11n_path))
+    whole = session(model.proto)
+    with connect_ray(yolo_plan, infra, model=yolo11n_path, graph_optimization="disabled") as served:
+        nodes = {c.node for c in served.deployment.components}
+        assert nodes == {"device", "edge", "cloud"}
+        for seed in range(2):
+            image = np.random.default_rng(seed).random((1, 3, 640, 640), dtype=np.float32)
+            feeds = {"images": image}
+            outputs = served.infer(feeds)
+            for name, want in zip(
+                served.deployment.model_outputs, whole.run(None, feeds), strict=True
+            ):
+                np.testing.assert_allclose(outputs[name], want, atol=1e-5, rtol=0)
+
+
+def test_quantized_plan_on_ray_equals_the_planned_quantized_model(
+    ray_address: str,
+    yolo11n_path: Path,
+    infra: Infra,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model, graph = analyze(str(yolo11n_path))
+    quantized = graph.block_names[2:12]  # int8 crosses device → edge
+    plan = write_plan(
+        tmp_path / "plan.json", yolo11n_path, three_tier_assignment(yolo11n_path), quantized
+    )
+    images = image_feeds(model, sample_images_dir())
+    # The ranges the deployment computes from the same (bundled) images.
+    whole = session(Quantizer(model, graph, calibrate(model, images)).quantize(quantized))
+    with connect_ray(plan, infra, model=yolo11n_path, graph_optimization="disabled") as served:
+        assert served.deployment.quantized == tuple(quantized)
+        for feeds in images[:2]:
+            outputs = served.infer(feeds)
+            for name, want in zip(
+                served.deployment.model_outputs, whole.run(None, feeds), strict=True
+            ):
+                np.testing.assert_allclose(outputs[name], want, atol=1e-5, rtol=0)
+
+
+def test_batching_returns_each_caller_its_own_rows(
+    ray_address: str, infra: Infra, tmp_path: Path
+) -> None:
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    model, graph = analyze(str(path))
+    tiers = {"stem": "device", "body": "edge"}
+    assignment = {b: tiers.get(b.split("/")[0], "cloud") for b in graph.block_names}
+    deployment = build_deployment(path, assignment, infra, agents=False)
+    whole = session(model.proto)
+    requests = [random_feeds(model.proto, seed) for seed in range(8)]
+    # A long wait lets the concurrent callers' requests meet in one batch.
+    serving = NodeServing(max_batch_size=4, batch_wait_timeout_s=1.0)
+    with connect_ray(deployment, infra, serving=serving, graph_optimization="disabled") as served:
+        assert all(r.batches for r in served.replicas().values())
+        with ThreadPoolExecutor(len(requests)) as pool:
+            answers = list(pool.map(served.infer, requests))
+        largest = {name: r.largest_batch for name, r in served.replicas().items()}
+    for feeds, outputs in zip(requests, answers, strict=True):
+        for name, want in zip(deployment.model_outputs, whole.run(None, feeds), strict=True):
+            np.testing.assert_allclose(outputs[name], want, atol=1e-4, rtol=1e-4)
+    assert max(largest.values()) > 1, largest
+
+
+def test_a_missing_resource_is_named_with_the_fix(ray_address: str) -> None:
+    with pytest.raises(InputError) as error:
+        check_resources(ray_address, ["edge", "fog", "mist"])
+    message = str(error.value)
+    assert "--ray-address" in message and "'fog', 'mist'" in message and "'edge'" not in message
+    assert "ray start --address" in message
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(DependencyError, match=r"qsplit\[ray\]"):
+        import_ray()
