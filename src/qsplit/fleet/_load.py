@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from qsplit._yamlio import read_yaml
 from qsplit.errors import InputError
 from qsplit.fleet._spec import DeviceClass, Fleet, SharedNode
 from qsplit.infra import (
@@ -99,22 +99,7 @@ _FIXES = {
 def load_fleet(path: str | Path) -> Fleet:
     """Read an infrastructure file with a ``fleet:`` section; :class:`InputError` lists every
     problem of the whole file."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the file ({exc.strerror})", file=path, fix="check the path"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise InputError(
-            f"not valid YAML at {where}: {getattr(exc, 'problem', None) or exc}",
-            file=path,
-            fix="fix the YAML syntax there (indentation, colons, quotes)",
-        ) from None
-    return fleet_from_dict(data, source=str(path))
+    return fleet_from_dict(read_yaml(path), source=str(path))
 
 
 def fleet_from_dict(data: Any, *, source: str | None = None) -> Fleet:

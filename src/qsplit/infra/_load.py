@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import networkx as nx
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -26,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from qsplit._yamlio import read_yaml
 from qsplit.errors import InputError
 from qsplit.infra._keys import check_curve_key
 from qsplit.infra._types import Infra, Link, Node, PinnedRoute
@@ -163,25 +163,7 @@ class InfraProblem:
 
 def load_infra(path: str | Path) -> Infra:
     """Read and validate an infrastructure YAML file; :class:`InputError` lists every problem."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the file ({exc.strerror})", file=path, fix="check the path"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(
-            f"not valid YAML at {where}: {problem}",
-            file=path,
-            fix="fix the YAML syntax there (indentation, colons, quotes)",
-        ) from None
-    return infra_from_dict(data, source=str(path))
+    return infra_from_dict(read_yaml(path), source=str(path))
 
 
 def infra_from_dict(data: Any, *, source: str | None = None) -> Infra:

@@ -14,9 +14,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from qsplit._yamlio import read_yaml
 from qsplit.errors import InputError
 from qsplit.model._preprocess import Preprocess
 
@@ -145,20 +145,11 @@ _FIXES = {
 
 def load_model_spec(path: str | Path) -> ModelSpec:
     """Read and validate a model description; :class:`InputError` lists every problem."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the file ({exc.strerror})", file=path, fix="check the path"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise InputError(
-            f"not valid YAML ({exc})",
-            file=path,
-            fix="fix the YAML syntax, or start from "
-            "src/qsplit/examples/imagenet-classifier.preprocess.yaml",
-        ) from None
+    data = read_yaml(
+        path,
+        fix="fix the YAML syntax there, or start from "
+        "src/qsplit/examples/imagenet-classifier.preprocess.yaml",
+    )
     return model_spec_from_dict(data or {}, source=str(path))
 
 

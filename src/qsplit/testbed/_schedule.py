@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from qsplit._yamlio import read_yaml
 from qsplit.errors import InputError
 from qsplit.infra import parse_bandwidth, parse_duration
 from qsplit.runtime import MAX_SLOWDOWN
@@ -185,18 +185,7 @@ class PlayedEvent:
 
 def load_schedule(path: str | Path) -> Schedule:
     """Read and validate a schedule file; :class:`InputError` lists every problem."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the file ({exc.strerror})", file=path, fix="check the path"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise InputError(
-            f"not valid YAML: {exc}", file=path, fix="fix the YAML syntax (indentation, colons)"
-        ) from None
-    return schedule_from_dict(data, source=str(path))
+    return schedule_from_dict(read_yaml(path), source=str(path))
 
 
 def schedule_from_dict(data: Any, *, source: str | None = None) -> Schedule:
