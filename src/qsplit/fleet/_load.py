@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qsplit._yamlio import read_yaml
 from qsplit.errors import InputError
@@ -21,29 +21,13 @@ from qsplit.fleet._spec import DeviceClass, Fleet, SharedNode
 from qsplit.infra import (
     Infra,
     InfraProblem,
-    Link,
+    LinkDocument,
+    MemoryField,
     Node,
+    PositiveDurationField,
     infra_from_dict,
-    parse_bandwidth,
-    parse_duration,
-    parse_memory,
     validate_infra,
 )
-
-_Bandwidth = Annotated[float, BeforeValidator(parse_bandwidth), Field(gt=0)]
-_Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-_PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-_Memory = Annotated[int, BeforeValidator(parse_memory), Field(gt=0)]
-
-
-class _ClassLinkDoc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: str = Field(alias="from")
-    target: str = Field(alias="to")
-    bandwidth: _Bandwidth
-    latency: _Duration
-    symmetric: bool = False
 
 
 class _ClassDoc(BaseModel):
@@ -54,9 +38,9 @@ class _ClassDoc(BaseModel):
     rate_hz: float = Field(gt=0, allow_inf_nan=False)
     compute_power_w: float = Field(ge=0, allow_inf_nan=False)
     transmit_power_w: float = Field(ge=0, allow_inf_nan=False)
-    memory_bytes: _Memory
-    reference_time: _PositiveDuration | None = None
-    links: list[_ClassLinkDoc] = Field(min_length=1)
+    memory_bytes: MemoryField
+    reference_time: PositiveDurationField | None = None
+    links: list[LinkDocument] = Field(min_length=1)
 
 
 class _SharedDoc(BaseModel):
@@ -143,11 +127,7 @@ def _fleet(infra: Infra, data: Any) -> Fleet:
     doc = _FleetDoc.model_validate(data["fleet"])
     classes = []
     for c in doc.classes:
-        links: list[Link] = []
-        for lk in c.links:
-            links.append(Link(lk.source, lk.target, lk.bandwidth, lk.latency))
-            if lk.symmetric:
-                links.append(Link(lk.target, lk.source, lk.bandwidth, lk.latency))
+        links = [link for doc in c.links for link in doc.links()]
         node = Node(
             name=c.name,
             role="device",

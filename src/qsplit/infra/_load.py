@@ -40,10 +40,12 @@ from qsplit.infra._units import (
 
 INFRA_SCHEMA_VERSION = 1
 
-_Bandwidth = Annotated[float, BeforeValidator(parse_bandwidth), Field(gt=0)]
-_Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-_Memory = Annotated[int, BeforeValidator(parse_memory), Field(gt=0)]
-_PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+BandwidthField = Annotated[float, BeforeValidator(parse_bandwidth), Field(gt=0)]
+DurationField = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+MemoryField = Annotated[int, BeforeValidator(parse_memory), Field(gt=0)]
+PositiveDurationField = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+"""Pydantic field types of the quantities with units (``5MB/s``, ``20ms``, ``4GiB``), for every
+YAML schema that holds them (this file's, the fleet section's)."""
 
 
 class _NodeDoc(BaseModel):
@@ -53,8 +55,8 @@ class _NodeDoc(BaseModel):
     role: Literal["device", "edge", "cloud"]
     compute_power_w: float = Field(ge=0, allow_inf_nan=False)
     transmit_power_w: float = Field(ge=0, allow_inf_nan=False)
-    memory_bytes: _Memory
-    reference_time: _PositiveDuration | None = None
+    memory_bytes: MemoryField
+    reference_time: PositiveDurationField | None = None
     address: str | None = None
     curve_public_key: str | None = None
 
@@ -74,14 +76,23 @@ class _NodeDoc(BaseModel):
         return None if value is None else check_curve_key(value)
 
 
-class _LinkDoc(BaseModel):
+class LinkDocument(BaseModel):
+    """One entry of a ``links:`` list as written: ``{from, to, bandwidth, latency, symmetric}``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str = Field(alias="from")
     target: str = Field(alias="to")
-    bandwidth: _Bandwidth
-    latency: _Duration
+    bandwidth: BandwidthField
+    latency: DurationField
     symmetric: bool = False
+
+    def links(self) -> list[Link]:
+        """The directed links it stands for: one, or both directions when ``symmetric``."""
+        ends = [(self.source, self.target)]
+        if self.symmetric:
+            ends.append((self.target, self.source))
+        return [Link(a, b, self.bandwidth, self.latency) for a, b in ends]
 
 
 class _RouteDoc(BaseModel):
@@ -99,7 +110,7 @@ class _InfraDoc(BaseModel):
     schema_version: Literal[1]
     device: str
     nodes: list[_NodeDoc] = Field(min_length=1)
-    links: list[_LinkDoc] = Field(default_factory=list)
+    links: list[LinkDocument] = Field(default_factory=list)
     routes: list[_RouteDoc] = Field(default_factory=list)
     fleet: Any = None
     """Device classes and shared nodes: read and validated by :mod:`qsplit.fleet`, which plans
@@ -394,13 +405,8 @@ def _check_routes(routes: Any, nodes: set[str], graph: nx.DiGraph) -> list[Infra
     return problems
 
 
-def _expand_links(docs: list[_LinkDoc]) -> list[Link]:
-    links = []
-    for doc in docs:
-        links.append(Link(doc.source, doc.target, doc.bandwidth, doc.latency))
-        if doc.symmetric:
-            links.append(Link(doc.target, doc.source, doc.bandwidth, doc.latency))
-    return links
+def _expand_links(docs: list[LinkDocument]) -> list[Link]:
+    return [link for doc in docs for link in doc.links()]
 
 
 def _expand_routes(docs: list[_RouteDoc]) -> list[PinnedRoute]:
