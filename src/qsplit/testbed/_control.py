@@ -17,12 +17,11 @@ import hmac
 import json
 import logging
 import socket
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from qsplit.errors import InputError, QsplitError, TransportError
-from qsplit.testbed._frames import FrameReader, FrameTooLarge, send_frame
+from qsplit.testbed._frames import FrameReader, FrameServer, FrameTooLarge, send_frame
 
 MAX_REQUEST_BYTES = 64 << 10
 """A control request is a few fields; a larger frame is refused before it is read."""
@@ -34,34 +33,20 @@ request it refuses and another :class:`QsplitError` for one it could not carry o
 _log = logging.getLogger("qsplit.testbed")
 
 
-class ControlServer:
+class ControlServer(FrameServer):
     """Answers control requests on a loopback port until closed; ``handlers`` by op name."""
+
+    max_frame_bytes = MAX_REQUEST_BYTES
 
     def __init__(self, handlers: Mapping[str, Handler], token: str, host: str = "127.0.0.1"):
         self._handlers, self._token = handlers, token
-        self._listener = socket.create_server((host, 0))
-        self.address = "{}:{}".format(*self._listener.getsockname()[:2])
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__(host)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def reply(self, frame: memoryview) -> bytes:
+        return json.dumps(self.answer(bytes(frame))).encode()
 
-    def _serve(self, conn: socket.socket) -> None:
-        frames = FrameReader(conn, MAX_REQUEST_BYTES)
-        with conn:
-            try:
-                while (frame := frames.read()) is not None:
-                    send_frame(conn, json.dumps(self.answer(bytes(frame))).encode())
-            except FrameTooLarge as exc:
-                _send_quietly(conn, _refusal(f"request refused: {exc}", "malformed"))
-            except OSError:
-                return
+    def oversized(self, error: FrameTooLarge) -> bytes:
+        return json.dumps(_refusal(f"request refused: {error}", "malformed")).encode()
 
     def answer(self, frame: bytes) -> dict[str, Any]:
         """The answer to one request frame (public so tests can drive it without sockets)."""
@@ -99,9 +84,6 @@ class ControlServer:
             _log.exception("control op %s failed", op)
             return _refusal(f"control op {op!r} failed in the supervisor: {exc!r}", "failed")
 
-    def close(self) -> None:
-        self._listener.close()
-
 
 def control_request(
     address: str, token: str, op: str, fields: Mapping[str, Any], timeout_s: float
@@ -125,10 +107,3 @@ def _refusal(
     error: str, reason: str, *, field: str | None = None, fix: str | None = None
 ) -> dict[str, Any]:
     return {"ok": False, "error": error, "reason": reason, "field": field, "fix": fix}
-
-
-def _send_quietly(conn: socket.socket, answer: dict[str, Any]) -> None:
-    try:
-        send_frame(conn, json.dumps(answer).encode())
-    except OSError:
-        return

@@ -10,48 +10,24 @@ library's overheads.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from qsplit.errors import TransportError
 from qsplit.profile import Request, answer_probe
-from qsplit.testbed._frames import FrameReader, send_frame
+from qsplit.testbed._frames import FrameReader, FrameServer, send_frame
 
 _REPLY = answer_probe(b"")
 """The reply to every probe (it does not depend on the probe's payload)."""
 
 
-class ProbeServer:
+class ProbeServer(FrameServer):
     """Answers link probes on a loopback port until closed."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self._listener = socket.create_server((host, 0))
-        self.host, self.port = self._listener.getsockname()[:2]
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+    no_delay = True
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _answer(conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        frames = FrameReader(conn)
-        with conn:
-            try:
-                while frames.read() is not None:
-                    send_frame(conn, _REPLY)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._listener.close()
+    def reply(self, frame: memoryview) -> bytes:
+        return _REPLY
 
 
 @contextmanager
