@@ -111,6 +111,35 @@ def test_interleaved_modules_are_split_not_cyclic(tmp_path: Path) -> None:
     assert nx.is_directed_acyclic_graph(coarse.dag)
 
 
+def test_unnamed_nodes_inside_a_module_join_it(tmp_path: Path) -> None:
+    """Swin's shifted-window mask: unnamed Shape/Reshape nodes between parts of one module join
+    the module instead of cutting it into pieces; an unnamed node between two modules does not."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Relu", ["x"], ["t1"], "/a/r1"),
+        helper.make_node("Shape", ["t1"], ["s"], "Shape_7"),
+        helper.make_node("Reshape", ["t1", "s"], ["t2"], "Reshape_8"),
+        helper.make_node("Sigmoid", ["t2"], ["t3"], "/a/s"),
+        helper.make_node("Add", ["t3", "t1"], ["t4"], "/a/add"),
+        helper.make_node("Neg", ["t4"], ["t5"], "Neg_9"),
+        helper.make_node("Relu", ["t5"], ["y"], "/b/r"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    path = tmp_path / "unnamed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    _, coarse = analyze(str(path))
+    assert [b.name for b in coarse.blocks] == ["a", "Neg_9", "b"]
+    assert coarse.block("a").op_types == ("Relu", "Shape", "Reshape", "Sigmoid", "Add")
+    assert nx.is_directed_acyclic_graph(coarse.dag)
+
+
 def test_json_round_trip_and_schema(model_dir: Path, tmp_path: Path) -> None:
     _, graph = analyze(str(model_dir / "branchy.onnx"))
     path = tmp_path / "g.json"

@@ -44,7 +44,7 @@ def coarsen(
     prefixed = sum(1 for v in labels.values() if v is not None)
     if prefixed < MIN_PREFIXED_FRACTION * len(graph.blocks):
         labels = {b: None for b in labels}
-    labels = _contract_chains(graph, labels)
+    labels = _contract_chains(graph, _adopt_unnamed(graph, labels))
     groups = acyclic_groups(graph.dag, graph.block_names, labels)
     names = _group_names(graph, groups, labels)
     return merge_blocks(graph, groups, names)
@@ -75,6 +75,28 @@ def _prefix_labels(graph: LayerGraph, depth: int, max_fraction: float) -> dict[s
         if not too_large:
             return labels
         deepened |= too_large
+
+
+def _adopt_unnamed(graph: LayerGraph, labels: dict[str, Hashable]) -> dict[str, Hashable]:
+    """Give an unlabelled node the module label of its surroundings when every node around it
+    that has a label has the same one and all its readers do.
+
+    Exporters leave some nodes of a module unnamed (torchvision's Swin computes its shifted-window
+    mask with ``Shape_3091``, ``Reshape_3116`` … in the middle of the attention module). Left
+    unlabelled they sit between two parts of one module, the module's group becomes cyclic and is
+    cut into pieces at every such node (one Swin stage: 28 blocks instead of one). Nodes are
+    visited readers first, so a chain of unnamed nodes (Shape → Gather → Concat) is adopted whole.
+    """
+    dag = graph.dag
+    result = dict(labels)
+    for name in reversed(graph.block_names):
+        if result[name] is not None:
+            continue
+        readers = {result[s] for s in dag.successors(name)}
+        producers = {result[p] for p in dag.predecessors(name)} - {None}
+        if len(readers) == 1 and None not in readers and producers <= readers:
+            result[name] = next(iter(readers))
+    return result
 
 
 def _contract_chains(graph: LayerGraph, labels: dict[str, Hashable]) -> dict[str, Hashable]:
