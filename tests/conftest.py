@@ -44,6 +44,18 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]
     return feeds
 
 
+def quantizable_branchy(folder: Path):
+    """The branchy synthetic CNN at node granularity, three random feeds, and a quantizer
+    calibrated on them: what the noise-study tests sample from."""
+    from qsplit.model import analyze
+    from qsplit.quant import Quantizer, calibrate
+
+    path = synthetic.save(synthetic.branchy_cnn(), folder / "b.onnx")
+    model, graph = analyze(str(path), granularity="node")
+    feeds = [random_feeds(model.proto, seed) for seed in range(3)]
+    return model, graph, Quantizer(model, graph, calibrate(model, feeds)), feeds
+
+
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
     """A folder with the synthetic models saved as .onnx files."""

@@ -9,13 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import synthetic
-from conftest import random_feeds, session
-from qsplit.model import analyze
+from conftest import quantizable_branchy, session
 from qsplit.quant import (
     NoisePolynomial,
-    Quantizer,
-    calibrate,
     candidate_blocks,
     candidate_links,
     fit_noise,
@@ -33,10 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    path = synthetic.save(synthetic.branchy_cnn(), tmp_path_factory.mktemp("n") / "b.onnx")
-    model, graph = analyze(str(path), granularity="node")
-    feeds = [random_feeds(model.proto, seed) for seed in range(3)]
-    quantizer = Quantizer(model, graph, calibrate(model, feeds))
+    model, graph, quantizer, feeds = quantizable_branchy(tmp_path_factory.mktemp("n"))
     blocks = candidate_blocks(graph, quantizer, top_k=4)
     tensors = candidate_links(graph, 4)
     return model, graph, quantizer, feeds, blocks, tensors

@@ -7,15 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import synthetic
-from conftest import random_feeds
+from conftest import quantizable_branchy
 from qsplit.errors import InputError
-from qsplit.model import analyze
 from qsplit.quant import (
     NoisePolynomial,
     NoiseSample,
-    Quantizer,
-    calibrate,
     candidate_blocks,
     detections,
     fit_noise,
@@ -31,10 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    path = synthetic.save(synthetic.branchy_cnn(), tmp_path_factory.mktemp("n") / "b.onnx")
-    model, graph = analyze(str(path), granularity="node")
-    feeds = [random_feeds(model.proto, seed) for seed in range(3)]
-    return model, graph, Quantizer(model, graph, calibrate(model, feeds)), feeds
+    return quantizable_branchy(tmp_path_factory.mktemp("n"))
 
 
 def test_masks_are_distinct_and_include_empty_full_and_single_blocks() -> None:
