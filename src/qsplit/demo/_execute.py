@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from qsplit.errors import TransportError
 from qsplit.infra import Infra
 from qsplit.model import Preprocess
 from qsplit.profile import ComputeProfile
@@ -81,8 +83,13 @@ def run_configuration(
                         noise[index % len(feeds)] = float(np.abs(first - expected[0]).mean())
                 on_request()
             wall_s = time.perf_counter() - start
-        finally:
-            session.undeploy()
+        except BaseException:
+            # The request's failure is what the user must see; an agent that failed it (or died)
+            # usually cannot undeploy either, and that second error would replace the first.
+            with contextlib.suppress(TransportError):
+                session.undeploy()
+            raise
+        session.undeploy()
     save_results(results_path, records, wall_s, {"deployment": deployment.id}, infra=infra)
     return summarize(
         records,
