@@ -54,7 +54,9 @@ def observed_problem(
     """``problem`` with the observed links and node speeds, and without the ``down`` nodes.
 
     An estimate counts once it has ``policy.min_samples`` samples and, with ``stale_s``, was
-    refreshed within it; the other links and nodes keep their nominal numbers.
+    refreshed within it; the other links and nodes keep their nominal numbers. A link bounded
+    by a transfer still awaited (:attr:`LinkEstimate.bounded`) counts at once: the bound is
+    proven by the wait itself, however few transfers the link has finished.
     """
 
     def fresh(samples: int, updated: float) -> bool:
@@ -65,7 +67,7 @@ def observed_problem(
     links = [
         e.link()
         for e in observed.links
-        if fresh(e.samples, e.updated)
+        if (e.bounded or fresh(e.samples, e.updated))
         and infra.has_link(e.source, e.target)
         and math.isfinite(e.bandwidth_bytes_per_s)
     ]
