@@ -167,7 +167,9 @@ class Session:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for pending in self._requests.values():
+        for req, pending in self._requests.items():
+            for component in pending.waits:  # a shared observer outlives this session
+                self._observer.answered((self._identity, req, component))
             if not pending.future.done():
                 pending.future.set_exception(TransportError("session closed"))
         await self._endpoint.aclose()
