@@ -46,7 +46,7 @@ from qsplit.adapt._replan import (
 )
 from qsplit.infra import Infra
 from qsplit.model import Preprocess
-from qsplit.plan import PlanningProblem
+from qsplit.plan import PlanningProblem, WarmModel
 from qsplit.runtime import (
     Deployment,
     InferResult,
@@ -198,6 +198,7 @@ class AdaptiveSession:
         """Plans whose deployment failed, by key: when."""
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        self._warm: WarmModel | None = None
         first = self._open(start)
         try:
             fallback = (
@@ -208,6 +209,7 @@ class AdaptiveSession:
             raise
         self._state = _State(current=first, fallback=fallback)
         self._state.plans = {start.key: first, fallback.candidate.key: fallback}
+        threading.Thread(target=self._build_warm, daemon=True).start()
         self._thread = threading.Thread(target=self._adapt_loop, daemon=True)
         self._thread.start()
 
@@ -425,6 +427,15 @@ class AdaptiveSession:
 
     # -- re-planning ---------------------------------------------------------------------
 
+    def _build_warm(self) -> None:
+        """The nominal problem's model for re-plans to update (docs/planner.md, *Warm
+        re-planning*): a build per link and node, seconds on a busy host, so on its own
+        thread; until it is there, each re-plan builds its model."""
+        try:
+            self._warm = WarmModel(self.problem)
+        except Exception as exc:  # re-plans simply keep building their models
+            log_event(logging.WARNING, "adapt.warm_model_failed", error=repr(exc))
+
     def _adapt_loop(self) -> None:
         while not self._stopped.is_set():
             self._wake.wait(self.policy.check_interval_s)
@@ -489,7 +500,7 @@ class AdaptiveSession:
             running, down = self._state.current, set(self._state.down)
             left = self._state.left
         problem = observed_problem(self.problem, self.observed(), self.policy, down=down)
-        verdict = replan(problem, running.candidate, self.policy)
+        verdict = replan(problem, running.candidate, self.policy, self._warm)
         needed = self.policy.margin + (self.policy.hysteresis if verdict.fresh.key == left else 0.0)
         with self._lock:
             embargoed = self._state.embargo.get(verdict.fresh.key, (0.0, 0))[0] > time.time()
