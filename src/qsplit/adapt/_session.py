@@ -10,12 +10,13 @@ time and yielded exactly once; only a request that failed because a node stopped
 submitted again, to a plan without that node.
 
 *Hedging.* After a switch, a request still in flight on the plan switched away from is also
-sent to the new plan when it is *late* — it has outlived the latency its plan was predicted to
-take when it was sent — and the new plan is predicted faster than its own under the costs that
-made the switch. Lateness is the point: a late request is typically the one whose wait bounded
-a link (docs/adapt.md, *In-flight evidence*), and the prediction of its remaining time under
-that bound is only a lower bound. The first successful answer is the request's; the other is
-discarded when it comes, so the caller sees each request once.
+sent to the new plan when it is *late* — it has taken :data:`LATE_FACTOR` (1.5) × the latency
+its plan was predicted to take when it was sent — and the new plan is predicted faster than
+its own under the costs that made the switch. Lateness is the point: a late request is
+typically the one whose wait bounded a link (docs/adapt.md, *In-flight evidence*), and the
+prediction of its remaining time under that bound is only a lower bound. The first successful
+answer is the request's; the other is discarded when it comes, so the caller sees each request
+once.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ CHANGE_WAIT_S = 2.0
 a deploy may take longer, and then the request goes to the plan current by then)."""
 EMBARGO_MAX_S = 300.0
 """Longest a plan left by a failover is kept from being gone back to."""
+LATE_FACTOR = 1.5
+"""A request is late, and may be hedged after a switch, once it has taken this × its plan's
+predicted latency: on a loaded host requests run 20–40 % over their prediction, and a copy of
+each of those on the new plan only delays the next request behind it (BENCHMARKS.md)."""
 DEPLOY_RETRY_S = 10.0
 """How long a plan whose deployment failed is not tried again (each try may take a deploy
 timeout, during which the loop does not check)."""
@@ -333,7 +338,7 @@ class AdaptiveSession:
                 or current.predicted_s is None
                 or own.predicted_s is None
                 or request.expected_s is None
-                or time.time() - request.attempted_at <= request.expected_s
+                or time.time() - request.attempted_at <= LATE_FACTOR * request.expected_s
                 or current.predicted_s >= own.predicted_s
             ):
                 return
