@@ -29,7 +29,8 @@ the link is fast. So a session also tells the observer what it is waiting for
 ``slack_s``, the most time the rest of the path to an answer may take (the receiver's compute,
 with a safety factor, and the latencies). While no answer has come, the transfer has taken more
 than ``now − since − slack_s``, so the link's bandwidth is at most ``bytes / (now − since −
-slack_s)``: an upper bound that tightens as the wait goes on. A snapshot reports the smaller of
+slack_s)`` once that wait exceeds :data:`AWAIT_FLOOR_S`: an upper bound that tightens as the
+wait goes on. A snapshot reports the smaller of
 the series' bandwidth (or the nominal one) and the tightest bound, marked ``bounded``; the bound
 is dropped when the answer comes (:meth:`Observer.answered`), by which time the finished request's
 own sample is in the series. Compressed or not, ``bytes`` is at least what crossed, so the bound
@@ -59,6 +60,11 @@ WINDOW = 16
 """Samples per link kept for the latency/bandwidth fit (since the last change)."""
 SIZE_SPREAD = 2.0
 """Largest/smallest transfer of a link's window needed to fit latency and bandwidth apart."""
+AWAIT_FLOOR_S = 0.5
+"""Least unexplained wait that bounds a link: a loaded host, or requests queued behind each
+other at a node (``max_in_flight`` > 1), delay answers by a few hundred milliseconds with no
+link slow at all, and a small tensor late by 0.1 s would "prove" a link thousands of times
+slower than it is (a failover test was moved off a healthy edge plan so)."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +116,9 @@ class Awaited:
 
     def bound(self, now: float) -> float:
         """Upper bound on the link's bandwidth while unanswered at ``now`` (``inf`` until the
-        wait exceeds the slack)."""
+        wait exceeds the slack by :data:`AWAIT_FLOOR_S`)."""
         spent = now - self.since - self.slack_s
-        return self.bytes / spent if spent > 0 else math.inf
+        return self.bytes / spent if spent > AWAIT_FLOOR_S else math.inf
 
 
 @dataclass(frozen=True)
