@@ -7,9 +7,11 @@ testbed are measured here on this host, so the prediction is as good as they are
 * the noise model, from a study of the top-12 blocks and the ``--links`` largest crossing
   tensors at fp16/int8 (``study_noise(link_tensors=…)``), validated on ``--held-out`` fresh
   configurations (R² and median relative error of predicted against measured noise);
-* codec times of cast16/int8/lz4/zstd, ``fixed + per byte`` fitted on this host's timings
-  over tensor sizes, scaled to each node by its reference time over this host's;
-* compression ratios of every crossing tensor at each precision, on one sample image.
+* codec times of cast16/int8/lz4/zstd, by the profiler's own path
+  (``qsplit.profile.measure_codec_times``: the runtime's ORT casts and (de)quantizers, the
+  wire's lz4/zstd), scaled to each node by its reference time over this host's;
+* compression ratios of every crossing tensor at each precision on the reference run
+  (``qsplit.profile.compression_table``, what ``qsplit profile --compression`` writes).
 
 For each noise bound and latency model it plans the least-latency plan with and without link
 precision (``--no-link-precision``) and prints the predicted latencies and their ratio, the
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -40,9 +41,8 @@ from qsplit.infra import load_infra
 from qsplit.model import analyze
 from qsplit.plan import Bounds, PlanningProblem, evaluate, plan
 from qsplit.profile import (
-    CodecCost,
-    CodecTimes,
-    CompressionTable,
+    compression_table,
+    measure_codec_times,
     measure_host,
     shipped_profile,
 )
@@ -52,108 +52,12 @@ from qsplit.quant import (
     calibrate,
     image_feeds,
     is_link_variable,
-    link_candidates,
     link_masks,
-    link_quant_params,
     sample_noise,
     study_noise,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "qsplit" / "examples" / "three-tier.yaml"
-SIZES = (16_384, 262_144, 1_638_400, 6_553_600)
-"""fp32 bytes of the tensors codec operations are timed on (YOLO11n's range)."""
-
-
-def _median_s(action, repeat: int = 7) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _affine(points: list[tuple[float, float]]) -> CodecCost:
-    """Least-squares ``fixed + per_byte × bytes`` through (bytes, seconds), both ≥ 0."""
-    x = np.array([p[0] for p in points])
-    y = np.array([p[1] for p in points])
-    per_byte, fixed = np.polyfit(x, y, 1)
-    return CodecCost(max(float(fixed), 0.0), max(float(per_byte), 0.0))
-
-
-def _timings(size: int, rng: np.random.Generator) -> dict[str, tuple[tuple[float, float], ...]]:
-    """(input bytes, seconds) of each operation's encode and decode on ``size`` fp32 bytes of
-    activation-like values (a ReLU/SiLU output is about half zeros)."""
-    import lz4.block
-    import zstandard
-
-    x = np.maximum(rng.normal(0, 1, size // 4), 0).astype(np.float32)
-    half = x.astype(np.float16)
-    scale = float(x.max()) / 255
-    q = np.clip(np.round(x / scale), 0, 255).astype(np.uint8)
-    raw = q.tobytes()
-    compress, decompress = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
-    packed_lz4, packed_zstd = lz4.block.compress(raw), compress.compress(raw)
-    return {
-        "cast16": (
-            (x.nbytes, _median_s(lambda: x.astype(np.float16))),
-            (half.nbytes, _median_s(lambda: half.astype(np.float32))),
-        ),
-        "int8": (
-            (x.nbytes, _median_s(lambda: np.clip(np.round(x / scale), 0, 255).astype(np.uint8))),
-            (q.nbytes, _median_s(lambda: q.astype(np.float32) * scale)),
-        ),
-        "lz4": (
-            (q.nbytes, _median_s(lambda: lz4.block.compress(raw))),
-            (len(packed_lz4), _median_s(lambda: lz4.block.decompress(packed_lz4))),
-        ),
-        "zstd": (
-            (q.nbytes, _median_s(lambda: compress.compress(raw))),
-            (len(packed_zstd), _median_s(lambda: decompress.decompress(packed_zstd))),
-        ),
-    }
-
-
-def host_codec_times(rng: np.random.Generator) -> CodecTimes:
-    """Encode/decode cost of each codec operation on this host, one thread."""
-    encode: dict[str, list[tuple[float, float]]] = {}
-    decode: dict[str, list[tuple[float, float]]] = {}
-    for size in SIZES:
-        for op, (enc, dec) in _timings(size, rng).items():
-            encode.setdefault(op, []).append(enc)
-            decode.setdefault(op, []).append(dec)
-    return CodecTimes(
-        {op: _affine(p) for op, p in encode.items()}, {op: _affine(p) for op, p in decode.items()}
-    )
-
-
-def compression_table(model, graph, calibration, feed) -> CompressionTable:
-    """lz4 and zstd (level 1) ratios of every crossing tensor at fp32, fp16 and int8."""
-    import lz4.block
-    import onnx
-    import zstandard
-
-    tensors = link_candidates(graph)
-    proto = onnx.ModelProto()
-    proto.CopyFrom(model.proto)
-    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in tensors)
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    values = dict(zip(tensors, session.run(list(tensors), feed), strict=True))
-    compress = zstandard.ZstdCompressor(level=1)
-    ratios = {}
-    for t, x in values.items():
-        scale, zero = link_quant_params(calibration, t)
-        encoded = {
-            "fp32": x.astype(np.float32).tobytes(),
-            "fp16": x.astype(np.float16).tobytes(),
-            "int8": np.clip(np.round(x / scale) + zero, 0, 255).astype(np.uint8).tobytes(),
-        }
-        for precision, raw in encoded.items():
-            ratios[(t, precision, "lz4")] = len(lz4.block.compress(raw)) / len(raw)
-            ratios[(t, precision, "zstd")] = len(compress.compress(raw)) / len(raw)
-    return CompressionTable(
-        graph.model.sha256, ratios, {"input": "first sample image", "zstd_level": 1}
-    )
 
 
 def main() -> None:
@@ -182,15 +86,14 @@ def main() -> None:
             poly.save(str(args.noise))
 
     host = measure_host("median")
-    rng = np.random.default_rng(0)
-    host_codec = host_codec_times(rng)
+    host_codec = measure_codec_times()
     profiles = {}
     for node in infra.nodes:
         profile = shipped_profile(graph, node.name, node.reference_time_s)
         assert profile is not None
         scale = node.reference_time_s / host.time_s
         profiles[node.name] = replace(profile, codec=host_codec.scaled(scale))
-    table = compression_table(model, graph, calibration, feeds[0])
+    table = compression_table(model, graph, calibration)
 
     _say("codec times and compression ratios measured")
     everything = poly.predict([*poly.quantizable, *poly.links[1::2]])  # all blocks, links int8

@@ -126,3 +126,54 @@ def test_an_uplink_drop_switches_plans_once_and_outputs_stay_exact(
     assert run.plans[switch.to_plan] == device_only(nominal)
     assert run.observed.link("device", "edge").bandwidth_bytes_per_s < UPLINK / 5
     assert [d.kind for d in run.decisions].count("retired") == 1
+
+
+def test_a_request_stuck_on_a_slow_link_is_evidence_before_it_answers(
+    testbed: tb.Testbed, relay: Path
+) -> None:
+    """After a 200× drop the first request over the uplink would take ~3 s; the wait itself
+    bounds the uplink (docs/adapt.md, *In-flight evidence*), so the session switches while that
+    request is in flight and hedges it on the new plan: one switch, every request answered once,
+    and every answer the whole model's."""
+    infra = testbed.infra()
+    _, graph = analyze(str(relay))
+    nominal = problem(graph, infra, PER_BLOCK_S)
+    best = plan(nominal, with_baselines=False)
+    whole = session(onnx.load(relay))
+    # A wide margin: on a loaded host the edge plan may run slower than profiled, and it must
+    # not be left before the drop; the bound passes any margin within a few checks.
+    policy = AdaptPolicy(margin=1.0, min_interval_s=1.0, check_interval_s=0.1, stale_s=None)
+
+    def feeds() -> Iterator[dict[str, np.ndarray]]:
+        for seed in range(16):
+            if seed == 8:
+                testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK / 200)
+            yield _feeds(seed)
+
+    outputs: dict[int, list[np.ndarray]] = {}
+    try:
+        run = run_adaptive(
+            nominal,
+            Candidate(best.assignment, best.quantized),
+            relay,
+            feeds(),
+            infra=infra,
+            policy=policy,
+            graph_optimization="disabled",
+            on_result=lambda r: outputs.setdefault(r.index, []).append(r.result.outputs["out"]),
+        )
+    finally:
+        testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK)
+    assert [r.index for r in run.requests] == list(range(16))
+    assert all(r.error is None for r in run.requests)
+    assert all(len(answers) == 1 for answers in outputs.values())  # answered once
+    for index, (got,) in outputs.items():
+        (want,) = whole.run(None, _feeds(index))
+        np.testing.assert_array_equal(got, want)
+    (switch,) = run.switches  # the bound, then the finished slow request: one switch
+    assert run.plans[switch.to_plan] == device_only(nominal)
+    stuck = run.requests[8]
+    assert stuck.hedged and stuck.plan_id == switch.to_plan  # the hedge answered it
+    assert [r.index for r in run.requests if r.hedged] == [8]
+    assert all(r.plan_id == run.first_plan for r in run.requests[:8])
+    assert all(r.plan_id == switch.to_plan for r in run.requests[8:])

@@ -32,6 +32,7 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
         requests=2,
         noise_samples=16,
         noise_top_k=4,
+        link_tensors=1,  # 4 blocks + fp16/int8 of 1 tensor: 6 variables for 16 samples
         profile_repetitions=5,
     )
     return config.out, run_demo(config)

@@ -56,7 +56,8 @@ def test_markdown_states_numbers_and_the_missed_target(report: Report) -> None:
         "5.00× (80.0 % less latency)."
     ) in markdown
     assert "local, quantization alone on device: local int8 took 500.0 ms" in markdown
-    assert "| device 0–1 · edge 2–5 · cloud 6–9 | 2 | 170.0 ms | 200.0 ms | -15.0 % |" in markdown
+    row = "| device 0–1 · edge 2–5 · cloud 6–9 | 2 | – | 170.0 ms | 200.0 ms | -15.0 % |"
+    assert row in markdown
     assert "| machine.load | 1.5, 0.25 |" in markdown and "| total_s | 12.35 |" in markdown
     assert "Quantization noise: predictions are off by 22.5 % on average" in markdown
     assert "| 0.02 / 0.016 |" in markdown and "| 0.01 / – |" in markdown  # tt failed: unmeasured

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
 from qsplit.infra import Link
-from qsplit.runtime import ComponentRun, Observer, RequestRecord, Transfer
+from qsplit.runtime import Awaited, ComponentRun, Observer, RequestRecord, Transfer
 
 
 def _record(*transfers: tuple[str, str, int, float], runs: tuple = ()) -> RequestRecord:
@@ -79,3 +80,30 @@ def test_transfers_within_a_node_and_empty_ones_are_left_out() -> None:
     observer = Observer()
     observer.add(_record(("d", "d", 100, 0.1), ("d", "e", 0, 0.1)), {})
     assert observer.snapshot().links == ()
+
+
+def test_an_awaited_transfer_bounds_its_link_until_it_is_answered() -> None:
+    nominal = Link("device", "edge", 5e6, 0.005)
+    observer = Observer([nominal])
+    now = time.time()
+    # 1 MB sent 0.2 s ago with 0.5 s of slack: no bound yet (it may still be on time).
+    observer.awaiting("early", Awaited("device", "edge", 1_000_000, now - 0.2, 0.5))
+    assert observer.snapshot().link("device", "edge") is None
+    # Sent 2.5 s ago: the link has carried 1 MB in more than 2 s, so at most 0.5 MB/s.
+    observer.awaiting("late", Awaited("device", "edge", 1_000_000, now - 2.5, 0.5))
+    bounded = observer.snapshot().link("device", "edge")
+    assert bounded is not None and bounded.bounded and bounded.samples == 0
+    assert bounded.bandwidth_bytes_per_s <= 0.5e6
+    assert bounded.latency_s == nominal.latency_s
+    observer.answered("late")
+    observer.answered("early")
+    assert observer.snapshot().link("device", "edge") is None
+
+
+def test_a_bound_above_the_observed_bandwidth_changes_nothing() -> None:
+    observer = Observer()
+    _feed(observer, ("device", "edge"), [100_000] * 5, 0.0, 1e5)  # 0.1 MB/s observed
+    observer.awaiting("r", Awaited("device", "edge", 1_000_000, time.time() - 2.0, 0.0))
+    estimate = observer.snapshot().link("device", "edge")
+    assert estimate is not None and not estimate.bounded
+    assert estimate.bandwidth_bytes_per_s == pytest.approx(1e5, rel=0.01)

@@ -11,8 +11,16 @@ from dataclasses import dataclass
 from qsplit.adapt._policy import AdaptPolicy
 from qsplit.errors import InputError
 from qsplit.infra import Infra, Link
-from qsplit.plan import Evaluation, PlanningProblem, Start, evaluate, plan, violations
-from qsplit.profile import BlockTiming, ComputeProfile
+from qsplit.plan import (
+    Evaluation,
+    PlanningProblem,
+    Start,
+    WarmModel,
+    evaluate,
+    plan,
+    violations,
+)
+from qsplit.profile import ComputeProfile
 from qsplit.runtime import Observed
 
 
@@ -54,7 +62,9 @@ def observed_problem(
     """``problem`` with the observed links and node speeds, and without the ``down`` nodes.
 
     An estimate counts once it has ``policy.min_samples`` samples and, with ``stale_s``, was
-    refreshed within it; the other links and nodes keep their nominal numbers.
+    refreshed within it; the other links and nodes keep their nominal numbers. A link bounded
+    by a transfer still awaited (:attr:`LinkEstimate.bounded`) counts at once: the bound is
+    proven by the wait itself, however few transfers the link has finished.
     """
 
     def fresh(samples: int, updated: float) -> bool:
@@ -65,7 +75,7 @@ def observed_problem(
     links = [
         e.link()
         for e in observed.links
-        if fresh(e.samples, e.updated)
+        if (e.bounded or fresh(e.samples, e.updated))
         and infra.has_link(e.source, e.target)
         and math.isfinite(e.bandwidth_bytes_per_s)
     ]
@@ -98,17 +108,8 @@ def _siblings(infra: Infra, observed: list[Link]) -> list[Link]:
 
 
 def scaled(profile: ComputeProfile, factor: float) -> ComputeProfile:
-    """``profile`` with every time × ``factor`` (a node observed ``factor`` × slower)."""
-    blocks = {
-        name: BlockTiming(
-            fp32_s=t.fp32_s * factor,
-            int8_s=None if t.int8_s is None else t.int8_s * factor,
-            fp32_spread_s=t.fp32_spread_s * factor,
-            int8_spread_s=t.int8_spread_s * factor,
-        )
-        for name, t in profile.blocks.items()
-    }
-    return dataclasses.replace(profile, blocks=blocks)
+    """``profile`` with every block time × ``factor`` (a node observed ``factor`` × slower)."""
+    return dataclasses.replace(profile, blocks=profile.blocks_scaled(factor))
 
 
 def without(infra: Infra, down: Collection[str]) -> Infra:
@@ -130,8 +131,14 @@ def device_only(problem: PlanningProblem) -> Candidate:
     return Candidate(dict.fromkeys(problem.graph.block_names, problem.infra.device))
 
 
-def replan(problem: PlanningProblem, running: Candidate, policy: AdaptPolicy) -> Verdict:
-    """Solve ``problem`` warm-started from ``running`` (when it fits) and price both."""
+def replan(
+    problem: PlanningProblem,
+    running: Candidate,
+    policy: AdaptPolicy,
+    warm: WarmModel | None = None,
+) -> Verdict:
+    """Solve ``problem`` warm-started from ``running`` (when it fits) and price both; ``warm``
+    (the nominal problem's built model) spares the MILP build when only speeds changed."""
     fits = running.nodes <= set(problem.infra.node_names)
     start = Start(dict(running.assignment), running.quantized) if fits else None
     try:
@@ -140,9 +147,12 @@ def replan(problem: PlanningProblem, running: Candidate, policy: AdaptPolicy) ->
             with_baselines=False,
             time_limit_s=policy.solve_time_limit_s,
             start=start,
+            warm=warm,
         )
     except InputError:  # the running plan quantizes what this problem cannot: start cold
-        result = plan(problem, with_baselines=False, time_limit_s=policy.solve_time_limit_s)
+        result = plan(
+            problem, with_baselines=False, time_limit_s=policy.solve_time_limit_s, warm=warm
+        )
     fresh = Candidate(dict(result.assignment), tuple(result.quantized))
     fresh_eval = evaluate(problem, dict(fresh.assignment), fresh.quantized)
     running_eval = price(problem, running) if fits else None

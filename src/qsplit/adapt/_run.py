@@ -32,6 +32,8 @@ class RequestPoint:
     """The plan that answered it."""
     attempts: int
     error: str | None
+    hedged: bool = False
+    """Also sent to a newer plan while in flight; ``plan_id`` is the one that answered first."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +43,7 @@ class RequestPoint:
             "plan": self.plan_id,
             "attempts": self.attempts,
             "error": self.error,
+            "hedged": self.hedged,
         }
 
 
@@ -112,6 +115,7 @@ def run_adaptive(
                     plan_id=result.plan_id,
                     attempts=result.attempts,
                     error=None if error is None else str(error),
+                    hedged=result.hedged,
                 )
             )
             if on_result is not None:

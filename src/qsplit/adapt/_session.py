@@ -8,6 +8,15 @@ under the observed costs; a plan that pays is deployed ahead of time next to the
 once the requests on them have drained. A request is submitted to exactly one session at a
 time and yielded exactly once; only a request that failed because a node stopped answering is
 submitted again, to a plan without that node.
+
+*Hedging.* After a switch, a request still in flight on the plan switched away from is also
+sent to the new plan when it is *late* — it has taken :data:`LATE_FACTOR` (1.5) × the latency
+its plan was predicted to take when it was sent — and the new plan is predicted faster than
+its own under the costs that made the switch. Lateness is the point: a late request is
+typically the one whose wait bounded a link (docs/adapt.md, *In-flight evidence*), and the
+prediction of its remaining time under that bound is only a lower bound. The first successful
+answer is the request's; the other is discarded when it comes, so the caller sees each request
+once.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from qsplit.adapt._replan import (
 )
 from qsplit.infra import Infra
 from qsplit.model import Preprocess
-from qsplit.plan import PlanningProblem
+from qsplit.plan import PlanningProblem, WarmModel
 from qsplit.runtime import (
     Deployment,
     InferResult,
@@ -62,6 +71,10 @@ CHANGE_WAIT_S = 2.0
 a deploy may take longer, and then the request goes to the plan current by then)."""
 EMBARGO_MAX_S = 300.0
 """Longest a plan left by a failover is kept from being gone back to."""
+LATE_FACTOR = 1.5
+"""A request is late, and may be hedged after a switch, once it has taken this × its plan's
+predicted latency: on a loaded host requests run 20–40 % over their prediction, and a copy of
+each of those on the new plan only delays the next request behind it (BENCHMARKS.md)."""
 DEPLOY_RETRY_S = 10.0
 """How long a plan whose deployment failed is not tried again (each try may take a deploy
 timeout, during which the loop does not check)."""
@@ -81,6 +94,8 @@ class AdaptResult:
     attempts: int
     latency_s: float
     """From the first submission to the last attempt's answer (failovers included)."""
+    hedged: bool = False
+    """The request was also sent to a newer plan while in flight (see the module docstring)."""
 
 
 @dataclass
@@ -91,6 +106,9 @@ class _Running:
     plan_id: str
     session: Session
     in_flight: int = 0
+    predicted_s: float | None = None
+    """Its latency under the costs observed when it was last switched to or from (the
+    nominal costs until then)."""
 
 
 @dataclass
@@ -102,6 +120,18 @@ class _Request:
     future: concurrent.futures.Future[InferResult]
     attempted_at: float
     attempts: int = 1
+    expected_s: float | None = None
+    """Its plan's predicted latency when it was sent: beyond it, the request is late."""
+    hedge: _Hedge | None = None
+
+
+@dataclass
+class _Hedge:
+    """The same request sent to a newer plan while the first try was still in flight."""
+
+    running: _Running
+    future: concurrent.futures.Future[InferResult]
+    attempted_at: float
 
 
 @dataclass
@@ -173,6 +203,7 @@ class AdaptiveSession:
         """Plans whose deployment failed, by key: when."""
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        self._warm: WarmModel | None = None
         first = self._open(start)
         try:
             fallback = (
@@ -183,6 +214,7 @@ class AdaptiveSession:
             raise
         self._state = _State(current=first, fallback=fallback)
         self._state.plans = {start.key: first, fallback.candidate.key: fallback}
+        threading.Thread(target=self._build_warm, daemon=True).start()
         self._thread = threading.Thread(target=self._adapt_loop, daemon=True)
         self._thread.start()
 
@@ -257,31 +289,93 @@ class AdaptiveSession:
             running.in_flight += 1
         attempted_at = time.time()
         future = running.session.submit(index, feeds, timeout_s=timeout_s)
-        return _Request(index, feeds, submitted_at, running, future, attempted_at, attempts)
+        return _Request(
+            index,
+            feeds,
+            submitted_at,
+            running,
+            future,
+            attempted_at,
+            attempts,
+            expected_s=running.predicted_s,
+        )
 
     def _settle(self, window: deque[_Request], timeout_s: float | None) -> AdaptResult:
         """Wait for the oldest request, sending every request that failed for a node that
-        stopped answering again on a plan without it; return the oldest one's result."""
+        stopped answering again on a plan without it, and hedging those a switch left on a
+        slower plan; return the oldest one's result."""
         while True:
             for i, request in enumerate(window):
-                if request.future.done() and self._retry(request):
+                hedge = request.hedge
+                if hedge is not None and request.future.done() and _failed(hedge.future):
+                    # Both tries failed: the first one's failure decides (retried or reported).
+                    self._finished(hedge.running)
+                    request.hedge = None
+                if request.hedge is None and request.future.done() and self._retry(request):
                     window[i] = self._resubmit(request, timeout_s)
+                elif request.hedge is None and not request.future.done():
+                    self._maybe_hedge(request, timeout_s)
             head = window[0]
-            if head.future.done():
+            answered = _answered(head)
+            if answered is not None:
                 window.popleft()
-                self._finished(head.running)
-                result = head.future.result()
-                return AdaptResult(
-                    head.index,
-                    result,
-                    head.running.plan_id,
-                    head.submitted_at,
-                    head.attempts,
-                    head.attempted_at - head.submitted_at + result.record.latency_s,
-                )
+                return self._result(head, *answered)
+            futures = [r.future for r in window]
+            futures += [r.hedge.future for r in window if r.hedge is not None]
             concurrent.futures.wait(
-                [r.future for r in window], return_when=concurrent.futures.FIRST_COMPLETED
+                futures,
+                timeout=self.policy.check_interval_s,
+                return_when=concurrent.futures.FIRST_COMPLETED,
             )
+
+    def _maybe_hedge(self, request: _Request, timeout_s: float | None) -> None:
+        """Send ``request`` to the current plan too, when a switch moved new requests there,
+        the request is late and the current plan is predicted faster than its own."""
+        with self._lock:
+            current, own = self._state.current, request.running
+            if (
+                current is own
+                or current.predicted_s is None
+                or own.predicted_s is None
+                or request.expected_s is None
+                or time.time() - request.attempted_at <= LATE_FACTOR * request.expected_s
+                or current.predicted_s >= own.predicted_s
+            ):
+                return
+            current.in_flight += 1
+        attempted_at = time.time()
+        future = current.session.submit(request.index, request.feeds, timeout_s=timeout_s)
+        request.hedge = _Hedge(current, future, attempted_at)
+        log_event(
+            logging.INFO,
+            "adapt.hedge",
+            request=request.index,
+            from_plan=request.running.plan_id,
+            to_plan=current.plan_id,
+        )
+
+    def _result(
+        self, request: _Request, running: _Running, attempted_at: float, result: InferResult
+    ) -> AdaptResult:
+        """The request's answer from ``running``; the other try of a hedged request is left to
+        finish (or fail) unseen, and its plan's count of requests in flight drops then."""
+        tries = [(request.running, request.future)]
+        if request.hedge is not None:
+            tries.append((request.hedge.running, request.hedge.future))
+        for plan, future in tries:
+            if plan is running or future.done():
+                self._finished(plan)
+            else:
+                future.add_done_callback(lambda _, plan=plan: self._finished(plan))
+        return AdaptResult(
+            request.index,
+            result,
+            running.plan_id,
+            request.submitted_at,
+            request.attempts,
+            attempted_at - request.submitted_at + result.record.latency_s,
+            hedged=request.hedge is not None,
+        )
 
     def _retry(self, request: _Request) -> bool:
         error = request.future.result().error
@@ -337,6 +431,15 @@ class AdaptiveSession:
         self._wake.set()
 
     # -- re-planning ---------------------------------------------------------------------
+
+    def _build_warm(self) -> None:
+        """The nominal problem's model for re-plans to update (docs/planner.md, *Warm
+        re-planning*): a build per link and node, seconds on a busy host, so on its own
+        thread; until it is there, each re-plan builds its model."""
+        try:
+            self._warm = WarmModel(self.problem)
+        except Exception as exc:  # re-plans simply keep building their models
+            log_event(logging.WARNING, "adapt.warm_model_failed", error=repr(exc))
 
     def _adapt_loop(self) -> None:
         while not self._stopped.is_set():
@@ -402,7 +505,7 @@ class AdaptiveSession:
             running, down = self._state.current, set(self._state.down)
             left = self._state.left
         problem = observed_problem(self.problem, self.observed(), self.policy, down=down)
-        verdict = replan(problem, running.candidate, self.policy)
+        verdict = replan(problem, running.candidate, self.policy, self._warm)
         needed = self.policy.margin + (self.policy.hysteresis if verdict.fresh.key == left else 0.0)
         with self._lock:
             embargoed = self._state.embargo.get(verdict.fresh.key, (0.0, 0))[0] > time.time()
@@ -464,6 +567,9 @@ class AdaptiveSession:
                 fallback,
                 "interim: the device-only plan while the fresh plan deploys",
                 running_cost=verdict.running_cost,
+                running_latency_s=(
+                    None if verdict.running_eval is None else verdict.running_eval.latency_s
+                ),
                 fresh_latency_s=priced.latency_s,
             )
 
@@ -471,6 +577,8 @@ class AdaptiveSession:
         with self._lock:
             if self._state.current is not running:  # a failover moved it meanwhile
                 return
+            running.predicted_s = costs.get("running_latency_s")
+            target.predicted_s = costs.get("fresh_latency_s")
             self._state.left = running.candidate.key
             self._state.current = target
             self._state.last_switch = time.time()
@@ -533,7 +641,13 @@ class AdaptiveSession:
             profiles=self.problem.profiles,
         )
         session = connect(deployment, self.infra, observer=self.observer, **self._connect)
-        running = _Running(candidate, deployment.id[:12], session)
+        priced = price(self.problem, candidate)
+        running = _Running(
+            candidate,
+            deployment.id[:12],
+            session,
+            predicted_s=None if priced is None else priced.latency_s,
+        )
         with self._lock:
             self.plans[running.plan_id] = candidate
         return running
@@ -553,3 +667,23 @@ class AdaptiveSession:
             f"adapt.{kind}",
             **{k: v for k, v in decision.to_dict().items() if k not in ("kind", "at")},
         )
+
+
+def _answered(request: _Request) -> tuple[_Running, float, InferResult] | None:
+    """The try that answers ``request`` (plan, when it was sent, result), once there is one:
+    the first successful one of a hedged request, else the first try's when every try is
+    over; ``None`` while it is still pending."""
+    tries = [(request.running, request.attempted_at, request.future)]
+    if request.hedge is not None:
+        hedge = request.hedge
+        tries.append((hedge.running, hedge.attempted_at, hedge.future))
+    for running, attempted_at, future in tries:
+        if future.done() and future.result().error is None:
+            return running, attempted_at, future.result()
+    if all(future.done() for _, _, future in tries):
+        return request.running, request.attempted_at, request.future.result()
+    return None
+
+
+def _failed(future: concurrent.futures.Future[InferResult]) -> bool:
+    return future.done() and future.result().error is not None

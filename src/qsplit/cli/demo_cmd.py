@@ -36,6 +36,13 @@ def demo_command(
     ] = None,
     requests: Annotated[int, typer.Option(help="Measured requests per configuration.")] = 5,
     noise_samples: Annotated[int, typer.Option(help="Quantization masks measured.")] = 80,
+    link_tensors: Annotated[
+        int,
+        typer.Option(
+            help="Largest crossing tensors the noise study also sends at fp16/int8, so plans "
+            "may send them so (0: links stay fp32; lz4/zstd are offered either way)."
+        ),
+    ] = 4,
     cache: Annotated[
         Path, typer.Option(help="Profiles and noise models are reused from here.")
     ] = Path(".qsplit/cache"),
@@ -77,6 +84,7 @@ def demo_command(
         out=out,
         requests=requests,
         noise_samples=noise_samples,
+        link_tensors=link_tensors,
         cache=cache,
         preprocess=preprocess,
     )

@@ -57,6 +57,9 @@ class DemoConfig:
     noise_samples: int = 80
     noise_top_k: int = 12
     """Candidate blocks for quantization: the top K by MACs (the detection head excluded)."""
+    link_tensors: int = 4
+    """The largest crossing tensors the noise study also sends at fp16 and int8, so plans may
+    send them at lower precision (0: links stay fp32; lz4/zstd are offered either way)."""
     profile_repetitions: int = 20
     timeout_s: float = 120.0
     """Per request."""

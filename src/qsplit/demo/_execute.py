@@ -45,14 +45,19 @@ def run_configuration(
     noise_feeds: int,
     results_path: Path,
     on_request: Callable[[], None],
+    link_precision: Mapping[str, str] | None = None,
+    link_codec: Mapping[str, str] | None = None,
 ) -> Measured:
     """Deploy, warm up with one request, measure ``requests`` more, undeploy.
 
     Requests run one at a time: the plans are priced for a single inference, and overlapping
     requests would share the emulated links and cores. ``reference`` (whole-model outputs per
-    feed) is compared with fp32 configurations' outputs; for quantized ones, the noise model's
-    metric is measured on the first ``noise_feeds`` feeds (its evaluation images) instead.
+    feed) is compared with fp32 configurations' outputs (lz4/zstd on links are lossless: still
+    fp32); for quantized ones and those sending tensors at fp16/int8 (``link_precision``), the
+    noise model's metric is measured on the first ``noise_feeds`` feeds (its evaluation images)
+    instead.
     """
+    lossy = bool(quantized or link_precision)
     deployment = build_deployment(
         model_path,
         assignment,
@@ -61,6 +66,8 @@ def run_configuration(
         calibration=calibration,
         preprocess=preprocess,
         profiles=profiles,
+        link_precision=link_precision,
+        link_codec=link_codec,
     )
     records: list[RequestRecord] = []
     worst = 0.0
@@ -75,7 +82,7 @@ def run_configuration(
                 records.append(record)
                 if reference is not None:
                     expected = reference[index % len(feeds)]
-                    if not quantized:
+                    if not lossy:
                         for name, want in zip(deployment.model_outputs, expected, strict=True):
                             worst = max(worst, float(np.max(np.abs(outputs[name] - want))))
                     elif index % len(feeds) < noise_feeds:
@@ -94,7 +101,7 @@ def run_configuration(
     return summarize(
         records,
         infra,
-        None if quantized or reference is None else worst,
+        None if lossy or reference is None else worst,
         float(np.mean(list(noise.values()))) if noise else None,
     )
 

@@ -1,11 +1,13 @@
-"""The planner's inputs on the testbed: a profile per node, measured links, the noise model.
+"""The planner's inputs on the testbed: a profile per node, measured links, the noise model,
+and how well each crossing tensor compresses.
 
 Profiles are made *by each node's agent* (its padding and thread settings, as it will run the
 components; for a model that ships a profile, as the bundled YOLO11n does, that profile scaled to
 the node's reference time, so plans do not depend on the host); links are measured through the
 emulators the tensors will cross, and the requester's fixed costs with null requests to the
 device's agent. All are what a real deployment would do; only the machines
-are emulated.
+are emulated. Profiles carry each node's codec times, and the compression table and the noise
+study's link variables complete what the planner needs to choose link precision and compression.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from qsplit.demo._cache import Cache
 from qsplit.demo._config import DemoConfig
 from qsplit.model import LayerGraph, LoadedModel
-from qsplit.profile import ComputeProfile, LinkProfile
-from qsplit.quant import image_feeds, plot_fit, study_noise
+from qsplit.profile import ComputeProfile, LinkProfile, measure_compression, reference_values
+from qsplit.quant import Calibration, image_feeds, plot_fit, study_noise
 from qsplit.runtime import measure_overhead, profile_on_agent
 from qsplit.testbed import AGENT_STATISTIC, Testbed
 
@@ -112,6 +116,9 @@ def noise_model(
         "eval_images": NOISE_EVAL_IMAGES,
         "seed": NOISE_SEED,
     }
+    if config.link_tensors:
+        # Only then: noise models cached before link variables existed stay valid without them.
+        key["link_tensors"] = config.link_tensors
     if spec.source is not None:
         # Only then: noise models cached before descriptions existed stay valid for the default.
         key["description"] = {
@@ -130,6 +137,7 @@ def noise_model(
             seed=NOISE_SEED,
             on_sample=lambda _: advance(1),
             spec=spec,
+            link_tensors=config.link_tensors,
         )
         study.save(folder / "noise.json")
         plot_fit(folder / "noise.png", study.model, study.samples)
@@ -137,3 +145,18 @@ def noise_model(
     if cache.copy_into("noise", key, make, out):
         advance(config.noise_samples)
     return out / "noise.json"
+
+
+def compression(
+    graph: LayerGraph,
+    model: LoadedModel,
+    feeds: list[dict[str, np.ndarray]],
+    calibration: Calibration,
+    out: Path,
+) -> Path:
+    """The lz4/zstd ratio of every crossing tensor at fp32, fp16 and int8, on the first
+    request's input (what the runs send), written to ``out``. Not cached: it takes a second or
+    two, less than the cache's bookkeeping would save."""
+    values = reference_values(model, graph, feeds[0])
+    measure_compression(graph, values, calibration).save(str(out))
+    return out

@@ -1,5 +1,6 @@
-"""``qsplit demo`` end to end: testbed up → profile every node → links → noise model → plans
-and baselines per scenario → deploy and run each → the run directory (``run.json``)."""
+"""``qsplit demo`` end to end: testbed up → profile every node → links → noise model →
+compression table → plans and baselines per scenario → deploy and run each → the run directory
+(``run.json``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from qsplit.demo._config import DemoConfig
 from qsplit.demo._execute import reference_outputs, run_configuration
 from qsplit.demo._inputs import (
     NOISE_EVAL_IMAGES,
+    compression,
     measured_links,
     node_profiles,
     noise_model,
@@ -29,8 +31,8 @@ from qsplit.demo._plans import Configuration, configuration, scenario_candidates
 from qsplit.errors import InputError, QsplitError
 from qsplit.infra import load_infra
 from qsplit.model import analyze
-from qsplit.profile import ComputeProfile, LinkProfile
-from qsplit.quant import NoisePolynomial, image_feeds
+from qsplit.profile import CompressionTable, ComputeProfile, LinkProfile
+from qsplit.quant import NoisePolynomial, calibrate, image_feeds
 from qsplit.report import Entry, Measured, RunIndex, Scenario
 from qsplit.testbed import Testbed
 
@@ -85,15 +87,23 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
         timings["noise_s"] = time.perf_counter() - step
 
         step = time.perf_counter()
+        ranges = calibrate(model, feeds)
+        table_path = compression(
+            graph, model, feeds, ranges, run_dir / "profiles" / "compression.json"
+        )
+        timings["compression_s"] = time.perf_counter() - step
+
+        step = time.perf_counter()
         grid = len(config.w_latency) * len(config.noise_fractions)
         advance = progress.task("planning", grid * len(config.scenarios))
         links = LinkProfile.load(str(links_path))
         noise = NoisePolynomial.load(str(noise_path))
+        table = CompressionTable.load(table_path)
         candidates = [
             candidate
             for spec in config.scenarios
             for candidate in scenario_candidates(
-                config, spec, graph, profiles, links, noise, run_dir, lambda: advance(1)
+                config, spec, graph, profiles, links, noise, table, run_dir, lambda: advance(1)
             )
         ]
         timings["planning_s"] = time.perf_counter() - step
@@ -119,7 +129,11 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
         noise=str(noise_path.relative_to(run_dir)),
         scenarios=scenarios,
         entries=tuple(entries),
-        settings={**_settings(config, timings), "testbed": calibration},
+        settings={
+            **_settings(config, timings),
+            "testbed": calibration,
+            "compression": str(table_path.relative_to(run_dir)),
+        },
     )
     index.save(run_dir)
     return index
@@ -179,6 +193,8 @@ def _run_all(
                 candidate.quantized,
                 infra,
                 feeds,
+                link_precision=candidate.link_precision,
+                link_codec=candidate.link_codec,
                 requests=config.requests,
                 timeout_s=config.timeout_s,
                 calibration=config.images,
@@ -222,6 +238,7 @@ def _settings(config: DemoConfig, timings: dict[str, float]) -> dict[str, object
         "w_latency": list(config.w_latency),
         "noise_fractions": list(config.noise_fractions),
         "noise_samples": config.noise_samples,
+        "link_tensors": config.link_tensors,
         "profile_repetitions": config.profile_repetitions,
         "testbed_infra": str(config.testbed_infra),
         "machine": {

@@ -1,5 +1,7 @@
 """The demo's configurations: for each scenario, the MILP's plans over a grid of weights and
-noise bounds, and the baselines, each priced by the cost model."""
+noise bounds, and the baselines, each priced by the cost model. Plans may send crossing tensors
+at fp16/int8 and compress them with lz4/zstd where that pays (the compression table and the
+noise study's link variables make those choices available); baselines keep links at fp32."""
 
 from __future__ import annotations
 
@@ -13,23 +15,36 @@ from qsplit.infra import load_infra
 from qsplit.model import LayerGraph
 from qsplit.plan import (
     Bounds,
+    LinkMode,
     Payoff,
+    Plan,
     PlanningProblem,
     baseline_plans,
     evaluate,
     load_problem,
     plan,
 )
-from qsplit.profile import LinkProfile
+from qsplit.profile import CompressionTable, LinkProfile
 from qsplit.quant import NoisePolynomial
 from qsplit.report import Costs, Entry, EntryKind
 
-Configuration = tuple[frozenset[tuple[str, str]], frozenset[str]]
+Configuration = tuple[
+    frozenset[tuple[str, str]],
+    frozenset[str],
+    frozenset[tuple[str, str]],
+    frozenset[tuple[str, str]],
+]
 
 
 def configuration(entry: Entry) -> Configuration:
-    """What a run depends on (placement and quantized blocks): identical ones are run once."""
-    return frozenset(entry.assignment.items()), frozenset(entry.quantized)
+    """What a run depends on (placement, quantized blocks, link precisions and codecs):
+    identical ones are run once."""
+    return (
+        frozenset(entry.assignment.items()),
+        frozenset(entry.quantized),
+        frozenset(entry.link_precision.items()),
+        frozenset(entry.link_codec.items()),
+    )
 
 
 def scenario_candidates(
@@ -39,6 +54,7 @@ def scenario_candidates(
     profiles: dict[str, Path],
     links: LinkProfile,
     noise: NoisePolynomial,
+    compression: CompressionTable,
     run_dir: Path,
     advance: Callable[[], None],
 ) -> list[Entry]:
@@ -69,6 +85,7 @@ def scenario_candidates(
                 w_latency=w_latency,
                 w_energy=1.0 - w_latency,
                 latency_model=config.latency_model,
+                compression=compression,
             )
             result = plan(problem, with_baselines=False)
             name = f"w{w_latency:g}-n{fraction:g}"
@@ -78,7 +95,15 @@ def scenario_candidates(
                 f"noise ≤ {noise_max:.3g}" if fraction > 0 else "fp32"
             )
             candidate = replace(
-                _candidate(spec.name, "plan", label, problem, result.assignment, result.quantized),
+                _candidate(
+                    spec.name,
+                    "plan",
+                    label,
+                    problem,
+                    result.assignment,
+                    result.quantized,
+                    result.link_modes,
+                ),
                 plan=str(plan_file),
                 w_latency=w_latency,
                 noise_max=noise_max if fraction > 0 else None,
@@ -103,10 +128,14 @@ def _candidate(
     problem: PlanningProblem,
     assignment: Mapping[str, str],
     quantized: Collection[str],
+    links: Mapping[str, LinkMode] | None = None,
 ) -> Entry:
+    """``links`` (tensor → mode) as the plan chose them; ``None``: every tensor at fp32,
+    uncompressed (the baselines)."""
     chosen = dict(assignment)
     blocks = tuple(b for b in problem.graph.block_names if b in set(quantized))
-    evaluation = evaluate(problem, chosen, blocks)
+    evaluation = evaluate(problem, chosen, blocks, links=links)
+    link_precision, link_codec = Plan.split_links(evaluation.links)
     return Entry(
         id=f"{_slug(scenario)}/{_slug(label)}",
         scenario=scenario,
@@ -117,6 +146,8 @@ def _candidate(
         noise=evaluation.noise,
         predicted=Costs(evaluation.latency_s, evaluation.energy_j, evaluation.device_energy_j),
         measured=None,
+        link_precision=link_precision,
+        link_codec=link_codec,
     )
 
 

@@ -32,6 +32,7 @@ from qsplit.plan._problem import (
     Precision,
 )
 from qsplit.plan._solver import SOLVERS, TIME_LIMIT_S
+from qsplit.plan._warm import WarmModel
 
 __all__ = [
     "FP32_LINK",
@@ -57,6 +58,7 @@ __all__ = [
     "SolverReport",
     "Start",
     "Violation",
+    "WarmModel",
     "bandwidth_table",
     "baseline_plans",
     "compute_baselines",

@@ -31,6 +31,7 @@ from qsplit.plan._solver import (
     open_session,
     run_status,
 )
+from qsplit.plan._warm import WarmModel
 
 LEX_TOLERANCE = 1e-6
 """Relative slack when holding one objective at its optimum while optimising the other."""
@@ -149,6 +150,7 @@ def plan(
     with_baselines: bool = True,
     on_solve: Callable[[str], None] | None = None,
     start: Start | None = None,
+    warm: WarmModel | None = None,
 ) -> Plan:
     """Find the plan minimising ``w_latency·T_norm + w_energy·E_norm`` under the bounds.
 
@@ -159,12 +161,14 @@ def plan(
     solver as the MIP start of the first solve instead of the best single-node plan: re-planning
     under changed costs begins from the plan that runs, which is feasible unless the bounds
     moved. It is only a hint: the answer is checked by the guard exactly as without it.
+    ``warm`` (a :class:`WarmModel` of an earlier problem) supplies the MILP already built when
+    ``problem`` differs from that one only in link and node speeds, instead of building it.
 
     Raises :class:`InfeasibleError` naming the binding bound and its least feasible value, and
     :class:`SolverError` when the solver stops without any plan (e.g. out of time).
     """
     started = time.perf_counter()
-    form = build(problem)
+    form = (warm.formulation(problem) if warm is not None else None) or build(problem)
     build_time_s = time.perf_counter() - started
     session = open_session(form.prob, solver, mip_gap=mip_gap, time_limit_s=time_limit_s)
     solves = Solves(problem, form, session, on_solve=on_solve, mip_gap=mip_gap)

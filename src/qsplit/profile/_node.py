@@ -39,7 +39,7 @@ from qsplit.model import LayerGraph, LoadedModel
 from qsplit.profile._codec import measure_codec_times
 from qsplit.profile._profiler import CalibrationSource, ProgressCallback, profile_compute
 from qsplit.profile._timing import SessionSettings, Statistic
-from qsplit.profile._types import BlockTiming, ComputeProfile
+from qsplit.profile._types import ComputeProfile
 
 EMULATION_STATISTIC: Statistic = "min"
 """How an emulated node's repeated timings are summarised, in its profile and in this host's
@@ -137,15 +137,7 @@ def scale_profile(
     if not (math.isfinite(reference_time_s) and reference_time_s > 0):
         raise InputError(f"node {node!r}: reference time {reference_time_s} s is not positive")
     scale = reference_time_s / host_s
-    blocks = {
-        name: BlockTiming(
-            fp32_s=t.fp32_s * scale,
-            int8_s=None if t.int8_s is None else t.int8_s * scale,
-            fp32_spread_s=t.fp32_spread_s * scale,
-            int8_spread_s=t.int8_spread_s * scale,
-        )
-        for name, t in base.blocks.items()
-    }
+    blocks = base.blocks_scaled(scale)
     settings = {
         **{k: v for k, v in base.settings.items() if k != "padding_factor"},
         "source": f"shipped profile {source}, scaled to the node's reference_time",

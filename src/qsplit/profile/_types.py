@@ -168,6 +168,19 @@ class ComputeProfile:
     overhead: Overhead | None = None
     """The node's fixed costs as a requester; ``None`` when not measured (counted as 0)."""
 
+    def blocks_scaled(self, factor: float) -> dict[str, BlockTiming]:
+        """Every block's times (and spreads) × ``factor``: the blocks of a node ``factor``
+        times slower."""
+        return {
+            name: BlockTiming(
+                fp32_s=t.fp32_s * factor,
+                int8_s=None if t.int8_s is None else t.int8_s * factor,
+                fp32_spread_s=t.fp32_spread_s * factor,
+                int8_spread_s=t.int8_spread_s * factor,
+            )
+            for name, t in self.blocks.items()
+        }
+
     def to_dict(self) -> dict[str, Any]:
         codec = {} if self.codec is None else {"codec": self.codec.to_dict()}
         return {

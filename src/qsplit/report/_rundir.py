@@ -105,6 +105,10 @@ class Entry:
     w_latency: float | None = None
     noise_max: float | None = None
     error: str | None = None
+    link_precision: dict[str, str] = field(default_factory=dict)
+    """Tensor → fp16|int8: what crosses links below fp32 (the plan's ``link_precision``)."""
+    link_codec: dict[str, str] = field(default_factory=dict)
+    """Tensor → lz4|zstd: what is compressed on links (the plan's ``link_codec``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +126,8 @@ class Entry:
             "w_latency": self.w_latency,
             "noise_max": self.noise_max,
             "error": self.error,
+            "link_precision": self.link_precision,
+            "link_codec": self.link_codec,
         }
 
     @classmethod
@@ -142,6 +148,8 @@ class Entry:
             w_latency=data.get("w_latency"),
             noise_max=data.get("noise_max"),
             error=data.get("error"),
+            link_precision=dict(data.get("link_precision", {})),
+            link_codec=dict(data.get("link_codec", {})),
         )
 
 

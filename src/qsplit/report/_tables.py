@@ -13,6 +13,7 @@ HEADER = (
     "kind",
     "blocks run on",
     "int8 blocks",
+    "links",
     "latency pred.",
     "latency meas.",
     "latency error",
@@ -33,7 +34,7 @@ def scenario_table(run: LoadedRun, scenario: ScenarioValidation) -> Table:
         for entry in run.index.entries
         if entry.scenario == scenario.name
     )
-    return Table(HEADER, rows, right_aligned=frozenset(range(3, len(HEADER))))
+    return Table(HEADER, rows, right_aligned=frozenset({3, *range(5, len(HEADER))}))
 
 
 def _row(run: LoadedRun, entry: Entry, reference_latency_s: float | None) -> tuple[str, ...]:
@@ -48,6 +49,7 @@ def _row(run: LoadedRun, entry: Entry, reference_latency_s: float | None) -> tup
         entry.kind,
         placement(entry.assignment, run.graph.block_names),
         str(len(entry.quantized)),
+        links(entry),
         seconds(entry.predicted.latency_s),
         seconds(None if measured is None else measured.latency_s),
         _error(latency_pair(entry)),
@@ -61,8 +63,19 @@ def _row(run: LoadedRun, entry: Entry, reference_latency_s: float | None) -> tup
     )
 
 
+def links(entry: Entry) -> str:
+    """How many crossing tensors travel in each link mode other than plain fp32, e.g.
+    ``fp16+lz4 ×2, lz4 ×1``; ``–`` when every one crosses as computed."""
+    modes: dict[str, int] = {}
+    for tensor in dict.fromkeys([*entry.link_precision, *entry.link_codec]):
+        parts = [entry.link_precision.get(tensor), entry.link_codec.get(tensor)]
+        mode = "+".join(p for p in parts if p)
+        modes[mode] = modes.get(mode, 0) + 1
+    return ", ".join(f"{m} ×{n}" for m, n in sorted(modes.items())) or "–"
+
+
 def _noise(entry: Entry) -> str:
-    if not entry.quantized:
+    if not (entry.quantized or entry.link_precision):
         return "–"
     measured = None if entry.measured is None else entry.measured.noise
     return f"{entry.noise:.3g} / {'–' if measured is None else f'{measured:.3g}'}"

@@ -186,8 +186,10 @@ def energy_pair(entry: Entry) -> tuple[float, float] | None:
 
 
 def noise_pair(entry: Entry) -> tuple[float, float] | None:
-    """Predicted and measured quantization noise of a quantized entry, ``None`` otherwise."""
-    if entry.measured is None or entry.measured.noise is None or not entry.quantized:
+    """Predicted and measured quantization noise of an entry that quantizes blocks or links,
+    ``None`` otherwise."""
+    lossy = entry.quantized or entry.link_precision
+    if entry.measured is None or entry.measured.noise is None or not lossy:
         return None
     return entry.noise, entry.measured.noise
 

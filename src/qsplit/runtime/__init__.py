@@ -12,7 +12,7 @@ from qsplit.runtime._inputs import image_requests, random_requests
 from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys, read_secret_key
 from qsplit.runtime._log import event as log_event
 from qsplit.runtime._measure import ComponentRun, RequestRecord, Transfer, save_results, summarize
-from qsplit.runtime._observe import LinkEstimate, NodeEstimate, Observed, Observer
+from qsplit.runtime._observe import Awaited, LinkEstimate, NodeEstimate, Observed, Observer
 from qsplit.runtime._overhead import measure_overhead
 from qsplit.runtime._profile import profile_on_agent
 from qsplit.runtime._quantized import quantized_model
@@ -22,6 +22,7 @@ from qsplit.runtime.errors import PeerDisconnected, PeerTimeout, ProtocolError, 
 __all__ = [
     "MAX_SLOWDOWN",
     "AgentSettings",
+    "Awaited",
     "ComponentRun",
     "ComponentSpec",
     "CurveKeys",

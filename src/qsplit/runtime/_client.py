@@ -34,6 +34,7 @@ from qsplit.errors import InputError
 from qsplit.infra import Infra, load_infra
 from qsplit.model import Preprocess
 from qsplit.profile import ComputeProfile
+from qsplit.runtime._awaited import Expectations
 from qsplit.runtime._deployment import ComponentSpec, Deployment, load_deployment
 from qsplit.runtime._keys import CurveKeys, curve_keys
 from qsplit.runtime._log import event
@@ -74,6 +75,13 @@ class _Pending:
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     runs: list[ComponentRun] = field(default_factory=list)
     transfers: list[Transfer] = field(default_factory=list)
+    inputs_sent_at: float | None = None
+    """``time.time()`` the model inputs started out, once all are handed over."""
+    input_bytes: dict[str, int] = field(default_factory=dict)
+    reported: dict[str, float] = field(default_factory=dict)
+    """Component → ``time.time()`` its ``done`` report came."""
+    waits: set[str] = field(default_factory=set)
+    """Components whose awaited input transfer the observer holds for this request."""
 
 
 class Session:
@@ -95,6 +103,9 @@ class Session:
         self.deployment = deployment
         self._observer = observer or Observer()
         self._profiled = {c.name: c.compute_s for c in deployment.components}
+        self._expect = Expectations(deployment, device)
+        self._link_bytes: dict[tuple[str, str], int] = {}
+        """Bytes per link of the last request that finished, for the in-flight bounds."""
         self._curve = curve
         self._device = device
         self._token = token
@@ -156,7 +167,9 @@ class Session:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for pending in self._requests.values():
+        for req, pending in self._requests.items():
+            for component in pending.waits:  # a shared observer outlives this session
+                self._observer.answered((self._identity, req, component))
             if not pending.future.done():
                 pending.future.set_exception(TransportError("session closed"))
         await self._endpoint.aclose()
@@ -357,6 +370,7 @@ class Session:
         )
         by_node: dict[str, dict[str, np.ndarray]] = {}
         for name, nodes in deployment.model_inputs.items():
+            pending.input_bytes[name] = np.asarray(feeds[name]).nbytes
             for node in nodes:
                 by_node.setdefault(node, {})[name] = np.asarray(feeds[name])
         error: TransportError | None = None
@@ -372,9 +386,12 @@ class Session:
 
             async def send() -> None:
                 await self._connected()
+                started = time.time()
                 await asyncio.gather(
                     *(self._send_input(body, node, tensors) for node, tensors in by_node.items())
                 )
+                pending.inputs_sent_at = started
+                self._await_next(req, pending)
 
             async def deliver() -> dict[str, np.ndarray]:
                 # The answer may fail (a node disconnected) while inputs are still being sent.
@@ -401,6 +418,8 @@ class Session:
             error = self._named(exc)
         finally:
             self._requests.pop(req, None)
+            for component in pending.waits:
+                self._observer.answered((self._identity, req, component))
             if pending.future.done() and not pending.future.cancelled():
                 pending.future.exception()  # retrieved: it is reported through ``error``
         record = RequestRecord(
@@ -411,7 +430,26 @@ class Session:
             error=None if error is None else str(error),
         )
         self._observer.add(record, self._profiled)
+        if error is None:
+            self._link_bytes = _bytes_per_link(pending.transfers)
         return InferResult(index, outputs, record, error)
+
+    def _await_next(self, req: str, pending: _Pending) -> None:
+        """Tell the observer which input transfers the request now waits on (docs/adapt.md,
+        *In-flight evidence*), and which it no longer does."""
+        due = self._expect.due(
+            pending.reported,
+            pending.inputs_sent_at,
+            pending.input_bytes,
+            self._link_bytes,
+            self._observer.latency_s,
+        )
+        for component in pending.waits - due.keys():
+            self._observer.answered((self._identity, req, component))
+        for component, transfer in due.items():
+            if component not in pending.waits:
+                self._observer.awaiting((self._identity, req, component), transfer)
+        pending.waits = set(due)
 
     async def _send_input(
         self, body: Mapping[str, Any], node: str, tensors: Mapping[str, np.ndarray]
@@ -573,10 +611,20 @@ class Session:
             )
             pending.outputs.update(message.tensors)
         pending.remaining.discard(str(body["component"]))
+        pending.reported[str(body["component"])] = time.time()
+        self._await_next(str(body["req"]), pending)
         if not pending.remaining:
             pending.future.set_result(
                 {o: pending.outputs[o] for o in self.deployment.model_outputs}
             )
+
+
+def _bytes_per_link(transfers: Iterable[Transfer]) -> dict[tuple[str, str], int]:
+    total: dict[tuple[str, str], int] = {}
+    for t in transfers:
+        if t.source != t.target:
+            total[t.source, t.target] = total.get((t.source, t.target), 0) + t.bytes
+    return total
 
 
 def deploy_timeout_s(control_timeout_s: float, spec: ComponentSpec) -> float:

@@ -21,6 +21,20 @@ tolerance, so a persistent step (a 10× uplink drop) is flagged within a few sam
 jitter of a few tens of percent never is, and it costs O(1) per sample. On a change the series
 restarts from the samples since the change (the EWMA alone would need ~1/α samples to settle on
 the new level, during which a planner would see a link neither old nor new).
+
+*In-flight evidence.* A finished request is evidence only once it finishes: after a 10× drop the
+first request over the slow link answers seconds later, and until then the series still says
+the link is fast. So a session also tells the observer what it is waiting for
+(:meth:`Observer.awaiting`): ``bytes`` sent from ``source`` to ``target`` at ``since``, and
+``slack_s``, the most time the rest of the path to an answer may take (the receiver's compute,
+with a safety factor, and the latencies). While no answer has come, the transfer has taken more
+than ``now − since − slack_s``, so the link's bandwidth is at most ``bytes / (now − since −
+slack_s)`` once that wait exceeds :data:`AWAIT_FLOOR_S`: an upper bound that tightens as the
+wait goes on. A snapshot reports the smaller of
+the series' bandwidth (or the nominal one) and the tightest bound, marked ``bounded``; the bound
+is dropped when the answer comes (:meth:`Observer.answered`), by which time the finished request's
+own sample is in the series. Compressed or not, ``bytes`` is at least what crossed, so the bound
+stays an upper bound.
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from qsplit.infra import Link
@@ -46,6 +60,11 @@ WINDOW = 16
 """Samples per link kept for the latency/bandwidth fit (since the last change)."""
 SIZE_SPREAD = 2.0
 """Largest/smallest transfer of a link's window needed to fit latency and bandwidth apart."""
+AWAIT_FLOOR_S = 0.5
+"""Least unexplained wait that bounds a link: a loaded host, or requests queued behind each
+other at a node (``max_in_flight`` > 1), delay answers by a few hundred milliseconds with no
+link slow at all, and a small tensor late by 0.1 s would "prove" a link thousands of times
+slower than it is (a failover test was moved off a healthy edge plan so)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,9 @@ class LinkEstimate:
     """``time.time()`` of the last change detected, ``None`` if none."""
     updated: float
     """``time.time()`` of the last transfer seen."""
+    bounded: bool = False
+    """The bandwidth is the upper bound from a transfer still awaited (see the module
+    docstring), lower than what the finished transfers say: it counts however few they are."""
 
     def link(self) -> Link:
         """As an infrastructure link, to plan with."""
@@ -76,7 +98,27 @@ class LinkEstimate:
             "samples": self.samples,
             "last_change": self.last_change,
             "updated": self.updated,
+            "bounded": self.bounded,
         }
+
+
+@dataclass(frozen=True)
+class Awaited:
+    """A transfer a session is waiting for (see the module docstring, *In-flight evidence*)."""
+
+    source: str
+    target: str
+    bytes: int
+    since: float
+    """``time.time()`` when the bytes were sent (or, later, when the session learnt they were)."""
+    slack_s: float
+    """Most time the answer may take beyond the transfer itself."""
+
+    def bound(self, now: float) -> float:
+        """Upper bound on the link's bandwidth while unanswered at ``now`` (``inf`` until the
+        wait exceeds the slack by :data:`AWAIT_FLOOR_S`)."""
+        spent = now - self.since - self.slack_s
+        return self.bytes / spent if spent > AWAIT_FLOOR_S else math.inf
 
 
 @dataclass(frozen=True)
@@ -217,7 +259,9 @@ class Observer:
         self, links: Iterable[Link] = (), on_change: Callable[[], None] | None = None
     ) -> None:
         self._on_change = on_change
-        self._prior = {(lk.source, lk.target): lk.latency_s for lk in links}
+        self._nominal = {(lk.source, lk.target): lk for lk in links}
+        self._prior = {key: lk.latency_s for key, lk in self._nominal.items()}
+        self._awaited: dict[object, Awaited] = {}
         self._links: dict[tuple[str, str], _LinkSeries] = {}
         self._nodes: dict[str, Series] = {}
         self._lock = threading.Lock()
@@ -248,13 +292,42 @@ class Observer:
         if changed and self._on_change is not None:
             self._on_change()
 
+    def awaiting(self, key: object, transfer: Awaited) -> None:
+        """A session waits for an answer that needs ``transfer`` (``key``: its own name for
+        the wait, unique among the sessions sharing this observer)."""
+        with self._lock:
+            self._awaited[key] = transfer
+
+    def latency_s(self, source: str, target: str) -> float:
+        """The link's latency as the infrastructure file gives it (0 for a link it lacks)."""
+        return self._prior.get((source, target), 0.0)
+
+    def answered(self, key: object) -> None:
+        """The wait ``key`` is over (answered, failed or abandoned)."""
+        with self._lock:
+            self._awaited.pop(key, None)
+
+    def _estimates(self, now: float) -> tuple[LinkEstimate, ...]:
+        """Each link's estimate, lowered to the tightest in-flight bound where that is lower."""
+        estimates = {key: s.estimate(*key) for key, s in self._links.items()}
+        for wait in self._awaited.values():
+            key, bound = (wait.source, wait.target), wait.bound(now)
+            base = estimates.get(key)
+            if base is None and key in self._nominal:  # not seen yet: bound the nominal link
+                link = self._nominal[key]
+                base = LinkEstimate(*key, link.bandwidth_bytes_per_s, link.latency_s, 0, None, 0)
+            if base is not None and bound < base.bandwidth_bytes_per_s:
+                estimates[key] = replace(base, bandwidth_bytes_per_s=bound, bounded=True)
+        return tuple(estimates[key] for key in sorted(estimates))
+
     def snapshot(self) -> Observed:
         with self._lock:
+            now = time.time()
             return Observed(
-                links=tuple(s.estimate(*key) for key, s in sorted(self._links.items())),
+                links=self._estimates(now),
                 nodes=tuple(
                     NodeEstimate(n, s.value or 1.0, s.samples, s.last_change, s.updated)
                     for n, s in sorted(self._nodes.items())
                 ),
-                at=time.time(),
+                at=now,
             )

@@ -54,7 +54,8 @@ import math
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,7 @@ from qsplit.runtime._wire import (
     Resolve,
     SharedRef,
     decode,
+    decompresses,
     encode,
     header_fields,
 )
@@ -264,6 +266,13 @@ class ZmqEndpoint(Endpoint):
         self._closed = False
         self._pool = _shm.SegmentPool() if shared_memory and _shm.AVAILABLE else None
         self._reader = _shm.SegmentReader()
+        self._codec = ThreadPoolExecutor(1, thread_name_prefix="codec")
+        """Compressing and decompressing frames (lz4/zstd of a 6 MB tensor takes tens of ms):
+        off the event loop, so the other connections and timers do not wait for it. One
+        thread: encodes finish in the order they were asked for."""
+        self._sending: dict[Peer, asyncio.Lock] = {}
+        """Per peer: held from encoding a message until zmq has queued it, so a message
+        compressed in :attr:`_codec` is not overtaken by a later one sent at once."""
         self._lend_to: dict[Peer, int] = {}
         """Peers proven to read this process's segments, with their pid."""
         self._read_from: dict[Peer, int] = {}
@@ -461,7 +470,12 @@ class ZmqEndpoint(Endpoint):
                 route, frames = frames[0].bytes, frames[1:]
             key: Peer = peer if route is None else route  # type: ignore[assignment]
             try:
-                item = self._take(key, frames, route, peer)
+                if decompresses(frames):
+                    item = await self._loop.run_in_executor(
+                        self._codec, self._take, key, frames, route, peer
+                    )
+                else:
+                    item = self._take(key, frames, route, peer)
             except ProtocolError as exc:
                 item = Rejected(exc, route, peer, *header_fields(frames))
             if isinstance(item, Rejected):
@@ -556,6 +570,20 @@ class ZmqEndpoint(Endpoint):
 
         return resolve
 
+    @contextlib.asynccontextmanager
+    async def _queue_for(
+        self, key: Peer, message: Message
+    ) -> AsyncIterator[tuple[list[Any], Callable[[], None]]]:
+        """Frames for ``message`` to ``key`` (see :meth:`_encode`), while no other message to
+        ``key`` can be queued: the caller hands them to zmq before leaving the block. A
+        message with frames to compress over TCP is encoded in :attr:`_codec`."""
+        lock = self._sending.setdefault(key, asyncio.Lock())
+        async with lock:
+            if message.codecs and key not in self._lend_to:
+                yield await self._loop.run_in_executor(self._codec, self._encode, key, message)
+            else:
+                yield self._encode(key, message)
+
     def _encode(self, key: Peer, message: Message) -> tuple[list[Any], Callable[[], None]]:
         """Frames for ``message`` to ``key``, with large tensors lent in shared memory when
         ``key`` reads it, and what takes the loans back if the message is never sent."""
@@ -601,8 +629,8 @@ class ZmqEndpoint(Endpoint):
         return await self._queue.get()
 
     async def send(self, address: str, message: Message) -> None:
-        frames, unlend = self._encode(address, message)
-        sending = self._dealer(address).send_multipart(frames, copy=False)
+        async with self._queue_for(address, message) as (frames, unlend):
+            sending = self._dealer(address).send_multipart(frames, copy=False)
         try:
             if sending.done():  # the usual case, sent at once: no timer, no extra loop turn
                 sending.result()
@@ -645,12 +673,12 @@ class ZmqEndpoint(Endpoint):
     async def reply(self, route: bytes, message: Message) -> None:
         if self._router is None:
             raise TransportError("this endpoint does not listen, it cannot reply")
-        frames, unlend = self._encode(route, message)
-        try:
-            await self._router.send_multipart([route, *frames], copy=False)
-        except zmq.ZMQError as exc:
-            unlend()
-            raise TransportError(f"peer {route!r} is no longer connected ({exc})") from None
+        async with self._queue_for(route, message) as (frames, unlend):
+            try:
+                await self._router.send_multipart([route, *frames], copy=False)
+            except zmq.ZMQError as exc:
+                unlend()
+                raise TransportError(f"peer {route!r} is no longer connected ({exc})") from None
 
     async def aclose(self) -> None:
         self._closed = True
@@ -675,6 +703,7 @@ class ZmqEndpoint(Endpoint):
         self._reader.close()
         if self._pool is not None:
             self._pool.close()
+        self._codec.shutdown(wait=False, cancel_futures=True)
 
 
 def _count(value: Any) -> int:

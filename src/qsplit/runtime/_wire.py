@@ -201,6 +201,19 @@ def header_fields(frames: Sequence[Any]) -> tuple[str | None, dict[str, Any]]:
         return None, {}
 
 
+def decompresses(frames: Sequence[Any]) -> bool:
+    """Whether decoding a message means decompressing a frame (and reads nothing from shared
+    memory), read from its header without checking anything else: such a decode is worth a
+    thread, the others take microseconds. ``False`` where the header is unreadable."""
+    try:
+        first = memoryview(getattr(frames[0], "buffer", frames[0]))
+        descriptors = msgpack.unpackb(first[4:], raw=False, strict_map_key=True)["frames"]
+        kinds = [d.keys() for d in descriptors]
+        return any("codec" in k for k in kinds) and not any("shm" in k for k in kinds)
+    except Exception:
+        return False
+
+
 def _decode(
     frames: Sequence[Any], token: str | None, limits: Limits, resolve: Resolve | None
 ) -> Message:
