@@ -27,13 +27,15 @@ both runs, and its measured median latency must agree within ``--tolerance`` (10
 slower, :func:`qsplit.testbed.dilated_infra`) and compares its times divided by ``K``: the way
 to run the scenario on a host that has too little headroom for its fastest node (``testbed
 up`` refuses it, :data:`qsplit.profile.HEADROOM`). Plans must still be identical.
+``--normal-dilation`` does the same for the normal run, for a machine too busy to emulate the
+scenario in real time even unthrottled.
 
 ``--short`` runs a shortened demo (one latency weight, noise bounds 0 and 1, 2 requests per
 configuration, 16 noise samples of 4 candidate blocks, 5 profile repetitions) for a machine
 too busy for two full demos.
 
 Usage: python bench/bench_host_speed.py --out DIR [--cpu 0.6] [--period-us 2000] [--short]
-       [--tolerance 0.1] [--dilation 1]
+       [--tolerance 0.1] [--dilation 1] [--normal-dilation 1]
 """
 
 from __future__ import annotations
@@ -60,19 +62,20 @@ def main() -> None:
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--tolerance", type=float, default=0.10)
     parser.add_argument("--dilation", type=float, default=1.0, help="of the slowed run")
+    parser.add_argument("--normal-dilation", type=float, default=1.0, help="of the normal run")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         _run_demo(args.child, args.short, args.dilation)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    normal = _demo(args.out / "normal", args.short, 1.0, cgroup=None)
+    normal = _demo(args.out / "normal", args.short, args.normal_dilation, cgroup=None)
     shutil.copytree(args.out / "normal" / "cache" / "noise", args.out / "slow" / "cache" / "noise")
     quota = _quota_cgroup(args.cpu, args.period_us)
     slow = _demo(args.out / "slow", args.short, args.dilation, cgroup=quota)
     result = compare(normal, slow, args.tolerance)
     result["cpu_quota"] = {"cpus": args.cpu, "period_us": args.period_us}
-    result["dilation"] = args.dilation
+    result["dilation"] = {"normal": args.normal_dilation, "slow": args.dilation}
     result["short"] = args.short
     (args.out / "compare.json").write_text(json.dumps(result, indent=2))
     _print(result)
