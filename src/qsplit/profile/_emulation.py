@@ -66,7 +66,7 @@ WHOLE_RUNS = 9
 HEADROOM = 0.10
 """A node is emulated only if its reference time is at least this much above the host's least
 whole run. Padding can only lengthen a run: a node with less to spare is emulated too slow
-whenever a long run is slower than the median. On the quota'd 2-core VM the 300 ms cloud,
+whenever a long run is slower than the least one. On the quota'd 2-core VM the 300 ms cloud,
 padded 1.22× by the block minima, measured 17-23 % over its plans' times (docs/BENCHMARKS.md,
 host independence)."""
 
@@ -122,7 +122,7 @@ def measure_host(
     from qsplit.model import analyze
 
     model, graph = analyze(str(bundled_model_path("yolo11n")))
-    whole_s = _whole_median_s(model, threads) if whole else None
+    whole_s = _least_whole_run_s(model, threads) if whole else None
     profile = profile_compute(
         model,
         graph,
@@ -143,7 +143,7 @@ def measure_host(
     )
 
 
-def _whole_median_s(model: LoadedModel, threads: int) -> float:
+def _least_whole_run_s(model: LoadedModel, threads: int) -> float:
     session = make_session(model.proto, SessionSettings(threads=threads))
     feeds = reference_inputs(model)
     session.run(None, dict(feeds))
