@@ -23,12 +23,19 @@ depend on the host's speed, is fitted once and copied into the second run's cach
 comparison: every entry (scenario, label) must have the same placement and quantized blocks in
 both runs, and its measured median latency must agree within ``--tolerance`` (10 %).
 
+``--dilation K`` runs the slowed demo with time dilated ``K×`` (every node and link ``K×``
+slower, :func:`qsplit.testbed.dilated_infra`) and compares its times divided by ``K``: the way
+to run the scenario on a host that has too little headroom for its fastest node (``testbed
+up`` refuses it, :data:`qsplit.profile.HEADROOM`). Plans must still be identical.
+``--normal-dilation`` does the same for the normal run, for a machine too busy to emulate the
+scenario in real time even unthrottled.
+
 ``--short`` runs a shortened demo (one latency weight, noise bounds 0 and 1, 2 requests per
 configuration, 16 noise samples of 4 candidate blocks, 5 profile repetitions) for a machine
 too busy for two full demos.
 
 Usage: python bench/bench_host_speed.py --out DIR [--cpu 0.6] [--period-us 2000] [--short]
-       [--tolerance 0.1]
+       [--tolerance 0.1] [--dilation 1] [--normal-dilation 1]
 """
 
 from __future__ import annotations
@@ -54,27 +61,31 @@ def main() -> None:
     parser.add_argument("--period-us", type=int, default=2000, help="quota period")
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--tolerance", type=float, default=0.10)
+    parser.add_argument("--dilation", type=float, default=1.0, help="of the slowed run")
+    parser.add_argument("--normal-dilation", type=float, default=1.0, help="of the normal run")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        _run_demo(args.child, args.short)
+        _run_demo(args.child, args.short, args.dilation)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    normal = _demo(args.out / "normal", args.short, cgroup=None)
+    normal = _demo(args.out / "normal", args.short, args.normal_dilation, cgroup=None)
     shutil.copytree(args.out / "normal" / "cache" / "noise", args.out / "slow" / "cache" / "noise")
-    slow = _demo(args.out / "slow", args.short, cgroup=_quota_cgroup(args.cpu, args.period_us))
+    quota = _quota_cgroup(args.cpu, args.period_us)
+    slow = _demo(args.out / "slow", args.short, args.dilation, cgroup=quota)
     result = compare(normal, slow, args.tolerance)
     result["cpu_quota"] = {"cpus": args.cpu, "period_us": args.period_us}
+    result["dilation"] = {"normal": args.normal_dilation, "slow": args.dilation}
     result["short"] = args.short
     (args.out / "compare.json").write_text(json.dumps(result, indent=2))
     _print(result)
 
 
-def _run_demo(folder: Path, short: bool) -> None:
-    """In the child: the demo with the default scenarios, optionally shortened."""
+def _run_demo(folder: Path, short: bool, dilation: float) -> None:
+    """In the child: the demo with the default scenarios, optionally shortened or dilated."""
     from qsplit.demo import DemoConfig, run_demo
 
-    config = DemoConfig(out=folder / "run", cache=folder / "cache")
+    config = DemoConfig(out=folder / "run", cache=folder / "cache", dilation=dilation)
     if short:
         config = replace(
             config,
@@ -88,10 +99,11 @@ def _run_demo(folder: Path, short: bool) -> None:
     run_demo(config)
 
 
-def _demo(folder: Path, short: bool, cgroup: Path | None) -> Path:
+def _demo(folder: Path, short: bool, dilation: float, cgroup: Path | None) -> Path:
     """Run the demo in a child process (inside ``cgroup`` if given); its run directory."""
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, __file__, "--out", str(folder), "--child", str(folder)]
+    command += ["--dilation", repr(dilation)]
     if short:
         command.append("--short")
 
@@ -142,11 +154,12 @@ def compare(normal: Path, slow: Path, tolerance: float) -> dict[str, Any]:
         a, b = entries["n"][entry_id], entries["s"][entry_id]
         if _configuration(a) != _configuration(b) or not (a["measured"] and b["measured"]):
             continue
-        measured = [_ms(a["measured"]), _ms(b["measured"])]
+        k = [run["settings"].get("dilation", 1.0) for run in runs.values()]
+        measured = [_ms(a["measured"], k[0]), _ms(b["measured"], k[1])]
         rows.append(
             {
                 "id": entry_id,
-                "predicted_ms": [_ms(a["predicted"]), _ms(b["predicted"])],
+                "predicted_ms": [_ms(a["predicted"], k[0]), _ms(b["predicted"], k[1])],
                 "measured_ms": measured,
                 "measured_ratio": measured[1] / measured[0],
             }
@@ -172,13 +185,17 @@ def _configuration(item: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     return item["assignment"], sorted(item["quantized"])
 
 
-def _ms(costs: dict[str, Any]) -> float:
-    return round(costs["latency_s"] * 1e3, 1)
+def _ms(costs: dict[str, Any], dilation: float) -> float:
+    """The entry's latency in the scenario's own time (a dilated run's ÷ its factor)."""
+    return round(costs["latency_s"] / dilation * 1e3, 1)
 
 
 def _print(result: dict[str, Any]) -> None:
     for name, host in result["host"].items():
-        print(f"{name}: host {host['host_reference_ms']} ms, factors {host['padding_factors']}")
+        print(
+            f"{name}: host {host['host_reference_ms']} ms (whole runs "
+            f"{host.get('host_whole_run_ms')} ms), factors {host['padding_factors']}"
+        )
     print(f"host slowdown {result['slowdown']:.2f}×")
     for plan in result["plans"]:
         differ = (

@@ -65,6 +65,8 @@ def test_the_testbed_ran_each_node_at_its_absolute_speed(short_run) -> None:
     calibration = index.settings["testbed"]
     host_ms = calibration["host_reference_ms"]
     assert "sum of its 34 blocks" in calibration["host_reference_method"]
+    # The headroom check's whole runs were timed, and the run says it was not dilated.
+    assert calibration["host_whole_run_ms"] > 0 and index.settings["dilation"] == 1.0
     for node, reference_ms in (("device", 1000.0), ("edge", 425.0)):
         factor = calibration["padding_factors"][node]
         assert factor == pytest.approx(max(1.0, reference_ms / host_ms), rel=1e-3)

@@ -19,7 +19,7 @@ from rich.table import Table
 from qsplit.cli._app import app, console
 from qsplit.errors import InputError
 from qsplit.infra import load_infra, parse_bandwidth, parse_duration
-from qsplit.profile import REFERENCE_WORKLOAD, HostReference
+from qsplit.profile import HEADROOM, REFERENCE_WORKLOAD, HostReference
 from qsplit.testbed import (
     DEFAULT_STATE_DIR,
     PlayedEvent,
@@ -221,4 +221,10 @@ def _host_line(host: HostReference) -> str:
         f"host: {host.time_s * 1e3:.1f} ms for the reference workload ({REFERENCE_WORKLOAD}; "
         f"{host.describe()}); "
         "padding factor = node reference time / host"
+        + (
+            ""
+            if host.whole_s is None
+            else f"; whole runs {host.whole_s * 1e3:.1f} ms ({host.describe_whole()}), "
+            f"which every node's reference time must exceed by {HEADROOM:.0%}"
+        )
     )

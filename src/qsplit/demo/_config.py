@@ -63,6 +63,11 @@ class DemoConfig:
     profile_repetitions: int = 20
     timeout_s: float = 120.0
     """Per request."""
+    dilation: float = 1.0
+    """Time dilation (:func:`qsplit.testbed.dilated_infra`): every node and link of the testbed
+    and the scenarios this many times slower, for a host too slow to emulate them as they are.
+    Predicted and measured times in the run are the dilated ones; ``settings.dilation`` in
+    ``run.json`` says by how much to divide them."""
 
     @property
     def spec(self) -> ModelSpec:

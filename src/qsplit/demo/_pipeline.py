@@ -34,7 +34,7 @@ from qsplit.model import analyze
 from qsplit.profile import CompressionTable, ComputeProfile, LinkProfile
 from qsplit.quant import NoisePolynomial, calibrate, image_feeds
 from qsplit.report import Entry, Measured, RunIndex, Scenario
-from qsplit.testbed import Testbed
+from qsplit.testbed import Testbed, dilated_infra
 
 
 class Progress(Protocol):
@@ -64,7 +64,8 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
     reference = reference_outputs(config.model, feeds)
     cache = Cache(config.cache)
 
-    with Testbed.up(config.testbed_infra, run_dir / "testbed", owner_pid=os.getpid()) as testbed:
+    testbed_infra = dilated_infra(config.testbed_infra, config.dilation, run_dir / "dilated")
+    with Testbed.up(testbed_infra, run_dir / "testbed", owner_pid=os.getpid()) as testbed:
         calibration = _calibration(testbed)
         step = time.perf_counter()
         advance = progress.task("profiling each node on its agent", len(testbed.state.agents))
@@ -154,7 +155,9 @@ def _copy_scenarios(config: DemoConfig, run_dir: Path) -> tuple[Scenario, ...]:
             )
         target = run_dir / "scenarios" / spec.infra.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(spec.infra, target)
+        written = dilated_infra(spec.infra, config.dilation, target.parent)
+        if written != target:
+            shutil.copyfile(written, target)
         scenarios.append(
             Scenario(spec.name, str(target.relative_to(run_dir)), tuple(infra.node_names))
         )
@@ -224,6 +227,7 @@ def _calibration(testbed: Testbed) -> dict[str, object]:
     return {
         "host_reference_ms": round(host.time_s * 1e3, 2),
         "host_reference_method": host.describe(),
+        "host_whole_run_ms": None if host.whole_s is None else round(host.whole_s * 1e3, 2),
         "padding_factors": {
             name: round(agent.padding_factor, 3) for name, agent in testbed.state.agents.items()
         },
@@ -241,6 +245,7 @@ def _settings(config: DemoConfig, timings: dict[str, float]) -> dict[str, object
         "link_tensors": config.link_tensors,
         "profile_repetitions": config.profile_repetitions,
         "testbed_infra": str(config.testbed_infra),
+        "dilation": config.dilation,
         "machine": {
             "host": platform.node(),
             "cpus": os.cpu_count(),

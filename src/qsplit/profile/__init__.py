@@ -10,6 +10,7 @@ from qsplit.profile._additivity import (
 from qsplit.profile._codec import compression_table, measure_codec_times, measure_compression
 from qsplit.profile._emulation import (
     FACTOR_TOLERANCE,
+    HEADROOM,
     REFERENCE_WORKLOAD,
     HostReference,
     measure_host,
@@ -61,6 +62,7 @@ __all__ = [
     "CODEC_OPERATIONS",
     "EMULATION_STATISTIC",
     "FACTOR_TOLERANCE",
+    "HEADROOM",
     "REFERENCE_WORKLOAD",
     "STATISTICS",
     "AdditivityReport",

@@ -6,6 +6,7 @@
 up|status|set|play|down``. See docs/testbed.md.
 """
 
+from qsplit.testbed._dilation import dilated_infra
 from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
 from qsplit.testbed._probe import ProbeServer, probe_request
 from qsplit.testbed._schedule import (
@@ -37,6 +38,7 @@ __all__ = [
     "TestbedError",
     "TestbedState",
     "calibrate",
+    "dilated_infra",
     "load_schedule",
     "play",
     "probe_request",

@@ -311,9 +311,10 @@ class Testbed:
 def calibrate(infra: str | Path) -> tuple[HostReference, dict[str, float]]:
     """This host's time for the reference workload, measured as the testbed's agents time
     components, and the padding factor of every node of ``infra`` on it (:class:`InputError`
-    for a node this host is too slow to emulate)."""
+    for a node this host is too slow to emulate, or has too little headroom for: the host's
+    whole runs are timed too, :data:`qsplit.profile.HEADROOM`)."""
     loaded = load_infra(infra)
-    host = measure_host(AGENT_STATISTIC)
+    host = measure_host(AGENT_STATISTIC, whole=True)
     return host, node_factors(loaded, host)
 
 
