@@ -44,6 +44,24 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]
     return feeds
 
 
+def two_node_infra(*, device: str = "1s", edge: str = "500ms", latency: str = "20ms") -> str:
+    """Infra YAML of a device and an edge (8 MB/s up, 40 MB/s down) with these reference times
+    and link latency: the testbed and adaptation tests' scenario. The default speeds are ones
+    any plausible CI host can emulate (YOLO11n there: ~100-300 ms)."""
+    return f"""\
+schema_version: 1
+device: device
+nodes:
+  - {{name: device, role: device, compute_power_w: 3, transmit_power_w: 3.5, memory_bytes: 4GiB,
+     reference_time: {device}}}
+  - {{name: edge, role: edge, compute_power_w: 6, transmit_power_w: 2.2, memory_bytes: 16GiB,
+     reference_time: {edge}}}
+links:
+  - {{from: device, to: edge, bandwidth: 8MB/s, latency: {latency}}}
+  - {{from: edge, to: device, bandwidth: 40MB/s, latency: {latency}}}
+"""
+
+
 def quantizable_branchy(folder: Path):
     """The branchy synthetic CNN at node granularity, three random feeds, and a quantizer
     calibrated on them: what the noise-study tests sample from."""

@@ -13,25 +13,14 @@ import pytest
 from helpers import problem
 
 import synthetic
-from conftest import session
+from conftest import session, two_node_infra
 from qsplit import testbed as tb
 from qsplit.adapt import AdaptPolicy, Candidate, device_only, run_adaptive
 from qsplit.model import analyze
 from qsplit.plan import plan
 from qsplit.runtime import build_deployment, connect
 
-INFRA = """\
-schema_version: 1
-device: device
-nodes:
-  - {name: device, role: device, compute_power_w: 3, transmit_power_w: 3.5, memory_bytes: 4GiB,
-     reference_time: 1s}
-  - {name: edge, role: edge, compute_power_w: 6, transmit_power_w: 2.2, memory_bytes: 16GiB,
-     reference_time: 500ms}
-links:
-  - {from: device, to: edge, bandwidth: 8MB/s, latency: 2ms}
-  - {from: edge, to: device, bandwidth: 40MB/s, latency: 2ms}
-"""
+INFRA = two_node_infra(latency="2ms")
 UPLINK = 8e6
 SHAPE = (1, 8, 64, 64)
 """128 KiB in and out: at 8 MB/s the uplink takes 16 ms, at 0.4 MB/s 330 ms."""

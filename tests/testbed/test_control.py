@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import synthetic
-from conftest import random_feeds
+from conftest import random_feeds, two_node_infra
 from qsplit import testbed as tb
 from qsplit.errors import InputError
 from qsplit.model import analyze
@@ -26,18 +26,7 @@ from qsplit.testbed._frames import FrameReader
 from qsplit.testbed._state import state_path
 
 # Slow nodes: any loaded CI host can emulate them (the speed test pads to profiled times).
-INFRA = """\
-schema_version: 1
-device: device
-nodes:
-  - {name: device, role: device, compute_power_w: 3, transmit_power_w: 3.5, memory_bytes: 4GiB,
-     reference_time: 3s}
-  - {name: edge, role: edge, compute_power_w: 6, transmit_power_w: 2.2, memory_bytes: 16GiB,
-     reference_time: 2s}
-links:
-  - {from: device, to: edge, bandwidth: 8MB/s, latency: 5ms}
-  - {from: edge, to: device, bandwidth: 40MB/s, latency: 5ms}
-"""
+INFRA = two_node_infra(device="3s", edge="2s", latency="5ms")
 
 
 @pytest.fixture(scope="module")

@@ -15,25 +15,13 @@ import onnx
 import pytest
 
 import synthetic
-from conftest import WAKE_UP_SLACK_S, random_feeds, session
+from conftest import WAKE_UP_SLACK_S, random_feeds, session, two_node_infra
 from qsplit import testbed as tb
 from qsplit.errors import InputError
 from qsplit.model import analyze
 from qsplit.runtime import build_deployment, connect
 
-INFRA = """\
-# Node speeds any plausible CI host can emulate (YOLO11n there: ~100-300 ms).
-schema_version: 1
-device: device
-nodes:
-  - {name: device, role: device, compute_power_w: 3, transmit_power_w: 3.5, memory_bytes: 4GiB,
-     reference_time: 1s}
-  - {name: edge, role: edge, compute_power_w: 6, transmit_power_w: 2.2, memory_bytes: 16GiB,
-     reference_time: 500ms}
-links:
-  - {from: device, to: edge, bandwidth: 8MB/s, latency: 20ms}
-  - {from: edge, to: device, bandwidth: 40MB/s, latency: 20ms}
-"""
+INFRA = two_node_infra()
 
 
 @pytest.fixture(scope="module")
