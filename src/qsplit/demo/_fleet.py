@@ -1,0 +1,257 @@
+"""``qsplit fleet demo``: plan a fleet, run the plan and its baselines on the emulated fleet.
+
+The fleet planner (:func:`qsplit.fleet.plan_fleet`) chooses one plan per device class under the
+shared nodes' contention; this runs that choice and the baselines it is compared with (every
+class planned alone — contention-blind —, cloud-only, device-only, and the fleet plan at batch
+size 1 where it batches) on Ray with emulated devices, nodes and links
+(:func:`qsplit.serve.run_fleet`), each for the same duration and with the same seeded Poisson
+arrivals, and sets every measurement beside its prediction (:func:`qsplit.report.compare_fleet`).
+
+Every configuration is predicted the same way, from the deployment that runs
+(:func:`qsplit.fleet.deployed_choice` then :func:`qsplit.fleet.assess`), under the emulated
+fleet's device counts, so prediction and measurement describe the same system.
+
+The run directory gets ``fleet-plan.json`` (the planner's file), ``fleet-demo.json`` (kind
+``fleet-demo``, docs/formats.md: every configuration's prediction, measurement and requests) and
+the figures of :func:`qsplit.report.plot_fleet`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from qsplit._jsonio import write_json
+from qsplit.assets import bundled_model_path
+from qsplit.demo._config import EXAMPLES
+from qsplit.demo._pipeline import Progress, _Silent
+from qsplit.demo._streams import plan_label
+from qsplit.fleet import (
+    UTILISATION_MAX,
+    BatchProfile,
+    Fleet,
+    FleetDeployment,
+    FleetPlan,
+    Outcome,
+    assess,
+    batch_profile_for,
+    deployed_choice,
+    fleet_profiles,
+    load_fleet,
+    plan_fleet,
+)
+from qsplit.model import LayerGraph, analyze
+from qsplit.profile import ComputeProfile
+from qsplit.report import FleetResult, Versus, compare_fleet, plot_fleet, versus
+from qsplit.serve import FleetMeasurement
+
+FLEET_DEMO_KIND = "fleet-demo"
+FLEET_DEMO_SCHEMA_VERSION = 1
+FLEET_DEMO_FILE = "fleet-demo.json"
+FLEET = "fleet"
+BATCH_ONE = "fleet-batch1"
+"""The fleet plan with every shared node at batch size 1: the measured batching gain."""
+
+Runner = Callable[[FleetDeployment, str], FleetMeasurement]
+"""Runs one configuration (deployment, label) for the demo's duration and measures it."""
+
+
+@dataclass(frozen=True)
+class FleetDemoConfig:
+    """What ``qsplit fleet demo`` varies; the defaults are its defaults."""
+
+    out: Path
+    infra: Path = EXAMPLES / "fleet-testbed.yaml"
+    """An infrastructure file with a ``fleet:`` section, sized for this machine."""
+    devices: int | None = None
+    """Scale the fleet to this many devices (classes keep their shares); ``None``: as in the
+    file. The plan is made for the scaled fleet, so the emulated devices are the planned ones."""
+    duration_s: float = 60.0
+    """Measured window of each configuration."""
+    warmup_s: float = 5.0
+    seed: int = 0
+    """Seed of every configuration's Poisson arrivals: all see the same requests."""
+    model: Path = field(default_factory=bundled_model_path)
+    batch_profile: BatchProfile | None = None
+    """Default: the model's shipped batch profile."""
+    utilisation_max: float = UTILISATION_MAX
+    baselines: tuple[str, ...] = ("alone", "cloud-only", "device-only")
+    """Baselines to run, by the planner's names (``cloud-only`` stands for ``<cloud>-only``)."""
+    batch_one: bool = True
+    """Also run the fleet plan at batch size 1 when it batches somewhere."""
+    plot: bool = True
+    address: str | None = None
+    """A Ray cluster to join; default: an embedded Ray."""
+
+
+@dataclass(frozen=True)
+class FleetDemoOutcome:
+    """What the demo ran and found, and where it wrote it."""
+
+    run_dir: Path
+    plan: FleetPlan
+    results: tuple[FleetResult, ...]
+    measurements: tuple[FleetMeasurement, ...]
+    versus: tuple[Versus, ...]
+    """The fleet plan against each other configuration, measured."""
+    figures: tuple[Path, ...]
+
+    def result(self, label: str) -> FleetResult:
+        return next(r for r in self.results if r.label == label)
+
+
+def configurations(plan: FleetPlan, config: FleetDemoConfig) -> dict[str, FleetDeployment]:
+    """Label → deployment: the fleet plan, its batch-1 twin when it batches, the baselines."""
+    chosen = plan.deployment()
+    result = {FLEET: chosen}
+    if config.batch_one and any(s.batch_size > 1 for s in chosen.shared):
+        result[BATCH_ONE] = replace(
+            chosen,
+            shared=tuple(replace(s, batch_size=1) for s in chosen.shared),
+            source=BATCH_ONE,
+        )
+    for name in config.baselines:
+        label = next((b for b in plan.baselines if b == name or b.endswith(name)), None)
+        if label is not None:
+            result[label] = plan.deployment(label)
+    return result
+
+
+def run_fleet_demo(
+    config: FleetDemoConfig, progress: Progress | None = None, runner: Runner | None = None
+) -> FleetDemoOutcome:
+    """Plan, run every configuration, compare, write the run directory (see the module
+    docstring). ``runner`` replaces the Ray fleet (tests run the orchestration without Ray)."""
+    progress = progress or _Silent()
+    fleet = load_fleet(config.infra)
+    if config.devices is not None:
+        fleet = fleet.scaled(config.devices)
+    _, graph = analyze(str(config.model))
+    profiles = fleet_profiles(fleet, graph)
+    batching = config.batch_profile or batch_profile_for(graph.model.sha256)
+    step = progress.task("planning the fleet", 1)
+    plan = plan_fleet(
+        fleet, graph, profiles, batching=batching, utilisation_max=config.utilisation_max
+    )
+    step(1)
+    config.out.mkdir(parents=True, exist_ok=True)
+    plan.save(config.out / "fleet-plan.json")
+    deployments = configurations(plan, config)
+    runner = runner or _ray_runner(fleet, profiles, batching, config)
+    results, measurements = [], []
+    step = progress.task(
+        f"running {len(deployments)} configurations × {config.duration_s:g} s", len(deployments)
+    )
+    for label, deployment in deployments.items():
+        measured = runner(deployment, label)
+        predicted = _predicted(fleet, graph, profiles, batching, deployment, config)
+        results.append(compare_fleet(predicted, measured))
+        measurements.append(measured)
+        step(1)
+    fleet_result = results[0]
+    against = tuple(versus(fleet_result, r) for r in results[1:])
+    figures = plot_fleet(results, measurements, config.out) if config.plot else ()
+    outcome = FleetDemoOutcome(
+        config.out, plan, tuple(results), tuple(measurements), against, figures
+    )
+    write_json(
+        config.out / FLEET_DEMO_FILE,
+        FLEET_DEMO_KIND,
+        FLEET_DEMO_SCHEMA_VERSION,
+        _document(outcome, deployments, fleet, graph, config),
+    )
+    return outcome
+
+
+def _predicted(
+    fleet: Fleet,
+    graph: LayerGraph,
+    profiles: Mapping[str, ComputeProfile],
+    batching: BatchProfile,
+    deployment: FleetDeployment,
+    config: FleetDemoConfig,
+) -> Outcome:
+    problem, choice = deployed_choice(
+        fleet,
+        graph,
+        profiles,
+        deployment,
+        batching=batching,
+        utilisation_max=config.utilisation_max,
+    )
+    return assess(problem, choice)
+
+
+def _ray_runner(
+    fleet: Fleet,
+    profiles: Mapping[str, ComputeProfile],
+    batching: BatchProfile,
+    config: FleetDemoConfig,
+) -> Runner:
+    from qsplit.serve import run_fleet
+
+    def run(deployment: FleetDeployment, label: str) -> FleetMeasurement:
+        return run_fleet(
+            deployment,
+            fleet,
+            model=config.model,
+            duration_s=config.duration_s,
+            warmup_s=config.warmup_s,
+            seed=config.seed,
+            label=label,
+            profiles=profiles,
+            batching=batching,
+            address=config.address,
+        )
+
+    return run
+
+
+def _document(
+    outcome: FleetDemoOutcome,
+    deployments: Mapping[str, FleetDeployment],
+    fleet: Fleet,
+    graph: LayerGraph,
+    config: FleetDemoConfig,
+) -> dict[str, Any]:
+    nodes = (*(c.name for c in fleet.classes), *fleet.shared_names)
+    configurations = []
+    for result, measured in zip(outcome.results, outcome.measurements, strict=True):
+        deployment = deployments[result.label]
+        configurations.append(
+            {
+                **result.to_dict(),
+                "plans": {c.name: plan_label(c.assignment, nodes) for c in deployment.classes},
+                "batch_size": {s.node: s.batch_size for s in deployment.shared},
+                "requests": [
+                    [r.device_class, r.device, r.index, r.sent_s, r.done_s, r.error]
+                    for r in measured.requests
+                ],
+            }
+        )
+    return {
+        "model": {"path": str(config.model), "sha256": graph.model.sha256},
+        "infra": str(config.infra),
+        "devices": {c.name: c.count for c in fleet.classes},
+        "rate_hz": {c.name: c.rate_hz for c in fleet.classes},
+        "replicas": {s.node: s.replicas for s in fleet.shared},
+        "duration_s": config.duration_s,
+        "warmup_s": config.warmup_s,
+        "seed": config.seed,
+        "plan_file": "fleet-plan.json",
+        "request_fields": ["class", "device", "index", "sent_s", "done_s", "error"],
+        "configurations": configurations,
+        "versus": [{**vars(v), "meets_goal": v.meets_goal()} for v in outcome.versus],
+        "figures": [p.name for p in outcome.figures],
+        "machine": {
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+    }
