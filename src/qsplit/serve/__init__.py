@@ -8,7 +8,7 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 :class:`~qsplit.errors.DependencyError` when a session needs it.
 """
 
-from qsplit.serve._fleet import run_fleet
+from qsplit.serve._fleet import FleetRun, FleetServing, run_fleet
 from qsplit.serve._measure import FleetMeasurement, FleetRequest
 from qsplit.serve._ray import check_resources, import_ray, start_embedded
 from qsplit.serve._runner import ComponentRunner, widen_batch
@@ -18,6 +18,8 @@ __all__ = [
     "ComponentRunner",
     "FleetMeasurement",
     "FleetRequest",
+    "FleetRun",
+    "FleetServing",
     "NodeServing",
     "RaySession",
     "ReplicaReport",
