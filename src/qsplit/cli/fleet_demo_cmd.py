@@ -15,6 +15,7 @@ from qsplit.cli._app import console
 from qsplit.cli._progress import progress_bars
 from qsplit.cli.fleet_cmd import ModelOption, UtilisationOption, fleet_app
 from qsplit.fleet import UTILISATION_MAX
+from qsplit.model import parse_input_shape
 from qsplit.report import FLEET_TOLERANCE, FleetResult, Quantity, validation_rows
 
 
@@ -44,6 +45,13 @@ def demo_command(
     ] = None,
     plot: Annotated[bool, typer.Option(help="Write the figures.")] = True,
     model: ModelOption = None,
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            help="NAME=1x3x320x320: plan and serve the model at this input size (repeatable).",
+        ),
+    ] = None,
     utilisation_max: UtilisationOption = UTILISATION_MAX,
     ray_address: Annotated[
         str | None,
@@ -66,6 +74,7 @@ def demo_command(
         plot=plot,
         utilisation_max=utilisation_max,
         address=ray_address,
+        input_shapes=dict(parse_input_shape(s) for s in input_shape or []) or None,
     )
     if infra is not None:
         config = replace(config, infra=infra)

@@ -22,6 +22,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from qsplit.fleet import (
 from qsplit.model import LayerGraph, analyze
 from qsplit.profile import ComputeProfile
 from qsplit.report import FleetResult, Versus, compare_fleet, plot_fleet, versus
-from qsplit.serve import FleetMeasurement
+from qsplit.serve import FleetMeasurement, FleetServing
 
 FLEET_DEMO_KIND = "fleet-demo"
 FLEET_DEMO_SCHEMA_VERSION = 1
@@ -77,6 +78,9 @@ class FleetDemoConfig:
     seed: int = 0
     """Seed of every configuration's Poisson arrivals: all see the same requests."""
     model: Path = field(default_factory=bundled_model_path)
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None
+    """Plan and serve the model at these input shapes (e.g. ``images: (1, 3, 320, 320)``, so
+    that this host's real compute stays below the emulated times); default: the model's."""
     batch_profile: BatchProfile | None = None
     """Default: the model's shipped batch profile."""
     utilisation_max: float = UTILISATION_MAX
@@ -131,7 +135,8 @@ def run_fleet_demo(
     fleet = load_fleet(config.infra)
     if config.devices is not None:
         fleet = fleet.scaled(config.devices)
-    _, graph = analyze(str(config.model))
+    shapes = dict(config.input_shapes) if config.input_shapes else None
+    _, graph = analyze(str(config.model), shapes)
     profiles = fleet_profiles(fleet, graph)
     batching = config.batch_profile or batch_profile_for(graph.model.sha256)
     step = progress.task("planning the fleet", 1)
@@ -142,17 +147,23 @@ def run_fleet_demo(
     config.out.mkdir(parents=True, exist_ok=True)
     plan.save(config.out / "fleet-plan.json")
     deployments = configurations(plan, config)
-    runner = runner or _ray_runner(fleet, profiles, batching, config)
     results, measurements = [], []
-    step = progress.task(
-        f"running {len(deployments)} configurations × {config.duration_s:g} s", len(deployments)
-    )
-    for label, deployment in deployments.items():
-        measured = runner(deployment, label)
-        predicted = _predicted(fleet, graph, profiles, batching, deployment, config)
-        results.append(compare_fleet(predicted, measured))
-        measurements.append(measured)
-        step(1)
+    with ExitStack() as stack:
+        if runner is None:
+            step = progress.task("starting Ray", 1)
+            runner = _ray_runner(stack, fleet, profiles, batching, config)
+            step(1)
+        step = progress.task(
+            f"running {len(deployments)} configurations"
+            f" × {config.warmup_s + config.duration_s:g} s",
+            len(deployments),
+        )
+        for label, deployment in deployments.items():
+            measured = runner(deployment, label)
+            predicted = _predicted(fleet, graph, profiles, batching, deployment, config)
+            results.append(compare_fleet(predicted, measured))
+            measurements.append(measured)
+            step(1)
     fleet_result = results[0]
     against = tuple(versus(fleet_result, r) for r in results[1:])
     figures = plot_fleet(results, measurements, config.out) if config.plot else ()
@@ -188,25 +199,31 @@ def _predicted(
 
 
 def _ray_runner(
+    stack: ExitStack,
     fleet: Fleet,
     profiles: Mapping[str, ComputeProfile],
     batching: BatchProfile,
     config: FleetDemoConfig,
 ) -> Runner:
-    from qsplit.serve import run_fleet
-
-    def run(deployment: FleetDeployment, label: str) -> FleetMeasurement:
-        return run_fleet(
-            deployment,
+    """Every configuration on one Ray (started once: 20-60 s on a loaded host)."""
+    serving = stack.enter_context(
+        FleetServing(
             fleet,
             model=config.model,
+            profiles=profiles,
+            batching=batching,
+            input_shapes=config.input_shapes,
+            address=config.address,
+        )
+    )
+
+    def run(deployment: FleetDeployment, label: str) -> FleetMeasurement:
+        return serving.run(
+            deployment,
             duration_s=config.duration_s,
             warmup_s=config.warmup_s,
             seed=config.seed,
             label=label,
-            profiles=profiles,
-            batching=batching,
-            address=config.address,
         )
 
     return run
@@ -237,6 +254,7 @@ def _document(
     return {
         "model": {"path": str(config.model), "sha256": graph.model.sha256},
         "infra": str(config.infra),
+        "input_shapes": {k: list(v) for k, v in (config.input_shapes or {}).items()},
         "devices": {c.name: c.count for c in fleet.classes},
         "rate_hz": {c.name: c.rate_hz for c in fleet.classes},
         "replicas": {s.node: s.replicas for s in fleet.shared},

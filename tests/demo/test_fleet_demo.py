@@ -1,0 +1,93 @@
+"""``run_fleet_demo``'s orchestration without Ray: a stand-in runner measures each deployment it
+is handed, and the demo must plan, run every configuration once, predict each from the
+deployment that ran, and write the results file and figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import qsplit
+from qsplit.demo import FLEET_DEMO_FILE, FleetDemoConfig, FleetDemoOutcome, run_fleet_demo
+from qsplit.fleet import FleetDeployment
+from qsplit.serve import FleetMeasurement, FleetRequest
+
+EXAMPLE = Path(qsplit.__file__).parent / "examples" / "fleet.yaml"
+
+
+class StandIn:
+    """Measures a deployment as: each device sends two requests, each taking 0.1 s per node its
+    plan uses; shared nodes busy in proportion to the blocks they host."""
+
+    def __init__(self) -> None:
+        self.ran: dict[str, FleetDeployment] = {}
+
+    def __call__(self, deployment: FleetDeployment, label: str) -> FleetMeasurement:
+        self.ran[label] = deployment
+        requests = []
+        for c in deployment.classes:
+            latency = 0.1 * len(set(c.assignment.values()))
+            for device in range(c.count):
+                for index in range(2):
+                    sent = 1.0 + index
+                    requests.append(
+                        FleetRequest(c.name, device, index, sent, sent + latency, None, {})
+                    )
+        nodes = [s.node for s in deployment.shared]
+        return FleetMeasurement(
+            label=label,
+            duration_s=10.0,
+            requests=tuple(requests),
+            busy_s={
+                s.node: 0.01 * sum(len(h.blocks) for h in s.components) for s in deployment.shared
+            },
+            replicas={s.node: s.replicas for s in deployment.shared},
+            batch_sizes={k: {1: 3} for k in nodes},
+            overruns={},
+            runs={k: 3 for k in nodes},
+        )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[FleetDemoOutcome, StandIn]:
+    runner = StandIn()
+    config = FleetDemoConfig(out=tmp_path_factory.mktemp("fleet"), infra=EXAMPLE, devices=6)
+    return run_fleet_demo(config, runner=runner), runner
+
+
+def test_every_configuration_runs_once_with_the_planned_devices(demo) -> None:
+    outcome, runner = demo
+    labels = [r.label for r in outcome.results]
+    assert labels[0] == "fleet" and labels == list(runner.ran)
+    assert {"alone", "cloud-only", "device-only"} <= set(labels)
+    assert sum(c.count for c in runner.ran["fleet"].classes) == 6
+    device_only = runner.ran["device-only"]
+    assert all(set(c.assignment.values()) == {c.name} for c in device_only.classes)
+    if "fleet-batch1" in labels:
+        assert all(s.batch_size == 1 for s in runner.ran["fleet-batch1"].shared)
+
+
+def test_each_configuration_is_predicted_from_what_ran(demo) -> None:
+    outcome, _ = demo
+    device_only = outcome.result("device-only")
+    assert all(n.utilisation.predicted == 0 for n in device_only.nodes)
+    assert outcome.result("fleet").p95_s.predicted == pytest.approx(
+        outcome.plan.outcome.latency_p95_s, rel=1e-6
+    )
+    assert [v.against for v in outcome.versus] == [r.label for r in outcome.results[1:]]
+
+
+def test_results_file_and_figures(demo) -> None:
+    outcome, runner = demo
+    document = json.loads((outcome.run_dir / FLEET_DEMO_FILE).read_text())
+    assert (document["kind"], document["schema_version"]) == ("fleet-demo", 1)
+    assert sum(document["devices"].values()) == 6
+    assert [c["label"] for c in document["configurations"]] == list(runner.ran)
+    fleet = document["configurations"][0]
+    assert len(fleet["requests"]) == 12 and fleet["failed"] == 0
+    assert set(fleet["plans"]) == set(document["devices"])
+    assert (outcome.run_dir / document["plan_file"]).exists()
+    assert document["figures"] and all((outcome.run_dir / f).exists() for f in document["figures"])
+    assert "load_average" in document["machine"]
