@@ -88,6 +88,9 @@ class FleetDemoConfig:
     """Baselines to run, by the planner's names (``cloud-only`` stands for ``<cloud>-only``)."""
     batch_one: bool = True
     """Also run the fleet plan at batch size 1 when it batches somewhere."""
+    forced_batch: Mapping[str, int] = field(default_factory=dict)
+    """Shared node → batch size: also run the fleet plan with these batch sizes (labelled
+    ``fleet-<node>-b<size>``), to measure batching where the planner chose none."""
     plot: bool = True
     address: str | None = None
     """A Ray cluster to join; default: an embedded Ray."""
@@ -110,7 +113,8 @@ class FleetDemoOutcome:
 
 
 def configurations(plan: FleetPlan, config: FleetDemoConfig) -> dict[str, FleetDeployment]:
-    """Label → deployment: the fleet plan, its batch-1 twin when it batches, the baselines."""
+    """Label → deployment: the fleet plan, its batch-1 twin when it batches, its twin at the
+    forced batch sizes, the baselines."""
     chosen = plan.deployment()
     result = {FLEET: chosen}
     if config.batch_one and any(s.batch_size > 1 for s in chosen.shared):
@@ -118,6 +122,16 @@ def configurations(plan: FleetPlan, config: FleetDemoConfig) -> dict[str, FleetD
             chosen,
             shared=tuple(replace(s, batch_size=1) for s in chosen.shared),
             source=BATCH_ONE,
+        )
+    if config.forced_batch:
+        label = "-".join([FLEET, *(f"{k}-b{b}" for k, b in config.forced_batch.items())])
+        result[label] = replace(
+            chosen,
+            shared=tuple(
+                replace(s, batch_size=config.forced_batch.get(s.node, s.batch_size))
+                for s in chosen.shared
+            ),
+            source=label,
         )
     for name in config.baselines:
         label = next((b for b in plan.baselines if b == name or b.endswith(name)), None)
