@@ -67,9 +67,11 @@ class _Device:
         fetched: dict[int, dict[str, Any]] = {}
         waiting = list(owner.components)
         while waiting:
-            for c in [c for c in waiting if c["app"] and _ready(c, known, pending)]:
-                await self.launch(c, known, pending)
-                waiting.remove(c)
+            launch = next((c for c in waiting if c["app"] and _ready(c, known, pending)), None)
+            if launch is not None:
+                await self.launch(launch, known, pending)
+                waiting.remove(launch)
+                continue
             local = next((c for c in waiting if _ready(c, known, pending)), None)
             if local is None:
                 if waiting:
@@ -206,7 +208,12 @@ class DeviceClassActor:
 
     async def finish(self) -> dict[str, Any]:
         """Stop every device, wait for the requests in flight, and hand over what happened."""
+        crashed = [
+            f"device {d.number}: {d.arrivals.exception()!r}"
+            for d in self.devices
+            if d.arrivals is not None and d.arrivals.done() and not d.arrivals.cancelled()
+        ]
         await self.remove(len(self.devices))
         for device in self.devices:
             await asyncio.gather(*device.requests, return_exceptions=True)
-        return {"requests": self.records, "runs": self.runs}
+        return {"requests": self.records, "runs": self.runs, "crashed": crashed}

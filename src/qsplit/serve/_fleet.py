@@ -69,11 +69,15 @@ class FleetRun:
     def __init__(
         self,
         actors: Mapping[str, Any],
-        applications: Sequence[str],
+        applications: Mapping[str, tuple[str, ...]],
         replicas: Mapping[str, int],
         started: float,
     ) -> None:
-        self._actors, self._applications = dict(actors), tuple(applications)
+        self.actors = dict(actors)
+        """Device class → its Ray actor."""
+        self.applications = dict(applications)
+        """Serve application of each shared component → the classes whose requests it runs
+        (one application for identical components of several classes)."""
         self._replicas = dict(replicas)
         self.started = started
         """Epoch seconds at which the devices started issuing requests (time 0 of the run)."""
@@ -103,13 +107,18 @@ class FleetRun:
         """Stop every device, wait for its requests, remove the deployment, and measure the
         requests sent in ``window_s`` (seconds since :attr:`started`; default: all)."""
         ray, _ = _ray.import_ray()
-        results = ray.get([a.finish.remote() for a in self._actors.values()])
+        results = ray.get([a.finish.remote() for a in self.actors.values()])
         end = self.elapsed_s()
         self.close()
+        crashed = [
+            f"{c}: {e}" for c, r in zip(self.actors, results, strict=True) for e in r["crashed"]
+        ]
+        if crashed:
+            raise RuntimeError("emulated devices stopped issuing requests: " + "; ".join(crashed))
         start, stop = window_s if window_s is not None else (0.0, end)
         return _measure(
             label,
-            dict(zip(self._actors, results, strict=True)),
+            dict(zip(self.actors, results, strict=True)),
             self._replicas,
             self.started,
             (start, stop),
@@ -121,19 +130,19 @@ class FleetRun:
             return
         self._finished = True
         ray, serve = _ray.import_ray()
-        for actor in self._actors.values():
+        for actor in self.actors.values():
             ray.kill(actor)
-        for name in self._applications:
+        for name in self.applications:
             serve.delete(name)
 
     def _actor(self, device_class: str) -> Any:
         try:
-            return self._actors[device_class]
+            return self.actors[device_class]
         except KeyError:
             raise InputError(
                 f"no device class {device_class!r} in this fleet run",
                 field="device_class",
-                fix=f"use one of {', '.join(self._actors)}",
+                fix=f"use one of {', '.join(self.actors)}",
             ) from None
 
 
@@ -150,7 +159,6 @@ class FleetServing:
         profiles: Mapping[str, ComputeProfile] | None = None,
         batching: BatchProfile | None = None,
         input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-        quantized: Collection[str] = (),
         calibration: Any = None,
         address: str | None = None,
         batch_wait_timeout_s: float = 0.05,
@@ -164,10 +172,11 @@ class FleetServing:
             dict(profiles) if profiles is not None else fleet_profiles(fleet, self.graph)
         )
         self.batching = batching or batch_profile_for(self.graph.model.sha256)
-        self._quantized, self._calibration = tuple(quantized), calibration
+        self._calibration = calibration
         self._batch_wait_s, self._threads = batch_wait_timeout_s, threads
         self._optimize = graph_optimization == "all"
-        self._built: dict[tuple[str, tuple[tuple[str, str], ...]], Deployment] = {}
+        self._built: dict[tuple[Any, ...], Deployment] = {}
+        self._runs = 0
         self._connection = _ray.start(address, [*fleet.shared_names, DEVICE_RESOURCE])
 
     def start(
@@ -176,15 +185,19 @@ class FleetServing:
         *,
         devices: Mapping[str, int] | None = None,
         seed: int = 0,
+        quantized: Collection[str] = (),
     ) -> FleetRun:
         """Deploy ``deployment`` and start its devices (``devices``: per class, default the
-        plan's counts; a class at 0 still gets its actor, for devices to join later)."""
+        plan's counts; a class at 0 still gets its actor, for devices to join later).
+        ``quantized`` blocks run in int8 (calibrated as :func:`qsplit.runtime.build_deployment`
+        does) wherever they run."""
         ray, _ = _ray.import_ray()
         from qsplit.serve._devices import DeviceClassActor
 
         counts = {c.name: c.count for c in deployment.classes} | dict(devices or {})
-        built = {c.name: self._build(c) for c in deployment.classes}
-        shared = self._shared(deployment, built)
+        built = {c.name: self._build(c, tuple(quantized)) for c in deployment.classes}
+        self._runs += 1
+        shared = self._shared(deployment, built, f"qsplit-fleet{self._runs}", set(quantized))
         nodes = {s.node: s for s in deployment.shared}
         targets = [
             ReplicaTarget(
@@ -207,28 +220,36 @@ class FleetServing:
         ]
         applications = tuple(t.application for t in targets)
         deploy_replicas(targets, self._threads, self._optimize)
-        actors: dict[str, Any] = {}
+        infras = {c.name: self.fleet.class_infra(c.name) for c in deployment.classes}
+        walks = {
+            c.name: _walk(built[c.name], shared, infras[c.name], self.graph, c)
+            for c in deployment.classes
+        }
+        users = {
+            app: tuple(c for c, walk in walks.items() if any(e["app"] == app for e in walk))
+            for app in applications
+        }
+        run = FleetRun({}, users, {n: s.replicas for n, s in nodes.items()}, 0.0)
         try:
             for number, c in enumerate(deployment.classes):
-                infra = self.fleet.class_infra(c.name)
-                actors[c.name] = DeviceClassActor.options(
+                run.actors[c.name] = DeviceClassActor.options(
                     resources={DEVICE_RESOURCE: _ray.REPLICA_SHARE}
                 ).remote(
-                    _walk(built[c.name], shared, infra, self.graph, c),
+                    walks[c.name],
                     built[c.name].model_outputs,
-                    {n: _hops(infra, n, c.name) for n in nodes},
+                    {n: _hops(infras[c.name], n, c.name) for n in nodes},
                     _inputs(built[c.name], seed + number),
                     c.rate_hz,
                     (seed, number),
                     self._threads,
                     self._optimize,
                 )
-            started = time.time() + START_LEAD_S
-            ray.get([a.add.remote(counts[name], started) for name, a in actors.items()])
+            run.started = time.time() + START_LEAD_S
+            ray.get([a.add.remote(counts[n], run.started) for n, a in run.actors.items()])
         except BaseException:
-            FleetRun(actors, applications, {}, 0.0).close()
+            run.close()
             raise
-        return FleetRun(actors, applications, {n: s.replicas for n, s in nodes.items()}, started)
+        return run
 
     def run(
         self,
@@ -239,10 +260,11 @@ class FleetServing:
         devices: Mapping[str, int] | None = None,
         seed: int = 0,
         label: str = "fleet",
+        quantized: Collection[str] = (),
     ) -> FleetMeasurement:
         """Run ``deployment`` for ``warmup_s + duration_s`` and measure the requests sent after
         the warm-up (each waited for until it completes)."""
-        run = self.start(deployment, devices=devices, seed=seed)
+        run = self.start(deployment, devices=devices, seed=seed, quantized=quantized)
         try:
             time.sleep(max(0.0, warmup_s + duration_s - run.elapsed_s()))
             return run.finish(label, (warmup_s, warmup_s + duration_s))
@@ -263,10 +285,10 @@ class FleetServing:
     ) -> None:
         self.close()
 
-    def _build(self, c: ClassDeployment) -> Deployment:
+    def _build(self, c: ClassDeployment, quantized: tuple[str, ...]) -> Deployment:
         """The class's plan split for it, with every component's profiled time (cached: a
         baseline often repeats a class's plan)."""
-        key = (c.name, tuple(sorted(c.assignment.items())))
+        key = (c.name, tuple(sorted(c.assignment.items())), quantized)
         if key not in self._built:
             infra = self.fleet.class_infra(c.name)
             self._built[key] = build_deployment(
@@ -274,7 +296,7 @@ class FleetServing:
                 c.assignment,
                 infra,
                 input_shapes=self._shapes,
-                quantized=self._quantized,
+                quantized=quantized,
                 calibration=self._calibration,
                 profiles={n.name: self.profiles[n.name] for n in infra.nodes},
                 agents=False,
@@ -282,7 +304,11 @@ class FleetServing:
         return self._built[key]
 
     def _shared(
-        self, deployment: FleetDeployment, built: Mapping[str, Deployment]
+        self,
+        deployment: FleetDeployment,
+        built: Mapping[str, Deployment],
+        prefix: str,
+        quantized: Collection[str],
     ) -> dict[tuple[str, tuple[str, ...]], _Shared]:
         """(node, blocks) → the shared component, once for all the classes that run it."""
         planned = {s.node for s in deployment.shared}
@@ -301,9 +327,11 @@ class FleetServing:
                     )
                 key = (spec.node, blocks)
                 if key not in result:
-                    digest = hashlib.sha256("|".join(key[1]).encode()).hexdigest()[:12]
+                    int8 = [b for b in blocks if b in quantized]
+                    named = "|".join(blocks) + "/" + "|".join(int8)
+                    digest = hashlib.sha256(named.encode()).hexdigest()[:12]
                     result[key] = _Shared(
-                        f"qsplit-fleet-{spec.node}-{digest}",
+                        f"{prefix}-{spec.node}-{digest}",
                         spec,
                         self._fixed_fraction(spec.node, blocks),
                     )
@@ -348,7 +376,6 @@ def run_fleet(
         profiles=profiles,
         batching=batching,
         input_shapes=input_shapes,
-        quantized=quantized,
         calibration=calibration,
         address=address,
     ) as serving:
@@ -359,6 +386,7 @@ def run_fleet(
             devices=devices,
             seed=seed,
             label=label,
+            quantized=quantized,
         )
 
 
