@@ -7,9 +7,11 @@ size 1 where it batches) on Ray with emulated devices, nodes and links
 (:func:`qsplit.serve.run_fleet`), each for the same duration and with the same seeded Poisson
 arrivals, and sets every measurement beside its prediction (:func:`qsplit.report.compare_fleet`).
 
-Every configuration is predicted the same way, from the deployment that runs
-(:func:`qsplit.fleet.deployed_choice` then :func:`qsplit.fleet.assess`), under the emulated
-fleet's device counts, so prediction and measurement describe the same system.
+Every configuration is predicted the same way, from the deployment that runs, under the
+emulated fleet's device counts, so prediction and measurement describe the same system; a
+calibration run (the fleet plan, one device per class) first measures the serving path's fixed
+cost per shared-component call, which every prediction then carries
+(:mod:`qsplit.demo._fleet_predict`).
 
 The run directory gets ``fleet-plan.json`` (the planner's file), ``fleet-demo.json`` (kind
 ``fleet-demo``, docs/formats.md: every configuration's prediction, measurement and requests) and
@@ -30,6 +32,7 @@ from typing import Any
 from qsplit._jsonio import write_json
 from qsplit.assets import bundled_model_path
 from qsplit.demo._config import EXAMPLES
+from qsplit.demo._fleet_predict import Predictor, call_overhead
 from qsplit.demo._pipeline import Progress, _Silent
 from qsplit.demo._streams import plan_label
 from qsplit.fleet import (
@@ -39,9 +42,7 @@ from qsplit.fleet import (
     FleetDeployment,
     FleetPlan,
     Outcome,
-    assess,
     batch_profile_for,
-    deployed_choice,
     fleet_profiles,
     load_fleet,
     plan_fleet,
@@ -58,8 +59,11 @@ FLEET = "fleet"
 BATCH_ONE = "fleet-batch1"
 """The fleet plan with every shared node at batch size 1: the measured batching gain."""
 
-Runner = Callable[[FleetDeployment, str], FleetMeasurement]
-"""Runs one configuration (deployment, label) for the demo's duration and measures it."""
+Runner = Callable[[FleetDeployment, str, Mapping[str, int] | None], FleetMeasurement]
+"""Runs one configuration (deployment, label, devices per class or ``None`` for the plan's
+counts) for the demo's duration and measures it."""
+CALIBRATION = "calibration"
+"""The fleet plan with one device per class: the serving path's fixed cost per call."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,9 @@ class FleetDemoConfig:
     """Baselines to run, by the planner's names (``cloud-only`` stands for ``<cloud>-only``)."""
     batch_one: bool = True
     """Also run the fleet plan at batch size 1 when it batches somewhere."""
+    calibrate: bool = True
+    """Run the fleet plan with one device per class first and add the measured fixed cost
+    per shared-component call to every prediction (:mod:`qsplit.demo._fleet_predict`)."""
     forced_batch: Mapping[str, int] = field(default_factory=dict)
     """Shared node → batch size: also run the fleet plan with these batch sizes (labelled
     ``fleet-<node>-b<size>``), to measure batching where the planner chose none."""
@@ -107,6 +114,11 @@ class FleetDemoOutcome:
     versus: tuple[Versus, ...]
     """The fleet plan against each other configuration, measured."""
     figures: tuple[Path, ...]
+    call_overhead_s: float
+    """The serving path's fixed cost per shared-component call, from the calibration run
+    (0 without one), carried by every prediction."""
+    uncorrected: Mapping[str, Outcome]
+    """Configuration → its prediction without that cost."""
 
     def result(self, label: str) -> FleetResult:
         return next(r for r in self.results if r.label == label)
@@ -161,6 +173,8 @@ def run_fleet_demo(
     config.out.mkdir(parents=True, exist_ok=True)
     plan.save(config.out / "fleet-plan.json")
     deployments = configurations(plan, config)
+    predictor = Predictor(fleet, graph, profiles, batching, config.utilisation_max)
+    overhead_s = 0.0
     results, measurements = [], []
     with ExitStack() as stack:
         if runner is None:
@@ -168,21 +182,37 @@ def run_fleet_demo(
             runner = _ray_runner(stack, fleet, profiles, batching, config)
             step(1)
         step = progress.task(
-            f"running {len(deployments)} configurations"
+            f"running {len(deployments) + config.calibrate} configurations"
             f" × {config.warmup_s + config.duration_s:g} s",
-            len(deployments),
+            len(deployments) + config.calibrate,
         )
+        if config.calibrate:
+            single = {c.name: 1 for c in fleet.classes}
+            measured = runner(deployments[FLEET], CALIBRATION, single)
+            _, _, calls = predictor.problem(deployments[FLEET], single)
+            overhead_s = call_overhead(
+                predictor.outcome(deployments[FLEET], counts=single), measured, calls
+            )
+            step(1)
+        uncorrected = {}
         for label, deployment in deployments.items():
-            measured = runner(deployment, label)
-            predicted = _predicted(fleet, graph, profiles, batching, deployment, config)
-            results.append(compare_fleet(predicted, measured))
+            measured = runner(deployment, label, None)
+            uncorrected[label] = predictor.outcome(deployment)
+            results.append(compare_fleet(predictor.outcome(deployment, overhead_s), measured))
             measurements.append(measured)
             step(1)
     fleet_result = results[0]
     against = tuple(versus(fleet_result, r) for r in results[1:])
     figures = plot_fleet(results, measurements, config.out) if config.plot else ()
     outcome = FleetDemoOutcome(
-        config.out, plan, tuple(results), tuple(measurements), against, figures
+        config.out,
+        plan,
+        tuple(results),
+        tuple(measurements),
+        against,
+        figures,
+        overhead_s,
+        uncorrected,
     )
     write_json(
         config.out / FLEET_DEMO_FILE,
@@ -191,25 +221,6 @@ def run_fleet_demo(
         _document(outcome, deployments, fleet, graph, config),
     )
     return outcome
-
-
-def _predicted(
-    fleet: Fleet,
-    graph: LayerGraph,
-    profiles: Mapping[str, ComputeProfile],
-    batching: BatchProfile,
-    deployment: FleetDeployment,
-    config: FleetDemoConfig,
-) -> Outcome:
-    problem, choice = deployed_choice(
-        fleet,
-        graph,
-        profiles,
-        deployment,
-        batching=batching,
-        utilisation_max=config.utilisation_max,
-    )
-    return assess(problem, choice)
 
 
 def _ray_runner(
@@ -231,9 +242,12 @@ def _ray_runner(
         )
     )
 
-    def run(deployment: FleetDeployment, label: str) -> FleetMeasurement:
+    def run(
+        deployment: FleetDeployment, label: str, devices: Mapping[str, int] | None
+    ) -> FleetMeasurement:
         return serving.run(
             deployment,
+            devices=devices,
             duration_s=config.duration_s,
             warmup_s=config.warmup_s,
             seed=config.seed,
@@ -259,6 +273,10 @@ def _document(
                 **result.to_dict(),
                 "plans": {c.name: plan_label(c.assignment, nodes) for c in deployment.classes},
                 "batch_size": {s.node: s.batch_size for s in deployment.shared},
+                "uncorrected": {
+                    "latency_p50_s": outcome.uncorrected[result.label].latency_p50_s,
+                    "latency_p95_s": outcome.uncorrected[result.label].latency_p95_s,
+                },
                 "requests": [
                     [r.device_class, r.device, r.index, r.sent_s, r.done_s, r.error]
                     for r in measured.requests
@@ -276,6 +294,7 @@ def _document(
         "warmup_s": config.warmup_s,
         "seed": config.seed,
         "plan_file": "fleet-plan.json",
+        "call_overhead_s": outcome.call_overhead_s,
         "request_fields": ["class", "device", "index", "sent_s", "done_s", "error"],
         "configurations": configurations,
         "versus": [{**vars(v), "meets_goal": v.meets_goal()} for v in outcome.versus],
