@@ -85,7 +85,14 @@ def demo_command(
     console.print(configuration_table(outcome.results))
     console.print(node_table(outcome.results))
     console.print(validation_table(outcome.results))
+    console.print(
+        f"Ray's fixed cost per shared-component call (calibration run, in every prediction): "
+        f"{outcome.call_overhead_s * 1e3:.1f} ms"
+    )
     for v in outcome.versus:
+        if not (math.isfinite(v.throughput_ratio) and math.isfinite(v.p95_ratio)):
+            console.print(f"fleet plan vs {v.against}: not comparable (nothing completed)")
+            continue
         verdict = "[green]meets[/]" if v.meets_goal() else "[red]misses[/]"
         console.print(
             f"fleet plan vs {v.against}: throughput ×{v.throughput_ratio:.2f}, "
