@@ -132,3 +132,12 @@ def test_figures_are_written(tmp_path: Path) -> None:
     ]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_throughput_counts_what_completed_within_the_window() -> None:
+    # 20 requests sent at 0..19 s, each taking 5 s: those sent at 0..15 s are done by the end (20 s)
+    measured = measurement("alone", {"cams": [5.0] * 20})
+    result = compare_fleet(outcome(math.inf, math.inf, rho=1.3), measured, window_end_s=20.0)
+    assert result.throughput_hz == pytest.approx(16 / 20)
+    assert result.drained_hz == pytest.approx(20 / 20)
+    assert compare_fleet(outcome(0.2, 0.3), measured).throughput_hz == pytest.approx(1.0)

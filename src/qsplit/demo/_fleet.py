@@ -198,7 +198,9 @@ def run_fleet_demo(
         for label, deployment in deployments.items():
             measured = runner(deployment, label, None)
             uncorrected[label] = predictor.outcome(deployment)
-            results.append(compare_fleet(predictor.outcome(deployment, overhead_s), measured))
+            predicted = predictor.outcome(deployment, overhead_s)
+            end_s = config.warmup_s + config.duration_s
+            results.append(compare_fleet(predicted, measured, end_s))
             measurements.append(measured)
             step(1)
     fleet_result = results[0]

@@ -91,7 +91,12 @@ class FleetResult:
     offered_hz: float
     """Requests per second the emulated devices send (the planned load)."""
     throughput_hz: float
-    """Completed requests per second of the measured window."""
+    """Requests per second served within the measured window: those sent in it and completed
+    before it ended, over its length (see :func:`compare_fleet`)."""
+    drained_hz: float
+    """Requests sent in the window that completed at all (the run waits for them), per second
+    of the window: the offered rate for any configuration that does not fail requests, even a
+    saturated one, so not a throughput."""
     sent: int
     failed: int
     p50_s: Quantity
@@ -124,6 +129,7 @@ class FleetResult:
             "duration_s": self.duration_s,
             "offered_hz": self.offered_hz,
             "throughput_hz": self.throughput_hz,
+            "drained_hz": self.drained_hz,
             "sent": self.sent,
             "failed": self.failed,
             "saturated": self.saturated,
@@ -155,9 +161,19 @@ class FleetResult:
         }
 
 
-def compare_fleet(predicted: Outcome, measured: FleetMeasurement) -> FleetResult:
+def compare_fleet(
+    predicted: Outcome, measured: FleetMeasurement, window_end_s: float | None = None
+) -> FleetResult:
     """The prediction of a configuration (:func:`qsplit.fleet.assess` under the emulated
-    fleet's load) beside its measurement."""
+    fleet's load) beside its measurement.
+
+    ``window_end_s`` is when the measured window ended (in the run's clock, like the requests'
+    times). Throughput counts the requests that completed before it: a run waits for every
+    request sent in the window, so counting all completed ones would credit a saturated
+    configuration with the offered rate. For a stable one this undercounts by the requests
+    still in flight at the end (about rate × latency, balanced in steady state by those sent
+    before the window, which the measurement does not hold). ``None``: the last request sent
+    plus nothing, i.e. every completed request counts."""
     classes = tuple(
         ClassResult(
             name=c.name,
@@ -187,7 +203,8 @@ def compare_fleet(predicted: Outcome, measured: FleetMeasurement) -> FleetResult
         label=measured.label,
         duration_s=measured.duration_s,
         offered_hz=predicted.throughput_hz,
-        throughput_hz=measured.throughput_hz(),
+        throughput_hz=_served_by(measured, window_end_s) / measured.duration_s,
+        drained_hz=measured.throughput_hz(),
         sent=len(measured.requests),
         failed=len(measured.failed()),
         p50_s=Quantity(predicted.latency_p50_s, measured.quantile(0.5)),
@@ -195,6 +212,15 @@ def compare_fleet(predicted: Outcome, measured: FleetMeasurement) -> FleetResult
         classes=classes,
         nodes=nodes,
         device_overruns={k: v for k, v in measured.overruns.items() if k not in shared},
+    )
+
+
+def _served_by(measured: FleetMeasurement, end_s: float | None) -> int:
+    done = measured.completed()
+    return (
+        len(done)
+        if end_s is None
+        else sum(r.done_s is not None and r.done_s <= end_s for r in done)
     )
 
 
