@@ -40,6 +40,7 @@ def _summary(r: FleetResult) -> dict[str, object]:
     return {
         "offered_hz": r.offered_hz,
         "throughput_hz": r.throughput_hz,
+        "drained_hz": r.drained_hz,
         "sent": r.sent,
         "failed": r.failed,
         "saturated_prediction": r.saturated,
