@@ -29,7 +29,7 @@ class StandIn:
 
     def __call__(
         self, deployment: FleetDeployment, label: str, devices: Mapping[str, int] | None
-    ) -> FleetMeasurement:
+    ) -> tuple[FleetMeasurement, float]:
         self.ran[label] = deployment
         self.devices[label] = devices
         requests = []
@@ -42,7 +42,7 @@ class StandIn:
                         FleetRequest(c.name, device, index, sent, sent + latency, None, {})
                     )
         nodes = [s.node for s in deployment.shared]
-        return FleetMeasurement(
+        measured = FleetMeasurement(
             label=label,
             duration_s=10.0,
             requests=tuple(requests),
@@ -54,6 +54,7 @@ class StandIn:
             overruns={},
             runs={k: 3 for k in nodes},
         )
+        return measured, 2.2  # the window's end: the second requests of 0.3 s are still out
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,9 @@ def test_every_configuration_runs_once_with_the_planned_devices(demo) -> None:
     labels = [r.label for r in outcome.results]
     assert list(runner.ran) == ["calibration", *labels] and labels[0] == "fleet"
     assert runner.ran["calibration"] == runner.ran["fleet"]
-    assert set(runner.devices["calibration"].values()) == {1}
+    assert runner.devices["calibration"] == {
+        c.name: max(1, c.count // 4) for c in outcome.plan.fleet.classes
+    }
     assert all(runner.devices[label] is None for label in labels)
     assert {"alone", "cloud-only", "device-only"} <= set(labels)
     assert sum(c.count for c in runner.ran["fleet"].classes) == 6
@@ -102,6 +105,10 @@ def test_results_file_and_figures(demo) -> None:
     assert document["call_overhead_s"] == outcome.call_overhead_s
     fleet = document["configurations"][0]
     assert len(fleet["requests"]) == 12 and fleet["failed"] == 0
+    # served within the window: every first request, and the second ones done by 2.2 s
+    served = sum(r[4] <= 2.2 for r in fleet["requests"])
+    assert fleet["throughput_hz"] == pytest.approx(served / 10.0)
+    assert fleet["drained_hz"] == pytest.approx(12 / 10.0)
     assert set(fleet["plans"]) == set(document["devices"])
     assert (outcome.run_dir / document["plan_file"]).exists()
     assert document["figures"] and all((outcome.run_dir / f).exists() for f in document["figures"])

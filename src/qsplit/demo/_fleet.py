@@ -59,9 +59,10 @@ FLEET = "fleet"
 BATCH_ONE = "fleet-batch1"
 """The fleet plan with every shared node at batch size 1: the measured batching gain."""
 
-Runner = Callable[[FleetDeployment, str, Mapping[str, int] | None], FleetMeasurement]
+Runner = Callable[[FleetDeployment, str, Mapping[str, int] | None], tuple[FleetMeasurement, float]]
 """Runs one configuration (deployment, label, devices per class or ``None`` for the plan's
-counts) for the demo's duration and measures it."""
+counts) for the demo's warm-up and duration; its measurement and when its measured window
+ended, in the measurement's clock."""
 CALIBRATION = "calibration"
 """The fleet plan with one device per class: the serving path's fixed cost per call."""
 
@@ -93,8 +94,9 @@ class FleetDemoConfig:
     batch_one: bool = True
     """Also run the fleet plan at batch size 1 when it batches somewhere."""
     calibrate: bool = True
-    """Run the fleet plan with one device per class first and add the measured fixed cost
-    per shared-component call to every prediction (:mod:`qsplit.demo._fleet_predict`)."""
+    """Run the fleet plan with a quarter of the devices (at least one per class) first and add
+    the measured fixed cost per shared-component call to every prediction
+    (:mod:`qsplit.demo._fleet_predict`)."""
     forced_batch: Mapping[str, int] = field(default_factory=dict)
     """Shared node → batch size: also run the fleet plan with these batch sizes (labelled
     ``fleet-<node>-b<size>``), to measure batching where the planner chose none."""
@@ -187,19 +189,18 @@ def run_fleet_demo(
             len(deployments) + config.calibrate,
         )
         if config.calibrate:
-            single = {c.name: 1 for c in fleet.classes}
-            measured = runner(deployments[FLEET], CALIBRATION, single)
-            _, _, calls = predictor.problem(deployments[FLEET], single)
+            few = {c.name: max(1, c.count // 4) for c in fleet.classes}
+            measured, _ = runner(deployments[FLEET], CALIBRATION, few)
+            _, _, calls = predictor.problem(deployments[FLEET], few)
             overhead_s = call_overhead(
-                predictor.outcome(deployments[FLEET], counts=single), measured, calls
+                predictor.outcome(deployments[FLEET], counts=few), measured, calls
             )
             step(1)
         uncorrected = {}
         for label, deployment in deployments.items():
-            measured = runner(deployment, label, None)
+            measured, end_s = runner(deployment, label, None)
             uncorrected[label] = predictor.outcome(deployment)
             predicted = predictor.outcome(deployment, overhead_s)
-            end_s = config.warmup_s + config.duration_s
             results.append(compare_fleet(predicted, measured, end_s))
             measurements.append(measured)
             step(1)
@@ -246,15 +247,18 @@ def _ray_runner(
 
     def run(
         deployment: FleetDeployment, label: str, devices: Mapping[str, int] | None
-    ) -> FleetMeasurement:
-        return serving.run(
-            deployment,
-            devices=devices,
-            duration_s=config.duration_s,
-            warmup_s=config.warmup_s,
-            seed=config.seed,
-            label=label,
-        )
+    ) -> tuple[FleetMeasurement, float]:
+        # The window opens a warm-up after start() returned, i.e. after every class actor has
+        # started its devices: on a loaded host an actor can take 15-45 s to exist, and a
+        # window counted from the run's nominal start would then open before any device.
+        fleet_run = serving.start(deployment, devices=devices, seed=config.seed)
+        try:
+            first = fleet_run.elapsed_s() + config.warmup_s
+            last = first + config.duration_s
+            time.sleep(max(0.0, last - fleet_run.elapsed_s()))
+            return fleet_run.finish(label, (first, last)), last
+        finally:
+            fleet_run.close()
 
     return run
 
