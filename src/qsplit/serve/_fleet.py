@@ -244,6 +244,8 @@ class FleetServing:
                     self._threads,
                     self._optimize,
                 )
+            # An actor starts in a new worker process (Ray, ONNX Runtime): slow on a busy host.
+            ray.get([a.__ray_ready__.remote() for a in run.actors.values()])
             run.started = time.time() + START_LEAD_S
             ray.get([a.add.remote(counts[n], run.started) for n, a in run.actors.items()])
         except BaseException:
