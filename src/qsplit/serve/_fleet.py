@@ -72,8 +72,10 @@ class FleetRun:
         applications: Mapping[str, tuple[str, ...]],
         replicas: Mapping[str, int],
         started: float,
+        pools: Sequence[Any] = (),
     ) -> None:
         self.actors = dict(actors)
+        self._pools = tuple(pools)
         """Device class → its Ray actor."""
         self.applications = dict(applications)
         """Serve application of each shared component → the classes whose requests it runs
@@ -134,6 +136,8 @@ class FleetRun:
             ray.kill(actor)
         for name in self.applications:
             serve.delete(name)
+        for pool in self._pools:
+            ray.kill(pool)
 
     def _actor(self, device_class: str) -> Any:
         try:
@@ -193,12 +197,21 @@ class FleetServing:
         does) wherever they run."""
         ray, _ = _ray.import_ray()
         from qsplit.serve._devices import DeviceClassActor
+        from qsplit.serve._slots import NAMESPACE, NodeSlots
 
         counts = {c.name: c.count for c in deployment.classes} | dict(devices or {})
         built = {c.name: self._build(c, tuple(quantized)) for c in deployment.classes}
         self._runs += 1
         shared = self._shared(deployment, built, f"qsplit-fleet{self._runs}", set(quantized))
         nodes = {s.node: s for s in deployment.shared}
+        prefix = f"qsplit-fleet{self._runs}"
+        hosted = [s.spec.node for s in shared.values()]
+        pools = {n: f"{prefix}-{n}-slots" for n in nodes if hosted.count(n) > 1}
+        slots = [
+            NodeSlots.options(name=name, namespace=NAMESPACE).remote(nodes[n].replicas)
+            for n, name in pools.items()
+        ]
+        ray.get([p.__ray_ready__.remote() for p in slots])
         targets = [
             ReplicaTarget(
                 s.application,
@@ -214,12 +227,17 @@ class FleetServing:
                     "key": s.application,
                     "compute_s": s.spec.compute_s,
                     "fixed_fraction": s.fixed_fraction,
+                    "slots": pools.get(s.spec.node),
                 },
             )
             for s in shared.values()
         ]
         applications = tuple(t.application for t in targets)
-        deploy_replicas(targets, self._threads, self._optimize)
+        try:
+            deploy_replicas(targets, self._threads, self._optimize)
+        except BaseException:
+            FleetRun({}, dict.fromkeys(applications, ()), {}, 0.0, slots).close()
+            raise
         infras = {c.name: self.fleet.class_infra(c.name) for c in deployment.classes}
         walks = {
             c.name: _walk(built[c.name], shared, infras[c.name], self.graph, c)
@@ -229,7 +247,7 @@ class FleetServing:
             app: tuple(c for c, walk in walks.items() if any(e["app"] == app for e in walk))
             for app in applications
         }
-        run = FleetRun({}, users, {n: s.replicas for n, s in nodes.items()}, 0.0)
+        run = FleetRun({}, users, {n: s.replicas for n, s in nodes.items()}, 0.0, slots)
         try:
             for number, c in enumerate(deployment.classes):
                 run.actors[c.name] = DeviceClassActor.options(
