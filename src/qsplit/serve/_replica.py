@@ -17,7 +17,6 @@ from ray import serve
 
 from qsplit.serve._emulation import LINKS, TRACE, batch_target_s, route_s, tensor_bytes
 from qsplit.serve._runner import ComponentRunner
-from qsplit.serve._slots import NAMESPACE
 
 Feeds = dict[str, np.ndarray]
 
@@ -28,13 +27,13 @@ class ComponentReplica:
     array — the outputs of its producers (deployment responses, which Ray resolves replica to
     replica through the object store) and the caller's own — and returns its outputs.
 
-    With ``emulation`` (``{"node", "key", "compute_s", "fixed_fraction", "slots"}``, plain
-    values) the replica is an emulated node: it waits out the planned links of inputs that come
-    from other shared nodes (the call's :data:`LINKS` part), takes a slot of the node's pool for
-    each batch when ``slots`` names one (:mod:`qsplit.serve._slots`), pads every batch to the
-    node's time for it, and adds a :data:`TRACE` entry to its outputs (queueing wait, batch,
-    overrun), passing on those of the replicas before it so that the caller receives the
-    request's whole trace."""
+    With ``emulation`` (``{"node", "key", "compute_s", "fixed_fraction", "slots"}``: plain
+    values, and ``slots`` the node's :class:`~qsplit.serve._slots.NodeSlots` actor or ``None``)
+    the replica is an emulated node: it waits out the planned links of inputs that come from
+    other shared nodes (the call's :data:`LINKS` part), takes a slot of the node's pool for each
+    batch, pads every batch to the node's time for it, and adds a :data:`TRACE` entry to its
+    outputs (queueing wait, batch, overrun), passing on those of the replicas before it so that
+    the caller receives the request's whole trace."""
 
     def __init__(
         self,
@@ -58,8 +57,7 @@ class ComponentReplica:
         self._emulation = dict(emulation) if emulation is not None else None
         self._batches = 0
         self._replica = ray.get_runtime_context().get_actor_id() or ""
-        pool = (self._emulation or {}).get("slots")
-        self._slots = None if pool is None else ray.get_actor(pool, namespace=NAMESPACE)
+        self._slots = (self._emulation or {}).get("slots")
 
     async def __call__(self, *parts: Mapping[str, Any]) -> dict[str, Any]:
         feeds = {k: v for part in parts for k, v in part.items() if k in self._inputs}

@@ -14,9 +14,6 @@ import asyncio
 
 import ray
 
-NAMESPACE = "qsplit"
-"""Ray namespace of the pools (replicas run in Serve's namespace, the driver in its own)."""
-
 
 @ray.remote(num_cpus=0)
 class NodeSlots:
