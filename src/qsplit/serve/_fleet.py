@@ -72,8 +72,11 @@ class FleetRun:
         applications: Mapping[str, tuple[str, ...]],
         replicas: Mapping[str, int],
         started: float,
+        pools: Mapping[str, Any] | None = None,
     ) -> None:
         self.actors = dict(actors)
+        self.pools = dict(pools or {})
+        """Shared node hosting several components → its pool of replica slots (an actor)."""
         """Device class → its Ray actor."""
         self.applications = dict(applications)
         """Serve application of each shared component → the classes whose requests it runs
@@ -134,6 +137,8 @@ class FleetRun:
             ray.kill(actor)
         for name in self.applications:
             serve.delete(name)
+        for pool in self.pools.values():
+            ray.kill(pool)
 
     def _actor(self, device_class: str) -> Any:
         try:
@@ -191,65 +196,99 @@ class FleetServing:
         plan's counts; a class at 0 still gets its actor, for devices to join later).
         ``quantized`` blocks run in int8 (calibrated as :func:`qsplit.runtime.build_deployment`
         does) wherever they run."""
-        ray, _ = _ray.import_ray()
-        from qsplit.serve._devices import DeviceClassActor
-
         counts = {c.name: c.count for c in deployment.classes} | dict(devices or {})
+        unknown = sorted(set(counts) - {c.name for c in deployment.classes})
+        if unknown:
+            raise InputError(
+                f"no device class {', '.join(map(repr, unknown))} in the fleet plan",
+                file=deployment.source,
+                field="devices",
+                fix=f"count devices of {', '.join(c.name for c in deployment.classes)}",
+            )
         built = {c.name: self._build(c, tuple(quantized)) for c in deployment.classes}
         self._runs += 1
-        shared = self._shared(deployment, built, f"qsplit-fleet{self._runs}", set(quantized))
-        nodes = {s.node: s for s in deployment.shared}
-        targets = [
-            ReplicaTarget(
-                s.application,
-                s.spec,
-                NodeServing(
-                    replicas=nodes[s.spec.node].replicas,
-                    max_batch_size=nodes[s.spec.node].batch_size,
-                    batch_wait_timeout_s=self._batch_wait_s,
-                    max_ongoing_requests=QUEUE_LIMIT,
-                ),
-                {
-                    "node": s.spec.node,
-                    "key": s.application,
-                    "compute_s": s.spec.compute_s,
-                    "fixed_fraction": s.fixed_fraction,
-                },
-            )
-            for s in shared.values()
-        ]
-        applications = tuple(t.application for t in targets)
-        deploy_replicas(targets, self._threads, self._optimize)
-        infras = {c.name: self.fleet.class_infra(c.name) for c in deployment.classes}
+        prefix = f"qsplit-fleet{self._runs}"
+        shared = self._shared(deployment, built, prefix, set(quantized))
         walks = {
-            c.name: _walk(built[c.name], shared, infras[c.name], self.graph, c)
+            c.name: _walk(built[c.name], shared, self.fleet.class_infra(c.name), self.graph, c)
             for c in deployment.classes
         }
         users = {
-            app: tuple(c for c, walk in walks.items() if any(e["app"] == app for e in walk))
-            for app in applications
+            s.application: tuple(
+                c for c, w in walks.items() if any(e["app"] == s.application for e in w)
+            )
+            for s in shared.values()
         }
-        run = FleetRun({}, users, {n: s.replicas for n, s in nodes.items()}, 0.0)
+        replicas = {s.node: s.replicas for s in deployment.shared}
+        run = FleetRun({}, users, replicas, 0.0, _node_pools(shared, replicas))
         try:
-            for number, c in enumerate(deployment.classes):
-                run.actors[c.name] = DeviceClassActor.options(
-                    resources={DEVICE_RESOURCE: _ray.REPLICA_SHARE}
-                ).remote(
-                    walks[c.name],
-                    built[c.name].model_outputs,
-                    {n: _hops(infras[c.name], n, c.name) for n in nodes},
-                    _inputs(built[c.name], seed + number),
-                    c.rate_hz,
-                    (seed, number),
-                    self._threads,
-                    self._optimize,
-                )
-            run.started = time.time() + START_LEAD_S
-            ray.get([a.add.remote(counts[n], run.started) for n, a in run.actors.items()])
+            deploy_replicas(self._targets(shared, deployment, run), self._threads, self._optimize)
+            self._start_devices(run, deployment, built, walks, counts, seed)
         except BaseException:
             run.close()
             raise
         return run
+
+    def _targets(
+        self,
+        shared: Mapping[tuple[str, tuple[str, ...]], _Shared],
+        deployment: FleetDeployment,
+        run: FleetRun,
+    ) -> list[ReplicaTarget]:
+        """Each shared component as a Serve application with its node's replicas, batch size,
+        emulated time and pool."""
+        nodes = {s.node: s for s in deployment.shared}
+        targets = []
+        for s in shared.values():
+            node = nodes[s.spec.node]
+            serving = NodeServing(
+                replicas=node.replicas,
+                max_batch_size=node.batch_size,
+                batch_wait_timeout_s=self._batch_wait_s,
+                max_ongoing_requests=QUEUE_LIMIT,
+            )
+            emulation = {
+                "node": node.node,
+                "key": s.application,
+                "compute_s": s.spec.compute_s,
+                "fixed_fraction": s.fixed_fraction,
+                "slots": run.pools.get(node.node),
+            }
+            targets.append(ReplicaTarget(s.application, s.spec, serving, emulation))
+        return targets
+
+    def _start_devices(
+        self,
+        run: FleetRun,
+        deployment: FleetDeployment,
+        built: Mapping[str, Deployment],
+        walks: Mapping[str, list[dict[str, Any]]],
+        counts: Mapping[str, int],
+        seed: int,
+    ) -> None:
+        """One actor per class, then every class's devices from the same instant."""
+        ray, _ = _ray.import_ray()
+        from qsplit.serve._devices import DeviceClassActor
+
+        for number, c in enumerate(deployment.classes):
+            infra = self.fleet.class_infra(c.name)
+            used = {n for n in c.assignment.values() if n != c.name}
+            run.actors[c.name] = DeviceClassActor.options(
+                resources={DEVICE_RESOURCE: _ray.REPLICA_SHARE}
+            ).remote(
+                walks[c.name],
+                built[c.name].model_outputs,
+                {n: _hops(infra, n, c.name) for n in used},
+                _inputs(built[c.name], seed + number),
+                c.rate_hz,
+                (seed, number),
+                self._threads,
+                self._optimize,
+            )
+        # An actor starts in a new worker process (Ray, ONNX Runtime): slow on a busy host.
+        ray.get([a.__ray_ready__.remote() for a in run.actors.values()])
+        run.started = time.time() + START_LEAD_S
+        ray.get([a.add.remote(counts[n], run.started) for n, a in run.actors.items()])
 
     def run(
         self,
@@ -388,6 +427,20 @@ def run_fleet(
             label=label,
             quantized=quantized,
         )
+
+
+def _node_pools(
+    shared: Mapping[tuple[str, tuple[str, ...]], _Shared], replicas: Mapping[str, int]
+) -> dict[str, Any]:
+    """Node → its pool of replica slots (:mod:`qsplit.serve._slots`), for every node hosting
+    more than one component; the pools are up when this returns."""
+    ray, _ = _ray.import_ray()
+    from qsplit.serve._slots import NodeSlots
+
+    hosted = [node for node, _ in shared]
+    pools = {n: NodeSlots.remote(count) for n, count in replicas.items() if hosted.count(n) > 1}
+    ray.get([p.__ray_ready__.remote() for p in pools.values()])
+    return pools
 
 
 def _blocks(

@@ -51,7 +51,7 @@ class FleetMeasurement:
     busy_s: Mapping[str, float]
     """Shared node → replica-seconds busy running batches (padded) within the window."""
     replicas: Mapping[str, int]
-    """Shared node → replicas of each of its components."""
+    """Shared node → its replicas (batches it runs at once, across its components)."""
     batch_sizes: Mapping[str, Mapping[int, int]]
     """Shared node → batch size → batches of that size that ran in the window."""
     overruns: Mapping[str, int]
@@ -85,8 +85,8 @@ class FleetMeasurement:
         return float(np.quantile(latencies, q)) if latencies.size else float("nan")
 
     def utilisation(self, node: str) -> float:
-        """Busy replica-seconds over the replica-seconds the window offered. A node hosting
-        ``k`` components runs ``k × replicas`` replicas, so this can exceed 1."""
+        """Busy replica-seconds over the replica-seconds the window offered (a node's batches,
+        whatever components they are of, share its replicas: at most 1)."""
         return self.busy_s.get(node, 0.0) / (self.replicas[node] * self.duration_s)
 
     def mean_wait_s(self, node: str) -> float:

@@ -27,11 +27,13 @@ class ComponentReplica:
     array — the outputs of its producers (deployment responses, which Ray resolves replica to
     replica through the object store) and the caller's own — and returns its outputs.
 
-    With ``emulation`` (``{"node", "key", "compute_s", "fixed_fraction"}``, plain values) the
-    replica is an emulated node: it waits out the planned links of inputs that come from other
-    shared nodes (the call's :data:`LINKS` part), pads every batch to the node's time for it,
-    and adds a :data:`TRACE` entry to its outputs (queueing wait, batch, overrun), passing on
-    those of the replicas before it so that the caller receives the request's whole trace."""
+    With ``emulation`` (``{"node", "key", "compute_s", "fixed_fraction", "slots"}``: plain
+    values, and ``slots`` the node's :class:`~qsplit.serve._slots.NodeSlots` actor or ``None``)
+    the replica is an emulated node: it waits out the planned links of inputs that come from
+    other shared nodes (the call's :data:`LINKS` part), takes a slot of the node's pool for each
+    batch, pads every batch to the node's time for it, and adds a :data:`TRACE` entry to its
+    outputs (queueing wait, batch, overrun), passing on those of the replicas before it so that
+    the caller receives the request's whole trace."""
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class ComponentReplica:
         self._emulation = dict(emulation) if emulation is not None else None
         self._batches = 0
         self._replica = ray.get_runtime_context().get_actor_id() or ""
+        self._slots = (self._emulation or {}).get("slots")
 
     async def __call__(self, *parts: Mapping[str, Any]) -> dict[str, Any]:
         feeds = {k: v for part in parts for k, v in part.items() if k in self._inputs}
@@ -72,19 +75,14 @@ class ComponentReplica:
     async def _run_batch(
         self, requests: list[tuple[Feeds, float]]
     ) -> list[tuple[dict[str, np.ndarray], dict[str, Any]]]:
-        started = time.time()
-        self._largest_batch = max(self._largest_batch, len(requests))
-        # ORT releases the GIL: the replica keeps receiving (and queueing the next batch).
-        outputs = await asyncio.to_thread(self._runner.run_many, [f for f, _ in requests])
-        overrun = False
-        if self._emulation is not None:
-            ran_s = time.time() - started
-            target_s = batch_target_s(
-                self._emulation["compute_s"], self._emulation["fixed_fraction"], len(requests)
-            )
-            overrun = ran_s > target_s
-            if not overrun:
-                await asyncio.sleep(target_s - ran_s)
+        if self._slots is not None:
+            await self._slots.acquire.remote()
+        try:
+            started = time.time()
+            outputs, overrun = await self._run_padded(requests)
+        finally:
+            if self._slots is not None:
+                await self._slots.release.remote()
         self._batches += 1
         run = {
             "node": self._emulation["node"] if self._emulation is not None else "",
@@ -99,6 +97,25 @@ class ComponentReplica:
             (out, {**run, "wait_s": started - arrived})
             for out, (_, arrived) in zip(outputs, requests, strict=True)
         ]
+
+    async def _run_padded(
+        self, requests: list[tuple[Feeds, float]]
+    ) -> tuple[list[dict[str, np.ndarray]], bool]:
+        """The batch's outputs, at the node's time for it when emulating; whether the host took
+        longer than that (an overrun)."""
+        started = time.time()
+        self._largest_batch = max(self._largest_batch, len(requests))
+        # ORT releases the GIL: the replica keeps receiving (and queueing the next batch).
+        outputs = await asyncio.to_thread(self._runner.run_many, [f for f, _ in requests])
+        if self._emulation is None:
+            return outputs, False
+        ran_s = time.time() - started
+        target_s = batch_target_s(
+            self._emulation["compute_s"], self._emulation["fixed_fraction"], len(requests)
+        )
+        if ran_s < target_s:
+            await asyncio.sleep(target_s - ran_s)
+        return outputs, ran_s > target_s
 
     def report(self) -> dict[str, object]:
         """Plain values for :class:`qsplit.serve.ReplicaReport`."""
