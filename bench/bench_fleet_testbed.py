@@ -53,6 +53,8 @@ def _summary(r: FleetResult) -> dict[str, object]:
             n.node: {
                 "rho_measured": n.utilisation.measured,
                 "rho_predicted": n.utilisation.predicted,
+                "wait_measured_s": n.wait_s.measured,
+                "wait_predicted_s": n.wait_s.predicted,
                 "batches": {str(b): k for b, k in sorted(n.batches.items())},
                 "overruns": f"{n.overruns}/{n.runs}",
             }

@@ -28,7 +28,8 @@ def measurement(
     requests = []
     for name, values in latencies.items():
         for i, latency in enumerate(values):
-            requests.append(FleetRequest(name, 0, i, float(i), i + latency, None, {"edge": 0.0}))
+            wait = {"edge": 0.02 * (i % 2)}
+            requests.append(FleetRequest(name, 0, i, float(i), i + latency, None, wait))
     requests += [FleetRequest("cams", 1, i, 0.0, None, "edge failed", {}) for i in range(failed)]
     return FleetMeasurement(
         label=label,
@@ -58,6 +59,8 @@ def test_a_prediction_is_set_beside_its_measurement() -> None:
     (edge,) = result.nodes
     assert edge.utilisation.measured == pytest.approx(10.0 / (2 * 20.0))
     assert edge.utilisation.predicted == 0.5
+    assert edge.wait_s.predicted == 0.01
+    assert edge.wait_s.measured == pytest.approx(0.02 * 19 / 40)  # the odd-numbered ones waited
     assert edge.batches == {1: 30, 2: 5} and edge.mean_batch == pytest.approx(40 / 35)
     assert (edge.overruns, edge.runs) == (1, 35)
     assert result.device_overruns == {"cams": 2}

@@ -120,8 +120,16 @@ def configuration_table(results: tuple[FleetResult, ...]) -> Table:
 
 
 def node_table(results: tuple[FleetResult, ...]) -> Table:
-    table = Table(title="Shared nodes (ρ measured / predicted)")
-    for column in ("configuration", "node", "replicas", "ρ", "batches (size×count)", "overruns"):
+    table = Table(title="Shared nodes (ρ and mean wait: measured / predicted)")
+    for column in (
+        "configuration",
+        "node",
+        "replicas",
+        "ρ",
+        "wait",
+        "batches (size×count)",
+        "overruns",
+    ):
         table.add_column(column, justify="left" if column in ("configuration", "node") else "right")
     for r in results:
         for n in r.nodes:

@@ -70,6 +70,10 @@ class NodeResult:
     replicas: int
     utilisation: Quantity
     """ρ: busy replica-seconds over the replica-seconds of the window."""
+    wait_s: Quantity
+    """Mean time a request queued for a replica of the node (Allen–Cunneen predicted; measured
+    by the replicas over the requests that visited the node): separates the queueing model's
+    error from the rest of the path's."""
     batches: Mapping[int, int]
     """Batch size → batches of that size that ran."""
     overruns: int
@@ -151,6 +155,7 @@ class FleetResult:
                     "node": n.node,
                     "replicas": n.replicas,
                     "utilisation": n.utilisation.to_dict(),
+                    "wait_s": n.wait_s.to_dict(),
                     "batches": {str(b): k for b, k in sorted(n.batches.items())},
                     "overruns": n.overruns,
                     "runs": n.runs,
@@ -192,6 +197,7 @@ def compare_fleet(
                 n.utilisation,
                 measured.utilisation(n.node) if n.node in measured.replicas else 0.0,
             ),
+            wait_s=Quantity(n.wait_s, measured.mean_wait_s(n.node)),
             batches=dict(measured.batch_sizes.get(n.node, {})),
             overruns=measured.overruns.get(n.node, 0),
             runs=measured.runs.get(n.node, 0),
