@@ -59,6 +59,7 @@ def test_records_become_the_windows_requests_and_node_work() -> None:
     assert m.runs == {"cams": 2, "edge": 2, "cloud": 1}
     assert m.overruns == {"cams": 1, "edge": 1, "cloud": 0}
     assert [r.error for r in m.failed()] == ["TransportError: edge died"]
+    assert m.completions == 2  # (0, 1) and (1, 0); (0, 0) finished before the window
     assert m.throughput_hz() == pytest.approx(2 / 6)
     assert m.utilisation("cloud") == pytest.approx(0.2 / (2 * 6))
 
@@ -68,10 +69,10 @@ def test_summaries_of_a_measurement() -> None:
         FleetRequest("a" if i % 2 else "b", 0, i, float(i), float(i) + 0.1 * (i + 1), None, {})
         for i in range(10)
     )
-    m = FleetMeasurement("x", 10.0, requests, {"edge": 5.0}, {"edge": 1}, {}, {}, {})
+    m = FleetMeasurement("x", 10.0, requests, {"edge": 5.0}, {"edge": 1}, {}, {}, {}, 9)
     np.testing.assert_allclose(m.latencies("a"), [0.2, 0.4, 0.6, 0.8, 1.0])
     assert m.quantile(0.5) == pytest.approx(0.55)
-    assert m.utilisation("edge") == 0.5
+    assert m.utilisation("edge") == 0.5 and m.throughput_hz() == 0.9
     assert math.isnan(m.quantile(0.5, "nobody")) and math.isnan(m.mean_wait_s("edge"))
 
 

@@ -29,7 +29,13 @@ from qsplit.quant import Quantizer, calibrate, image_feeds
 from qsplit.serve import FleetMeasurement, FleetRun, FleetServing
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'qsplit[ray]')")
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    # An embedded Ray start that timed out and was retried leaves that attempt's processes to
+    # Ray's reaper (docs/serve.md, Not done yet); their Popen objects warn when collected.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 EXAMPLE = Path(qsplit.__file__).parent / "examples" / "fleet-testbed.yaml"
 RATE_HZ = 0.25

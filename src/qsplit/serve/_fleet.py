@@ -512,8 +512,11 @@ def _measure(
     requests, batches = [], {}
     runs: dict[str, int] = {}
     overruns: dict[str, int] = {}
+    completions = 0
     for name, result in results.items():
         for r in result["requests"]:
+            if r["done"] is not None and first <= r["done"] - started < last:
+                completions += 1
             for step in r["trace"]:
                 batches[(step["replica"], step["batch"])] = step
             sent = r["sent"] - started
@@ -547,4 +550,5 @@ def _measure(
         batch_sizes=sizes,
         overruns=overruns,
         runs=runs,
+        completions=completions,
     )

@@ -60,6 +60,10 @@ class FleetMeasurement:
     runs: Mapping[str, int]
     """Node (shared node or device class) → runs in the window (batches on a shared node), the
     denominator of :attr:`overruns`."""
+    completions: int
+    """Requests completed *within* the window, whenever sent: the rate the fleet was served
+    at. (Every request of :attr:`requests` is waited for, so an overloaded fleet completes
+    them all, late.)"""
 
     def completed(self, device_class: str | None = None) -> tuple[FleetRequest, ...]:
         return tuple(
@@ -76,8 +80,9 @@ class FleetMeasurement:
         return np.array([r.latency_s for r in self.completed(device_class)], dtype=float)
 
     def throughput_hz(self) -> float:
-        """Completed requests per second of the window."""
-        return len(self.completed()) / self.duration_s
+        """Requests completed within the window, per second: below the rate sent when a node
+        is saturated."""
+        return self.completions / self.duration_s
 
     def quantile(self, q: float, device_class: str | None = None) -> float:
         """The ``q`` quantile (0.95: p95) of the latencies; ``nan`` without completed requests."""
