@@ -13,7 +13,12 @@ import qsplit
 from qsplit.cli import app
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'qsplit[ray]')")
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    # a retried embedded Ray start leaves its processes to Ray's reaper (docs/serve.md)
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 EXAMPLE = Path(qsplit.__file__).parent / "examples" / "fleet-testbed.yaml"
 
