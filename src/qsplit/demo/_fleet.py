@@ -9,8 +9,8 @@ arrivals, and sets every measurement beside its prediction (:func:`qsplit.report
 
 Every configuration is predicted the same way, from the deployment that runs, under the
 emulated fleet's device counts, so prediction and measurement describe the same system; a
-calibration run (the fleet plan, one device per class) first measures the serving path's fixed
-cost per shared-component call, which every prediction then carries
+calibration run (the fleet plan with a quarter of the devices) first measures the serving path's
+fixed cost per shared-component call, which every prediction then carries
 (:mod:`qsplit.demo._fleet_predict`).
 
 The run directory gets ``fleet-plan.json`` (the planner's file), ``fleet-demo.json`` (kind
