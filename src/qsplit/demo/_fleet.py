@@ -190,7 +190,7 @@ def run_fleet_demo(
         )
         if config.calibrate:
             few = {c.name: max(1, c.count // 4) for c in fleet.classes}
-            measured, _ = runner(deployments[FLEET], CALIBRATION, few)
+            measured = runner(deployments[FLEET], CALIBRATION, few)
             _, _, calls = predictor.problem(deployments[FLEET], few)
             overhead_s = call_overhead(
                 predictor.outcome(deployments[FLEET], counts=few), measured, calls
@@ -198,10 +198,9 @@ def run_fleet_demo(
             step(1)
         uncorrected = {}
         for label, deployment in deployments.items():
-            measured, end_s = runner(deployment, label, None)
+            measured = runner(deployment, label, None)
             uncorrected[label] = predictor.outcome(deployment)
-            predicted = predictor.outcome(deployment, overhead_s)
-            results.append(compare_fleet(predicted, measured, end_s))
+            results.append(compare_fleet(predictor.outcome(deployment, overhead_s), measured))
             measurements.append(measured)
             step(1)
     fleet_result = results[0]
@@ -247,7 +246,7 @@ def _ray_runner(
 
     def run(
         deployment: FleetDeployment, label: str, devices: Mapping[str, int] | None
-    ) -> tuple[FleetMeasurement, float]:
+    ) -> FleetMeasurement:
         # The window opens a warm-up after start() returned, i.e. after every class actor has
         # started its devices: on a loaded host an actor can take 15-45 s to exist, and a
         # window counted from the run's nominal start would then open before any device.
@@ -256,7 +255,7 @@ def _ray_runner(
             first = fleet_run.elapsed_s() + config.warmup_s
             last = first + config.duration_s
             time.sleep(max(0.0, last - fleet_run.elapsed_s()))
-            return fleet_run.finish(label, (first, last)), last
+            return fleet_run.finish(label, (first, last))
         finally:
             fleet_run.close()
 

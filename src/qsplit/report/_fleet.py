@@ -95,8 +95,9 @@ class FleetResult:
     offered_hz: float
     """Requests per second the emulated devices send (the planned load)."""
     throughput_hz: float
-    """Requests per second served within the measured window: those sent in it and completed
-    before it ended, over its length (see :func:`compare_fleet`)."""
+    """Requests completed within the measured window, whenever sent, per second of it
+    (:meth:`qsplit.serve.FleetMeasurement.throughput_hz`): below the offered rate when a node
+    is saturated."""
     drained_hz: float
     """Requests sent in the window that completed at all (the run waits for them), per second
     of the window: the offered rate for any configuration that does not fail requests, even a
@@ -166,19 +167,9 @@ class FleetResult:
         }
 
 
-def compare_fleet(
-    predicted: Outcome, measured: FleetMeasurement, window_end_s: float | None = None
-) -> FleetResult:
+def compare_fleet(predicted: Outcome, measured: FleetMeasurement) -> FleetResult:
     """The prediction of a configuration (:func:`qsplit.fleet.assess` under the emulated
-    fleet's load) beside its measurement.
-
-    ``window_end_s`` is when the measured window ended (in the run's clock, like the requests'
-    times). Throughput counts the requests that completed before it: a run waits for every
-    request sent in the window, so counting all completed ones would credit a saturated
-    configuration with the offered rate. For a stable one this undercounts by the requests
-    still in flight at the end (about rate × latency, balanced in steady state by those sent
-    before the window, which the measurement does not hold). ``None``: the last request sent
-    plus nothing, i.e. every completed request counts."""
+    fleet's load) beside its measurement."""
     classes = tuple(
         ClassResult(
             name=c.name,
@@ -209,8 +200,8 @@ def compare_fleet(
         label=measured.label,
         duration_s=measured.duration_s,
         offered_hz=predicted.throughput_hz,
-        throughput_hz=_served_by(measured, window_end_s) / measured.duration_s,
-        drained_hz=measured.throughput_hz(),
+        throughput_hz=measured.throughput_hz(),
+        drained_hz=len(measured.completed()) / measured.duration_s,
         sent=len(measured.requests),
         failed=len(measured.failed()),
         p50_s=Quantity(predicted.latency_p50_s, measured.quantile(0.5)),
@@ -218,15 +209,6 @@ def compare_fleet(
         classes=classes,
         nodes=nodes,
         device_overruns={k: v for k, v in measured.overruns.items() if k not in shared},
-    )
-
-
-def _served_by(measured: FleetMeasurement, end_s: float | None) -> int:
-    done = measured.completed()
-    return (
-        len(done)
-        if end_s is None
-        else sum(r.done_s is not None and r.done_s <= end_s for r in done)
     )
 
 
