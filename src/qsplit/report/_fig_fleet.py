@@ -74,7 +74,7 @@ def _utilisation(results: Sequence[FleetResult], path: Path) -> Path:
     axes.set_xticks(np.arange(len(nodes)))
     axes.set_xticklabels(nodes)
     axes.set_ylabel("utilisation ρ: measured (bar), predicted (◆)", fontsize=8)
-    axes.legend(fontsize=7)
+    _legend(axes)
     return save(figure, path)
 
 
@@ -91,7 +91,7 @@ def _cdf(measurements: Sequence[FleetMeasurement], path: Path) -> Path:
     axes.set_xscale("log")
     axes.set_xlabel("latency (ms, log)")
     axes.set_ylabel("fraction of completed requests")
-    axes.legend(fontsize=7)
+    _legend(axes)
     return save(figure, path)
 
 
@@ -127,13 +127,19 @@ def _validation(results: Sequence[FleetResult], path: Path) -> Path:
         axes.set_ylim(low, high)
         axes.set_xscale("log")
         axes.set_yscale("log")
-        axes.legend(fontsize=7)
+        _legend(axes)
     axes.set_xlabel("measured (ms)")
     axes.set_ylabel("predicted (ms)")
     axes.set_title(
         f"p50 (○) and p95 (△); filled: fleet-wide; dashed: ±{FLEET_TOLERANCE:.0%}", fontsize=8
     )
     return save(figure, path)
+
+
+def _legend(axes) -> None:
+    """A legend where something was labelled: a short run may measure nothing to label."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7)
 
 
 def _ms(seconds: float) -> float:
