@@ -102,6 +102,20 @@ def test_plan_file_reads_back_as_a_deployment(result: FleetPlan, tmp_path: Path)
         load_fleet_plan(_plan_of_another_kind(tmp_path))
 
 
+def test_the_plan_and_its_baselines_are_deployments(result: FleetPlan, tmp_path: Path) -> None:
+    read_back = load_fleet_plan(result.save(tmp_path / "fleet-plan.json"))
+    assert replace(result.deployment(), source=read_back.source) == read_back
+    for name, (choice, outcome) in result.baselines.items():
+        deployment = result.deployment(name)
+        assert deployment.source == name
+        for entry in deployment.classes:
+            assert entry.assignment == choice.of(result.problem, entry.name).assignment
+        assert [s.node for s in deployment.shared] == [n.node for n in outcome.nodes]
+        assert all(s.batch_size == 1 for s in deployment.shared)
+    with pytest.raises(InputError, match="no baseline 'nope'"):
+        result.deployment("nope")
+
+
 def _plan_of_another_kind(tmp_path: Path) -> Path:
     path = tmp_path / "other.json"
     path.write_text(json.dumps({"kind": "plan", "schema_version": 1}))

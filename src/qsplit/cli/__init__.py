@@ -8,6 +8,7 @@ from qsplit.cli import (  # noqa: F401  (imported to register their commands)
     analyze_cmd,
     demo_cmd,
     fleet_cmd,
+    fleet_demo_cmd,
     keys_cmd,
     model_cmd,
     noise_cmd,

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from qsplit.cli._app import app, console
 from qsplit.cli._model_options import PreprocessOption
+from qsplit.cli._progress import progress_bars
 from qsplit.cli.report_cmd import report_command
 from qsplit.errors import InputError
-
-
-class _RichProgress:
-    """One rich progress bar per pipeline step."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-
-    def task(self, description: str, total: int) -> Callable[[int], None]:
-        task = self._progress.add_task(description, total=total)
-        return lambda steps=1: self._progress.advance(task, steps)
 
 
 @app.command("demo")
@@ -98,14 +86,8 @@ def demo_command(
     )
     if model is not None:
         config = replace(config, model=model)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        index = run_demo(config, _RichProgress(progress))
+    with progress_bars() as progress:
+        index = run_demo(config, progress)
     dilated = f", times ÷ {dilation:g} (dilation)" if dilation != 1 else ""
     table = Table(title=f"predicted vs measured (medians{dilated})")
     for column in ("scenario", "configuration", "latency pred.", "latency meas.", "error"):

@@ -34,6 +34,7 @@ from qsplit.fleet._planner import (
     FleetPlan,
     baseline_choices,
     deployed_choice,
+    fleet_deployment,
     fleet_profiles,
     plan_fleet,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "class_candidates",
     "deployed_choice",
     "erlang_c",
+    "fleet_deployment",
     "fleet_from_dict",
     "fleet_profiles",
     "load_batch_profile",

@@ -34,7 +34,14 @@ from qsplit.fleet._model import (
     Outcome,
     assess,
 )
-from qsplit.fleet._planfile import FLEET_PLAN_KIND, FLEET_PLAN_SCHEMA_VERSION, FleetDeployment
+from qsplit.fleet._planfile import (
+    FLEET_PLAN_KIND,
+    FLEET_PLAN_SCHEMA_VERSION,
+    ClassDeployment,
+    FleetDeployment,
+    HostedComponent,
+    SharedDeployment,
+)
 from qsplit.fleet._spec import Fleet
 from qsplit.model import LayerGraph
 from qsplit.profile import ComputeProfile, load_compute_profiles, shipped_profile
@@ -123,6 +130,21 @@ class FleetPlan:
     def save(self, path: str | Path) -> Path:
         return write_json(path, FLEET_PLAN_KIND, FLEET_PLAN_SCHEMA_VERSION, self.to_dict())
 
+    def deployment(self, baseline: str | None = None) -> FleetDeployment:
+        """What a serving layer runs for the chosen plans, or for one of the :attr:`baselines`
+        (by its name there, e.g. ``alone``): the same value the plan file reads back as."""
+        if baseline is None:
+            return fleet_deployment(self.problem, self.choice, self.outcome)
+        try:
+            choice, outcome = self.baselines[baseline]
+        except KeyError:
+            raise InputError(
+                f"no baseline {baseline!r} in this fleet plan",
+                field="baseline",
+                fix=f"use one of {', '.join(self.baselines)}",
+            ) from None
+        return fleet_deployment(self.problem, choice, outcome, source=baseline)
+
 
 def _summary(outcome: Outcome) -> dict[str, Any]:
     return {
@@ -141,6 +163,32 @@ def _class_predicted(outcome: ClassOutcome) -> dict[str, Any]:
     values = asdict(outcome)
     del values["name"], values["candidate"]  # the class entry says both
     return values
+
+
+def fleet_deployment(
+    problem: FleetProblem,
+    choice: Choice,
+    outcome: Outcome | None = None,
+    *,
+    source: str | None = None,
+) -> FleetDeployment:
+    """``choice`` (the planner's, or a baseline's) as a serving layer reads it: per class its
+    assignment, per shared node its replicas, batch size and the components it hosts."""
+    outcome = outcome or assess(problem, choice)
+    classes = tuple(
+        ClassDeployment(c.name, c.count, c.rate_hz, dict(choice.of(problem, c.name).assignment))
+        for c in problem.fleet.classes
+    )
+    shared = tuple(
+        SharedDeployment(
+            n.node,
+            n.replicas,
+            n.batch,
+            tuple(HostedComponent(g.blocks, g.classes, g.rate_hz) for g in n.groups),
+        )
+        for n in outcome.nodes
+    )
+    return FleetDeployment(classes, shared, source)
 
 
 def fleet_profiles(

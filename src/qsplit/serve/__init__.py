@@ -8,18 +8,25 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 :class:`~qsplit.errors.DependencyError` when a session needs it.
 """
 
+from qsplit.serve._fleet import FleetRun, FleetServing, run_fleet
+from qsplit.serve._measure import FleetMeasurement, FleetRequest
 from qsplit.serve._ray import check_resources, import_ray, start_embedded
 from qsplit.serve._runner import ComponentRunner, widen_batch
 from qsplit.serve._session import NodeServing, RaySession, ReplicaReport, connect_ray
 
 __all__ = [
     "ComponentRunner",
+    "FleetMeasurement",
+    "FleetRequest",
+    "FleetRun",
+    "FleetServing",
     "NodeServing",
     "RaySession",
     "ReplicaReport",
     "check_resources",
     "connect_ray",
     "import_ray",
+    "run_fleet",
     "start_embedded",
     "widen_batch",
 ]

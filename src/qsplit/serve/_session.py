@@ -50,6 +50,10 @@ class NodeServing:
     """Concurrent requests a replica runs as one batch (1: no batching)."""
     batch_wait_timeout_s: float = 0.005
     """How long a replica waits for a batch to fill once its first request arrived."""
+    max_ongoing_requests: int | None = None
+    """Requests a replica accepts at once (default: two batches, at least 8); more wait in
+    Serve's router. A fleet run sets it high so that requests queue *in* the replica, where
+    their wait is measured."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -67,7 +71,9 @@ class NodeServing:
     def options(self) -> dict[str, Any]:
         """The Serve deployment options these settings stand for (replica placement aside)."""
         # A replica must accept a full batch at once, and the next one while it runs.
-        ongoing = {"max_ongoing_requests": max(8, 2 * self.max_batch_size)}
+        ongoing = {
+            "max_ongoing_requests": self.max_ongoing_requests or max(8, 2 * self.max_batch_size)
+        }
         if self.max_replicas is None:
             return {"num_replicas": self.replicas, **ongoing}
         scaling = {"min_replicas": self.replicas, "max_replicas": self.max_replicas}
@@ -300,14 +306,38 @@ def _deploy(
     optimize: bool,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Run one Serve application per shared component and wait until all are running."""
+    targets = [
+        ReplicaTarget(f"qsplit-{deployment.id}-{c.name}", c, _settings(serving, c.node))
+        for c in shared
+    ]
+    handles = deploy_replicas(targets, threads, optimize)
+    return dict(zip((c.name for c in shared), handles, strict=True)), tuple(
+        t.application for t in targets
+    )
+
+
+@dataclass(frozen=True)
+class ReplicaTarget:
+    """One shared component to deploy as its own Serve application."""
+
+    application: str
+    component: ComponentSpec
+    serving: NodeServing
+    emulation: Mapping[str, Any] | None = None
+    """What :class:`~qsplit.serve._replica.ComponentReplica` emulates (``None``: nothing)."""
+
+
+def deploy_replicas(targets: list[ReplicaTarget], threads: int, optimize: bool) -> list[Any]:
+    """Run each target as a Serve application of :class:`ComponentReplica` replicas placed by
+    their node's resource, wait until all are running, and return their handles."""
     _, serve = _ray.import_ray()
     from ray.serve.api import RunTarget
 
     from qsplit.serve._replica import ComponentReplica
 
-    targets, names = [], []
-    for component in shared:
-        settings = _settings(serving, component.node)
+    runs = []
+    for target in targets:
+        component, settings = target.component, target.serving
         app = ComponentReplica.options(
             name=component.name,
             ray_actor_options={"num_cpus": 0, "resources": {component.node: _ray.REPLICA_SHARE}},
@@ -320,12 +350,10 @@ def _deploy(
             settings.batch_wait_timeout_s,
             threads,
             optimize,
+            None if target.emulation is None else dict(target.emulation),
         )
-        name = f"qsplit-{deployment.id}-{component.name}"
-        targets.append(RunTarget(app, name=name, route_prefix=None))
-        names.append(name)
-    handles = serve.run_many(targets) if targets else []
-    return {c.name: h for c, h in zip(shared, handles, strict=True)}, tuple(names)
+        runs.append(RunTarget(app, name=target.application, route_prefix=None))
+    return list(serve.run_many(runs)) if runs else []
 
 
 def _settings(serving: NodeServing | Mapping[str, NodeServing] | None, node: str) -> NodeServing:

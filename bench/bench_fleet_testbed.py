@@ -1,0 +1,122 @@
+"""The fleet plan and its baselines on the emulated fleet (Ray), against the queueing model.
+
+Runs ``qsplit fleet demo``'s configurations (:func:`qsplit.demo.run_fleet_demo`: the fleet plan,
+every class alone — contention-blind —, cloud-only, device-only, and the fleet plan with the
+cloud forced to ``--cloud-batch`` for the batching gain) for the same duration with the same
+seeded arrivals, and prints, as JSON:
+
+* per configuration: offered and completed requests per second, failures, measured p50/p95
+  beside the prediction (``ratio`` = predicted / measured), per shared node ρ measured and
+  predicted, the batches that ran and the runs slower than their emulated target;
+* the fleet plan against every other configuration (throughput and p95 ratios; the issue's goal
+  against contention-blind plans: ≥ 1.5× throughput at equal or better p95);
+* the largest prediction error of each configuration with a finite prediction (goal: 15 %).
+
+Usage: PYTHONPATH=src /work/venvs/ray/bin/python bench/bench_fleet_testbed.py
+[--infra FILE] [--devices N] [--duration 60] [--warmup 5] [--seed 0] [--cloud-batch 4]
+[--input-size N] [--out DIR] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from _output import emit_json
+from qsplit.demo import FleetDemoConfig, run_fleet_demo
+from qsplit.report import FleetResult, Quantity
+
+
+def _quantity(q: Quantity) -> dict[str, float | None]:
+    ratio = None if q.error is None else 1 + q.error
+    return {"predicted_s": q.predicted, "measured_s": q.measured, "ratio": ratio}
+
+
+def _summary(r: FleetResult) -> dict[str, object]:
+    return {
+        "offered_hz": r.offered_hz,
+        "throughput_hz": r.throughput_hz,
+        "drained_hz": r.drained_hz,
+        "sent": r.sent,
+        "failed": r.failed,
+        "saturated_prediction": r.saturated,
+        "p50": _quantity(r.p50_s),
+        "p95": _quantity(r.p95_s),
+        "classes": {
+            c.name: {"p50": _quantity(c.p50_s), "p95": _quantity(c.p95_s)} for c in r.classes
+        },
+        "nodes": {
+            n.node: {
+                "rho_measured": n.utilisation.measured,
+                "rho_predicted": n.utilisation.predicted,
+                "wait_measured_s": n.wait_s.measured,
+                "wait_predicted_s": n.wait_s.predicted,
+                "batches": {str(b): k for b, k in sorted(n.batches.items())},
+                "overruns": f"{n.overruns}/{n.runs}",
+            }
+            for n in r.nodes
+        },
+        "device_overruns": dict(r.device_overruns),
+        "worst_error": r.worst_error(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--infra", type=Path)
+    parser.add_argument("--devices", type=int)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cloud-batch", type=int, default=4)
+    parser.add_argument("--input-size", type=int, help="square input (default: the model's)")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/fleet-testbed"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    config = FleetDemoConfig(
+        out=args.out,
+        devices=args.devices,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        seed=args.seed,
+        input_shapes={"images": (1, 3, args.input_size, args.input_size)}
+        if args.input_size
+        else None,
+        forced_batch={"cloud": args.cloud_batch} if args.cloud_batch > 1 else {},
+    )
+    if args.infra is not None:
+        config = replace(config, infra=args.infra)
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    started = time.perf_counter()
+    outcome = run_fleet_demo(config)
+    emit_json(
+        {
+            "machine": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "loadavg_before": load_before,
+            "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
+            "wall_s": time.perf_counter() - started,
+            "infra": str(config.infra),
+            "devices": sum(c.count for c in outcome.plan.fleet.classes),
+            "duration_s": config.duration_s,
+            "configurations": {r.label: _summary(r) for r in outcome.results},
+            "fleet_versus": {
+                v.against: {
+                    "throughput_ratio": v.throughput_ratio,
+                    "p95_ratio": v.p95_ratio,
+                    "meets_goal": v.meets_goal(),
+                }
+                for v in outcome.versus
+            },
+        },
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""``qsplit fleet demo``: the fleet plan and its baselines run on an emulated fleet (Ray)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from qsplit.cli._app import console
+from qsplit.cli._progress import progress_bars
+from qsplit.cli.fleet_cmd import ModelOption, UtilisationOption, fleet_app
+from qsplit.fleet import UTILISATION_MAX
+from qsplit.model import parse_input_shape
+from qsplit.report import FLEET_TOLERANCE, FleetResult, Quantity, validation_rows
+
+
+@fleet_app.command("demo")
+def demo_command(
+    infra: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Infrastructure YAML with a `fleet:` section (default: the example "
+            "fleet-testbed.yaml, sized for a 2-core machine).",
+            exists=True,
+        ),
+    ] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Scale the fleet to this many emulated devices (classes keep shares).", min=1
+        ),
+    ] = None,
+    duration: Annotated[
+        float, typer.Option(help="Measured seconds per configuration.", min=1)
+    ] = 60.0,
+    warmup: Annotated[float, typer.Option(help="Seconds run before measuring.", min=0)] = 5.0,
+    seed: Annotated[int, typer.Option(help="Seed of the arrivals (the same for all).")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default: runs/fleet-<timestamp>).")
+    ] = None,
+    plot: Annotated[bool, typer.Option(help="Write the figures.")] = True,
+    model: ModelOption = None,
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            help="NAME=1x3x320x320: plan and serve the model at this input size (repeatable).",
+        ),
+    ] = None,
+    utilisation_max: UtilisationOption = UTILISATION_MAX,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Join this Ray cluster instead of an embedded Ray."),
+    ] = None,
+) -> None:
+    """Plan the fleet, run the fleet plan and the baselines (every class alone, cloud-only,
+    device-only, the plan at batch 1) on emulated devices, and compare with the prediction.
+
+    Example: qsplit fleet demo --devices 20 --duration 60 --out runs/fleet
+    """
+    from qsplit.demo import FleetDemoConfig, run_fleet_demo
+
+    config = FleetDemoConfig(
+        out=out or Path("runs") / time.strftime("fleet-%Y%m%d-%H%M%S"),
+        devices=devices,
+        duration_s=duration,
+        warmup_s=warmup,
+        seed=seed,
+        plot=plot,
+        utilisation_max=utilisation_max,
+        address=ray_address,
+        input_shapes=dict(parse_input_shape(s) for s in input_shape or []) or None,
+    )
+    if infra is not None:
+        config = replace(config, infra=infra)
+    if model is not None:
+        config = replace(config, model=model)
+    with progress_bars() as progress:
+        outcome = run_fleet_demo(config, progress)
+    console.print(configuration_table(outcome.results))
+    console.print(node_table(outcome.results))
+    console.print(validation_table(outcome.results))
+    console.print(
+        f"Ray's fixed cost per shared-component call (calibration run, in every prediction): "
+        f"{outcome.call_overhead_s * 1e3:.1f} ms"
+    )
+    for v in outcome.versus:
+        if not (math.isfinite(v.throughput_ratio) and math.isfinite(v.p95_ratio)):
+            console.print(f"fleet plan vs {v.against}: not comparable (nothing completed)")
+            continue
+        verdict = "[green]meets[/]" if v.meets_goal() else "[red]misses[/]"
+        console.print(
+            f"fleet plan vs {v.against}: throughput ×{v.throughput_ratio:.2f}, "
+            f"p95 ×{v.p95_ratio:.2f} ({verdict} ≥ 1.5× at equal or better p95)"
+        )
+    for figure in outcome.figures:
+        console.print(f"Figure: {figure}")
+    console.print(f"Results written to [bold]{outcome.run_dir / 'fleet-demo.json'}[/]")
+
+
+def configuration_table(results: tuple[FleetResult, ...]) -> Table:
+    table = Table(title="Configurations (measured; predicted in brackets)")
+    for column in ("configuration", "offered/s", "done/s", "failed", "p50", "p95"):
+        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for r in results:
+        table.add_row(
+            r.label,
+            f"{r.offered_hz:.2f}",
+            f"{r.throughput_hz:.2f}",
+            f"[red]{r.failed}[/]" if r.failed else "0",
+            _pair(r.p50_s),
+            _pair(r.p95_s),
+        )
+    return table
+
+
+def node_table(results: tuple[FleetResult, ...]) -> Table:
+    table = Table(title="Shared nodes (ρ and mean wait: measured / predicted)")
+    for column in (
+        "configuration",
+        "node",
+        "replicas",
+        "ρ",
+        "wait",
+        "batches (size×count)",
+        "overruns",
+    ):
+        table.add_column(column, justify="left" if column in ("configuration", "node") else "right")
+    for r in results:
+        for n in r.nodes:
+            batches = " ".join(f"{b}×{k}" for b, k in sorted(n.batches.items())) or "—"
+            rho = f"{n.utilisation.measured:.2f} / {n.utilisation.predicted:.2f}"
+            table.add_row(r.label, n.node, str(n.replicas), rho, batches, f"{n.overruns}/{n.runs}")
+    return table
+
+
+def validation_table(results: tuple[FleetResult, ...]) -> Table:
+    table = Table(title=f"Queueing model: predicted vs measured (goal ±{FLEET_TOLERANCE:.0%})")
+    for column in ("configuration", "latency", "predicted", "measured", "error"):
+        table.add_column(
+            column, justify="left" if column in ("configuration", "latency") else "right"
+        )
+    for label, name, q in validation_rows(results):
+        error = q.error
+        within = q.within()
+        text = "—" if error is None else f"{error:+.1%}"
+        table.add_row(
+            label,
+            name,
+            _ms(q.predicted),
+            _ms(q.measured),
+            text if within is None else f"[{'green' if within else 'red'}]{text}[/]",
+        )
+    saturated = [r.label for r in results if r.saturated]
+    if saturated:
+        table.caption = f"not judged (a node predicted at ρ ≥ 1): {', '.join(saturated)}"
+    return table
+
+
+def _pair(q: Quantity) -> str:
+    return f"{_ms(q.measured)} ({_ms(q.predicted)})"
+
+
+def _ms(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "—"
+    return "∞" if math.isinf(seconds) else f"{seconds * 1e3:.0f} ms"

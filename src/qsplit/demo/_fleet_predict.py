@@ -1,0 +1,105 @@
+"""What the fleet model predicts for a deployment as it runs, and the serving path's fixed cost.
+
+Every configuration of the fleet demo is predicted the same way, from the deployment that ran
+(:func:`qsplit.fleet.deployed_choice` then :func:`qsplit.fleet.assess`), at the batch sizes and
+device counts it ran with.
+
+**The serving path's fixed cost.** The fleet model prices compute, transfers and waits; the
+emulated fleet adds, per call of a shared component, what Ray costs (the handle call through
+Serve's router to the replica actor, the tensors through the object store, the device actor's
+event loop): about 45 ms per component on this host (docs/BENCHMARKS.md, Ray Serve against the
+agents), not a queueing effect. Like the single-plan cost model's ``Overhead``, it is measured
+rather than assumed: a **calibration run** of the fleet plan with one device per class (no
+contention to speak of) gives, per class, measured minus predicted p50; divided by the shared
+components its plan calls, weighted by the requests, that is the fixed cost per call, which
+every configuration's prediction then carries (:meth:`Predictor.outcome`). The calibration
+run is not one of the configurations judged, so the queueing model is still checked against
+runs it was not fitted to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from qsplit.fleet import (
+    UTILISATION_MAX,
+    BatchProfile,
+    Choice,
+    Fleet,
+    FleetDeployment,
+    FleetProblem,
+    Outcome,
+    assess,
+    deployed_choice,
+)
+from qsplit.model import LayerGraph
+from qsplit.profile import ComputeProfile
+from qsplit.serve import FleetMeasurement
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """The fleet model of one fleet, model and set of profiles."""
+
+    fleet: Fleet
+    graph: LayerGraph
+    profiles: Mapping[str, ComputeProfile]
+    batching: BatchProfile
+    utilisation_max: float = UTILISATION_MAX
+
+    def problem(
+        self, deployment: FleetDeployment, counts: Mapping[str, int] | None = None
+    ) -> tuple[FleetProblem, Choice, dict[str, int]]:
+        """The deployment as a one-candidate problem (``counts``: devices per class, default
+        the fleet's), its choice, and the shared-component calls of each class's plan per
+        request (one per shared node it visits)."""
+        fleet = self.fleet
+        if counts is not None:
+            classes = tuple(replace(c, count=counts.get(c.name, c.count)) for c in fleet.classes)
+            fleet = replace(fleet, classes=classes)
+        problem, choice = deployed_choice(
+            fleet,
+            self.graph,
+            self.profiles,
+            deployment,
+            batching=self.batching,
+            utilisation_max=self.utilisation_max,
+        )
+        calls = {c.name: len(choice.of(problem, c.name).work) for c in fleet.classes}
+        return problem, choice, calls
+
+    def outcome(
+        self,
+        deployment: FleetDeployment,
+        call_overhead_s: float = 0.0,
+        counts: Mapping[str, int] | None = None,
+    ) -> Outcome:
+        """The prediction for ``deployment``, each call of a shared component costing
+        ``call_overhead_s`` more."""
+        problem, choice, calls = self.problem(deployment, counts)
+        if call_overhead_s:
+            candidates = {
+                name: tuple(
+                    replace(k, latency_s=k.latency_s + calls[name] * call_overhead_s) for k in cands
+                )
+                for name, cands in problem.candidates.items()
+            }
+            problem = replace(problem, candidates=candidates)
+        return assess(problem, choice)
+
+
+def call_overhead(
+    predicted: Outcome, measured: FleetMeasurement, calls: Mapping[str, int]
+) -> float:
+    """Fixed cost per shared-component call: per class measured minus predicted p50 over the
+    calls its plan makes, weighted by the class's completed requests; 0 when no class calls a
+    shared component or the measurement is below the prediction."""
+    excess = weight = 0.0
+    for c in predicted.classes:
+        done = len(measured.completed(c.name))
+        if not done or not calls.get(c.name):
+            continue
+        excess += done * (measured.quantile(0.5, c.name) - c.latency_p50_s)
+        weight += done * calls[c.name]
+    return max(excess / weight, 0.0) if weight else 0.0

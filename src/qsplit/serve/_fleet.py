@@ -1,0 +1,554 @@
+"""A fleet plan served on Ray: every shared component once, device classes as Ray actors.
+
+For each device class the plan's assignment is split exactly as for one device
+(:func:`qsplit.runtime.build_deployment`, ``agents=False``). A shared component is identified
+by its node and its blocks: classes whose plans put the same blocks on the same node run the
+*same* component, so it is deployed once — one Serve application with the node's replicas and
+the plan's batch size — and their requests batch together. Each class is one Ray actor hosting
+its emulated devices (:mod:`qsplit.serve._devices`). Nodes and links are emulated: replicas and
+devices pad each run to the node's profiled time, transfers wait out the planned links
+(docs/serve.md, *Serving a fleet*).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from qsplit.errors import InputError
+from qsplit.fleet import (
+    BatchProfile,
+    ClassDeployment,
+    Fleet,
+    FleetDeployment,
+    batch_profile_for,
+    fleet_profiles,
+)
+from qsplit.infra import Infra
+from qsplit.model import LayerGraph, analyze
+from qsplit.partition import components
+from qsplit.profile import ComputeProfile
+from qsplit.runtime import ComponentSpec, Deployment, build_deployment
+from qsplit.serve import _ray
+from qsplit.serve._measure import FleetMeasurement, FleetRequest
+from qsplit.serve._session import NodeServing, ReplicaTarget, deploy_replicas
+
+DEVICE_RESOURCE = "device"
+"""The custom resource the class actors are placed by."""
+
+QUEUE_LIMIT = 100_000
+"""Requests a fleet replica accepts at once: all of them, so that they queue in the replica
+(where their wait is measured), not in Serve's router."""
+
+START_LEAD_S = 1.0
+"""Devices start issuing requests this long after their actors exist (every actor the same
+instant)."""
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """A shared component as deployed: one per node and blocks, whichever classes use it."""
+
+    application: str
+    spec: ComponentSpec
+    fixed_fraction: float
+
+
+class FleetRun:
+    """A fleet deployment running on Ray, its devices issuing requests; from
+    :meth:`FleetServing.start`. Devices join and leave while it runs; :meth:`finish` stops
+    them and measures."""
+
+    def __init__(
+        self,
+        actors: Mapping[str, Any],
+        applications: Mapping[str, tuple[str, ...]],
+        replicas: Mapping[str, int],
+        started: float,
+        pools: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.actors = dict(actors)
+        self.pools = dict(pools or {})
+        """Shared node hosting several components → its pool of replica slots (an actor)."""
+        """Device class → its Ray actor."""
+        self.applications = dict(applications)
+        """Serve application of each shared component → the classes whose requests it runs
+        (one application for identical components of several classes)."""
+        self._replicas = dict(replicas)
+        self.started = started
+        """Epoch seconds at which the devices started issuing requests (time 0 of the run)."""
+        self._finished = False
+
+    def elapsed_s(self) -> float:
+        return time.time() - self.started
+
+    def add_devices(self, device_class: str, count: int) -> tuple[int, ...]:
+        """Start ``count`` more devices of ``device_class``; their numbers."""
+        ray, _ = _ray.import_ray()
+        actor = self._actor(device_class)
+        return tuple(ray.get(actor.add.remote(count, time.time())))
+
+    def remove_devices(self, device_class: str, count: int) -> tuple[int, ...]:
+        """Stop ``count`` devices of ``device_class`` (the latest started) issuing requests;
+        their requests in flight complete. Their numbers."""
+        ray, _ = _ray.import_ray()
+        return tuple(ray.get(self._actor(device_class).remove.remote(count)))
+
+    def infer(self, device_class: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One request of ``device_class`` on ``feeds`` (emulated, outside any measurement)."""
+        ray, _ = _ray.import_ray()
+        return dict(ray.get(self._actor(device_class).infer.remote(dict(feeds))))
+
+    def finish(self, label: str, window_s: tuple[float, float] | None = None) -> FleetMeasurement:
+        """Stop every device, wait for its requests, remove the deployment, and measure the
+        requests sent in ``window_s`` (seconds since :attr:`started`; default: all)."""
+        ray, _ = _ray.import_ray()
+        results = ray.get([a.finish.remote() for a in self.actors.values()])
+        end = self.elapsed_s()
+        self.close()
+        crashed = [
+            f"{c}: {e}" for c, r in zip(self.actors, results, strict=True) for e in r["crashed"]
+        ]
+        if crashed:
+            raise RuntimeError("emulated devices stopped issuing requests: " + "; ".join(crashed))
+        start, stop = window_s if window_s is not None else (0.0, end)
+        return _measure(
+            label,
+            dict(zip(self.actors, results, strict=True)),
+            self._replicas,
+            self.started,
+            (start, stop),
+        )
+
+    def close(self) -> None:
+        """Remove the actors and the deployment's Serve applications (Ray keeps running)."""
+        if self._finished:
+            return
+        self._finished = True
+        ray, serve = _ray.import_ray()
+        for actor in self.actors.values():
+            ray.kill(actor)
+        for name in self.applications:
+            serve.delete(name)
+        for pool in self.pools.values():
+            ray.kill(pool)
+
+    def _actor(self, device_class: str) -> Any:
+        try:
+            return self.actors[device_class]
+        except KeyError:
+            raise InputError(
+                f"no device class {device_class!r} in this fleet run",
+                field="device_class",
+                fix=f"use one of {', '.join(self.actors)}",
+            ) from None
+
+
+class FleetServing:
+    """Ray, started (or joined) once, to run fleet deployments of one fleet and model in turn:
+    the plan and its baselines on the same Ray. A context manager; :func:`run_fleet` is one
+    run in one."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        model: str | Path,
+        profiles: Mapping[str, ComputeProfile] | None = None,
+        batching: BatchProfile | None = None,
+        input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+        calibration: Any = None,
+        address: str | None = None,
+        batch_wait_timeout_s: float = 0.05,
+        threads: int = 1,
+        graph_optimization: str = "all",
+    ) -> None:
+        self.fleet, self.model = fleet, Path(model)
+        self._shapes = dict(input_shapes) if input_shapes else None
+        _, self.graph = analyze(str(model), self._shapes)
+        self.profiles = (
+            dict(profiles) if profiles is not None else fleet_profiles(fleet, self.graph)
+        )
+        self.batching = batching or batch_profile_for(self.graph.model.sha256)
+        self._calibration = calibration
+        self._batch_wait_s, self._threads = batch_wait_timeout_s, threads
+        self._optimize = graph_optimization == "all"
+        self._built: dict[tuple[Any, ...], Deployment] = {}
+        self._runs = 0
+        self._connection = _ray.start(address, [*fleet.shared_names, DEVICE_RESOURCE])
+
+    def start(
+        self,
+        deployment: FleetDeployment,
+        *,
+        devices: Mapping[str, int] | None = None,
+        seed: int = 0,
+        quantized: Collection[str] = (),
+    ) -> FleetRun:
+        """Deploy ``deployment`` and start its devices (``devices``: per class, default the
+        plan's counts; a class at 0 still gets its actor, for devices to join later).
+        ``quantized`` blocks run in int8 (calibrated as :func:`qsplit.runtime.build_deployment`
+        does) wherever they run."""
+        counts = {c.name: c.count for c in deployment.classes} | dict(devices or {})
+        unknown = sorted(set(counts) - {c.name for c in deployment.classes})
+        if unknown:
+            raise InputError(
+                f"no device class {', '.join(map(repr, unknown))} in the fleet plan",
+                file=deployment.source,
+                field="devices",
+                fix=f"count devices of {', '.join(c.name for c in deployment.classes)}",
+            )
+        built = {c.name: self._build(c, tuple(quantized)) for c in deployment.classes}
+        self._runs += 1
+        prefix = f"qsplit-fleet{self._runs}"
+        shared = self._shared(deployment, built, prefix, set(quantized))
+        walks = {
+            c.name: _walk(built[c.name], shared, self.fleet.class_infra(c.name), self.graph, c)
+            for c in deployment.classes
+        }
+        users = {
+            s.application: tuple(
+                c for c, w in walks.items() if any(e["app"] == s.application for e in w)
+            )
+            for s in shared.values()
+        }
+        replicas = {s.node: s.replicas for s in deployment.shared}
+        run = FleetRun({}, users, replicas, 0.0, _node_pools(shared, replicas))
+        try:
+            deploy_replicas(self._targets(shared, deployment, run), self._threads, self._optimize)
+            self._start_devices(run, deployment, built, walks, counts, seed)
+        except BaseException:
+            run.close()
+            raise
+        return run
+
+    def _targets(
+        self,
+        shared: Mapping[tuple[str, tuple[str, ...]], _Shared],
+        deployment: FleetDeployment,
+        run: FleetRun,
+    ) -> list[ReplicaTarget]:
+        """Each shared component as a Serve application with its node's replicas, batch size,
+        emulated time and pool."""
+        nodes = {s.node: s for s in deployment.shared}
+        targets = []
+        for s in shared.values():
+            node = nodes[s.spec.node]
+            serving = NodeServing(
+                replicas=node.replicas,
+                max_batch_size=node.batch_size,
+                batch_wait_timeout_s=self._batch_wait_s,
+                max_ongoing_requests=QUEUE_LIMIT,
+            )
+            emulation = {
+                "node": node.node,
+                "key": s.application,
+                "compute_s": s.spec.compute_s,
+                "fixed_fraction": s.fixed_fraction,
+                "slots": run.pools.get(node.node),
+            }
+            targets.append(ReplicaTarget(s.application, s.spec, serving, emulation))
+        return targets
+
+    def _start_devices(
+        self,
+        run: FleetRun,
+        deployment: FleetDeployment,
+        built: Mapping[str, Deployment],
+        walks: Mapping[str, list[dict[str, Any]]],
+        counts: Mapping[str, int],
+        seed: int,
+    ) -> None:
+        """One actor per class, then every class's devices from the same instant."""
+        ray, _ = _ray.import_ray()
+        from qsplit.serve._devices import DeviceClassActor
+
+        for number, c in enumerate(deployment.classes):
+            infra = self.fleet.class_infra(c.name)
+            used = {n for n in c.assignment.values() if n != c.name}
+            run.actors[c.name] = DeviceClassActor.options(
+                resources={DEVICE_RESOURCE: _ray.REPLICA_SHARE}
+            ).remote(
+                walks[c.name],
+                built[c.name].model_outputs,
+                {n: _hops(infra, n, c.name) for n in used},
+                _inputs(built[c.name], seed + number),
+                c.rate_hz,
+                (seed, number),
+                self._threads,
+                self._optimize,
+            )
+        # An actor starts in a new worker process (Ray, ONNX Runtime): slow on a busy host.
+        ray.get([a.__ray_ready__.remote() for a in run.actors.values()])
+        run.started = time.time() + START_LEAD_S
+        ray.get([a.add.remote(counts[n], run.started) for n, a in run.actors.items()])
+
+    def run(
+        self,
+        deployment: FleetDeployment,
+        *,
+        duration_s: float,
+        warmup_s: float = 5.0,
+        devices: Mapping[str, int] | None = None,
+        seed: int = 0,
+        label: str = "fleet",
+        quantized: Collection[str] = (),
+    ) -> FleetMeasurement:
+        """Run ``deployment`` for ``warmup_s + duration_s`` and measure the requests sent after
+        the warm-up (each waited for until it completes)."""
+        run = self.start(deployment, devices=devices, seed=seed, quantized=quantized)
+        try:
+            time.sleep(max(0.0, warmup_s + duration_s - run.elapsed_s()))
+            return run.finish(label, (warmup_s, warmup_s + duration_s))
+        finally:
+            run.close()
+
+    def close(self) -> None:
+        _ray.stop(self._connection, ())
+
+    def __enter__(self) -> FleetServing:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _build(self, c: ClassDeployment, quantized: tuple[str, ...]) -> Deployment:
+        """The class's plan split for it, with every component's profiled time (cached: a
+        baseline often repeats a class's plan)."""
+        key = (c.name, tuple(sorted(c.assignment.items())), quantized)
+        if key not in self._built:
+            infra = self.fleet.class_infra(c.name)
+            self._built[key] = build_deployment(
+                self.model,
+                c.assignment,
+                infra,
+                input_shapes=self._shapes,
+                quantized=quantized,
+                calibration=self._calibration,
+                profiles={n.name: self.profiles[n.name] for n in infra.nodes},
+                agents=False,
+            )
+        return self._built[key]
+
+    def _shared(
+        self,
+        deployment: FleetDeployment,
+        built: Mapping[str, Deployment],
+        prefix: str,
+        quantized: Collection[str],
+    ) -> dict[tuple[str, tuple[str, ...]], _Shared]:
+        """(node, blocks) → the shared component, once for all the classes that run it."""
+        planned = {s.node for s in deployment.shared}
+        result: dict[tuple[str, tuple[str, ...]], _Shared] = {}
+        for c in deployment.classes:
+            for spec, blocks in _blocks(built[c.name], self.graph, c):
+                if spec.node == c.name:
+                    continue
+                if spec.node not in planned:
+                    raise InputError(
+                        f"class {c.name!r} runs blocks on {spec.node!r}, which the fleet plan "
+                        "gives no replicas",
+                        file=deployment.source,
+                        field="shared",
+                        fix="plan the fleet again (`qsplit fleet plan`)",
+                    )
+                key = (spec.node, blocks)
+                if key not in result:
+                    int8 = [b for b in blocks if b in quantized]
+                    named = "|".join(blocks) + "/" + "|".join(int8)
+                    digest = hashlib.sha256(named.encode()).hexdigest()[:12]
+                    result[key] = _Shared(
+                        f"{prefix}-{spec.node}-{digest}",
+                        spec,
+                        self._fixed_fraction(spec.node, blocks),
+                    )
+        return result
+
+    def _fixed_fraction(self, node: str, blocks: Sequence[str]) -> float:
+        times = {b: self.profiles[node].blocks[b].fp32_s for b in blocks}
+        fixed, per_item = self.batching.split(times)
+        return fixed / (fixed + per_item) if fixed + per_item > 0 else 0.0
+
+
+def run_fleet(
+    deployment: FleetDeployment,
+    fleet: Fleet,
+    *,
+    model: str | Path,
+    duration_s: float,
+    warmup_s: float = 5.0,
+    devices: Mapping[str, int] | None = None,
+    seed: int = 0,
+    label: str = "fleet",
+    profiles: Mapping[str, ComputeProfile] | None = None,
+    batching: BatchProfile | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    quantized: Collection[str] = (),
+    calibration: Any = None,
+    address: str | None = None,
+) -> FleetMeasurement:
+    """Run ``deployment`` (a fleet plan, or a baseline as ``FleetPlan.deployment(name)``) on
+    Ray with emulated devices, nodes and links, and measure it.
+
+    ``fleet`` (with its ``infra``) gives the classes' links and speeds; ``devices`` the
+    emulated devices per class (default: the plan's counts); requests sent in the ``duration_s``
+    after ``warmup_s`` are measured. ``profiles`` (node or class → compute profile; default:
+    :func:`qsplit.fleet.fleet_profiles`) and ``batching`` set the emulated speeds;
+    ``input_shapes`` runs the model at another input size. Starts Ray once; use
+    :class:`FleetServing` to run several deployments on one Ray.
+    """
+    with FleetServing(
+        fleet,
+        model=model,
+        profiles=profiles,
+        batching=batching,
+        input_shapes=input_shapes,
+        calibration=calibration,
+        address=address,
+    ) as serving:
+        return serving.run(
+            deployment,
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+            devices=devices,
+            seed=seed,
+            label=label,
+            quantized=quantized,
+        )
+
+
+def _node_pools(
+    shared: Mapping[tuple[str, tuple[str, ...]], _Shared], replicas: Mapping[str, int]
+) -> dict[str, Any]:
+    """Node → its pool of replica slots (:mod:`qsplit.serve._slots`), for every node hosting
+    more than one component; the pools are up when this returns."""
+    ray, _ = _ray.import_ray()
+    from qsplit.serve._slots import NodeSlots
+
+    hosted = [node for node, _ in shared]
+    pools = {n: NodeSlots.remote(count) for n, count in replicas.items() if hosted.count(n) > 1}
+    ray.get([p.__ray_ready__.remote() for p in pools.values()])
+    return pools
+
+
+def _blocks(
+    built: Deployment, graph: LayerGraph, c: ClassDeployment
+) -> list[tuple[ComponentSpec, tuple[str, ...]]]:
+    """Each component of the class's deployment with its blocks (the same split, in order)."""
+    parts = components(graph, dict(c.assignment))
+    if [p.name for p in parts] != [s.name for s in built.components]:
+        raise AssertionError(f"class {c.name!r}: the deployment's split is not the plan's")
+    return [(spec, part.blocks) for spec, part in zip(built.components, parts, strict=True)]
+
+
+def _walk(
+    built: Deployment,
+    shared: Mapping[tuple[str, tuple[str, ...]], _Shared],
+    infra: Infra,
+    graph: LayerGraph,
+    c: ClassDeployment,
+) -> list[dict[str, Any]]:
+    """The class's components as :class:`~qsplit.serve._devices.DeviceClassActor` takes them."""
+    producer = {t: spec.node for spec in built.components for t in spec.outputs}
+    result = []
+    for spec, blocks in _blocks(built, graph, c):
+        entry: dict[str, Any] = {
+            "name": spec.name,
+            "node": spec.node,
+            "inputs": list(spec.inputs),
+            "outputs": list(spec.outputs),
+            "app": None,
+        }
+        if spec.node == c.name:
+            entry |= {"onnx": spec.onnx, "compute_s": spec.compute_s}
+        else:
+            crossing: dict[str, list[str]] = {}
+            for tensor in spec.inputs:
+                source = producer.get(tensor, c.name)
+                if source not in (c.name, spec.node):
+                    crossing.setdefault(source, []).append(tensor)
+            entry |= {
+                "app": shared[(spec.node, blocks)].application,
+                "uplink": _hops(infra, c.name, spec.node),
+                "links": [[t, _hops(infra, s, spec.node)] for s, t in crossing.items()],
+            }
+        result.append(entry)
+    return result
+
+
+def _hops(infra: Infra, source: str, target: str) -> list[list[float]]:
+    return [[h.latency_s, h.bandwidth_bytes_per_s] for h in infra.route(source, target).hops]
+
+
+def _inputs(built: Deployment, seed: int) -> list[dict[str, np.ndarray]]:
+    """Two seeded random inputs per class, as ``qsplit run --random`` makes them."""
+    rng = np.random.default_rng(seed)
+    return [
+        {s.name: rng.random(s.shape).astype(s.dtype) for s in built.input_specs} for _ in range(2)
+    ]
+
+
+def _measure(
+    label: str,
+    results: Mapping[str, Mapping[str, Any]],
+    replicas: Mapping[str, int],
+    started: float,
+    window: tuple[float, float],
+) -> FleetMeasurement:
+    """The actors' records, relative to the run's start, restricted to the window."""
+    first, last = window
+    requests, batches = [], {}
+    runs: dict[str, int] = {}
+    overruns: dict[str, int] = {}
+    completions = 0
+    for name, result in results.items():
+        for r in result["requests"]:
+            if r["done"] is not None and first <= r["done"] - started < last:
+                completions += 1
+            for step in r["trace"]:
+                batches[(step["replica"], step["batch"])] = step
+            sent = r["sent"] - started
+            if not first <= sent < last:
+                continue
+            waits: dict[str, float] = {}
+            for step in r["trace"]:
+                waits[step["node"]] = waits.get(step["node"], 0.0) + step["wait_s"]
+            done = None if r["done"] is None else r["done"] - started
+            requests.append(
+                FleetRequest(name, r["device"], r["index"], sent, done, r["error"], waits)
+            )
+        inside = [overrun for at, overrun in result["runs"] if first <= at - started < last]
+        runs[name], overruns[name] = len(inside), sum(inside)
+    busy = dict.fromkeys(replicas, 0.0)
+    sizes: dict[str, dict[int, int]] = {n: {} for n in replicas}
+    for step in batches.values():
+        node, start, end = step["node"], step["start"] - started, step["end"] - started
+        busy[node] += max(0.0, min(end, last) - max(start, first))
+        if first <= start < last:
+            sizes[node][step["size"]] = sizes[node].get(step["size"], 0) + 1
+            runs[node] = runs.get(node, 0) + 1
+            overruns[node] = overruns.get(node, 0) + int(step["overrun"])
+    requests.sort(key=lambda r: r.sent_s)
+    return FleetMeasurement(
+        label=label,
+        duration_s=last - first,
+        requests=tuple(requests),
+        busy_s=busy,
+        replicas=dict(replicas),
+        batch_sizes=sizes,
+        overruns=overruns,
+        runs=runs,
+        completions=completions,
+    )

@@ -1,0 +1,100 @@
+"""What a fleet run on Ray measured: every request of every emulated device, and what each
+shared node did (busy time, batches, runs slower than their target).
+
+Plain values, importable without Ray, so reports and plots (``qsplit fleet demo``) read them
+without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FleetRequest:
+    """One request of one emulated device."""
+
+    device_class: str
+    device: int
+    """The device's number in its class (devices that join later get the next numbers)."""
+    index: int
+    """The request's number on its device."""
+    sent_s: float
+    """When the device issued it, in seconds since the run started (its Poisson arrival)."""
+    done_s: float | None
+    """When the device had every model output, in seconds since the run started; ``None``:
+    the request failed."""
+    error: str | None
+    """Why it failed (the component and node named), else ``None``."""
+    shared_wait_s: Mapping[str, float]
+    """Shared node → seconds the request queued at that node before a replica started the
+    batch it was in (summed over the node's components it visited)."""
+
+    @property
+    def latency_s(self) -> float | None:
+        return None if self.done_s is None else self.done_s - self.sent_s
+
+
+@dataclass(frozen=True)
+class FleetMeasurement:
+    """One fleet deployment run for a while: the requests sent in the measured window (after
+    the warm-up) and each node's work in that window."""
+
+    label: str
+    """What was run, e.g. ``fleet``, ``alone``, ``cloud-only``, ``device-only``."""
+    duration_s: float
+    """Length of the measured window (requests sent in it are the :attr:`requests`)."""
+    requests: tuple[FleetRequest, ...]
+    busy_s: Mapping[str, float]
+    """Shared node → replica-seconds busy running batches (padded) within the window."""
+    replicas: Mapping[str, int]
+    """Shared node → its replicas (batches it runs at once, across its components)."""
+    batch_sizes: Mapping[str, Mapping[int, int]]
+    """Shared node → batch size → batches of that size that ran in the window."""
+    overruns: Mapping[str, int]
+    """Node (shared node or device class) → runs in the window that took longer than their
+    emulated target (the host was slower than the node it emulates)."""
+    runs: Mapping[str, int]
+    """Node (shared node or device class) → runs in the window (batches on a shared node), the
+    denominator of :attr:`overruns`."""
+    completions: int
+    """Requests completed *within* the window, whenever sent: the rate the fleet was served
+    at. (Every request of :attr:`requests` is waited for, so an overloaded fleet completes
+    them all, late.)"""
+
+    def completed(self, device_class: str | None = None) -> tuple[FleetRequest, ...]:
+        return tuple(
+            r
+            for r in self.requests
+            if r.done_s is not None and device_class in (None, r.device_class)
+        )
+
+    def failed(self) -> tuple[FleetRequest, ...]:
+        return tuple(r for r in self.requests if r.done_s is None)
+
+    def latencies(self, device_class: str | None = None) -> np.ndarray:
+        """End-to-end latencies (s) of the completed requests, of one class or of all."""
+        return np.array([r.latency_s for r in self.completed(device_class)], dtype=float)
+
+    def throughput_hz(self) -> float:
+        """Requests completed within the window, per second: below the rate sent when a node
+        is saturated."""
+        return self.completions / self.duration_s
+
+    def quantile(self, q: float, device_class: str | None = None) -> float:
+        """The ``q`` quantile (0.95: p95) of the latencies; ``nan`` without completed requests."""
+        latencies = self.latencies(device_class)
+        return float(np.quantile(latencies, q)) if latencies.size else float("nan")
+
+    def utilisation(self, node: str) -> float:
+        """Busy replica-seconds over the replica-seconds the window offered (a node's batches,
+        whatever components they are of, share its replicas: at most 1)."""
+        return self.busy_s.get(node, 0.0) / (self.replicas[node] * self.duration_s)
+
+    def mean_wait_s(self, node: str) -> float:
+        """Mean queueing time at ``node`` over the completed requests that visited it."""
+        waits = [r.shared_wait_s[node] for r in self.completed() if node in r.shared_wait_s]
+        return float(np.mean(waits)) if waits else float("nan")

@@ -1,0 +1,207 @@
+"""A fleet deployment on an embedded Ray: every class gets the whole model's outputs (fp32) or
+the planned quantized model's; identical components of two classes are one Serve
+application; padding holds replicas to their node's time; devices join and leave mid-run
+without failing or holding up the others' requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import qsplit
+from conftest import session
+from qsplit.assets import sample_images_dir
+from qsplit.fleet import (
+    ClassDeployment,
+    Fleet,
+    FleetDeployment,
+    HostedComponent,
+    SharedDeployment,
+    load_fleet,
+)
+from qsplit.model import analyze
+from qsplit.quant import Quantizer, calibrate, image_feeds
+from qsplit.serve import FleetMeasurement, FleetRun, FleetServing
+
+pytest.importorskip("ray", reason="Ray is not installed (pip install 'qsplit[ray]')")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    # An embedded Ray start that timed out and was retried leaves that attempt's processes to
+    # Ray's reaper (docs/serve.md, Not done yet); their Popen objects warn when collected.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+EXAMPLE = Path(qsplit.__file__).parent / "examples" / "fleet-testbed.yaml"
+RATE_HZ = 0.25
+"""Per device: enough requests in the test's 30 s phases, little real compute on a busy host."""
+PHASE_S = 30.0
+
+
+def deployment(blocks: tuple[str, ...]) -> FleetDeployment:
+    """Cameras: blocks 0-9 on the edge, the rest on the cloud; phones: blocks 0-1 on the phone,
+    2-9 on the edge, the rest on the cloud — the same cloud component as the cameras'."""
+    cameras = {b: "edge" if i < 10 else "cloud" for i, b in enumerate(blocks)}
+    phones = {b: "phones" if i < 2 else n for i, (b, n) in enumerate(cameras.items())}
+    cloud = HostedComponent(blocks[10:], ("cameras", "phones"), 2 * RATE_HZ)
+    return FleetDeployment(
+        (
+            ClassDeployment("cameras", 3, RATE_HZ, cameras),
+            ClassDeployment("phones", 2, RATE_HZ, phones),
+        ),
+        (
+            SharedDeployment(
+                "edge",
+                1,
+                1,
+                (
+                    HostedComponent(blocks[:10], ("cameras",), RATE_HZ),
+                    HostedComponent(blocks[2:10], ("phones",), RATE_HZ),
+                ),
+            ),
+            SharedDeployment("cloud", 1, 1, (cloud,)),
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Fleet:
+    return load_fleet(EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def serving(fleet: Fleet, yolo11n_path: Path) -> Iterator[FleetServing]:
+    """One embedded Ray for the module: it is slow to start on a busy 2-core host."""
+    with FleetServing(fleet, model=yolo11n_path, graph_optimization="disabled") as s:
+        yield s
+
+
+def images(count: int) -> list[dict[str, np.ndarray]]:
+    return [
+        {"images": np.random.default_rng(seed).random((1, 3, 640, 640), dtype=np.float32)}
+        for seed in range(count)
+    ]
+
+
+def output_errors(
+    run: FleetRun, requests: list[dict[str, np.ndarray]], reference: ort.InferenceSession
+) -> dict[str, float]:
+    """Per class, the largest difference of its outputs from ``reference``'s, relative to the
+    output's scale (its largest magnitude)."""
+    errors = dict.fromkeys(run.actors, 0.0)
+    for feeds in requests:
+        want = reference.run(None, feeds)
+        for device_class in run.actors:
+            got = list(run.infer(device_class, feeds).values())
+            assert [g.shape for g in got] == [w.shape for w in want]
+            for g, w in zip(got, want, strict=True):
+                error = float(np.abs(g - w).max() / np.abs(w).max())
+                errors[device_class] = max(errors[device_class], error)
+    return errors
+
+
+@dataclass(frozen=True)
+class JoinLeave:
+    run: FleetRun
+    measurement: FleetMeasurement
+    changed_s: float
+    """When devices joined and left (seconds since the run started)."""
+    removed: tuple[int, ...]
+    added: tuple[int, ...]
+    errors: dict[str, float]
+    """Per class, the largest relative difference from the whole model (fp32)."""
+
+
+@pytest.fixture(scope="module")
+def join_leave(serving: FleetServing, yolo11n_path: Path) -> Iterator[JoinLeave]:
+    """The deployment run for a phase, then a camera leaves and two phones join, then a
+    second phase; the fp32 outputs are checked against the whole model while it runs."""
+    import time
+
+    model, graph = analyze(str(yolo11n_path))
+    whole = session(model.proto)
+    run = serving.start(deployment(graph.block_names), seed=3)
+    try:
+        errors = output_errors(run, images(2), whole)
+        time.sleep(max(0.0, PHASE_S - run.elapsed_s()))
+        changed_s = run.elapsed_s()
+        removed = run.remove_devices("cameras", 1)
+        added = run.add_devices("phones", 2)
+        time.sleep(max(0.0, 2 * PHASE_S - run.elapsed_s()))
+        measurement = run.finish("join-leave")
+        yield JoinLeave(run, measurement, changed_s, removed, added, errors)
+    finally:
+        run.close()
+
+
+def test_every_class_gets_the_whole_models_outputs(join_leave: JoinLeave) -> None:
+    assert set(join_leave.errors) == {"cameras", "phones"}
+    assert max(join_leave.errors.values()) <= 1e-4, join_leave.errors
+
+
+def test_identical_components_of_two_classes_are_one_application(join_leave: JoinLeave) -> None:
+    users = sorted(join_leave.run.applications.values())
+    # Each class its own edge component; one cloud component for both.
+    assert users == [("cameras",), ("cameras", "phones"), ("phones",)]
+    waits = {
+        (r.device_class, node)
+        for r in join_leave.measurement.completed()
+        for node in r.shared_wait_s
+    }
+    assert waits == {(c, n) for c in ("cameras", "phones") for n in ("edge", "cloud")}
+
+
+def test_devices_join_and_leave_without_disturbing_the_others(join_leave: JoinLeave) -> None:
+    m, changed = join_leave.measurement, join_leave.changed_s
+    assert join_leave.removed == (2,) and join_leave.added == (2, 3)
+    assert not m.failed(), [r.error for r in m.failed()][:3]
+    gone = [r for r in m.requests if r.device_class == "cameras" and r.device == 2]
+    assert gone and all(r.sent_s < changed for r in gone)
+    for device in join_leave.added:
+        joined = [r for r in m.requests if r.device_class == "phones" and r.device == device]
+        assert joined and all(r.sent_s >= changed for r in joined)
+    stayed = [r for r in m.completed("cameras") if r.device < 2]
+    before = np.median([r.latency_s for r in stayed if r.sent_s < changed])
+    after = np.median([r.latency_s for r in stayed if r.sent_s >= changed])
+    # The joining phones add load on the shared cloud: some more queueing, not a stall.
+    assert after < 2 * before, (before, after)
+
+
+def test_padding_holds_each_batch_to_its_nodes_time(
+    join_leave: JoinLeave, serving: FleetServing
+) -> None:
+    m = join_leave.measurement
+    cloud_blocks = serving.graph.block_names[10:]
+    target_s = sum(serving.profiles["cloud"].blocks[b].fp32_s for b in cloud_blocks)
+    assert m.batch_sizes["cloud"] == {1: m.runs["cloud"]}
+    mean_s = m.busy_s["cloud"] / m.runs["cloud"]
+    assert mean_s >= target_s
+    # Generous: a run the busy host made slower than the target is an overrun, counted.
+    assert mean_s < 1.5 * target_s + 0.2 or m.overruns["cloud"] > 0
+    assert 0 <= m.overruns["cloud"] <= m.runs["cloud"]
+    assert m.runs["phones"] > 0  # the phones' own blocks ran, padded, on the devices
+
+
+def test_a_quantized_plan_gives_the_planned_quantized_models_outputs(
+    serving: FleetServing,
+    yolo11n_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model, graph = analyze(str(yolo11n_path))
+    quantized = graph.block_names[2:12]  # int8 crosses phone → edge and edge → cloud
+    feeds = image_feeds(model, sample_images_dir())
+    whole = session(Quantizer(model, graph, calibrate(model, feeds)).quantize(quantized))
+    plan = deployment(graph.block_names)
+    run = serving.start(plan, devices={"cameras": 0, "phones": 0}, quantized=quantized)
+    try:
+        errors = output_errors(run, feeds[:2], whole)
+    finally:
+        run.close()
+    assert max(errors.values()) <= 1e-4, errors
