@@ -30,9 +30,9 @@ up`` refuses it, :data:`qsplit.profile.HEADROOM`). Plans must still be identical
 ``--normal-dilation`` does the same for the normal run, for a machine too busy to emulate the
 scenario in real time even unthrottled.
 
-``--short`` runs a shortened demo (one latency weight, noise bounds 0 and 1, 2 requests per
-configuration, 16 noise samples of 4 candidate blocks, 5 profile repetitions) for a machine
-too busy for two full demos.
+``--short`` runs a shortened demo (one latency weight, noise bounds 0 and 1, no link
+precision, 2 requests per configuration, 16 noise samples of 4 candidate blocks, 5 profile
+repetitions) for a machine too busy for two full demos.
 
 Usage: python bench/bench_host_speed.py --out DIR [--cpu 0.6] [--period-us 2000] [--short]
        [--tolerance 0.1] [--dilation 1] [--normal-dilation 1]
@@ -94,6 +94,7 @@ def _run_demo(folder: Path, short: bool, dilation: float) -> None:
             requests=2,
             noise_samples=16,
             noise_top_k=4,
+            link_tensors=0,  # 16 samples fit 4 block variables, not 4 more link ones
             profile_repetitions=5,
         )
     run_demo(config)
