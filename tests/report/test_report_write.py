@@ -9,7 +9,7 @@ from pathlib import Path
 
 import synthetic
 from qsplit.model import analyze
-from qsplit.report import Report, write_report
+from qsplit.report import Report, RunIndex, write_report
 from qsplit.report._fig_placement import LABEL_LIMIT, layered_layout, plot_placement
 from qsplit.report._figstyle import colours
 
@@ -107,3 +107,12 @@ def test_large_graph_placement_is_drawn_without_labels(tmp_path: Path, report: R
     assert all(layout[a][0] < layout[b][0] for a, b in graph.dag.edges)
     path = plot_placement(graph, layout, big, colours(["device", "edge"]), tmp_path / "p.png")
     assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_dilated_run_says_its_times_are_dilated(run_dir: Path, report: Report) -> None:
+    index = RunIndex.load(run_dir)
+    replace(index, settings={**index.settings, "dilation": 2.0}).save(run_dir)
+    markdown = write_report(run_dir).read_text()
+    assert "| time dilation | 2× (times as run; ÷ 2 for the scenario's) |" in markdown
+    assert "The run was time-dilated by 2" in markdown
+    assert "dilat" not in report.markdown.read_text()  # a run without the setting

@@ -28,6 +28,7 @@ from qsplit.report._summary import (
     gain_sentences,
     missed_targets,
     model_line,
+    run_dilation,
     summary_rows,
 )
 from qsplit.report._tables import scenario_table
@@ -182,6 +183,15 @@ def _method(run: LoadedRun) -> list[Block]:
         "directed link passes through a user-space proxy that adds "
         "the link's latency and limits its rate (see the tables).",
     ]
+    dilation = run_dilation(run)
+    if dilation != 1:
+        points.append(
+            f"The run was time-dilated by {dilation:g} (`qsplit demo --dilation`): every node "
+            f"and link of the testbed ran {dilation:g}× slower than the scenario's, for a host "
+            "too slow to emulate them as they are. Times and energies in this report are the "
+            f"dilated ones (divide by {dilation:g} for the scenario's); errors and speed-ups "
+            "are unaffected."
+        )
     if diffs:
         points.append(
             f"Outputs were checked against the whole model: largest absolute difference "

@@ -86,11 +86,23 @@ def summary_rows(run: LoadedRun, validation: Validation) -> list[tuple[str, str]
             f"{_mape(validation.noise)} over {validation.noise.count} quantized entries",
         ),
     ]
+    dilation = run_dilation(run)
+    if dilation != 1:
+        rows.append(
+            ("time dilation", f"{dilation:g}× (times as run; ÷ {dilation:g} for the scenario's)")
+        )
     for s in validation.scenarios:
         rows.append((f"{s.name}: latency / energy MAPE", f"{_mape(s.latency)} / {_mape(s.energy)}"))
         rows.append((f"{s.name}: fastest vs device-only", _gain_cell(run, s.best)))
         rows.append((f"{s.name}: quantization alone", _gain_cell(run, s.quantization_only)))
     return rows
+
+
+def run_dilation(run: LoadedRun) -> float:
+    """The run's time dilation (``qsplit demo --dilation``; 1 for runs without one): its
+    predicted and measured times are this many times the scenario's."""
+    value = (run.index.settings or {}).get("dilation", 1.0)
+    return float(value) if isinstance(value, int | float) else 1.0
 
 
 def _describe(run: LoadedRun, entry_id: str) -> str:
