@@ -7,13 +7,16 @@ fast host and on a slow one."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from qsplit.demo import DemoConfig, ScenarioSpec, run_demo
+from qsplit.demo import DemoConfig, ScenarioSpec, _pipeline, run_demo
 from qsplit.demo._cache import Cache
 from qsplit.profile import ComputeProfile
+from qsplit.quant import _study
 from qsplit.report import build_report
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "qsplit" / "examples"
@@ -35,7 +38,23 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
         link_tensors=1,  # 4 blocks + fp16/int8 of 1 tensor: 6 variables for 16 samples
         profile_repetitions=5,
     )
-    return config.out, run_demo(config)
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (_study, _pipeline):
+            patch.setattr(module, "calibrate", _recording(module.calibrate))
+        index = run_demo(config)
+    return config.out, index
+
+
+CALIBRATIONS: list[bool] = []
+"""Per calibration the demo asked for: whether its ranges were already on disk."""
+
+
+def _recording(calibrate: Callable[..., Any]) -> Callable[..., Any]:
+    def recorded(model: Any, feeds: Any, cache: Any = None, **options: Any) -> Any:
+        CALIBRATIONS.append(cache is not None and Path(cache).is_file())
+        return calibrate(model, feeds, cache, **options)
+
+    return recorded
 
 
 @pytest.mark.slow
@@ -111,6 +130,14 @@ def test_measured_latency_is_close_to_the_prediction(short_run) -> None:
     validation = build_report(run_dir).validation
     # The target is 10 % on a quiet machine; CI shares its cores with the test session.
     assert validation.latency.mape_pct <= 25.0, validation.latency
+
+
+def test_the_model_was_calibrated_once(short_run) -> None:
+    """The noise study (fitted: the cache was empty) and the compression table's int8 ranges
+    need the same calibration; the second reads what the first wrote."""
+    run_dir, _ = short_run
+    assert CALIBRATIONS == [False, True]
+    assert (run_dir / "profiles" / "calibration.json").is_file()
 
 
 @pytest.mark.slow

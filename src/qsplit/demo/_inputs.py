@@ -102,9 +102,12 @@ def noise_model(
     graph: LayerGraph,
     out: Path,
     advance: Callable[[int], None],
+    calibration_cache: Path,
 ) -> Path:
     """Fit (or reuse) the noise polynomial of the top-K blocks into the folder ``out``
-    (``noise.json``, with its samples and a predicted-vs-measured plot beside it)."""
+    (``noise.json``, with its samples and a predicted-vs-measured plot beside it). A fit
+    calibrates the model into ``calibration_cache``, where the demo's compression table finds
+    the same ranges instead of calibrating a second time."""
     images = sorted(p.name for p in config.images.iterdir() if p.is_file())
     spec = config.spec
     key = {
@@ -138,6 +141,7 @@ def noise_model(
             on_sample=lambda _: advance(1),
             spec=spec,
             link_tensors=config.link_tensors,
+            calibration_cache=calibration_cache,
         )
         study.save(folder / "noise.json")
         plot_fit(folder / "noise.png", study.model, study.samples)

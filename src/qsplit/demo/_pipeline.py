@@ -84,11 +84,14 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
 
         step = time.perf_counter()
         advance = progress.task("noise model (masks measured)", config.noise_samples)
-        noise_path = noise_model(config, cache, model, graph, run_dir / "noise", advance)
+        ranges_path = run_dir / "profiles" / "calibration.json"
+        noise_path = noise_model(
+            config, cache, model, graph, run_dir / "noise", advance, ranges_path
+        )
         timings["noise_s"] = time.perf_counter() - step
 
         step = time.perf_counter()
-        ranges = calibrate(model, feeds)
+        ranges = calibrate(model, feeds, cache=ranges_path, preprocess=spec.preprocess)
         table_path = compression(
             graph, model, feeds, ranges, run_dir / "profiles" / "compression.json"
         )
