@@ -22,12 +22,14 @@ fi
 work="$(mktemp -d)"
 if [ "$mode" = "newest" ]; then
     out="$root/requirements/lock.txt"
-    uv pip compile pyproject.toml --extra dev --universal --generate-hashes --upgrade \
-        --quiet -o "$out"
+    # From the root with a relative output, so that the lock's header names the command as
+    # anyone can re-run it (uv writes the -o path there).
+    (cd "$root" && uv pip compile pyproject.toml --extra dev --universal --generate-hashes \
+        --upgrade --quiet -o requirements/lock.txt)
 else
     out="$work/oldest.txt"
-    uv pip compile pyproject.toml --extra dev --universal --generate-hashes \
-        --resolution lowest-direct --quiet -o "$out"
+    (cd "$root" && uv pip compile pyproject.toml --extra dev --universal --generate-hashes \
+        --resolution lowest-direct --quiet -o "$out")
 fi
 echo "resolved the $mode allowed releases into $out; running the suite in a fresh virtualenv"
 status=0
