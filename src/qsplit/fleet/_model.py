@@ -202,6 +202,8 @@ class Group:
     """Time of one batch at the node's batch size."""
     mean_batch: float
     """The mean size of its batches, which close at the batch size or the time-out."""
+    forming_s: float
+    """A request's mean wait for its batch to close."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,18 @@ class NodeLoad:
     """Mean wait for a replica (Allen–Cunneen)."""
     p_wait: float
     groups: tuple[Group, ...]
+
+    @property
+    def mean_batch(self) -> float:
+        """Mean size of the node's batches: its requests over its batches."""
+        batches = sum(g.rate_hz / g.mean_batch for g in self.groups)
+        return sum(g.rate_hz for g in self.groups) / batches if batches else 1.0
+
+    @property
+    def forming_s(self) -> float:
+        """A request's mean wait for its batch to close, over the node's requests."""
+        rate = sum(g.rate_hz for g in self.groups)
+        return sum(g.rate_hz * g.forming_s for g in self.groups) / rate if rate else 0.0
 
 
 @dataclass(frozen=True)
@@ -371,7 +385,7 @@ def assess(problem: FleetProblem, choice: Choice) -> Outcome:
         batches = [(w, rate, forming(problem, w, b, rate)) for w, _, rate in merged.values()]
         wait_s, p_wait = _replica_wait(rho[node], replicas, batches)
         groups = tuple(
-            Group(blocks, tuple(names), rate, w.batch_s(b), f.mean_size)
+            Group(blocks, tuple(names), rate, w.batch_s(b), f.mean_size, f.wait_s)
             for (blocks, (w, names, rate)), (_, _, f) in zip(merged.items(), batches, strict=True)
         )
         nodes[node] = NodeLoad(node, replicas, b, rho[node], wait_s, p_wait, groups)
