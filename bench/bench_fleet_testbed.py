@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument(
         "--batching-only",
         action="store_true",
-        help="run only the fleet plan and its forced-batch twin (no baselines)",
+        help="run only the fleet plan and its batch twins (no baselines)",
     )
     parser.add_argument("--input-size", type=int, help="square input (default: the model's)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/fleet-testbed"))
@@ -119,7 +119,7 @@ def main() -> None:
         rate_scale=args.rate_scale,
     )
     if args.batching_only:
-        config = replace(config, baselines=(), batch_one=False)
+        config = replace(config, baselines=())
     if args.infra is not None:
         config = replace(config, infra=args.infra)
     load_before = Path("/proc/loadavg").read_text().split()[:3]

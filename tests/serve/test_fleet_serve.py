@@ -169,6 +169,29 @@ def test_every_shared_node_is_one_queue_of_its_slots(join_leave: JoinLeave) -> N
     assert join_leave.measurement.mean_forming_s("cloud") < 0.05
 
 
+def test_autoscaled_components_start_at_one_replica(
+    serving: FleetServing, yolo11n_path: Path
+) -> None:
+    """With ``autoscale`` each shared component is deployed with Serve's autoscaling between 1
+    and its node's replicas (so it starts at 1, not the cloud's 2), under the node's pool, and
+    serves the devices' requests."""
+    from ray import serve
+
+    _, graph = analyze(str(yolo11n_path))
+    counts = {"cameras": 1, "phones": 1}
+    run = serving.start(deployment(graph.block_names), devices=counts, seed=5, autoscale=True)
+    try:
+        cloud = next(app for app, users in run.applications.items() if len(users) == 2)
+        (status,) = serve.status().applications[cloud].deployments.values()
+        assert sum(status.replica_states.values()) == 1, status.replica_states
+        assert set(run.pools) == {"edge", "cloud"}
+        assert run.infer("phones", images(1)[0])
+        measured = run.finish("autoscaled")
+    finally:
+        run.close()
+    assert not measured.failed(), [r.error for r in measured.failed()][:3]
+
+
 def test_devices_join_and_leave_without_disturbing_the_others(join_leave: JoinLeave) -> None:
     m, changed = join_leave.measurement, join_leave.changed_s
     assert join_leave.removed == (2,) and join_leave.added == (2, 3)

@@ -195,11 +195,14 @@ class FleetServing:
         devices: Mapping[str, int] | None = None,
         seed: int = 0,
         quantized: Collection[str] = (),
+        autoscale: bool = False,
     ) -> FleetRun:
         """Deploy ``deployment`` and start its devices (``devices``: per class, default the
         plan's counts; a class at 0 still gets its actor, for devices to join later).
         ``quantized`` blocks run in int8 (calibrated as :func:`qsplit.runtime.build_deployment`
-        does) wherever they run."""
+        does) wherever they run. ``autoscale``: Serve scales each shared component between 1
+        and its node's replicas (``autoscaling_config``); the node's pool still runs at most
+        ``replicas`` batches at once."""
         counts = {c.name: c.count for c in deployment.classes} | dict(devices or {})
         unknown = sorted(set(counts) - {c.name for c in deployment.classes})
         if unknown:
@@ -226,7 +229,8 @@ class FleetServing:
         replicas = {s.node: s.replicas for s in deployment.shared}
         run = FleetRun({}, users, replicas, 0.0, _node_pools(shared, replicas))
         try:
-            deploy_replicas(self._targets(shared, deployment, run), self._threads, self._optimize)
+            targets = self._targets(shared, deployment, run, autoscale)
+            deploy_replicas(targets, self._threads, self._optimize)
             self._start_devices(run, deployment, built, walks, counts, seed)
         except BaseException:
             run.close()
@@ -238,6 +242,7 @@ class FleetServing:
         shared: Mapping[tuple[str, tuple[str, ...]], _Shared],
         deployment: FleetDeployment,
         run: FleetRun,
+        autoscale: bool,
     ) -> list[ReplicaTarget]:
         """Each shared component as a Serve application with its node's replicas, batch size,
         emulated time and pool."""
@@ -246,7 +251,8 @@ class FleetServing:
         for s in shared.values():
             node = nodes[s.spec.node]
             serving = NodeServing(
-                replicas=node.replicas,
+                replicas=1 if autoscale else node.replicas,
+                max_replicas=node.replicas if autoscale else None,
                 max_batch_size=node.batch_size,
                 batch_wait_timeout_s=node.batch_wait_s,
                 max_ongoing_requests=QUEUE_LIMIT,
