@@ -51,7 +51,11 @@ class ComponentReplica:
         self._runner = ComponentRunner(
             onnx_bytes, outputs, max_batch_size=max_batch_size, threads=threads, optimize=optimize
         )
-        size = max_batch_size if self._runner.batches else 1
+        # A component whose graph cannot take a batch runs a batch one request at a time; when
+        # emulating, the batch still forms and is padded to the node's time for its size (the
+        # batch profile gives such blocks no shared part), as the fleet model prices it.
+        batching = self._runner.batches or emulation is not None
+        size = max_batch_size if batching else 1
         # Built here, not as a decorator: max_concurrent_batches has no setter in Serve.
         self._run_batch = serve.batch(
             max_batch_size=size,
