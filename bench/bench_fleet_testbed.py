@@ -7,14 +7,20 @@ seeded arrivals, and prints, as JSON:
 
 * per configuration: offered and completed requests per second, failures, measured p50/p95
   beside the prediction (``ratio`` = predicted / measured), per shared node ρ measured and
-  predicted, the batches that ran and the runs slower than their emulated target;
+  predicted, the mean wait for a replica and for a batch to close and the mean batch size
+  measured and predicted (the time-out model), the batches that ran and the runs slower than
+  their emulated target;
 * the fleet plan against every other configuration (throughput and p95 ratios; the issue's goal
   against contention-blind plans: ≥ 1.5× throughput at equal or better p95);
 * the largest prediction error of each configuration with a finite prediction (goal: 15 %).
 
 Usage: PYTHONPATH=src /work/venvs/ray/bin/python bench/bench_fleet_testbed.py
 [--infra FILE] [--devices N] [--duration 60] [--warmup 5] [--seed 0] [--cloud-batch 4]
-[--input-size N] [--out DIR] [--json FILE]
+[--batch-wait 0.05] [--rate-scale 1] [--batching-only] [--input-size N] [--out DIR] [--json FILE]
+
+``--batch-wait``, ``--rate-scale`` and ``--batching-only`` make the batching-gain scenario: a
+cloud that sees enough requests per batch window to form batches, measured at the forced batch
+size against the plan's.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 
 from _output import emit_json
 from qsplit.demo import FleetDemoConfig, run_fleet_demo
+from qsplit.fleet import BATCH_WAIT_S
 from qsplit.report import FleetResult, Quantity
 
 
@@ -55,6 +62,10 @@ def _summary(r: FleetResult) -> dict[str, object]:
                 "rho_predicted": n.utilisation.predicted,
                 "wait_measured_s": n.wait_s.measured,
                 "wait_predicted_s": n.wait_s.predicted,
+                "forming_measured_s": n.forming_s.measured,
+                "forming_predicted_s": n.forming_s.predicted,
+                "batch_measured": n.batch_size.measured,
+                "batch_predicted": n.batch_size.predicted,
                 "batches": {str(b): k for b, k in sorted(n.batches.items())},
                 "overruns": f"{n.overruns}/{n.runs}",
             }
@@ -73,6 +84,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cloud-batch", type=int, default=4)
+    parser.add_argument(
+        "--batch-wait",
+        type=float,
+        default=BATCH_WAIT_S,
+        help="seconds a batch stays open (planned, predicted and served alike)",
+    )
+    parser.add_argument(
+        "--rate-scale",
+        type=float,
+        default=1.0,
+        help="multiply every class's request rate (more requests per batch window)",
+    )
+    parser.add_argument(
+        "--batching-only",
+        action="store_true",
+        help="run only the fleet plan and its batch twins (no baselines)",
+    )
     parser.add_argument("--input-size", type=int, help="square input (default: the model's)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/fleet-testbed"))
     parser.add_argument("--json", type=Path)
@@ -87,7 +115,11 @@ def main() -> None:
         if args.input_size
         else None,
         forced_batch={"cloud": args.cloud_batch} if args.cloud_batch > 1 else {},
+        batch_wait_s=args.batch_wait,
+        rate_scale=args.rate_scale,
     )
+    if args.batching_only:
+        config = replace(config, baselines=())
     if args.infra is not None:
         config = replace(config, infra=args.infra)
     load_before = Path("/proc/loadavg").read_text().split()[:3]
@@ -104,6 +136,8 @@ def main() -> None:
             "infra": str(config.infra),
             "devices": sum(c.count for c in outcome.plan.fleet.classes),
             "duration_s": config.duration_s,
+            "batch_wait_s": config.batch_wait_s,
+            "rate_scale": config.rate_scale,
             "configurations": {r.label: _summary(r) for r in outcome.results},
             "fleet_versus": {
                 v.against: {

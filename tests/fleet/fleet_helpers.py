@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from qsplit.fleet import Candidate, DeviceClass, Fleet, FleetProblem, SharedNode, Work
@@ -47,7 +48,8 @@ def candidate(
 
 def random_problem(seed: int, objective: str = "latency-energy") -> FleetProblem:
     """2–3 classes, 1–2 shared nodes, 2–3 candidates each; components shared between classes
-    so that batching across classes matters."""
+    so that batching across classes matters; batches close at a short or long time-out, or
+    only full."""
     rng = random.Random(seed)
     shared = [("edge", rng.choice([1, 2, 4]))] + (
         [("cloud", rng.choice([2, 8]))] * rng.randint(0, 1)
@@ -85,4 +87,5 @@ def random_problem(seed: int, objective: str = "latency-energy") -> FleetProblem
         w_latency=rng.choice([0.2, 0.5, 1.0]),
         w_energy=rng.choice([0.0, 0.5]),
         utilisation_max=rng.choice([0.6, 0.8, 0.9]),
+        batch_wait_s=rng.choice([0.05, 0.5, math.inf]),  # short, long, full batches only
     )

@@ -39,6 +39,24 @@ def _scenario(name: str) -> tuple[FleetProblem, Choice]:
             "b": (candidate("split", 0.1, 1.0, 0.0, work),),
         }
         return FleetProblem(f, cands, utilisation_max=0.9), Choice({"a": 0, "b": 0}, {"edge": 4})
+    if name == "batched, time-out, 3 replicas":
+        # 20 requests/s per replica's batcher, 50 ms time-out: batches of 1 to 4 (mean 2)
+        f = fleet([("a", 40, 1.0), ("b", 20, 1.0)], [("edge", 3)])
+        work = [("edge", "tail", 0.05, 0.008)]
+        cands = {
+            "a": (candidate("split", 0.1, 1.0, 0.0, work),),
+            "b": (candidate("split", 0.1, 1.0, 0.0, work),),
+        }
+        problem = FleetProblem(f, cands, utilisation_max=0.9, batch_wait_s=0.05)
+        return problem, Choice({"a": 0, "b": 0}, {"edge": 4})
+    if name == "batched, long time-out, two components":
+        f = fleet([("a", 30, 1.0), ("b", 30, 1.0)], [("edge", 2)])
+        cands = {
+            "a": (candidate("x", 0.1, 1.0, 0.0, [("edge", "e1", 0.06, 0.006)]),),
+            "b": (candidate("y", 0.1, 1.0, 0.0, [("edge", "e2", 0.02, 0.006)]),),
+        }
+        problem = FleetProblem(f, cands, utilisation_max=0.9, batch_wait_s=0.2)
+        return problem, Choice({"a": 0, "b": 0}, {"edge": 8})
     if name == "mixed components, two tiers":
         f = fleet([("a", 60, 0.5), ("b", 30, 1.0)], [("edge", 4), ("cloud", 8)])
         cands = {
@@ -55,7 +73,14 @@ def _scenario(name: str) -> tuple[FleetProblem, Choice]:
     raise AssertionError(name)
 
 
-SCENARIOS = ["device M/D/1", "shared M/D/2", "batched", "mixed components, two tiers"]
+SCENARIOS = [
+    "device M/D/1",
+    "shared M/D/2",
+    "batched",
+    "batched, time-out, 3 replicas",
+    "batched, long time-out, two components",
+    "mixed components, two tiers",
+]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -117,3 +142,39 @@ def test_distribution_of_known_delays() -> None:
     assert device.mean_s == pytest.approx(0.5)
     assert device.cdf(np.array([0.0]))[0] == pytest.approx(0.5)
     assert device.cdf(np.array([1.0]))[0] == pytest.approx(0.5 * math.exp(0.5), rel=1e-9)
+
+
+def test_batches_closed_by_a_time_out() -> None:
+    """Batch sizes ``min(1 + N(T), b)`` against the Poisson sums, the wait bounded by the
+    time-out and by the full batch's, and the delay's distribution (wait plus the other
+    items' time) against its mean."""
+    lam, timeout = 10.0, 0.05
+    forming = Forming(batch=4, rate_hz=lam, timeout_s=timeout, per_item_s=0.01)
+    mu = lam * timeout
+    pmf = [math.exp(-mu) * mu**n / math.factorial(n) for n in range(3)]
+    sizes = [(1 + n, p) for n, p in enumerate(pmf)] + [(4, 1 - sum(pmf))]
+    assert forming.mean_size == pytest.approx(sum(k * p for k, p in sizes), rel=1e-9)
+    assert forming.request_size == pytest.approx(
+        sum(k * k * p for k, p in sizes) / forming.mean_size, rel=1e-9
+    )
+    assert 0 < forming.wait_s < timeout
+    for t in (0.01, 0.1, 0.5, 5.0):
+        assert Forming(4, lam, t).wait_s <= Forming(4, lam).wait_s * (1 + 1e-4)
+    assert Forming(4, lam, 100.0).mean_size == pytest.approx(4.0)
+    assert Forming(4, lam, 0.0).mean_s == 0.0
+    times, cdf = latency_distribution(0.0, [forming])
+    mean = float(np.sum(np.diff(cdf, prepend=0.0) * times))
+    assert mean == pytest.approx(forming.mean_s, rel=1e-2)
+    # the opener of a batch the time-out closes alone waits exactly T and runs alone
+    assert quantile([(times, cdf)], [1.0], 0.5) == pytest.approx(timeout, rel=1e-2)
+
+
+def test_planned_utilisation_bounds_the_real_one() -> None:
+    """The MILP's per-class batch sizes never under-estimate a node's utilisation."""
+    from qsplit.fleet._model import planning_utilisation, utilisation
+
+    for name in SCENARIOS:
+        problem, choice = _scenario(name)
+        real, planned = utilisation(problem, choice), planning_utilisation(problem, choice)
+        for node, rho in real.items():
+            assert planned[node] >= rho * (1 - 1e-12), (name, node)

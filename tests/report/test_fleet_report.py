@@ -18,7 +18,8 @@ def outcome(p50: float, p95: float, rho: float = 0.5) -> Outcome:
     classes = tuple(
         ClassOutcome(name, "plan", 0.1, p50, p50, p95, 1.0, 0.5) for name in ("cams", "phones")
     )
-    node = NodeLoad("edge", 2, 1, rho, 0.01, 0.2, (Group(("b0",), ("cams", "phones"), 2.0, 0.2),))
+    group = Group(("b0",), ("cams", "phones"), 2.0, 0.2, 1.6, 0.03)
+    node = NodeLoad("edge", 2, 1, rho, 0.01, 0.2, (group,))
     return Outcome(classes, (node,), p50, p50, p95, 1.0, 2.0, 3.0, rho < 0.8)
 
 
@@ -35,8 +36,8 @@ def measurement(
     requests = []
     for name, values in latencies.items():
         for i, latency in enumerate(values):
-            wait = {"edge": 0.02 * (i % 2)}
-            requests.append(FleetRequest(name, 0, i, float(i), i + latency, None, wait))
+            wait, forming = {"edge": 0.02 * (i % 2)}, {"edge": 0.01}
+            requests.append(FleetRequest(name, 0, i, float(i), i + latency, None, wait, forming))
     requests += [FleetRequest("cams", 1, i, 0.0, None, "edge failed", {}) for i in range(failed)]
     return FleetMeasurement(
         label=label,
@@ -69,7 +70,9 @@ def test_a_prediction_is_set_beside_its_measurement() -> None:
     assert edge.utilisation.predicted == 0.5
     assert edge.wait_s.predicted == 0.01
     assert edge.wait_s.measured == pytest.approx(0.02 * 19 / 40)  # the odd-numbered ones waited
-    assert edge.batches == {1: 30, 2: 5} and edge.mean_batch == pytest.approx(40 / 35)
+    assert edge.forming_s.predicted == 0.03 and edge.forming_s.measured == pytest.approx(0.01)
+    assert edge.batches == {1: 30, 2: 5} and edge.batch_size.measured == pytest.approx(40 / 35)
+    assert edge.batch_size.predicted == pytest.approx(1.6)
     assert (edge.overruns, edge.runs) == (1, 35)
     assert result.device_overruns == {"cams": 2}
 

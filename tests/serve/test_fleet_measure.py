@@ -25,6 +25,7 @@ def step(batch: int, start: float, end: float, wait: float, node: str = "edge", 
         "size": size,
         "overrun": end - start > 0.5,
         "wait_s": wait,
+        "forming_s": wait / 2,  # any value: checked to be carried over apart from the wait
     }
 
 
@@ -54,6 +55,8 @@ def test_records_become_the_windows_requests_and_node_work() -> None:
     m = _measure("fleet", results, {"edge": 1, "cloud": 2}, START, (3.0, 9.0))
     assert [(r.device, r.index) for r in m.requests] == [(0, 1), (1, 0), (1, 1)]
     assert m.requests[1].shared_wait_s == pytest.approx({"edge": 0.3, "cloud": 0.0})
+    assert m.requests[1].shared_forming_s == pytest.approx({"edge": 0.15, "cloud": 0.0})
+    assert m.mean_forming_s("edge") == pytest.approx((0.1 + 0.15) / 2)
     assert m.busy_s == pytest.approx({"edge": 0.4 + 0.7, "cloud": 0.2})
     assert m.batch_sizes == {"edge": {1: 2}, "cloud": {1: 1}}
     assert m.runs == {"cams": 2, "edge": 2, "cloud": 1}

@@ -64,7 +64,7 @@ def deployment(blocks: tuple[str, ...]) -> FleetDeployment:
                     HostedComponent(blocks[2:10], ("phones",), RATE_HZ),
                 ),
             ),
-            SharedDeployment("cloud", 1, 1, (cloud,)),
+            SharedDeployment("cloud", 2, 1, (cloud,)),
         ),
     )
 
@@ -154,6 +154,42 @@ def test_identical_components_of_two_classes_are_one_application(join_leave: Joi
         for node in r.shared_wait_s
     }
     assert waits == {(c, n) for c in ("cameras", "phones") for n in ("edge", "cloud")}
+
+
+def test_every_shared_node_is_one_queue_of_its_slots(join_leave: JoinLeave) -> None:
+    """Each node's replicas draw on one pool (the one FIFO queue the fleet model has), the
+    1-component, 2-replica cloud included, and each request's batcher wait is recorded apart
+    from its wait for a slot: ~0 at batch size 1, where a batch closes on its first request."""
+    assert set(join_leave.run.pools) == {"edge", "cloud"}
+    completed = join_leave.measurement.completed()
+    assert completed
+    for r in completed:
+        assert set(r.shared_forming_s) == set(r.shared_wait_s) == {"edge", "cloud"}
+        assert all(0 <= f < 0.05 for f in r.shared_forming_s.values()), r.shared_forming_s
+    assert join_leave.measurement.mean_forming_s("cloud") < 0.05
+
+
+def test_autoscaled_components_start_at_one_replica(
+    serving: FleetServing, yolo11n_path: Path
+) -> None:
+    """With ``autoscale`` each shared component is deployed with Serve's autoscaling between 1
+    and its node's replicas (so it starts at 1, not the cloud's 2), under the node's pool, and
+    serves the devices' requests."""
+    from ray import serve
+
+    _, graph = analyze(str(yolo11n_path))
+    counts = {"cameras": 1, "phones": 1}
+    run = serving.start(deployment(graph.block_names), devices=counts, seed=5, autoscale=True)
+    try:
+        cloud = next(app for app, users in run.applications.items() if len(users) == 2)
+        (status,) = serve.status().applications[cloud].deployments.values()
+        assert sum(status.replica_states.values()) == 1, status.replica_states
+        assert set(run.pools) == {"edge", "cloud"}
+        assert run.infer("phones", images(1)[0])
+        measured = run.finish("autoscaled")
+    finally:
+        run.close()
+    assert not measured.failed(), [r.error for r in measured.failed()][:3]
 
 
 def test_devices_join_and_leave_without_disturbing_the_others(join_leave: JoinLeave) -> None:

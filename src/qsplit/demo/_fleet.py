@@ -36,6 +36,7 @@ from qsplit.demo._fleet_predict import Predictor, call_overhead
 from qsplit.demo._pipeline import Progress, _Silent
 from qsplit.demo._streams import plan_label
 from qsplit.fleet import (
+    BATCH_WAIT_S,
     UTILISATION_MAX,
     BatchProfile,
     Fleet,
@@ -89,6 +90,10 @@ class FleetDemoConfig:
     batch_profile: BatchProfile | None = None
     """Default: the model's shipped batch profile."""
     utilisation_max: float = UTILISATION_MAX
+    batch_wait_s: float = BATCH_WAIT_S
+    """How long a batch on a shared node stays open: planned, predicted and served."""
+    rate_scale: float = 1.0
+    """Multiply every class's request rate by this (the file's rates: 1)."""
     baselines: tuple[str, ...] = ("alone", "cloud-only", "device-only")
     """Baselines to run, by the planner's names (``cloud-only`` stands for ``<cloud>-only``)."""
     batch_one: bool = True
@@ -163,13 +168,21 @@ def run_fleet_demo(
     fleet = load_fleet(config.infra)
     if config.devices is not None:
         fleet = fleet.scaled(config.devices)
+    if config.rate_scale != 1.0:
+        classes = tuple(replace(c, rate_hz=c.rate_hz * config.rate_scale) for c in fleet.classes)
+        fleet = replace(fleet, classes=classes)
     shapes = dict(config.input_shapes) if config.input_shapes else None
     _, graph = analyze(str(config.model), shapes)
     profiles = fleet_profiles(fleet, graph)
     batching = config.batch_profile or batch_profile_for(graph.model.sha256)
     step = progress.task("planning the fleet", 1)
     plan = plan_fleet(
-        fleet, graph, profiles, batching=batching, utilisation_max=config.utilisation_max
+        fleet,
+        graph,
+        profiles,
+        batching=batching,
+        utilisation_max=config.utilisation_max,
+        batch_wait_s=config.batch_wait_s,
     )
     step(1)
     config.out.mkdir(parents=True, exist_ok=True)
@@ -247,17 +260,14 @@ def _ray_runner(
     def run(
         deployment: FleetDeployment, label: str, devices: Mapping[str, int] | None
     ) -> FleetMeasurement:
-        # The window opens a warm-up after start() returned, i.e. after every class actor has
-        # started its devices: on a loaded host an actor can take 15-45 s to exist, and a
-        # window counted from the run's nominal start would then open before any device.
-        fleet_run = serving.start(deployment, devices=devices, seed=config.seed)
-        try:
-            first = fleet_run.elapsed_s() + config.warmup_s
-            last = first + config.duration_s
-            time.sleep(max(0.0, last - fleet_run.elapsed_s()))
-            return fleet_run.finish(label, (first, last))
-        finally:
-            fleet_run.close()
+        return serving.run(
+            deployment,
+            duration_s=config.duration_s,
+            warmup_s=config.warmup_s,
+            devices=devices,
+            seed=config.seed,
+            label=label,
+        )
 
     return run
 

@@ -7,6 +7,7 @@ from qsplit.fleet._load import fleet_from_dict, load_fleet, validate_fleet
 from qsplit.fleet._milp import solve_fleet
 from qsplit.fleet._model import (
     BATCH_SIZES,
+    BATCH_WAIT_S,
     OBJECTIVES,
     UTILISATION_MAX,
     Candidate,
@@ -53,6 +54,7 @@ __all__ = [
     "ALONE",
     "BASELINES",
     "BATCH_SIZES",
+    "BATCH_WAIT_S",
     "NO_BATCHING",
     "OBJECTIVES",
     "UTILISATION_MAX",

@@ -16,8 +16,9 @@ linearisation is exact for 0/1 values):
 ========================  =========  ===========================================================
 
 The objective is :func:`qsplit.fleet._model.planning_value` term by term (Little's law turns
-each node's waiting into ``θ`` and each filling batch into ``(b − 1)/2`` requests waiting), so
-the only approximation is the tangents' (below the curve, exact at the points). Solved with
+each node's waiting into ``θ`` and each replica's filling batch into ``(b − 1)/2`` requests
+waiting), so the only approximation is the tangents' (below the curve, exact at the points);
+``planning_value`` says how it bounds batches that close at the time-out. Solved with
 HiGHS through :func:`scipy.optimize.milp`.
 """
 
@@ -29,7 +30,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qsplit.errors import InfeasibleError, SolverError
-from qsplit.fleet._model import P95_WAIT_FACTOR, Choice, FleetProblem, device_wait
+from qsplit.fleet._model import (
+    P95_WAIT_FACTOR,
+    Choice,
+    FleetProblem,
+    device_wait,
+    planning_load,
+)
 from qsplit.fleet._queueing import tangents
 
 MIP_GAP = 1e-7
@@ -154,8 +161,7 @@ def solve_fleet(problem: FleetProblem, time_limit_s: float | None = 60.0) -> Sol
                     m.row({w: 1.0, col: -1.0}, high=0)
                     m.row({w: 1.0, y[work.node, b]: -1.0}, high=0)
                     m.row({w: 1.0, col: -1.0, y[work.node, b]: -1.0}, low=-1)
-                    replicas = fleet.replicas(work.node)
-                    load[work.node, b][w] = rate / b * work.batch_s(b) / replicas
+                    load[work.node, b][w] = planning_load(problem, work, rate, b)
                     cost[w] = rate * (
                         k_t * (b - 1) * work.per_item_s
                         + k_e * (work.energy_j(b) - work.energy_j(1))
@@ -179,7 +185,7 @@ def solve_fleet(problem: FleetProblem, time_limit_s: float | None = 60.0) -> Sol
             if b > 1:
                 v = m.var()
                 m.row({v: 1.0, a: -1.0, y[k, b]: -1.0}, low=-1)
-                cost[v] = k_t * factor * (b - 1) / 2
+                cost[v] = k_t * factor * fleet.replicas(k) * (b - 1) / 2
     weighted = [cost.get(i, 0.0) for i in range(len(m.cost))]
     if u is not None:
         for k in fleet.shared_names:

@@ -16,9 +16,20 @@ Latency of a request of class ``c`` (plan ``p``, sum latency model)::
 
     D_cp                        the plan alone: its compute and transfers at batch 1
   + Wq(device)                  its own device is an M/D/1 queue (rate r_c, service = device part)
-  + Σ_k (b_k − 1)·per_item_g    a batch of b takes t(b) = fixed + b·per_item instead of t(1)
+  + Σ_k (K̄ − 1)·per_item_g     a batch of K takes t(K) = fixed + K·per_item instead of t(1)
   + Σ_k Wq(k)                   waiting for a replica of shared node k (Allen–Cunneen)
-  + Σ_k forming_g               waiting for the batch to fill: mean (b − 1) / (2 Λ_g)
+  + Σ_k forming_g               waiting for the batch to close (:class:`._queueing.Forming`)
+
+A batch closes at the node's batch size ``b`` or ``batch_wait_s`` (``T``) after it opened, as
+Serve's ``@serve.batch`` does, so its size is ``K = min(1 + N(T), b)``; and each of the node's
+``c`` replicas forms its own batches from the ``1/c`` of a component's requests Serve routes to
+it (docs/serve.md, *Serving a fleet*), so a batcher sees ``Λ_g / c``. ``K̄`` above is the size of
+the batch a request is in (``E[K²]/E[K]``); the node's utilisation counts ``fixed`` once per
+batch, ``E[K]`` requests.
+
+The MILP cannot carry ``K``'s dependence on the summed rate of a component's classes, so
+:func:`planning_value` bounds it per class (:func:`planning_load`, below); :func:`assess`,
+the demo's predictions and :func:`~._simulate.simulate` use the time-out model.
 
 Links are not queues: each device has its own links, and the links between shared nodes are
 taken as provisioned for the fleet (docs/fleet.md, Limits).
@@ -50,6 +61,8 @@ from qsplit.fleet._spec import Fleet
 Objective = Literal["latency-energy", "throughput", "p95"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 BATCH_SIZES = (1, 2, 4, 8)
+BATCH_WAIT_S = 0.05
+"""How long a batch stays open for more requests (Serve's ``batch_wait_timeout_s``)."""
 UTILISATION_MAX = 0.8
 P95_WAIT_FACTOR = math.log(20)
 """The p95 objective weighs every wait by ln 20 ≈ 3: the 95th percentile of an exponential wait
@@ -74,11 +87,11 @@ class Work:
     def key(self) -> tuple[str, tuple[str, ...]]:
         return (self.node, self.blocks)
 
-    def batch_s(self, batch: int) -> float:
+    def batch_s(self, batch: float) -> float:
         """Time of a batch of ``batch`` requests: ``fixed + batch·per_item``."""
         return self.fixed_s + batch * self.per_item_s
 
-    def energy_j(self, batch: int) -> float:
+    def energy_j(self, batch: float) -> float:
         """Energy per request at this batch size (the batch's energy shared by its requests)."""
         return self.compute_power_w * self.batch_s(batch) / batch
 
@@ -123,6 +136,9 @@ class FleetProblem:
     utilisation_max: float = UTILISATION_MAX
     """Bound on every shared node's utilisation ρ and every device's."""
     batch_sizes: tuple[int, ...] = BATCH_SIZES
+    batch_wait_s: float = BATCH_WAIT_S
+    """How long a batch on a shared node stays open for more requests (the same on every
+    node, and what the serving layer deploys)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -138,6 +154,8 @@ class FleetProblem:
             or 1 not in self.batch_sizes
         ):
             problems.append("batch sizes must be integers ≥ 1 and include 1")
+        if not self.batch_wait_s >= 0:
+            problems.append("batch_wait_s must be ≥ 0 seconds, e.g. 0.05")
         for c in self.fleet.classes:
             if not self.candidates.get(c.name):
                 problems.append(f"class {c.name!r} has no candidate plan")
@@ -182,6 +200,10 @@ class Group:
     rate_hz: float
     batch_s: float
     """Time of one batch at the node's batch size."""
+    mean_batch: float
+    """The mean size of its batches, which close at the batch size or the time-out."""
+    forming_s: float
+    """A request's mean wait for its batch to close."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +218,18 @@ class NodeLoad:
     """Mean wait for a replica (Allen–Cunneen)."""
     p_wait: float
     groups: tuple[Group, ...]
+
+    @property
+    def mean_batch(self) -> float:
+        """Mean size of the node's batches: its requests over its batches."""
+        batches = sum(g.rate_hz / g.mean_batch for g in self.groups)
+        return sum(g.rate_hz for g in self.groups) / batches if batches else 1.0
+
+    @property
+    def forming_s(self) -> float:
+        """A request's mean wait for its batch to close, over the node's requests."""
+        rate = sum(g.rate_hz for g in self.groups)
+        return sum(g.rate_hz * g.forming_s for g in self.groups) / rate if rate else 0.0
 
 
 @dataclass(frozen=True)
@@ -254,21 +288,57 @@ def _merged(
     return merged
 
 
+def forming(problem: FleetProblem, work: Work, batch: int, rate_hz: float) -> Forming:
+    """The batches of ``work``'s component, sent ``rate_hz`` requests, at ``batch``: each
+    replica of its node forms batches of its share of the requests."""
+    replicas = problem.fleet.replicas(work.node)
+    return Forming(batch, rate_hz / replicas, problem.batch_wait_s, work.per_item_s)
+
+
 def utilisation(problem: FleetProblem, choice: Choice) -> dict[str, float]:
-    """Shared node → ρ: batch rate × batch time / replicas, summed over its components."""
+    """Shared node → ρ: per component, its batches per second × their mean time, over the
+    replicas."""
     result = {}
     for node, entries in node_groups(problem, choice).items():
         b = choice.batch[node]
-        busy = sum(rate / b * w.batch_s(b) for w, _, rate in entries)
+        busy = sum(
+            rate * (w.fixed_s / forming(problem, w, b, rate).mean_size + w.per_item_s)
+            for w, _, rate in _merged(entries).values()
+        )
         result[node] = busy / problem.fleet.replicas(node)
+    return result
+
+
+def planning_load(problem: FleetProblem, work: Work, rate_hz: float, batch: int) -> float:
+    """The utilisation a class sending ``rate_hz`` requests to ``work`` adds to its node, as
+    the MILP prices it: its batches' mean size as if no other class ran the component.
+
+    Why this bound is safe: other classes' requests only fill a component's batches sooner, so
+    the real mean size is at least this one and the real utilisation at most the planned.
+    Exact for full batches (no time-out) and for a component only one class runs."""
+    size = forming(problem, work, batch, rate_hz).mean_size
+    return rate_hz * (work.fixed_s / size + work.per_item_s) / problem.fleet.replicas(work.node)
+
+
+def planning_utilisation(problem: FleetProblem, choice: Choice) -> dict[str, float]:
+    """Shared node → ρ as the MILP prices it: the sum of its classes' :func:`planning_load`."""
+    result = dict.fromkeys(problem.fleet.shared_names, 0.0)
+    for node, entries in node_groups(problem, choice).items():
+        for work, _, rate in entries:
+            result[node] += planning_load(problem, work, rate, choice.batch[node])
     return result
 
 
 def planning_value(problem: FleetProblem, choice: Choice) -> tuple[float, float]:
     """``(bottleneck, weighted)``: what the MILP minimises, exactly; ``inf`` when a bound is
     broken. ``bottleneck`` is the largest utilisation (the throughput objective's first stage,
-    0 for the others); ``weighted`` the weighted latency/energy (or p95) term."""
-    rho = utilisation(problem, choice)
+    0 for the others); ``weighted`` the weighted latency/energy (or p95) term.
+
+    Besides :func:`planning_load`'s utilisation, batches are priced full: ``b − 1`` more
+    items' time per request and ``(b − 1)/2`` requests filling at each replica (Little's law on
+    the fixed-size wait ``(b − 1)/(2λ)``); the time-out only shortens both, so the latency is
+    over-estimated, never under (the energy of a batch shared by fewer requests is under)."""
+    rho = planning_utilisation(problem, choice)
     bound = problem.utilisation_max * (1 + 1e-9)
     device_rho = {
         c.name: choice.of(problem, c.name).device_utilisation(c.rate_hz)
@@ -285,12 +355,12 @@ def planning_value(problem: FleetProblem, choice: Choice) -> tuple[float, float]
         latency += c.total_rate_hz * (cand.latency_s + factor * wait)
         energy += c.total_rate_hz * cand.energy_j
     for node, entries in node_groups(problem, choice).items():
-        b = choice.batch[node]
+        b, replicas = choice.batch[node], problem.fleet.replicas(node)
         for work, _, rate in entries:
             latency += rate * (b - 1) * work.per_item_s
             energy += rate * (work.energy_j(b) - work.energy_j(1))
-        latency += factor * waiting_requests(rho[node], problem.fleet.replicas(node))
-        latency += factor * len(_merged(entries)) * (b - 1) / 2
+        latency += factor * waiting_requests(rho[node], replicas)
+        latency += factor * len(_merged(entries)) * replicas * (b - 1) / 2
     total = problem.total_rate_hz or 1.0
     t_ref, e_ref = problem.scales
     weighted = (
@@ -312,12 +382,11 @@ def assess(problem: FleetProblem, choice: Choice) -> Outcome:
     for node, entries in node_groups(problem, choice).items():
         replicas, b = problem.fleet.replicas(node), choice.batch[node]
         merged = _merged(entries)
-        batch_rates = [rate / b for _, _, rate in merged.values()]
-        times = [w.batch_s(b) for w, _, _ in merged.values()]
-        wait_s, p_wait = _replica_wait(rho[node], replicas, b, batch_rates, times)
+        batches = [(w, rate, forming(problem, w, b, rate)) for w, _, rate in merged.values()]
+        wait_s, p_wait = _replica_wait(rho[node], replicas, batches)
         groups = tuple(
-            Group(blocks, tuple(names), rate, w.batch_s(b))
-            for blocks, (w, names, rate) in merged.items()
+            Group(blocks, tuple(names), rate, w.batch_s(b), f.mean_size, f.wait_s)
+            for (blocks, (w, names, rate)), (_, _, f) in zip(merged.items(), batches, strict=True)
         )
         nodes[node] = NodeLoad(node, replicas, b, rho[node], wait_s, p_wait, groups)
 
@@ -334,13 +403,11 @@ def assess(problem: FleetProblem, choice: Choice) -> Outcome:
         energy = cand.energy_j
         for work in cand.work:
             load = nodes[work.node]
-            b = load.batch
-            fixed += (b - 1) * work.per_item_s
-            energy += work.energy_j(b) - work.energy_j(1)
-            delays.append(Wait(load.wait_s, load.p_wait))
             group = next(g for g in load.groups if g.blocks == work.blocks)
-            if b > 1:
-                delays.append(Forming(b, group.rate_hz))
+            batches = forming(problem, work, load.batch, group.rate_hz)
+            energy += work.energy_j(batches.mean_size) - work.energy_j(1)
+            delays.append(Wait(load.wait_s, load.p_wait))
+            delays.append(batches)
         mean = fixed + sum(d.mean_s for d in delays)
         distribution = latency_distribution(fixed, delays)
         p50, p95 = (quantile([distribution], [1.0], q) for q in (0.5, 0.95))
@@ -374,16 +441,27 @@ def assess(problem: FleetProblem, choice: Choice) -> Outcome:
 
 
 def _replica_wait(
-    rho: float, replicas: int, batch: int, batch_rates: list[float], times: list[float]
+    rho: float, replicas: int, batches: list[tuple[Work, float, Forming]]
 ) -> tuple[float, float]:
-    """Allen–Cunneen mean wait and probability of waiting at a node of ``replicas``."""
-    rate = sum(batch_rates)
+    """Allen–Cunneen mean wait and probability of waiting at a node of ``replicas``, for its
+    components' ``(work, request rate, batches)``: ``cs²`` from the batch times (sizes and
+    components vary), ``ca²`` the batch-rate weighted gap variability of each batcher."""
+    rates = [rate / f.mean_size for _, rate, f in batches]
+    rate = sum(rates)
     if rate == 0:
         return 0.0, 0.0
     if rho >= SATURATED:
         return math.inf, 1.0
-    mean = sum(r * t for r, t in zip(batch_rates, times, strict=True)) / rate
-    second = sum(r * t * t for r, t in zip(batch_rates, times, strict=True)) / rate
+    mean = second = ca2 = 0.0
+    for r, (w, _, f) in zip(rates, batches, strict=True):
+        mean += r * w.batch_s(f.mean_size)
+        second += r * (
+            w.fixed_s**2
+            + 2 * w.fixed_s * w.per_item_s * f.mean_size
+            + w.per_item_s**2 * f.size_second
+        )
+        ca2 += r * f.gap_scv
+    mean, second, ca2 = mean / rate, second / rate, ca2 / rate
     cs2 = max(second / mean**2 - 1, 0.0)
     p_wait = erlang_c(replicas, replicas * rho)
-    return p_wait * mean / (replicas * (1 - rho)) * (1 / batch + cs2) / 2, p_wait
+    return p_wait * mean / (replicas * (1 - rho)) * (ca2 + cs2) / 2, p_wait

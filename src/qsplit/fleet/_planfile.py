@@ -13,6 +13,7 @@ from pathlib import Path
 
 from qsplit._jsonio import read_json
 from qsplit.errors import SchemaError
+from qsplit.fleet._model import BATCH_WAIT_S
 
 FLEET_PLAN_KIND = "fleet-plan"
 FLEET_PLAN_SCHEMA_VERSION = 1
@@ -47,6 +48,9 @@ class SharedDeployment:
     replicas: int
     batch_size: int
     components: tuple[HostedComponent, ...]
+    batch_wait_s: float = BATCH_WAIT_S
+    """How long a batch stays open for more requests (plan files from before it was
+    recorded: the value they were served with)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ def load_fleet_plan(path: str | Path) -> FleetDeployment:
                     HostedComponent(tuple(h["blocks"]), tuple(h["classes"]), float(h["rate_hz"]))
                     for h in s["components"]
                 ),
+                float(s.get("batch_wait_s", BATCH_WAIT_S)),
             )
             for s in document["shared"]
         )

@@ -25,6 +25,7 @@ from qsplit.fleet._candidates import (
 from qsplit.fleet._milp import solve_fleet
 from qsplit.fleet._model import (
     BATCH_SIZES,
+    BATCH_WAIT_S,
     UTILISATION_MAX,
     Candidate,
     Choice,
@@ -91,6 +92,7 @@ class FleetPlan:
                 "node": n.node,
                 "replicas": n.replicas,
                 "batch_size": n.batch,
+                "batch_wait_s": p.batch_wait_s,
                 "utilisation": n.utilisation,
                 "wait_s": n.wait_s,
                 "components": [
@@ -185,6 +187,7 @@ def fleet_deployment(
             n.replicas,
             n.batch,
             tuple(HostedComponent(g.blocks, g.classes, g.rate_hz) for g in n.groups),
+            problem.batch_wait_s,
         )
         for n in outcome.nodes
     )
@@ -233,6 +236,7 @@ def plan_fleet(
     w_energy: float = 0.5,
     utilisation_max: float = UTILISATION_MAX,
     batch_sizes: tuple[int, ...] = BATCH_SIZES,
+    batch_wait_s: float = BATCH_WAIT_S,
     time_limit_s: float | None = 60.0,
 ) -> FleetPlan:
     """Plan every class of ``fleet`` jointly under the shared nodes' utilisation bound.
@@ -256,7 +260,14 @@ def plan_fleet(
         candidates[c.name] = tuple(k.for_device(first, c.name) for k in cands)
     candidates_time_s = time.perf_counter() - started
     problem = FleetProblem(
-        fleet, candidates, objective, w_latency, w_energy, utilisation_max, batch_sizes
+        fleet,
+        candidates,
+        objective,
+        w_latency,
+        w_energy,
+        utilisation_max,
+        batch_sizes,
+        batch_wait_s,
     )
     solution = solve_fleet(problem, time_limit_s)
     return FleetPlan(
@@ -318,12 +329,15 @@ def deployed_choice(
     batching = batching or batch_profile_for(graph.model.sha256)
     planned = {c.name: c for c in deployment.classes}
     batches = {s.node: s.batch_size for s in deployment.shared}
+    waits = {s.batch_wait_s for s in deployment.shared}
     problems = [
         f"class {c.name!r} is not in the plan" for c in fleet.classes if c.name not in planned
     ]
     problems += [
         f"shared node {k!r} is not in the plan" for k in fleet.shared_names if k not in batches
     ]
+    if len(waits) > 1:
+        problems.append(f"the shared nodes' batch_wait_s differ ({sorted(waits)}); give one")
     blocks = set(graph.block_names)
     for c in fleet.classes:
         if c.name in planned and set(planned[c.name].assignment) != blocks:
@@ -342,6 +356,11 @@ def deployed_choice(
         )
         for c in fleet.classes
     }
-    problem = FleetProblem(fleet, candidates, utilisation_max=utilisation_max)
+    problem = FleetProblem(
+        fleet,
+        candidates,
+        utilisation_max=utilisation_max,
+        batch_wait_s=waits.pop() if waits else BATCH_WAIT_S,
+    )
     choice = Choice({c.name: 0 for c in fleet.classes}, {k: batches[k] for k in fleet.shared_names})
     return problem, choice

@@ -175,32 +175,173 @@ class DeviceWait:
 
 @dataclass(frozen=True)
 class Forming:
-    """The wait for a batch to fill: ``b`` requests of a Poisson stream of ``rate_hz``; a
-    request in position ``i`` waits for the ``b − i`` after it (Erlang)."""
+    """One replica's batcher for one component: a batch opens at its first request and closes
+    at ``batch`` requests or ``timeout_s`` after it opened, whichever comes first (Serve's
+    ``max_batch_size`` and ``batch_wait_timeout_s``); ``rate_hz`` is the Poisson stream this
+    batcher sees. ``timeout_s = inf`` is the fixed-size batch.
+
+    With ``N(t)`` the Poisson count of arrivals in ``t``, a batch holds
+    ``K = min(1 + N(T), b)`` requests, so ``P(K ≥ i) = P(N(T) ≥ i − 1)``. The request in
+    position ``i`` (present when ``K ≥ i``, arrived ``s`` after the opener) waits
+    ``min(T − s, E_{b−i})``, ``E_k`` the Erlang(k) time of the ``k`` arrivals still needed;
+    over the requests (position ``i`` with weight ``P(K ≥ i)/E[K]``) the wait's survival is::
+
+        P(W > w) = 1/E[K] · Σ_{i=1..b} P(N(w) ≤ b − i − 1) · P(N(T − w) ≥ i − 1),   w < T
+
+    and 0 from ``T``: for ``T = ∞`` the Erlang mixture of full batches.
+
+    The delay it stands for in a request's latency also holds the batch's ``K − 1`` other
+    items' time, ``(K − 1)·per_item_s``, which is tied to the wait (the opener of a batch the
+    time-out closes waits ``T`` and runs alone): :meth:`pmf` is their sum's exact distribution.
+    Position ``i`` of a full batch waits ``e`` (Erlang(b − i) density, times
+    ``P(N(T − e) ≥ i − 1)`` for the position to be reached in time) and runs ``b − 1`` others;
+    position ``i`` of a batch the time-out closes with ``n`` more arrivals waits ``u = T − s``
+    (density of ``S_{i−1}`` at ``T − u`` times ``P(N(u) = n)``) and runs ``i − 1 + n`` others.
+    """
 
     batch: int
     rate_hz: float
+    timeout_s: float = math.inf
+    per_item_s: float = 0.0
+
+    @property
+    def mean_size(self) -> float:
+        """``E[K]``: the mean size of a batch."""
+        return float(self._size_tail().sum())
+
+    @property
+    def request_size(self) -> float:
+        """``E[K²]/E[K]``: the mean size of the batch a request is in."""
+        tail = self._size_tail()
+        return float(np.dot(2 * np.arange(1, self.batch + 1) - 1, tail) / tail.sum())
+
+    @property
+    def size_second(self) -> float:
+        """``E[K²]``."""
+        return self.request_size * self.mean_size
+
+    @property
+    def gap_scv(self) -> float:
+        """Squared coefficient of variation of the time between closes: an exponential wait for
+        the opener plus ``Y = min(T, E_{b−1})``, the time the batch stays open (``1/b`` for
+        full batches: Erlang(b) gaps)."""
+        if self.batch <= 1 or self.rate_hz <= 0:
+            return 1.0
+        lam, open_mean, open_second = self.rate_hz, *self._open_moments()
+        mean = 1 / lam + open_mean
+        return (1 / lam**2 + open_second - open_mean**2) / mean**2
+
+    @property
+    def wait_s(self) -> float:
+        """The mean wait for the batch to close."""
+        if self.batch <= 1 or self.rate_hz <= 0 or self.timeout_s <= 0:
+            return 0.0
+        if math.isinf(self.timeout_s):
+            return (self.batch - 1) / (2 * self.rate_hz)
+        grid = np.linspace(0.0, self._horizon(), 4097)
+        return float(np.trapezoid(self._survival(grid), grid))
 
     @property
     def mean_s(self) -> float:
-        return (self.batch - 1) / (2 * self.rate_hz) if self.batch > 1 else 0.0
+        """The mean delay: the wait plus the other items' time."""
+        if self.batch <= 1 or self.rate_hz <= 0:
+            return 0.0
+        return self.wait_s + (self.request_size - 1) * self.per_item_s
 
     @property
     def tail_s(self) -> float:
-        return self.batch / self.rate_hz if self.batch > 1 else 0.0
+        if self.mean_s <= 0:
+            return 0.0
+        return min(self.batch / self.rate_hz, self.timeout_s) + self.batch * self.per_item_s
 
     def pmf(self, grid: np.ndarray, step: float) -> np.ndarray:
-        """Mixture over the positions ``i = 1..b`` of Erlang(``b − i``, rate), weight 1/b each."""
-        b = self.batch
-        x = (grid + step) * self.rate_hz
-        cdf = np.full_like(grid, 1.0 / b)  # the last request of a batch does not wait
-        term = np.exp(-x)  # P(N = 0) for a Poisson count N of mean x
-        below = np.zeros_like(grid)
-        for k in range(b - 1):  # Erlang(k + 1) CDF = 1 − P(N ≤ k)
-            below += term
-            cdf += (1 - below) / b
-            term = term * x / (k + 1)
-        return np.diff(cdf, prepend=0.0)
+        b, lam, timeout, item = self.batch, self.rate_hz, self.timeout_s, self.per_item_s
+        out = np.zeros_like(grid)
+
+        def place(offset_s: float, weights: np.ndarray) -> None:
+            shift = round(offset_s / step)
+            if shift < out.size:
+                out[shift:] += weights[: out.size - shift]
+
+        def atom(at_s: float, weight: float) -> None:
+            index = max(math.ceil(at_s / step - 1e-9) - 1, 0)
+            if index < out.size:
+                out[index] += weight
+
+        x = grid + step / 2
+        inside = x < timeout
+        for i in range(1, b + 1):
+            needed = b - i
+            reached = np.ones_like(x)  # P(N(T − e) ≥ i − 1)
+            if i > 1 and not math.isinf(timeout):
+                reached = 1 - _poisson_cdf(lam * np.clip(timeout - x, 0.0, None), i - 1)[i - 2]
+            if needed == 0:
+                atom((b - 1) * item, self._size_tail()[-1])
+            else:
+                density = lam * _poisson_pmf(lam * x, needed - 1) * reached * inside
+                place((b - 1) * item, density * step)
+            if math.isinf(timeout):
+                continue
+            for n in range(needed):
+                if i == 1:
+                    atom(timeout + n * item, float(_poisson_pmf(np.array([lam * timeout]), n)[0]))
+                else:
+                    opened = lam * _poisson_pmf(lam * np.clip(timeout - x, 0.0, None), i - 2)
+                    place((i - 1 + n) * item, opened * _poisson_pmf(lam * x, n) * inside * step)
+        return out / self.mean_size
+
+    def _horizon(self) -> float:
+        """Where the wait is over: ``T``, or far in the Erlang tail of a full batch."""
+        return min(self.timeout_s, 50 * self.batch / self.rate_hz)
+
+    def _size_tail(self) -> np.ndarray:
+        """``P(K ≥ i)`` for ``i = 1..b``."""
+        if math.isinf(self.timeout_s):
+            return np.ones(self.batch)
+        at_most = _poisson_cdf(np.array([self.rate_hz * self.timeout_s]), self.batch)[:, 0]
+        return np.concatenate([[1.0], 1 - at_most[: self.batch - 1]])
+
+    def _survival(self, w: np.ndarray) -> np.ndarray:
+        b, lam, timeout = self.batch, self.rate_hz, self.timeout_s
+        below = _poisson_cdf(lam * w, b)  # below[k] = P(N(w) ≤ k)
+        if math.isinf(timeout):
+            left = np.ones((b, w.size))
+        else:
+            rest = _poisson_cdf(lam * np.clip(timeout - w, 0.0, None), b)
+            left = np.vstack([np.ones((1, w.size)), 1 - rest[: b - 1]])  # P(N(T − w) ≥ i − 1)
+        total = np.zeros_like(w)
+        for i in range(1, b):  # position b never waits
+            total += below[b - i - 1] * left[i - 1]
+        return np.where(w < timeout, total / self.mean_size, 0.0)
+
+    def _open_moments(self) -> tuple[float, float]:
+        """``E[Y]`` and ``E[Y²]`` of the time a batch stays open."""
+        lam, b = self.rate_hz, self.batch
+        if math.isinf(self.timeout_s):
+            return (b - 1) / lam, (b - 1) * b / lam**2
+        grid = np.linspace(0.0, self._horizon(), 4097)
+        survival = _poisson_cdf(lam * grid, b)[b - 2]  # P(E_{b−1} > y) = P(N(y) ≤ b − 2)
+        return (
+            float(np.trapezoid(survival, grid)),
+            float(np.trapezoid(2 * grid * survival, grid)),
+        )
+
+
+def _poisson_pmf(means: np.ndarray, k: int) -> np.ndarray:
+    """``P(N = k)`` for each Poisson mean."""
+    return np.exp(-means) * means**k / math.factorial(k)
+
+
+def _poisson_cdf(means: np.ndarray, count: int) -> np.ndarray:
+    """``P(N ≤ k)`` for ``k = 0..count − 1`` (rows) and each Poisson mean (columns)."""
+    result = np.empty((count, means.size))
+    term = np.exp(-means)
+    total = np.zeros_like(means)
+    for k in range(count):
+        total = total + term
+        result[k] = total
+        term = term * means / (k + 1)
+    return np.minimum(result, 1.0)
 
 
 Delay = Wait | DeviceWait | Forming

@@ -2,9 +2,12 @@
 
 The simulation runs exactly the system the queueing approximation (:mod:`._queueing`) describes,
 without its approximations: every device is its own FIFO server (its part of the plan), sending
-Poisson requests; each shared node collects the requests of each component into batches of its
-batch size and serves them FIFO on its replicas; a request visits the shared nodes of its plan in
-the plan's order. Transfers are the plan's fixed times (links are not queues, as in the model).
+Poisson requests; a request for a shared component goes to one of its node's replicas at
+random, whose batcher closes a batch at the node's batch size or the time-out after the batch
+opened, whichever comes first; the node serves the closed batches of all its replicas and
+components FIFO on its replicas (as the served node does: docs/serve.md); a request visits the
+shared nodes of its plan in the plan's order. Transfers are the plan's fixed times (links are
+not queues, as in the model).
 An event heap in plain Python is fast enough (tens of thousands of requests per second of
 CPU) and keeps batching and replicas simple to state; ``simpy`` would add a dependency for
 nothing this needs.
@@ -16,12 +19,12 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from qsplit.fleet._model import Choice, FleetProblem, Outcome, assess, utilisation
+from qsplit.fleet._model import Choice, FleetProblem, Outcome, Work, assess, utilisation
 from qsplit.fleet._queueing import SATURATED
 
 WARMUP = 0.1
@@ -61,7 +64,7 @@ def simulate(
             for t in times[times < horizon]:
                 free = max(free, t) + cand.device_busy_s
                 arrivals.append((free, ci, float(t)))
-    return _run(problem, choice, names, arrivals, horizon)
+    return _run(problem, choice, names, arrivals, horizon, rng)
 
 
 def _run(
@@ -70,6 +73,7 @@ def _run(
     names: list[str],
     arrivals: list[tuple[float, int, float]],
     horizon: float,
+    rng: np.random.Generator,
 ) -> Simulated:
     fleet = problem.fleet
     cands = [choice.of(problem, n) for n in names]
@@ -77,7 +81,9 @@ def _run(
     batch = dict(choice.batch)
     free = {k: fleet.replicas(k) for k in fleet.shared_names}
     busy = dict.fromkeys(fleet.shared_names, 0.0)
-    forming: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    # (node, blocks, replica) → the open batch's number and members
+    forming: dict[tuple[str, tuple[str, ...], int], tuple[int, list[int]]] = {}
+    opened = 0
     waiting: dict[str, deque[tuple[float, list[int]]]] = {k: deque() for k in fleet.shared_names}
     req_class: list[int] = []
     req_start: list[float] = []
@@ -100,6 +106,14 @@ def _run(
         heapq.heappush(events, (now + duration, seq, 1, (node, members)))
         seq += 1
 
+    def close(now: float, key: tuple[str, tuple[str, ...], int], work: Work) -> None:
+        _, members = forming.pop(key)
+        duration = work.batch_s(len(members))
+        if free[work.node]:
+            start_batch(now, work.node, duration, members)
+        else:
+            waiting[work.node].append((duration, members))
+
     while events:
         now, _, kind, payload = heapq.heappop(events)
         if kind == 0:  # a request reaches its next stage
@@ -111,15 +125,21 @@ def _run(
                 done.append((r, now + fixed[req_class[r]]))
                 continue
             w = work[stage]
-            members = forming.setdefault(w.key, [])
-            members.append(r)
-            if len(members) == batch[w.node]:
-                forming[w.key] = []
-                duration = w.batch_s(batch[w.node])
-                if free[w.node]:
-                    start_batch(now, w.node, duration, members)
-                else:
-                    waiting[w.node].append((duration, members))
+            key = (*w.key, int(rng.integers(fleet.replicas(w.node))))
+            if key not in forming:
+                opened += 1
+                forming[key] = (opened, [])
+                if batch[w.node] > 1 and math.isfinite(problem.batch_wait_s):
+                    timeout = now + problem.batch_wait_s
+                    heapq.heappush(events, (timeout, seq, 2, (key, opened, w)))
+                    seq += 1
+            forming[key][1].append(r)
+            if len(forming[key][1]) == batch[w.node]:
+                close(now, key, w)
+        elif kind == 2:  # a batch's time-out
+            key, number, w = payload  # type: ignore[misc]
+            if key in forming and forming[key][0] == number:
+                close(now, key, w)
         else:  # a batch finishes on a replica
             node, members = payload  # type: ignore[misc]
             free[node] += 1
@@ -200,28 +220,48 @@ def project(
     saturates. Utilisation grows linearly with the count, so saturation is exact."""
     points = []
     for i, n in enumerate(counts):
-        scaled = FleetProblem(
-            problem.fleet.scaled(n),
-            problem.candidates,
-            problem.objective,
-            problem.w_latency,
-            problem.w_energy,
-            problem.utilisation_max,
-            problem.batch_sizes,
-        )
+        scaled = replace(problem, fleet=problem.fleet.scaled(n))
         rho = utilisation(scaled, choice)
         stable = all(r < SATURATED for r in rho.values())
         simulated = simulate(scaled, choice, requests=requests, seed=seed + i) if stable else None
         points.append(ProjectionPoint(n, rho, assess(scaled, choice), simulated))
-    per_device = {
-        k: utilisation(problem, choice)[k] / problem.fleet.device_count
-        for k in problem.fleet.shared_names
-    }
     return Projection(
         tuple(points),
-        {k: 1 / r if r > 0 else math.inf for k, r in per_device.items()},
-        {k: problem.utilisation_max / r if r > 0 else math.inf for k, r in per_device.items()},
+        _reaching(problem, choice, 1.0),
+        _reaching(problem, choice, problem.utilisation_max),
     )
+
+
+def _reaching(problem: FleetProblem, choice: Choice, level: float) -> dict[str, float]:
+    """Shared node → the device count at which its utilisation reaches ``level``.
+
+    Utilisation grows with the count, linearly for full batches; batches that close at the
+    time-out fill more as requests grow, so it is found by bisection on the scaled fleet."""
+
+    fleet = problem.fleet
+
+    def rho(count: float, node: str) -> float:
+        """At ``count`` devices, the classes in proportion: a node's load depends on the
+        classes' summed rates only, so scaling every rate alike is that fleet, fractions
+        included."""
+        factor = count / fleet.device_count
+        classes = tuple(replace(c, rate_hz=c.rate_hz * factor) for c in fleet.classes)
+        return utilisation(replace(problem, fleet=replace(fleet, classes=classes)), choice)[node]
+
+    result = {}
+    for node in fleet.shared_names:
+        high = float(fleet.device_count)
+        if rho(high, node) <= 0:
+            result[node] = math.inf
+            continue
+        while rho(high, node) < level:
+            high *= 2
+        low = 0.0
+        for _ in range(40):
+            mid = (low + high) / 2
+            low, high = (mid, high) if rho(mid, node) < level else (low, mid)
+        result[node] = high
+    return result
 
 
 def plot_projection(projection: Projection, path: str | Path, bound: float) -> Path:

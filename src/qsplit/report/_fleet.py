@@ -74,16 +74,15 @@ class NodeResult:
     """Mean time a request queued for a replica of the node (Allen–Cunneen predicted; measured
     by the replicas over the requests that visited the node): separates the queueing model's
     error from the rest of the path's."""
+    forming_s: Quantity
+    """Mean time a request waited for its batch to close (the time-out model predicted)."""
+    batch_size: Quantity
+    """Mean size of the batches (the time-out model's predicted, the batches that ran)."""
     batches: Mapping[int, int]
     """Batch size → batches of that size that ran."""
     overruns: int
     """Runs slower than their emulated target (the host could not keep up)."""
     runs: int
-
-    @property
-    def mean_batch(self) -> float:
-        count = sum(self.batches.values())
-        return sum(b * n for b, n in self.batches.items()) / count if count else math.nan
 
 
 @dataclass(frozen=True)
@@ -157,6 +156,8 @@ class FleetResult:
                     "replicas": n.replicas,
                     "utilisation": n.utilisation.to_dict(),
                     "wait_s": n.wait_s.to_dict(),
+                    "forming_s": n.forming_s.to_dict(),
+                    "batch_size": n.batch_size.to_dict(),
                     "batches": {str(b): k for b, k in sorted(n.batches.items())},
                     "overruns": n.overruns,
                     "runs": n.runs,
@@ -165,6 +166,11 @@ class FleetResult:
             ],
             "device_overruns": dict(self.device_overruns),
         }
+
+
+def _mean_batch(batches: Mapping[int, int]) -> float:
+    count = sum(batches.values())
+    return sum(b * n for b, n in batches.items()) / count if count else math.nan
 
 
 def compare_fleet(predicted: Outcome, measured: FleetMeasurement) -> FleetResult:
@@ -189,6 +195,8 @@ def compare_fleet(predicted: Outcome, measured: FleetMeasurement) -> FleetResult
                 measured.utilisation(n.node) if n.node in measured.replicas else 0.0,
             ),
             wait_s=Quantity(n.wait_s, measured.mean_wait_s(n.node)),
+            forming_s=Quantity(n.forming_s, measured.mean_forming_s(n.node)),
+            batch_size=Quantity(n.mean_batch, _mean_batch(measured.batch_sizes.get(n.node, {}))),
             batches=dict(measured.batch_sizes.get(n.node, {})),
             overruns=measured.overruns.get(n.node, 0),
             runs=measured.runs.get(n.node, 0),

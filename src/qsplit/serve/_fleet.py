@@ -44,8 +44,13 @@ DEVICE_RESOURCE = "device"
 """The custom resource the class actors are placed by."""
 
 QUEUE_LIMIT = 100_000
-"""Requests a fleet replica accepts at once: all of them, so that they queue in the replica
+"""Requests a fleet replica accepts at once: all of them, so that they queue at the node
 (where their wait is measured), not in Serve's router."""
+
+CONCURRENT_BATCHES = QUEUE_LIMIT // 100
+"""Batches a fleet replica may have in flight: enough that each batch it forms goes straight
+to its node's slot queue (the node's one FIFO), whose ``replicas`` slots are what bounds the
+batches that run."""
 
 START_LEAD_S = 1.0
 """Devices start issuing requests this long after their actors exist (every actor the same
@@ -75,9 +80,9 @@ class FleetRun:
         pools: Mapping[str, Any] | None = None,
     ) -> None:
         self.actors = dict(actors)
-        self.pools = dict(pools or {})
-        """Shared node hosting several components → its pool of replica slots (an actor)."""
         """Device class → its Ray actor."""
+        self.pools = dict(pools or {})
+        """Shared node → its pool of replica slots (an actor)."""
         self.applications = dict(applications)
         """Serve application of each shared component → the classes whose requests it runs
         (one application for identical components of several classes)."""
@@ -166,7 +171,6 @@ class FleetServing:
         input_shapes: Mapping[str, tuple[int, ...]] | None = None,
         calibration: Any = None,
         address: str | None = None,
-        batch_wait_timeout_s: float = 0.05,
         threads: int = 1,
         graph_optimization: str = "all",
     ) -> None:
@@ -178,7 +182,7 @@ class FleetServing:
         )
         self.batching = batching or batch_profile_for(self.graph.model.sha256)
         self._calibration = calibration
-        self._batch_wait_s, self._threads = batch_wait_timeout_s, threads
+        self._threads = threads
         self._optimize = graph_optimization == "all"
         self._built: dict[tuple[Any, ...], Deployment] = {}
         self._runs = 0
@@ -191,11 +195,14 @@ class FleetServing:
         devices: Mapping[str, int] | None = None,
         seed: int = 0,
         quantized: Collection[str] = (),
+        autoscale: bool = False,
     ) -> FleetRun:
         """Deploy ``deployment`` and start its devices (``devices``: per class, default the
         plan's counts; a class at 0 still gets its actor, for devices to join later).
         ``quantized`` blocks run in int8 (calibrated as :func:`qsplit.runtime.build_deployment`
-        does) wherever they run."""
+        does) wherever they run. ``autoscale``: Serve scales each shared component between 1
+        and its node's replicas (``autoscaling_config``); the node's pool still runs at most
+        ``replicas`` batches at once."""
         counts = {c.name: c.count for c in deployment.classes} | dict(devices or {})
         unknown = sorted(set(counts) - {c.name for c in deployment.classes})
         if unknown:
@@ -222,7 +229,8 @@ class FleetServing:
         replicas = {s.node: s.replicas for s in deployment.shared}
         run = FleetRun({}, users, replicas, 0.0, _node_pools(shared, replicas))
         try:
-            deploy_replicas(self._targets(shared, deployment, run), self._threads, self._optimize)
+            targets = self._targets(shared, deployment, run, autoscale)
+            deploy_replicas(targets, self._threads, self._optimize)
             self._start_devices(run, deployment, built, walks, counts, seed)
         except BaseException:
             run.close()
@@ -234,6 +242,7 @@ class FleetServing:
         shared: Mapping[tuple[str, tuple[str, ...]], _Shared],
         deployment: FleetDeployment,
         run: FleetRun,
+        autoscale: bool,
     ) -> list[ReplicaTarget]:
         """Each shared component as a Serve application with its node's replicas, batch size,
         emulated time and pool."""
@@ -242,10 +251,12 @@ class FleetServing:
         for s in shared.values():
             node = nodes[s.spec.node]
             serving = NodeServing(
-                replicas=node.replicas,
+                replicas=1 if autoscale else node.replicas,
+                max_replicas=node.replicas if autoscale else None,
                 max_batch_size=node.batch_size,
-                batch_wait_timeout_s=self._batch_wait_s,
+                batch_wait_timeout_s=node.batch_wait_s,
                 max_ongoing_requests=QUEUE_LIMIT,
+                max_concurrent_batches=CONCURRENT_BATCHES,
             )
             emulation = {
                 "node": node.node,
@@ -301,12 +312,18 @@ class FleetServing:
         label: str = "fleet",
         quantized: Collection[str] = (),
     ) -> FleetMeasurement:
-        """Run ``deployment`` for ``warmup_s + duration_s`` and measure the requests sent after
-        the warm-up (each waited for until it completes)."""
+        """Run ``deployment`` and measure the requests sent in the ``duration_s`` after a
+        ``warmup_s`` (each waited for until it completes).
+
+        The window opens a warm-up after :meth:`start` returned, i.e. after every class actor
+        has started its devices: on a loaded host an actor can take 15-45 s to exist, and a
+        window counted from the run's nominal start would then open before any device."""
         run = self.start(deployment, devices=devices, seed=seed, quantized=quantized)
         try:
-            time.sleep(max(0.0, warmup_s + duration_s - run.elapsed_s()))
-            return run.finish(label, (warmup_s, warmup_s + duration_s))
+            first = run.elapsed_s() + warmup_s
+            last = first + duration_s
+            time.sleep(max(0.0, last - run.elapsed_s()))
+            return run.finish(label, (first, last))
         finally:
             run.close()
 
@@ -432,13 +449,13 @@ def run_fleet(
 def _node_pools(
     shared: Mapping[tuple[str, tuple[str, ...]], _Shared], replicas: Mapping[str, int]
 ) -> dict[str, Any]:
-    """Node → its pool of replica slots (:mod:`qsplit.serve._slots`), for every node hosting
-    more than one component; the pools are up when this returns."""
+    """Node → its pool of replica slots (:mod:`qsplit.serve._slots`), for every node hosting a
+    component; the pools are up when this returns."""
     ray, _ = _ray.import_ray()
     from qsplit.serve._slots import NodeSlots
 
-    hosted = [node for node, _ in shared]
-    pools = {n: NodeSlots.remote(count) for n, count in replicas.items() if hosted.count(n) > 1}
+    hosted = {node for node, _ in shared}
+    pools = {n: NodeSlots.remote(count) for n, count in replicas.items() if n in hosted}
     ray.get([p.__ray_ready__.remote() for p in pools.values()])
     return pools
 
@@ -523,11 +540,13 @@ def _measure(
             if not first <= sent < last:
                 continue
             waits: dict[str, float] = {}
+            forming: dict[str, float] = {}
             for step in r["trace"]:
                 waits[step["node"]] = waits.get(step["node"], 0.0) + step["wait_s"]
+                forming[step["node"]] = forming.get(step["node"], 0.0) + step["forming_s"]
             done = None if r["done"] is None else r["done"] - started
             requests.append(
-                FleetRequest(name, r["device"], r["index"], sent, done, r["error"], waits)
+                FleetRequest(name, r["device"], r["index"], sent, done, r["error"], waits, forming)
             )
         inside = [overrun for at, overrun in result["runs"] if first <= at - started < last]
         runs[name], overruns[name] = len(inside), sum(inside)

@@ -8,7 +8,7 @@ without a cluster.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,8 +30,11 @@ class FleetRequest:
     error: str | None
     """Why it failed (the component and node named), else ``None``."""
     shared_wait_s: Mapping[str, float]
-    """Shared node → seconds the request queued at that node before a replica started the
-    batch it was in (summed over the node's components it visited)."""
+    """Shared node → seconds the request's closed batch queued at that node before a slot of
+    it started the batch (summed over the node's components it visited)."""
+    shared_forming_s: Mapping[str, float] = field(default_factory=dict)
+    """Shared node → seconds the request waited in a replica's batcher for its batch to close
+    (at the batch size or the time-out)."""
 
     @property
     def latency_s(self) -> float | None:
@@ -97,4 +100,10 @@ class FleetMeasurement:
     def mean_wait_s(self, node: str) -> float:
         """Mean queueing time at ``node`` over the completed requests that visited it."""
         waits = [r.shared_wait_s[node] for r in self.completed() if node in r.shared_wait_s]
+        return float(np.mean(waits)) if waits else float("nan")
+
+    def mean_forming_s(self, node: str) -> float:
+        """Mean wait for a batch to close at ``node`` over the completed requests that visited
+        it (0 where it does not batch)."""
+        waits = [r.shared_forming_s[node] for r in self.completed() if node in r.shared_forming_s]
         return float(np.mean(waits)) if waits else float("nan")

@@ -54,6 +54,9 @@ class NodeServing:
     """Requests a replica accepts at once (default: two batches, at least 8); more wait in
     Serve's router. A fleet run sets it high so that requests queue *in* the replica, where
     their wait is measured."""
+    max_concurrent_batches: int = 1
+    """Batches a replica runs at once (``@serve.batch``'s ``max_concurrent_batches``). A
+    fleet run sets it high and bounds the node's batches with its pool of slots instead."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,6 +66,8 @@ class NodeServing:
             problems.append("max_replicas must be at least replicas")
         if self.max_batch_size < 1:
             problems.append("max_batch_size must be at least 1")
+        if self.max_concurrent_batches < 1:
+            problems.append("max_concurrent_batches must be at least 1")
         if self.batch_wait_timeout_s < 0:
             problems.append("batch_wait_timeout_s must not be negative")
         if problems:
@@ -348,6 +353,7 @@ def deploy_replicas(targets: list[ReplicaTarget], threads: int, optimize: bool) 
             component.outputs,
             settings.max_batch_size,
             settings.batch_wait_timeout_s,
+            settings.max_concurrent_batches,
             threads,
             optimize,
             None if target.emulation is None else dict(target.emulation),
