@@ -5,13 +5,16 @@ it with ``--ray-address`` and refuses a plan whose node the cluster does not off
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,17 +77,46 @@ def cluster() -> Iterator[str]:
             if failure is None:
                 break
             failures.append(failure)
-            _ray("stop", "--force")
+            _stop_cluster(temp)
         else:
             pytest.fail("the cluster did not start:\n" + "\n".join(failures))
         yield address
     finally:
-        _ray("stop", "--force")
+        _stop_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
         if auth is None:
             del os.environ["RAY_AUTH_MODE"]
         else:
             os.environ["RAY_AUTH_MODE"] = auth
+
+
+def _stop_cluster(temp: str) -> None:
+    """Kill this cluster's processes: those whose command line or open files name its temp
+    dir (Ray's agents rename themselves, ``ray::DashboardAgent``, but log into the session
+    folder there). Not ``ray stop --force``, which kills every Ray process on the host, other
+    sessions' and benchmarks' included."""
+    deadline = time.monotonic() + 30
+    while (pids := _processes_using(temp)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
+def _processes_using(folder: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            named = folder.encode() in (entry / "cmdline").read_bytes()
+            if not named:
+                named = any(os.readlink(fd).startswith(folder) for fd in (entry / "fd").iterdir())
+        except OSError:
+            continue
+        if named:
+            pids.append(int(entry.name))
+    return pids
 
 
 def _start_cluster(temp: str) -> tuple[str, str | None]:
