@@ -23,8 +23,8 @@ from pathlib import Path
 
 import highspy
 import numpy as np
-from bench_planner import HARD_BLOCKS, HARD_BUDGET_SHARE, HARD_TINY, synthetic_problem
 
+from bench_planner import HARD_BLOCKS, HARD_BUDGET_SHARE, HARD_TINY, synthetic_problem
 from qsplit.model import LayerGraph
 from qsplit.plan import PlanningProblem, plan
 from qsplit.plan._highs import Matrix, new_highs

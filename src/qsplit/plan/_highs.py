@@ -315,10 +315,14 @@ class RelaxFirst:
         candidates: list[np.ndarray],
         hint: tuple[np.ndarray, np.ndarray] | None,
         time_limit_s: float,
+        floor: tuple[float, tuple[np.ndarray, np.ndarray] | None] | None = None,
     ) -> Outcome:
         """Minimise ``costs·v + offset``; ``candidates`` are earlier solutions worth checking.
 
         ``hint`` (values of some columns) is completed by the LP into one more candidate.
+        ``floor`` is a lower bound proved elsewhere (the two-node walk of
+        :mod:`qsplit.plan._energy_dp`) and a hint that may attain it: a candidate within the
+        gap of the better of it and the LP bound is optimal without branch and bound.
         """
         started = time.monotonic()
         self.lp.setOptionValue("time_limit", time_limit_s)
@@ -341,8 +345,9 @@ class RelaxFirst:
             )
             if self.matrix.is_integral(relaxation.values):
                 candidates = [relaxation.values, *candidates]
-            if hint is not None:
-                candidates = [*candidates, *self._complete(hint, costs)]
+            for partial in (hint, None if floor is None else floor[1]):
+                if partial is not None:
+                    candidates = [*candidates, *self._complete(partial, costs)]
         self._relaxation = relaxation
         best = min(
             (c for c in candidates if self.matrix.feasible(c)),
@@ -354,7 +359,8 @@ class RelaxFirst:
         fixed = None
         if relaxation is not None:
             value = float(costs @ best) + offset
-            gap = max(relative_gap(value, relaxation.bound), 0.0)
+            bound = relaxation.bound if floor is None else max(relaxation.bound, floor[0])
+            gap = max(relative_gap(value, bound), 0.0)
             if gap <= self.mip_gap:
                 return Outcome("optimal", best, gap)
             # The spread measured without the objective's constant: the normalised objective

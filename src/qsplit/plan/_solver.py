@@ -71,6 +71,15 @@ def run_status(results: Sequence[SolveResult]) -> tuple[str, float | None]:
     return "time-limit", None if None in gaps else max(g for g in gaps if g is not None)
 
 
+@dataclass(frozen=True)
+class Floor:
+    """A lower bound on the next solve's objective proved outside the solver (under the same
+    rows), and a plan that may attain it (some variables' values, completed by the solver)."""
+
+    value: float
+    plan: Mapping[pulp.LpVariable, float] | None = None
+
+
 class SolverSession(ABC):
     """A loaded model that can be re-solved; created by :func:`open_session`."""
 
@@ -91,11 +100,18 @@ class SolverSession(ABC):
         """Offer a starting point for the next solve; it may set only some variables."""
 
     @abstractmethod
-    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
+    def solve(
+        self,
+        objective: pulp.LpAffineExpression,
+        *,
+        plain: bool = False,
+        floor: Floor | None = None,
+    ) -> SolveResult:
         """Minimise ``objective``; on success the values are on the PuLP variables.
 
         ``plain`` asks for the solver alone, without any shortcut of the session: what the
-        planner's guard falls back to when a claimed optimum is refuted.
+        planner's guard falls back to when a claimed optimum is refuted. ``floor`` is a bound
+        proved elsewhere, a shortcut that sessions without one ignore.
         """
 
     def _time_left_s(self) -> float | None:
@@ -123,14 +139,28 @@ class _HighsSession(SolverSession):
 
     def suggest(self, values: Mapping[pulp.LpVariable, float]) -> None:
         # HiGHS completes a partial start by solving for the variables left out.
+        self._hint = self._partial(values)
+
+    @staticmethod
+    def _partial(
+        values: Mapping[pulp.LpVariable, float] | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        if values is None:
+            return None
         indices = np.array([var.index for var in values], dtype=np.int32)
-        self._hint = (indices, np.array(list(values.values()), dtype=np.float64))
+        return indices, np.array(list(values.values()), dtype=np.float64)
 
     def set_upper(self, row: pulp.LpConstraint, rhs: float | None) -> None:
         super().set_upper(row, rhs)
         self._solver.set_row_upper(row.index, math.inf if rhs is None else row.getUb())
 
-    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
+    def solve(
+        self,
+        objective: pulp.LpAffineExpression,
+        *,
+        plain: bool = False,
+        floor: Floor | None = None,
+    ) -> SolveResult:
         costs = np.zeros(len(self._variables))
         for var, coefficient in objective.items():
             costs[var.index] = coefficient
@@ -147,6 +177,7 @@ class _HighsSession(SolverSession):
                 candidates=[] if self._last is None else [self._last],
                 hint=self._hint if self._last is None else None,
                 time_limit_s=time_limit_s,
+                floor=None if floor is None else (floor.value, self._partial(floor.plan)),
             )
         elapsed = time.perf_counter() - started
         if outcome.solution is not None:
@@ -178,8 +209,15 @@ class _PulpSession(SolverSession):
             var.setInitialValue(value)
         self._warm = True
 
-    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
-        # PuLP's solvers run without shortcuts here: a plain solve is the same solve.
+    def solve(
+        self,
+        objective: pulp.LpAffineExpression,
+        *,
+        plain: bool = False,
+        floor: Floor | None = None,
+    ) -> SolveResult:
+        # PuLP's solvers run without shortcuts here: a plain solve is the same solve, and a
+        # floor is not used.
         self._prob.setObjective(objective)
         left = self._time_left_s()
         solver = self._solver_class(

@@ -1,0 +1,308 @@
+"""Least energy on two nodes, exactly, by dynamic programming over the block order.
+
+With a device-energy budget between offloading everything and device-only, the MILP's LP
+relaxation meets the budget row with a convex combination of two plans, each paying only its
+own crossings, and HiGHS spent 5–30 s proving the least-energy bound on draws of the hard budget
+case (docs/planner.md, *Hundreds of tiny blocks*). Where a plan crosses between the two nodes is
+a knapsack the relaxation cannot see, but a walk over the blocks in topological order can: its
+state is the node of every tensor still to be read and whether it was already sent, so for a
+graph whose cut width is small (5–10 on the synthetic detector graphs) there are few states, and
+each keeps the Pareto set of (device energy, energy) of its partial plans, so the budget is
+exact rather than relaxed.
+
+The noise bound is not a sum over blocks, so the walk cannot carry it. With int8 never dearer
+than fp32 (checked; otherwise no bound is given), the least energy ``E(F)`` with the
+quantizable blocks ``F`` left at fp32 satisfies ``E(F) ≥ E(∅) + Σ_{i∈F} s_i`` (``s_i``: the
+least compute energy int8 saves on ``i`` on either node) and ``E(F) ≤ E(F')`` for ``F ⊆ F'``.
+So only the noise-feasible masks with a minimal ``F`` matter; they are walked in the order of
+that lower bound until it passes the best energy found.
+
+The memory bounds are left out, so the result is a lower bound on the MILP's least energy (a
+relaxation), exact when its plan also fits in memory; the plan is only ever a candidate that
+the MILP's rows check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qsplit.model import Tensor
+from qsplit.plan._cost import sent_bytes
+from qsplit.plan._problem import FP32_LINK, PlanningProblem, Precision
+
+MAX_QUANTIZABLE = 16
+"""More quantizable blocks than this: the masks are not enumerated (2^16 noise evaluations)."""
+MAX_LABELS = 200_000
+"""Partial plans kept at one step beyond which the walk gives up (a graph too wide for it)."""
+MAX_WALKS = 64
+"""Masks walked at most; the bound then stops at the next mask's lower bound."""
+
+
+@dataclass(frozen=True)
+class EnergyBound:
+    """No plan meeting the noise bound and the device-energy budget uses less than ``bound``."""
+
+    bound: float
+    assignment: dict[str, str] | None
+    """A plan of energy ``bound`` (memory unchecked), when one below the cutoff was found."""
+    quantized: tuple[str, ...] = ()
+
+
+class _TooWide(Exception):
+    """The walk's state outgrew :data:`MAX_LABELS`."""
+
+
+def least_energy(problem: PlanningProblem, cutoff: float) -> EnergyBound | None:
+    """A lower bound on the energy of every plan of ``problem`` that meets its noise bound and
+    device-energy budget: the least such energy when that is below ``cutoff`` (with its plan),
+    else at least ``cutoff``. ``None`` when the problem is not one the walk handles: other than
+    two nodes, lossy link modes, int8 dearer than fp32 somewhere, too many quantizable blocks or
+    too wide a graph.
+    """
+    if not _applicable(problem):
+        return None
+    walk = _Walk(problem)
+    quantizable = problem.quantizable
+    savings = [walk.int8_saving(b) for b in quantizable]
+    budget = problem.bounds.device_energy_budget_j
+    limit = np.inf if budget is None else budget + 1e-6 * max(1.0, abs(budget))
+    try:
+        least, where = walk.run(frozenset(quantizable), limit, cutoff)
+        if least >= cutoff:
+            return EnergyBound(cutoff, None)
+        order = sorted(
+            (least + sum(s for s, fp32 in zip(savings, mask, strict=True) if fp32), mask)
+            for mask in _minimal_fp32_masks(problem)
+        )
+        best, plan = cutoff, None
+        for walks, (lower, mask) in enumerate(order):
+            if lower >= best:
+                break
+            if walks == MAX_WALKS:
+                return EnergyBound(lower, None)
+            int8 = frozenset(b for b, fp32 in zip(quantizable, mask, strict=True) if not fp32)
+            value, where = (least, where) if not any(mask) else walk.run(int8, limit, best)
+            if value < best:
+                best, plan = value, (walk.assignment(where), int8)
+    except _TooWide:
+        return None
+    if plan is None:
+        return EnergyBound(best, None)
+    chosen = tuple(b for b in quantizable if b in plan[1])
+    return EnergyBound(best, plan[0], chosen)
+
+
+def _applicable(problem: PlanningProblem) -> bool:
+    infra = problem.infra
+    if len(infra.nodes) != 2 or len(problem.quantizable) > MAX_QUANTIZABLE:
+        return False
+    a, b = infra.node_names
+    if not (infra.has_route(a, b) and infra.has_route(b, a)):
+        return False
+    if any(problem.link_modes(t.name) != (FP32_LINK,) for t in problem.graph.tensors):
+        return False
+    outputs = {b.name: b.outputs for b in problem.graph.blocks}
+    tensor = problem.graph.tensor_by_name
+    return all(
+        problem.compute_s(block, node, "int8") <= problem.compute_s(block, node, "fp32")
+        and all(
+            sent_bytes(problem, tensor[t], "int8") <= sent_bytes(problem, tensor[t], "fp32")
+            for t in outputs[block]
+        )
+        for block in problem.quantizable
+        for node in infra.node_names
+    )
+
+
+def _minimal_fp32_masks(problem: PlanningProblem) -> list[tuple[bool, ...]]:
+    """Noise-feasible choices (``True``: that quantizable block at fp32) of which no feasible
+    choice keeps a strict subset at fp32: every other feasible choice costs at least as much."""
+    quantizable = problem.quantizable
+    count = len(quantizable)
+    int8 = (np.arange(1 << count)[:, None] >> np.arange(count)) & 1 == 1
+    noise, noise_max = problem.noise, problem.bounds.noise_max
+    if noise is None or noise_max is None or count == 0:
+        return [(False,) * count]
+    column = {b: i for i, b in enumerate(quantizable)}
+    value = noise.intercept * int8.any(axis=1)
+    for term in noise.terms:
+        if all(b in column for b in term.blocks):  # others name what cannot be lossy: 0
+            value = value + term.coefficient * int8[:, [column[b] for b in term.blocks]].all(1)
+    allowed = noise.polynomial_bound(noise_max)
+    feasible = value <= allowed + 1e-6 * max(1.0, abs(allowed))
+    masks = np.flatnonzero(feasible)
+    more = [
+        feasible[masks | (1 << i)] & (masks & (1 << i) == 0) for i in range(count)
+    ]  # quantizing one more block is still feasible: not minimal
+    minimal = masks[~np.any(more, axis=0)]
+    return [tuple(not bool(m >> i & 1) for i in range(count)) for m in minimal.tolist()]
+
+
+class _Walk:
+    """The blocks in topological order, priced on the device (0) and the other node (1)."""
+
+    def __init__(self, problem: PlanningProblem) -> None:
+        self.problem = problem
+        infra, graph = problem.infra, problem.graph
+        device = infra.device
+        self.nodes = (device, next(n for n in infra.node_names if n != device))
+        self.blocks = graph.block_names
+        position = {b: i for i, b in enumerate(self.blocks)}
+        self.tensors: list[Tensor] = list(graph.tensors)
+        self.reads: list[list[int]] = [[] for _ in self.blocks]
+        self.outputs: list[list[int]] = [[] for _ in self.blocks]
+        self.last: dict[int, int] = {}
+        for index, tensor in enumerate(self.tensors):
+            for consumer in dict.fromkeys(tensor.consumers):
+                self.reads[position[consumer]].append(index)
+            if tensor.producer is not None:
+                self.outputs[position[tensor.producer]].append(index)
+            if tensor.consumers:
+                self.last[index] = max(position[c] for c in tensor.consumers)
+        quantizable = set(problem.quantizable)
+        levels: tuple[Precision, ...] = ("fp32", "int8")
+        self._compute = {
+            (b, level): self.compute_j(b, level)
+            for b in self.blocks
+            for level in levels
+            if level == "fp32" or b in quantizable
+        }
+        self._send = {
+            (t, level): (self._send_j(tensor, level, 0), self._send_j(tensor, level, 1))
+            for t, tensor in enumerate(self.tensors)
+            for level in levels
+            if level == "fp32" or tensor.producer in quantizable
+        }
+        self._memo: dict[tuple[tuple, int, int], tuple[tuple, tuple[tuple[int, int], ...]]] = {}
+
+    def compute_j(self, block: str, precision: Precision) -> np.ndarray:
+        """Energy of ``block`` on each node at ``precision``."""
+        return np.array(
+            [
+                self.problem.infra.node(n).compute_power_w
+                * self.problem.compute_s(block, n, precision)
+                for n in self.nodes
+            ]
+        )
+
+    def int8_saving(self, block: str) -> float:
+        return float(np.min(self.compute_j(block, "fp32") - self.compute_j(block, "int8")))
+
+    def _send_j(self, tensor: Tensor, precision: Precision, source: int) -> tuple[float, float]:
+        """Energy, and the device's part, of sending ``tensor`` to the other node."""
+        infra = self.problem.infra
+        size = sent_bytes(self.problem, tensor, precision)
+        route = infra.route(self.nodes[source], self.nodes[1 - source])
+        energy = device = 0.0
+        for link, seconds in route.hop_s(size):
+            joules = infra.node(link.source).transmit_power_w * seconds
+            energy += joules
+            device += joules if link.source == infra.device else 0.0
+        return energy, device
+
+    def assignment(self, where: int) -> dict[str, str]:
+        """Block → node from a walk's bit set (bit ``j``: block ``j`` on the other node)."""
+        return {b: self.nodes[where >> j & 1] for j, b in enumerate(self.blocks)}
+
+    def run(self, int8: frozenset[str], budget: float, cutoff: float) -> tuple[float, int]:
+        """The least energy below ``cutoff`` of a placement with ``int8`` quantized whose
+        device energy is at most ``budget``, and its bit set; ``(inf, 0)`` when there is none.
+
+        The partial plans of one step are flat arrays (device energy, energy, bit set, state),
+        so each step costs a few array operations however many states there are.
+        """
+        level: dict[str, Precision] = {b: "int8" if b in int8 else "fp32" for b in self.blocks}
+        compute = np.array([self._compute[b, level[b]] for b in self.blocks])
+        send = [
+            self._send[t, level[tensor.producer] if tensor.producer else "fp32"]
+            for t, tensor in enumerate(self.tensors)
+        ]
+        rest = np.concatenate([np.cumsum(compute.min(axis=1)[::-1])[::-1], [0.0]])
+        inputs = (t for t, tensor in enumerate(self.tensors) if tensor.producer is None)
+        keys = [tuple(sorted((t, 0) for t in inputs if self.tensors[t].consumers))]
+        device, energy = np.zeros(1), np.zeros(1)
+        where, state = np.zeros(1, dtype=object), np.zeros(1, dtype=np.int64)
+        for j in range(len(self.blocks)):
+            index: dict[tuple, int] = {}
+            moves, added, device_added = [], [], []
+            for key in keys:
+                for node in (0, 1):
+                    after, sent = self._step(key, j, node)
+                    moves.append(index.setdefault(after, len(index)))
+                    own = compute[j, node]
+                    added.append(sum(send[t][source][0] for t, source in sent) + own)
+                    device_added.append(
+                        sum(send[t][source][1] for t, source in sent) + (own if node == 0 else 0.0)
+                    )
+            parts = []
+            for node in (0, 1):
+                move = 2 * state + node
+                new_energy = energy + np.array(added)[move]
+                new_device = device + np.array(device_added)[move]
+                keep = (new_device <= budget) & (new_energy + rest[j + 1] < cutoff)
+                bits = where[keep] | (1 << j) if node else where[keep]
+                parts.append(
+                    (new_device[keep], new_energy[keep], bits, np.array(moves)[move[keep]])
+                )
+            device, energy, where, state = _pareto(parts)
+            if not len(energy):
+                return np.inf, 0
+            if len(energy) > MAX_LABELS:
+                raise _TooWide
+            reached = np.zeros(len(index), dtype=bool)
+            reached[state] = True  # keep only the states some plan reaches
+            state = (np.cumsum(reached) - 1)[state]
+            keys = [key for key, hit in zip(index, reached.tolist(), strict=True) if hit]
+        best = int(np.argmin(energy))
+        return float(energy[best]), int(where[best])
+
+    def _step(self, state: tuple, j: int, node: int) -> tuple[tuple, tuple[tuple[int, int], ...]]:
+        """Block ``j`` on ``node`` from ``state``: the next state and the transfers it adds
+        (tensor, source node). A tensor is sent when its first reader off its source is placed
+        (once: the state remembers), a model output when produced off the device. The same for
+        every quantization choice, so it is kept for the next walk."""
+        memo = self._memo.get((state, j, node))
+        if memo is not None:
+            return memo
+        open_ = dict(state)
+        sent_now = []
+        for t in self.reads[j]:
+            code = open_[t]
+            source, sent = code >> 1, code & 1
+            if source != node and not sent:
+                sent_now.append((t, source))
+                open_[t] = code | 1
+            if self.last[t] == j:
+                del open_[t]
+        for t in self.outputs[j]:
+            tensor, sent = self.tensors[t], 0
+            if tensor.is_model_output and node == 1:
+                sent_now.append((t, 1))
+                sent = 1
+            if tensor.consumers:
+                open_[t] = node << 1 | sent
+        memo = tuple(sorted(open_.items())), tuple(sent_now)
+        self._memo[(state, j, node)] = memo
+        return memo
+
+
+def _pareto(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per state, the partial plans no other one beats in both device energy and energy.
+
+    Sorted by state, then device energy, a plan is kept when its energy is below every earlier
+    one of its state. Energies are compared by their rank, offset per state, so the running
+    minimum restarts at each state without any rounding (equal energies may both be kept).
+    """
+    device, energy, where, state = (np.concatenate(column) for column in zip(*parts, strict=True))
+    rank = np.empty(len(energy), dtype=np.int64)
+    rank[np.argsort(energy, kind="stable")] = np.arange(len(energy))
+    order = np.lexsort((rank, device, state))
+    device, energy, where, state, rank = (a[order] for a in (device, energy, where, state, rank))
+    shifted = rank - state * (len(rank) + 1)
+    keep = np.ones(len(rank), dtype=bool)
+    keep[1:] = shifted[1:] < np.minimum.accumulate(shifted)[:-1]
+    return device[keep], energy[keep], where[keep], state[keep]
