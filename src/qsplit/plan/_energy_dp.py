@@ -219,7 +219,7 @@ class _Walk:
             self._send[t, level[tensor.producer] if tensor.producer else "fp32"]
             for t, tensor in enumerate(self.tensors)
         ]
-        rest = np.concatenate([np.cumsum(compute.min(axis=1)[::-1])[::-1], [0.0]])
+        ahead = _Ahead(compute)
         inputs = (t for t, tensor in enumerate(self.tensors) if tensor.producer is None)
         keys = [tuple(sorted((t, 0) for t in inputs if self.tensors[t].consumers))]
         device, energy = np.zeros(1), np.zeros(1)
@@ -241,7 +241,7 @@ class _Walk:
                 move = 2 * state + node
                 new_energy = energy + np.array(added)[move]
                 new_device = device + np.array(device_added)[move]
-                keep = (new_device <= budget) & (new_energy + rest[j + 1] < cutoff)
+                keep = new_energy + ahead.least(j, budget - new_device) < cutoff
                 bits = where[keep] | (1 << j) if node else where[keep]
                 parts.append(
                     (new_device[keep], new_energy[keep], bits, np.array(moves)[move[keep]])
@@ -286,6 +286,34 @@ class _Walk:
         memo = tuple(sorted(open_.items())), tuple(sent_now)
         self._memo[(state, j, node)] = memo
         return memo
+
+
+class _Ahead:
+    """Lower bounds on the energy the blocks after each step add, given the device energy they
+    may still use: each block on its cheaper node, then the device's blocks moved off in the
+    order of energy added per joule of device energy freed while over that allowance (the
+    fractional knapsack; transfers, which only add, left out). One row per step.
+    """
+
+    def __init__(self, compute: np.ndarray) -> None:
+        count = len(compute)
+        cheaper = compute.min(axis=1)
+        self.base = np.concatenate([np.cumsum(cheaper[::-1])[::-1], [0.0]])[1:]
+        on_device = compute[:, 0] <= compute[:, 1]
+        freed = np.where(on_device, compute[:, 0], 0.0)
+        dearer = np.where(on_device, compute[:, 1] - compute[:, 0], 0.0)
+        order = np.argsort(dearer / np.maximum(freed, 1e-300), kind="stable")
+        after = order[None, :] > np.arange(count)[:, None]  # row j: the blocks after step j
+        zero = np.zeros((count, 1))
+        self.freed = np.hstack([zero, np.cumsum(np.where(after, freed[order], 0.0), axis=1)])
+        self.dearer = np.hstack([zero, np.cumsum(np.where(after, dearer[order], 0.0), axis=1)])
+
+    def least(self, j: int, allowance: np.ndarray) -> np.ndarray:
+        """The bound after step ``j`` for each allowance; ``inf`` for a negative one."""
+        freed = self.freed[j]
+        over = np.maximum(freed[-1] - allowance, 0.0)
+        bound = self.base[j] + np.interp(over, freed, self.dearer[j])
+        return np.where(allowance < 0.0, np.inf, bound)
 
 
 def _pareto(
