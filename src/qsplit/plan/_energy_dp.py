@@ -1,4 +1,4 @@
-"""Least energy on two nodes, exactly, by dynamic programming over the block order.
+"""The least energy (or sum latency and energy) on two nodes, exactly, by a walk over the blocks.
 
 With a device-energy budget between offloading everything and device-only, the MILP's LP
 relaxation meets the budget row with a convex combination of two plans, each paying only its
@@ -7,17 +7,18 @@ case (docs/planner.md, *Hundreds of tiny blocks*). Where a plan crosses between 
 a knapsack the relaxation cannot see, but a walk over the blocks in topological order can: its
 state is the node of every tensor still to be read and whether it was already sent, so for a
 graph whose cut width is small (5–10 on the synthetic detector graphs) there are few states, and
-each keeps the Pareto set of (device energy, energy) of its partial plans, so the budget is
-exact rather than relaxed.
+each keeps the Pareto set of (device energy, cost) of its partial plans, so the budget is exact
+rather than relaxed. The cost is energy, or any non-negative mix of energy and the ``sum``
+latency (both are sums over blocks and transfers).
 
-The noise bound is not a sum over blocks, so the walk cannot carry it. With int8 never dearer
-than fp32 (checked; otherwise no bound is given), the least energy ``E(F)`` with the
-quantizable blocks ``F`` left at fp32 satisfies ``E(F) ≥ E(∅) + Σ_{i∈F} s_i`` (``s_i``: the
-least compute energy int8 saves on ``i`` on either node) and ``E(F) ≤ E(F')`` for ``F ⊆ F'``.
-So only the noise-feasible masks with a minimal ``F`` matter; they are walked in the order of
-that lower bound until it passes the best energy found.
+The noise bound is not a sum over blocks, so the walk cannot carry it. With int8 never slower
+than fp32 (checked; otherwise no bound is given), the least cost ``C(F)`` with the quantizable
+blocks ``F`` left at fp32 satisfies ``C(F) ≥ C(∅) + Σ_{i∈F} s_i`` (``s_i``: the least cost
+int8 saves on ``i`` on either node) and ``C(F) ≤ C(F')`` for ``F ⊆ F'``. So only the
+noise-feasible masks with a minimal ``F`` matter; they are walked in the order of that lower
+bound until it passes the best cost found.
 
-The memory bounds are left out, so the result is a lower bound on the MILP's least energy (a
+The memory bounds are left out, so the result is a lower bound on the MILP's least cost (a
 relaxation), exact when its plan also fits in memory; the plan is only ever a candidate that
 the MILP's rows check.
 """
@@ -41,12 +42,12 @@ MAX_WALKS = 64
 
 
 @dataclass(frozen=True)
-class EnergyBound:
-    """No plan meeting the noise bound and the device-energy budget uses less than ``bound``."""
+class CostBound:
+    """No plan meeting the noise bound and the device-energy budget costs less than ``bound``."""
 
     bound: float
     assignment: dict[str, str] | None
-    """A plan of energy ``bound`` (memory unchecked), when one below the cutoff was found."""
+    """A plan of cost ``bound`` (memory unchecked), when one below the cutoff was found."""
     quantized: tuple[str, ...] = ()
 
 
@@ -54,24 +55,32 @@ class _TooWide(Exception):
     """The walk's state outgrew :data:`MAX_LABELS`."""
 
 
-def least_energy(problem: PlanningProblem, cutoff: float) -> EnergyBound | None:
-    """A lower bound on the energy of every plan of ``problem`` that meets its noise bound and
-    device-energy budget: the least such energy when that is below ``cutoff`` (with its plan),
+def least_cost(
+    problem: PlanningProblem,
+    cutoff: float,
+    *,
+    latency_weight: float = 0.0,
+    energy_weight: float = 1.0,
+) -> CostBound | None:
+    """A lower bound on ``latency_weight·T + energy_weight·E`` (``T`` the ``sum`` latency,
+    ``E`` the energy; weights ≥ 0) of every plan of ``problem`` that meets its noise bound and
+    device-energy budget: the least such cost when that is below ``cutoff`` (with its plan),
     else at least ``cutoff``. ``None`` when the problem is not one the walk handles: other than
-    two nodes, lossy link modes, int8 dearer than fp32 somewhere, too many quantizable blocks or
-    too wide a graph.
+    two nodes, lossy link modes, int8 slower than fp32 somewhere, too many quantizable blocks,
+    too wide a graph, or (with a latency weight) the critical-path model or per-message costs.
     """
-    if not _applicable(problem):
+    if not _applicable(problem) or (latency_weight > 0 and not _sum_latency(problem)):
         return None
-    walk = _Walk(problem)
+    walk = _Walk(problem, latency_weight, energy_weight)
     quantizable = problem.quantizable
     savings = [walk.int8_saving(b) for b in quantizable]
     budget = problem.bounds.device_energy_budget_j
     limit = np.inf if budget is None else budget + 1e-6 * max(1.0, abs(budget))
+    cutoff -= walk.constant
     try:
         least, where = walk.run(frozenset(quantizable), limit, cutoff)
         if least >= cutoff:
-            return EnergyBound(cutoff, None)
+            return CostBound(cutoff + walk.constant, None)
         order = sorted(
             (least + sum(s for s, fp32 in zip(savings, mask, strict=True) if fp32), mask)
             for mask in _minimal_fp32_masks(problem)
@@ -81,17 +90,28 @@ def least_energy(problem: PlanningProblem, cutoff: float) -> EnergyBound | None:
             if lower >= best:
                 break
             if walks == MAX_WALKS:
-                return EnergyBound(lower, None)
+                return CostBound(lower + walk.constant, None)
             int8 = frozenset(b for b, fp32 in zip(quantizable, mask, strict=True) if not fp32)
-            value, where = (least, where) if not any(mask) else walk.run(int8, limit, best)
+            value, found = (least, where) if not any(mask) else walk.run(int8, limit, best)
             if value < best:
-                best, plan = value, (walk.assignment(where), int8)
+                best, plan = value, (walk.assignment(found), int8)
     except _TooWide:
         return None
     if plan is None:
-        return EnergyBound(best, None)
+        return CostBound(best + walk.constant, None)
     chosen = tuple(b for b in quantizable if b in plan[1])
-    return EnergyBound(best, plan[0], chosen)
+    return CostBound(best + walk.constant, plan[0], chosen)
+
+
+def _sum_latency(problem: PlanningProblem) -> bool:
+    """Whether latency is a sum over blocks and transfers: the ``sum`` model without per-message
+    costs (a once-per-request ``request_s`` is only a constant)."""
+    overhead = problem.overhead
+    return (
+        problem.latency_model == "sum"
+        and overhead.message_s == 0
+        and overhead.local_bandwidth_bytes_per_s == float("inf")
+    )
 
 
 def _applicable(problem: PlanningProblem) -> bool:
@@ -143,8 +163,13 @@ def _minimal_fp32_masks(problem: PlanningProblem) -> list[tuple[bool, ...]]:
 class _Walk:
     """The blocks in topological order, priced on the device (0) and the other node (1)."""
 
-    def __init__(self, problem: PlanningProblem) -> None:
+    def __init__(
+        self, problem: PlanningProblem, latency_weight: float, energy_weight: float
+    ) -> None:
         self.problem = problem
+        self.weights = (latency_weight, energy_weight)
+        self.constant = latency_weight * problem.overhead.request_s
+        """The cost every plan pays (the request's fixed time)."""
         infra, graph = problem.infra, problem.graph
         device = infra.device
         self.nodes = (device, next(n for n in infra.node_names if n != device))
@@ -164,7 +189,7 @@ class _Walk:
         quantizable = set(problem.quantizable)
         levels: tuple[Precision, ...] = ("fp32", "int8")
         self._compute = {
-            (b, level): self.compute_j(b, level)
+            (b, level): self.compute(b, level)
             for b in self.blocks
             for level in levels
             if level == "fp32" or b in quantizable
@@ -177,52 +202,53 @@ class _Walk:
         }
         self._memo: dict[tuple[tuple, int, int], tuple[tuple, tuple[tuple[int, int], ...]]] = {}
 
-    def compute_j(self, block: str, precision: Precision) -> np.ndarray:
-        """Energy of ``block`` on each node at ``precision``."""
-        return np.array(
-            [
-                self.problem.infra.node(n).compute_power_w
-                * self.problem.compute_s(block, n, precision)
-                for n in self.nodes
-            ]
-        )
+    def compute(self, block: str, precision: Precision) -> np.ndarray:
+        """Cost and device energy of ``block`` at ``precision`` on each node (rows)."""
+        infra, (per_s, per_j) = self.problem.infra, self.weights
+        rows = []
+        for node in self.nodes:
+            seconds = self.problem.compute_s(block, node, precision)
+            joules = infra.node(node).compute_power_w * seconds
+            rows.append((per_s * seconds + per_j * joules, joules if node == infra.device else 0.0))
+        return np.array(rows)
 
     def int8_saving(self, block: str) -> float:
-        return float(np.min(self.compute_j(block, "fp32") - self.compute_j(block, "int8")))
+        """The least cost int8 saves on ``block`` on either node."""
+        return float(np.min(self.compute(block, "fp32")[:, 0] - self.compute(block, "int8")[:, 0]))
 
     def _send_j(self, tensor: Tensor, precision: Precision, source: int) -> tuple[float, float]:
-        """Energy, and the device's part, of sending ``tensor`` to the other node."""
-        infra = self.problem.infra
+        """Cost, and the device's energy, of sending ``tensor`` to the other node."""
+        infra, (per_s, per_j) = self.problem.infra, self.weights
         size = sent_bytes(self.problem, tensor, precision)
         route = infra.route(self.nodes[source], self.nodes[1 - source])
-        energy = device = 0.0
+        cost = device = 0.0
         for link, seconds in route.hop_s(size):
             joules = infra.node(link.source).transmit_power_w * seconds
-            energy += joules
+            cost += per_s * seconds + per_j * joules
             device += joules if link.source == infra.device else 0.0
-        return energy, device
+        return cost, device
 
     def assignment(self, where: int) -> dict[str, str]:
         """Block → node from a walk's bit set (bit ``j``: block ``j`` on the other node)."""
         return {b: self.nodes[where >> j & 1] for j, b in enumerate(self.blocks)}
 
     def run(self, int8: frozenset[str], budget: float, cutoff: float) -> tuple[float, int]:
-        """The least energy below ``cutoff`` of a placement with ``int8`` quantized whose
-        device energy is at most ``budget``, and its bit set; ``(inf, 0)`` when there is none.
+        """The least cost below ``cutoff`` of a placement with ``int8`` quantized whose device
+        cost is at most ``budget``, and its bit set; ``(inf, 0)`` when there is none.
 
-        The partial plans of one step are flat arrays (device energy, energy, bit set, state),
+        The partial plans of one step are flat arrays (device cost, cost, bit set, state),
         so each step costs a few array operations however many states there are.
         """
         level: dict[str, Precision] = {b: "int8" if b in int8 else "fp32" for b in self.blocks}
-        compute = np.array([self._compute[b, level[b]] for b in self.blocks])
+        compute = np.array([self._compute[b, level[b]] for b in self.blocks])  # block, node, part
         send = [
             self._send[t, level[tensor.producer] if tensor.producer else "fp32"]
             for t, tensor in enumerate(self.tensors)
         ]
-        ahead = _Ahead(compute)
+        ahead = _Ahead(compute[:, :, 0], compute[:, 0, 1])
         inputs = (t for t, tensor in enumerate(self.tensors) if tensor.producer is None)
         keys = [tuple(sorted((t, 0) for t in inputs if self.tensors[t].consumers))]
-        device, energy = np.zeros(1), np.zeros(1)
+        device, cost = np.zeros(1), np.zeros(1)
         where, state = np.zeros(1, dtype=object), np.zeros(1, dtype=np.int64)
         for j in range(len(self.blocks)):
             index: dict[tuple, int] = {}
@@ -231,32 +257,28 @@ class _Walk:
                 for node in (0, 1):
                     after, sent = self._step(key, j, node)
                     moves.append(index.setdefault(after, len(index)))
-                    own = compute[j, node]
+                    own, own_device = compute[j, node]
                     added.append(sum(send[t][source][0] for t, source in sent) + own)
-                    device_added.append(
-                        sum(send[t][source][1] for t, source in sent) + (own if node == 0 else 0.0)
-                    )
+                    device_added.append(sum(send[t][source][1] for t, source in sent) + own_device)
             parts = []
             for node in (0, 1):
                 move = 2 * state + node
-                new_energy = energy + np.array(added)[move]
+                new_cost = cost + np.array(added)[move]
                 new_device = device + np.array(device_added)[move]
-                keep = new_energy + ahead.least(j, budget - new_device) < cutoff
+                keep = new_cost + ahead.least(j, budget - new_device) < cutoff
                 bits = where[keep] | (1 << j) if node else where[keep]
-                parts.append(
-                    (new_device[keep], new_energy[keep], bits, np.array(moves)[move[keep]])
-                )
-            device, energy, where, state = _pareto(parts)
-            if not len(energy):
+                parts.append((new_device[keep], new_cost[keep], bits, np.array(moves)[move[keep]]))
+            device, cost, where, state = _pareto(parts)
+            if not len(cost):
                 return np.inf, 0
-            if len(energy) > MAX_LABELS:
+            if len(cost) > MAX_LABELS:
                 raise _TooWide
             reached = np.zeros(len(index), dtype=bool)
             reached[state] = True  # keep only the states some plan reaches
             state = (np.cumsum(reached) - 1)[state]
             keys = [key for key, hit in zip(index, reached.tolist(), strict=True) if hit]
-        best = int(np.argmin(energy))
-        return float(energy[best]), int(where[best])
+        best = int(np.argmin(cost))
+        return float(cost[best]), int(where[best])
 
     def _step(self, state: tuple, j: int, node: int) -> tuple[tuple, tuple[tuple[int, int], ...]]:
         """Block ``j`` on ``node`` from ``state``: the next state and the transfers it adds
@@ -289,19 +311,19 @@ class _Walk:
 
 
 class _Ahead:
-    """Lower bounds on the energy the blocks after each step add, given the device energy they
+    """Lower bounds on the cost the blocks after each step add, given the device energy they
     may still use: each block on its cheaper node, then the device's blocks moved off in the
-    order of energy added per joule of device energy freed while over that allowance (the
+    order of cost added per joule of device energy freed while over that allowance (the
     fractional knapsack; transfers, which only add, left out). One row per step.
     """
 
-    def __init__(self, compute: np.ndarray) -> None:
-        count = len(compute)
-        cheaper = compute.min(axis=1)
+    def __init__(self, cost: np.ndarray, device: np.ndarray) -> None:
+        count = len(cost)
+        cheaper = cost.min(axis=1)
         self.base = np.concatenate([np.cumsum(cheaper[::-1])[::-1], [0.0]])[1:]
-        on_device = compute[:, 0] <= compute[:, 1]
-        freed = np.where(on_device, compute[:, 0], 0.0)
-        dearer = np.where(on_device, compute[:, 1] - compute[:, 0], 0.0)
+        on_device = cost[:, 0] <= cost[:, 1]
+        freed = np.where(on_device, device, 0.0)
+        dearer = np.where(on_device, cost[:, 1] - cost[:, 0], 0.0)
         order = np.argsort(dearer / np.maximum(freed, 1e-300), kind="stable")
         after = order[None, :] > np.arange(count)[:, None]  # row j: the blocks after step j
         zero = np.zeros((count, 1))
@@ -319,18 +341,18 @@ class _Ahead:
 def _pareto(
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per state, the partial plans no other one beats in both device energy and energy.
+    """Per state, the partial plans no other one beats in both device energy and cost.
 
-    Sorted by state, then device energy, a plan is kept when its energy is below every earlier
-    one of its state. Energies are compared by their rank, offset per state, so the running
-    minimum restarts at each state without any rounding (equal energies may both be kept).
+    Sorted by state, then device energy, a plan is kept when its cost is below every earlier
+    one of its state. Costs are compared by their rank, offset per state, so the running
+    minimum restarts at each state without any rounding (equal costs may both be kept).
     """
-    device, energy, where, state = (np.concatenate(column) for column in zip(*parts, strict=True))
-    rank = np.empty(len(energy), dtype=np.int64)
-    rank[np.argsort(energy, kind="stable")] = np.arange(len(energy))
+    device, cost, where, state = (np.concatenate(column) for column in zip(*parts, strict=True))
+    rank = np.empty(len(cost), dtype=np.int64)
+    rank[np.argsort(cost, kind="stable")] = np.arange(len(cost))
     order = np.lexsort((rank, device, state))
-    device, energy, where, state, rank = (a[order] for a in (device, energy, where, state, rank))
+    device, cost, where, state, rank = (a[order] for a in (device, cost, where, state, rank))
     shifted = rank - state * (len(rank) + 1)
     keep = np.ones(len(rank), dtype=bool)
     keep[1:] = shifted[1:] < np.minimum.accumulate(shifted)[:-1]
-    return device[keep], energy[keep], where[keep], state[keep]
+    return device[keep], cost[keep], where[keep], state[keep]

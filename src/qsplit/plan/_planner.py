@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from qsplit.errors import InputError, SolverError
 from qsplit.partition import components
 from qsplit.plan._baselines import compute_baselines
 from qsplit.plan._cost import Evaluation, evaluate, violations
-from qsplit.plan._energy_dp import least_energy
+from qsplit.plan._energy_dp import least_cost
 from qsplit.plan._explain import explain_infeasible
 from qsplit.plan._guard import Claim, refutation, within_feasibility
 from qsplit.plan._milp import Expr, Formulation, build
@@ -238,7 +238,7 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
         if not solves.results and not solves.started:
             _suggest_single_node(solves, first)
-        floor = _least_energy_floor(solves) if first == "energy" else None
+        floor = _walk_floor(solves, _price(first), 0.0, 1.0) if first == "energy" else None
         result = solves.minimise(expressions[first], first, _price(first), floor)
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
@@ -268,10 +268,17 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
         # solve would only have to prove that 0 bound, which took HiGHS seconds on case e.
         return payoff, at_energy_min
     t_scale, e_scale = payoff.scales()
-    objective = (weights["latency"] / t_scale) * (form.latency - latency_min) + (
-        weights["energy"] / e_scale
-    ) * (form.energy - energy_min)
-    solves.minimise(objective, "the weighted objective", _weighted(problem, payoff))
+    per_s, per_j = weights["latency"] / t_scale, weights["energy"] / e_scale
+    objective = per_s * (form.latency - latency_min) + per_j * (form.energy - energy_min)
+    weighted = _weighted(problem, payoff)
+
+    def unshifted(ev: Evaluation) -> float:
+        return per_s * ev.latency_s + per_j * ev.energy_j
+
+    floor = _walk_floor(solves, unshifted, per_s, per_j)
+    if floor is not None:  # the walk's cost is per_s·T + per_j·E, without the objective's shift
+        floor = replace(floor, value=floor.value - per_s * latency_min - per_j * energy_min)
+    solves.minimise(objective, "the weighted objective", weighted, floor)
     candidates = (solves.solution(), at_latency_min, at_energy_min)
     return payoff, tie_break(_weighted(problem, payoff), candidates)
 
@@ -388,19 +395,24 @@ def _suggest_single_node(solves: Solves, objective: str) -> None:
     solves.session.suggest(start)
 
 
-def _least_energy_floor(solves: Solves) -> Floor | None:
-    """The least energy under the bounds from the two-node walk, with its plan, when the walk
-    applies (:mod:`qsplit.plan._energy_dp`); searched below the best plan already known.
+def _walk_floor(
+    solves: Solves, price: Callable[[Evaluation], float], latency: float, energy: float
+) -> Floor | None:
+    """The least ``latency·T + energy·E`` under the bounds from the two-node walk, with its
+    plan, when the walk applies (:mod:`qsplit.plan._energy_dp`); searched below the best plan
+    already known (``price`` values a plan the same way).
 
-    The least-energy solve's LP relaxation can meet a binding device-energy budget by mixing
-    two plans, and HiGHS took 5–30 s to prove the bound on the hard budget case; the walk proves
-    it in about a second there. Not used under a lexicographic hold, which the walk ignores.
+    The LP relaxation can meet a binding device-energy budget by mixing two plans, and HiGHS
+    took 5–30 s to prove the least-energy bound on the hard budget case; the walk proves it in
+    about a second there. Not used under a lexicographic hold, which the walk ignores.
     """
     problem, form = solves.problem, solves.form
     if solves.plain or solves.holds:
         return None
-    known = [ev.energy_j for ev in solves.known if not violations(problem, ev)]
-    found = least_energy(problem, cutoff=min(known, default=math.inf))
+    known = [price(ev) for ev in solves.known if not violations(problem, ev)]
+    found = least_cost(
+        problem, min(known, default=math.inf), latency_weight=latency, energy_weight=energy
+    )
     if found is None:
         return None
     if found.assignment is None:
