@@ -39,6 +39,8 @@ MAX_LABELS = 200_000
 """Partial plans kept at one step beyond which the walk gives up (a graph too wide for it)."""
 MAX_WALKS = 64
 """Masks walked at most; the bound then stops at the next mask's lower bound."""
+THIN = 8
+"""Partial plans a thinned walk keeps per state (a heuristic, for a first plan only)."""
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,19 @@ def least_cost(
     savings = [walk.int8_saving(b) for b in quantizable]
     budget = problem.bounds.device_energy_budget_j
     limit = np.inf if budget is None else budget + 1e-6 * max(1.0, abs(budget))
-    cutoff -= walk.constant
+    masks = _minimal_fp32_masks(problem)
+    extra = [sum(s for s, fp32 in zip(savings, mask, strict=True) if fp32) for mask in masks]
+    best, plan = cutoff - walk.constant, None
     try:
-        least, where = walk.run(frozenset(quantizable), limit, cutoff)
-        if least >= cutoff:
-            return CostBound(cutoff + walk.constant, None)
-        order = sorted(
-            (least + sum(s for s, fp32 in zip(savings, mask, strict=True) if fp32), mask)
-            for mask in _minimal_fp32_masks(problem)
-        )
-        best, plan = cutoff, None
+        # A plan from a thinned walk on the mask that looks cheapest: a cutoff close to the
+        # optimum prunes the exact walks far more than the best plan the caller knew.
+        likely = masks[int(np.argmin(extra))]
+        int8 = frozenset(b for b, fp32 in zip(quantizable, likely, strict=True) if not fp32)
+        value, found = walk.run(int8, limit, best, thin=THIN)
+        if value < best:
+            best, plan = value, (walk.assignment(found), int8)
+        least, where = walk.run(frozenset(quantizable), limit, best)
+        order = sorted(zip((least + e for e in extra), masks, strict=True))
         for walks, (lower, mask) in enumerate(order):
             if lower >= best:
                 break
@@ -232,9 +237,14 @@ class _Walk:
         """Block → node from a walk's bit set (bit ``j``: block ``j`` on the other node)."""
         return {b: self.nodes[where >> j & 1] for j, b in enumerate(self.blocks)}
 
-    def run(self, int8: frozenset[str], budget: float, cutoff: float) -> tuple[float, int]:
+    def run(
+        self, int8: frozenset[str], budget: float, cutoff: float, thin: int | None = None
+    ) -> tuple[float, int]:
         """The least cost below ``cutoff`` of a placement with ``int8`` quantized whose device
-        cost is at most ``budget``, and its bit set; ``(inf, 0)`` when there is none.
+        energy is at most ``budget``, and its bit set; ``(inf, 0)`` when there is none.
+
+        ``thin`` keeps only that many partial plans per state, spread over device energy: then
+        the result is some plan's cost, not the least.
 
         The partial plans of one step are flat arrays (device cost, cost, bit set, state),
         so each step costs a few array operations however many states there are.
@@ -269,6 +279,8 @@ class _Walk:
                 bits = where[keep] | (1 << j) if node else where[keep]
                 parts.append((new_device[keep], new_cost[keep], bits, np.array(moves)[move[keep]]))
             device, cost, where, state = _pareto(parts)
+            if thin is not None:
+                device, cost, where, state = _thinned(thin, device, cost, where, state)
             if not len(cost):
                 return np.inf, 0
             if len(cost) > MAX_LABELS:
@@ -336,6 +348,19 @@ class _Ahead:
         over = np.maximum(freed[-1] - allowance, 0.0)
         bound = self.base[j] + np.interp(over, freed, self.dearer[j])
         return np.where(allowance < 0.0, np.inf, bound)
+
+
+def _thinned(
+    count: int, device: np.ndarray, cost: np.ndarray, where: np.ndarray, state: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """About ``count`` plans per state, evenly spaced in :func:`_pareto`'s order, the last
+    (least cost) always among them."""
+    size = np.bincount(state)
+    first = np.concatenate([[0], np.cumsum(size)[:-1]])
+    position = np.arange(len(state)) - first[state]
+    stride = -(-size // count)
+    keep = (position % stride[state] == 0) | (position == size[state] - 1)
+    return device[keep], cost[keep], where[keep], state[keep]
 
 
 def _pareto(
