@@ -66,13 +66,13 @@ class Solves:
         objective: Expr,
         what: str,
         price: Callable[[Evaluation], float] | None = None,
-        floor: Floor | None = None,
+        floor: Callable[[], Floor | None] | None = None,
     ) -> SolveResult:
         """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible.
 
         With ``price`` (the objective in cost-model terms) an optimum is checked by the guard;
-        a refuted one is solved again plainly, and a second refutation raises. ``floor`` is a
-        lower bound proved outside the solver, which the first try may use.
+        a refuted one is solved again plainly, and a second refutation raises. ``floor`` gives a
+        lower bound proved outside the solver, which the first try asks for when it needs one.
         """
         if self.on_solve is not None:
             self.on_solve(what)
@@ -93,7 +93,12 @@ class Solves:
         return result
 
     def _solve(
-        self, objective: Expr, what: str, *, plain: bool, floor: Floor | None = None
+        self,
+        objective: Expr,
+        what: str,
+        *,
+        plain: bool,
+        floor: Callable[[], Floor | None] | None = None,
     ) -> SolveResult:
         result = self.session.solve(objective, plain=plain, floor=None if plain else floor)
         self.results.append(result)
@@ -238,7 +243,9 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
         if not solves.results and not solves.started:
             _suggest_single_node(solves, first)
-        floor = _walk_floor(solves, _price(first), 0.0, 1.0) if first == "energy" else None
+        floor = (
+            (lambda: _walk_floor(solves, _price(first), 0.0, 1.0)) if first == "energy" else None
+        )
         result = solves.minimise(expressions[first], first, _price(first), floor)
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
@@ -275,9 +282,12 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def unshifted(ev: Evaluation) -> float:
         return per_s * ev.latency_s + per_j * ev.energy_j
 
-    floor = _walk_floor(solves, unshifted, per_s, per_j)
-    if floor is not None:  # the walk's cost is per_s·T + per_j·E, without the objective's shift
-        floor = replace(floor, value=floor.value - per_s * latency_min - per_j * energy_min)
+    def floor() -> Floor | None:
+        found = _walk_floor(solves, unshifted, per_s, per_j)
+        if found is None:  # the walk's cost is per_s·T + per_j·E, without the objective's shift
+            return None
+        return replace(found, value=found.value - per_s * latency_min - per_j * energy_min)
+
     solves.minimise(objective, "the weighted objective", weighted, floor)
     candidates = (solves.solution(), at_latency_min, at_energy_min)
     return payoff, tie_break(_weighted(problem, payoff), candidates)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -105,13 +105,14 @@ class SolverSession(ABC):
         objective: pulp.LpAffineExpression,
         *,
         plain: bool = False,
-        floor: Floor | None = None,
+        floor: Callable[[], Floor | None] | None = None,
     ) -> SolveResult:
         """Minimise ``objective``; on success the values are on the PuLP variables.
 
         ``plain`` asks for the solver alone, without any shortcut of the session: what the
-        planner's guard falls back to when a claimed optimum is refuted. ``floor`` is a bound
-        proved elsewhere, a shortcut that sessions without one ignore.
+        planner's guard falls back to when a claimed optimum is refuted. ``floor`` gives a
+        bound proved elsewhere, asked for only when the session needs one (it may take
+        seconds); sessions without such a shortcut ignore it.
         """
 
     def _time_left_s(self) -> float | None:
@@ -141,6 +142,12 @@ class _HighsSession(SolverSession):
         # HiGHS completes a partial start by solving for the variables left out.
         self._hint = self._partial(values)
 
+    def _proved(
+        self, floor: Callable[[], Floor | None]
+    ) -> tuple[float, tuple[np.ndarray, np.ndarray] | None] | None:
+        found = floor()
+        return None if found is None else (found.value, self._partial(found.plan))
+
     @staticmethod
     def _partial(
         values: Mapping[pulp.LpVariable, float] | None,
@@ -159,7 +166,7 @@ class _HighsSession(SolverSession):
         objective: pulp.LpAffineExpression,
         *,
         plain: bool = False,
-        floor: Floor | None = None,
+        floor: Callable[[], Floor | None] | None = None,
     ) -> SolveResult:
         costs = np.zeros(len(self._variables))
         for var, coefficient in objective.items():
@@ -177,7 +184,7 @@ class _HighsSession(SolverSession):
                 candidates=[] if self._last is None else [self._last],
                 hint=self._hint if self._last is None else None,
                 time_limit_s=time_limit_s,
-                floor=None if floor is None else (floor.value, self._partial(floor.plan)),
+                floor=None if floor is None else lambda: self._proved(floor),
             )
         elapsed = time.perf_counter() - started
         if outcome.solution is not None:
@@ -214,7 +221,7 @@ class _PulpSession(SolverSession):
         objective: pulp.LpAffineExpression,
         *,
         plain: bool = False,
-        floor: Floor | None = None,
+        floor: Callable[[], Floor | None] | None = None,
     ) -> SolveResult:
         # PuLP's solvers run without shortcuts here: a plain solve is the same solve, and a
         # floor is not used.
