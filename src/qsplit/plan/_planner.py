@@ -243,11 +243,9 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
         if not solves.results and not solves.started:
             _suggest_single_node(solves, first)
-        weights = (1.0, 0.0) if first == "latency" else (0.0, 1.0)
-
-        def floor() -> Floor | None:
-            return _walk_floor(solves, _price(first), *weights)
-
+        floor = (
+            (lambda: _walk_floor(solves, _price(first), 0.0, 1.0)) if first == "energy" else None
+        )
         result = solves.minimise(expressions[first], first, _price(first), floor)
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
