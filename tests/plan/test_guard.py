@@ -23,9 +23,9 @@ already knows (a single-node plan beats the "optimal" one)."""
 def _lie(plain_too: bool):
     honest = _HighsSession.solve
 
-    def solve(self, objective, *, plain: bool = False) -> SolveResult:
+    def solve(self, objective, *, plain: bool = False, floor=None) -> SolveResult:
         if self._last is None or (plain and not plain_too):
-            return honest(self, objective, plain=plain)
+            return honest(self, objective, plain=plain, floor=floor)
         for var in self._variables:  # the previous solve's plan, called optimal
             var.varValue = float(self._last[var.index])
         return SolveResult("optimal", 0.0, 0.0)

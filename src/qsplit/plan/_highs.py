@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib.metadata import version
@@ -315,10 +316,16 @@ class RelaxFirst:
         candidates: list[np.ndarray],
         hint: tuple[np.ndarray, np.ndarray] | None,
         time_limit_s: float,
+        floor: Callable[[], tuple[float, tuple[np.ndarray, np.ndarray] | None] | None]
+        | None = None,
     ) -> Outcome:
         """Minimise ``costs·v + offset``; ``candidates`` are earlier solutions worth checking.
 
         ``hint`` (values of some columns) is completed by the LP into one more candidate.
+        ``floor``, asked only when the LP bound does not settle the solve (it costs seconds),
+        gives a lower bound proved elsewhere (the two-node walk of :mod:`qsplit.plan._energy_dp`)
+        and a hint that may attain it: a candidate within the gap of the better of it and the LP
+        bound is optimal without branch and bound.
         """
         started = time.monotonic()
         self.lp.setOptionValue("time_limit", time_limit_s)
@@ -344,11 +351,7 @@ class RelaxFirst:
             if hint is not None:
                 candidates = [*candidates, *self._complete(hint, costs)]
         self._relaxation = relaxation
-        best = min(
-            (c for c in candidates if self.matrix.feasible(c)),
-            key=lambda c: float(costs @ c),
-            default=None,
-        )
+        best = self._best(candidates, costs)
         if best is None:
             return self._branch_and_bound(costs, offset, hint, None, time_limit_s)
         fixed = None
@@ -357,6 +360,16 @@ class RelaxFirst:
             gap = max(relative_gap(value, relaxation.bound), 0.0)
             if gap <= self.mip_gap:
                 return Outcome("optimal", best, gap)
+            proved = None if floor is None else floor()
+            if proved is not None:
+                bound, partial = proved
+                more = [] if partial is None else self._complete(partial, costs)
+                best = self._best([best, *more], costs)
+                assert best is not None  # it was a feasible candidate already
+                value = float(costs @ best) + offset
+                gap = max(relative_gap(value, max(bound, relaxation.bound)), 0.0)
+                if gap <= self.mip_gap:
+                    return Outcome("optimal", best, gap)
             # The spread measured without the objective's constant: the normalised objective
             # subtracts large constants, which make its relative gap look huge.
             near = relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP
@@ -380,6 +393,14 @@ class RelaxFirst:
             gap = None if relaxation is None else max(relative_gap(value, relaxation.bound), 0.0)
             return Outcome("feasible", best, gap)
         return outcome
+
+    def _best(self, candidates: list[np.ndarray], costs: np.ndarray) -> np.ndarray | None:
+        """The cheapest of ``candidates`` that meets every row, if any."""
+        return min(
+            (c for c in candidates if self.matrix.feasible(c)),
+            key=lambda c: float(costs @ c),
+            default=None,
+        )
 
     def _complete(self, hint: tuple[np.ndarray, np.ndarray], costs: np.ndarray) -> list[np.ndarray]:
         """The best values of the other columns with the hinted ones held (if feasible).

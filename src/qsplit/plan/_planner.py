@@ -11,14 +11,16 @@ objective value, and every claimed optimum passes :mod:`qsplit.plan._guard` firs
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from qsplit.errors import InputError, SolverError
 from qsplit.partition import components
 from qsplit.plan._baselines import compute_baselines
 from qsplit.plan._cost import Evaluation, evaluate, violations
+from qsplit.plan._energy_dp import least_cost
 from qsplit.plan._explain import explain_infeasible
 from qsplit.plan._guard import Claim, refutation, within_feasibility
 from qsplit.plan._milp import Expr, Formulation, build
@@ -26,6 +28,7 @@ from qsplit.plan._planfile import Payoff, Plan, Predicted, SolverReport
 from qsplit.plan._problem import FP32_LINK, PlanningProblem
 from qsplit.plan._solver import (
     TIME_LIMIT_S,
+    Floor,
     SolveResult,
     SolverSession,
     open_session,
@@ -63,15 +66,17 @@ class Solves:
         objective: Expr,
         what: str,
         price: Callable[[Evaluation], float] | None = None,
+        floor: Callable[[], Floor | None] | None = None,
     ) -> SolveResult:
         """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible.
 
         With ``price`` (the objective in cost-model terms) an optimum is checked by the guard;
-        a refuted one is solved again plainly, and a second refutation raises.
+        a refuted one is solved again plainly, and a second refutation raises. ``floor`` gives a
+        lower bound proved outside the solver, which the first try asks for when it needs one.
         """
         if self.on_solve is not None:
             self.on_solve(what)
-        result = self._solve(objective, what, plain=self.plain)
+        result = self._solve(objective, what, plain=self.plain, floor=floor)
         if price is not None and result.status == "optimal":
             claim = Claim(what, price, dict(self.holds))
             why = self._refute(objective, claim)
@@ -87,8 +92,15 @@ class Solves:
             self.known.append(self._read()[2])
         return result
 
-    def _solve(self, objective: Expr, what: str, *, plain: bool) -> SolveResult:
-        result = self.session.solve(objective, plain=plain)
+    def _solve(
+        self,
+        objective: Expr,
+        what: str,
+        *,
+        plain: bool,
+        floor: Callable[[], Floor | None] | None = None,
+    ) -> SolveResult:
+        result = self.session.solve(objective, plain=plain, floor=None if plain else floor)
         self.results.append(result)
         if result.status in ("unbounded", "no-solution"):
             raise SolverError(
@@ -231,7 +243,10 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
         if not solves.results and not solves.started:
             _suggest_single_node(solves, first)
-        result = solves.minimise(expressions[first], first, _price(first))
+        floor = (
+            (lambda: _walk_floor(solves, _price(first), 0.0, 1.0)) if first == "energy" else None
+        )
+        result = solves.minimise(expressions[first], first, _price(first), floor)
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
         best = _value(solves.solution()[2], first)
@@ -260,10 +275,20 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
         # solve would only have to prove that 0 bound, which took HiGHS seconds on case e.
         return payoff, at_energy_min
     t_scale, e_scale = payoff.scales()
-    objective = (weights["latency"] / t_scale) * (form.latency - latency_min) + (
-        weights["energy"] / e_scale
-    ) * (form.energy - energy_min)
-    solves.minimise(objective, "the weighted objective", _weighted(problem, payoff))
+    per_s, per_j = weights["latency"] / t_scale, weights["energy"] / e_scale
+    objective = per_s * (form.latency - latency_min) + per_j * (form.energy - energy_min)
+    weighted = _weighted(problem, payoff)
+
+    def unshifted(ev: Evaluation) -> float:
+        return per_s * ev.latency_s + per_j * ev.energy_j
+
+    def floor() -> Floor | None:
+        found = _walk_floor(solves, unshifted, per_s, per_j)
+        if found is None:  # the walk's cost is per_s·T + per_j·E, without the objective's shift
+            return None
+        return replace(found, value=found.value - per_s * latency_min - per_j * energy_min)
+
+    solves.minimise(objective, "the weighted objective", weighted, floor)
     candidates = (solves.solution(), at_latency_min, at_energy_min)
     return payoff, tie_break(_weighted(problem, payoff), candidates)
 
@@ -378,6 +403,37 @@ def _suggest_single_node(solves: Solves, objective: str) -> None:
     start.update({var: float(level == "fp32") for (_, level), var in form.z.items()})
     start.update({var: float(mode == FP32_LINK) for (_, mode), var in form.u.items()})
     solves.session.suggest(start)
+
+
+def _walk_floor(
+    solves: Solves, price: Callable[[Evaluation], float], latency: float, energy: float
+) -> Floor | None:
+    """The least ``latency·T + energy·E`` under the bounds from the two-node walk, with its
+    plan, when the walk applies (:mod:`qsplit.plan._energy_dp`); searched below the best plan
+    already known (``price`` values a plan the same way).
+
+    The LP relaxation can meet a binding device-energy budget by mixing two plans, and HiGHS
+    took 5–30 s to prove the least-energy bound on the hard budget case; the walk proves it in
+    about a second there. Not used under a lexicographic hold, which the walk ignores.
+    """
+    problem, form = solves.problem, solves.form
+    if solves.plain or solves.holds:
+        return None
+    known = [price(ev) for ev in solves.known if not violations(problem, ev)]
+    found = least_cost(
+        problem, min(known, default=math.inf), latency_weight=latency, energy_weight=energy
+    )
+    if found is None:
+        return None
+    if found.assignment is None:
+        return Floor(found.bound)
+    plan = {var: float(found.assignment[b] == n) for (b, n), var in form.x.items()}
+    int8 = set(found.quantized)
+    plan.update(
+        {var: float((b in int8) == (level == "int8")) for (b, level), var in form.z.items()}
+    )
+    plan.update({var: float(mode == FP32_LINK) for (_, mode), var in form.u.items()})
+    return Floor(found.bound, plan)
 
 
 def _value(evaluation: Evaluation, objective: str) -> float:

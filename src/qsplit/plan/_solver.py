@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -71,6 +71,15 @@ def run_status(results: Sequence[SolveResult]) -> tuple[str, float | None]:
     return "time-limit", None if None in gaps else max(g for g in gaps if g is not None)
 
 
+@dataclass(frozen=True)
+class Floor:
+    """A lower bound on the next solve's objective proved outside the solver (under the same
+    rows), and a plan that may attain it (some variables' values, completed by the solver)."""
+
+    value: float
+    plan: Mapping[pulp.LpVariable, float] | None = None
+
+
 class SolverSession(ABC):
     """A loaded model that can be re-solved; created by :func:`open_session`."""
 
@@ -91,11 +100,19 @@ class SolverSession(ABC):
         """Offer a starting point for the next solve; it may set only some variables."""
 
     @abstractmethod
-    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
+    def solve(
+        self,
+        objective: pulp.LpAffineExpression,
+        *,
+        plain: bool = False,
+        floor: Callable[[], Floor | None] | None = None,
+    ) -> SolveResult:
         """Minimise ``objective``; on success the values are on the PuLP variables.
 
         ``plain`` asks for the solver alone, without any shortcut of the session: what the
-        planner's guard falls back to when a claimed optimum is refuted.
+        planner's guard falls back to when a claimed optimum is refuted. ``floor`` gives a
+        bound proved elsewhere, asked for only when the session needs one (it may take
+        seconds); sessions without such a shortcut ignore it.
         """
 
     def _time_left_s(self) -> float | None:
@@ -123,14 +140,34 @@ class _HighsSession(SolverSession):
 
     def suggest(self, values: Mapping[pulp.LpVariable, float]) -> None:
         # HiGHS completes a partial start by solving for the variables left out.
+        self._hint = self._partial(values)
+
+    def _proved(
+        self, floor: Callable[[], Floor | None]
+    ) -> tuple[float, tuple[np.ndarray, np.ndarray] | None] | None:
+        found = floor()
+        return None if found is None else (found.value, self._partial(found.plan))
+
+    @staticmethod
+    def _partial(
+        values: Mapping[pulp.LpVariable, float] | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        if values is None:
+            return None
         indices = np.array([var.index for var in values], dtype=np.int32)
-        self._hint = (indices, np.array(list(values.values()), dtype=np.float64))
+        return indices, np.array(list(values.values()), dtype=np.float64)
 
     def set_upper(self, row: pulp.LpConstraint, rhs: float | None) -> None:
         super().set_upper(row, rhs)
         self._solver.set_row_upper(row.index, math.inf if rhs is None else row.getUb())
 
-    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
+    def solve(
+        self,
+        objective: pulp.LpAffineExpression,
+        *,
+        plain: bool = False,
+        floor: Callable[[], Floor | None] | None = None,
+    ) -> SolveResult:
         costs = np.zeros(len(self._variables))
         for var, coefficient in objective.items():
             costs[var.index] = coefficient
@@ -147,6 +184,7 @@ class _HighsSession(SolverSession):
                 candidates=[] if self._last is None else [self._last],
                 hint=self._hint if self._last is None else None,
                 time_limit_s=time_limit_s,
+                floor=None if floor is None else lambda: self._proved(floor),
             )
         elapsed = time.perf_counter() - started
         if outcome.solution is not None:
@@ -178,8 +216,15 @@ class _PulpSession(SolverSession):
             var.setInitialValue(value)
         self._warm = True
 
-    def solve(self, objective: pulp.LpAffineExpression, *, plain: bool = False) -> SolveResult:
-        # PuLP's solvers run without shortcuts here: a plain solve is the same solve.
+    def solve(
+        self,
+        objective: pulp.LpAffineExpression,
+        *,
+        plain: bool = False,
+        floor: Callable[[], Floor | None] | None = None,
+    ) -> SolveResult:
+        # PuLP's solvers run without shortcuts here: a plain solve is the same solve, and a
+        # floor is not used.
         self._prob.setObjective(objective)
         left = self._time_left_s()
         solver = self._solver_class(

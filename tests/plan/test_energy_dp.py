@@ -1,0 +1,115 @@
+"""The two-node walk (plan/_energy_dp.py) against exhaustive search on small random instances.
+
+The walk claims the least energy (or mix of sum latency and energy) of any plan meeting the
+noise bound and the device-energy budget (memory left out), with a plan of that cost; below a
+cutoff it claims only the cutoff. Exhaustive search prices every assignment and quantization
+mask with evaluate().
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import replace
+
+import pytest
+from test_brute_force import brute_force, random_problem
+
+from qsplit.plan import PlanningProblem, evaluate
+from qsplit.plan._energy_dp import least_cost
+
+SEEDS = [s for s in range(100) if random.Random(s).choice((2, 2, 3)) == 2][:60]
+"""Seeds whose instance has two nodes (random_problem's first draw)."""
+
+
+def _int8_never_dearer(problem: PlanningProblem) -> PlanningProblem:
+    """The instance with every int8 time capped at its fp32 time (the walk's precondition)."""
+    profiles = {
+        node: replace(
+            p,
+            blocks={
+                b: t if t.int8_s is None else replace(t, int8_s=min(t.int8_s, t.fp32_s))
+                for b, t in p.blocks.items()
+            },
+        )
+        for node, p in problem.profiles.items()
+    }
+    return replace(problem, profiles=profiles)
+
+
+def _brute_least(problem: PlanningProblem, per_s: float = 0.0, per_j: float = 1.0) -> float:
+    """Exhaustive least ``per_s·T + per_j·E`` under the noise bound and budget, memory ignored."""
+    loose = replace(problem, bounds=replace(problem.bounds, memory=False))
+    feasible = [c for c in brute_force(loose) if c.feasible]
+    return min((per_s * c.latency_s + per_j * c.energy_j for c in feasible), default=math.inf)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_walk_finds_the_least_energy(seed: int) -> None:
+    problem = _int8_never_dearer(random_problem(seed, "sum"))
+    assert len(problem.infra.nodes) == 2
+    expected = _brute_least(problem)
+    found = least_cost(problem, math.inf)
+    assert found is not None
+    if math.isinf(expected):
+        assert math.isinf(found.bound) and found.assignment is None
+        return
+    assert found.bound == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert found.assignment is not None
+    priced = evaluate(problem, found.assignment, found.quantized)
+    assert priced.energy_j == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    budget, noise_max = problem.bounds.device_energy_budget_j, problem.bounds.noise_max
+    assert budget is None or priced.device_energy_j <= budget * (1 + 1e-6) + 1e-6
+    assert noise_max is None or priced.noise <= noise_max + 1e-6
+
+
+@pytest.mark.parametrize("seed", SEEDS[:20])
+def test_cutoff_bounds_without_a_plan(seed: int) -> None:
+    problem = _int8_never_dearer(random_problem(seed, "sum"))
+    expected = _brute_least(problem)
+    if math.isinf(expected) or expected <= 0:
+        pytest.skip("no feasible plan, or one of no energy")
+    below = least_cost(problem, expected * (1 - 1e-3))
+    assert below is not None
+    assert below.bound == expected * (1 - 1e-3) and below.assignment is None
+    above = least_cost(problem, expected * 1.01)
+    assert above is not None and above.bound == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:30])
+def test_walk_finds_the_least_weighted_cost(seed: int) -> None:
+    problem = _int8_never_dearer(random_problem(seed, "sum"))
+    per_s, per_j = 3.0, 0.5
+    found = least_cost(problem, math.inf, latency_weight=per_s, energy_weight=per_j)
+    if problem.overhead.message_s > 0:  # per-message costs are not a sum over blocks
+        assert found is None
+        return
+    expected = _brute_least(problem, per_s, per_j)
+    assert found is not None
+    assert found.bound == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    if not math.isinf(expected):
+        assert found.assignment is not None
+        priced = evaluate(problem, found.assignment, found.quantized)
+        cost = per_s * priced.latency_s + per_j * priced.energy_j
+        assert cost == pytest.approx(expected, rel=1e-9)
+
+
+def test_not_applicable() -> None:
+    three = next(
+        random_problem(s, "sum") for s in range(100) if random.Random(s).choice((2, 2, 3)) == 3
+    )
+    assert len(three.infra.nodes) == 3
+    assert least_cost(three, math.inf) is None
+    slower = next(
+        p
+        for p in (random_problem(s, "sum") for s in SEEDS)
+        if any(
+            t.int8_s is not None and t.int8_s > t.fp32_s
+            for b in p.quantizable
+            for t in (prof.blocks[b] for prof in p.profiles.values())
+        )
+    )
+    assert least_cost(slower, math.inf) is None
+    critical = _int8_never_dearer(random_problem(SEEDS[1], "critical-path"))
+    assert least_cost(critical, math.inf) is not None  # energy does not depend on the model
+    assert least_cost(critical, math.inf, latency_weight=1.0) is None
