@@ -13,7 +13,11 @@ same latencies. This runs the demo twice in child processes:
    summed to 0.77 of the whole model's minimum, with 2 ms to 0.94; 1 ms is the kernel's
    smallest quota. The child and everything it starts (supervisor,
    agents) are in the cgroup, so the testbed measures the slowed host and pads less. The
-   slowdown reported is the ratio of the two runs' host reference times.
+   slowdown reported is the ratio of the two runs' host reference times. One quota shared by
+   every process is a host with ``--cpu`` CPUs *in all*: the link emulators, the requester and
+   an agent computing take CPU time from each other, which the 2-core host does not. With
+   ``--per-process`` every process gets its own quota instead (a cgroup each, placed as it
+   appears): the host's cores each ``1/cpu`` times slower, which is what a slower host is.
 
 Each run makes its nodes' profiles afresh (its own profile cache): for the bundled YOLO11n that
 is the shipped profile scaled to each node's reference time, so the host is not measured for
@@ -35,18 +39,20 @@ precision, 2 requests per configuration, 16 noise samples of 4 candidate blocks,
 repetitions) for a machine too busy for two full demos.
 
 Usage: python bench/bench_host_speed.py --out DIR [--cpu 0.6] [--period-us 2000] [--short]
-       [--tolerance 0.1] [--dilation 1] [--normal-dilation 1]
+       [--per-process] [--tolerance 0.1] [--dilation 1] [--normal-dilation 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +65,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cpu", type=float, default=0.6, help="quota, in CPUs")
     parser.add_argument("--period-us", type=int, default=2000, help="quota period")
+    parser.add_argument(
+        "--per-process",
+        action="store_true",
+        help="give every process of the slowed demo its own quota (a slower CPU per process) "
+        "instead of one quota shared by all of them",
+    )
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--tolerance", type=float, default=0.10)
     parser.add_argument("--dilation", type=float, default=1.0, help="of the slowed run")
@@ -69,12 +81,17 @@ def main() -> None:
         _run_demo(args.child, args.short, args.dilation)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    normal = _demo(args.out / "normal", args.short, args.normal_dilation, cgroup=None)
+    normal = _demo(args.out / "normal", args.short, args.normal_dilation, quota=None)
     shutil.copytree(args.out / "normal" / "cache" / "noise", args.out / "slow" / "cache" / "noise")
-    quota = _quota_cgroup(args.cpu, args.period_us)
-    slow = _demo(args.out / "slow", args.short, args.dilation, cgroup=quota)
+    quota = Quota(args.cpu, args.period_us, args.per_process)
+    slow = _demo(args.out / "slow", args.short, args.dilation, quota=quota)
     result = compare(normal, slow, args.tolerance)
-    result["cpu_quota"] = {"cpus": args.cpu, "period_us": args.period_us}
+    result["cpu_quota"] = {
+        "cpus": args.cpu,
+        "period_us": args.period_us,
+        "per_process": args.per_process,
+        "processes": quota.processes,
+    }
     result["dilation"] = {"normal": args.normal_dilation, "slow": args.dilation}
     result["short"] = args.short
     (args.out / "compare.json").write_text(json.dumps(result, indent=2))
@@ -100,33 +117,110 @@ def _run_demo(folder: Path, short: bool, dilation: float) -> None:
     run_demo(config)
 
 
-def _demo(folder: Path, short: bool, dilation: float, cgroup: Path | None) -> Path:
-    """Run the demo in a child process (inside ``cgroup`` if given); its run directory."""
+def _demo(folder: Path, short: bool, dilation: float, quota: Quota | None) -> Path:
+    """Run the demo in a child process (under ``quota`` if given); its run directory."""
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, __file__, "--out", str(folder), "--child", str(folder)]
     command += ["--dilation", repr(dilation)]
     if short:
         command.append("--short")
-
-    def enter() -> None:  # runs in the child before exec: it and its descendants are throttled
-        if cgroup is not None:
-            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
-
-    try:
-        subprocess.run(command, check=True, preexec_fn=enter)
-    finally:
-        if cgroup is not None:
-            cgroup.rmdir()
+    if quota is None:
+        subprocess.run(command, check=True)
+        return folder / "run"
+    with quota:
+        # In the child before exec: it (and, under one shared quota, its descendants) throttled.
+        child = subprocess.Popen(command, preexec_fn=lambda: quota.enter(os.getpid()))
+        while child.poll() is None:
+            quota.follow(child.pid)
+            time.sleep(FOLLOW_S)
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, command)
     return folder / "run"
 
 
-def _quota_cgroup(cpus: float, period_us: int) -> Path:
-    """A fresh cgroup allowed ``cpus`` CPUs in every period of ``period_us``."""
-    cgroup = CGROUP_ROOT / f"qsplit-bench-{os.getpid()}"
-    cgroup.mkdir()
-    (cgroup / "cpu.cfs_period_us").write_text(str(period_us))
-    (cgroup / "cpu.cfs_quota_us").write_text(str(round(period_us * cpus)))
-    return cgroup
+FOLLOW_S = 0.02
+"""How often new processes of the slowed demo are given their own quota (``--per-process``):
+the testbed's agents profile and pad only after they have started and been asked to."""
+
+
+class Quota:
+    """A cgroup-v1 CPU quota of ``cpus`` per ``period_us``: one cgroup for the demo and every
+    process it starts (their CPU time shared: a host of ``cpus`` CPUs in all), or with
+    ``per_process`` one cgroup per process (each on a CPU ``1/cpus`` times slower, as on a
+    slower host with as many cores: the link emulators and the requester then take no CPU time
+    from the agents' quota)."""
+
+    def __init__(self, cpus: float, period_us: int, per_process: bool) -> None:
+        self.cpus, self.period_us, self.per_process = cpus, period_us, per_process
+        self.root = CGROUP_ROOT / f"qsplit-bench-{os.getpid()}"
+        self.processes = 0
+        """Processes given a quota of their own (``per_process``)."""
+        self._placed: set[int] = set()
+
+    def __enter__(self) -> Quota:
+        self.root.mkdir()
+        if not self.per_process:
+            self._limit(self.root)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for group in self.root.glob("p*"):
+            if group.is_dir():
+                _drain(group, self.root.parent)
+                group.rmdir()
+        _drain(self.root, self.root.parent)
+        self.root.rmdir()
+
+    def enter(self, pid: int) -> None:
+        """Put process ``pid`` under the quota (its own, with ``per_process``)."""
+        group = self.root
+        if self.per_process:
+            group = self.root / f"p{pid}"
+            group.mkdir(exist_ok=True)
+            self._limit(group)
+        (group / "cgroup.procs").write_text(str(pid))
+
+    def follow(self, ancestor: int) -> None:
+        """With ``per_process``: give every descendant of ``ancestor`` not yet placed its own
+        quota (a forked process starts in its parent's cgroup)."""
+        if not self.per_process:
+            return
+        for pid in _descendants(ancestor) - self._placed:
+            try:
+                self.enter(pid)
+            except OSError:  # it exited meanwhile
+                continue
+            self._placed.add(pid)
+            self.processes += 1
+
+    def _limit(self, group: Path) -> None:
+        (group / "cpu.cfs_period_us").write_text(str(self.period_us))
+        (group / "cpu.cfs_quota_us").write_text(str(round(self.period_us * self.cpus)))
+
+
+def _descendants(ancestor: int) -> set[int]:
+    """Every live process below ``ancestor`` (from each process's parent in /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    found: set[int] = set()
+    frontier = {ancestor}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _drain(group: Path, to: Path) -> None:
+    """Move what is left in ``group`` (processes a killed testbed left) to ``to``."""
+    for pid in (group / "cgroup.procs").read_text().split():
+        with contextlib.suppress(OSError):
+            (to / "cgroup.procs").write_text(pid)
 
 
 def compare(normal: Path, slow: Path, tolerance: float) -> dict[str, Any]:
