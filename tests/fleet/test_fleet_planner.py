@@ -173,6 +173,17 @@ def test_cli_plan_and_simulate(tmp_path: Path) -> None:
     assert replayed.output.splitlines()[-4:-1] == done.output.splitlines()[-4:-1]
 
 
+def test_cli_batch_wait_reaches_the_plan_file(tmp_path: Path) -> None:
+    out = tmp_path / "fleet-plan.json"
+    args = ["fleet", "plan", str(EXAMPLE), "--batch-wait", "0.25", "--out", str(out)]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    shared = json.loads(out.read_text())["shared"]
+    assert shared and {s["batch_wait_s"] for s in shared} == {0.25}
+    refused = CliRunner().invoke(app, [*args[:-2], "--batch-wait", "-1"])
+    assert refused.exit_code == 2 and "--batch-wait" in refused.output
+
+
 def test_a_plan_file_replays_as_the_same_prediction(result: FleetPlan, tmp_path: Path) -> None:
     fleet = result.fleet
     _, graph = analyze(str(bundled_model_path()))

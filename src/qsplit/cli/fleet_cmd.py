@@ -12,6 +12,7 @@ from rich.table import Table
 from qsplit.assets import bundled_model_path
 from qsplit.cli._app import app, console
 from qsplit.fleet import (
+    BATCH_WAIT_S,
     OBJECTIVES,
     UTILISATION_MAX,
     FleetPlan,
@@ -55,6 +56,15 @@ BatchProfileOption = Annotated[
     Path | None,
     typer.Option(help="Batch profile JSON (bench/measure_batching.py); default: the shipped one."),
 ]
+BatchWaitOption = Annotated[
+    float,
+    typer.Option(
+        "--batch-wait",
+        help="Seconds a shared node's batch stays open for more requests (Serve's "
+        "batch_wait_timeout_s): batches close at the batch size or this time-out.",
+        min=0,
+    ),
+]
 
 
 def _plan(
@@ -66,6 +76,7 @@ def _plan(
     w_energy: float,
     utilisation_max: float,
     batch_profile: Path | None,
+    batch_wait: float,
 ) -> FleetPlan:
     fleet = load_fleet(infra)
     _, graph = analyze(str(model or bundled_model_path()))
@@ -79,6 +90,7 @@ def _plan(
             w_latency=w_latency,
             w_energy=w_energy,
             utilisation_max=utilisation_max,
+            batch_wait_s=batch_wait,
         )
 
 
@@ -92,6 +104,7 @@ def plan_command(
     w_energy: Annotated[float, typer.Option(help="Weight of energy.")] = 0.5,
     utilisation_max: UtilisationOption = UTILISATION_MAX,
     batch_profile: BatchProfileOption = None,
+    batch_wait: BatchWaitOption = BATCH_WAIT_S,
     out: Annotated[Path, typer.Option(help="Where to write the fleet plan JSON.")] = Path(
         "fleet-plan.json"
     ),
@@ -101,7 +114,15 @@ def plan_command(
     Example: qsplit fleet plan src/qsplit/examples/fleet.yaml --out fleet-plan.json
     """
     result = _plan(
-        infra, model, profiles, objective, w_latency, w_energy, utilisation_max, batch_profile
+        infra,
+        model,
+        profiles,
+        objective,
+        w_latency,
+        w_energy,
+        utilisation_max,
+        batch_profile,
+        batch_wait,
     )
     result.save(out)
     console.print(class_table(result))
@@ -213,6 +234,7 @@ def simulate_command(
     w_energy: Annotated[float, typer.Option(help="Weight of energy.")] = 0.5,
     utilisation_max: UtilisationOption = UTILISATION_MAX,
     batch_profile: BatchProfileOption = None,
+    batch_wait: BatchWaitOption = BATCH_WAIT_S,
     plan: Annotated[
         Path | None,
         typer.Option(
@@ -231,7 +253,15 @@ def simulate_command(
     """
     if plan is None:
         result = _plan(
-            infra, model, profiles, objective, w_latency, w_energy, utilisation_max, batch_profile
+            infra,
+            model,
+            profiles,
+            objective,
+            w_latency,
+            w_energy,
+            utilisation_max,
+            batch_profile,
+            batch_wait,
         )
         problem, choice = result.problem, result.choice
     else:

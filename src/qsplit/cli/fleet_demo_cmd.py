@@ -13,8 +13,8 @@ from rich.table import Table
 
 from qsplit.cli._app import console
 from qsplit.cli._progress import progress_bars
-from qsplit.cli.fleet_cmd import ModelOption, UtilisationOption, fleet_app
-from qsplit.fleet import UTILISATION_MAX
+from qsplit.cli.fleet_cmd import BatchWaitOption, ModelOption, UtilisationOption, fleet_app
+from qsplit.fleet import BATCH_WAIT_S, UTILISATION_MAX
 from qsplit.model import parse_input_shape
 from qsplit.report import FLEET_TOLERANCE, FleetResult, Quantity, validation_rows
 
@@ -53,6 +53,7 @@ def demo_command(
         ),
     ] = None,
     utilisation_max: UtilisationOption = UTILISATION_MAX,
+    batch_wait: BatchWaitOption = BATCH_WAIT_S,
     ray_address: Annotated[
         str | None,
         typer.Option("--ray-address", help="Join this Ray cluster instead of an embedded Ray."),
@@ -73,6 +74,7 @@ def demo_command(
         seed=seed,
         plot=plot,
         utilisation_max=utilisation_max,
+        batch_wait_s=batch_wait,
         address=ray_address,
         input_shapes=dict(parse_input_shape(s) for s in input_shape or []) or None,
     )
