@@ -153,9 +153,12 @@ class Quota:
     def __init__(self, cpus: float, period_us: int, per_process: bool) -> None:
         self.cpus, self.period_us, self.per_process = cpus, period_us, per_process
         self.root = CGROUP_ROOT / f"qsplit-bench-{os.getpid()}"
-        self.processes = 0
-        """Processes given a quota of their own (``per_process``)."""
         self._placed: set[int] = set()
+
+    @property
+    def processes(self) -> int:
+        """Processes given a quota of their own (``per_process``)."""
+        return len(self._placed)
 
     def __enter__(self) -> Quota:
         self.root.mkdir()
@@ -191,7 +194,6 @@ class Quota:
             except OSError:  # it exited meanwhile
                 continue
             self._placed.add(pid)
-            self.processes += 1
 
     def _limit(self, group: Path) -> None:
         (group / "cpu.cfs_period_us").write_text(str(self.period_us))
