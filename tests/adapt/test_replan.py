@@ -15,9 +15,9 @@ from helpers import problem
 import synthetic
 from conftest import session, two_node_infra
 from qsplit import testbed as tb
-from qsplit.adapt import AdaptPolicy, Candidate, device_only, run_adaptive
+from qsplit.adapt import AdaptiveRun, AdaptPolicy, Candidate, device_only, run_adaptive
 from qsplit.model import analyze
-from qsplit.plan import plan
+from qsplit.plan import Plan, PlanningProblem, plan
 from qsplit.runtime import build_deployment, connect
 
 INFRA = two_node_infra(latency="2ms")
@@ -43,6 +43,44 @@ def relay(tmp_path: Path) -> Path:
 
 def _feeds(seed: int) -> dict[str, np.ndarray]:
     return {"x": np.random.default_rng(seed).standard_normal(SHAPE).astype(np.float32)}
+
+
+def _through_a_drop(
+    testbed: tb.Testbed,
+    relay: Path,
+    nominal: PlanningProblem,
+    start: Plan,
+    policy: AdaptPolicy,
+    *,
+    requests: int,
+    drop: tuple[int, float],
+) -> tuple[AdaptiveRun, dict[int, list[np.ndarray]]]:
+    """``requests`` requests run adaptively from ``start`` (planned for ``nominal``); before
+    request ``drop[0]`` the uplink drops ``drop[1]``× (restored afterwards). The run, and every
+    answer per request."""
+    at, factor = drop
+
+    def feeds() -> Iterator[dict[str, np.ndarray]]:
+        for seed in range(requests):
+            if seed == at:
+                testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK / factor)
+            yield _feeds(seed)
+
+    outputs: dict[int, list[np.ndarray]] = {}
+    try:
+        run = run_adaptive(
+            nominal,
+            Candidate(start.assignment, start.quantized),
+            relay,
+            feeds(),
+            infra=testbed.infra(),
+            policy=policy,
+            graph_optimization="disabled",
+            on_result=lambda r: outputs.setdefault(r.index, []).append(r.result.outputs["out"]),
+        )
+    finally:
+        testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK)
+    return run, outputs
 
 
 def test_observed_bandwidth_follows_a_link_change(testbed: tb.Testbed, relay: Path) -> None:
@@ -80,29 +118,13 @@ def test_an_uplink_drop_switches_plans_once_and_outputs_stay_exact(
     whole = session(onnx.load(relay))
     policy = AdaptPolicy(min_interval_s=1.0, check_interval_s=0.2, stale_s=None)
 
-    def feeds() -> Iterator[dict[str, np.ndarray]]:
-        for seed in range(30):
-            if seed == 10:
-                testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK / 20)
-            yield _feeds(seed)
-
-    outputs: dict[int, np.ndarray] = {}
-    try:
-        run = run_adaptive(
-            nominal,
-            Candidate(best.assignment, best.quantized),
-            relay,
-            feeds(),
-            infra=infra,
-            policy=policy,
-            graph_optimization="disabled",
-            on_result=lambda r: outputs.__setitem__(r.index, r.result.outputs["out"]),
-        )
-    finally:
-        testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK)
+    run, outputs = _through_a_drop(
+        testbed, relay, nominal, best, policy, requests=30, drop=(10, 20)
+    )
     assert [r.index for r in run.requests] == list(range(30))
     assert all(r.error is None for r in run.requests)
-    for index, got in outputs.items():
+    for index, answers in outputs.items():
+        got = answers[-1]
         (want,) = whole.run(None, _feeds(index))
         np.testing.assert_array_equal(got, want)
     (switch,) = run.switches  # hysteresis: one change, one switch
@@ -133,26 +155,9 @@ def test_a_request_stuck_on_a_slow_link_is_evidence_before_it_answers(
     # not be left before the drop; the bound passes any margin within a few checks.
     policy = AdaptPolicy(margin=1.0, min_interval_s=1.0, check_interval_s=0.1, stale_s=None)
 
-    def feeds() -> Iterator[dict[str, np.ndarray]]:
-        for seed in range(16):
-            if seed == 8:
-                testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK / 200)
-            yield _feeds(seed)
-
-    outputs: dict[int, list[np.ndarray]] = {}
-    try:
-        run = run_adaptive(
-            nominal,
-            Candidate(best.assignment, best.quantized),
-            relay,
-            feeds(),
-            infra=infra,
-            policy=policy,
-            graph_optimization="disabled",
-            on_result=lambda r: outputs.setdefault(r.index, []).append(r.result.outputs["out"]),
-        )
-    finally:
-        testbed.set_link("device", "edge", bandwidth_bytes_per_s=UPLINK)
+    run, outputs = _through_a_drop(
+        testbed, relay, nominal, best, policy, requests=16, drop=(8, 200)
+    )
     assert [r.index for r in run.requests] == list(range(16))
     assert all(r.error is None for r in run.requests)
     assert all(len(answers) == 1 for answers in outputs.values())  # answered once
