@@ -41,6 +41,9 @@ MAX_QUANTIZABLE = 16
 MAX_LABELS = 200_000
 """Partial plans kept at one step beyond which the walk gives up (a graph too wide for it)."""
 THIN = 8
+BEAM = 64
+"""Labels a thinned walk keeps in all, the most promising by cost plus the bound on the rest:
+from the single-node plans' cutoff, the least-latency walk took 4 s on one draw without it."""
 """Partial plans a thinned walk keeps per state (a heuristic, for a first plan only)."""
 
 
@@ -54,6 +57,11 @@ class CostBound:
     quantized: tuple[str, ...] = ()
 
 
+Hold = tuple[float, float, float]
+"""A lexicographic hold: ``latency_weight·T + energy_weight·E ≤ limit`` as
+``(latency_weight, energy_weight, limit)``."""
+
+
 class _TooWide(Exception):
     """The walk's state outgrew :data:`MAX_LABELS`."""
 
@@ -64,17 +72,22 @@ def least_cost(
     *,
     latency_weight: float = 0.0,
     energy_weight: float = 1.0,
+    hold: Hold | None = None,
 ) -> CostBound | None:
     """A lower bound on ``latency_weight·T + energy_weight·E`` (``T`` the ``sum`` latency,
-    ``E`` the energy; weights ≥ 0) of every plan of ``problem`` that meets its noise bound and
-    device-energy budget: the least such cost when that is below ``cutoff`` (with its plan),
-    else at least ``cutoff``. ``None`` when the problem is not one the walk handles: other than
-    two nodes, lossy link modes, int8 slower than fp32 somewhere, too many quantizable blocks,
-    too wide a graph, or (with a latency weight) the critical-path model or per-message costs.
+    ``E`` the energy; weights ≥ 0) of every plan of ``problem`` that meets its noise bound,
+    device-energy budget and ``hold``: the least such cost when that is below ``cutoff`` (with
+    its plan), else at least ``cutoff``. ``None`` when the problem is not one the walk handles:
+    other than two nodes, lossy link modes, int8 slower than fp32 somewhere, too many
+    quantizable blocks, too wide a graph, or (with latency in the cost or the hold) the
+    critical-path model or per-message costs.
     """
-    if not _applicable(problem) or (latency_weight > 0 and not _sum_latency(problem)):
+    held = (0.0, 0.0, np.inf) if hold is None else hold
+    if not _applicable(problem) or (
+        (latency_weight > 0 or held[0] > 0) and not _sum_latency(problem)
+    ):
         return None
-    walk = _Walk(problem, latency_weight, energy_weight)
+    walk = _Walk(problem, (latency_weight, energy_weight), held[:2])
     budget = problem.bounds.device_energy_budget_j
     limit = np.inf if budget is None else budget + 1e-6 * max(1.0, abs(budget))
     best, plan = cutoff - walk.constant, None
@@ -82,7 +95,7 @@ def least_cost(
         # A plan from a thinned walk first: a cutoff close to the optimum prunes the exact
         # walk far more than the best plan the caller knew.
         for thin in (THIN, None):
-            value, found = walk.run(limit, best, thin=thin)
+            value, found = walk.run(limit, best, thin=thin, limit=held[2])
             if value < best:
                 best, plan = value, found
     except _TooWide:
@@ -173,12 +186,17 @@ class _Walk:
     """The blocks in topological order, priced on the device (0) and the other node (1)."""
 
     def __init__(
-        self, problem: PlanningProblem, latency_weight: float, energy_weight: float
+        self,
+        problem: PlanningProblem,
+        weights: tuple[float, float],
+        held: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         self.problem = problem
-        self.weights = (latency_weight, energy_weight)
-        self.constant = latency_weight * problem.overhead.request_s
-        """The cost every plan pays (the request's fixed time)."""
+        self.weights = (weights, held)
+        """Per second of ``sum`` latency and per joule: of the cost, and of the held cost."""
+        self.constant = weights[0] * problem.overhead.request_s
+        """The cost every plan pays (the request's fixed time); the same for the held cost."""
+        self.held_constant = held[0] * problem.overhead.request_s
         infra, graph = problem.infra, problem.graph
         device = infra.device
         self.nodes = (device, next(n for n in infra.node_names if n != device))
@@ -201,14 +219,15 @@ class _Walk:
         self.decided = np.cumsum([b in self.bit for b in self.blocks])
         """Mask bits decided after each step."""
         levels: tuple[Precision, ...] = ("fp32", "int8")
-        # compute[j, node, level, part]: cost and device energy (int8 = fp32 where not quantizable)
+        # compute[j, node, level, part]: cost, device energy and held cost (int8 = fp32 where
+        # not quantizable)
         self.compute = np.array(
             [
                 [self._compute(b, node, level if b in self.bit else "fp32") for level in levels]
                 for b in self.blocks
                 for node in self.nodes
             ]
-        ).reshape(len(self.blocks), 2, 2, 2)
+        ).reshape(len(self.blocks), 2, 2, 3)
         # send[t, level, source, part]
         self.send = np.array(
             [
@@ -219,19 +238,21 @@ class _Walk:
                 for tensor in self.tensors
                 for level in levels
             ]
-        ).reshape(len(self.tensors), 2, 2, 2)
+        ).reshape(len(self.tensors), 2, 2, 3)
         self.producer_bit = np.array(
             [self.bit.get(t.producer, 0) if t.producer else 0 for t in self.tensors], dtype=np.int64
         )
-        savings = [
-            float(np.min(self.compute[position[b], :, 0, 0] - self.compute[position[b], :, 1, 0]))
-            for b in self.quantizable
-        ]
         feasible = _noise_feasible(problem)
-        self.extra = _mask_extra(feasible, savings)
-        self.classes = _mask_classes(feasible, len(savings))
+        self.classes = _mask_classes(feasible, len(self.quantizable))
         self.open_bits = self._open_bits(position)
-        self.ahead = _Ahead(self.compute[:, :, 1, 0], self.compute[:, 0, 1, 1])
+        self.extra, self.ahead = [], []
+        for part in (0, 2):  # the cost, and the held cost
+            savings = [
+                float(np.min(np.diff(self.compute[position[b], :, ::-1, part], axis=1)))
+                for b in self.quantizable
+            ]
+            self.extra.append(_mask_extra(feasible, savings))
+            self.ahead.append(_Ahead(self.compute[:, :, 1, part], self.compute[:, 0, 1, 1]))
         self._memo: dict[tuple[tuple, int, int], tuple[tuple, tuple[tuple[int, int], ...]]] = {}
 
     def _open_bits(self, position: dict[str, int]) -> np.ndarray:
@@ -244,69 +265,82 @@ class _Walk:
                 bits[produced : self.last[t]] |= 1 << self.bit[tensor.producer]
         return bits[:-1]
 
-    def _compute(self, block: str, node: str, precision: Precision) -> tuple[float, float]:
-        """Cost and device energy of ``block`` at ``precision`` on ``node``."""
-        infra, (per_s, per_j) = self.problem.infra, self.weights
+    def _priced(self, seconds: float, joules: float, device: float) -> tuple[float, ...]:
+        (per_s, per_j), (held_s, held_j) = self.weights
+        return per_s * seconds + per_j * joules, device, held_s * seconds + held_j * joules
+
+    def _compute(self, block: str, node: str, precision: Precision) -> tuple[float, ...]:
+        """Cost, device energy and held cost of ``block`` at ``precision`` on ``node``."""
+        infra = self.problem.infra
         seconds = self.problem.compute_s(block, node, precision)
         joules = infra.node(node).compute_power_w * seconds
-        return per_s * seconds + per_j * joules, joules if node == infra.device else 0.0
+        return self._priced(seconds, joules, joules if node == infra.device else 0.0)
 
-    def _send(self, tensor: Tensor, precision: Precision, source: int) -> tuple[float, float]:
-        """Cost, and the device's energy, of sending ``tensor`` to the other node."""
-        infra, (per_s, per_j) = self.problem.infra, self.weights
+    def _send(self, tensor: Tensor, precision: Precision, source: int) -> tuple[float, ...]:
+        """Cost, the device's energy and held cost of sending ``tensor`` to the other node."""
+        infra = self.problem.infra
         size = sent_bytes(self.problem, tensor, precision)
         route = infra.route(self.nodes[source], self.nodes[1 - source])
-        cost = device = 0.0
-        for link, seconds in route.hop_s(size):
-            joules = infra.node(link.source).transmit_power_w * seconds
-            cost += per_s * seconds + per_j * joules
-            device += joules if link.source == infra.device else 0.0
-        return cost, device
+        seconds = joules = device = 0.0
+        for link, hop_s in route.hop_s(size):
+            hop_j = infra.node(link.source).transmit_power_w * hop_s
+            seconds, joules = seconds + hop_s, joules + hop_j
+            device += hop_j if link.source == infra.device else 0.0
+        return self._priced(seconds, joules, device)
 
     def run(
-        self, budget: float, cutoff: float, thin: int | None = None
+        self, budget: float, cutoff: float, thin: int | None = None, limit: float = np.inf
     ) -> tuple[float, tuple[dict[str, str], tuple[str, ...]] | None]:
         """The least cost below ``cutoff`` of a plan meeting the noise bound whose device
-        energy is at most ``budget``, with the plan (block → node, blocks in int8);
-        ``(inf, None)`` when there is none.
+        energy is at most ``budget`` and held cost at most ``limit``, with the plan (block →
+        node, blocks in int8); ``(inf, None)`` when there is none.
 
         A partial plan is labelled by the node and sent flag of every tensor still to be read
         (its state) and the precisions chosen so far (its mask); of the labels sharing both,
-        only those no other beats in device energy and cost are kept. ``thin`` keeps only that
-        many per state and mask, spread over device energy: then the result is some plan's
-        cost, not the least. Each step is a few array operations over all labels.
+        only those no other beats in device energy and cost (and held cost, under a limit)
+        are kept. ``thin`` keeps only that many per state and mask, spread over device energy,
+        and the :data:`BEAM` most promising in all: then the result is some plan's cost, not
+        the least. Each step is a few array operations over all labels.
         """
         inputs = (t for t, tensor in enumerate(self.tensors) if tensor.producer is None)
         keys = [tuple(sorted((t, 0) for t in inputs if self.tensors[t].consumers))]
-        device, cost = np.zeros(1), np.zeros(1)
+        device, cost, held = np.zeros(1), np.zeros(1), np.zeros(1)
         state, mask = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         history: list[tuple[np.ndarray, np.ndarray]] = []
-        bits = len(self.quantizable)
+        bits, holding = len(self.quantizable), limit < np.inf
+        limit -= self.held_constant
         for j, block in enumerate(self.blocks):
             after, slots, following = self._transitions(keys, j)
             bit = self.bit.get(block)
-            extra = self.extra[self.decided[j]]
+            extra = [rows[self.decided[j]] for rows in self.extra]
             parts = []
             for node in (0, 1):
                 move = 2 * state + node
+                sent = slots[move]  # label, slot: tensor and source (−1: none)
+                tensor, source = sent[..., 0], np.maximum(sent[..., 1], 0)
+                used = sent[..., 1] >= 0
                 for level in (0, 1) if bit is not None else (0,):
                     chosen = mask | (level << bit) if level else mask
-                    own_cost, own_device = self.compute[j, node, level]
-                    sent = slots[move]  # label, slot: tensor and source (−1: none)
-                    tensor, source = sent[..., 0], sent[..., 1]
-                    used = source >= 0
                     lossy = (chosen[:, None] >> self.producer_bit[tensor]) & 1
-                    priced = self.send[tensor, lossy, np.maximum(source, 0)]
-                    new_cost = cost + own_cost + np.sum(priced[..., 0], axis=1, where=used)
-                    new_device = device + own_device + np.sum(priced[..., 1], axis=1, where=used)
-                    keep = (
-                        new_cost + self.ahead.least(j, budget - new_device) + extra[chosen] < cutoff
+                    added = self.compute[j, node, level] + np.sum(
+                        self.send[tensor, lossy, source], axis=1, where=used[..., None]
                     )
+                    new_cost, new_device, new_held = (
+                        cost + added[:, 0],
+                        device + added[:, 1],
+                        held + added[:, 2],
+                    )
+                    allowance = budget - new_device
+                    keep = new_cost + self.ahead[0].least(j, allowance) + extra[0][chosen] < cutoff
+                    if holding:
+                        hope = new_held + self.ahead[1].least(j, allowance) + extra[1][chosen]
+                        keep &= hope <= limit
                     index = np.flatnonzero(keep)
                     parts.append(
                         (
                             new_device[index],
                             new_cost[index],
+                            new_held[index],
                             after[move[index]],
                             chosen[index],
                             index,
@@ -314,10 +348,15 @@ class _Walk:
                         )
                     )
             columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
-            state, mask = columns[2], columns[3]
+            state, mask = columns[3], columns[4]
             kind = self.classes[self.decided[j]][mask] << bits | (mask & self.open_bits[j])
             group = state << 2 * bits | kind
-            device, cost, state, mask, parent, node_of = _pareto(group, columns, thin)
+            columns = _pareto(group, columns, thin, holding)
+            if thin is not None and len(columns[0]) > BEAM:
+                hope = columns[1] + self.ahead[0].least(j, budget - columns[0])
+                best = np.sort(np.argpartition(hope + extra[0][columns[4]], BEAM)[:BEAM])
+                columns = tuple(c[best] for c in columns)
+            device, cost, held, state, mask, parent, node_of = columns
             if not len(cost):
                 return np.inf, None
             if len(cost) > MAX_LABELS:
@@ -420,27 +459,41 @@ class _Ahead:
 
 
 def _pareto(
-    group: np.ndarray, columns: list[np.ndarray], thin: int | None
+    group: np.ndarray, columns: list[np.ndarray], thin: int | None, held: bool = False
 ) -> tuple[np.ndarray, ...]:
-    """Per group, the labels no other one beats in both device energy and cost.
+    """Per group, the labels no other one beats in device energy and cost (and held cost).
 
-    ``columns`` hold device energy, cost and whatever else rides along. Sorted by group, then
-    device energy, a label is kept when its cost is below every earlier one of its group.
-    Costs are compared by their rank, offset per group, so the running minimum restarts at each
-    group without any rounding (equal costs may both be kept). ``thin`` then keeps only about
+    ``columns`` hold device energy, cost, held cost and whatever else rides along. Sorted by
+    group, then device energy, a label is dropped when an earlier one of its group costs
+    less. Costs are compared by their rank, offset per group, so the running minimum restarts
+    at each group without any rounding (equal costs may both be kept). With ``held``, that
+    earlier label must also hold no more, and the earlier one holding least is tried too: a
+    label kept that another beats is only a cost, never a loss. ``thin`` then keeps only about
     that many per group, evenly spaced, the last (least cost) always among them.
     """
     device, cost = columns[:2]
-    rank = np.empty(len(cost), dtype=np.int64)
-    rank[np.argsort(cost, kind="stable")] = np.arange(len(cost))
+    if not len(cost):
+        return tuple(columns)
+    rank = _ranks(cost)
     order = np.lexsort((rank, device, group))
     group, rank = group[order], rank[order]
-    starts = np.concatenate([[True], group[1:] != group[:-1]])
-    ordinal = np.cumsum(starts) - 1
-    shifted = rank - ordinal * (len(rank) + 1)
-    keep = np.ones(len(rank), dtype=bool)
-    keep[1:] = shifted[1:] < np.minimum.accumulate(shifted)[:-1]
-    order, group = order[keep], group[keep]
+    first = np.concatenate([[True], group[1:] != group[:-1]])
+    ordinal = np.cumsum(first) - 1
+    offset = ordinal * (len(rank) + 1)
+    least = np.minimum.accumulate(rank - offset)[:-1]  # before each label: least cost rank
+    beaten = np.concatenate([[False], (least < rank[1:] - offset[1:]) & ~first[1:]])
+    if held:
+        values, costs, later = columns[2][order], columns[1][order], ~first[1:]
+        at_rank = np.empty_like(values)
+        at_rank[rank] = values
+        beaten[1:] &= at_rank[np.where(later, least + offset[1:], 0)] <= values[1:]
+        holding = _ranks(values)
+        lowest = np.minimum.accumulate(holding - offset)[:-1]
+        cost_at = np.empty_like(costs)
+        cost_at[holding] = costs
+        by_held = (lowest < holding[1:] - offset[1:]) & later
+        beaten[1:] |= by_held & (cost_at[np.where(later, lowest + offset[1:], 0)] <= costs[1:])
+    order, group = order[~beaten], group[~beaten]
     if thin is not None and len(order):
         first = np.flatnonzero(np.concatenate([[True], group[1:] != group[:-1]]))
         size = np.diff(np.append(first, len(group)))
@@ -449,3 +502,10 @@ def _pareto(
         stride = -(-size // thin)
         order = order[(position % stride[ordinal] == 0) | (position == size[ordinal] - 1)]
     return tuple(c[order] for c in columns)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Each value's position in ascending order (ties by position)."""
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[np.argsort(values, kind="stable")] = np.arange(len(values))
+    return rank

@@ -243,15 +243,18 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
         if not solves.results and not solves.started:
             _suggest_single_node(solves, first)
-        floor = (
-            (lambda: _walk_floor(solves, _price(first), 0.0, 1.0)) if first == "energy" else None
-        )
+        per_s, per_j = (1.0, 0.0) if first == "latency" else (0.0, 1.0)
+        floor = lambda: _walk_floor(solves, _price(first), per_s, per_j)  # noqa: E731
         result = solves.minimise(expressions[first], first, _price(first), floor)
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
         best = _value(solves.solution()[2], first)
         solves.hold(first, best)
-        solves.minimise(expressions[second], f"{second} at the least {first}", _price(second))
+        per_s, per_j = (1.0, 0.0) if second == "latency" else (0.0, 1.0)
+        floor = lambda: _walk_floor(solves, _price(second), per_s, per_j)  # noqa: E731
+        solves.minimise(
+            expressions[second], f"{second} at the least {first}", _price(second), floor
+        )
         solution = solves.solution()
         solves.hold(first, None)
         return best, solution
@@ -414,14 +417,21 @@ def _walk_floor(
 
     The LP relaxation can meet a binding device-energy budget by mixing two plans, and HiGHS
     took 5–30 s to prove the least-energy bound on the hard budget case; the walk proves it in
-    about a second there. Not used under a lexicographic hold, which the walk ignores.
+    about a second there. A lexicographic hold is one more limit the walk's labels carry.
     """
     problem, form = solves.problem, solves.form
-    if solves.plain or solves.holds:
+    if solves.plain:
         return None
-    known = [price(ev) for ev in solves.known if not violations(problem, ev)]
+    (held, limit), *_ = (*solves.holds.items(), (None, math.inf))
+    hold = None if held is None else (float(held == "latency"), float(held == "energy"), limit)
+    claim = Claim("the walk's cutoff", price, dict(solves.holds))
+    known = [price(ev) for ev in solves.known if claim.admits(problem, ev)]
     found = least_cost(
-        problem, min(known, default=math.inf), latency_weight=latency, energy_weight=energy
+        problem,
+        min(known, default=math.inf),
+        latency_weight=latency,
+        energy_weight=energy,
+        hold=hold,
     )
     if found is None:
         return None
