@@ -41,10 +41,10 @@ MAX_QUANTIZABLE = 16
 MAX_LABELS = 200_000
 """Partial plans kept at one step beyond which the walk gives up (a graph too wide for it)."""
 THIN = 8
+"""Partial plans a thinned walk keeps per state and mask (a heuristic, for a first plan only)."""
 BEAM = 64
 """Labels a thinned walk keeps in all, the most promising by cost plus the bound on the rest:
 from the single-node plans' cutoff, the least-latency walk took 4 s on one draw without it."""
-"""Partial plans a thinned walk keeps per state (a heuristic, for a first plan only)."""
 
 
 @dataclass(frozen=True)
