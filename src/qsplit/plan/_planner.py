@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from qsplit.errors import InputError, SolverError
 from qsplit.partition import components
@@ -66,7 +67,7 @@ class Solves:
         objective: Expr,
         what: str,
         price: Callable[[Evaluation], float] | None = None,
-        floor: Callable[[], Floor | None] | None = None,
+        floor: Callable[[float], Floor | None] | None = None,
     ) -> SolveResult:
         """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible.
 
@@ -98,7 +99,7 @@ class Solves:
         what: str,
         *,
         plain: bool,
-        floor: Callable[[], Floor | None] | None = None,
+        floor: Callable[[float], Floor | None] | None = None,
     ) -> SolveResult:
         result = self.session.solve(objective, plain=plain, floor=None if plain else floor)
         self.results.append(result)
@@ -244,14 +245,14 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
         if not solves.results and not solves.started:
             _suggest_single_node(solves, first)
         per_s, per_j = (1.0, 0.0) if first == "latency" else (0.0, 1.0)
-        floor = lambda: _walk_floor(solves, _price(first), per_s, per_j)  # noqa: E731
+        floor = partial(_walk_floor, solves, _price(first), per_s, per_j)
         result = solves.minimise(expressions[first], first, _price(first), floor)
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
         best = _value(solves.solution()[2], first)
         solves.hold(first, best)
         per_s, per_j = (1.0, 0.0) if second == "latency" else (0.0, 1.0)
-        floor = lambda: _walk_floor(solves, _price(second), per_s, per_j)  # noqa: E731
+        floor = partial(_walk_floor, solves, _price(second), per_s, per_j)
         solves.minimise(
             expressions[second], f"{second} at the least {first}", _price(second), floor
         )
@@ -285,11 +286,13 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def unshifted(ev: Evaluation) -> float:
         return per_s * ev.latency_s + per_j * ev.energy_j
 
-    def floor() -> Floor | None:
-        found = _walk_floor(solves, unshifted, per_s, per_j)
+    shift = per_s * latency_min + per_j * energy_min
+
+    def floor(cutoff: float) -> Floor | None:
+        found = _walk_floor(solves, unshifted, per_s, per_j, cutoff + shift)
         if found is None:  # the walk's cost is per_s·T + per_j·E, without the objective's shift
             return None
-        return replace(found, value=found.value - per_s * latency_min - per_j * energy_min)
+        return replace(found, value=found.value - shift)
 
     solves.minimise(objective, "the weighted objective", weighted, floor)
     candidates = (solves.solution(), at_latency_min, at_energy_min)
@@ -409,11 +412,16 @@ def _suggest_single_node(solves: Solves, objective: str) -> None:
 
 
 def _walk_floor(
-    solves: Solves, price: Callable[[Evaluation], float], latency: float, energy: float
+    solves: Solves,
+    price: Callable[[Evaluation], float],
+    latency: float,
+    energy: float,
+    cutoff: float = math.inf,
 ) -> Floor | None:
     """The least ``latency·T + energy·E`` under the bounds from the two-node walk, with its
     plan, when the walk applies (:mod:`qsplit.plan._energy_dp`); searched below the best plan
-    already known (``price`` values a plan the same way).
+    already known (``price`` values a plan the same way) and ``cutoff``, the best solution
+    of the solve so far.
 
     The LP relaxation can meet a binding device-energy budget by mixing two plans, and HiGHS
     took 5–30 s to prove the least-energy bound on the hard budget case; the walk proves it in
@@ -428,7 +436,7 @@ def _walk_floor(
     known = [price(ev) for ev in solves.known if claim.admits(problem, ev)]
     found = least_cost(
         problem,
-        min(known, default=math.inf),
+        min([*known, cutoff]),
         latency_weight=latency,
         energy_weight=energy,
         hold=hold,
