@@ -166,7 +166,9 @@ def _mask_classes(feasible: np.ndarray, bits: int) -> list[np.ndarray]:
     rows = []
     for k in range(bits + 1):
         completions = feasible.reshape(1 << (bits - k), 1 << k)  # column: a choice of k bits
-        rows.append(np.unique(completions, axis=1, return_inverse=True)[1].reshape(-1))
+        packed = np.packbits(completions, axis=0).T  # one row of bytes per choice
+        number: dict[bytes, int] = {}
+        rows.append(np.array([number.setdefault(row.tobytes(), len(number)) for row in packed]))
     return rows
 
 
@@ -313,41 +315,37 @@ class _Walk:
             after, slots, following = self._transitions(keys, j)
             bit = self.bit.get(block)
             extra = [rows[self.decided[j]] for rows in self.extra]
-            parts = []
-            for node in (0, 1):
-                move = 2 * state + node
-                sent = slots[move]  # label, slot: tensor and source (−1: none)
-                tensor, source = sent[..., 0], np.maximum(sent[..., 1], 0)
-                used = sent[..., 1] >= 0
-                for level in (0, 1) if bit is not None else (0,):
-                    chosen = mask | (level << bit) if level else mask
-                    lossy = (chosen[:, None] >> self.producer_bit[tensor]) & 1
-                    added = self.compute[j, node, level] + np.sum(
-                        self.send[tensor, lossy, source], axis=1, where=used[..., None]
-                    )
-                    new_cost, new_device, new_held = (
-                        cost + added[:, 0],
-                        device + added[:, 1],
-                        held + added[:, 2],
-                    )
-                    allowance = budget - new_device
-                    keep = new_cost + self.ahead[0].least(j, allowance) + extra[0][chosen] < cutoff
-                    if holding:
-                        hope = new_held + self.ahead[1].least(j, allowance) + extra[1][chosen]
-                        keep &= hope <= limit
-                    index = np.flatnonzero(keep)
-                    parts.append(
-                        (
-                            new_device[index],
-                            new_cost[index],
-                            new_held[index],
-                            after[move[index]],
-                            chosen[index],
-                            index,
-                            np.full(len(index), node, dtype=np.int8),
-                        )
-                    )
-            columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
+            # every label × every move (node, precision), move by move
+            moves = [(n, q) for n in (0, 1) for q in ((0, 1) if bit is not None else (0,))]
+            count = len(cost)
+            node = np.repeat(np.array([n for n, _ in moves], dtype=np.int8), count)
+            level = np.repeat(np.array([q for _, q in moves]), count)
+            label = np.tile(np.arange(count), len(moves))
+            chosen = mask[label] if bit is None else mask[label] | level << bit
+            move = 2 * state[label] + node
+            sent = slots[move]  # label, slot: tensor and source (−1: none)
+            tensor, source = sent[..., 0], np.maximum(sent[..., 1], 0)
+            lossy = (chosen[:, None] >> self.producer_bit[tensor]) & 1
+            added = self.compute[j, node, level] + np.sum(
+                self.send[tensor, lossy, source], axis=1, where=sent[..., 1:] >= 0
+            )
+            new_cost, new_device = cost[label] + added[:, 0], device[label] + added[:, 1]
+            new_held = held[label] + added[:, 2]
+            allowance = budget - new_device
+            keep = new_cost + self.ahead[0].least(j, allowance) + extra[0][chosen] < cutoff
+            if holding:
+                hope = new_held + self.ahead[1].least(j, allowance) + extra[1][chosen]
+                keep &= hope <= limit
+            index = np.flatnonzero(keep)
+            columns = [
+                new_device[index],
+                new_cost[index],
+                new_held[index],
+                after[move[index]],
+                chosen[index],
+                label[index],
+                node[index],
+            ]
             state, mask = columns[3], columns[4]
             kind = self.classes[self.decided[j]][mask] << bits | (mask & self.open_bits[j])
             group = state << 2 * bits | kind
@@ -362,8 +360,10 @@ class _Walk:
             if len(cost) > MAX_LABELS:
                 raise _TooWide
             history.append((parent, node_of))
-            reached, state = np.unique(state, return_inverse=True)  # only states some label has
-            keys = [following[i] for i in reached.tolist()]
+            # the labels are sorted by state: number the states some label has in turn
+            change = np.concatenate([[True], state[1:] != state[:-1]])
+            keys = [following[i] for i in state[change].tolist()]
+            state = np.cumsum(change) - 1
         best = int(np.argmin(cost))
         return float(cost[best]), self._plan(history, best, int(mask[best]))
 
