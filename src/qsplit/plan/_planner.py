@@ -21,7 +21,7 @@ from qsplit.errors import InputError, SolverError
 from qsplit.partition import components
 from qsplit.plan._baselines import compute_baselines
 from qsplit.plan._cost import Evaluation, evaluate, violations
-from qsplit.plan._energy_dp import least_cost
+from qsplit.plan._energy_dp import Steps, least_cost
 from qsplit.plan._explain import explain_infeasible
 from qsplit.plan._guard import Claim, refutation, within_feasibility
 from qsplit.plan._milp import Expr, Formulation, build
@@ -57,9 +57,11 @@ class Solves:
     holds: dict[str, float] = field(default_factory=dict)
     """``latency``/``energy`` → the right-hand side of its lexicographic hold, while held."""
     plain: bool = False
+    """Solve with the solver alone, without the session's shortcuts (after a refuted claim)."""
     started: bool = False
     """Whether the caller gave the first solve's start (then no single-node one is made)."""
-    """Solve with the solver alone, without the session's shortcuts (after a refuted claim)."""
+    walk_steps: Steps = field(default_factory=dict)
+    """The two-node walk's moves, found once for all the solves of one problem."""
     _priced: tuple[SolveResult, tuple[dict[str, str], tuple[str, ...], Evaluation]] | None = None
 
     def minimise(
@@ -67,7 +69,7 @@ class Solves:
         objective: Expr,
         what: str,
         price: Callable[[Evaluation], float] | None = None,
-        floor: Callable[[float], Floor | None] | None = None,
+        floor: Callable[[float, bool], Floor | None] | None = None,
     ) -> SolveResult:
         """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible.
 
@@ -99,7 +101,7 @@ class Solves:
         what: str,
         *,
         plain: bool,
-        floor: Callable[[float], Floor | None] | None = None,
+        floor: Callable[[float, bool], Floor | None] | None = None,
     ) -> SolveResult:
         result = self.session.solve(objective, plain=plain, floor=None if plain else floor)
         self.results.append(result)
@@ -288,8 +290,8 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
 
     shift = per_s * latency_min + per_j * energy_min
 
-    def floor(cutoff: float) -> Floor | None:
-        found = _walk_floor(solves, unshifted, per_s, per_j, cutoff + shift)
+    def floor(cutoff: float, near: bool) -> Floor | None:
+        found = _walk_floor(solves, unshifted, per_s, per_j, cutoff + shift, near)
         if found is None:  # the walk's cost is per_s·T + per_j·E, without the objective's shift
             return None
         return replace(found, value=found.value - shift)
@@ -417,11 +419,12 @@ def _walk_floor(
     latency: float,
     energy: float,
     cutoff: float = math.inf,
+    near: bool = False,
 ) -> Floor | None:
     """The least ``latency·T + energy·E`` under the bounds from the two-node walk, with its
     plan, when the walk applies (:mod:`qsplit.plan._energy_dp`); searched below the best plan
     already known (``price`` values a plan the same way) and ``cutoff``, the best solution
-    of the solve so far.
+    of the solve so far; ``near``: that is close to the optimum (no thinned walk first).
 
     The LP relaxation can meet a binding device-energy budget by mixing two plans, and HiGHS
     took 5–30 s to prove the least-energy bound on the hard budget case; the walk proves it in
@@ -440,6 +443,8 @@ def _walk_floor(
         latency_weight=latency,
         energy_weight=energy,
         hold=hold,
+        steps=solves.walk_steps,
+        thin_first=not near,
     )
     if found is None:
         return None
