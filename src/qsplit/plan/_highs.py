@@ -316,9 +316,7 @@ class RelaxFirst:
         candidates: list[np.ndarray],
         hint: tuple[np.ndarray, np.ndarray] | None,
         time_limit_s: float,
-        floor: Callable[
-            [float, bool], tuple[float, tuple[np.ndarray, np.ndarray] | None] | None
-        ]
+        floor: Callable[[float, bool], tuple[float, tuple[np.ndarray, np.ndarray] | None] | None]
         | None = None,
     ) -> Outcome:
         """Minimise ``costs·v + offset``; ``candidates`` are earlier solutions worth checking.
