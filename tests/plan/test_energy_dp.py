@@ -156,3 +156,22 @@ def test_a_hold_below_every_plan_leaves_none(seed: int) -> None:
     found = least_cost(problem, math.inf, hold=(0.0, 1.0, 0.0))
     assert found is not None
     assert math.isinf(found.bound) and found.assignment is None
+
+
+@pytest.mark.parametrize("seed", SEEDS[:20])
+def test_shared_steps_and_no_thinned_pass_change_nothing(seed: int) -> None:
+    """The planner keeps the walk's moves between its solves and skips the thinned pass when
+    its cutoff is close: both only save time."""
+    problem = _int8_never_dearer(random_problem(seed, "sum"))
+    alone = least_cost(problem, math.inf)
+    steps: dict = {}
+    first = least_cost(problem, math.inf, steps=steps, thin_first=False)
+    assert steps  # the moves were kept
+    again = least_cost(problem, math.inf, steps=steps)
+    assert alone is not None and first is not None and again is not None
+    assert first.bound == pytest.approx(alone.bound, rel=1e-12)
+    assert again.bound == pytest.approx(alone.bound, rel=1e-12)
+    for found in (first, again):
+        if found.assignment is not None:  # a plan of that cost (ties may pick another)
+            priced = evaluate(problem, found.assignment, found.quantized)
+            assert priced.energy_j == pytest.approx(alone.bound, rel=1e-9)
