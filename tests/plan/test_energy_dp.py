@@ -1,9 +1,10 @@
 """The two-node walk (plan/_energy_dp.py) against exhaustive search on small random instances.
 
 The walk claims the least energy (or mix of sum latency and energy) of any plan meeting the
-noise bound and the device-energy budget (memory left out), with a plan of that cost; below a
-cutoff it claims only the cutoff. Exhaustive search prices every assignment and quantization
-mask with evaluate().
+noise bound, the device-energy budget and a lexicographic hold if given (memory left out), with
+a plan of that cost; below a cutoff it claims only the cutoff. Exhaustive search prices every
+assignment and quantization mask with evaluate(); the masks ride in the walk's labels, so
+every case exercises them.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ from the single-node plans' cutoff, the least-latency walk took 4 s on one draw 
 
 @dataclass(frozen=True)
 class CostBound:
-    """No plan meeting the noise bound and the device-energy budget costs less than ``bound``."""
+    """No plan meeting the noise bound, the device-energy budget (and the hold, if any) costs
+    less than ``bound``."""
 
     bound: float
     assignment: dict[str, str] | None
@@ -98,13 +99,13 @@ def least_cost(
         return None
     walk = _Walk(problem, (latency_weight, energy_weight), held[:2], {} if steps is None else steps)
     budget = problem.bounds.device_energy_budget_j
-    limit = np.inf if budget is None else budget + 1e-6 * max(1.0, abs(budget))
+    allowed = np.inf if budget is None else budget + 1e-6 * max(1.0, abs(budget))
     best, plan = cutoff - walk.constant, None
     try:
         # A plan from a thinned walk first: a cutoff close to the optimum prunes the exact
         # walk far more than the best plan the caller knew.
         for thin in (THIN, None) if thin_first else (None,):
-            value, found = walk.run(limit, best, thin=thin, limit=held[2])
+            value, found = walk.run(allowed, best, thin=thin, limit=held[2])
             if value < best:
                 best, plan = value, found
     except _TooWide:
