@@ -176,3 +176,10 @@ def test_shared_steps_and_no_thinned_pass_change_nothing(seed: int) -> None:
         if found.assignment is not None:  # a plan of that cost (ties may pick another)
             priced = evaluate(problem, found.assignment, found.quantized)
             assert priced.energy_j == pytest.approx(alone.bound, rel=1e-9)
+
+
+def test_gives_up_when_its_time_runs_out() -> None:
+    """A walk out of time declines (the planner's solver then runs within the time limit)."""
+    problem = _int8_never_dearer(random_problem(SEEDS[0], "sum"))
+    assert least_cost(problem, math.inf, time_limit_s=1e-9) is None
+    assert least_cost(problem, math.inf, time_limit_s=60.0) is not None

@@ -28,6 +28,8 @@ the MILP's rows check.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,8 +67,8 @@ Hold = tuple[float, float, float]
 ``(latency_weight, energy_weight, limit)``."""
 
 
-class _TooWide(Exception):
-    """The walk's state outgrew :data:`MAX_LABELS`."""
+class _GaveUp(Exception):
+    """The walk's state outgrew :data:`MAX_LABELS`, or its time ran out."""
 
 
 def least_cost(
@@ -78,6 +80,7 @@ def least_cost(
     hold: Hold | None = None,
     steps: Steps | None = None,
     thin_first: bool = True,
+    time_limit_s: float | None = None,
 ) -> CostBound | None:
     """A lower bound on ``latency_weight·T + energy_weight·E`` (``T`` the ``sum`` latency,
     ``E`` the energy; weights ≥ 0) of every plan of ``problem`` that meets its noise bound,
@@ -90,14 +93,18 @@ def least_cost(
     second of its two finding them). ``thin_first`` asks for a thinned walk before the
     exact one, which pays where ``cutoff`` is far above the optimum (from 3 % above it, 0.4 s
     for the thinned walk and 0.3 s for the exact one from its plan, against 2.1 s) and only
-    costs where it is close.
+    costs where it is close. Past ``time_limit_s`` the walk gives up (``None``), so the
+    caller's time limit holds and its solver runs instead.
     """
     held = (0.0, 0.0, np.inf) if hold is None else hold
     if not _applicable(problem) or (
         (latency_weight > 0 or held[0] > 0) and not _sum_latency(problem)
     ):
         return None
-    walk = _Walk(problem, (latency_weight, energy_weight), held[:2], {} if steps is None else steps)
+    deadline = math.inf if time_limit_s is None else time.monotonic() + time_limit_s
+    walk = _Walk(
+        problem, (latency_weight, energy_weight), held[:2], {} if steps is None else steps, deadline
+    )
     budget = problem.bounds.device_energy_budget_j
     allowed = np.inf if budget is None else budget + 1e-6 * max(1.0, abs(budget))
     best, plan = cutoff - walk.constant, None
@@ -108,7 +115,7 @@ def least_cost(
             value, found = walk.run(allowed, best, thin=thin, limit=held[2])
             if value < best:
                 best, plan = value, found
-    except _TooWide:
+    except _GaveUp:
         return None
     if plan is None:
         return CostBound(best + walk.constant, None)
@@ -203,6 +210,7 @@ class _Walk:
         weights: tuple[float, float],
         held: tuple[float, float],
         steps: Steps,
+        deadline: float,
     ) -> None:
         self.problem = problem
         self.weights = (weights, held)
@@ -267,6 +275,7 @@ class _Walk:
             self.extra.append(_mask_extra(feasible, savings))
             self.ahead.append(_Ahead(self.compute[:, :, 1, part], self.compute[:, 0, 1, 1]))
         self._memo = steps
+        self.deadline = deadline
 
     def _open_bits(self, position: dict[str, int]) -> np.ndarray:
         """After each step, the mask bits of quantizable blocks with an output still to be
@@ -368,8 +377,8 @@ class _Walk:
             device, cost, held, state, mask, parent, node_of = columns
             if not len(cost):
                 return np.inf, None
-            if len(cost) > MAX_LABELS:
-                raise _TooWide
+            if len(cost) > MAX_LABELS or time.monotonic() > self.deadline:
+                raise _GaveUp
             history.append((parent, node_of))
             # the labels are sorted by state: number the states some label has in turn
             change = np.concatenate([[True], state[1:] != state[:-1]])

@@ -62,6 +62,8 @@ class Solves:
     """Whether the caller gave the first solve's start (then no single-node one is made)."""
     walk_steps: Steps = field(default_factory=dict)
     """The two-node walk's moves, found once for all the solves of one problem."""
+    deadline: float | None = None
+    """``time.monotonic()`` at which the time limit runs out (``None``: no limit)."""
     _priced: tuple[SolveResult, tuple[dict[str, str], tuple[str, ...], Evaluation]] | None = None
 
     def minimise(
@@ -185,8 +187,9 @@ def plan(
     started = time.perf_counter()
     form = (warm.formulation(problem) if warm is not None else None) or build(problem)
     build_time_s = time.perf_counter() - started
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     session = open_session(form.prob, solver, mip_gap=mip_gap, time_limit_s=time_limit_s)
-    solves = Solves(problem, form, session, on_solve=on_solve, mip_gap=mip_gap)
+    solves = Solves(problem, form, session, on_solve=on_solve, mip_gap=mip_gap, deadline=deadline)
     if start is not None:
         _suggest_start(solves, start)
     payoff, (assignment, quantized, evaluation) = _optimise(solves)
@@ -445,6 +448,7 @@ def _walk_floor(
         hold=hold,
         steps=solves.walk_steps,
         thin_first=not near,
+        time_limit_s=None if solves.deadline is None else solves.deadline - time.monotonic(),
     )
     if found is None:
         return None
