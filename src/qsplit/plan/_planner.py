@@ -255,7 +255,10 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
         best = _value(solves.solution()[2], first)
-        solves.hold(first, best)
+        # A time-limited solution may carry slack in its continuous variables, which values it
+        # above its price in the MILP; held at the price, the row would exclude the solution
+        # itself and leave the next solve without a plan (seen at a 1 ms limit).
+        solves.hold(first, max(best, expressions[first].value() or best))
         per_s, per_j = (1.0, 0.0) if second == "latency" else (0.0, 1.0)
         floor = partial(_walk_floor, solves, _price(second), per_s, per_j)
         solves.minimise(
