@@ -249,9 +249,7 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
         if not solves.results and not solves.started:
             _suggest_single_node(solves, first)
-        per_s, per_j = (1.0, 0.0) if first == "latency" else (0.0, 1.0)
-        floor = partial(_walk_floor, solves, _price(first), per_s, per_j)
-        result = solves.minimise(expressions[first], first, _price(first), floor)
+        result = solves.minimise(expressions[first], first, _price(first), _floor(solves, first))
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
         best = _value(solves.solution()[2], first)
@@ -259,10 +257,11 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
         # above its price in the MILP; held at the price, the row would exclude the solution
         # itself and leave the next solve without a plan (seen at a 1 ms limit).
         solves.hold(first, max(best, expressions[first].value() or best))
-        per_s, per_j = (1.0, 0.0) if second == "latency" else (0.0, 1.0)
-        floor = partial(_walk_floor, solves, _price(second), per_s, per_j)
         solves.minimise(
-            expressions[second], f"{second} at the least {first}", _price(second), floor
+            expressions[second],
+            f"{second} at the least {first}",
+            _price(second),
+            _floor(solves, second),
         )
         solution = solves.solution()
         solves.hold(first, None)
@@ -419,6 +418,12 @@ def _suggest_single_node(solves: Solves, objective: str) -> None:
     solves.session.suggest(start)
 
 
+def _floor(solves: Solves, objective: str) -> Callable[[float, bool], Floor | None]:
+    """The walk's floor for a solve of ``latency`` or ``energy`` alone."""
+    per_s, per_j = (1.0, 0.0) if objective == "latency" else (0.0, 1.0)
+    return partial(_walk_floor, solves, _price(objective), per_s, per_j)
+
+
 def _walk_floor(
     solves: Solves,
     price: Callable[[Evaluation], float],
@@ -439,8 +444,10 @@ def _walk_floor(
     problem, form = solves.problem, solves.form
     if solves.plain:
         return None
-    (held, limit), *_ = (*solves.holds.items(), (None, math.inf))
-    hold = None if held is None else (float(held == "latency"), float(held == "energy"), limit)
+    hold = next(
+        ((float(n == "latency"), float(n == "energy"), rhs) for n, rhs in solves.holds.items()),
+        None,
+    )
     claim = Claim("the walk's cutoff", price, dict(solves.holds))
     known = [price(ev) for ev in solves.known if claim.admits(problem, ev)]
     found = least_cost(
