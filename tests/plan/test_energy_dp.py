@@ -1,9 +1,10 @@
 """The two-node walk (plan/_energy_dp.py) against exhaustive search on small random instances.
 
 The walk claims the least energy (or mix of sum latency and energy) of any plan meeting the
-noise bound and the device-energy budget (memory left out), with a plan of that cost; below a
-cutoff it claims only the cutoff. Exhaustive search prices every assignment and quantization
-mask with evaluate().
+noise bound, the device-energy budget and a lexicographic hold if given (memory left out), with
+a plan of that cost; below a cutoff it claims only the cutoff. Exhaustive search prices every
+assignment and quantization mask with evaluate(); the masks ride in the walk's labels, so
+every case exercises them.
 """
 
 from __future__ import annotations
@@ -113,3 +114,72 @@ def test_not_applicable() -> None:
     critical = _int8_never_dearer(random_problem(SEEDS[1], "critical-path"))
     assert least_cost(critical, math.inf) is not None  # energy does not depend on the model
     assert least_cost(critical, math.inf, latency_weight=1.0) is None
+
+
+@pytest.mark.parametrize("seed", SEEDS[:30])
+@pytest.mark.parametrize("first", ["latency", "energy"])
+def test_walk_finds_the_second_objective_under_a_hold(seed: int, first: str) -> None:
+    """Least energy with latency held at its least (and the other way round), as the payoff
+    table's second solves ask, against exhaustive search; the hold keeps the planner's slack."""
+    problem = _int8_never_dearer(random_problem(seed, "sum"))
+    if problem.overhead.message_s > 0:
+        pytest.skip("per-message costs: latency is not a sum over blocks")
+    loose = replace(problem, bounds=replace(problem.bounds, memory=False))
+    feasible = [c for c in brute_force(loose) if c.feasible]
+    if not feasible:
+        pytest.skip("no feasible plan")
+
+    def value(c, objective: str) -> float:
+        return c.latency_s if objective == "latency" else c.energy_j
+
+    best = min(value(c, first) for c in feasible)
+    limit = best + 1e-6 * max(abs(best), 1e-3)
+    second = "energy" if first == "latency" else "latency"
+    expected = min(value(c, second) for c in feasible if value(c, first) <= limit)
+    hold = (float(first == "latency"), float(first == "energy"), limit)
+    found = least_cost(
+        problem,
+        math.inf,
+        latency_weight=float(second == "latency"),
+        energy_weight=float(second == "energy"),
+        hold=hold,
+    )
+    assert found is not None and found.assignment is not None
+    assert found.bound == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    priced = evaluate(problem, found.assignment, found.quantized)
+    assert value(priced, second) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert value(priced, first) <= limit * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:10])
+def test_a_hold_below_every_plan_leaves_none(seed: int) -> None:
+    problem = _int8_never_dearer(random_problem(seed, "sum"))
+    found = least_cost(problem, math.inf, hold=(0.0, 1.0, 0.0))
+    assert found is not None
+    assert math.isinf(found.bound) and found.assignment is None
+
+
+@pytest.mark.parametrize("seed", SEEDS[:20])
+def test_shared_steps_and_no_thinned_pass_change_nothing(seed: int) -> None:
+    """The planner keeps the walk's moves between its solves and skips the thinned pass when
+    its cutoff is close: both only save time."""
+    problem = _int8_never_dearer(random_problem(seed, "sum"))
+    alone = least_cost(problem, math.inf)
+    steps: dict = {}
+    first = least_cost(problem, math.inf, steps=steps, thin_first=False)
+    assert steps  # the moves were kept
+    again = least_cost(problem, math.inf, steps=steps)
+    assert alone is not None and first is not None and again is not None
+    assert first.bound == pytest.approx(alone.bound, rel=1e-12)
+    assert again.bound == pytest.approx(alone.bound, rel=1e-12)
+    for found in (first, again):
+        if found.assignment is not None:  # a plan of that cost (ties may pick another)
+            priced = evaluate(problem, found.assignment, found.quantized)
+            assert priced.energy_j == pytest.approx(alone.bound, rel=1e-9)
+
+
+def test_gives_up_when_its_time_runs_out() -> None:
+    """A walk out of time declines (the planner's solver then runs within the time limit)."""
+    problem = _int8_never_dearer(random_problem(SEEDS[0], "sum"))
+    assert least_cost(problem, math.inf, time_limit_s=1e-9) is None
+    assert least_cost(problem, math.inf, time_limit_s=60.0) is not None

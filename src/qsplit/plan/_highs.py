@@ -316,16 +316,18 @@ class RelaxFirst:
         candidates: list[np.ndarray],
         hint: tuple[np.ndarray, np.ndarray] | None,
         time_limit_s: float,
-        floor: Callable[[], tuple[float, tuple[np.ndarray, np.ndarray] | None] | None]
+        floor: Callable[[float, bool], tuple[float, tuple[np.ndarray, np.ndarray] | None] | None]
         | None = None,
     ) -> Outcome:
         """Minimise ``costs·v + offset``; ``candidates`` are earlier solutions worth checking.
 
         ``hint`` (values of some columns) is completed by the LP into one more candidate.
-        ``floor``, asked only when the LP bound does not settle the solve (it costs seconds),
-        gives a lower bound proved elsewhere (the two-node walk of :mod:`qsplit.plan._energy_dp`)
-        and a hint that may attain it: a candidate within the gap of the better of it and the LP
-        bound is optimal without branch and bound.
+        ``floor``, asked only when neither the LP bound nor the incumbent near the relaxation
+        settles the solve (it costs up to seconds), is given the best candidate's value and
+        whether that is within :data:`FIXING_MAX_GAP` of the LP bound, and returns a lower
+        bound proved elsewhere (the two-node walk of :mod:`qsplit.plan._energy_dp`, which that
+        value prunes) and a hint that may attain it: a candidate within the gap of the better
+        of it and the LP bound is optimal without branch and bound.
         """
         started = time.monotonic()
         self.lp.setOptionValue("time_limit", time_limit_s)
@@ -360,16 +362,6 @@ class RelaxFirst:
             gap = max(relative_gap(value, relaxation.bound), 0.0)
             if gap <= self.mip_gap:
                 return Outcome("optimal", best, gap)
-            proved = None if floor is None else floor()
-            if proved is not None:
-                bound, partial = proved
-                more = [] if partial is None else self._complete(partial, costs)
-                best = self._best([best, *more], costs)
-                assert best is not None  # it was a feasible candidate already
-                value = float(costs @ best) + offset
-                gap = max(relative_gap(value, max(bound, relaxation.bound)), 0.0)
-                if gap <= self.mip_gap:
-                    return Outcome("optimal", best, gap)
             # The spread measured without the objective's constant: the normalised objective
             # subtracts large constants, which make its relative gap look huge.
             near = relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP
@@ -379,7 +371,18 @@ class RelaxFirst:
                 gap = max(relative_gap(value, relaxation.bound), 0.0)
                 if gap <= self.mip_gap:
                     return Outcome("optimal", best, gap)
-                near = relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP
+            near = relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP
+            proved = None if floor is None else floor(value, near)
+            if proved is not None:
+                bound, partial = proved
+                more = [] if partial is None else self._complete(partial, costs)
+                best = self._best([best, *more], costs)
+                assert best is not None  # it was a feasible candidate already
+                value = float(costs @ best) + offset
+                gap = max(relative_gap(value, max(bound, relaxation.bound)), 0.0)
+                if gap <= self.mip_gap:
+                    return Outcome("optimal", best, gap)
+            near = relative_gap(value - offset, relaxation.bound - offset) <= FIXING_MAX_GAP
             if near:
                 fixed = self._fixable(relaxation, value - relaxation.bound, value)
         time_limit_s = _left(started + time_limit_s)

@@ -15,12 +15,13 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from qsplit.errors import InputError, SolverError
 from qsplit.partition import components
 from qsplit.plan._baselines import compute_baselines
 from qsplit.plan._cost import Evaluation, evaluate, violations
-from qsplit.plan._energy_dp import least_cost
+from qsplit.plan._energy_dp import Steps, least_cost
 from qsplit.plan._explain import explain_infeasible
 from qsplit.plan._guard import Claim, refutation, within_feasibility
 from qsplit.plan._milp import Expr, Formulation, build
@@ -56,9 +57,13 @@ class Solves:
     holds: dict[str, float] = field(default_factory=dict)
     """``latency``/``energy`` → the right-hand side of its lexicographic hold, while held."""
     plain: bool = False
+    """Solve with the solver alone, without the session's shortcuts (after a refuted claim)."""
     started: bool = False
     """Whether the caller gave the first solve's start (then no single-node one is made)."""
-    """Solve with the solver alone, without the session's shortcuts (after a refuted claim)."""
+    walk_steps: Steps = field(default_factory=dict)
+    """The two-node walk's moves, found once for all the solves of one problem."""
+    deadline: float | None = None
+    """``time.monotonic()`` at which the time limit runs out (``None``: no limit)."""
     _priced: tuple[SolveResult, tuple[dict[str, str], tuple[str, ...], Evaluation]] | None = None
 
     def minimise(
@@ -66,7 +71,7 @@ class Solves:
         objective: Expr,
         what: str,
         price: Callable[[Evaluation], float] | None = None,
-        floor: Callable[[], Floor | None] | None = None,
+        floor: Callable[[float, bool], Floor | None] | None = None,
     ) -> SolveResult:
         """Solve; raise :class:`SolverError` unless a solution was found or it is infeasible.
 
@@ -98,7 +103,7 @@ class Solves:
         what: str,
         *,
         plain: bool,
-        floor: Callable[[], Floor | None] | None = None,
+        floor: Callable[[float, bool], Floor | None] | None = None,
     ) -> SolveResult:
         result = self.session.solve(objective, plain=plain, floor=None if plain else floor)
         self.results.append(result)
@@ -182,8 +187,9 @@ def plan(
     started = time.perf_counter()
     form = (warm.formulation(problem) if warm is not None else None) or build(problem)
     build_time_s = time.perf_counter() - started
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     session = open_session(form.prob, solver, mip_gap=mip_gap, time_limit_s=time_limit_s)
-    solves = Solves(problem, form, session, on_solve=on_solve, mip_gap=mip_gap)
+    solves = Solves(problem, form, session, on_solve=on_solve, mip_gap=mip_gap, deadline=deadline)
     if start is not None:
         _suggest_start(solves, start)
     payoff, (assignment, quantized, evaluation) = _optimise(solves)
@@ -243,15 +249,20 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def lexicographic(first: str, second: str) -> tuple[float, tuple[dict, tuple, Evaluation]]:
         if not solves.results and not solves.started:
             _suggest_single_node(solves, first)
-        floor = (
-            (lambda: _walk_floor(solves, _price(first), 0.0, 1.0)) if first == "energy" else None
-        )
-        result = solves.minimise(expressions[first], first, _price(first), floor)
+        result = solves.minimise(expressions[first], first, _price(first), _floor(solves, first))
         if result.status == "infeasible":
             raise explain_infeasible(problem, form, solves)
         best = _value(solves.solution()[2], first)
-        solves.hold(first, best)
-        solves.minimise(expressions[second], f"{second} at the least {first}", _price(second))
+        # A time-limited solution may carry slack in its continuous variables, which values it
+        # above its price in the MILP; held at the price, the row would exclude the solution
+        # itself and leave the next solve without a plan (seen at a 1 ms limit).
+        solves.hold(first, max(best, expressions[first].value() or best))
+        solves.minimise(
+            expressions[second],
+            f"{second} at the least {first}",
+            _price(second),
+            _floor(solves, second),
+        )
         solution = solves.solution()
         solves.hold(first, None)
         return best, solution
@@ -282,11 +293,13 @@ def _optimise(solves: Solves) -> tuple[Payoff | None, tuple[dict, tuple, Evaluat
     def unshifted(ev: Evaluation) -> float:
         return per_s * ev.latency_s + per_j * ev.energy_j
 
-    def floor() -> Floor | None:
-        found = _walk_floor(solves, unshifted, per_s, per_j)
+    shift = per_s * latency_min + per_j * energy_min
+
+    def floor(cutoff: float, near: bool) -> Floor | None:
+        found = _walk_floor(solves, unshifted, per_s, per_j, cutoff + shift, near)
         if found is None:  # the walk's cost is per_s·T + per_j·E, without the objective's shift
             return None
-        return replace(found, value=found.value - per_s * latency_min - per_j * energy_min)
+        return replace(found, value=found.value - shift)
 
     solves.minimise(objective, "the weighted objective", weighted, floor)
     candidates = (solves.solution(), at_latency_min, at_energy_min)
@@ -405,23 +418,47 @@ def _suggest_single_node(solves: Solves, objective: str) -> None:
     solves.session.suggest(start)
 
 
+def _floor(solves: Solves, objective: str) -> Callable[[float, bool], Floor | None]:
+    """The walk's floor for a solve of ``latency`` or ``energy`` alone."""
+    per_s, per_j = (1.0, 0.0) if objective == "latency" else (0.0, 1.0)
+    return partial(_walk_floor, solves, _price(objective), per_s, per_j)
+
+
 def _walk_floor(
-    solves: Solves, price: Callable[[Evaluation], float], latency: float, energy: float
+    solves: Solves,
+    price: Callable[[Evaluation], float],
+    latency: float,
+    energy: float,
+    cutoff: float = math.inf,
+    near: bool = False,
 ) -> Floor | None:
     """The least ``latency·T + energy·E`` under the bounds from the two-node walk, with its
     plan, when the walk applies (:mod:`qsplit.plan._energy_dp`); searched below the best plan
-    already known (``price`` values a plan the same way).
+    already known (``price`` values a plan the same way) and ``cutoff``, the best solution
+    of the solve so far; ``near``: that is close to the optimum (no thinned walk first).
 
     The LP relaxation can meet a binding device-energy budget by mixing two plans, and HiGHS
     took 5–30 s to prove the least-energy bound on the hard budget case; the walk proves it in
-    about a second there. Not used under a lexicographic hold, which the walk ignores.
+    about a second there. A lexicographic hold is one more limit the walk's labels carry.
     """
     problem, form = solves.problem, solves.form
-    if solves.plain or solves.holds:
+    if solves.plain:
         return None
-    known = [price(ev) for ev in solves.known if not violations(problem, ev)]
+    hold = next(
+        ((float(n == "latency"), float(n == "energy"), rhs) for n, rhs in solves.holds.items()),
+        None,
+    )
+    claim = Claim("the walk's cutoff", price, dict(solves.holds))
+    known = [price(ev) for ev in solves.known if claim.admits(problem, ev)]
     found = least_cost(
-        problem, min(known, default=math.inf), latency_weight=latency, energy_weight=energy
+        problem,
+        min([*known, cutoff]),
+        latency_weight=latency,
+        energy_weight=energy,
+        hold=hold,
+        steps=solves.walk_steps,
+        thin_first=not near,
+        time_limit_s=None if solves.deadline is None else solves.deadline - time.monotonic(),
     )
     if found is None:
         return None

@@ -19,6 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -105,14 +106,15 @@ class SolverSession(ABC):
         objective: pulp.LpAffineExpression,
         *,
         plain: bool = False,
-        floor: Callable[[], Floor | None] | None = None,
+        floor: Callable[[float, bool], Floor | None] | None = None,
     ) -> SolveResult:
         """Minimise ``objective``; on success the values are on the PuLP variables.
 
         ``plain`` asks for the solver alone, without any shortcut of the session: what the
         planner's guard falls back to when a claimed optimum is refuted. ``floor`` gives a
         bound proved elsewhere, asked for only when the session needs one (it may take
-        seconds); sessions without such a shortcut ignore it.
+        seconds) with the objective value of the best plan it has (a cutoff) and whether that
+        is within 1 % of its relaxation; sessions without such a shortcut ignore it.
         """
 
     def _time_left_s(self) -> float | None:
@@ -143,9 +145,9 @@ class _HighsSession(SolverSession):
         self._hint = self._partial(values)
 
     def _proved(
-        self, floor: Callable[[], Floor | None]
+        self, floor: Callable[[float, bool], Floor | None], cutoff: float, near: bool
     ) -> tuple[float, tuple[np.ndarray, np.ndarray] | None] | None:
-        found = floor()
+        found = floor(cutoff, near)
         return None if found is None else (found.value, self._partial(found.plan))
 
     @staticmethod
@@ -166,7 +168,7 @@ class _HighsSession(SolverSession):
         objective: pulp.LpAffineExpression,
         *,
         plain: bool = False,
-        floor: Callable[[], Floor | None] | None = None,
+        floor: Callable[[float, bool], Floor | None] | None = None,
     ) -> SolveResult:
         costs = np.zeros(len(self._variables))
         for var, coefficient in objective.items():
@@ -184,7 +186,7 @@ class _HighsSession(SolverSession):
                 candidates=[] if self._last is None else [self._last],
                 hint=self._hint if self._last is None else None,
                 time_limit_s=time_limit_s,
-                floor=None if floor is None else lambda: self._proved(floor),
+                floor=None if floor is None else partial(self._proved, floor),
             )
         elapsed = time.perf_counter() - started
         if outcome.solution is not None:
@@ -221,7 +223,7 @@ class _PulpSession(SolverSession):
         objective: pulp.LpAffineExpression,
         *,
         plain: bool = False,
-        floor: Callable[[], Floor | None] | None = None,
+        floor: Callable[[float, bool], Floor | None] | None = None,
     ) -> SolveResult:
         # PuLP's solvers run without shortcuts here: a plain solve is the same solve, and a
         # floor is not used.
