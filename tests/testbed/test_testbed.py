@@ -223,6 +223,13 @@ def test_cli_calibrate_shows_each_node_factor_without_starting_anything(tmp_path
     assert refused_file.returncode == 2
     assert "reference.threads: measured with threads 2" in refused_file.stderr
     assert not (tmp_path / "state").exists()
+    demo = [sys.executable, "-m", "qsplit", "demo", "--out", str(tmp_path / "run")]
+    refused_demo = subprocess.run(
+        [*demo, "--host-reference", str(saved)], text=True, capture_output=True, timeout=120
+    )
+    assert refused_demo.returncode == 2
+    assert "reference.threads: measured with threads 2" in refused_demo.stderr
+    assert not (tmp_path / "run").exists()
     too_fast = tmp_path / "fast.yaml"
     too_fast.write_text(INFRA.replace("reference_time: 1s", "reference_time: 1ms"))
     refused = subprocess.run(
