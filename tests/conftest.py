@@ -13,11 +13,33 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import synthetic
+from qsplit.profile import HostReference
 
 WAKE_UP_SLACK_S = 0.015
 """How much later than its link's nominal time an emulated transfer may be measured. On a busy
 2-core host each thread wake-up on the way (link proxy, agent, client) can take milliseconds; a
 transfer that bypassed the emulator still fails the lower bound, one delayed twice the upper."""
+
+
+@pytest.fixture(scope="session")
+def host_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This host measured once per test session and saved as ``qsplit testbed calibrate --out``
+    saves it. The tests that start a testbed are given it instead of measuring the host again
+    (10-25 s each); tests/testbed/test_testbed.py keeps tests of the measuring path."""
+    from qsplit.profile import measure_host, save_host_reference
+    from qsplit.testbed import AGENT_STATISTIC
+
+    path = tmp_path_factory.mktemp("host") / "host.json"
+    save_host_reference(measure_host(AGENT_STATISTIC, whole=True), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def host(host_file: Path) -> HostReference:
+    """The session's host reference (:func:`host_file`), as ``Testbed.up`` takes it."""
+    from qsplit.testbed import load_host_file
+
+    return load_host_file(host_file)[0]
 
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:

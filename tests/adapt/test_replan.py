@@ -18,6 +18,7 @@ from qsplit import testbed as tb
 from qsplit.adapt import AdaptiveRun, AdaptPolicy, Candidate, device_only, run_adaptive
 from qsplit.model import analyze
 from qsplit.plan import Plan, PlanningProblem, plan
+from qsplit.profile import HostReference
 from qsplit.runtime import build_deployment, connect
 
 INFRA = two_node_infra(latency="2ms")
@@ -29,10 +30,11 @@ PER_BLOCK_S = {"device": 0.05, "edge": 0.005}
 
 
 @pytest.fixture(scope="module")
-def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tb.Testbed]:
+def testbed(tmp_path_factory: pytest.TempPathFactory, host: HostReference) -> Iterator[tb.Testbed]:
     root = tmp_path_factory.mktemp("adapt-testbed")
     (root / "infra.yaml").write_text(INFRA)
-    with tb.Testbed.up(root / "infra.yaml", root / "state", owner_pid=os.getpid()) as running:
+    state = root / "state"
+    with tb.Testbed.up(root / "infra.yaml", state, owner_pid=os.getpid(), host=host) as running:
         yield running
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from qsplit.demo import AdaptiveConfig, run_adaptive_demo
+from qsplit.profile import HostReference
 
 SCHEDULE = """\
 schema_version: 1
@@ -21,12 +22,17 @@ events:
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory: pytest.TempPathFactory):
+def short_run(tmp_path_factory: pytest.TempPathFactory, host: HostReference):
     root = tmp_path_factory.mktemp("adaptive")
     schedule = root / "schedule.yaml"
     schedule.write_text(SCHEDULE)
     config = AdaptiveConfig(
-        out=root / "run", schedule=schedule, tail_s=6.0, cache=root / "cache", images_used=1
+        out=root / "run",
+        schedule=schedule,
+        tail_s=6.0,
+        cache=root / "cache",
+        images_used=1,
+        host=host,
     )
     return run_adaptive_demo(config)
 

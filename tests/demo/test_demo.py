@@ -15,7 +15,7 @@ import pytest
 
 from qsplit.demo import DemoConfig, ScenarioSpec, _pipeline, run_demo
 from qsplit.demo._cache import Cache
-from qsplit.profile import ComputeProfile
+from qsplit.profile import ComputeProfile, HostReference
 from qsplit.quant import _study
 from qsplit.report import build_report
 
@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "qsplit" / "examples"
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def short_run(tmp_path_factory: pytest.TempPathFactory, host: HostReference) -> tuple[Path, object]:
     root = tmp_path_factory.mktemp("demo")
     config = DemoConfig(
         out=root / "run",
@@ -37,6 +37,7 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
         noise_top_k=4,
         link_tensors=1,  # 4 blocks + fp16/int8 of 1 tensor: 6 variables for 16 samples
         profile_repetitions=5,
+        host=host,
     )
     with pytest.MonkeyPatch.context() as patch:
         for module in (_study, _pipeline):

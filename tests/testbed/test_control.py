@@ -19,7 +19,7 @@ from conftest import random_feeds, two_node_infra
 from qsplit import testbed as tb
 from qsplit.errors import InputError
 from qsplit.model import analyze
-from qsplit.profile import BlockTiming, ComputeProfile
+from qsplit.profile import BlockTiming, ComputeProfile, HostReference
 from qsplit.runtime import Session, build_deployment, connect
 from qsplit.testbed._control import ControlServer, control_request
 from qsplit.testbed._frames import FrameReader
@@ -30,11 +30,11 @@ INFRA = two_node_infra(device="3s", edge="2s", latency="5ms")
 
 
 @pytest.fixture(scope="module")
-def testbed(tmp_path_factory: pytest.TempPathFactory) -> tb.Testbed:
+def testbed(tmp_path_factory: pytest.TempPathFactory, host: HostReference) -> tb.Testbed:
     root = tmp_path_factory.mktemp("control")
     infra = root / "infra.yaml"
     infra.write_text(INFRA)
-    with tb.Testbed.up(infra, root / "state", owner_pid=os.getpid()) as running:
+    with tb.Testbed.up(infra, root / "state", owner_pid=os.getpid(), host=host) as running:
         yield running
 
 

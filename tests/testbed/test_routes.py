@@ -15,15 +15,16 @@ import synthetic
 from conftest import WAKE_UP_SLACK_S, random_feeds, session
 from qsplit import testbed as tb
 from qsplit.model import analyze
+from qsplit.profile import HostReference
 from qsplit.runtime import build_deployment, connect
 
 EXAMPLE = Path(qsplit.__file__).parent / "examples" / "device-behind-edge.yaml"
 
 
 @pytest.fixture(scope="module")
-def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tb.Testbed]:
+def testbed(tmp_path_factory: pytest.TempPathFactory, host: HostReference) -> Iterator[tb.Testbed]:
     state = tmp_path_factory.mktemp("chain") / "state"
-    with tb.Testbed.up(EXAMPLE, state, owner_pid=os.getpid()) as running:
+    with tb.Testbed.up(EXAMPLE, state, owner_pid=os.getpid(), host=host) as running:
         yield running
 
 

@@ -19,19 +19,20 @@ from conftest import WAKE_UP_SLACK_S, random_feeds, session, two_node_infra
 from qsplit import testbed as tb
 from qsplit.errors import InputError
 from qsplit.model import analyze
+from qsplit.profile import HostReference
 from qsplit.runtime import build_deployment, connect
 
 INFRA = two_node_infra()
 
 
 @pytest.fixture(scope="module")
-def testbed(tmp_path_factory: pytest.TempPathFactory) -> tb.Testbed:
+def testbed(tmp_path_factory: pytest.TempPathFactory, host: HostReference) -> tb.Testbed:
     root = tmp_path_factory.mktemp("testbed")
     infra = root / "infra.yaml"
     # A public key as a real deployment's file would have: the testbed runs in clear anyway.
     key = 'curve_public_key: "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", reference_time: 500ms'
     infra.write_text(INFRA.replace("reference_time: 500ms", key))
-    with tb.Testbed.up(infra, root / "state", owner_pid=os.getpid()) as running:
+    with tb.Testbed.up(infra, root / "state", owner_pid=os.getpid(), host=host) as running:
         yield running
 
 
@@ -57,11 +58,13 @@ def test_agents_are_padded_by_node_time_over_host_time(testbed: tb.Testbed) -> N
     assert factor == pytest.approx(status["device"].padding_factor)
 
 
-def test_a_host_too_slow_for_a_node_is_refused_before_anything_starts(tmp_path: Path) -> None:
+def test_a_host_too_slow_for_a_node_is_refused_before_anything_starts(
+    tmp_path: Path, host: HostReference
+) -> None:
     infra = tmp_path / "infra.yaml"
     infra.write_text(INFRA.replace("reference_time: 500ms", "reference_time: 1ms"))
     with pytest.raises(InputError) as info:
-        tb.Testbed.up(infra, tmp_path / "state")
+        tb.Testbed.up(infra, tmp_path / "state", host=host)
     message = str(info.value)
     assert "nodes[1].reference_time: this host is too slow to emulate node 'edge'" in message
     assert "the node's reference time is 1 ms" in message and "Fix:" in message
@@ -141,7 +144,7 @@ def test_large_tensors_cross_the_link_emulator_not_shared_memory(
     assert hop.transfer_s >= link.latency_s + hop.bytes / link.bandwidth_bytes_per_s - 1e-3
 
 
-def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
+def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path, host_file: Path) -> None:
     infra = tmp_path / "infra.yaml"
     infra.write_text(INFRA)
     state = tmp_path / "state"
@@ -152,9 +155,11 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
             [*qsplit, *args, "--state-dir", str(state)], text=True, capture_output=True, timeout=120
         )
 
-    up = run("up", "--infra", str(infra))
+    up = run("up", "--infra", str(infra), "--host-reference", str(host_file))
     assert up.returncode == 0, up.stderr
+    assert "host reference from" in up.stdout
     testbed = tb.Testbed.attach(state)
+    assert testbed.state.host == tb.load_host_file(host_file)[0]
     pids = [testbed.state.supervisor_pid, *(a.pid for a in testbed.state.agents.values())]
     again = run("up", "--infra", str(infra))
     assert again.returncode == 2 and "already running" in again.stderr
@@ -195,17 +200,36 @@ def test_bad_infra_is_reported_before_anything_starts(tmp_path: Path) -> None:
 
 
 def test_cli_calibrate_shows_each_node_factor_without_starting_anything(tmp_path: Path) -> None:
+    """The one test that measures the host as ``testbed up`` does without a saved reference;
+    the saved file is what ``up --host-reference`` reads, and one for other agents is refused."""
     infra = tmp_path / "infra.yaml"
     infra.write_text(INFRA)
+    saved = tmp_path / "host.json"
+    command = [sys.executable, "-m", "qsplit", "testbed", "calibrate", "--infra", str(infra)]
     result = subprocess.run(
-        [sys.executable, "-m", "qsplit", "testbed", "calibrate", "--infra", str(infra)],
-        text=True,
-        capture_output=True,
-        timeout=120,
+        [*command, "--out", str(saved)], text=True, capture_output=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     assert "for the reference workload" in result.stdout
     assert "1000 ms" in result.stdout and "500 ms" in result.stdout
+    host, _ = tb.load_host_file(saved)
+    assert f"{host.time_s * 1e3:.1f} ms" in result.stdout and host.whole_s is not None
+    foreign = json.loads(saved.read_text())
+    foreign["reference"]["threads"] = 2
+    saved.write_text(json.dumps(foreign))
+    up = [sys.executable, "-m", "qsplit", "testbed", "up", "--infra", str(infra)]
+    up += ["--host-reference", str(saved), "--state-dir", str(tmp_path / "state")]
+    refused_file = subprocess.run(up, text=True, capture_output=True, timeout=120)
+    assert refused_file.returncode == 2
+    assert "reference.threads: measured with threads 2" in refused_file.stderr
+    assert not (tmp_path / "state").exists()
+    demo = [sys.executable, "-m", "qsplit", "demo", "--out", str(tmp_path / "run")]
+    refused_demo = subprocess.run(
+        [*demo, "--host-reference", str(saved)], text=True, capture_output=True, timeout=120
+    )
+    assert refused_demo.returncode == 2
+    assert "reference.threads: measured with threads 2" in refused_demo.stderr
+    assert not (tmp_path / "run").exists()
     too_fast = tmp_path / "fast.yaml"
     too_fast.write_text(INFRA.replace("reference_time: 1s", "reference_time: 1ms"))
     refused = subprocess.run(
@@ -238,19 +262,21 @@ def test_the_requesters_infra_file_leaves_out_curve_keys(tmp_path: Path) -> None
 OWNER = """\
 import json, os, sys, time
 from qsplit.testbed import Testbed
-testbed = Testbed.up(sys.argv[1], sys.argv[2], owner_pid=os.getpid())
+from qsplit.testbed import load_host_file
+host = load_host_file(sys.argv[3])[0]
+testbed = Testbed.up(sys.argv[1], sys.argv[2], owner_pid=os.getpid(), host=host)
 pids = [testbed.state.supervisor_pid, *(a.pid for a in testbed.state.agents.values())]
 print(json.dumps(pids), flush=True)
 time.sleep(600)
 """
 
 
-def test_a_testbed_stops_when_its_owner_is_killed(tmp_path: Path) -> None:
+def test_a_testbed_stops_when_its_owner_is_killed(tmp_path: Path, host_file: Path) -> None:
     """A demo or test run killed outright (no teardown runs) must not leave agents behind."""
     infra = tmp_path / "infra.yaml"
     infra.write_text(INFRA)
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, str(infra), str(tmp_path / "state")],
+        [sys.executable, "-c", OWNER, str(infra), str(tmp_path / "state"), str(host_file)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +15,9 @@ from qsplit.cli._model_options import PreprocessOption
 from qsplit.cli._progress import progress_bars
 from qsplit.cli.report_cmd import report_command
 from qsplit.errors import InputError
+
+if TYPE_CHECKING:
+    from qsplit.profile import HostReference
 
 
 @app.command("demo")
@@ -57,6 +60,14 @@ def demo_command(
             "scenario; `testbed up` says when); the table divides times by it."
         ),
     ] = 1.0,
+    host_reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--host-reference",
+            help="This host's reference time, saved by `qsplit testbed calibrate --out FILE`, "
+            "instead of measuring the host again.",
+        ),
+    ] = None,
 ) -> None:
     """Start the emulated device/edge/cloud testbed, profile every node, fit the noise model,
     plan each scenario, run every plan and baseline, and write the report.
@@ -64,10 +75,12 @@ def demo_command(
     Example: qsplit demo --out runs/demo; qsplit demo --scenario adaptive
     """
     from qsplit.demo import DemoConfig, run_demo
+    from qsplit.testbed import load_host_file
 
     out = out or Path("runs") / time.strftime(f"{scenario}-%Y%m%d-%H%M%S")
+    host = None if host_reference is None else load_host_file(host_reference)[0]
     if scenario == "adaptive":
-        _adaptive(out, cache, model, schedule)
+        _adaptive(out, cache, model, schedule, host)
         return
     if scenario != "default":
         raise InputError(
@@ -83,6 +96,7 @@ def demo_command(
         cache=cache,
         preprocess=preprocess,
         dilation=dilation,
+        host=host,
     )
     if model is not None:
         config = replace(config, model=model)
@@ -108,10 +122,12 @@ def demo_command(
     report_command(out)
 
 
-def _adaptive(out: Path, cache: Path, model: Path | None, schedule: Path | None) -> None:
+def _adaptive(
+    out: Path, cache: Path, model: Path | None, schedule: Path | None, host: HostReference | None
+) -> None:
     from qsplit.demo import AdaptiveConfig, run_adaptive_demo
 
-    config = AdaptiveConfig(out=out, cache=cache)
+    config = AdaptiveConfig(out=out, cache=cache, host=host)
     if model is not None:
         config = replace(config, model=model)
     if schedule is not None:

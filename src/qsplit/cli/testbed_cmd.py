@@ -19,12 +19,13 @@ from rich.table import Table
 from qsplit.cli._app import app, console
 from qsplit.errors import InputError
 from qsplit.infra import load_infra, parse_bandwidth, parse_duration
-from qsplit.profile import HEADROOM, REFERENCE_WORKLOAD, HostReference
+from qsplit.profile import HEADROOM, REFERENCE_WORKLOAD, HostReference, save_host_reference
 from qsplit.testbed import (
     DEFAULT_STATE_DIR,
     PlayedEvent,
     Testbed,
     calibrate,
+    load_host_file,
     load_schedule,
     play,
 )
@@ -49,15 +50,27 @@ StateDirOpt = Annotated[
 def up_command(
     infra: Annotated[Path, typer.Option("--infra", help="Infrastructure YAML.")],
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    host_reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--host-reference",
+            help="This host's reference time, saved by `qsplit testbed calibrate --out FILE`: "
+            "used instead of measuring the host again (10-25 s).",
+        ),
+    ] = None,
 ) -> None:
-    """Measure this host, then start one agent per node of INFRA (padded to the node's
-    reference_time) and an emulator for every directed link. A node faster than this host is
-    refused.
+    """Measure this host (or read --host-reference), then start one agent per node of INFRA
+    (padded to the node's reference_time) and an emulator for every directed link. A node
+    faster than this host is refused.
 
     Example: qsplit testbed up --infra src/qsplit/examples/three-tier.yaml
     """
+    host = None
+    if host_reference is not None:
+        host, measured_at = load_host_file(host_reference)
+        console.print(f"host reference from {host_reference}, measured {measured_at}")
     with console.status("measuring this host, starting agents and link emulators"):
-        testbed = Testbed.up(infra, state_dir)
+        testbed = Testbed.up(infra, state_dir, host=host)
     _render(testbed)
     console.print(
         f"Use [bold]--infra {testbed.infra_path}[/bold] with qsplit deploy/run; "
@@ -143,6 +156,14 @@ def play_command(
 @testbed_app.command("calibrate")
 def calibrate_command(
     infra: Annotated[Path, typer.Option("--infra", help="Infrastructure YAML.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Also save the host's measurement here, for `qsplit testbed up "
+            "--host-reference` (written only if every node of INFRA can be emulated).",
+        ),
+    ] = None,
 ) -> None:
     """Measure this host's time for the reference workload and show the padding factor each
     node of INFRA would get (what `up` does first, without starting anything).
@@ -151,6 +172,8 @@ def calibrate_command(
     """
     with console.status("timing the reference workload"):
         host, factors = calibrate(infra)
+    if out is not None:
+        save_host_reference(host, out)
     table = Table(title=f"nodes of {infra}")
     for column in ("node", "reference time", "padding factor"):
         table.add_column(column)
@@ -159,6 +182,8 @@ def calibrate_command(
         reference_s = nodes.node(name).reference_time_s or 0.0
         table.add_row(name, f"{reference_s * 1e3:.0f} ms", f"{factor:.2f}×")
     console.print(_host_line(host), table)
+    if out is not None:
+        console.print(f"host reference written to {out} (qsplit testbed up --host-reference)")
 
 
 @testbed_app.command("down")

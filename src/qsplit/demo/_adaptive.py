@@ -39,7 +39,7 @@ from qsplit.errors import InputError
 from qsplit.infra import load_infra
 from qsplit.model import analyze
 from qsplit.plan import PlanningProblem, bandwidth_table, plan
-from qsplit.profile import ComputeProfile
+from qsplit.profile import ComputeProfile, HostReference
 from qsplit.quant import image_feeds
 from qsplit.report import PhaseRow, Timeline, phase_rows, phase_table, phases, plot_timelines
 from qsplit.testbed import PlayedEvent, Testbed, load_schedule
@@ -76,6 +76,8 @@ class AdaptiveConfig:
     profile_repetitions: int = 20
     timeout_s: float = 60.0
     """Per request."""
+    host: HostReference | None = None
+    """This host's measurement for the testbed, as :attr:`DemoConfig.host`."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,9 @@ def run_adaptive_demo(
     feeds = image_feeds(model, config.images, config.images_used, preprocess=preprocess)
     duration_s = schedule.duration_s + config.tail_s
     runs: dict[str, StreamRun] = {}
-    with Testbed.up(config.testbed_infra, run_dir / "testbed", owner_pid=os.getpid()) as testbed:
+    with Testbed.up(
+        config.testbed_infra, run_dir / "testbed", owner_pid=os.getpid(), host=config.host
+    ) as testbed:
         schedule.check(testbed.state)
         step("profiling each node on its agent")
         paths = node_profiles(

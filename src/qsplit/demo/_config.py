@@ -8,6 +8,7 @@ from pathlib import Path
 from qsplit.assets import bundled_model_path, sample_images_dir
 from qsplit.model import ModelSpec, resolve_model_spec
 from qsplit.plan import LatencyModel
+from qsplit.profile import HostReference
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -68,6 +69,9 @@ class DemoConfig:
     and the scenarios this many times slower, for a host too slow to emulate them as they are.
     Predicted and measured times in the run are the dilated ones; ``settings.dilation`` in
     ``run.json`` says by how much to divide them."""
+    host: HostReference | None = None
+    """This host's measurement for the testbed (:func:`qsplit.testbed.load_host_file`, saved by
+    ``qsplit testbed calibrate --out``); ``None``: measured when the testbed starts."""
 
     @property
     def spec(self) -> ModelSpec:

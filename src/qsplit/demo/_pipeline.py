@@ -65,7 +65,9 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> RunIndex:
     cache = Cache(config.cache)
 
     testbed_infra = dilated_infra(config.testbed_infra, config.dilation, run_dir / "dilated")
-    with Testbed.up(testbed_infra, run_dir / "testbed", owner_pid=os.getpid()) as testbed:
+    with Testbed.up(
+        testbed_infra, run_dir / "testbed", owner_pid=os.getpid(), host=config.host
+    ) as testbed:
         calibration = _calibration(testbed)
         step = time.perf_counter()
         advance = progress.task("profiling each node on its agent", len(testbed.state.agents))

@@ -17,6 +17,7 @@ from qsplit.profile._emulation import (
     node_factors,
     padding_factor,
 )
+from qsplit.profile._host_file import load_host_reference, save_host_reference
 from qsplit.profile._links import Request, answer_probe, measure_link, zmq_request
 from qsplit.profile._node import (
     EMULATION_STATISTIC,
@@ -89,6 +90,7 @@ __all__ = [
     "emulated_duration_s",
     "fit_overhead",
     "load_compute_profiles",
+    "load_host_reference",
     "make_session",
     "measure_additivity",
     "measure_codec_times",
@@ -104,6 +106,7 @@ __all__ = [
     "reference_inputs",
     "reference_time_s",
     "reference_values",
+    "save_host_reference",
     "scale_profile",
     "shipped_profile",
     "time_run",

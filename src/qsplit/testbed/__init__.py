@@ -19,7 +19,13 @@ from qsplit.testbed._schedule import (
 )
 from qsplit.testbed._state import DEFAULT_STATE_DIR, AgentState, LinkState, TestbedState
 from qsplit.testbed._supervisor import AGENT_STATISTIC
-from qsplit.testbed._testbed import AgentStatus, Testbed, TestbedError, calibrate
+from qsplit.testbed._testbed import (
+    AgentStatus,
+    Testbed,
+    TestbedError,
+    calibrate,
+    load_host_file,
+)
 
 __all__ = [
     "AGENT_STATISTIC",
@@ -39,6 +45,7 @@ __all__ = [
     "TestbedState",
     "calibrate",
     "dilated_infra",
+    "load_host_file",
     "load_schedule",
     "play",
     "probe_request",

@@ -17,7 +17,14 @@ from typing import Any
 
 from qsplit.errors import InputError, QsplitError
 from qsplit.infra import Infra, load_infra
-from qsplit.profile import HostReference, LinkProfile, measure_host, measure_link, node_factors
+from qsplit.profile import (
+    HostReference,
+    LinkProfile,
+    load_host_reference,
+    measure_host,
+    measure_link,
+    node_factors,
+)
 from qsplit.runtime import health_of
 from qsplit.testbed._control import control_request
 from qsplit.testbed._probe import probe_request
@@ -34,6 +41,9 @@ START_TIMEOUT_S = 120.0
 CONTROL_TIMEOUT_S = 90.0
 """How long a control request may take: a restart waits for the agent to listen (≤ 60 s)."""
 STOP_TIMEOUT_S = 15.0
+AGENT_THREADS = 1
+"""ORT threads per component on the testbed's agents (the supervisor leaves the agents' default):
+the host is measured with as many."""
 HEALTH_TIMEOUT_S = 3.0
 """How long ``status`` waits for an agent's ``health`` before calling it deaf."""
 
@@ -94,6 +104,7 @@ class Testbed:
         state_dir: str | Path = DEFAULT_STATE_DIR,
         *,
         owner_pid: int | None = None,
+        host: HostReference | None = None,
     ) -> Testbed:
         """Calibrate against this host, start the supervisor for ``infra`` and return once
         every agent listens.
@@ -103,8 +114,10 @@ class Testbed:
         ``testbed up`` gives none, its testbed outliving the command on purpose.
 
         The host's time for the reference workload is measured first, while nothing of the
-        testbed runs, with the agents' threads and statistic; a node the host is too slow for
-        is refused (:class:`InputError`) before anything starts.
+        testbed runs, with the agents' threads and statistic, unless ``host`` gives it (a
+        measurement of this host saved earlier, :func:`qsplit.profile.load_host_reference`);
+        a node the host is too slow for is refused (:class:`InputError`) before anything
+        starts.
         """
         infra, state_dir = Path(infra), Path(state_dir)
         load_infra(infra)  # bad input is reported here, not in a detached process's log
@@ -115,7 +128,7 @@ class Testbed:
                 file=state_path(state_dir),
                 fix=f"stop it first: qsplit testbed down --state-dir {state_dir}",
             )
-        host = calibrate(infra)[0]  # so is a host too slow for a node
+        host = calibrate(infra, host)[0]  # so is a host too slow for a node
         state_dir.mkdir(parents=True, exist_ok=True)
         state_path(state_dir).unlink(missing_ok=True)
         log_path = state_dir / "supervisor.log"
@@ -308,14 +321,24 @@ class Testbed:
         return LinkProfile(links=tuple(measured))
 
 
-def calibrate(infra: str | Path) -> tuple[HostReference, dict[str, float]]:
+def calibrate(
+    infra: str | Path, host: HostReference | None = None
+) -> tuple[HostReference, dict[str, float]]:
     """This host's time for the reference workload, measured as the testbed's agents time
-    components, and the padding factor of every node of ``infra`` on it (:class:`InputError`
-    for a node this host is too slow to emulate, or has too little headroom for: the host's
-    whole runs are timed too, :data:`qsplit.profile.HEADROOM`)."""
+    components (or ``host``, measured so before), and the padding factor of every node of
+    ``infra`` on it (:class:`InputError` for a node this host is too slow to emulate, or has
+    too little headroom for: the host's whole runs are timed too,
+    :data:`qsplit.profile.HEADROOM`)."""
     loaded = load_infra(infra)
-    host = measure_host(AGENT_STATISTIC, whole=True)
+    if host is None:
+        host = measure_host(AGENT_STATISTIC, threads=AGENT_THREADS, whole=True)
     return host, node_factors(loaded, host)
+
+
+def load_host_file(path: str | Path) -> tuple[HostReference, str]:
+    """A host reference saved by ``qsplit testbed calibrate --out`` and when it was measured,
+    checked against what the testbed's agents use (:func:`qsplit.profile.load_host_reference`)."""
+    return load_host_reference(path, statistic=AGENT_STATISTIC, threads=AGENT_THREADS)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
