@@ -97,7 +97,7 @@ class _Device:
             await self.send(self.uplink, c["uplink"], tensor_bytes(own, list(own)), first=True)
         responses = {id(r): r for t in c["inputs"] if t in pending for r, _ in [pending[t]]}
         response = self.owner.handles[c["app"]].remote(
-            *responses.values(), own, {LINKS: c["links"]}
+            c["key"], *responses.values(), own, {LINKS: c["links"]}
         )
         for tensor in c["outputs"]:
             pending[tensor] = (response, c["node"])
@@ -151,8 +151,9 @@ class DeviceClassActor:
 
     ``components`` lists the class's components in topological order as dicts: ``name``,
     ``node``, ``inputs``, ``outputs``, and either ``onnx`` and ``compute_s`` (a device
-    component) or ``app`` (the Serve application serving it), ``uplink`` (the route from the
-    device, as ``[[latency_s, bandwidth], ...]``) and ``links`` (:data:`LINKS`).
+    component) or ``app`` and ``key`` (the Serve application of its node, and the component's
+    name there), ``uplink`` (the route from the device, as ``[[latency_s, bandwidth], ...]``)
+    and ``links`` (:data:`LINKS`).
     ``downlinks``: shared node → route to the device."""
 
     def __init__(
