@@ -177,7 +177,13 @@ class DeviceClassActor:
             for c in components
             if not c["app"]
         }
-        self.handles = {c["app"]: serve.get_app_handle(c["app"]) for c in components if c["app"]}
+        # The nodes' applications may still be deploying (the actor starts alongside them): a
+        # handle to the node's deployment (named after the node) needs no check that it exists.
+        self.handles = {
+            c["app"]: serve.get_deployment_handle(c["node"], c["app"], _check_exists=False)
+            for c in components
+            if c["app"]
+        }
         self.devices: list[_Device] = []
         self.records: list[dict[str, Any]] = []
         self.runs: list[tuple[float, bool]] = []

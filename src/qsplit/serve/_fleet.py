@@ -223,8 +223,11 @@ class FleetServing:
         try:
             from qsplit.serve._node import deploy_nodes
 
+            # Each is a new process (ONNX Runtime, the components): the class actors start
+            # while the nodes deploy.
+            self._create_actors(run, deployment, built, walks, seed)
             deploy_nodes(self._nodes(shared, deployment, applications))
-            self._start_devices(run, deployment, built, walks, counts, seed)
+            self._start_devices(run, counts)
         except BaseException:
             run.close()
             raise
@@ -266,17 +269,15 @@ class FleetServing:
             for node, application in applications.items()
         ]
 
-    def _start_devices(
+    def _create_actors(
         self,
         run: FleetRun,
         deployment: FleetDeployment,
         built: Mapping[str, Deployment],
         walks: Mapping[str, list[dict[str, Any]]],
-        counts: Mapping[str, int],
         seed: int,
     ) -> None:
-        """One actor per class, then every class's devices from the same instant."""
-        ray, _ = _ray.import_ray()
+        """One actor per class (created, not waited for)."""
         from qsplit.serve._devices import DeviceClassActor
 
         for number, c in enumerate(deployment.classes):
@@ -294,6 +295,10 @@ class FleetServing:
                 self._threads,
                 self._optimize,
             )
+
+    def _start_devices(self, run: FleetRun, counts: Mapping[str, int]) -> None:
+        """Every class's devices, from the same instant, once every actor exists."""
+        ray, _ = _ray.import_ray()
         # An actor starts in a new worker process (Ray, ONNX Runtime): slow on a busy host.
         ray.get([a.__ray_ready__.remote() for a in run.actors.values()])
         run.started = time.time() + START_LEAD_S
