@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,7 @@ class NodeReplica:
         self._replica = ray.get_runtime_context().get_actor_id() or ""
         self._batches = 0
         self._components: dict[str, _Component] = {}
-        self._batchers = {}
+        self._batchers: dict[str, Callable[[Request], Awaitable[tuple[Feeds, Any]]]] = {}
         for c in components:
             runner = ComponentRunner(
                 c["onnx"],
