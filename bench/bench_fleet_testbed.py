@@ -12,7 +12,10 @@ seeded arrivals, and prints, as JSON:
   their emulated target;
 * the fleet plan against every other configuration (throughput and p95 ratios; the issue's goal
   against contention-blind plans: ≥ 1.5× throughput at equal or better p95);
-* the largest prediction error of each configuration with a finite prediction (goal: 15 %).
+* the largest prediction error of each configuration with a finite prediction (goal: 15 %);
+
+and then the same in short, one line per configuration and shared node (measured / predicted),
+for the record in docs/BENCHMARKS.md.
 
 Usage: PYTHONPATH=src /work/venvs/ray/bin/python bench/bench_fleet_testbed.py
 [--infra FILE] [--devices N] [--duration 60] [--warmup 5] [--seed 0] [--cloud-batch 4]
@@ -74,6 +77,30 @@ def _summary(r: FleetResult) -> dict[str, object]:
         "device_overruns": dict(r.device_overruns),
         "worst_error": r.worst_error(),
     }
+
+
+def _ms(q: Quantity) -> str:
+    error = "" if q.error is None else f" ({q.error:+.1%})"
+    return f"{q.measured * 1e3:,.1f} / {q.predicted * 1e3:,.1f} ms{error}"
+
+
+def _lines(results: list[FleetResult]) -> list[str]:
+    """The run in short: errors are predicted / measured − 1."""
+    lines = []
+    for r in results:
+        lines.append(
+            f"{r.label}: {r.throughput_hz:.2f} req/s of {r.offered_hz:.2f}, {r.failed} failed; "
+            f"p50 {_ms(r.p50_s)}, p95 {_ms(r.p95_s)}"
+        )
+        for n in r.nodes:
+            batch = n.batch_size
+            lines.append(
+                f"  {n.node}: rho {n.utilisation.measured:.3f} / {n.utilisation.predicted:.3f}, "
+                f"wait for a slot {_ms(n.wait_s)}, batch filling {_ms(n.forming_s)}, "
+                f"mean batch {batch.measured:.2f} / {batch.predicted:.2f}, "
+                f"overruns {n.overruns}/{n.runs}"
+            )
+    return lines
 
 
 def main() -> None:
@@ -150,6 +177,7 @@ def main() -> None:
         },
         args.json,
     )
+    print("\n".join(_lines(list(outcome.results))))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,39 @@ def yolo11n_path() -> Path:
     path = bundled_model_path("yolo11n")
     assert path.exists(), "the bundled YOLO11n is part of the repository"
     return path
+
+
+RAY_RESOURCES = ("device", "edge", "cloud")
+"""What the session's embedded Ray offers: the three-tier example's nodes, which are also the
+fleet examples' shared nodes, and ``device``, the resource fleet class actors are placed by."""
+
+
+@pytest.fixture(scope="session")
+def embedded_ray() -> Iterator[Callable[[], str]]:
+    """One embedded Ray for the session's Ray tests (a start takes ~30 s on a busy 2-core host),
+    which qsplit's sessions attach to and leave running. Call it for Ray's address: it starts
+    Ray when none is up (``tests/serve/test_cluster.py`` stops it to join its own cluster).
+    Serve and Ray are stopped at the end of the session."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'qsplit[ray]')")
+    import ray
+
+    from qsplit.serve import start_embedded
+
+    def address() -> str:
+        if not ray.is_initialized():
+            start_embedded(RAY_RESOURCES)
+        return str(ray.get_runtime_context().gcs_address)
+
+    yield address
+    stop_ray()
+
+
+def stop_ray() -> None:
+    """Stop this process's Ray, if up: the session's shared one at its end, or before a test
+    joins a cluster of its own (the next test that asks for ``embedded_ray`` starts it again)."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()

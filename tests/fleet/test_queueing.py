@@ -40,7 +40,8 @@ def _scenario(name: str) -> tuple[FleetProblem, Choice]:
         }
         return FleetProblem(f, cands, utilisation_max=0.9), Choice({"a": 0, "b": 0}, {"edge": 4})
     if name == "batched, time-out, 3 replicas":
-        # 20 requests/s per replica's batcher, 50 ms time-out: batches of 1 to 4 (mean 2)
+        # 60 requests/s at the component's one batcher, 50 ms time-out: batches of 1 to 4
+        # (mean 3.3; 42 % closed by the time-out)
         f = fleet([("a", 40, 1.0), ("b", 20, 1.0)], [("edge", 3)])
         work = [("edge", "tail", 0.05, 0.008)]
         cands = {
@@ -178,3 +179,21 @@ def test_planned_utilisation_bounds_the_real_one() -> None:
         real, planned = utilisation(problem, choice), planning_utilisation(problem, choice)
         for node, rho in real.items():
             assert planned[node] >= rho * (1 - 1e-12), (name, node)
+
+
+def test_a_component_forms_its_batches_at_its_whole_rate() -> None:
+    """One batcher per component and node, in front of the node's replicas: the batches a
+    component forms depend on its summed rate and the time-out, not on the replica count."""
+    problem, choice = _scenario("batched, time-out, 3 replicas")
+    (group,) = assess(problem, choice).nodes[0].groups
+    whole = Forming(4, group.rate_hz, problem.batch_wait_s)
+    assert group.rate_hz == pytest.approx(60.0)
+    assert group.mean_batch == pytest.approx(whole.mean_size)
+    one = FleetProblem(
+        fleet([("a", 40, 1.0), ("b", 20, 1.0)], [("edge", 1)]),
+        problem.candidates,
+        utilisation_max=0.99,
+        batch_wait_s=problem.batch_wait_s,
+    )
+    (alone,) = assess(one, choice).nodes[0].groups
+    assert alone.mean_batch == pytest.approx(group.mean_batch)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import session
+from conftest import session, stop_ray
 from qsplit.infra import Infra, load_infra
 from qsplit.model import analyze
 from qsplit.serve import connect_ray
@@ -66,6 +66,7 @@ cluster is then stopped and started again."""
 def cluster() -> Iterator[str]:
     """``ray start --head`` (edge) and a second ``ray start`` (cloud) on this machine, in their
     own temp dir; yields the head's address and always stops both."""
+    stop_ray()  # the session's embedded Ray, if an earlier test started it: join this one
     # Ray's socket paths live under the temp dir and must stay short.
     temp = tempfile.mkdtemp(prefix="qsray-", dir="/tmp")
     auth = os.environ.get("RAY_AUTH_MODE")

@@ -5,7 +5,7 @@ refuses a cluster that lacks a node's resource."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,17 +21,15 @@ from qsplit.model import analyze
 from qsplit.quant import Quantizer, calibrate, image_feeds
 from qsplit.runtime import build_deployment
 from qsplit.serve import NodeServing, check_resources, connect_ray, import_ray
-from served import THREE_TIER, embedded_ray, three_tier_assignment, write_plan
+from served import THREE_TIER, three_tier_assignment, write_plan
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'qsplit[ray]')")
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
-    """One embedded Ray for the module: it is slow to start on a busy 2-core host."""
-    with embedded_ray() as address:
-        yield address
+def ray_address(embedded_ray: Callable[[], str]) -> str:
+    return embedded_ray()
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +122,33 @@ def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(DependencyError, match=r"qsplit\[ray\]"):
         import_ray()
+
+
+def test_autoscaled_components_start_at_their_minimum(
+    ray_address: str, infra: Infra, tmp_path: Path
+) -> None:
+    """With ``max_replicas`` Serve autoscales each shared component between ``replicas`` and
+    it (``autoscaling_config``): every component starts at 1 replica and serves."""
+    _, serve = import_ray()
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    model, graph = analyze(str(path))
+    tiers = {"stem": "device", "body": "edge"}
+    assignment = {b: tiers.get(b.split("/")[0], "cloud") for b in graph.block_names}
+    deployment = build_deployment(path, assignment, infra, agents=False)
+    feeds = random_feeds(model.proto, 0)
+    serving = NodeServing(replicas=1, max_replicas=2)
+    with connect_ray(deployment, infra, serving=serving, graph_optimization="disabled") as served:
+        outputs = served.infer(feeds)
+        ours = {
+            name: app
+            for name, app in serve.status().applications.items()
+            if name.startswith(f"qsplit-{deployment.id}-")
+        }
+    assert len(ours) == 2, list(ours)  # the edge's component and the cloud's
+    for app in ours.values():
+        (status,) = app.deployments.values()
+        assert sum(status.replica_states.values()) == 1, status.replica_states
+    for name, want in zip(
+        deployment.model_outputs, session(model.proto).run(None, feeds), strict=True
+    ):
+        np.testing.assert_allclose(outputs[name], want, atol=1e-4, rtol=1e-4)

@@ -16,9 +16,9 @@ linearisation is exact for 0/1 values):
 ========================  =========  ===========================================================
 
 The objective is :func:`qsplit.fleet._model.planning_value` term by term (Little's law turns
-each node's waiting into ``θ`` and each replica's filling batch into ``(b − 1)/2`` requests
-waiting), so the only approximation is the tangents' (below the curve, exact at the points);
-``planning_value`` says how it bounds batches that close at the time-out. Solved with
+each node's waiting into ``θ`` and each component's filling batch into ``(b − 1)/2``
+requests waiting), so the only approximation is the tangents' (below the curve, exact at the
+points); ``planning_value`` says how it bounds batches that close at the time-out. Solved with
 HiGHS through :func:`scipy.optimize.milp`.
 """
 
@@ -185,7 +185,7 @@ def solve_fleet(problem: FleetProblem, time_limit_s: float | None = 60.0) -> Sol
             if b > 1:
                 v = m.var()
                 m.row({v: 1.0, a: -1.0, y[k, b]: -1.0}, low=-1)
-                cost[v] = k_t * factor * fleet.replicas(k) * (b - 1) / 2
+                cost[v] = k_t * factor * (b - 1) / 2
     weighted = [cost.get(i, 0.0) for i in range(len(m.cost))]
     if u is not None:
         for k in fleet.shared_names:

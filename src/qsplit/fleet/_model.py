@@ -21,11 +21,11 @@ Latency of a request of class ``c`` (plan ``p``, sum latency model)::
   + Σ_k forming_g               waiting for the batch to close (:class:`._queueing.Forming`)
 
 A batch closes at the node's batch size ``b`` or ``batch_wait_s`` (``T``) after it opened, as
-Serve's ``@serve.batch`` does, so its size is ``K = min(1 + N(T), b)``; and each of the node's
-``c`` replicas forms its own batches from the ``1/c`` of a component's requests Serve routes to
-it (docs/serve.md, *Serving a fleet*), so a batcher sees ``Λ_g / c``. ``K̄`` above is the size of
-the batch a request is in (``E[K²]/E[K]``); the node's utilisation counts ``fixed`` once per
-batch, ``E[K]`` requests.
+Serve's ``@serve.batch`` does, so its size is ``K = min(1 + N(T), b)``; a node has *one*
+batcher per component in front of its ``c`` replicas (the served node holds it: docs/serve.md,
+*Serving a fleet*), so a batcher sees the component's whole rate ``Λ_g``. ``K̄`` above is the
+size of the batch a request is in (``E[K²]/E[K]``); the node's utilisation counts ``fixed`` once
+per batch, ``E[K]`` requests.
 
 The MILP cannot carry ``K``'s dependence on the summed rate of a component's classes, so
 :func:`planning_value` bounds it per class (:func:`planning_load`, below); :func:`assess`,
@@ -289,10 +289,9 @@ def _merged(
 
 
 def forming(problem: FleetProblem, work: Work, batch: int, rate_hz: float) -> Forming:
-    """The batches of ``work``'s component, sent ``rate_hz`` requests, at ``batch``: each
-    replica of its node forms batches of its share of the requests."""
-    replicas = problem.fleet.replicas(work.node)
-    return Forming(batch, rate_hz / replicas, problem.batch_wait_s, work.per_item_s)
+    """The batches of ``work``'s component, sent ``rate_hz`` requests, at ``batch``: its node's
+    one batcher for the component forms them from all of its requests."""
+    return Forming(batch, rate_hz, problem.batch_wait_s, work.per_item_s)
 
 
 def utilisation(problem: FleetProblem, choice: Choice) -> dict[str, float]:
@@ -335,9 +334,10 @@ def planning_value(problem: FleetProblem, choice: Choice) -> tuple[float, float]
     0 for the others); ``weighted`` the weighted latency/energy (or p95) term.
 
     Besides :func:`planning_load`'s utilisation, batches are priced full: ``b − 1`` more
-    items' time per request and ``(b − 1)/2`` requests filling at each replica (Little's law on
-    the fixed-size wait ``(b − 1)/(2λ)``); the time-out only shortens both, so the latency is
-    over-estimated, never under (the energy of a batch shared by fewer requests is under)."""
+    items' time per request and ``(b − 1)/2`` requests filling at each component's batcher
+    (Little's law on the fixed-size wait ``(b − 1)/(2λ)``); the time-out only shortens both, so
+    the latency is over-estimated, never under (the energy of a batch shared by fewer requests
+    is under)."""
     rho = planning_utilisation(problem, choice)
     bound = problem.utilisation_max * (1 + 1e-9)
     device_rho = {
@@ -360,7 +360,7 @@ def planning_value(problem: FleetProblem, choice: Choice) -> tuple[float, float]
             latency += rate * (b - 1) * work.per_item_s
             energy += rate * (work.energy_j(b) - work.energy_j(1))
         latency += factor * waiting_requests(rho[node], replicas)
-        latency += factor * len(_merged(entries)) * replicas * (b - 1) / 2
+        latency += factor * len(_merged(entries)) * (b - 1) / 2
     total = problem.total_rate_hz or 1.0
     t_ref, e_ref = problem.scales
     weighted = (

@@ -2,10 +2,10 @@
 
 The simulation runs exactly the system the queueing approximation (:mod:`._queueing`) describes,
 without its approximations: every device is its own FIFO server (its part of the plan), sending
-Poisson requests; a request for a shared component goes to one of its node's replicas at
-random, whose batcher closes a batch at the node's batch size or the time-out after the batch
-opened, whichever comes first; the node serves the closed batches of all its replicas and
-components FIFO on its replicas (as the served node does: docs/serve.md); a request visits the
+Poisson requests; a request for a shared component joins its node's one batcher for that
+component, which closes a batch at the node's batch size or the time-out after the batch
+opened, whichever comes first; the node serves the closed batches of all its components FIFO
+on its replicas (as the served node does: docs/serve.md); a request visits the
 shared nodes of its plan in the plan's order. Transfers are the plan's fixed times (links are
 not queues, as in the model).
 An event heap in plain Python is fast enough (tens of thousands of requests per second of
@@ -64,7 +64,7 @@ def simulate(
             for t in times[times < horizon]:
                 free = max(free, t) + cand.device_busy_s
                 arrivals.append((free, ci, float(t)))
-    return _run(problem, choice, names, arrivals, horizon, rng)
+    return _run(problem, choice, names, arrivals, horizon)
 
 
 def _run(
@@ -73,7 +73,6 @@ def _run(
     names: list[str],
     arrivals: list[tuple[float, int, float]],
     horizon: float,
-    rng: np.random.Generator,
 ) -> Simulated:
     fleet = problem.fleet
     cands = [choice.of(problem, n) for n in names]
@@ -81,8 +80,8 @@ def _run(
     batch = dict(choice.batch)
     free = {k: fleet.replicas(k) for k in fleet.shared_names}
     busy = dict.fromkeys(fleet.shared_names, 0.0)
-    # (node, blocks, replica) → the open batch's number and members
-    forming: dict[tuple[str, tuple[str, ...], int], tuple[int, list[int]]] = {}
+    # (node, blocks) → the open batch's number and members
+    forming: dict[tuple[str, tuple[str, ...]], tuple[int, list[int]]] = {}
     opened = 0
     waiting: dict[str, deque[tuple[float, list[int]]]] = {k: deque() for k in fleet.shared_names}
     req_class: list[int] = []
@@ -106,7 +105,7 @@ def _run(
         heapq.heappush(events, (now + duration, seq, 1, (node, members)))
         seq += 1
 
-    def close(now: float, key: tuple[str, tuple[str, ...], int], work: Work) -> None:
+    def close(now: float, key: tuple[str, tuple[str, ...]], work: Work) -> None:
         _, members = forming.pop(key)
         duration = work.batch_s(len(members))
         if free[work.node]:
@@ -125,7 +124,7 @@ def _run(
                 done.append((r, now + fixed[req_class[r]]))
                 continue
             w = work[stage]
-            key = (*w.key, int(rng.integers(fleet.replicas(w.node))))
+            key = w.key
             if key not in forming:
                 opened += 1
                 forming[key] = (opened, [])

@@ -97,7 +97,7 @@ class _Device:
             await self.send(self.uplink, c["uplink"], tensor_bytes(own, list(own)), first=True)
         responses = {id(r): r for t in c["inputs"] if t in pending for r, _ in [pending[t]]}
         response = self.owner.handles[c["app"]].remote(
-            *responses.values(), own, {LINKS: c["links"]}
+            c["key"], *responses.values(), own, {LINKS: c["links"]}
         )
         for tensor in c["outputs"]:
             pending[tensor] = (response, c["node"])
@@ -151,8 +151,9 @@ class DeviceClassActor:
 
     ``components`` lists the class's components in topological order as dicts: ``name``,
     ``node``, ``inputs``, ``outputs``, and either ``onnx`` and ``compute_s`` (a device
-    component) or ``app`` (the Serve application serving it), ``uplink`` (the route from the
-    device, as ``[[latency_s, bandwidth], ...]``) and ``links`` (:data:`LINKS`).
+    component) or ``app`` and ``key`` (the Serve application of its node, and the component's
+    name there), ``uplink`` (the route from the device, as ``[[latency_s, bandwidth], ...]``)
+    and ``links`` (:data:`LINKS`).
     ``downlinks``: shared node → route to the device."""
 
     def __init__(
@@ -176,7 +177,13 @@ class DeviceClassActor:
             for c in components
             if not c["app"]
         }
-        self.handles = {c["app"]: serve.get_app_handle(c["app"]) for c in components if c["app"]}
+        # The nodes' applications may still be deploying (the actor starts alongside them): a
+        # handle to the node's deployment (named after the node) needs no check that it exists.
+        self.handles = {
+            c["app"]: serve.get_deployment_handle(c["node"], c["app"], _check_exists=False)
+            for c in components
+            if c["app"]
+        }
         self.devices: list[_Device] = []
         self.records: list[dict[str, Any]] = []
         self.runs: list[tuple[float, bool]] = []

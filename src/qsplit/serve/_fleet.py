@@ -3,11 +3,12 @@
 For each device class the plan's assignment is split exactly as for one device
 (:func:`qsplit.runtime.build_deployment`, ``agents=False``). A shared component is identified
 by its node and its blocks: classes whose plans put the same blocks on the same node run the
-*same* component, so it is deployed once — one Serve application with the node's replicas and
-the plan's batch size — and their requests batch together. Each class is one Ray actor hosting
-its emulated devices (:mod:`qsplit.serve._devices`). Nodes and links are emulated: replicas and
-devices pad each run to the node's profiled time, transfers wait out the planned links
-(docs/serve.md, *Serving a fleet*).
+*same* component, with one batcher, so their requests batch together. Each shared node is one
+Serve application (:class:`~qsplit.serve._node.NodeReplica`) hosting its components, its
+``replicas`` slots one FIFO queue of batches, as the fleet model has it. Each class is one Ray
+actor hosting its emulated devices (:mod:`qsplit.serve._devices`). Nodes and links are
+emulated: nodes and devices pad each run to the profiled time, transfers wait out the planned
+links (docs/serve.md, *Serving a fleet*).
 """
 
 from __future__ import annotations
@@ -38,19 +39,9 @@ from qsplit.profile import ComputeProfile
 from qsplit.runtime import ComponentSpec, Deployment, build_deployment
 from qsplit.serve import _ray
 from qsplit.serve._measure import FleetMeasurement, FleetRequest
-from qsplit.serve._session import NodeServing, ReplicaTarget, deploy_replicas
 
 DEVICE_RESOURCE = "device"
 """The custom resource the class actors are placed by."""
-
-QUEUE_LIMIT = 100_000
-"""Requests a fleet replica accepts at once: all of them, so that they queue at the node
-(where their wait is measured), not in Serve's router."""
-
-CONCURRENT_BATCHES = QUEUE_LIMIT // 100
-"""Batches a fleet replica may have in flight: enough that each batch it forms goes straight
-to its node's slot queue (the node's one FIFO), whose ``replicas`` slots are what bounds the
-batches that run."""
 
 START_LEAD_S = 1.0
 """Devices start issuing requests this long after their actors exist (every actor the same
@@ -61,7 +52,8 @@ instant)."""
 class _Shared:
     """A shared component as deployed: one per node and blocks, whichever classes use it."""
 
-    application: str
+    key: str
+    """Its name in its node's application (blocks and int8 blocks, digested)."""
     spec: ComponentSpec
     fixed_fraction: float
 
@@ -74,18 +66,18 @@ class FleetRun:
     def __init__(
         self,
         actors: Mapping[str, Any],
-        applications: Mapping[str, tuple[str, ...]],
+        applications: Mapping[str, str],
+        components: Mapping[str, tuple[str, ...]],
         replicas: Mapping[str, int],
         started: float,
-        pools: Mapping[str, Any] | None = None,
     ) -> None:
         self.actors = dict(actors)
         """Device class → its Ray actor."""
-        self.pools = dict(pools or {})
-        """Shared node → its pool of replica slots (an actor)."""
         self.applications = dict(applications)
-        """Serve application of each shared component → the classes whose requests it runs
-        (one application for identical components of several classes)."""
+        """Shared node → the Serve application emulating it."""
+        self.components = dict(components)
+        """Each shared component (node application and key, ``app/key``) → the classes whose
+        requests it runs (one component, one batcher, for identical ones of several classes)."""
         self._replicas = dict(replicas)
         self.started = started
         """Epoch seconds at which the devices started issuing requests (time 0 of the run)."""
@@ -140,10 +132,8 @@ class FleetRun:
         ray, serve = _ray.import_ray()
         for actor in self.actors.values():
             ray.kill(actor)
-        for name in self.applications:
+        for name in self.applications.values():
             serve.delete(name)
-        for pool in self.pools.values():
-            ray.kill(pool)
 
     def _actor(self, device_class: str) -> Any:
         try:
@@ -195,14 +185,11 @@ class FleetServing:
         devices: Mapping[str, int] | None = None,
         seed: int = 0,
         quantized: Collection[str] = (),
-        autoscale: bool = False,
     ) -> FleetRun:
         """Deploy ``deployment`` and start its devices (``devices``: per class, default the
         plan's counts; a class at 0 still gets its actor, for devices to join later).
         ``quantized`` blocks run in int8 (calibrated as :func:`qsplit.runtime.build_deployment`
-        does) wherever they run. ``autoscale``: Serve scales each shared component between 1
-        and its node's replicas (``autoscaling_config``); the node's pool still runs at most
-        ``replicas`` batches at once."""
+        does) wherever they run."""
         counts = {c.name: c.count for c in deployment.classes} | dict(devices or {})
         unknown = sorted(set(counts) - {c.name for c in deployment.classes})
         if unknown:
@@ -215,70 +202,82 @@ class FleetServing:
         built = {c.name: self._build(c, tuple(quantized)) for c in deployment.classes}
         self._runs += 1
         prefix = f"qsplit-fleet{self._runs}"
-        shared = self._shared(deployment, built, prefix, set(quantized))
+        shared = self._shared(deployment, built, set(quantized))
+        applications = {node: f"{prefix}-{node}" for node, _ in shared}
         walks = {
-            c.name: _walk(built[c.name], shared, self.fleet.class_infra(c.name), self.graph, c)
+            c.name: _walk(
+                built[c.name], shared, applications, self.fleet.class_infra(c.name), self.graph, c
+            )
             for c in deployment.classes
         }
         users = {
-            s.application: tuple(
-                c for c, w in walks.items() if any(e["app"] == s.application for e in w)
+            f"{applications[node]}/{s.key}": tuple(
+                c
+                for c, w in walks.items()
+                if any((e["app"], e.get("key")) == (applications[node], s.key) for e in w)
             )
-            for s in shared.values()
+            for (node, _), s in shared.items()
         }
         replicas = {s.node: s.replicas for s in deployment.shared}
-        run = FleetRun({}, users, replicas, 0.0, _node_pools(shared, replicas))
+        run = FleetRun({}, applications, users, replicas, 0.0)
         try:
-            targets = self._targets(shared, deployment, run, autoscale)
-            deploy_replicas(targets, self._threads, self._optimize)
-            self._start_devices(run, deployment, built, walks, counts, seed)
+            from qsplit.serve._node import deploy_nodes
+
+            # Each is a new process (ONNX Runtime, the components): the class actors start
+            # while the nodes deploy.
+            self._create_actors(run, deployment, built, walks, seed)
+            deploy_nodes(self._nodes(shared, deployment, applications))
+            self._start_devices(run, counts)
         except BaseException:
             run.close()
             raise
         return run
 
-    def _targets(
+    def _nodes(
         self,
         shared: Mapping[tuple[str, tuple[str, ...]], _Shared],
         deployment: FleetDeployment,
-        run: FleetRun,
-        autoscale: bool,
-    ) -> list[ReplicaTarget]:
-        """Each shared component as a Serve application with its node's replicas, batch size,
-        emulated time and pool."""
+        applications: Mapping[str, str],
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Each shared node as a Serve application: the arguments of its
+        :class:`~qsplit.serve._node.NodeReplica` (components, slots, batching), plain values."""
         nodes = {s.node: s for s in deployment.shared}
-        targets = []
-        for s in shared.values():
-            node = nodes[s.spec.node]
-            serving = NodeServing(
-                replicas=1 if autoscale else node.replicas,
-                max_replicas=node.replicas if autoscale else None,
-                max_batch_size=node.batch_size,
-                batch_wait_timeout_s=node.batch_wait_s,
-                max_ongoing_requests=QUEUE_LIMIT,
-                max_concurrent_batches=CONCURRENT_BATCHES,
+        return [
+            (
+                application,
+                {
+                    "node": node,
+                    "components": [
+                        {
+                            "key": s.key,
+                            "onnx": s.spec.onnx,
+                            "inputs": list(s.spec.inputs),
+                            "outputs": list(s.spec.outputs),
+                            "compute_s": s.spec.compute_s,
+                            "fixed_fraction": s.fixed_fraction,
+                        }
+                        for (n, _), s in shared.items()
+                        if n == node
+                    ],
+                    "slots": nodes[node].replicas,
+                    "max_batch_size": nodes[node].batch_size,
+                    "batch_wait_timeout_s": nodes[node].batch_wait_s,
+                    "threads": self._threads,
+                    "optimize": self._optimize,
+                },
             )
-            emulation = {
-                "node": node.node,
-                "key": s.application,
-                "compute_s": s.spec.compute_s,
-                "fixed_fraction": s.fixed_fraction,
-                "slots": run.pools.get(node.node),
-            }
-            targets.append(ReplicaTarget(s.application, s.spec, serving, emulation))
-        return targets
+            for node, application in applications.items()
+        ]
 
-    def _start_devices(
+    def _create_actors(
         self,
         run: FleetRun,
         deployment: FleetDeployment,
         built: Mapping[str, Deployment],
         walks: Mapping[str, list[dict[str, Any]]],
-        counts: Mapping[str, int],
         seed: int,
     ) -> None:
-        """One actor per class, then every class's devices from the same instant."""
-        ray, _ = _ray.import_ray()
+        """One actor per class (created, not waited for)."""
         from qsplit.serve._devices import DeviceClassActor
 
         for number, c in enumerate(deployment.classes):
@@ -296,6 +295,10 @@ class FleetServing:
                 self._threads,
                 self._optimize,
             )
+
+    def _start_devices(self, run: FleetRun, counts: Mapping[str, int]) -> None:
+        """Every class's devices, from the same instant, once every actor exists."""
+        ray, _ = _ray.import_ray()
         # An actor starts in a new worker process (Ray, ONNX Runtime): slow on a busy host.
         ray.get([a.__ray_ready__.remote() for a in run.actors.values()])
         run.started = time.time() + START_LEAD_S
@@ -363,7 +366,6 @@ class FleetServing:
         self,
         deployment: FleetDeployment,
         built: Mapping[str, Deployment],
-        prefix: str,
         quantized: Collection[str],
     ) -> dict[tuple[str, tuple[str, ...]], _Shared]:
         """(node, blocks) → the shared component, once for all the classes that run it."""
@@ -385,9 +387,8 @@ class FleetServing:
                 if key not in result:
                     int8 = [b for b in blocks if b in quantized]
                     named = "|".join(blocks) + "/" + "|".join(int8)
-                    digest = hashlib.sha256(named.encode()).hexdigest()[:12]
                     result[key] = _Shared(
-                        f"{prefix}-{spec.node}-{digest}",
+                        hashlib.sha256(named.encode()).hexdigest()[:12],
                         spec,
                         self._fixed_fraction(spec.node, blocks),
                     )
@@ -446,20 +447,6 @@ def run_fleet(
         )
 
 
-def _node_pools(
-    shared: Mapping[tuple[str, tuple[str, ...]], _Shared], replicas: Mapping[str, int]
-) -> dict[str, Any]:
-    """Node → its pool of replica slots (:mod:`qsplit.serve._slots`), for every node hosting a
-    component; the pools are up when this returns."""
-    ray, _ = _ray.import_ray()
-    from qsplit.serve._slots import NodeSlots
-
-    hosted = {node for node, _ in shared}
-    pools = {n: NodeSlots.remote(count) for n, count in replicas.items() if n in hosted}
-    ray.get([p.__ray_ready__.remote() for p in pools.values()])
-    return pools
-
-
 def _blocks(
     built: Deployment, graph: LayerGraph, c: ClassDeployment
 ) -> list[tuple[ComponentSpec, tuple[str, ...]]]:
@@ -473,6 +460,7 @@ def _blocks(
 def _walk(
     built: Deployment,
     shared: Mapping[tuple[str, tuple[str, ...]], _Shared],
+    applications: Mapping[str, str],
     infra: Infra,
     graph: LayerGraph,
     c: ClassDeployment,
@@ -497,7 +485,8 @@ def _walk(
                 if source not in (c.name, spec.node):
                     crossing.setdefault(source, []).append(tensor)
             entry |= {
-                "app": shared[(spec.node, blocks)].application,
+                "app": applications[spec.node],
+                "key": shared[(spec.node, blocks)].key,
                 "uplink": _hops(infra, c.name, spec.node),
                 "links": [[t, _hops(infra, s, spec.node)] for s, t in crossing.items()],
             }

@@ -52,11 +52,7 @@ class NodeServing:
     """How long a replica waits for a batch to fill once its first request arrived."""
     max_ongoing_requests: int | None = None
     """Requests a replica accepts at once (default: two batches, at least 8); more wait in
-    Serve's router. A fleet run sets it high so that requests queue *in* the replica, where
-    their wait is measured."""
-    max_concurrent_batches: int = 1
-    """Batches a replica runs at once (``@serve.batch``'s ``max_concurrent_batches``). A
-    fleet run sets it high and bounds the node's batches with its pool of slots instead."""
+    Serve's router."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -66,8 +62,6 @@ class NodeServing:
             problems.append("max_replicas must be at least replicas")
         if self.max_batch_size < 1:
             problems.append("max_batch_size must be at least 1")
-        if self.max_concurrent_batches < 1:
-            problems.append("max_concurrent_batches must be at least 1")
         if self.batch_wait_timeout_s < 0:
             problems.append("batch_wait_timeout_s must not be negative")
         if problems:
@@ -328,8 +322,6 @@ class ReplicaTarget:
     application: str
     component: ComponentSpec
     serving: NodeServing
-    emulation: Mapping[str, Any] | None = None
-    """What :class:`~qsplit.serve._replica.ComponentReplica` emulates (``None``: nothing)."""
 
 
 def deploy_replicas(targets: list[ReplicaTarget], threads: int, optimize: bool) -> list[Any]:
@@ -353,10 +345,8 @@ def deploy_replicas(targets: list[ReplicaTarget], threads: int, optimize: bool) 
             component.outputs,
             settings.max_batch_size,
             settings.batch_wait_timeout_s,
-            settings.max_concurrent_batches,
             threads,
             optimize,
-            None if target.emulation is None else dict(target.emulation),
         )
         runs.append(RunTarget(app, name=target.application, route_prefix=None))
     return list(serve.run_many(runs)) if runs else []
