@@ -22,6 +22,10 @@ from qsplit.plan._energy_dp import least_cost
 SEEDS = [s for s in range(100) if random.Random(s).choice((2, 2, 3)) == 2][:60]
 """Seeds whose instance has two nodes (random_problem's first draw)."""
 
+SUM_SEEDS = [s for s in SEEDS if random_problem(s, "sum").overhead.message_s == 0]
+"""Of those, the instances without per-message costs, where latency is a sum over blocks and
+the walk can hold it."""
+
 
 def _int8_never_dearer(problem: PlanningProblem) -> PlanningProblem:
     """The instance with every int8 time capped at its fp32 time (the walk's precondition)."""
@@ -116,14 +120,12 @@ def test_not_applicable() -> None:
     assert least_cost(critical, math.inf, latency_weight=1.0) is None
 
 
-@pytest.mark.parametrize("seed", SEEDS[:30])
+@pytest.mark.parametrize("seed", SUM_SEEDS[:15])
 @pytest.mark.parametrize("first", ["latency", "energy"])
 def test_walk_finds_the_second_objective_under_a_hold(seed: int, first: str) -> None:
     """Least energy with latency held at its least (and the other way round), as the payoff
     table's second solves ask, against exhaustive search; the hold keeps the planner's slack."""
     problem = _int8_never_dearer(random_problem(seed, "sum"))
-    if problem.overhead.message_s > 0:
-        pytest.skip("per-message costs: latency is not a sum over blocks")
     loose = replace(problem, bounds=replace(problem.bounds, memory=False))
     feasible = [c for c in brute_force(loose) if c.feasible]
     if not feasible:
