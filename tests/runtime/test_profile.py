@@ -77,18 +77,26 @@ def test_qsplit_profile_and_an_agent_time_a_model_the_same_way(tmp_path: Path) -
     """For a model without a shipped profile both paths time it here, with the same settings
     (session, warm-up, repetitions, statistic, int8 quantizer and calibration inputs), so their
     numbers agree up to the noise of two measurements: compared with each other, not with a
-    time, on the same machine."""
+    time, on the same machine. The model's blocks take tenths of a millisecond, so one burst of
+    other work on a shared machine can double one path's total; three tries tell such a burst
+    (one good try) from two paths that time differently (no good try)."""
     path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
-    with running_agents("edge") as agents:
-        by_agent = profile_on_agent(agents["edge"].address, path, "edge", repetitions=20)
-    by_cli = _cli_profile(path, "edge", tmp_path / "edge.json")
-    assert by_cli.settings == by_agent.settings
-    assert (
-        by_cli.model_sha256 == by_agent.model_sha256
-        and by_cli.blocks.keys() == by_agent.blocks.keys()
-    )
-    for precision in ("fp32_s", "int8_s"):
-        totals = [
-            sum(getattr(t, precision) or 0.0 for t in p.blocks.values()) for p in (by_cli, by_agent)
-        ]
-        assert 0.5 <= totals[0] / totals[1] <= 2.0, (precision, totals)
+    attempts = []
+    for attempt in range(3):
+        with running_agents("edge") as agents:
+            by_agent = profile_on_agent(agents["edge"].address, path, "edge", repetitions=20)
+        by_cli = _cli_profile(path, "edge", tmp_path / f"edge-{attempt}.json")
+        assert by_cli.settings == by_agent.settings
+        assert (
+            by_cli.model_sha256 == by_agent.model_sha256
+            and by_cli.blocks.keys() == by_agent.blocks.keys()
+        )
+        ratios = {
+            precision: sum(getattr(t, precision) or 0.0 for t in by_cli.blocks.values())
+            / sum(getattr(t, precision) or 0.0 for t in by_agent.blocks.values())
+            for precision in ("fp32_s", "int8_s")
+        }
+        attempts.append(ratios)
+        if all(0.5 <= r <= 2.0 for r in ratios.values()):
+            return
+    pytest.fail(f"CLI / agent total per precision, per attempt: {attempts}")
