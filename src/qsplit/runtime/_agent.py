@@ -202,6 +202,12 @@ class _Component:
     """Output → the codec its frames are compressed with on links (the plan's ``link_codec``)."""
 
 
+RequestKey = tuple[str, str, bytes]
+"""An open request on an agent: its deployment, its number, and the requester it answers to.
+Request numbers are the requester's own, so two requesters of one deployment (devices sharing
+a gateway) send the same numbers; the requester keeps their requests apart."""
+
+
 @dataclass
 class _Request:
     reply_to: bytes
@@ -228,7 +234,7 @@ class Agent:
         self._profiler = ThreadPoolExecutor(1, thread_name_prefix="profile")
         self._models = models
         self._deployments: dict[str, dict[str, _Component]] = {}
-        self._requests: dict[tuple[str, str], _Request] = {}
+        self._requests: dict[RequestKey, _Request] = {}
         self._buffered_bytes = 0
         """Sum of the open requests' ``held_bytes``: back to 0 once none is open."""
         self._per_peer: Counter[bytes] = Counter()
@@ -381,7 +387,7 @@ class Agent:
             if expired:
                 release_free_memory()
 
-    def _close(self, key: tuple[str, str]) -> None:
+    def _close(self, key: RequestKey) -> None:
         """Forget an open request and give back what it held (finished, failed, expired or
         undeployed: every way out passes here, so the budget returns to 0)."""
         state = self._requests.pop(key, None)
@@ -391,7 +397,7 @@ class Agent:
             if not self._per_peer[state.reply_to]:
                 del self._per_peer[state.reply_to]
 
-    def _admit(self, key: tuple[str, str], body: Mapping[str, Any], nbytes: int) -> _Request:
+    def _admit(self, key: RequestKey, body: Mapping[str, Any], nbytes: int) -> _Request:
         """The open request ``key``, created if new, once ``nbytes`` more fit the budgets;
         :class:`InputError` (answered to the requester) when they do not."""
         settings, name = self.settings, self.settings.name
@@ -640,7 +646,7 @@ class Agent:
                 f"tensor(s) {', '.join(sorted(unknown))} are inputs of no component of "
                 f"deployment {dep} on node {self.settings.name!r}"
             )
-        state = self._admit((dep, req), body, message.payload_bytes)
+        state = self._admit((dep, req, reply_to), body, message.payload_bytes)
         state.inbox.update(message.tensors)
         state.arrivals.extend(body.get("hops", ()))
         state.arrivals.append(self._arrival(message, now))
@@ -718,7 +724,7 @@ class Agent:
         except Exception as exc:  # whatever ORT raises: the requester must hear about it
             self._counts["failed"] += 1
             error = f"component {component.name} failed on node {self.settings.name!r}: {exc}"
-            self._close((dep, req))
+            self._close((dep, req, state.reply_to))
             await self._report(state.reply_to, "error", {"dep": dep, "req": req, "error": error})
             return
         self._counts["runs"] += 1
@@ -741,7 +747,7 @@ class Agent:
         state.arrivals = []
         state.finished.add(component.name)
         if len(state.finished) == len(self._deployments.get(dep, {})):
-            self._close((dep, req))
+            self._close((dep, req, state.reply_to))
         # Pushes are handed to zmq first: they are on the request's critical path, the report
         # is not. The report does not wait for them either: a dead consumer must not make this
         # node look stuck to the requester, which blames the first component that did not report.
