@@ -182,12 +182,14 @@ def build_deployment(
                 fix=f"add address: HOST:PORT to node {node!r} and start `qsplit agent` there",
             )
         addresses[node] = address
-    # Routes are part of what agents hold (where to push), so they are part of the identity.
+    # Routes and the agents' addresses are part of what agents hold (where to push), so they
+    # are part of the identity: two devices sharing an edge deploy two deployments there.
     placed = "".join(
         f"{s.node}:{s.sha256}:{s.compute_s}:{sorted(s.codecs.items())};" for s in specs
     )
     relayed = "".join(f"{a}>{b}:{','.join(via)};" for (a, b), via in relays.items())
-    digest = hashlib.sha256((placed + relayed).encode())
+    reached = "".join(f"{node}@{address};" for node, address in sorted(addresses.items()))
+    digest = hashlib.sha256((placed + relayed + reached).encode())
     return Deployment(
         id=digest.hexdigest()[:16],
         components=tuple(specs),
