@@ -32,7 +32,7 @@ from qsplit.errors import InputError
 if TYPE_CHECKING:
     from qsplit.profile import ComputeProfile, Statistic
     from qsplit.runtime import CurveKeys, Session
-    from qsplit.serve import RaySession
+    from qsplit.serve import NodeServing, RaySession
 
 
 class Backend(StrEnum):
@@ -41,6 +41,48 @@ class Backend(StrEnum):
     agents = "agents"
     ray = "ray"
 
+
+GATEWAY_CALLS = 64
+"""Calls a gateway agent (``--backend ray``) has waiting on Serve at once."""
+
+
+class AgentBackend(StrEnum):
+    """What runs an agent's components."""
+
+    local = "local"
+    ray = "ray"
+
+
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="With --backend ray: join this Ray cluster (HOST:PORT or ray://…), which must "
+        "offer a resource named after each shared node; default: an embedded Ray.",
+    ),
+]
+ReplicasOpt = Annotated[
+    int,
+    typer.Option(
+        help="With --backend ray: replicas of each shared component (the autoscaling "
+        "minimum with --max-replicas)."
+    ),
+]
+MaxReplicasOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-replicas",
+        help="With --backend ray: let Serve autoscale each shared component up to this many "
+        "replicas.",
+    ),
+]
+MaxBatchOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-batch",
+        help="With --backend ray: concurrent requests a shared component runs as one batch.",
+    ),
+]
 
 TOKEN_HELP = "Shared secret (default: $QSPLIT_TOKEN); required when listening off loopback."
 PlanArg = Annotated[Path, typer.Argument(help="plan.json written by `qsplit plan`.")]
@@ -175,13 +217,25 @@ def agent_command(
             "network trusted end to end.",
         ),
     ] = False,
+    backend: Annotated[
+        AgentBackend,
+        typer.Option(
+            help="local: run the components deployed here in this agent; ray: a gateway, "
+            "whose components run as Ray Serve deployments placed by the resource named "
+            "--name (devices without Ray reach Serve through it; docs/serve.md).",
+        ),
+    ] = AgentBackend.local,
+    ray_address: RayAddressOpt = None,
+    replicas: ReplicasOpt = 1,
+    max_replicas: MaxReplicasOpt = None,
+    max_batch: MaxBatchOpt = 1,
 ) -> None:
     """Run this machine's agent until interrupted.
 
     Example: qsplit agent --name edge --listen 0.0.0.0:7102 --token $SECRET
     --curve-key edge.key --infra infra.yaml
     """
-    from qsplit.runtime import AgentSettings, Limits, run_agent
+    from qsplit.runtime import AgentSettings, Limits, check_gateway, run_agent
 
     _positive(max_message_mb, "--max-message-mb", "256")
     _positive(threads, "--threads", "1")
@@ -202,8 +256,38 @@ def agent_command(
         max_deadline_s=max_deadline,
         curve=_agent_curve(name, curve_key, infra),
         allow_plaintext=allow_plaintext,
+        # A gateway's calls wait on Serve: let many requests wait at once, so they batch there.
+        workers=GATEWAY_CALLS if backend is AgentBackend.ray else 1,
     )
-    run_agent(settings, on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True))
+    host = None
+    if backend is AgentBackend.ray:
+        from qsplit.serve import ServeHost
+
+        check_gateway(settings)
+        serving = _serving(replicas, max_replicas, max_batch)
+        host = ServeHost(name, address=ray_address, serving=serving, threads=threads)
+    elif ray_address is not None:
+        raise InputError("--ray-address needs --backend ray", fix="add --backend ray")
+    run_agent(
+        settings,
+        on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True),
+        host=host,
+    )
+
+
+def _serving(replicas: int, max_replicas: int | None, max_batch: int) -> NodeServing:
+    """The Serve settings of shared components from the CLI's options."""
+    from qsplit.serve import NodeServing
+
+    _positive(replicas, "--replicas", "2")
+    _positive(max_batch, "--max-batch", "4")
+    if max_replicas is not None and max_replicas < replicas:
+        raise InputError(
+            f"--max-replicas {max_replicas} is below --replicas {replicas}",
+            field="--max-replicas",
+            fix=f"give at least {replicas}, or drop it for a fixed count",
+        )
+    return NodeServing(replicas=replicas, max_replicas=max_replicas, max_batch_size=max_batch)
 
 
 def _input_shapes(values: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
@@ -335,24 +419,10 @@ def run_command(
             "Ray Serve deployments, the device's here (docs/serve.md)."
         ),
     ] = Backend.agents,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            "--ray-address",
-            help="With --backend ray: join this Ray cluster (HOST:PORT or ray://…), which must "
-            "offer a resource named after each shared node; default: an embedded Ray.",
-        ),
-    ] = None,
-    replicas: Annotated[
-        int, typer.Option(help="With --backend ray: replicas per shared component.")
-    ] = 1,
-    max_batch: Annotated[
-        int,
-        typer.Option(
-            "--max-batch",
-            help="With --backend ray: concurrent requests a shared component runs as one batch.",
-        ),
-    ] = 1,
+    ray_address: RayAddressOpt = None,
+    replicas: ReplicasOpt = 1,
+    max_replicas: MaxReplicasOpt = None,
+    max_batch: MaxBatchOpt = 1,
 ) -> None:
     """Run inferences through the deployed plan and report latency, energy (the cost model at
     measured times), compute and transfers, beside the plan's predictions. Exits with 1 when
@@ -374,10 +444,9 @@ def run_command(
         _positive(random, "--random", "10")
     _positive(timeout, "--timeout", "30")
     _positive(concurrency, "--concurrency", "4")
-    _positive(replicas, "--replicas", "2")
-    _positive(max_batch, "--max-batch", "4")
     if backend is Backend.agents and ray_address is not None:
         raise InputError("--ray-address needs --backend ray", fix="add --backend ray")
+    serving = _serving(replicas, max_replicas, max_batch) if backend is Backend.ray else None
     if backend is Backend.ray and adapt:
         raise InputError(
             "--adapt re-plans agent deployments; Ray Serve places by resources",
@@ -388,14 +457,14 @@ def run_command(
     recipe = resolve_model_spec(model, preprocess).preprocess
     session: Session | RaySession | AdaptiveSession
     if backend is Backend.ray:
-        from qsplit.serve import NodeServing, connect_ray
+        from qsplit.serve import connect_ray
 
         session = connect_ray(
             plan,
             network,
             model=model,
             address=ray_address,
-            serving=NodeServing(replicas=replicas, max_batch_size=max_batch),
+            serving=serving,
             calibration=calib,
             input_shapes=_input_shapes(input_shape),
             preprocess=recipe,

@@ -4,10 +4,11 @@
 wire format, failure semantics and security are described in ``docs/runtime.md``.
 """
 
-from qsplit.runtime._agent import MAX_SLOWDOWN, AgentSettings, run_agent, serve
+from qsplit.runtime._agent import MAX_SLOWDOWN, AgentSettings, check_gateway, run_agent, serve
 from qsplit.runtime._ask import health_of, slow_down
 from qsplit.runtime._client import InferResult, Session, connect
 from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
+from qsplit.runtime._hosted import ComponentHost, HostedComponent
 from qsplit.runtime._inputs import image_requests, random_requests
 from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys, read_secret_key
 from qsplit.runtime._log import event as log_event
@@ -23,10 +24,12 @@ __all__ = [
     "MAX_SLOWDOWN",
     "AgentSettings",
     "Awaited",
+    "ComponentHost",
     "ComponentRun",
     "ComponentSpec",
     "CurveKeys",
     "Deployment",
+    "HostedComponent",
     "InferResult",
     "KeyFiles",
     "Limits",
@@ -44,6 +47,7 @@ __all__ = [
     "Session",
     "Transfer",
     "build_deployment",
+    "check_gateway",
     "connect",
     "curve_keys",
     "generate_keys",

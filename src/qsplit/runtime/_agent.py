@@ -45,6 +45,7 @@ import onnxruntime as ort
 
 from qsplit.errors import InputError
 from qsplit.profile import Statistic, emulated_duration_s, pad_to, reference_time_s
+from qsplit.runtime._hosted import ComponentHost, HostedComponent
 from qsplit.runtime._keys import CurveKeys
 from qsplit.runtime._log import configure as configure_logging
 from qsplit.runtime._log import event, watch
@@ -164,6 +165,19 @@ class AgentSettings:
             raise InputError(exc.problem, field="--padding-factor", fix=exc.fix) from None
 
 
+def check_gateway(settings: AgentSettings) -> None:
+    """Refuse settings a gateway cannot honour: its components run on another engine
+    (:mod:`qsplit.runtime._hosted`), which it cannot pad to an emulated speed."""
+    if settings.emulated or settings.padding_factor > 1.0:
+        raise InputError(
+            f"agent {settings.name!r}: a gateway's components run on another engine, which "
+            "it cannot pad to an emulated speed",
+            field="--backend",
+            fix="drop --emulated and --padding-factor, or run the components in the agent "
+            "(--backend local)",
+        )
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -187,7 +201,8 @@ class _Component:
     return_via: list[str]
     """The nodes that relay model outputs to the requester (empty: a direct link)."""
     quant: dict[str, Quant]
-    session: ort.InferenceSession
+    session: ort.InferenceSession | None
+    """Its ONNX Runtime session; ``None`` when :attr:`hosted`."""
     fixed_outputs: dict[str, tuple[tuple[int, ...], np.dtype]]
     """Shape and dtype of each output whose shape is fixed (those can be preallocated)."""
     reference_s: float | None = None
@@ -200,6 +215,8 @@ class _Component:
     profile describes, whatever this host's load does to the component's own runs."""
     codecs: dict[str, str] = field(default_factory=dict)
     """Output → the codec its frames are compressed with on links (the plan's ``link_codec``)."""
+    hosted: HostedComponent | None = None
+    """The component as a gateway's engine runs it (:mod:`qsplit.runtime._hosted`)."""
 
 
 RequestKey = tuple[str, str, bytes]
@@ -225,8 +242,17 @@ class _Request:
 class Agent:
     """The state and message handlers of one agent, over any :class:`Endpoint`."""
 
-    def __init__(self, settings: AgentSettings, endpoint: Endpoint, models: ModelStore) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        endpoint: Endpoint,
+        models: ModelStore,
+        host: ComponentHost | None = None,
+    ) -> None:
+        if host is not None:
+            check_gateway(settings)
         self.settings = settings
+        self._host = host
         self._endpoint = endpoint
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="component")
         # Profiles run one at a time beside the component pool: the agent keeps answering
@@ -264,6 +290,8 @@ class Agent:
                 task.cancel()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._profiler.shutdown(wait=False, cancel_futures=True)
+            if self._host is not None:
+                self._host.close()
 
     async def _supervise(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run one of the agent's loops for good: should it ever end (a bug below every
@@ -438,6 +466,8 @@ class Agent:
             return {"ok": False, "error": f"component {body['name']!r}: sha256 mismatch, refused"}
         check_self_contained(onnx_bytes, str(body["name"]))
         optimize = body.get("graph_optimization", "all") == "all"
+        if self._host is not None:
+            return await self._deploy_hosted(received, optimize)
         loop = asyncio.get_running_loop()
         try:
             session = await loop.run_in_executor(self._pool, self._session, onnx_bytes, optimize)
@@ -466,23 +496,43 @@ class Agent:
                 error = f"component {body['name']!r} fails when timed on its reference inputs: "
                 error += str(exc)
                 return {"ok": False, "error": error}
-        component = _Component(
-            name=str(body["name"]),
-            inputs=tuple(map(str, body["inputs"])),
-            outputs=tuple(map(str, body["outputs"])),
-            routes={str(t): list(map(str, n)) for t, n in dict(body["routes"]).items()},
-            returns=tuple(map(str, body["returns"])),
-            peers={str(n): check_address(a) for n, a in dict(body["peers"]).items()},
-            via={str(n): list(map(str, v)) for n, v in dict(body["via"]).items()},
-            return_via=list(map(str, body["return_via"])),
-            quant={str(t): quant_of(s, z) for t, (s, z) in body.get("quant", {}).items()},
-            codecs=_codecs(body.get("codecs", {})),
+        component = _component(
+            body,
             session=session,
             fixed_outputs=_fixed_outputs(session),
             reference_s=reference_s,
             target_s=target_s if pads else None,
         )
-        self._deployments.setdefault(str(body["dep"]), {})[component.name] = component
+        return self._install(str(body["dep"]), component)
+
+    async def _deploy_hosted(self, received: Received, optimize: bool) -> dict[str, Any]:
+        """A gateway's deploy: the component goes to its engine, which may take seconds (a
+        Serve application starting), so it waits in a thread of its own, not the pool's."""
+        assert self._host is not None
+        body, onnx_bytes = received.message.body, received.message.blobs["onnx"]
+        load = functools.partial(
+            self._host.load,
+            str(body["name"]),
+            onnx_bytes,
+            str(body["sha256"]),
+            list(map(str, body["inputs"])),
+            list(map(str, body["outputs"])),
+            optimize,
+        )
+        try:
+            hosted = await asyncio.to_thread(load)
+        except Exception as exc:  # the engine's own errors: the requester must hear them
+            error = f"component {body['name']!r} could not be deployed on this gateway: {exc}"
+            return {"ok": False, "error": error}
+        component = _component(body, session=None, fixed_outputs={}, hosted=hosted)
+        return self._install(str(body["dep"]), component)
+
+    def _install(self, dep: str, component: _Component) -> dict[str, Any]:
+        """Add a loaded component to its deployment and connect to its consumers."""
+        replaced = self._deployments.setdefault(dep, {}).get(component.name)
+        if replaced is not None:
+            self._release(replaced)
+        self._deployments[dep][component.name] = component
         # Connect to the consumers now: set-up takes round trips (TCP, then the messaging
         # handshake) that the first request over a slow link should not pay.
         for nodes in component.routes.values():
@@ -540,11 +590,17 @@ class Agent:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
+    def _release(self, component: _Component) -> None:
+        if self._host is not None and component.hosted is not None:
+            self._host.release(component.hosted)
+
     def _undeploy(self, received: Received) -> dict[str, Any]:
         dep = str(received.message.body["dep"])
         removed = self._deployments.pop(dep, {})
         for key in [k for k in self._requests if k[0] == dep]:
             self._close(key)
+        for component in removed.values():
+            self._release(component)
         release_free_memory()
         return {"ok": True, "removed": len(removed)}
 
@@ -789,7 +845,12 @@ class Agent:
         buffers: dict[str, np.ndarray],
     ) -> tuple[dict[str, np.ndarray], float]:
         start, slowdown = time.perf_counter(), self._slowdown
-        values = _execute(component.session, component.outputs, feeds, buffers)
+        if component.hosted is not None:
+            produced = component.hosted.run(feeds)
+            values = [produced[name] for name in component.outputs]
+        else:
+            assert component.session is not None
+            values = _execute(component.session, component.outputs, feeds, buffers)
         measured = time.perf_counter() - start
         if component.target_s is not None:
             return dict(zip(component.outputs, values, strict=True)), max(
@@ -867,6 +928,23 @@ def _peer(item: Received | Rejected) -> str | bytes | None:
     return item.route if item.route is not None else item.peer
 
 
+def _component(body: Mapping[str, Any], **engine: Any) -> _Component:
+    """A deploy message's component, run by ``engine`` (its session or hosted form)."""
+    return _Component(
+        name=str(body["name"]),
+        inputs=tuple(map(str, body["inputs"])),
+        outputs=tuple(map(str, body["outputs"])),
+        routes={str(t): list(map(str, n)) for t, n in dict(body["routes"]).items()},
+        returns=tuple(map(str, body["returns"])),
+        peers={str(n): check_address(a) for n, a in dict(body["peers"]).items()},
+        via={str(n): list(map(str, v)) for n, v in dict(body["via"]).items()},
+        return_via=list(map(str, body["return_via"])),
+        quant={str(t): quant_of(s, z) for t, (s, z) in body.get("quant", {}).items()},
+        codecs=_codecs(body.get("codecs", {})),
+        **engine,
+    )
+
+
 def _hops(component: _Component, node: str) -> list[str]:
     """The nodes a push to ``node`` goes through: its relays, then ``node`` itself."""
     return [*component.via.get(node, ()), node]
@@ -916,9 +994,13 @@ def _execute(
 
 
 async def serve(
-    settings: AgentSettings, *, on_ready: Callable[[str], None] = lambda address: None
+    settings: AgentSettings,
+    *,
+    on_ready: Callable[[str], None] = lambda address: None,
+    host: ComponentHost | None = None,
 ) -> None:
-    """Run an agent until SIGINT/SIGTERM; ``on_ready`` gets the bound ``host:port``."""
+    """Run an agent until SIGINT/SIGTERM; ``on_ready`` gets the bound ``host:port``. With
+    ``host`` it is a gateway: its components run on that engine (closed when it stops)."""
     endpoint = await ZmqEndpoint.open(
         listen=settings.listen,
         token=settings.token,
@@ -933,7 +1015,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     try:
         with tempfile.TemporaryDirectory(prefix=f"qsplit-agent-{settings.name}-") as models:
-            agent = Agent(settings, endpoint, ModelStore(Path(models)))
+            agent = Agent(settings, endpoint, ModelStore(Path(models)), host)
             on_ready(endpoint.address or settings.listen)
             await agent.serve(stop)
     finally:
@@ -941,11 +1023,14 @@ async def serve(
 
 
 def run_agent(
-    settings: AgentSettings, *, on_ready: Callable[[str], None] = lambda address: None
+    settings: AgentSettings,
+    *,
+    on_ready: Callable[[str], None] = lambda address: None,
+    host: ComponentHost | None = None,
 ) -> None:
     """Blocking form of :func:`serve`, for the CLI: its events are logged to stderr."""
     configure_logging()
-    asyncio.run(serve(settings, on_ready=on_ready))
+    asyncio.run(serve(settings, on_ready=on_ready, host=host))
 
 
 def _codecs(value: object) -> dict[str, str]:

@@ -9,6 +9,7 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 """
 
 from qsplit.serve._fleet import FleetRun, FleetServing, run_fleet
+from qsplit.serve._gateway import ServeHost
 from qsplit.serve._measure import FleetMeasurement, FleetRequest
 from qsplit.serve._ray import check_resources, import_ray, start_embedded
 from qsplit.serve._runner import ComponentRunner, widen_batch
@@ -23,6 +24,7 @@ __all__ = [
     "NodeServing",
     "RaySession",
     "ReplicaReport",
+    "ServeHost",
     "check_resources",
     "connect_ray",
     "import_ray",

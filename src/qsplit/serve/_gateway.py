@@ -1,0 +1,100 @@
+"""A gateway agent's engine: the components deployed on it run as Ray Serve applications.
+
+Devices that cannot run Ray keep the light agent and its protocol (ZeroMQ, CURVE, tokens,
+limits); the shared node they offload to is an agent too — ``qsplit agent --backend ray`` —
+whose components are not run in its own ONNX Runtime but handed to Serve, placed by the
+custom resource named after the node, with replicas, autoscaling and batching
+(:class:`~qsplit.serve.NodeServing`). Every requester that deploys the same component bytes on
+the gateway shares one Serve application, so requests of many devices batch together there,
+as the fleet planner's one batcher per component has them.
+
+Imported only by a gateway (Ray is then required).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qsplit.runtime import ComponentSpec
+from qsplit.serve import _ray
+from qsplit.serve._session import NodeServing, ReplicaTarget, deploy_replicas
+
+
+@dataclass
+class _Served:
+    """One component's Serve application, shared by every deploy of the same bytes."""
+
+    application: str
+    handle: Any
+    timeout_s: float
+    users: int = 0
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        return self.handle.remote(dict(feeds)).result(timeout_s=self.timeout_s)
+
+
+@dataclass
+class ServeHost:
+    """Runs a gateway agent's components on Ray Serve (:class:`qsplit.runtime.ComponentHost`).
+
+    ``node``: the agent's node name, the custom resource its replicas are placed by;
+    ``address``: a Ray cluster to join (default: an embedded Ray offering ``node``);
+    ``serving``: replicas, autoscaling and batching of every component; ``timeout_s``: how long
+    one call may take before the request fails (Ray's error, reported to the requester).
+    """
+
+    node: str
+    address: str | None = None
+    serving: NodeServing = field(default_factory=NodeServing)
+    threads: int = 1
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        self._connection = _ray.start(self.address, [self.node])
+        self._served: dict[tuple[str, bool], _Served] = {}
+        self._lock = threading.Lock()
+
+    def load(
+        self,
+        name: str,
+        onnx_bytes: bytes,
+        sha256: str,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        optimize: bool,
+    ) -> _Served:
+        # Deploys of one component by several requesters share its application: one lock, so
+        # two arriving at once do not both start it.
+        with self._lock:
+            key = (sha256, optimize)
+            served = self._served.get(key)
+            if served is None:
+                application = f"qsplit-gw-{self.node}-{sha256[:16]}{'' if optimize else '-raw'}"
+                spec = ComponentSpec(
+                    name, self.node, tuple(inputs), tuple(outputs), onnx_bytes, sha256, {}, ()
+                )
+                target = ReplicaTarget(application, spec, self.serving)
+                (handle,) = deploy_replicas([target], self.threads, optimize)
+                served = _Served(application, handle, self.timeout_s)
+                self._served[key] = served
+            served.users += 1
+            return served
+
+    def release(self, component: Any) -> None:
+        _, serve = _ray.import_ray()
+        with self._lock:
+            component.users -= 1
+            if component.users == 0:
+                self._served = {k: s for k, s in self._served.items() if s is not component}
+                serve.delete(component.application, _blocking=False)
+
+    def close(self) -> None:
+        with self._lock:
+            applications = tuple(s.application for s in self._served.values())
+            self._served.clear()
+        _ray.stop(self._connection, applications)
