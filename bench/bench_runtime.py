@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -74,11 +74,14 @@ REQUESTER = "requester"
 
 @contextmanager
 def agents(
-    *names: str, shared_memory: bool | None = None, keys: Path | None = None
+    *names: str,
+    shared_memory: bool | None = None,
+    keys: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[dict[str, str]]:
     """Agent processes on free loopback ports, with CURVE when given ``keys`` (a
-    :func:`make_keys` folder); always stopped."""
-    command = [sys.executable, "-m", "qsplit", "agent", "--listen", "127.0.0.1:0"]
+    :func:`make_keys` folder) and ``extra`` options; always stopped."""
+    command = [sys.executable, "-m", "qsplit", "agent", "--listen", "127.0.0.1:0", *extra]
     if not (SHARED_MEMORY if shared_memory is None else shared_memory):
         command.append("--no-shared-memory")
 

@@ -3,8 +3,11 @@
 1. Per-request overhead: YOLO11n cut in three components on three nodes, run one request at a
    time (a) as the three components one after another in this process (no transport), (b)
    through three agent processes (``qsplit.runtime``), (c) as three Ray Serve deployments
-   (``qsplit.serve``, embedded Ray). The path's overhead per request is its median latency
-   minus the in-process chain's; requests are interleaved so load changes hit all alike.
+   (``qsplit.serve``, embedded Ray), (d) through agents of which the second and third are
+   gateways (``qsplit agent --backend ray``: the first agent plays a device without Ray, the
+   others hand their components to Serve). The path's overhead per request is its median
+   latency minus the in-process chain's; requests are interleaved so load changes hit all
+   alike.
 2. Batching gain on a shared tier: YOLO11n's blocks 0-9 (convolutions only: they batch) on a
    shared node served by Ray, the rest on the device in the callers' threads; ``--callers``
    concurrent callers send ``--requests`` requests in all, once with batch size 1 and once with
@@ -23,6 +26,7 @@ import platform
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -40,40 +44,44 @@ SHARED_BLOCKS = 10
 """YOLO11n's first blocks, convolutions up to SPPF, which batch (C2PSA's attention does not)."""
 
 
-def bench_overhead(repeats: int) -> dict[str, float]:
+def bench_overhead(repeats: int, ray_address: str) -> dict[str, float]:
     path = bundled_model_path("yolo11n")
     blocks = analyze(str(path))[1].block_names
     nodes = ("n1", "n2", "n3")
+    split = split_by_thirds(blocks, nodes)
     feeds = random_image()
-    samples: dict[str, list[float]] = {"chain": [], "agents": [], "ray": []}
-    with agents(*nodes) as addresses:
+    gateway = ("--backend", "ray", "--ray-address", ray_address)
+    with agents(*nodes) as addresses, agents(*nodes[1:], extra=gateway) as gateways:
         net = infra(addresses)
-        deployment = build_deployment(path, split_by_thirds(blocks, nodes), net)
+        deployment = build_deployment(path, split, net)
+        via = infra({"n1": addresses["n1"], **gateways})
         chain = [
             ort.InferenceSession(c.onnx, session_options(), providers=["CPUExecutionProvider"])
             for c in deployment.components
         ]
-        with connect(deployment, net) as on_agents, connect_ray(deployment, net) as on_ray:
+        with ExitStack() as stack:
+            paths = {
+                "chain": lambda f: run_chain(deployment, chain, f),
+                "agents": stack.enter_context(connect(deployment, net)).infer,
+                "ray": stack.enter_context(connect_ray(deployment, net)).infer,
+                "gateway": stack.enter_context(
+                    connect(build_deployment(path, split, via), via)
+                ).infer,
+            }
             for _ in range(3):
-                run_chain(deployment, chain, feeds)
-                on_agents.infer(feeds)
-                on_ray.infer(feeds)
+                for run in paths.values():
+                    run(feeds)
+            samples: dict[str, list[float]] = {name: [] for name in paths}
             for _ in range(repeats):
-                start = time.perf_counter()
-                run_chain(deployment, chain, feeds)
-                samples["chain"].append(time.perf_counter() - start)
-                start = time.perf_counter()
-                on_agents.infer(feeds)
-                samples["agents"].append(time.perf_counter() - start)
-                start = time.perf_counter()
-                on_ray.infer(feeds)
-                samples["ray"].append(time.perf_counter() - start)
+                for name, run in paths.items():
+                    start = time.perf_counter()
+                    run(feeds)
+                    samples[name].append(time.perf_counter() - start)
     medians = {f"{k}_median_s": statistics.median(v) for k, v in samples.items()}
-    chain = medians["chain_median_s"]
+    chain_s = medians["chain_median_s"]
     return {
         **medians,
-        "agents_overhead_s": medians["agents_median_s"] - chain,
-        "ray_overhead_s": medians["ray_median_s"] - chain,
+        **{f"{k}_overhead_s": medians[f"{k}_median_s"] - chain_s for k in samples if k != "chain"},
     }
 
 
@@ -122,7 +130,7 @@ def main() -> None:
     # One embedded Ray for both parts, offering every node's resource; sessions attach to it.
     start_embedded(["n1", "n2", "n3", "cloud"])
     try:
-        overhead = bench_overhead(args.repeats)
+        overhead = bench_overhead(args.repeats, ray.get_runtime_context().gcs_address)
         batching = bench_batching(args.requests, args.callers, args.batch)
     finally:
         serve.shutdown()
