@@ -173,6 +173,23 @@ def test_the_session_names_the_component_and_node_of_a_failed_fetch() -> None:
     assert failed.value.peer == "cloud"
 
 
+class WrappedError(Exception):
+    """As Ray's RayTaskError: a replica's exception, held as ``cause``."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"ray::ServeReplica (pid=1)\n{cause}")
+        self.cause = cause
+
+
+def test_the_session_reports_a_replica_s_own_error_not_ray_s_wrapper() -> None:
+    response = _raises(WrappedError(ValueError("index 16 out of bounds")))
+    with pytest.raises(TransportError) as failed:
+        asyncio.run(_Calls({}, {}, timeout_s=5.0).fetch(DAG[2], response, ("l2",)))
+    assert str(failed.value) == (
+        "component 'left' on node 'edge' failed: ValueError: index 16 out of bounds"
+    )
+
+
 def test_the_session_names_a_component_that_does_not_answer_in_time() -> None:
     async def fetch_never_answered() -> Mapping[str, Any]:
         never = asyncio.get_running_loop().create_future()

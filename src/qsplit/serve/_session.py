@@ -124,7 +124,7 @@ class RaySession:
             target=self._loop.run_forever, name="qsplit-ray-session", daemon=True
         )
         self._thread.start()
-        self._closed = False
+        self._closed, self._closing = False, threading.Lock()
 
     def infer(self, feeds: Feeds, *, timeout_s: float | None = None) -> dict[str, np.ndarray]:
         """The model's outputs for ``feeds``; a component that fails, or does not answer within
@@ -150,10 +150,11 @@ class RaySession:
                 future.cancel()
 
     def _submit(self, walking: Coroutine[Any, Any, _T]) -> Future[_T]:
-        if self._closed:
-            walking.close()
-            raise TransportError("the session is closed")
-        return asyncio.run_coroutine_threadsafe(walking, self._loop)
+        with self._closing:  # what is submitted before close is cancelled by it
+            if self._closed:
+                walking.close()
+                raise TransportError("the session is closed")
+            return asyncio.run_coroutine_threadsafe(walking, self._loop)
 
     async def _walk(self, feeds: Feeds, timeout_s: float | None) -> dict[str, np.ndarray]:
         calls = _Calls(self._handles, self._local, timeout_s or self._timeout_s)
@@ -179,13 +180,15 @@ class RaySession:
     def close(self) -> None:
         """Stop the session's requests and its loop; delete its Serve applications; stop Ray
         if this session started it, and disconnect if it joined a cluster."""
-        if not self._closed:
+        with self._closing:
+            if self._closed:
+                return
             self._closed = True
-            asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop).result()
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
-            _ray.stop(self._connection, self._applications)
+        asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        _ray.stop(self._connection, self._applications)
 
     def __enter__(self) -> RaySession:
         return self
@@ -225,10 +228,12 @@ class _Calls:
             async with asyncio.timeout(self.timeout_s) as deadline:
                 result: Mapping[str, Any] = await response
         except Exception as exc:  # Ray's errors: a dead replica, a raising component, time
+            # A replica's exception comes wrapped in Ray's RayTaskError, which holds it as cause.
+            error = cause if isinstance(cause := getattr(exc, "cause", None), Exception) else exc
             if deadline.expired():
                 reason = f"TimeoutError: no answer within {self.timeout_s} s"
             else:
-                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
             raise TransportError(
                 f"component {step.name!r} on node {step.node!r} failed: {reason}", peer=step.node
             ) from exc

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -60,34 +60,25 @@ class Calls(Protocol[Response]):
         ...
 
 
-@dataclass
-class _Pending(Generic[Response]):
-    """A launched shared component's response, shared by the tensors it produces."""
-
-    step: Step
-    response: Response
-    fetched: bool = False
-
-
 async def walk(
     steps: Sequence[Step], feeds: Feeds, outputs: Sequence[str], calls: Calls[Response]
 ) -> dict[str, np.ndarray]:
     """The model's ``outputs`` (in that order) for ``feeds``, walking ``steps`` (the
     deployment's components, in any order) through ``calls``."""
     known: dict[str, np.ndarray] = dict(feeds)
-    pending: dict[str, _Pending[Response]] = {}  # tensor → its producer's response
+    pending: dict[str, tuple[Step, Response]] = {}  # tensor → its producer and its response
+    fetched: set[str] = set()  # the producers whose result the caller holds
     reads = {t for s in steps if not s.shared for t in s.inputs} | set(outputs)
 
     async def values(tensors: Sequence[str]) -> dict[str, np.ndarray]:
         """``tensors``, fetching the pending ones' results not fetched yet, one at a time."""
         for tensor in tensors:
-            producer = pending.get(tensor)
-            if tensor in known or producer is None or producer.fetched:
+            if tensor in known or tensor not in pending or pending[tensor][0].name in fetched:
                 continue
-            producer.fetched = True
-            step = producer.step
+            step, response = pending[tensor]
+            fetched.add(step.name)
             wanted = tuple(t for t in step.outputs if t in reads)
-            result = await calls.fetch(step, producer.response, wanted)
+            result = await calls.fetch(step, response, wanted)
             known.update({t: result[t] for t in step.outputs})
         if unknown := [t for t in tensors if t not in known]:
             raise InputError(
@@ -114,7 +105,7 @@ async def walk(
             continue
         # What a shared node produced goes on from there, even once the caller fetched it too.
         own = {t: known[t] for t in step.inputs if t not in pending}
-        producers = {id(p): p.response for t in step.inputs if (p := pending.get(t)) is not None}
-        launched = _Pending(step, await calls.launch(step, own, list(producers.values())))
-        pending.update(dict.fromkeys(step.outputs, launched))
+        producers = dict(pending[t] for t in step.inputs if t in pending)  # each producer once
+        response = await calls.launch(step, own, list(producers.values()))
+        pending.update(dict.fromkeys(step.outputs, (step, response)))
     return await values(outputs)
