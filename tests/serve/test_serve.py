@@ -15,7 +15,7 @@ import pytest
 import synthetic
 from conftest import random_feeds, session
 from qsplit.assets import sample_images_dir
-from qsplit.errors import DependencyError, InputError
+from qsplit.errors import DependencyError, InputError, TransportError
 from qsplit.infra import Infra, load_infra
 from qsplit.model import analyze
 from qsplit.quant import Quantizer, calibrate, image_feeds
@@ -152,3 +152,27 @@ def test_autoscaled_components_start_at_their_minimum(
         deployment.model_outputs, session(model.proto).run(None, feeds), strict=True
     ):
         np.testing.assert_allclose(outputs[name], want, atol=1e-4, rtol=1e-4)
+
+
+def test_a_failing_shared_component_is_named_with_its_node(
+    ray_address: str, infra: Infra, tmp_path: Path
+) -> None:
+    """The edge's component hands its response on to the cloud's, whose ONNX Runtime fails (an
+    index out of bounds): the caller's error names the cloud's component and node, for
+    ``infer`` and for each request of ``stream``."""
+    path = synthetic.save(synthetic.failing_gather(), tmp_path / "failing.onnx")
+    _, graph = analyze(str(path))
+    assignment = {b: "edge" if b.startswith("/index") else "cloud" for b in graph.block_names}
+    deployment = build_deployment(path, assignment, infra, agents=False)
+    (cloud,) = [c.name for c in deployment.components if c.node == "cloud"]
+    feeds = {"x": np.ones(16, np.float32)}  # every index 16, into one element
+    with connect_ray(deployment, infra, graph_optimization="disabled") as served:
+        with pytest.raises(TransportError) as failed:
+            served.infer(feeds)
+        results = list(served.stream([feeds, feeds], max_in_flight=2))
+    assert str(failed.value).startswith(f"component {cloud!r} on node 'cloud' failed: ")
+    assert "Gather" in str(failed.value)  # ORT's error, unwrapped from Ray's
+    assert failed.value.peer == "cloud"
+    for result in results:
+        assert result.outputs is None and isinstance(result.error, TransportError)
+        assert result.error.peer == "cloud" and result.record.error == str(result.error)

@@ -20,8 +20,7 @@ from ray import serve
 
 from qsplit.serve._emulation import LINKS, TRACE, next_arrival, route_s, tensor_bytes
 from qsplit.serve._runner import ComponentRunner
-
-Feeds = dict[str, np.ndarray]
+from qsplit.serve._walk import Feeds, Step, walk
 
 
 class _Device:
@@ -58,63 +57,10 @@ class _Device:
 
     async def walk(self, feeds: Feeds) -> tuple[Feeds, list[dict[str, Any]]]:
         """The model's outputs for ``feeds`` and the request's trace through the shared
-        replicas. A shared component is called as soon as its inputs are known or on their way
-        (Ray hands a producer's response to its consumer); the device fetches only what it
-        runs on, and the model outputs."""
-        owner = self.owner
-        known: Feeds = dict(feeds)
-        pending: dict[str, tuple[Any, str]] = {}  # tensor → (response, producing node)
-        fetched: dict[int, dict[str, Any]] = {}
-        waiting = list(owner.components)
-        while waiting:
-            launch = next((c for c in waiting if c["app"] and _ready(c, known, pending)), None)
-            if launch is not None:
-                await self.launch(launch, known, pending)
-                waiting.remove(launch)
-                continue
-            local = next((c for c in waiting if _ready(c, known, pending)), None)
-            if local is None:
-                if waiting:
-                    raise RuntimeError(f"component {waiting[0]['name']!r} reads an unknown tensor")
-                break
-            for tensor in local["inputs"]:
-                if tensor not in known:
-                    known.update(await self.fetch(pending[tensor], fetched, local["inputs"]))
-            known.update(await self.run(local, {t: known[t] for t in local["inputs"]}))
-            waiting.remove(local)
-        for tensor in owner.model_outputs:
-            if tensor not in known:
-                known.update(await self.fetch(pending[tensor], fetched, owner.model_outputs))
-        trace = {
-            k: v for result in fetched.values() for k, v in result.items() if k.startswith(TRACE)
-        }
-        return {t: known[t] for t in owner.model_outputs}, list(trace.values())
-
-    async def launch(self, c: Mapping[str, Any], known: Feeds, pending: dict[str, Any]) -> None:
-        # What a shared node produced goes on from there, even once the device fetched it too.
-        own = {t: known[t] for t in c["inputs"] if t not in pending}
-        if own:
-            await self.send(self.uplink, c["uplink"], tensor_bytes(own, list(own)), first=True)
-        responses = {id(r): r for t in c["inputs"] if t in pending for r, _ in [pending[t]]}
-        response = self.owner.handles[c["app"]].remote(
-            c["key"], *responses.values(), own, {LINKS: c["links"]}
-        )
-        for tensor in c["outputs"]:
-            pending[tensor] = (response, c["node"])
-
-    async def fetch(
-        self, entry: tuple[Any, str], fetched: dict[int, dict[str, Any]], wanted: Sequence[str]
-    ) -> dict[str, Any]:
-        """A shared component's result, once its tensors the device reads crossed the
-        downlink."""
-        response, node = entry
-        key = id(response)
-        if key not in fetched:
-            result = await response
-            fetched[key] = result
-            size = tensor_bytes(result, [t for t in wanted if t in result])
-            await self.send(self.downlink, self.owner.downlinks[node], size, first=False)
-        return {k: v for k, v in fetched[key].items() if not k.startswith(TRACE)}
+        replicas (:func:`~qsplit.serve._walk.walk`, with this device's links and compute)."""
+        calls = _Calls(self)
+        outputs = await walk(self.owner.steps, feeds, self.owner.model_outputs, calls)
+        return outputs, list(calls.trace.values())
 
     async def send(
         self, link: asyncio.Lock, hops: Sequence[Sequence[float]], size: int, *, first: bool
@@ -128,21 +74,46 @@ class _Device:
         rest = hops[1:] if first else hops[:-1]
         await asyncio.sleep(own[0] + route_s(rest, size))
 
-    async def run(self, c: Mapping[str, Any], feeds: Feeds) -> dict[str, np.ndarray]:
+
+class _Calls:
+    """How one request of a device walks: shared components through the Serve handles, after
+    their uploads over the device's uplink; results downloaded over its downlink, their trace
+    kept; device components padded to the class's time."""
+
+    def __init__(self, device: _Device) -> None:
+        self.device, self.owner = device, device.owner
+        self.trace: dict[str, Any] = {}
+
+    async def launch(self, step: Step, own: Feeds, responses: Sequence[Any]) -> Any:
+        c = self.owner.components[step.name]
+        if own:
+            size = tensor_bytes(own, list(own))
+            await self.device.send(self.device.uplink, c["uplink"], size, first=True)
+        return self.owner.handles[c["app"]].remote(c["key"], *responses, own, {LINKS: c["links"]})
+
+    async def fetch(self, step: Step, response: Any, wanted: tuple[str, ...]) -> Mapping[str, Any]:
+        """A shared component's result, once the tensors the device reads crossed the
+        downlink."""
+        result: Mapping[str, Any] = await response
+        downlink = self.owner.downlinks[step.node]
+        await self.device.send(
+            self.device.downlink, downlink, tensor_bytes(result, wanted), first=False
+        )
+        self.trace.update({k: v for k, v in result.items() if k.startswith(TRACE)})
+        return result
+
+    async def run(self, step: Step, feeds: Feeds) -> Feeds:
         """A device component, padded to the class's time for it; one at a time per device."""
-        async with self.compute:
+        compute_s = self.owner.components[step.name]["compute_s"]
+        async with self.device.compute:
             started = time.time()
-            outputs = await asyncio.to_thread(self.owner.runners[c["name"]].run, feeds)
+            outputs = await asyncio.to_thread(self.owner.runners[step.name].run, feeds)
             ran_s = time.time() - started
-            overrun = ran_s > c["compute_s"]
+            overrun = ran_s > compute_s
             if not overrun:
-                await asyncio.sleep(c["compute_s"] - ran_s)
+                await asyncio.sleep(compute_s - ran_s)
             self.owner.runs.append((started, overrun))
         return outputs
-
-
-def _ready(c: Mapping[str, Any], known: Feeds, pending: Mapping[str, Any]) -> bool:
-    return all(t in known or t in pending for t in c["inputs"])
 
 
 @ray.remote(num_cpus=0)
@@ -167,7 +138,11 @@ class DeviceClassActor:
         threads: int,
         optimize: bool,
     ) -> None:
-        self.components = [dict(c) for c in components]
+        self.components = {c["name"]: dict(c) for c in components}
+        self.steps = [
+            Step(c["name"], c["node"], tuple(c["inputs"]), tuple(c["outputs"]), bool(c["app"]))
+            for c in components
+        ]
         self.model_outputs = tuple(model_outputs)
         self.downlinks = dict(downlinks)
         self.inputs = list(inputs)

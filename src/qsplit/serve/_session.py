@@ -6,36 +6,35 @@ Each component on a node other than the infrastructure's device becomes one Serv
 after the node. A request launches every shared component as soon as its inputs are known *as
 deployment responses*: Ray passes a producer's outputs to its consumer replica through the
 object store, so data between shared nodes never comes back to the caller, and independent
-branches run at once. Device components run here, fetching what they read when they run.
+branches run at once. Device components run in this process, fetching what they read when they
+run. Requests are walked (:mod:`qsplit.serve._walk`, the walk the fleet's devices take too) on
+the session's own event loop, whichever threads call it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from qsplit.errors import InputError, TransportError
 from qsplit.infra import Infra
 from qsplit.model import Preprocess
-from qsplit.runtime import (
-    ComponentSpec,
-    Deployment,
-    InferResult,
-    RequestRecord,
-    load_deployment,
-)
+from qsplit.runtime import ComponentSpec, Deployment, InferResult, RequestRecord, load_deployment
 from qsplit.serve import _ray
 from qsplit.serve._runner import ComponentRunner
+from qsplit.serve._walk import Feeds, Step, walk
 
-Feeds = Mapping[str, np.ndarray]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,12 @@ class ReplicaReport:
 
 class RaySession:
     """A deployment served on Ray; use :func:`connect_ray`. Thread-safe: concurrent callers'
-    requests share the replicas (and their batches)."""
+    requests share the replicas (and their batches).
+
+    Requests are walked (:func:`~qsplit.serve._walk.walk`) on the session's own event loop, in
+    a daemon thread from connect to close; callers block on their request's future. Ray Serve's
+    handles route on a loop of their own, so a response can be awaited, or passed on to another
+    call, from this one."""
 
     def __init__(
         self,
@@ -109,14 +113,23 @@ class RaySession:
         self.deployment = deployment
         self.device = device
         self._handles, self._local = handles, local
+        self._steps = [
+            Step(c.name, c.node, c.inputs, c.outputs, c.node != device)
+            for c in deployment.components
+        ]
         self._applications, self._connection = applications, connection
         self._timeout_s = timeout_s
-        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="qsplit-ray-session", daemon=True
+        )
+        self._thread.start()
+        self._closed, self._closing = False, threading.Lock()
 
     def infer(self, feeds: Feeds, *, timeout_s: float | None = None) -> dict[str, np.ndarray]:
-        """The model's outputs for ``feeds``; a component that fails raises
-        :class:`TransportError` naming its node."""
-        return _Request(self, dict(feeds), timeout_s or self._timeout_s).run()
+        """The model's outputs for ``feeds``; a component that fails, or does not answer within
+        ``timeout_s``, raises :class:`TransportError` naming its node."""
+        return self._submit(self._walk(feeds, timeout_s)).result()
 
     def stream(
         self, requests: Iterable[Feeds], *, max_in_flight: int = 1, timeout_s: float | None = None
@@ -124,19 +137,33 @@ class RaySession:
         """Each request's outputs, in input order, with up to ``max_in_flight`` requests at once
         (concurrent requests are what a shared node's batches are made of). A record holds the
         end-to-end latency only: components' times and transfers are inside Ray."""
-        with ThreadPoolExecutor(max_in_flight) as pool:
-            window: deque[Future[InferResult]] = deque()
+        window: deque[Future[InferResult]] = deque()
+        try:
             for index, feeds in enumerate(requests):
                 if len(window) == max_in_flight:
                     yield window.popleft().result()
-                window.append(pool.submit(self._timed, index, feeds, timeout_s))
+                window.append(self._submit(self._timed(index, feeds, timeout_s)))
             while window:
                 yield window.popleft().result()
+        finally:  # a caller that stops early leaves nothing running
+            for future in window:
+                future.cancel()
 
-    def _timed(self, index: int, feeds: Feeds, timeout_s: float | None) -> InferResult:
+    def _submit(self, walking: Coroutine[Any, Any, _T]) -> Future[_T]:
+        with self._closing:  # what is submitted before close is cancelled by it
+            if self._closed:
+                walking.close()
+                raise TransportError("the session is closed")
+            return asyncio.run_coroutine_threadsafe(walking, self._loop)
+
+    async def _walk(self, feeds: Feeds, timeout_s: float | None) -> dict[str, np.ndarray]:
+        calls = _Calls(self._handles, self._local, timeout_s or self._timeout_s)
+        return await walk(self._steps, feeds, self.deployment.model_outputs, calls)
+
+    async def _timed(self, index: int, feeds: Feeds, timeout_s: float | None) -> InferResult:
         start = time.perf_counter()
         try:
-            outputs, error = self.infer(feeds, timeout_s=timeout_s), None
+            outputs, error = await self._walk(feeds, timeout_s), None
         except TransportError as exc:
             outputs, error = None, exc
         latency_s = time.perf_counter() - start
@@ -151,11 +178,17 @@ class RaySession:
         }
 
     def close(self) -> None:
-        """Delete this session's Serve applications; stop Ray if this session started it, and
-        disconnect if it joined a cluster."""
-        if not self._closed:
+        """Stop the session's requests and its loop; delete its Serve applications; stop Ray
+        if this session started it, and disconnect if it joined a cluster."""
+        with self._closing:
+            if self._closed:
+                return
             self._closed = True
-            _ray.stop(self._connection, self._applications)
+        asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+        _ray.stop(self._connection, self._applications)
 
     def __enter__(self) -> RaySession:
         return self
@@ -169,71 +202,46 @@ class RaySession:
         self.close()
 
 
-class _Request:
-    """One request's walk through the components."""
+async def _cancel_all() -> None:
+    """Cancel every other task of the running loop and wait for them and its threads."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_default_executor()
 
-    def __init__(self, session: RaySession, feeds: dict[str, np.ndarray], timeout_s: float):
-        self._session, self._timeout_s = session, timeout_s
-        self._known: dict[str, np.ndarray] = feeds
-        self._pending: dict[str, Any] = {}  # tensor → response of the shared component making it
-        self._producer: dict[int, ComponentSpec] = {}
-        self._results: dict[int, dict[str, np.ndarray]] = {}
 
-    def run(self) -> dict[str, np.ndarray]:
-        waiting = list(self._session.deployment.components)
-        while waiting:
-            waiting = [c for c in waiting if not self._launch(c)]
-            ready = next((c for c in waiting if self._runs_here(c) and self._ready(c)), None)
-            if ready is None and waiting and not any(self._ready(c) for c in waiting):
-                raise InputError(
-                    f"component {waiting[0].name!r} reads a tensor nothing produces",
-                    field="feeds",
-                    fix="pass every model input the deployment names",
-                )
-            if ready is not None:
-                self._run_here(ready)
-                waiting.remove(ready)
-        return {name: self._value(name) for name in self._session.deployment.model_outputs}
+@dataclass(frozen=True)
+class _Calls:
+    """How a session's request walks: shared components through their Serve handles, device
+    components in the loop's threads, and a fetch that fails as :class:`TransportError`."""
 
-    def _runs_here(self, component: ComponentSpec) -> bool:
-        return component.node == self._session.device
+    handles: Mapping[str, Any]
+    local: Mapping[str, ComponentRunner]
+    timeout_s: float
 
-    def _ready(self, component: ComponentSpec) -> bool:
-        return all(t in self._known or t in self._pending for t in component.inputs)
+    async def launch(self, step: Step, own: Feeds, responses: Sequence[Any]) -> Any:
+        return self.handles[step.name].remote(*responses, own)
 
-    def _launch(self, component: ComponentSpec) -> bool:
-        """Send a shared component its inputs if all are known or on their way."""
-        if self._runs_here(component) or not self._ready(component):
-            return False
-        responses = {id(r): r for t in component.inputs if (r := self._pending.get(t)) is not None}
-        own = {t: self._known[t] for t in component.inputs if t in self._known}
-        handle = self._session._handles[component.name]
-        response = handle.remote(*responses.values(), own)
-        self._producer[id(response)] = component
-        for tensor in component.outputs:
-            self._pending[tensor] = response
-        return True
+    async def fetch(self, step: Step, response: Any, wanted: tuple[str, ...]) -> Mapping[str, Any]:
+        try:
+            async with asyncio.timeout(self.timeout_s) as deadline:
+                result: Mapping[str, Any] = await response
+        except Exception as exc:  # Ray's errors: a dead replica, a raising component, time
+            # A replica's exception comes wrapped in Ray's RayTaskError, which holds it as cause.
+            error = cause if isinstance(cause := getattr(exc, "cause", None), Exception) else exc
+            if deadline.expired():
+                reason = f"TimeoutError: no answer within {self.timeout_s} s"
+            else:
+                reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+            raise TransportError(
+                f"component {step.name!r} on node {step.node!r} failed: {reason}", peer=step.node
+            ) from exc
+        return result
 
-    def _run_here(self, component: ComponentSpec) -> None:
-        feeds = {t: self._value(t) for t in component.inputs}
-        self._known.update(self._session._local[component.name].run(feeds))
-
-    def _value(self, tensor: str) -> np.ndarray:
-        if tensor in self._known:
-            return self._known[tensor]
-        response = self._pending[tensor]
-        key = id(response)
-        if key not in self._results:
-            component = self._producer[key]
-            try:
-                self._results[key] = response.result(timeout_s=self._timeout_s)
-            except Exception as exc:  # Ray's errors: a dead replica, a raising component, time
-                raise TransportError(
-                    f"component {component.name!r} on node {component.node!r} failed: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                    peer=component.node,
-                ) from exc
-        return self._results[key][tensor]
+    async def run(self, step: Step, feeds: Feeds) -> Feeds:
+        # ONNX Runtime releases the GIL: the loop goes on launching other requests' components.
+        return await asyncio.to_thread(self.local[step.name].run, feeds)
 
 
 def connect_ray(
