@@ -10,8 +10,9 @@ seeded arrivals, and prints, as JSON:
   predicted, the mean wait for a replica and for a batch to close and the mean batch size
   measured and predicted (the time-out model), the batches that ran and the runs slower than
   their emulated target, the worker replicas running (with ``--node-workers``) and what a batch
-  took beyond its target (median of end − start − target) and to come back to the node's front
-  (median of returned − end: the hop from a worker);
+  took beyond its target (median of end − start − target), to reach its worker (median of
+  received − start, inside the padding) and to come back to the node's front (median of
+  returned − end: the hop from a worker);
 * the fleet plan against every other configuration (throughput and p95 ratios; the issue's goal
   against contention-blind plans: ≥ 1.5× throughput at equal or better p95);
 * the largest prediction error of each configuration with a finite prediction (goal: 15 %);
@@ -86,6 +87,9 @@ def _summary(r: FleetResult, m: FleetMeasurement) -> dict[str, object]:
                 "batch_replicas": len(m.batch_replicas(n.node)),
                 "over_target_ms_median": _median_ms(
                     [b.end_s - b.start_s - b.target_s for b in m.batches if b.node == n.node]
+                ),
+                "hop_to_worker_ms_median": _median_ms(
+                    [b.received_s - b.start_s for b in m.batches if b.node == n.node]
                 ),
                 "hop_back_ms_median": _median_ms(
                     [b.returned_s - b.end_s for b in m.batches if b.node == n.node]

@@ -22,6 +22,7 @@ def step(batch: int, start: float, end: float, wait: float, node: str = "edge", 
         "batch": batch,
         "start": START + start,
         "end": START + end,
+        "received": START + start + 0.002,
         "returned": START + end + 0.01,
         "target_s": 0.5,
         "size": size,
@@ -71,6 +72,7 @@ def test_records_become_the_windows_requests_and_node_work() -> None:
     # The batches started in the window, in start order, with the replica that ran each.
     assert [(b.node, b.batch) for b in m.batches] == [("edge", 2), ("edge", 3), ("cloud", 1)]
     assert m.batches[0].start_s == pytest.approx(4.2) and m.batches[0].end_s == pytest.approx(4.6)
+    assert m.batches[0].received_s == pytest.approx(4.202)
     assert m.batches[0].returned_s == pytest.approx(4.61) and m.batches[0].target_s == 0.5
     assert m.batch_replicas("edge") == {"r1"} and m.most_concurrent("edge") == 1
     # Worker replicas sampled within the window only; none for an in-process node.
@@ -92,7 +94,7 @@ def test_summaries_of_a_measurement() -> None:
 
 def test_the_most_batches_of_a_node_at_once() -> None:
     def batch(node: str, replica: str, start: float, end: float) -> FleetBatch:
-        return FleetBatch(node, replica, 0, start, end, end, end - start, 1, False)
+        return FleetBatch(node, replica, 0, start, start, end, end, end - start, 1, False)
 
     batches = (
         batch("cloud", "w1", 0.0, 1.0),

@@ -31,6 +31,8 @@ class Ran(TypedDict):
     """A batch that ran, as plain values (it crosses Ray from a worker replica to the front)."""
 
     outputs: list[dict[str, np.ndarray]]
+    received: float
+    """Epoch seconds its server got it (after the hop from the node's front, for a worker)."""
     start: float
     """Epoch seconds its server took it: the end of its wait."""
     end: float
@@ -68,6 +70,7 @@ class PaddedBatches:
 
     async def run(self, key: str, feeds: list[Feeds], start: float, target_s: float) -> Ran:
         """Run ``feeds`` on component ``key`` and pad to ``start + target_s``."""
+        received = time.time()
         loop = asyncio.get_running_loop()
         outputs = await loop.run_in_executor(self._pool, self._runners[key].run_many, feeds)
         computed = time.time()
@@ -76,6 +79,7 @@ class PaddedBatches:
             await asyncio.sleep(deadline - computed)
         return Ran(
             outputs=outputs,
+            received=received,
             start=start,
             end=time.time(),
             overrun=computed > deadline,

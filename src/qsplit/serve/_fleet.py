@@ -586,6 +586,7 @@ def _measure(
                     node,
                     step["replica"],
                     step["batch"],
+                    step["received"] - started,
                     start,
                     end,
                     step["returned"] - started,

@@ -52,6 +52,9 @@ class FleetBatch:
     workers."""
     batch: int
     """Its number on its node."""
+    received_s: float
+    """When its server got it: :attr:`start_s` in-process; on a worker, after the hop from
+    the front (hidden in the padding when the worker was free)."""
     start_s: float
     """When its server took it (the end of its wait)."""
     end_s: float

@@ -143,6 +143,7 @@ class NodeReplica:
             "node": self._node,
             "replica": ran["replica"],
             "batch": self._batches,
+            "received": ran["received"],
             "start": ran["start"],
             "end": ran["end"],
             "returned": returned,
