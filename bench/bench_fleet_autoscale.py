@@ -3,22 +3,24 @@ worker replicas over time (sampled from Serve's status), and the latencies befor
 
 Plans ``--infra`` (default: the example fleet-testbed.yaml), serves the plan with every shared
 node's batches on worker replicas that Serve autoscales between ``--min-workers`` and the node's
-planned replicas (``qsplit.serve.NodeScaling("autoscale")``), runs the planned devices for
-``--phase`` seconds after ``--warmup``, then starts ``--join-scale`` − 1 times as many more
-devices per class and runs another phase. Prints, as JSON: per node the worker replicas at each
-change, the replicas that ran batches, ρ and overruns; p50/p95 of the requests sent before the
-join and of those sent after it (from ``--settle`` seconds after), each beside the fleet model's
-prediction for that many devices (without the serving path's fixed cost, which
-bench_fleet_testbed.py calibrates); and then the same in short.
+planned replicas (``qsplit.serve.NodeScaling("autoscale")``), runs ``--start-scale`` times the
+planned devices per class (rounded up) for ``--phase`` seconds after ``--warmup``, then starts
+more, up to ``--join-scale`` times the planned devices, and runs another phase. Prints, as
+JSON: per node the worker replicas at each change from its deployment on (seconds since the
+devices started; negative: before), the replicas that ran batches, ρ and overruns; p50/p95 of
+the requests sent before the join and of those sent after it (from ``--settle`` seconds
+after), each beside the fleet model's prediction for that many devices (without the serving
+path's fixed cost, which bench_fleet_testbed.py calibrates); and then the same in short.
 
 Usage: PYTHONPATH=src python bench/bench_fleet_autoscale.py [--infra FILE] [--phase 60]
-[--warmup 10] [--join-scale 2] [--settle 20] [--seed 0] [--min-workers 1]
+[--warmup 10] [--start-scale 1] [--join-scale 2] [--settle 20] [--seed 0] [--min-workers 1]
 [--upscale-delay 2] [--downscale-delay 10] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import time
@@ -58,7 +60,8 @@ def main() -> None:
     parser.add_argument("--infra", type=Path, default=EXAMPLES / "fleet-testbed.yaml")
     parser.add_argument("--phase", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
-    parser.add_argument("--join-scale", type=int, default=2)
+    parser.add_argument("--start-scale", type=float, default=1.0)
+    parser.add_argument("--join-scale", type=float, default=2.0)
     parser.add_argument("--settle", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-workers", type=int, default=1)
@@ -78,29 +81,28 @@ def main() -> None:
         upscale_delay_s=args.upscale_delay,
         downscale_delay_s=args.downscale_delay,
     )
+    planned = {c.name: c.count for c in deployment.classes}
+    counts = {n: math.ceil(k * args.start_scale) for n, k in planned.items()}
+    joined_counts = {n: max(counts[n], round(k * args.join_scale)) for n, k in planned.items()}
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     started = time.perf_counter()
     with FleetServing(fleet, model=model, profiles=profiles, batching=batching) as serving:
-        run = serving.start(deployment, seed=args.seed, scaling=scaling)
+        run = serving.start(deployment, devices=counts, seed=args.seed, scaling=scaling)
         try:
             first = run.elapsed_s() + args.warmup
             time.sleep(max(0.0, first + args.phase - run.elapsed_s()))
             joined = run.elapsed_s()
-            for c in deployment.classes:
-                run.add_devices(c.name, c.count * (args.join_scale - 1))
+            for name, count in joined_counts.items():
+                run.add_devices(name, count - counts[name])
             time.sleep(max(0.0, joined + args.phase - run.elapsed_s()))
+            timeline = run.worker_replicas()  # from the deployment on, warm-up included
             m = run.finish("autoscale-join", (first, run.elapsed_s()))
         finally:
             run.close()
     predictor = Predictor(fleet, graph, profiles, batching)
-    counts = {c.name: c.count for c in deployment.classes}
     phases = {
         "before": (first, joined, counts),
-        "after": (
-            joined + args.settle,
-            float("inf"),
-            {n: k * args.join_scale for n, k in counts.items()},
-        ),
+        "after": (joined + args.settle, float("inf"), joined_counts),
     }
     latencies = {}
     for name, (start, stop, devices) in phases.items():
@@ -114,7 +116,7 @@ def main() -> None:
     nodes = {
         s.node: {
             "replicas_planned": s.replicas,
-            "workers_over_time": _changes(m.worker_replicas.get(s.node, ())),
+            "workers_over_time": _changes(timeline.get(s.node, ())),
             "batch_replicas": len(m.batch_replicas(s.node)),
             "rho": m.utilisation(s.node),
             "overruns": f"{m.overruns.get(s.node, 0)}/{m.runs.get(s.node, 0)}",
