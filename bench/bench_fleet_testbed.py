@@ -9,7 +9,10 @@ seeded arrivals, and prints, as JSON:
   beside the prediction (``ratio`` = predicted / measured), per shared node ρ measured and
   predicted, the mean wait for a replica and for a batch to close and the mean batch size
   measured and predicted (the time-out model), the batches that ran and the runs slower than
-  their emulated target;
+  their emulated target, the worker replicas running (with ``--node-workers``) and what a batch
+  took beyond its target (median of end − start − target), to reach its worker (median of
+  received − start, inside the padding) and to come back to the node's front (median of
+  returned − end: the hop from a worker);
 * the fleet plan against every other configuration (throughput and p95 ratios; the issue's goal
   against contention-blind plans: ≥ 1.5× throughput at equal or better p95);
 * the largest prediction error of each configuration with a finite prediction (goal: 15 %);
@@ -20,6 +23,7 @@ for the record in docs/BENCHMARKS.md.
 Usage: PYTHONPATH=src /work/venvs/ray/bin/python bench/bench_fleet_testbed.py
 [--infra FILE] [--devices N] [--duration 60] [--warmup 5] [--seed 0] [--cloud-batch 4]
 [--batch-wait 0.05] [--rate-scale 1] [--batching-only] [--input-size N] [--out DIR] [--json FILE]
+[--node-workers in-process|fixed|autoscale] [--min-workers 1]
 
 ``--batch-wait``, ``--rate-scale`` and ``--batching-only`` make the batching-gain scenario: a
 cloud that sees enough requests per batch window to form batches, measured at the forced batch
@@ -35,10 +39,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from _output import emit_json
 from qsplit.demo import FleetDemoConfig, run_fleet_demo
 from qsplit.fleet import BATCH_WAIT_S
 from qsplit.report import FleetResult, Quantity
+from qsplit.serve import FleetMeasurement, NodeScaling
+from qsplit.serve._scaling import MODES
 
 
 def _quantity(q: Quantity) -> dict[str, float | None]:
@@ -46,7 +54,11 @@ def _quantity(q: Quantity) -> dict[str, float | None]:
     return {"predicted_s": q.predicted, "measured_s": q.measured, "ratio": ratio}
 
 
-def _summary(r: FleetResult) -> dict[str, object]:
+def _median_ms(values: list[float]) -> float | None:
+    return float(np.median(values)) * 1e3 if values else None
+
+
+def _summary(r: FleetResult, m: FleetMeasurement) -> dict[str, object]:
     return {
         "offered_hz": r.offered_hz,
         "throughput_hz": r.throughput_hz,
@@ -71,6 +83,17 @@ def _summary(r: FleetResult) -> dict[str, object]:
                 "batch_predicted": n.batch_size.predicted,
                 "batches": {str(b): k for b, k in sorted(n.batches.items())},
                 "overruns": f"{n.overruns}/{n.runs}",
+                "workers": m.workers(n.node),
+                "batch_replicas": len(m.batch_replicas(n.node)),
+                "over_target_ms_median": _median_ms(
+                    [b.end_s - b.start_s - b.target_s for b in m.batches if b.node == n.node]
+                ),
+                "hop_to_worker_ms_median": _median_ms(
+                    [b.received_s - b.start_s for b in m.batches if b.node == n.node]
+                ),
+                "hop_back_ms_median": _median_ms(
+                    [b.returned_s - b.end_s for b in m.batches if b.node == n.node]
+                ),
             }
             for n in r.nodes
         },
@@ -129,6 +152,13 @@ def main() -> None:
         help="run only the fleet plan and its batch twins (no baselines)",
     )
     parser.add_argument("--input-size", type=int, help="square input (default: the model's)")
+    parser.add_argument(
+        "--node-workers",
+        choices=MODES,
+        default="in-process",
+        help="what the shared nodes run their batches on (qsplit.serve.NodeScaling)",
+    )
+    parser.add_argument("--min-workers", type=int, default=1, help="autoscale: workers kept")
     parser.add_argument("--out", type=Path, default=Path("bench/out/fleet-testbed"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -144,6 +174,7 @@ def main() -> None:
         forced_batch={"cloud": args.cloud_batch} if args.cloud_batch > 1 else {},
         batch_wait_s=args.batch_wait,
         rate_scale=args.rate_scale,
+        node_scaling=NodeScaling(args.node_workers, min_replicas=args.min_workers),
     )
     if args.batching_only:
         config = replace(config, baselines=())
@@ -165,7 +196,11 @@ def main() -> None:
             "duration_s": config.duration_s,
             "batch_wait_s": config.batch_wait_s,
             "rate_scale": config.rate_scale,
-            "configurations": {r.label: _summary(r) for r in outcome.results},
+            "node_workers": args.node_workers,
+            "configurations": {
+                r.label: _summary(r, m)
+                for r, m in zip(outcome.results, outcome.measurements, strict=True)
+            },
             "fleet_versus": {
                 v.against: {
                     "throughput_ratio": v.throughput_ratio,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,24 @@ def test_call_overhead_is_the_excess_per_call_weighted_by_requests() -> None:
     assert call_overhead(predicted, measured, {"c": 0}) == 0.0
     faster = FleetMeasurement("x", 10.0, tuple(requests("a", 0.5, 2)), {}, {}, {}, {}, {}, 2)
     assert call_overhead(predicted, faster, {"a": 1}) == 0.0
+
+
+def test_the_node_table_shows_the_worker_replicas_each_node_ran(demo) -> None:
+    """``in-process`` where a node had no workers; the fewest–most where it had (a sample of
+    an autoscaled run), beside the measured and predicted wait."""
+    from rich.console import Console
+
+    from qsplit.cli.fleet_demo_cmd import node_table
+
+    outcome, _ = demo
+    fleet = outcome.measurements[0]
+    node = outcome.results[0].nodes[0].node
+    scaled = replace(fleet, worker_replicas={node: ((1.0, 1), (2.0, 3), (3.0, 2))})
+    console = Console(record=True, width=200)
+    console.print(node_table(outcome.results[:1], [fleet]))
+    console.print(node_table(outcome.results[:1], [scaled]))
+    lines = [line for line in console.export_text().splitlines() if f" {node} " in line]
+    assert len(lines) == 2
+    assert "in-process" in lines[0] and "1–3" in lines[1] and "in-process" not in lines[1]
+    wait = outcome.results[0].nodes[0].wait_s
+    assert f"/ {wait.predicted * 1e3:.0f} ms" in lines[0]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from qsplit.serve import FleetMeasurement, FleetRequest
+from qsplit.serve import FleetBatch, FleetMeasurement, FleetRequest
 from qsplit.serve._emulation import batch_target_s, route_s
 from qsplit.serve._fleet import _measure
 
@@ -22,6 +22,9 @@ def step(batch: int, start: float, end: float, wait: float, node: str = "edge", 
         "batch": batch,
         "start": START + start,
         "end": START + end,
+        "received": START + start + 0.002,
+        "returned": START + end + 0.01,
+        "target_s": 0.5,
         "size": size,
         "overrun": end - start > 0.5,
         "wait_s": wait,
@@ -52,7 +55,8 @@ def test_records_become_the_windows_requests_and_node_work() -> None:
             "runs": [(START + 4.1, False), (START + 6.1, True), (START + 1.0, False)],
         }
     }
-    m = _measure("fleet", results, {"edge": 1, "cloud": 2}, START, (3.0, 9.0))
+    workers = {"edge": ((2.0, 1), (4.0, 2), (8.5, 1), (9.5, 3)), "cloud": ()}
+    m = _measure("fleet", results, {"edge": 1, "cloud": 2}, START, (3.0, 9.0), workers)
     assert [(r.device, r.index) for r in m.requests] == [(0, 1), (1, 0), (1, 1)]
     assert m.requests[1].shared_wait_s == pytest.approx({"edge": 0.3, "cloud": 0.0})
     assert m.requests[1].shared_forming_s == pytest.approx({"edge": 0.15, "cloud": 0.0})
@@ -65,6 +69,15 @@ def test_records_become_the_windows_requests_and_node_work() -> None:
     assert m.completions == 2  # (0, 1) and (1, 0); (0, 0) finished before the window
     assert m.throughput_hz() == pytest.approx(2 / 6)
     assert m.utilisation("cloud") == pytest.approx(0.2 / (2 * 6))
+    # The batches started in the window, in start order, with the replica that ran each.
+    assert [(b.node, b.batch) for b in m.batches] == [("edge", 2), ("edge", 3), ("cloud", 1)]
+    assert m.batches[0].start_s == pytest.approx(4.2) and m.batches[0].end_s == pytest.approx(4.6)
+    assert m.batches[0].received_s == pytest.approx(4.202)
+    assert m.batches[0].returned_s == pytest.approx(4.61) and m.batches[0].target_s == 0.5
+    assert m.batch_replicas("edge") == {"r1"} and m.most_concurrent("edge") == 1
+    # Worker replicas sampled within the window only; none for an in-process node.
+    assert m.worker_replicas["edge"] == ((4.0, 2), (8.5, 1))
+    assert m.workers("edge") == (1, 2) and m.workers("cloud") is None
 
 
 def test_summaries_of_a_measurement() -> None:
@@ -77,6 +90,22 @@ def test_summaries_of_a_measurement() -> None:
     assert m.quantile(0.5) == pytest.approx(0.55)
     assert m.utilisation("edge") == 0.5 and m.throughput_hz() == 0.9
     assert math.isnan(m.quantile(0.5, "nobody")) and math.isnan(m.mean_wait_s("edge"))
+
+
+def test_the_most_batches_of_a_node_at_once() -> None:
+    def batch(node: str, replica: str, start: float, end: float) -> FleetBatch:
+        return FleetBatch(node, replica, 0, start, start, end, end, end - start, 1, False)
+
+    batches = (
+        batch("cloud", "w1", 0.0, 1.0),
+        batch("cloud", "w2", 0.5, 1.5),
+        batch("cloud", "w1", 1.0, 2.0),  # starts as the first ends: not three at once
+        batch("cloud", "w3", 1.2, 1.4),
+        batch("edge", "w4", 0.0, 3.0),
+    )
+    m = FleetMeasurement("x", 3.0, (), {}, {"cloud": 3}, {}, {}, {}, 0, batches)
+    assert m.most_concurrent("cloud") == 3 and m.most_concurrent("edge") == 1
+    assert m.batch_replicas("cloud") == {"w1", "w2", "w3"} and m.most_concurrent("phones") == 0
 
 
 def test_emulated_batches_and_routes() -> None:

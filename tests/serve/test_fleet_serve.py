@@ -1,7 +1,8 @@
 """A fleet deployment on an embedded Ray: every class gets the whole model's outputs (fp32) or
 the planned quantized model's; each shared node is one Serve application in which identical
 components of two classes are one component; padding holds batches to their node's time;
-devices join and leave mid-run without failing or holding up the others' requests."""
+devices join and leave mid-run without failing or holding up the others' requests; a node's
+batches run on its fixed worker replicas, still one queue, or on workers Serve autoscales."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from qsplit.fleet import (
 )
 from qsplit.model import analyze
 from qsplit.quant import Quantizer, calibrate, image_feeds
-from qsplit.serve import FleetMeasurement, FleetRun, FleetServing
+from qsplit.serve import FleetMeasurement, FleetRun, FleetServing, NodeScaling
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'qsplit[ray]')")
 pytestmark = [
@@ -65,6 +66,25 @@ def deployment(blocks: tuple[str, ...]) -> FleetDeployment:
                 ),
             ),
             SharedDeployment("cloud", 2, 1, (cloud,)),
+        ),
+    )
+
+
+def cloud_only(blocks: tuple[str, ...], rate_hz: float, replicas: int) -> FleetDeployment:
+    """Both classes run the whole model on a cloud of ``replicas``: one component, one batcher."""
+    everything = dict.fromkeys(blocks, "cloud")
+    return FleetDeployment(
+        (
+            ClassDeployment("cameras", 3, rate_hz, everything),
+            ClassDeployment("phones", 2, rate_hz, everything),
+        ),
+        (
+            SharedDeployment(
+                "cloud",
+                replicas,
+                1,
+                (HostedComponent(blocks, ("cameras", "phones"), 5 * rate_hz),),
+            ),
         ),
     )
 
@@ -228,3 +248,107 @@ def test_a_quantized_plan_gives_the_planned_quantized_models_outputs(
     finally:
         run.close()
     assert max(errors.values()) <= 1e-4, errors
+
+
+@dataclass(frozen=True)
+class Workers:
+    run: FleetRun
+    measurement: FleetMeasurement
+    errors: dict[str, float]
+    """Per class, the largest relative difference from the whole model (fp32)."""
+
+
+@pytest.fixture(scope="module")
+def fixed_workers(serving: FleetServing, yolo11n_path: Path) -> Iterator[Workers]:
+    """The deployment run for a phase with each node's batches on its planned number of worker
+    replicas (cloud 2, edge 1); the fp32 outputs are checked against the whole model."""
+    import time
+
+    model, graph = analyze(str(yolo11n_path))
+    run = serving.start(deployment(graph.block_names), seed=3, scaling=NodeScaling("fixed"))
+    try:
+        errors = output_errors(run, images(2), session(model.proto))
+        time.sleep(max(0.0, PHASE_S - run.elapsed_s()))
+        yield Workers(run, run.finish("fixed-workers"), errors)
+    finally:
+        run.close()
+
+
+def test_fixed_workers_run_a_nodes_batches_on_its_replicas_as_one_queue(
+    fixed_workers: Workers,
+) -> None:
+    """Every class gets the whole model's outputs; the cloud's batches ran on both its worker
+    replicas, never more than 2 at once (the front's slots: one queue), the edge's on its one;
+    each batch is held to its node's time from when its worker took it, and its outputs reach
+    the front after that (the hop back)."""
+    m = fixed_workers.measurement
+    assert max(fixed_workers.errors.values()) <= 1e-4, fixed_workers.errors
+    assert not m.failed(), [r.error for r in m.failed()][:3]
+    assert m.completed()
+    cloud, edge = m.batch_replicas("cloud"), m.batch_replicas("edge")
+    assert len(cloud) == 2 and len(edge) == 1 and not cloud & edge
+    assert m.most_concurrent("cloud") <= 2 and m.most_concurrent("edge") == 1
+    assert m.workers("cloud") == (2, 2) and m.workers("edge") == (1, 1)
+    assert len({(b.node, b.batch) for b in m.batches}) == len(m.batches)
+    for b in m.batches:
+        assert b.end_s - b.start_s >= b.target_s - 1e-3 or b.overrun, b
+        assert b.start_s <= b.received_s <= b.end_s and b.returned_s >= b.end_s
+    waits = [w for r in m.completed() for w in r.shared_wait_s.values()]
+    assert min(waits) >= 0
+
+
+AUTOSCALE_RATE_HZ = 0.4
+"""Per device, 2 requests/s in all on a cloud of 0.8 s per request: more than one worker
+serves (1.25/s), three at ρ 0.53."""
+
+
+@dataclass(frozen=True)
+class Autoscaled:
+    run: FleetRun
+    measurement: FleetMeasurement
+    errors: dict[str, float]
+    idle: tuple[tuple[float, int], ...]
+    """The cloud's worker replicas sampled after every device left."""
+
+
+@pytest.fixture(scope="module")
+def autoscaled(serving: FleetServing, yolo11n_path: Path) -> Iterator[Autoscaled]:
+    """Every class on a 3-replica cloud whose workers Serve scales from 1, under more load
+    than one serves; the outputs checked once it has had time to scale; then every device
+    leaves and the cloud is watched scaling down."""
+    import time
+
+    model, graph = analyze(str(yolo11n_path))
+    scaling = NodeScaling("autoscale", upscale_delay_s=1, downscale_delay_s=3, look_back_period_s=1)
+    plan = cloud_only(graph.block_names, AUTOSCALE_RATE_HZ, 3)
+    run = serving.start(plan, seed=5, scaling=scaling)
+    try:
+        time.sleep(max(0.0, PHASE_S - run.elapsed_s()))
+        errors = output_errors(run, images(2), session(model.proto))
+        busy_until = run.elapsed_s()
+        run.remove_devices("cameras", 3)
+        run.remove_devices("phones", 2)
+        give_up = time.time() + 60
+        while time.time() < give_up and run.worker_replicas()["cloud"][-1][1] > 1:
+            time.sleep(1)
+        idle = tuple(s for s in run.worker_replicas()["cloud"] if s[0] >= busy_until)
+        yield Autoscaled(run, run.finish("autoscale", (0.0, busy_until)), errors, idle)
+    finally:
+        run.close()
+
+
+def test_serve_scales_a_nodes_workers_up_under_load_and_down_when_idle(
+    autoscaled: Autoscaled,
+) -> None:
+    m = autoscaled.measurement
+    assert max(autoscaled.errors.values()) <= 1e-4, autoscaled.errors
+    assert not m.failed(), [r.error for r in m.failed()][:3]
+    samples = m.worker_replicas["cloud"]
+    assert samples[0][1] == 1  # min_replicas
+    assert m.workers("cloud") is not None and m.workers("cloud")[1] > 1, samples
+    assert len(m.batch_replicas("cloud")) > 1
+    assert m.most_concurrent("cloud") <= 3
+    # Requests sent after it scaled up still complete.
+    scaled = next(t for t, n in samples if n > 1)
+    assert [r for r in m.completed() if r.sent_s > scaled]
+    assert autoscaled.idle and autoscaled.idle[-1][1] == 1, autoscaled.idle

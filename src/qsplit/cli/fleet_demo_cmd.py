@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +19,15 @@ from qsplit.cli.fleet_cmd import BatchWaitOption, ModelOption, UtilisationOption
 from qsplit.fleet import BATCH_WAIT_S, UTILISATION_MAX
 from qsplit.model import parse_input_shape
 from qsplit.report import FLEET_TOLERANCE, FleetResult, Quantity, validation_rows
+from qsplit.serve import FleetMeasurement, NodeScaling
+
+
+class NodeWorkers(StrEnum):
+    """What a shared node runs its batches on (:class:`qsplit.serve.NodeScaling`)."""
+
+    in_process = "in-process"
+    fixed = "fixed"
+    autoscale = "autoscale"
 
 
 @fleet_app.command("demo")
@@ -58,6 +69,17 @@ def demo_command(
         str | None,
         typer.Option("--ray-address", help="Join this Ray cluster instead of an embedded Ray."),
     ] = None,
+    node_workers: Annotated[
+        NodeWorkers,
+        typer.Option(
+            help="Run each shared node's batches in its own replica (in-process), on its planned "
+            "number of Serve worker replicas (fixed), or on workers Serve autoscales up to that "
+            "number (autoscale).",
+        ),
+    ] = NodeWorkers.in_process,
+    min_workers: Annotated[
+        int, typer.Option(help="With --node-workers autoscale: workers a node keeps.", min=1)
+    ] = 1,
 ) -> None:
     """Plan the fleet, run the fleet plan and the baselines (every class alone, cloud-only,
     device-only, the plan at batch 1) on emulated devices, and compare with the prediction.
@@ -77,6 +99,7 @@ def demo_command(
         batch_wait_s=batch_wait,
         address=ray_address,
         input_shapes=dict(parse_input_shape(s) for s in input_shape or []) or None,
+        node_scaling=NodeScaling(node_workers.value, min_replicas=min_workers),
     )
     if infra is not None:
         config = replace(config, infra=infra)
@@ -85,7 +108,7 @@ def demo_command(
     with progress_bars() as progress:
         outcome = run_fleet_demo(config, progress)
     console.print(configuration_table(outcome.results))
-    console.print(node_table(outcome.results))
+    console.print(node_table(outcome.results, outcome.measurements))
     console.print(validation_table(outcome.results))
     console.print(
         f"Ray's fixed cost per shared-component call (calibration run, in every prediction): "
@@ -121,24 +144,43 @@ def configuration_table(results: tuple[FleetResult, ...]) -> Table:
     return table
 
 
-def node_table(results: tuple[FleetResult, ...]) -> Table:
+def node_table(
+    results: Sequence[FleetResult], measurements: Sequence[FleetMeasurement]
+) -> Table:
     table = Table(title="Shared nodes (ρ and mean wait: measured / predicted)")
     for column in (
         "configuration",
         "node",
         "replicas",
+        "workers",
         "ρ",
         "wait",
         "batches (size×count)",
         "overruns",
     ):
         table.add_column(column, justify="left" if column in ("configuration", "node") else "right")
-    for r in results:
+    for r, m in zip(results, measurements, strict=True):
         for n in r.nodes:
             batches = " ".join(f"{b}×{k}" for b, k in sorted(n.batches.items())) or "—"
-            rho = f"{n.utilisation.measured:.2f} / {n.utilisation.predicted:.2f}"
-            table.add_row(r.label, n.node, str(n.replicas), rho, batches, f"{n.overruns}/{n.runs}")
+            table.add_row(
+                r.label,
+                n.node,
+                str(n.replicas),
+                _workers(m.workers(n.node)),
+                f"{n.utilisation.measured:.2f} / {n.utilisation.predicted:.2f}",
+                f"{_ms(n.wait_s.measured)} / {_ms(n.wait_s.predicted)}",
+                batches,
+                f"{n.overruns}/{n.runs}",
+            )
     return table
+
+
+def _workers(counts: tuple[int, int] | None) -> str:
+    """Worker replicas running over the window: ``in-process`` when the node had none."""
+    if counts is None:
+        return "in-process"
+    low, high = counts
+    return str(low) if low == high else f"{low}–{high}"
 
 
 def validation_table(results: tuple[FleetResult, ...]) -> Table:

@@ -51,7 +51,7 @@ from qsplit.fleet import (
 from qsplit.model import LayerGraph, analyze
 from qsplit.profile import ComputeProfile
 from qsplit.report import FleetResult, Versus, compare_fleet, plot_fleet, versus
-from qsplit.serve import FleetMeasurement, FleetServing
+from qsplit.serve import FleetMeasurement, FleetServing, NodeScaling
 
 FLEET_DEMO_KIND = "fleet-demo"
 FLEET_DEMO_SCHEMA_VERSION = 1
@@ -108,6 +108,9 @@ class FleetDemoConfig:
     plot: bool = True
     address: str | None = None
     """A Ray cluster to join; default: an embedded Ray."""
+    node_scaling: NodeScaling = field(default_factory=NodeScaling)
+    """What the shared nodes run their batches on: in-process (default), fixed or autoscaled
+    worker replicas (:class:`qsplit.serve.NodeScaling`)."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,7 @@ def _ray_runner(
             devices=devices,
             seed=config.seed,
             label=label,
+            scaling=config.node_scaling,
         )
 
     return run

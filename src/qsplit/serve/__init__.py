@@ -10,17 +10,20 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 
 from qsplit.serve._fleet import FleetRun, FleetServing, run_fleet
 from qsplit.serve._gateway import ServeHost
-from qsplit.serve._measure import FleetMeasurement, FleetRequest
+from qsplit.serve._measure import FleetBatch, FleetMeasurement, FleetRequest
 from qsplit.serve._ray import check_resources, import_ray, start_embedded
 from qsplit.serve._runner import ComponentRunner, widen_batch
+from qsplit.serve._scaling import NodeScaling
 from qsplit.serve._session import NodeServing, RaySession, ReplicaReport, connect_ray
 
 __all__ = [
     "ComponentRunner",
+    "FleetBatch",
     "FleetMeasurement",
     "FleetRequest",
     "FleetRun",
     "FleetServing",
+    "NodeScaling",
     "NodeServing",
     "RaySession",
     "ReplicaReport",

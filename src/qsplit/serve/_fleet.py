@@ -5,7 +5,9 @@ For each device class the plan's assignment is split exactly as for one device
 by its node and its blocks: classes whose plans put the same blocks on the same node run the
 *same* component, with one batcher, so their requests batch together. Each shared node is one
 Serve application (:class:`~qsplit.serve._node.NodeReplica`) hosting its components, its
-``replicas`` slots one FIFO queue of batches, as the fleet model has it. Each class is one Ray
+``replicas`` slots one FIFO queue of batches, as the fleet model has it; the batches run in it
+or on a deployment of worker replicas, fixed or autoscaled by Serve
+(:class:`~qsplit.serve._scaling.NodeScaling`). Each class is one Ray
 actor hosting its emulated devices (:mod:`qsplit.serve._devices`). Nodes and links are
 emulated: nodes and devices pad each run to the profiled time, transfers wait out the planned
 links (docs/serve.md, *Serving a fleet*).
@@ -38,7 +40,9 @@ from qsplit.partition import components
 from qsplit.profile import ComputeProfile
 from qsplit.runtime import ComponentSpec, Deployment, build_deployment
 from qsplit.serve import _ray
-from qsplit.serve._measure import FleetMeasurement, FleetRequest
+from qsplit.serve._measure import FleetBatch, FleetMeasurement, FleetRequest
+from qsplit.serve._scaling import WORKERS, NodeScaling
+from qsplit.serve._watch import ReplicaWatch, Samples
 
 DEVICE_RESOURCE = "device"
 """The custom resource the class actors are placed by."""
@@ -70,6 +74,7 @@ class FleetRun:
         components: Mapping[str, tuple[str, ...]],
         replicas: Mapping[str, int],
         started: float,
+        watch: ReplicaWatch | None = None,
     ) -> None:
         self.actors = dict(actors)
         """Device class → its Ray actor."""
@@ -79,12 +84,19 @@ class FleetRun:
         """Each shared component (node application and key, ``app/key``) → the classes whose
         requests it runs (one component, one batcher, for identical ones of several classes)."""
         self._replicas = dict(replicas)
+        self._watch = watch
         self.started = started
         """Epoch seconds at which the devices started issuing requests (time 0 of the run)."""
         self._finished = False
 
     def elapsed_s(self) -> float:
         return time.time() - self.started
+
+    def worker_replicas(self) -> Samples:
+        """Shared node → ``(seconds since :attr:`started`, running worker replicas)`` sampled
+        from Serve so far; empty when the nodes run their batches in-process."""
+        samples = self._watch.samples() if self._watch is not None else {}
+        return {n: tuple((t - self.started, k) for t, k in s) for n, s in samples.items()}
 
     def add_devices(self, device_class: str, count: int) -> tuple[int, ...]:
         """Start ``count`` more devices of ``device_class``; their numbers."""
@@ -109,6 +121,7 @@ class FleetRun:
         ray, _ = _ray.import_ray()
         results = ray.get([a.finish.remote() for a in self.actors.values()])
         end = self.elapsed_s()
+        workers = self.worker_replicas()
         self.close()
         crashed = [
             f"{c}: {e}" for c, r in zip(self.actors, results, strict=True) for e in r["crashed"]
@@ -122,6 +135,7 @@ class FleetRun:
             self._replicas,
             self.started,
             (start, stop),
+            workers,
         )
 
     def close(self) -> None:
@@ -129,6 +143,8 @@ class FleetRun:
         if self._finished:
             return
         self._finished = True
+        if self._watch is not None:
+            self._watch.stop()
         ray, serve = _ray.import_ray()
         for actor in self.actors.values():
             ray.kill(actor)
@@ -185,11 +201,16 @@ class FleetServing:
         devices: Mapping[str, int] | None = None,
         seed: int = 0,
         quantized: Collection[str] = (),
+        scaling: NodeScaling | None = None,
     ) -> FleetRun:
         """Deploy ``deployment`` and start its devices (``devices``: per class, default the
         plan's counts; a class at 0 still gets its actor, for devices to join later).
         ``quantized`` blocks run in int8 (calibrated as :func:`qsplit.runtime.build_deployment`
-        does) wherever they run."""
+        does) wherever they run. ``scaling`` says what the shared nodes run their batches on
+        (default: in their own replica)."""
+        scaling = scaling or NodeScaling()
+        for s in deployment.shared:
+            scaling.check(s.node, s.replicas)
         counts = {c.name: c.count for c in deployment.classes} | dict(devices or {})
         unknown = sorted(set(counts) - {c.name for c in deployment.classes})
         if unknown:
@@ -219,14 +240,19 @@ class FleetServing:
             for (node, _), s in shared.items()
         }
         replicas = {s.node: s.replicas for s in deployment.shared}
-        run = FleetRun({}, applications, users, replicas, 0.0)
+        watch = (
+            ReplicaWatch({n: (a, n + WORKERS) for n, a in applications.items()})
+            if scaling.workers
+            else None
+        )
+        run = FleetRun({}, applications, users, replicas, 0.0, watch)
         try:
             from qsplit.serve._node import deploy_nodes
 
             # Each is a new process (ONNX Runtime, the components): the class actors start
             # while the nodes deploy.
             self._create_actors(run, deployment, built, walks, seed)
-            deploy_nodes(self._nodes(shared, deployment, applications))
+            deploy_nodes(self._nodes(shared, deployment, applications), scaling)
             self._start_devices(run, counts)
         except BaseException:
             run.close()
@@ -314,6 +340,7 @@ class FleetServing:
         seed: int = 0,
         label: str = "fleet",
         quantized: Collection[str] = (),
+        scaling: NodeScaling | None = None,
     ) -> FleetMeasurement:
         """Run ``deployment`` and measure the requests sent in the ``duration_s`` after a
         ``warmup_s`` (each waited for until it completes).
@@ -321,7 +348,9 @@ class FleetServing:
         The window opens a warm-up after :meth:`start` returned, i.e. after every class actor
         has started its devices: on a loaded host an actor can take 15-45 s to exist, and a
         window counted from the run's nominal start would then open before any device."""
-        run = self.start(deployment, devices=devices, seed=seed, quantized=quantized)
+        run = self.start(
+            deployment, devices=devices, seed=seed, quantized=quantized, scaling=scaling
+        )
         try:
             first = run.elapsed_s() + warmup_s
             last = first + duration_s
@@ -416,6 +445,7 @@ def run_fleet(
     quantized: Collection[str] = (),
     calibration: Any = None,
     address: str | None = None,
+    scaling: NodeScaling | None = None,
 ) -> FleetMeasurement:
     """Run ``deployment`` (a fleet plan, or a baseline as ``FleetPlan.deployment(name)``) on
     Ray with emulated devices, nodes and links, and measure it.
@@ -424,7 +454,8 @@ def run_fleet(
     emulated devices per class (default: the plan's counts); requests sent in the ``duration_s``
     after ``warmup_s`` are measured. ``profiles`` (node or class → compute profile; default:
     :func:`qsplit.fleet.fleet_profiles`) and ``batching`` set the emulated speeds;
-    ``input_shapes`` runs the model at another input size. Starts Ray once; use
+    ``input_shapes`` runs the model at another input size; ``scaling`` what the shared nodes
+    run their batches on (default: in-process). Starts Ray once; use
     :class:`FleetServing` to run several deployments on one Ray.
     """
     with FleetServing(
@@ -444,6 +475,7 @@ def run_fleet(
             seed=seed,
             label=label,
             quantized=quantized,
+            scaling=scaling,
         )
 
 
@@ -512,8 +544,11 @@ def _measure(
     replicas: Mapping[str, int],
     started: float,
     window: tuple[float, float],
+    workers: Samples | None = None,
 ) -> FleetMeasurement:
-    """The actors' records, relative to the run's start, restricted to the window."""
+    """The actors' records, relative to the run's start, restricted to the window, and the
+    worker replicas sampled in it (``workers``: seconds since the start, as
+    :meth:`FleetRun.worker_replicas` gives them)."""
     first, last = window
     requests, batches = [], {}
     runs: dict[str, int] = {}
@@ -524,7 +559,7 @@ def _measure(
             if r["done"] is not None and first <= r["done"] - started < last:
                 completions += 1
             for step in r["trace"]:
-                batches[(step["replica"], step["batch"])] = step
+                batches[(step["node"], step["batch"])] = step
             sent = r["sent"] - started
             if not first <= sent < last:
                 continue
@@ -541,10 +576,25 @@ def _measure(
         runs[name], overruns[name] = len(inside), sum(inside)
     busy = dict.fromkeys(replicas, 0.0)
     sizes: dict[str, dict[int, int]] = {n: {} for n in replicas}
+    ran = []
     for step in batches.values():
         node, start, end = step["node"], step["start"] - started, step["end"] - started
         busy[node] += max(0.0, min(end, last) - max(start, first))
         if first <= start < last:
+            ran.append(
+                FleetBatch(
+                    node,
+                    step["replica"],
+                    step["batch"],
+                    step["received"] - started,
+                    start,
+                    end,
+                    step["returned"] - started,
+                    step["target_s"],
+                    step["size"],
+                    step["overrun"],
+                )
+            )
             sizes[node][step["size"]] = sizes[node].get(step["size"], 0) + 1
             runs[node] = runs.get(node, 0) + 1
             overruns[node] = overruns.get(node, 0) + int(step["overrun"])
@@ -559,4 +609,8 @@ def _measure(
         overruns=overruns,
         runs=runs,
         completions=completions,
+        batches=tuple(sorted(ran, key=lambda b: b.start_s)),
+        worker_replicas={
+            n: tuple((t, k) for t, k in s if first <= t < last) for n, s in (workers or {}).items()
+        },
     )

@@ -1,5 +1,6 @@
 """What a fleet run on Ray measured: every request of every emulated device, and what each
-shared node did (busy time, batches, runs slower than their target).
+shared node did (busy time, batches and the replicas that ran them, runs slower than their
+target, worker replicas over time).
 
 Plain values, importable without Ray, so reports and plots (``qsplit fleet demo``) read them
 without a cluster.
@@ -42,6 +43,32 @@ class FleetRequest:
 
 
 @dataclass(frozen=True)
+class FleetBatch:
+    """One batch a shared node ran, times in seconds since the run started."""
+
+    node: str
+    replica: str
+    """The Serve replica (Ray actor id) that ran it: the node's replica, or one of its
+    workers."""
+    batch: int
+    """Its number on its node."""
+    received_s: float
+    """When its server got it: :attr:`start_s` in-process; on a worker, after the hop from
+    the front (hidden in the padding when the worker was free)."""
+    start_s: float
+    """When its server took it (the end of its wait)."""
+    end_s: float
+    """When it ended, padded to its target unless it overran."""
+    returned_s: float
+    """When its outputs were back at the node's front (= :attr:`end_s` in-process; later by
+    the hop back from a worker)."""
+    target_s: float
+    """The node's time for the batch (its padding target)."""
+    size: int
+    overrun: bool
+
+
+@dataclass(frozen=True)
 class FleetMeasurement:
     """One fleet deployment run for a while: the requests sent in the measured window (after
     the warm-up) and each node's work in that window."""
@@ -67,6 +94,35 @@ class FleetMeasurement:
     """Requests completed *within* the window, whenever sent: the rate the fleet was served
     at. (Every request of :attr:`requests` is waited for, so an overloaded fleet completes
     them all, late.)"""
+    batches: tuple[FleetBatch, ...] = ()
+    """The batches the shared nodes started in the window, in start order."""
+    worker_replicas: Mapping[str, tuple[tuple[float, int], ...]] = field(default_factory=dict)
+    """Shared node → ``(seconds since the run started, running worker replicas)``, sampled
+    from Serve through the window; empty for nodes that run their batches in-process."""
+
+    def workers(self, node: str) -> tuple[int, int] | None:
+        """The fewest and most worker replicas ``node`` had running in the window; ``None``
+        where it ran its batches in-process."""
+        counts = [n for _, n in self.worker_replicas.get(node, ())]
+        return (min(counts), max(counts)) if counts else None
+
+    def batch_replicas(self, node: str) -> frozenset[str]:
+        """The replicas that ran ``node``'s batches in the window."""
+        return frozenset(b.replica for b in self.batches if b.node == node)
+
+    def most_concurrent(self, node: str) -> int:
+        """The most batches of ``node`` that ran at once (at most its :attr:`replicas`)."""
+        events = sorted(
+            (t, step)
+            for b in self.batches
+            if b.node == node
+            for t, step in ((b.start_s, 1), (b.end_s, -1))
+        )
+        running, most = 0, 0
+        for _, step in events:  # an end sorts before a start at the same instant
+            running += step
+            most = max(most, running)
+        return most
 
     def completed(self, device_class: str | None = None) -> tuple[FleetRequest, ...]:
         return tuple(
