@@ -30,15 +30,30 @@ def adder() -> bytes:
     return model.SerializeToString()
 
 
-def partial(address: str, req: int, deadline: float) -> dict | None:
+def partial(address: str, req: int, deadline: float, *, wait_s: float = 1.0) -> dict | None:
+    """Send one partial request; the agent's answer within ``wait_s`` (a refusal), or ``None``:
+    a held request is never answered, so ``wait_s=0`` sends without waiting for one."""
     body = {"dep": "d", "req": str(req), "reply_to": b"req", "from": "device", "sent_at": 0.0,
             "deadline": deadline, "relay": []}  # fmt: skip
     x = np.ones((SIDE, SIDE), np.float32)
-    return exchange(address, encode(Message("tensors", body, {"x": x})), identity=b"req", wait_s=1)
+    message = encode(Message("tensors", body, {"x": x}))
+    return exchange(address, message, identity=b"req", wait_s=wait_s)
 
 
 def stats(address: str) -> dict:
     return exchange(address, encode(Message("stats", {"cid": 1})))
+
+
+def stats_once_buffered(address: str, buffered_bytes: int) -> dict:
+    """The agent's stats once it buffers ``buffered_bytes`` (or after :data:`SETTLE_S`): requests
+    sent without waiting for an answer arrive on their own connections, maybe after a ``stats``
+    sent later."""
+    deadline = time.monotonic() + SETTLE_S
+    while (now := stats(address))["buffered_bytes"] != buffered_bytes:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return now
 
 
 def test_buffered_bytes_are_capped_and_undeploy_frees_them() -> None:
@@ -80,9 +95,9 @@ def test_the_agents_memory_returns_near_its_start_after_undeploy_and_expiry() ->
         assert exchange(address, deploy_frames(adder(), ["x", "y"], ["out"], dep="d"))["ok"]
         start = rss_mib(pid)
         for i in range(20):
-            partial(address, i, deadline=1e12)
+            partial(address, i, deadline=1e12, wait_s=0)
+        assert stats_once_buffered(address, 20 * 4 * MIB)["buffered_bytes"] == 20 * 4 * MIB
         held = rss_mib(pid)
-        assert stats(address)["buffered_bytes"] == 20 * 4 * MIB
         assert held - start > 60  # the 80 MiB are really resident
         exchange(address, encode(Message("undeploy", {"cid": 2, "dep": "d"})))
         assert stats(address)["buffered_bytes"] == 0

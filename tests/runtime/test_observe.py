@@ -107,3 +107,33 @@ def test_a_bound_above_the_observed_bandwidth_changes_nothing() -> None:
     estimate = observer.snapshot().link("device", "edge")
     assert estimate is not None and not estimate.bounded
     assert estimate.bandwidth_bytes_per_s == pytest.approx(1e5, rel=0.01)
+
+
+# Reverse-link transfers (128 KiB at 40 MB/s, 2 ms latency: ~6 ms) as a testbed at load 8
+# timed them: a slow first one, then scheduling delays of 10-50 ms now and then.
+LOADED_HOST_S = [0.184, 0.0076, 0.0074, 0.0078, 0.0061, 0.0061, 0.0061, 0.0172, 0.0149, 0.0061,
+                 0.0361, 0.0068, 0.0065, 0.0063, 0.0062, 0.0065]  # fmt: skip
+
+
+def test_a_loaded_hosts_late_messages_are_no_change() -> None:
+    observer = Observer([Link("e", "d", 40e6, 0.002)])
+    for seconds in LOADED_HOST_S:
+        observer.add(_record(("e", "d", 131_072, seconds)), {})
+    estimate = observer.snapshot().link("e", "d")
+    assert estimate is not None and estimate.last_change is None
+    # The slow first transfer did not set the level: ~4 ms of transfer, not 180.
+    assert estimate.bandwidth_bytes_per_s == pytest.approx(131_072 / 0.0045, rel=0.3)
+
+
+def test_one_sample_however_late_is_no_change_and_three_are() -> None:
+    observer = Observer([Link("d", "e", 20e6, 0.005)])
+    _feed(observer, ("d", "e"), [1_000_000] * 10, 0.005, 20e6)
+    _feed(observer, ("d", "e"), [1_000_000], 0.005, 20e3)  # one transfer 1000x slower
+    assert observer.snapshot().link("d", "e").last_change is None
+    _feed(observer, ("d", "e"), [1_000_000] * 6, 0.005, 20e6)  # the sums drain, 0.25 a sample
+    _feed(observer, ("d", "e"), [1_000_000] * 2, 0.005, 2e6)
+    assert observer.snapshot().link("d", "e").last_change is None
+    _feed(observer, ("d", "e"), [1_000_000], 0.005, 2e6)
+    after = observer.snapshot().link("d", "e")
+    assert after.last_change is not None
+    assert after.bandwidth_bytes_per_s == pytest.approx(2e6, rel=0.01)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.lines import Line2D
 
 from qsplit.report._figstyle import KIND_MARKERS, new_figure, save
 from qsplit.report._rundir import Entry
 from qsplit.report._validation import TARGET_MAPE_PCT
+
+if TYPE_CHECKING:
+    from matplotlib.lines import Line2D
 
 LOG_RANGE = 20.0
 """Largest/smallest value above which both axes are logarithmic."""
@@ -67,6 +70,8 @@ def plot_accuracy(
 
 
 def _legend(scenario_colours: Mapping[str, str]) -> list[Line2D]:
+    from matplotlib.lines import Line2D
+
     def handle(label: str, colour: str, marker: str) -> Line2D:
         return Line2D([], [], color=colour, marker=marker, linestyle="", label=label)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-from matplotlib.axes import Axes
-from matplotlib.lines import Line2D
+from typing import TYPE_CHECKING
 
 from qsplit.report._figstyle import KIND_MARKERS, new_figure, save
 from qsplit.report._rundir import Entry, Scenario
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def non_dominated(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -39,6 +40,8 @@ def plot_pareto(
     path: Path,
 ) -> Path:
     """One subplot per scenario: x = latency (s), y = energy (J), predicted and measured."""
+    from matplotlib.lines import Line2D
+
     columns = min(len(scenarios), 3) or 1
     rows = math.ceil(len(scenarios) / columns) or 1
     figure = new_figure(4.2 * columns, 3.6 * rows)

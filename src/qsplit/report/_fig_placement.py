@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
-from matplotlib.collections import LineCollection
-from matplotlib.patches import Patch
 
 from qsplit.model import LayerGraph
 from qsplit.report._figstyle import new_figure, save
 from qsplit.report._rundir import Entry
+
+if TYPE_CHECKING:
+    from matplotlib.patches import Patch
 
 LABEL_LIMIT = 60
 """Most blocks whose indices are written on the figure."""
@@ -51,6 +53,8 @@ def plot_placement(
     path: Path,
 ) -> Path:
     """Draw ``entry``'s placement over ``graph``; ``layout`` from :func:`layered_layout`."""
+    from matplotlib.collections import LineCollection
+
     order = graph.block_names
     columns = max(x for x, _ in layout.values()) + 1
     rows = max(abs(y) for _, y in layout.values()) * 2 + 1
@@ -104,6 +108,8 @@ def plot_placement(
 
 
 def _legend(entry: Entry, node_colours: Mapping[str, str]) -> list[Patch]:
+    from matplotlib.patches import Patch
+
     nodes = dict.fromkeys(entry.assignment.values())
     return [
         *(Patch(facecolor=node_colours[n], edgecolor="black", label=n) for n in nodes),

@@ -3,16 +3,18 @@
 Figures are drawn on a bare :class:`~matplotlib.figure.Figure` with the Agg canvas, so the
 report works without a display and leaves pyplot's global state alone. Colours are assigned
 from one fixed palette in a fixed order, so a node or scenario has the same colour in every
-figure of a report.
+figure of a report. matplotlib is imported when the first figure is drawn, not with the package:
+the command line and the runtime import :mod:`qsplit.report` without drawing anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _PALETTE = (
     "#1f77b4",
@@ -36,6 +38,9 @@ def colours(names: Iterable[str]) -> dict[str, str]:
 
 
 def new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
     return figure

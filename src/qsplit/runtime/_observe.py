@@ -17,10 +17,19 @@ host (the testbed) the offset is zero.
 *Smoothing and changes.* Each series is smoothed by an EWMA of time-per-byte (links) or of the
 observed/profiled time ratio (nodes), with a two-sided Page–Hinkley test on the relative
 deviation of each sample from the smoothed value. Page–Hinkley accumulates deviations beyond a
-tolerance, so a persistent step (a 10× uplink drop) is flagged within a few samples while
+tolerance, so a persistent step (a 10× uplink drop) is flagged within three samples while
 jitter of a few tens of percent never is, and it costs O(1) per sample. On a change the series
 restarts from the samples since the change (the EWMA alone would need ~1/α samples to settle on
 the new level, during which a planner would see a link neither old nor new).
+
+*Loaded hosts.* A transfer's time also holds the hosts' scheduling delays: on the 2-core
+testbed at load 4–9, 10–50 ms (once 180 ms) on transfers that take 4–20 ms, whatever their
+size, so on a fast link one late message reads as a link several times slower. Four rules keep
+that from being a change: a deviation counts only beyond :data:`JITTER_S` of time per transfer;
+one sample adds at most :data:`PH_STEP_MAX` to a sum, so no single sample is a change; a series
+starts from the median of its first :data:`WARMUP` samples (a link's first transfer is often
+the slowest) and restarts from the median of the last ones; and a sample moves the EWMA by at
+most the tolerance, so an outlier does not shift the level the next samples are judged by.
 
 *In-flight evidence.* A finished request is evidence only once it finishes: after a 10× drop the
 first request over the slow link answers seconds later, and until then the series still says
@@ -40,6 +49,7 @@ stays an upper bound.
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 import time
 from collections import deque
@@ -55,7 +65,17 @@ ALPHA = 0.2
 PH_TOLERANCE = 0.25
 """Page–Hinkley drift: relative deviations below it (jitter) do not accumulate."""
 PH_THRESHOLD = 3.0
-"""Page–Hinkley alarm level of the accumulated relative deviation (e.g. two samples 2.5× off)."""
+"""Page–Hinkley alarm level of the accumulated relative deviation (e.g. three samples 2.5× off,
+or five 2× off)."""
+PH_STEP_MAX = PH_THRESHOLD / 2
+"""Most one sample adds to a Page–Hinkley sum: a change takes at least three samples, so one
+message a loaded host delayed, however late, is not one."""
+WARMUP = 3
+"""Samples whose median is where a series starts, and restarts after a change, from."""
+JITTER_S = 0.02
+"""Part of a transfer's deviation from its link's level put down to the hosts, not the link
+(module docstring, *Loaded hosts*): a 10× drop of a link that carries 128 KiB at 40 MB/s
+(3 → 33 ms) is still seen, a 20 ms scheduling delay is not."""
 WINDOW = 16
 """Samples per link kept for the latency/bandwidth fit (since the last change)."""
 SIZE_SPREAD = 2.0
@@ -167,29 +187,39 @@ class Observed:
 
 
 class Series:
-    """An EWMA with a two-sided Page–Hinkley change detector on relative deviations."""
+    """An EWMA with a two-sided Page–Hinkley change detector on relative deviations, robust to
+    outliers (module docstring, *Loaded hosts*)."""
 
     def __init__(self) -> None:
         self.value: float | None = None
         self.samples = 0
         self.last_change: float | None = None
         self.updated = 0.0
+        self._recent: deque[float] = deque(maxlen=WARMUP)
         self._up = self._down = 0.0
 
-    def add(self, sample: float, now: float) -> bool:
-        """Take a sample; ``True`` when it completes a change (the series then restarts)."""
+    def add(self, sample: float, now: float, allowance: float = 0.0) -> bool:
+        """Take a sample; ``True`` when it completes a change (the series then restarts).
+
+        ``allowance``: how far, in the sample's unit, a sample may be off the level for reasons
+        outside the series (a link's per-byte time: :data:`JITTER_S` / bytes); only the rest of
+        a deviation counts towards a change.
+        """
         self.samples += 1
         self.updated = now
-        if self.value is None or self.value <= 0:
-            self.value = sample
+        self._recent.append(sample)
+        if self.samples <= WARMUP or not self.value:
+            self.value = statistics.median(self._recent)
             return False
-        deviation = (sample - self.value) / self.value
-        self._up = max(0.0, self._up + deviation - PH_TOLERANCE)
-        self._down = max(0.0, self._down - deviation - PH_TOLERANCE)
+        gap = sample - self.value
+        deviation = math.copysign(max(0.0, abs(gap) - allowance), gap) / self.value
+        self._up = max(0.0, self._up + min(deviation - PH_TOLERANCE, PH_STEP_MAX))
+        self._down = max(0.0, self._down + min(-deviation - PH_TOLERANCE, PH_STEP_MAX))
         if max(self._up, self._down) > PH_THRESHOLD:
-            self.restart(sample, now)
+            self.restart(statistics.median(self._recent), now)
             return True
-        self.value += ALPHA * (sample - self.value)
+        band = PH_TOLERANCE * self.value
+        self.value += ALPHA * max(-band, min(gap, band))
         return False
 
     def restart(self, value: float, now: float) -> None:
@@ -211,7 +241,7 @@ class _LinkSeries:
         self.window.append((size, seconds))
         self._fit()
         per_byte = max(seconds - self.latency_s, 1e-9) / size
-        if not self.per_byte.add(per_byte, now):
+        if not self.per_byte.add(per_byte, now, allowance=JITTER_S / size):
             return False
         # The samples before the change describe the old link: keep only the newest.
         self.window = deque([(size, seconds)], maxlen=WINDOW)
