@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _output import emit_json
+from _output import RunContext, emit_json
 from qsplit.assets import bundled_model_path
 from qsplit.demo._config import EXAMPLES
 from qsplit.demo._fleet_predict import Predictor
@@ -84,8 +82,7 @@ def main() -> None:
     planned = {c.name: c.count for c in deployment.classes}
     counts = {n: math.ceil(k * args.start_scale) for n, k in planned.items()}
     joined_counts = {n: max(counts[n], round(k * args.join_scale)) for n, k in planned.items()}
-    load_before = Path("/proc/loadavg").read_text().split()[:3]
-    started = time.perf_counter()
+    context = RunContext()
     with FleetServing(fleet, model=model, profiles=profiles, batching=batching) as serving:
         run = serving.start(deployment, devices=counts, seed=args.seed, scaling=scaling)
         try:
@@ -125,12 +122,7 @@ def main() -> None:
     }
     emit_json(
         {
-            "machine": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "loadavg_before": load_before,
-            "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
-            "wall_s": time.perf_counter() - started,
+            **context.fields(),
             "infra": str(args.infra),
             "scaling": vars(scaling),
             "joined_s": joined,

@@ -33,15 +33,12 @@ size against the plan's.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from _output import emit_json
+from _output import RunContext, emit_json
 from qsplit.demo import FleetDemoConfig, run_fleet_demo
 from qsplit.fleet import BATCH_WAIT_S
 from qsplit.report import FleetResult, Quantity
@@ -180,17 +177,11 @@ def main() -> None:
         config = replace(config, baselines=())
     if args.infra is not None:
         config = replace(config, infra=args.infra)
-    load_before = Path("/proc/loadavg").read_text().split()[:3]
-    started = time.perf_counter()
+    context = RunContext()
     outcome = run_fleet_demo(config)
     emit_json(
         {
-            "machine": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "loadavg_before": load_before,
-            "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
-            "wall_s": time.perf_counter() - started,
+            **context.fields(),
             "infra": str(config.infra),
             "devices": sum(c.count for c in outcome.plan.fleet.classes),
             "duration_s": config.duration_s,
