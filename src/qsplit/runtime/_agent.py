@@ -591,8 +591,11 @@ class Agent:
         return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
     def _release(self, component: _Component) -> None:
+        # In a thread: the engine may hold its lock through another component's deploy
+        # (seconds), and the agent must keep answering meanwhile.
         if self._host is not None and component.hosted is not None:
-            self._host.release(component.hosted)
+            release = asyncio.to_thread(self._host.release, component.hosted)
+            self._spawn(release, f"release {component.name}")
 
     def _undeploy(self, received: Received) -> dict[str, Any]:
         dep = str(received.message.body["dep"])

@@ -29,6 +29,8 @@ from qsplit.serve._session import NodeServing, ReplicaTarget, deploy_replicas
 class _Served:
     """One component's Serve application, shared by every deploy of the same bytes."""
 
+    key: tuple[str, bool]
+    """Its bytes' sha256 and whether ORT optimises it: what deploys share."""
     application: str
     handle: Any
     timeout_s: float
@@ -80,17 +82,17 @@ class ServeHost:
                 )
                 target = ReplicaTarget(application, spec, self.serving)
                 (handle,) = deploy_replicas([target], self.threads, optimize)
-                served = _Served(application, handle, self.timeout_s)
+                served = _Served(key, application, handle, self.timeout_s)
                 self._served[key] = served
             served.users += 1
             return served
 
-    def release(self, component: Any) -> None:
+    def release(self, component: _Served) -> None:
         _, serve = _ray.import_ray()
         with self._lock:
             component.users -= 1
             if component.users == 0:
-                self._served = {k: s for k, s in self._served.items() if s is not component}
+                del self._served[component.key]
                 serve.delete(component.application, _blocking=False)
 
     def close(self) -> None:
