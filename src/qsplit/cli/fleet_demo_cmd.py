@@ -144,9 +144,7 @@ def configuration_table(results: tuple[FleetResult, ...]) -> Table:
     return table
 
 
-def node_table(
-    results: Sequence[FleetResult], measurements: Sequence[FleetMeasurement]
-) -> Table:
+def node_table(results: Sequence[FleetResult], measurements: Sequence[FleetMeasurement]) -> Table:
     table = Table(title="Shared nodes (ρ and mean wait: measured / predicted)")
     for column in (
         "configuration",
