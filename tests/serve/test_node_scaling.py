@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from qsplit.errors import InputError
+from qsplit.fleet import AutoscalePolicy
 from qsplit.serve import NodeScaling
 from qsplit.serve._batches import PaddedBatches
 
@@ -107,3 +108,11 @@ def test_a_batch_is_padded_from_its_start_or_counted_as_an_overrun() -> None:
     assert padded["end"] >= start + 0.15
     assert not padded["overrun"]
     assert overran["overrun"] and overran["end"] - overran["start"] >= 0.2
+
+
+def test_serve_and_the_simulation_get_the_same_policy() -> None:
+    scaling = NodeScaling("autoscale", min_replicas=2, downscale_delay_s=60, metrics_interval_s=1)
+    policy = scaling.policy
+    assert (policy.min_replicas, policy.downscale_delay_s, policy.metrics_interval_s) == (2, 60, 1)
+    assert scaling.worker_options(4)["autoscaling_config"] == policy.serve_config(4)
+    assert NodeScaling().policy == AutoscalePolicy()  # one set of defaults

@@ -1,6 +1,7 @@
 """Fleets: device classes sharing edge and cloud nodes, planned jointly under contention
 (queueing and cross-device batching at the shared nodes), and simulated to large device counts."""
 
+from qsplit.fleet._autoscale import AutoscalePolicy, Decision, decide
 from qsplit.fleet._batching import NO_BATCHING, BatchProfile, batch_profile_for, load_batch_profile
 from qsplit.fleet._candidates import ALONE, CandidateSettings, class_candidates
 from qsplit.fleet._load import fleet_from_dict, load_fleet, validate_fleet
@@ -39,6 +40,7 @@ from qsplit.fleet._planner import (
     fleet_profiles,
     plan_fleet,
 )
+from qsplit.fleet._pricing import AutoscalePricing, NodeAdvice, price_autoscaling
 from qsplit.fleet._queueing import erlang_c, waiting_requests
 from qsplit.fleet._simulate import (
     Projection,
@@ -58,12 +60,15 @@ __all__ = [
     "NO_BATCHING",
     "OBJECTIVES",
     "UTILISATION_MAX",
+    "AutoscalePolicy",
+    "AutoscalePricing",
     "BatchProfile",
     "Candidate",
     "CandidateSettings",
     "Choice",
     "ClassDeployment",
     "ClassOutcome",
+    "Decision",
     "DeviceClass",
     "Fleet",
     "FleetDeployment",
@@ -71,6 +76,7 @@ __all__ = [
     "FleetProblem",
     "Group",
     "HostedComponent",
+    "NodeAdvice",
     "NodeLoad",
     "Objective",
     "Outcome",
@@ -84,6 +90,7 @@ __all__ = [
     "baseline_choices",
     "batch_profile_for",
     "class_candidates",
+    "decide",
     "deployed_choice",
     "erlang_c",
     "fleet_deployment",
@@ -95,6 +102,7 @@ __all__ = [
     "plan_fleet",
     "planning_value",
     "plot_projection",
+    "price_autoscaling",
     "project",
     "simulate",
     "solve_fleet",

@@ -18,12 +18,14 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from qsplit.errors import InputError
+from qsplit.fleet._autoscale import AutoscalePolicy, Decision, decide
 from qsplit.fleet._model import Choice, FleetProblem, Outcome, Work, assess, utilisation
 from qsplit.fleet._queueing import SATURATED
 
@@ -43,13 +45,25 @@ class Simulated:
     per_class: dict[str, tuple[float, float, float]]
     """Class → (mean, p50, p95) in seconds."""
     utilisation: dict[str, float]
-    """Shared node → busy replica-seconds / (replicas × simulated time)."""
+    """Shared node → busy replica-seconds / (planned replicas × simulated time)."""
+    servers: dict[str, tuple[float, int, int]]
+    """Shared node → its servers after the warm-up: (time-weighted mean, fewest, most); the
+    planned replicas throughout unless autoscaled."""
 
 
 def simulate(
-    problem: FleetProblem, choice: Choice, *, requests: int = 20_000, seed: int = 0
+    problem: FleetProblem,
+    choice: Choice,
+    *,
+    requests: int = 20_000,
+    seed: int = 0,
+    autoscale: AutoscalePolicy | Mapping[str, AutoscalePolicy] | None = None,
 ) -> Simulated:
-    """Simulate about ``requests`` requests of the fleet running ``choice``."""
+    """Simulate about ``requests`` requests of the fleet running ``choice``; ``autoscale``
+    moves the servers of every shared node (or of the nodes it maps) between the policy's
+    minimum and the node's planned replicas as Serve's autoscaler would
+    (:mod:`qsplit.fleet._autoscale`)."""
+    policies = _policies(problem, autoscale)
     rng = np.random.default_rng(seed)
     fleet = problem.fleet
     horizon = requests / problem.total_rate_hz
@@ -64,7 +78,109 @@ def simulate(
             for t in times[times < horizon]:
                 free = max(free, t) + cand.device_busy_s
                 arrivals.append((free, ci, float(t)))
-    return _run(problem, choice, names, arrivals, horizon)
+    return _run(problem, choice, names, arrivals, horizon, policies)
+
+
+def _policies(
+    problem: FleetProblem, autoscale: AutoscalePolicy | Mapping[str, AutoscalePolicy] | None
+) -> dict[str, AutoscalePolicy]:
+    """Shared node → its autoscaling policy, each checked against the node's replicas."""
+    fleet = problem.fleet
+    if autoscale is None:
+        return {}
+    if isinstance(autoscale, AutoscalePolicy):
+        autoscale = dict.fromkeys(fleet.shared_names, autoscale)
+    unknown = sorted(set(autoscale) - set(fleet.shared_names))
+    if unknown:
+        raise InputError(
+            f"autoscaled nodes {', '.join(unknown)} are not shared nodes of the fleet",
+            field="autoscale",
+            fix=f"name shared nodes: {', '.join(fleet.shared_names)}",
+        )
+    for node, policy in autoscale.items():
+        policy.check(node, fleet.replicas(node))
+    return dict(autoscale)
+
+
+class _Servers:
+    """One shared node's servers: serving (some busy, some of those being removed once their
+    batch is done) and starting. Without a policy, the planned replicas throughout."""
+
+    def __init__(self, replicas: int, policy: AutoscalePolicy | None) -> None:
+        self.replicas = replicas
+        self.policy = policy
+        self.running = policy.min_replicas if policy else replicas
+        self.busy = 0
+        self.retiring = 0
+        self.starting: dict[int, float] = {}
+        """Start number → when it serves."""
+        self.decision = Decision(self.running)
+        self.samples: deque[tuple[float, int]] = deque()
+        self.history = [(0.0, self.running)]
+        """(time, servers) at each change."""
+
+    @property
+    def free(self) -> int:
+        return self.running - self.busy
+
+    def record(self, now: float, ongoing: int) -> None:
+        """One sample of the ongoing batches, those older than the look-back dropped."""
+        assert self.policy is not None
+        self.samples.append((now, ongoing))
+        while self.samples[0][0] <= now - self.policy.look_back_period_s:
+            self.samples.popleft()
+
+    def decide(self, now: float) -> int:
+        """Serve's decision now; the change in servers it asks for (+: start, −: remove)."""
+        assert self.policy is not None
+        ongoing = sum(v for _, v in self.samples) / len(self.samples) if self.samples else 0.0
+        self.decision = decide(
+            self.policy,
+            self.decision,
+            now_s=now,
+            ongoing=ongoing,
+            running=self.running - self.retiring,
+            max_replicas=self.replicas,
+        )
+        return self.decision.target - (self.running - self.retiring + len(self.starting))
+
+    def remove(self, now: float, count: int) -> None:
+        """Remove ``count`` servers: starting ones first (the latest), then idle ones, then
+        busy ones once their batch is done."""
+        for number in sorted(self.starting, reverse=True)[:count]:
+            del self.starting[number]
+            count -= 1
+        idle = min(count, self.running - self.busy)
+        self.change(now, -idle)
+        self.retiring += count - idle
+
+    def finish(self, now: float) -> bool:
+        """A batch is done; whether its server stays (to take the next)."""
+        self.busy -= 1
+        if self.retiring:
+            self.retiring -= 1
+            self.change(now, -1)
+            return False
+        return True
+
+    def change(self, now: float, delta: int) -> None:
+        if delta:
+            self.running += delta
+            self.history.append((now, self.running))
+
+    def summary(self, start: float, end: float) -> tuple[float, int, int]:
+        """(time-weighted mean, fewest, most) servers from ``start`` to ``end``."""
+        area, seen = 0.0, []
+        ends = [*(t for t, _ in self.history[1:]), end]
+        for (t, n), t_next in zip(self.history, ends, strict=True):
+            a, b = max(t, start), min(t_next, end)
+            if b > a:
+                area += (b - a) * n
+                seen.append(n)
+        return (float(area / (end - start)), min(seen), max(seen))
+
+
+_STAGE, _FINISH, _TIMEOUT, _READY, _RECORD, _DECIDE = range(6)
 
 
 def _run(
@@ -73,16 +189,18 @@ def _run(
     names: list[str],
     arrivals: list[tuple[float, int, float]],
     horizon: float,
+    policies: Mapping[str, AutoscalePolicy],
 ) -> Simulated:
     fleet = problem.fleet
     cands = [choice.of(problem, n) for n in names]
     fixed = [k.latency_s - k.device_busy_s - sum(w.batch_s(1) for w in k.work) for k in cands]
     batch = dict(choice.batch)
-    free = {k: fleet.replicas(k) for k in fleet.shared_names}
+    nodes = {k: _Servers(fleet.replicas(k), policies.get(k)) for k in fleet.shared_names}
     busy = dict.fromkeys(fleet.shared_names, 0.0)
     # (node, blocks) → the open batch's number and members
     forming: dict[tuple[str, tuple[str, ...]], tuple[int, list[int]]] = {}
     opened = 0
+    starts = 0
     waiting: dict[str, deque[tuple[float, list[int]]]] = {k: deque() for k in fleet.shared_names}
     req_class: list[int] = []
     req_start: list[float] = []
@@ -94,28 +212,35 @@ def _run(
         req_class.append(ci)
         req_start.append(start)
         req_stage.append(0)
-        events.append((ready, seq, 0, len(req_class) - 1))
+        events.append((ready, seq, _STAGE, len(req_class) - 1))
         seq += 1
+    for node, policy in policies.items():
+        events.append((policy.record_interval_s, seq, _RECORD, node))
+        events.append((policy.metrics_interval_s, seq + 1, _DECIDE, node))
+        seq += 2
     heapq.heapify(events)
 
-    def start_batch(now: float, node: str, duration: float, members: list[int]) -> None:
+    def push(time: float, kind: int, payload: object) -> None:
         nonlocal seq
-        free[node] -= 1
-        busy[node] += duration
-        heapq.heappush(events, (now + duration, seq, 1, (node, members)))
+        heapq.heappush(events, (time, seq, kind, payload))
         seq += 1
+
+    def start_batch(now: float, node: str, duration: float, members: list[int]) -> None:
+        nodes[node].busy += 1
+        busy[node] += duration
+        push(now + duration, _FINISH, (node, members))
 
     def close(now: float, key: tuple[str, tuple[str, ...]], work: Work) -> None:
         _, members = forming.pop(key)
         duration = work.batch_s(len(members))
-        if free[work.node]:
+        if nodes[work.node].free > 0:
             start_batch(now, work.node, duration, members)
         else:
             waiting[work.node].append((duration, members))
 
     while events:
         now, _, kind, payload = heapq.heappop(events)
-        if kind == 0:  # a request reaches its next stage
+        if kind == _STAGE:  # a request reaches its next stage
             r = payload
             assert isinstance(r, int)
             work = cands[req_class[r]].work
@@ -129,26 +254,48 @@ def _run(
                 opened += 1
                 forming[key] = (opened, [])
                 if batch[w.node] > 1 and math.isfinite(problem.batch_wait_s):
-                    timeout = now + problem.batch_wait_s
-                    heapq.heappush(events, (timeout, seq, 2, (key, opened, w)))
-                    seq += 1
+                    push(now + problem.batch_wait_s, _TIMEOUT, (key, opened, w))
             forming[key][1].append(r)
             if len(forming[key][1]) == batch[w.node]:
                 close(now, key, w)
-        elif kind == 2:  # a batch's time-out
+        elif kind == _TIMEOUT:  # a batch's time-out
             key, number, w = payload  # type: ignore[misc]
             if key in forming and forming[key][0] == number:
                 close(now, key, w)
-        else:  # a batch finishes on a replica
+        elif kind == _FINISH:  # a batch finishes on a server
             node, members = payload  # type: ignore[misc]
-            free[node] += 1
-            if waiting[node]:
+            if nodes[node].finish(now) and waiting[node]:
                 start_batch(now, node, *waiting[node].popleft())
             for r in members:
                 req_stage[r] += 1
-                heapq.heappush(events, (now, seq, 0, r))
-                seq += 1
-    return _summarise(problem, names, req_class, req_start, done, busy, horizon)
+                push(now, _STAGE, r)
+        elif kind == _READY:  # a started server serves
+            node, number = payload  # type: ignore[misc]
+            servers = nodes[node]
+            if servers.starting.pop(number, None) is not None:
+                servers.change(now, 1)
+                if waiting[node]:
+                    start_batch(now, node, *waiting[node].popleft())
+        elif len(done) < len(arrivals):  # the autoscaler's ticks, while requests remain
+            node = payload
+            assert isinstance(node, str)
+            servers = nodes[node]
+            policy = policies[node]
+            if kind == _RECORD:
+                ongoing = min(servers.busy + len(waiting[node]), servers.replicas)
+                servers.record(now, ongoing)
+                push(now + policy.record_interval_s, _RECORD, node)
+            else:
+                delta = servers.decide(now)
+                for _ in range(delta):
+                    starts += 1
+                    servers.starting[starts] = now + policy.replica_start_s
+                    push(now + policy.replica_start_s, _READY, (node, starts))
+                if delta < 0:
+                    servers.remove(now, -delta)
+                push(now + policy.metrics_interval_s, _DECIDE, node)
+    servers = {k: n.summary(WARMUP * horizon, horizon) for k, n in nodes.items()}
+    return _summarise(problem, names, req_class, req_start, done, busy, horizon, servers)
 
 
 def _summarise(
@@ -159,6 +306,7 @@ def _summarise(
     done: list[tuple[int, float]],
     busy: dict[str, float],
     horizon: float,
+    servers: dict[str, tuple[float, int, int]],
 ) -> Simulated:
     latency = [[] for _ in names]  # type: list[list[float]]
     for r, finish in done:
@@ -175,6 +323,7 @@ def _summarise(
         latency_p95_s=p95,
         per_class=per_class,
         utilisation={k: busy[k] / (fleet.replicas(k) * horizon) for k in fleet.shared_names},
+        servers=servers,
     )
 
 
