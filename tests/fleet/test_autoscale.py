@@ -4,10 +4,14 @@ and the advice on ``min_replicas`` (no Ray, except for the check against Serve's
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from fleet_helpers import candidate, fleet
+from typer.testing import CliRunner
 
+from qsplit.cli import app
+from qsplit.demo._config import EXAMPLES
 from qsplit.errors import InputError
 from qsplit.fleet import (
     AutoscalePolicy,
@@ -201,3 +205,21 @@ def test_advice_finds_a_minimum_between() -> None:
     (cloud,) = priced.advice
     assert 1 < cloud.min_replicas < 6
     assert cloud.latency_p95_s <= 1.1 * priced.fixed.latency_p95_s
+
+
+def test_cli_simulate_prices_the_autoscaler(tmp_path: Path) -> None:
+    """The example testbed's plan (cloud ρ·c ≈ 1.05 of 3): autoscaled from one worker at a
+    10 s downscale delay its p95 rises and only 3 keeps it; a minimum above the edge's one
+    replica is refused naming the node."""
+    args = ["fleet", "simulate", str(EXAMPLES / "fleet-testbed.yaml"), "--devices", "20"]
+    args += ["--steps", "1", "--requests", "3000", "--plot", str(tmp_path / "p.png")]
+    done = CliRunner().invoke(app, [*args, "--autoscale"], terminal_width=200)
+    assert done.exit_code == 0, done.output
+    assert "Autoscaled workers at the plan's load (20 devices" in done.output
+    cloud = next(line for line in done.output.splitlines() if line.startswith("│ cloud"))
+    cells = [c.strip() for c in cloud.split("│")[1:-1]]
+    assert cells[1] == "3" and cells[4] == "3" and cells[6] == "3.00 (3–3)"
+    assert float(cells[3].split()[0]) < 3 and "(1–3)" in cells[3]
+    refused = CliRunner().invoke(app, [*args, "--autoscale", "--min-workers", "2"])
+    assert isinstance(refused.exception, InputError) and "'edge'" in str(refused.exception)
+    assert "Projection" not in refused.output  # refused before simulating

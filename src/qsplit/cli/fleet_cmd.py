@@ -12,10 +12,15 @@ from rich.table import Table
 from qsplit.assets import bundled_model_path
 from qsplit.cli._app import app, console
 from qsplit.fleet import (
+    AUTOSCALE_TOLERANCE,
     BATCH_WAIT_S,
     OBJECTIVES,
     UTILISATION_MAX,
+    AutoscalePolicy,
+    AutoscalePricing,
+    Choice,
     FleetPlan,
+    FleetProblem,
     Outcome,
     deployed_choice,
     fleet_profiles,
@@ -24,6 +29,8 @@ from qsplit.fleet import (
     load_fleet_plan,
     plan_fleet,
     plot_projection,
+    price_autoscaling,
+    utilisation,
 )
 from qsplit.fleet import project as project_fleet
 from qsplit.model import analyze
@@ -246,11 +253,50 @@ def simulate_command(
     plot: Annotated[Path, typer.Option(help="Where to write the plot (PNG).")] = Path(
         "fleet-projection.png"
     ),
+    autoscale: Annotated[
+        bool,
+        typer.Option(
+            "--autoscale",
+            help="Also simulate the plan's shared nodes on workers Serve autoscales up to their "
+            "replicas (qsplit fleet demo --node-workers autoscale), and advise the least "
+            "--min-workers per node that keeps the p95.",
+        ),
+    ] = False,
+    min_workers: Annotated[
+        int, typer.Option(help="With --autoscale: workers a node keeps.", min=1)
+    ] = AutoscalePolicy.min_replicas,
+    upscale_delay: Annotated[
+        float, typer.Option(help="With --autoscale: Serve's upscale_delay_s.", min=0)
+    ] = AutoscalePolicy.upscale_delay_s,
+    downscale_delay: Annotated[
+        float, typer.Option(help="With --autoscale: Serve's downscale_delay_s.", min=0)
+    ] = AutoscalePolicy.downscale_delay_s,
+    worker_start: Annotated[
+        float,
+        typer.Option(
+            help="With --autoscale: seconds from Serve's decision to a new worker serving.", min=0
+        ),
+    ] = AutoscalePolicy.replica_start_s,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            help="With --autoscale: how far above the fixed p95 the advised minimum may go.",
+            min=0,
+        ),
+    ] = AUTOSCALE_TOLERANCE,
 ) -> None:
     """Plan the fleet (or take --plan), hold the plan and project it to more devices.
 
-    Example: qsplit fleet simulate src/qsplit/examples/fleet.yaml --devices 1000
+    Example: qsplit fleet simulate src/qsplit/examples/fleet.yaml --devices 1000 --autoscale
     """
+    policy = None
+    if autoscale:
+        policy = AutoscalePolicy(
+            min_replicas=min_workers,
+            upscale_delay_s=upscale_delay,
+            downscale_delay_s=downscale_delay,
+            replica_start_s=worker_start,
+        )
     if plan is None:
         result = _plan(
             infra,
@@ -275,6 +321,9 @@ def simulate_command(
             batching=load_batch_profile(batch_profile) if batch_profile else None,
             utilisation_max=utilisation_max,
         )
+    if policy is not None:  # refused before the projection's minutes
+        for node in problem.fleet.shared_names:
+            policy.check(node, problem.fleet.replicas(node))
     counts = sorted({max(1, round(devices * (i + 1) / steps)) for i in range(steps)})
     with console.status(f"simulating {len(counts)} device counts…"):
         projection = project_fleet(problem, choice, counts, requests=requests, seed=seed)
@@ -301,6 +350,57 @@ def simulate_command(
                 f"saturates (ρ = 1) at {at_one:.0f}"
             )
     console.print(f"Plot written to [bold]{plot_projection(projection, plot, utilisation_max)}[/]")
+    if policy is not None:
+        with console.status("simulating the autoscaler…"):
+            pricing = price_autoscaling(
+                problem, choice, policy, tolerance=tolerance, requests=requests, seed=seed
+            )
+        console.print(autoscale_table(pricing, problem, choice))
+
+
+def autoscale_table(pricing: AutoscalePricing, problem: FleetProblem, choice: Choice) -> Table:
+    """Per node the workers Serve would keep and the least minimum that keeps the p95."""
+    policy, tolerance = pricing.policy, pricing.tolerance
+    table = Table(
+        title=f"Autoscaled workers at the plan's load ({problem.fleet.device_count} devices, "
+        f"simulated; min {policy.min_replicas}, up {policy.upscale_delay_s:g} s, "
+        f"down {policy.downscale_delay_s:g} s, a worker starts in {policy.replica_start_s:g} s)"
+    )
+    for column in (
+        "node",
+        "replicas",
+        "ρ·c",
+        "workers",
+        f"least min (p95 +{tolerance:.0%})",
+        "p95 ms then",
+        "workers then",
+    ):
+        table.add_column(column, justify="left" if column == "node" else "right")
+    rho = utilisation(problem, choice)
+    for advice in pricing.advice:
+        table.add_row(
+            advice.node,
+            str(advice.replicas),
+            f"{rho[advice.node] * advice.replicas:.2f}",
+            _workers(pricing.autoscaled.servers[advice.node]),
+            str(advice.min_replicas),
+            _ms(advice.latency_p95_s),
+            _workers(advice.servers),
+        )
+    fixed, scaled, advised = pricing.fixed, pricing.autoscaled, pricing.advised
+    table.caption = (
+        "workers: time-weighted mean (fewest–most); "
+        f"fleet p95: {_ms(fixed.latency_p95_s)} ms at the planned replicas throughout (what the "
+        f"plan prices); {_ms(scaled.latency_p95_s)} ms ({pricing.cost:+.0%}) autoscaled from "
+        f"{policy.min_replicas}; {_ms(advised.latency_p95_s)} ms "
+        f"({advised.latency_p95_s / fixed.latency_p95_s - 1:+.0%}) from every node's least min"
+    )
+    return table
+
+
+def _workers(servers: tuple[float, int, int]) -> str:
+    mean, fewest, most = servers
+    return f"{mean:.2f} ({fewest}–{most})"
 
 
 def _ms(seconds: float) -> str:

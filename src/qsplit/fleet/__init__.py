@@ -40,7 +40,12 @@ from qsplit.fleet._planner import (
     fleet_profiles,
     plan_fleet,
 )
-from qsplit.fleet._pricing import AutoscalePricing, NodeAdvice, price_autoscaling
+from qsplit.fleet._pricing import (
+    AUTOSCALE_TOLERANCE,
+    AutoscalePricing,
+    NodeAdvice,
+    price_autoscaling,
+)
 from qsplit.fleet._queueing import erlang_c, waiting_requests
 from qsplit.fleet._simulate import (
     Projection,
@@ -54,6 +59,7 @@ from qsplit.fleet._spec import DeviceClass, Fleet, SharedNode
 
 __all__ = [
     "ALONE",
+    "AUTOSCALE_TOLERANCE",
     "BASELINES",
     "BATCH_SIZES",
     "BATCH_WAIT_S",

@@ -17,7 +17,7 @@ from qsplit.fleet._autoscale import AutoscalePolicy
 from qsplit.fleet._model import Choice, FleetProblem
 from qsplit.fleet._simulate import Simulated, simulate
 
-TOLERANCE = 0.10
+AUTOSCALE_TOLERANCE = 0.10
 """How much above the fixed-``c`` p95 the advised minimum may leave it."""
 
 
@@ -62,7 +62,7 @@ def price_autoscaling(
     choice: Choice,
     policy: AutoscalePolicy,
     *,
-    tolerance: float = TOLERANCE,
+    tolerance: float = AUTOSCALE_TOLERANCE,
     requests: int = 20_000,
     seed: int = 0,
 ) -> AutoscalePricing:
