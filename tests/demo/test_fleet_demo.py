@@ -168,3 +168,58 @@ def test_the_node_table_shows_the_worker_replicas_each_node_ran(demo) -> None:
     assert "in-process" in lines[0] and "1–3" in lines[1] and "in-process" not in lines[1]
     wait = outcome.results[0].nodes[0].wait_s
     assert f"/ {wait.predicted * 1e3:.0f} ms" in lines[0]
+
+
+def test_autoscaled_workers_are_predicted_by_simulating_the_autoscaler(tmp_path: Path) -> None:
+    """With ``--node-workers autoscale`` the p50/p95 come from the fleet simulation with
+    Serve's autoscaler (the model's steady state stays for the in-process default), the
+    simulated workers per node come with them, and the file says which prediction it holds."""
+    from qsplit.assets import bundled_model_path
+    from qsplit.fleet import batch_profile_for, deployed_choice, fleet_profiles, simulate
+    from qsplit.model import analyze
+    from qsplit.serve import NodeScaling
+
+    scaling = NodeScaling("autoscale", downscale_delay_s=5)
+    config = FleetDemoConfig(
+        out=tmp_path,
+        infra=EXAMPLE,
+        devices=6,
+        baselines=("device-only",),
+        batch_one=False,
+        calibrate=False,
+        plot=False,
+        node_scaling=scaling,
+    )
+    outcome = run_fleet_demo(config, runner=StandIn())
+    assert outcome.autoscale == scaling.policy
+    fleet = outcome.result("fleet")
+    steady = outcome.plan.outcome
+    _, graph = analyze(str(bundled_model_path()))
+    problem, choice = deployed_choice(
+        outcome.plan.fleet,
+        graph,
+        fleet_profiles(outcome.plan.fleet, graph),
+        outcome.plan.deployment(),
+        batching=batch_profile_for(graph.model.sha256),
+    )
+    simulated = simulate(problem, choice, seed=config.seed, autoscale=scaling.policy)
+    assert fleet.p95_s.predicted == pytest.approx(simulated.latency_p95_s)
+    assert fleet.p95_s.predicted != pytest.approx(steady.latency_p95_s, rel=1e-6)
+    assert outcome.predicted_workers["fleet"] == simulated.servers
+    document = json.loads((tmp_path / FLEET_DEMO_FILE).read_text())
+    assert document["prediction"] == "simulated-autoscaler"
+    assert document["autoscale"]["downscale_delay_s"] == 5
+    fleet_doc = document["configurations"][0]
+    assert fleet_doc["predicted_workers"] == {k: list(v) for k, v in simulated.servers.items()}
+    from rich.console import Console
+
+    from qsplit.cli.fleet_demo_cmd import configuration_table, node_table
+
+    console = Console(record=True, width=200)
+    console.print(configuration_table(outcome.results, outcome.autoscale))
+    console.print(node_table(outcome.results, outcome.measurements, outcome.predicted_workers))
+    text = console.export_text()
+    assert "the fleet simulation with Serve's autoscaler" in text and "down 5 s" in text
+    node, (mean, _, _) = next(iter(simulated.servers.items()))
+    row = next(line for line in text.splitlines() if line.startswith("│ fleet ") and node in line)
+    assert f"({mean:.1f})" in row

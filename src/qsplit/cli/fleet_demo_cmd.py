@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
@@ -16,7 +16,7 @@ from rich.table import Table
 from qsplit.cli._app import console
 from qsplit.cli._progress import progress_bars
 from qsplit.cli.fleet_cmd import BatchWaitOption, ModelOption, UtilisationOption, fleet_app
-from qsplit.fleet import BATCH_WAIT_S, UTILISATION_MAX
+from qsplit.fleet import BATCH_WAIT_S, UTILISATION_MAX, AutoscalePolicy
 from qsplit.model import parse_input_shape
 from qsplit.report import FLEET_TOLERANCE, FleetResult, Quantity, validation_rows
 from qsplit.serve import FleetMeasurement, NodeScaling
@@ -107,8 +107,8 @@ def demo_command(
         config = replace(config, model=model)
     with progress_bars() as progress:
         outcome = run_fleet_demo(config, progress)
-    console.print(configuration_table(outcome.results))
-    console.print(node_table(outcome.results, outcome.measurements))
+    console.print(configuration_table(outcome.results, outcome.autoscale))
+    console.print(node_table(outcome.results, outcome.measurements, outcome.predicted_workers))
     console.print(validation_table(outcome.results))
     console.print(
         f"Ray's fixed cost per shared-component call (calibration run, in every prediction): "
@@ -128,8 +128,17 @@ def demo_command(
     console.print(f"Results written to [bold]{outcome.run_dir / 'fleet-demo.json'}[/]")
 
 
-def configuration_table(results: tuple[FleetResult, ...]) -> Table:
+def configuration_table(
+    results: tuple[FleetResult, ...], autoscale: AutoscalePolicy | None = None
+) -> Table:
     table = Table(title="Configurations (measured; predicted in brackets)")
+    if autoscale is not None:
+        table.caption = (
+            "predicted p50/p95: the fleet simulation with Serve's autoscaler on the workers "
+            f"(min {autoscale.min_replicas}, up {autoscale.upscale_delay_s:g} s, down "
+            f"{autoscale.downscale_delay_s:g} s, a worker starts in "
+            f"{autoscale.replica_start_s:g} s), not the steady state at the planned replicas"
+        )
     for column in ("configuration", "offered/s", "done/s", "failed", "p50", "p95"):
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for r in results:
@@ -144,7 +153,13 @@ def configuration_table(results: tuple[FleetResult, ...]) -> Table:
     return table
 
 
-def node_table(results: Sequence[FleetResult], measurements: Sequence[FleetMeasurement]) -> Table:
+def node_table(
+    results: Sequence[FleetResult],
+    measurements: Sequence[FleetMeasurement],
+    predicted_workers: Mapping[str, Mapping[str, tuple[float, int, int]]] | None = None,
+) -> Table:
+    """Per configuration and shared node; ``predicted_workers`` (configuration → node → the
+    simulated autoscaler's mean, fewest, most workers) adds the predicted mean in brackets."""
     table = Table(title="Shared nodes (ρ and mean wait: measured / predicted)")
     for column in (
         "configuration",
@@ -158,13 +173,17 @@ def node_table(results: Sequence[FleetResult], measurements: Sequence[FleetMeasu
     ):
         table.add_column(column, justify="left" if column in ("configuration", "node") else "right")
     for r, m in zip(results, measurements, strict=True):
+        simulated = (predicted_workers or {}).get(r.label, {})
         for n in r.nodes:
             batches = " ".join(f"{b}×{k}" for b, k in sorted(n.batches.items())) or "—"
+            workers = _workers(m.workers(n.node))
+            if n.node in simulated:
+                workers += f" ({simulated[n.node][0]:.1f})"
             table.add_row(
                 r.label,
                 n.node,
                 str(n.replicas),
-                _workers(m.workers(n.node)),
+                workers,
                 f"{n.utilisation.measured:.2f} / {n.utilisation.predicted:.2f}",
                 f"{_ms(n.wait_s.measured)} / {_ms(n.wait_s.predicted)}",
                 batches,
@@ -174,7 +193,8 @@ def node_table(results: Sequence[FleetResult], measurements: Sequence[FleetMeasu
 
 
 def _workers(counts: tuple[int, int] | None) -> str:
-    """Worker replicas running over the window: ``in-process`` when the node had none."""
+    """Worker replicas running over the window, fewest–most: ``in-process`` when the node had
+    none."""
     if counts is None:
         return "in-process"
     low, high = counts

@@ -25,7 +25,7 @@ import platform
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from qsplit.demo._streams import plan_label
 from qsplit.fleet import (
     BATCH_WAIT_S,
     UTILISATION_MAX,
+    AutoscalePolicy,
     BatchProfile,
     Fleet,
     FleetDeployment,
@@ -129,6 +130,14 @@ class FleetDemoOutcome:
     (0 without one), carried by every prediction."""
     uncorrected: Mapping[str, Outcome]
     """Configuration → its prediction without that cost."""
+    autoscale: AutoscalePolicy | None = None
+    """The workers' autoscaling policy when the nodes ran on autoscaled workers: the p50/p95
+    predictions are then simulated with it (:mod:`qsplit.demo._fleet_predict`)."""
+    predicted_workers: Mapping[str, Mapping[str, tuple[float, int, int]]] = field(
+        default_factory=dict
+    )
+    """Configuration → shared node → the simulation's workers (time-weighted mean, fewest,
+    most), for each configuration predicted by simulating the autoscaler."""
 
     def result(self, label: str) -> FleetResult:
         return next(r for r in self.results if r.label == label)
@@ -191,7 +200,11 @@ def run_fleet_demo(
     config.out.mkdir(parents=True, exist_ok=True)
     plan.save(config.out / "fleet-plan.json")
     deployments = configurations(plan, config)
-    predictor = Predictor(fleet, graph, profiles, batching, config.utilisation_max)
+    scaling = config.node_scaling
+    autoscale = scaling.policy if scaling.mode == "autoscale" else None
+    predictor = Predictor(
+        fleet, graph, profiles, batching, config.utilisation_max, autoscale, config.seed
+    )
     overhead_s = 0.0
     results, measurements = [], []
     with ExitStack() as stack:
@@ -212,11 +225,14 @@ def run_fleet_demo(
                 predictor.outcome(deployments[FLEET], counts=few), measured, calls
             )
             step(1)
-        uncorrected = {}
+        uncorrected, workers = {}, {}
         for label, deployment in deployments.items():
             measured = runner(deployment, label, None)
             uncorrected[label] = predictor.outcome(deployment)
-            results.append(compare_fleet(predictor.outcome(deployment, overhead_s), measured))
+            predicted, simulated = predictor.predict(deployment, overhead_s)
+            if simulated is not None:
+                workers[label] = simulated.servers
+            results.append(compare_fleet(predicted, measured))
             measurements.append(measured)
             step(1)
     fleet_result = results[0]
@@ -231,6 +247,8 @@ def run_fleet_demo(
         figures,
         overhead_s,
         uncorrected,
+        autoscale,
+        workers,
     )
     write_json(
         config.out / FLEET_DEMO_FILE,
@@ -292,6 +310,10 @@ def _document(
                 **result.to_dict(),
                 "plans": {c.name: plan_label(c.assignment, nodes) for c in deployment.classes},
                 "batch_size": {s.node: s.batch_size for s in deployment.shared},
+                "predicted_workers": {
+                    node: list(w)
+                    for node, w in outcome.predicted_workers.get(result.label, {}).items()
+                },
                 "uncorrected": {
                     "latency_p50_s": outcome.uncorrected[result.label].latency_p50_s,
                     "latency_p95_s": outcome.uncorrected[result.label].latency_p95_s,
@@ -314,6 +336,9 @@ def _document(
         "seed": config.seed,
         "plan_file": "fleet-plan.json",
         "call_overhead_s": outcome.call_overhead_s,
+        "node_workers": config.node_scaling.mode,
+        "prediction": "simulated-autoscaler" if outcome.autoscale else "queueing-model",
+        "autoscale": asdict(outcome.autoscale) if outcome.autoscale else None,
         "request_fields": ["class", "device", "index", "sent_s", "done_s", "error"],
         "configurations": configurations,
         "versus": [{**vars(v), "meets_goal": v.meets_goal()} for v in outcome.versus],

@@ -15,23 +15,36 @@ components its plan calls, weighted by the requests, that is the fixed cost per 
 every configuration's prediction then carries (:meth:`Predictor.outcome`). The calibration
 run is not one of the configurations judged, so the queueing model is still checked against
 runs it was not fitted to.
+
+**Autoscaled workers.** The model prices a node's planned ``c`` servers throughout. Run on
+workers Serve autoscales (``NodeScaling("autoscale")``), a node has fewer whenever Serve has
+scaled it down, which at a load of about one busy server cost a measured phase 2.3× the
+predicted p95 (docs/BENCHMARKS.md). Given the run's :class:`~qsplit.fleet.AutoscalePolicy`,
+the p50/p95 (fleet-wide and per class) are therefore those of the fleet simulation with Serve's
+autoscaler on every shared node (:func:`qsplit.fleet.simulate`, the same Poisson arrivals
+model), and the simulation's mean workers per node come with them; the rest (utilisation,
+the nodes' waits, energy) stays the model's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from qsplit.fleet import (
     UTILISATION_MAX,
+    AutoscalePolicy,
     BatchProfile,
     Choice,
     Fleet,
     FleetDeployment,
     FleetProblem,
     Outcome,
+    Simulated,
     assess,
     deployed_choice,
+    simulate,
 )
 from qsplit.model import LayerGraph
 from qsplit.profile import ComputeProfile
@@ -47,6 +60,13 @@ class Predictor:
     profiles: Mapping[str, ComputeProfile]
     batching: BatchProfile
     utilisation_max: float = UTILISATION_MAX
+    autoscale: AutoscalePolicy | None = None
+    """The autoscaling policy of the shared nodes' workers, if autoscaled: latencies are then
+    simulated with it."""
+    seed: int = 0
+    """Seed of that simulation."""
+    requests: int = 20_000
+    """Requests that simulation runs."""
 
     def problem(
         self, deployment: FleetDeployment, counts: Mapping[str, int] | None = None
@@ -77,6 +97,16 @@ class Predictor:
     ) -> Outcome:
         """The prediction for ``deployment``, each call of a shared component costing
         ``call_overhead_s`` more."""
+        return self.predict(deployment, call_overhead_s, counts)[0]
+
+    def predict(
+        self,
+        deployment: FleetDeployment,
+        call_overhead_s: float = 0.0,
+        counts: Mapping[str, int] | None = None,
+    ) -> tuple[Outcome, Simulated | None]:
+        """:meth:`outcome`, and with :attr:`autoscale` the simulation its latencies come from
+        (``None`` without, or where a node saturates: no steady state to simulate)."""
         problem, choice, calls = self.problem(deployment, counts)
         if call_overhead_s:
             candidates = {
@@ -86,7 +116,29 @@ class Predictor:
                 for name, cands in problem.candidates.items()
             }
             problem = replace(problem, candidates=candidates)
-        return assess(problem, choice)
+        predicted = assess(problem, choice)
+        if self.autoscale is None or math.isinf(predicted.latency_p95_s):
+            return predicted, None
+        simulated = simulate(
+            problem, choice, requests=self.requests, seed=self.seed, autoscale=self.autoscale
+        )
+        return _with_latencies(predicted, simulated), simulated
+
+
+def _with_latencies(predicted: Outcome, simulated: Simulated) -> Outcome:
+    """``predicted`` with the fleet's and every class's mean, p50 and p95 simulated."""
+    classes = tuple(
+        replace(c, latency_mean_s=m, latency_p50_s=p50, latency_p95_s=p95)
+        for c in predicted.classes
+        for m, p50, p95 in [simulated.per_class.get(c.name, (math.nan,) * 3)]
+    )
+    return replace(
+        predicted,
+        classes=classes,
+        latency_mean_s=simulated.latency_mean_s,
+        latency_p50_s=simulated.latency_p50_s,
+        latency_p95_s=simulated.latency_p95_s,
+    )
 
 
 def call_overhead(
