@@ -9,8 +9,10 @@ more, up to ``--join-scale`` times the planned devices, and runs another phase. 
 JSON: per node the worker replicas at each change from its deployment on (seconds since the
 devices started; negative: before), the replicas that ran batches, ρ and overruns; p50/p95 of
 the requests sent before the join and of those sent after it (from ``--settle`` seconds
-after), each beside the fleet model's prediction for that many devices (without the serving
-path's fixed cost, which bench_fleet_testbed.py calibrates); and then the same in short.
+after), each beside the fleet model's prediction for that many devices at the planned
+replicas and the fleet simulation's with Serve's autoscaler (both without the serving path's
+fixed cost, which bench_fleet_testbed.py calibrates), and the mean workers per phase, measured
+and simulated; and then the same in short.
 
 Usage: PYTHONPATH=src python bench/bench_fleet_autoscale.py [--infra FILE] [--phase 60]
 [--warmup 10] [--start-scale 1] [--join-scale 2] [--settle 20] [--seed 0] [--min-workers 1]
@@ -53,6 +55,15 @@ def _changes(samples: tuple[tuple[float, int], ...]) -> list[list[float]]:
     return changes
 
 
+def _mean_workers(samples: tuple[tuple[float, int], ...], start: float, stop: float) -> float:
+    """Time-weighted mean of the sampled worker counts from ``start`` to ``stop``."""
+    area = 0.0
+    ends = [*(t for t, _ in samples[1:]), stop]
+    for (t, n), t_next in zip(samples, ends, strict=True):
+        area += max(0.0, min(t_next, stop) - max(t, start)) * n
+    return round(area / (stop - start), 2) if stop > start else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--infra", type=Path, default=EXAMPLES / "fleet-testbed.yaml")
@@ -93,10 +104,14 @@ def main() -> None:
                 run.add_devices(name, count - counts[name])
             time.sleep(max(0.0, joined + args.phase - run.elapsed_s()))
             timeline = run.worker_replicas()  # from the deployment on, warm-up included
-            m = run.finish("autoscale-join", (first, run.elapsed_s()))
+            end = run.elapsed_s()
+            m = run.finish("autoscale-join", (first, end))
         finally:
             run.close()
     predictor = Predictor(fleet, graph, profiles, batching)
+    autoscaled = Predictor(
+        fleet, graph, profiles, batching, autoscale=scaling.policy, seed=args.seed
+    )
     phases = {
         "before": (first, joined, counts),
         "after": (joined + args.settle, float("inf"), joined_counts),
@@ -104,11 +119,18 @@ def main() -> None:
     latencies = {}
     for name, (start, stop, devices) in phases.items():
         predicted = predictor.outcome(deployment, counts=devices)
+        simulated, run_sim = autoscaled.predict(deployment, counts=devices)
         latencies[name] = {
             **_quantiles_s(m, start, stop),
             "devices": sum(devices.values()),
             "predicted_p50_s": predicted.latency_p50_s,
             "predicted_p95_s": predicted.latency_p95_s,
+            "autoscaler_p50_s": simulated.latency_p50_s,
+            "autoscaler_p95_s": simulated.latency_p95_s,
+            "workers_measured": {
+                k: _mean_workers(v, start, min(stop, end)) for k, v in timeline.items()
+            },
+            "workers_simulated": run_sim.servers if run_sim else None,
         }
     nodes = {
         s.node: {
@@ -136,7 +158,10 @@ def main() -> None:
         print(
             f"{name} ({q['devices']} devices, {q['completed']} requests): "
             f"p50 {q['p50_s'] * 1e3:.0f} ms (predicted {q['predicted_p50_s'] * 1e3:.0f}), "
-            f"p95 {q['p95_s'] * 1e3:.0f} ms (predicted {q['predicted_p95_s'] * 1e3:.0f})"
+            f"p95 {q['p95_s'] * 1e3:.0f} ms (predicted {q['predicted_p95_s'] * 1e3:.0f}; "
+            f"autoscaler simulated {q['autoscaler_p50_s'] * 1e3:.0f} / "
+            f"{q['autoscaler_p95_s'] * 1e3:.0f}); workers measured {q['workers_measured']}, "
+            f"simulated {q['workers_simulated']}"
         )
     for node, n in nodes.items():
         print(

@@ -7,7 +7,9 @@ component, which closes a batch at the node's batch size or the time-out after t
 opened, whichever comes first; the node serves the closed batches of all its components FIFO
 on its replicas (as the served node does: docs/serve.md); a request visits the
 shared nodes of its plan in the plan's order. Transfers are the plan's fixed times (links are
-not queues, as in the model).
+not queues, as in the model). A node's servers are its planned replicas, or, autoscaled, move
+between a minimum and those replicas as Serve's autoscaler would move its workers
+(:mod:`qsplit.fleet._autoscale`): what the model does not price.
 An event heap in plain Python is fast enough (tens of thousands of requests per second of
 CPU) and keeps batching and replicas simple to state; ``simpy`` would add a dependency for
 nothing this needs.
@@ -112,8 +114,8 @@ class _Servers:
         self.running = policy.min_replicas if policy else replicas
         self.busy = 0
         self.retiring = 0
-        self.starting: dict[int, float] = {}
-        """Start number → when it serves."""
+        self.starting: set[int] = set()
+        """The numbers of the servers starting."""
         self.decision = Decision(self.running)
         self.samples: deque[tuple[float, int]] = deque()
         self.history = [(0.0, self.running)]
@@ -148,7 +150,7 @@ class _Servers:
         """Remove ``count`` servers: starting ones first (the latest), then idle ones, then
         busy ones once their batch is done."""
         for number in sorted(self.starting, reverse=True)[:count]:
-            del self.starting[number]
+            self.starting.remove(number)
             count -= 1
         idle = min(count, self.running - self.busy)
         self.change(now, -idle)
@@ -272,7 +274,8 @@ def _run(
         elif kind == _READY:  # a started server serves
             node, number = payload  # type: ignore[misc]
             servers = nodes[node]
-            if servers.starting.pop(number, None) is not None:
+            if number in servers.starting:  # not cancelled meanwhile
+                servers.starting.remove(number)
                 servers.change(now, 1)
                 if waiting[node]:
                     start_batch(now, node, *waiting[node].popleft())
@@ -289,7 +292,7 @@ def _run(
                 delta = servers.decide(now)
                 for _ in range(delta):
                     starts += 1
-                    servers.starting[starts] = now + policy.replica_start_s
+                    servers.starting.add(starts)
                     push(now + policy.replica_start_s, _READY, (node, starts))
                 if delta < 0:
                     servers.remove(now, -delta)
