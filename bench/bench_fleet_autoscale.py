@@ -11,8 +11,9 @@ devices started; negative: before), the replicas that ran batches, ρ and overru
 the requests sent before the join and of those sent after it (from ``--settle`` seconds
 after), each beside the fleet model's prediction for that many devices at the planned
 replicas and the fleet simulation's with Serve's autoscaler (both without the serving path's
-fixed cost, which bench_fleet_testbed.py calibrates), and the mean workers per phase, measured
-and simulated; and then the same in short.
+fixed cost, which bench_fleet_testbed.py calibrates) and the 10/50/90 % quantiles of the
+simulated p95 of windows as long as the phase (a phase is one such window), and the mean
+workers per phase, measured and simulated; and then the same in short.
 
 Usage: PYTHONPATH=src python bench/bench_fleet_autoscale.py [--infra FILE] [--phase 60]
 [--warmup 10] [--start-scale 1] [--join-scale 2] [--settle 20] [--seed 0] [--min-workers 1]
@@ -32,7 +33,7 @@ from _output import RunContext, emit_json
 from qsplit.assets import bundled_model_path
 from qsplit.demo._config import EXAMPLES
 from qsplit.demo._fleet_predict import Predictor
-from qsplit.fleet import batch_profile_for, fleet_profiles, load_fleet, plan_fleet
+from qsplit.fleet import batch_profile_for, fleet_profiles, load_fleet, plan_fleet, simulate
 from qsplit.model import analyze
 from qsplit.serve import FleetMeasurement, FleetServing, NodeScaling
 
@@ -109,9 +110,6 @@ def main() -> None:
         finally:
             run.close()
     predictor = Predictor(fleet, graph, profiles, batching)
-    autoscaled = Predictor(
-        fleet, graph, profiles, batching, autoscale=scaling.policy, seed=args.seed
-    )
     phases = {
         "before": (first, joined, counts),
         "after": (joined + args.settle, float("inf"), joined_counts),
@@ -119,7 +117,11 @@ def main() -> None:
     latencies = {}
     for name, (start, stop, devices) in phases.items():
         predicted = predictor.outcome(deployment, counts=devices)
-        simulated, run_sim = autoscaled.predict(deployment, counts=devices)
+        problem, choice, _ = predictor.problem(deployment, devices)
+        window = min(stop, end) - start
+        simulated = simulate(
+            problem, choice, seed=args.seed, autoscale=scaling.policy, window_s=window
+        )
         latencies[name] = {
             **_quantiles_s(m, start, stop),
             "devices": sum(devices.values()),
@@ -127,10 +129,18 @@ def main() -> None:
             "predicted_p95_s": predicted.latency_p95_s,
             "autoscaler_p50_s": simulated.latency_p50_s,
             "autoscaler_p95_s": simulated.latency_p95_s,
+            "autoscaler_window_p95_s": dict(
+                zip(
+                    ("p10", "p50", "p90"),
+                    np.quantile(simulated.window_p95_s, [0.1, 0.5, 0.9]).tolist(),
+                    strict=True,
+                )
+            ),
+            "autoscaler_windows": len(simulated.window_p95_s),
             "workers_measured": {
                 k: _mean_workers(v, start, min(stop, end)) for k, v in timeline.items()
             },
-            "workers_simulated": run_sim.servers if run_sim else None,
+            "workers_simulated": simulated.servers,
         }
     nodes = {
         s.node: {
@@ -160,7 +170,9 @@ def main() -> None:
             f"p50 {q['p50_s'] * 1e3:.0f} ms (predicted {q['predicted_p50_s'] * 1e3:.0f}), "
             f"p95 {q['p95_s'] * 1e3:.0f} ms (predicted {q['predicted_p95_s'] * 1e3:.0f}; "
             f"autoscaler simulated {q['autoscaler_p50_s'] * 1e3:.0f} / "
-            f"{q['autoscaler_p95_s'] * 1e3:.0f}); workers measured {q['workers_measured']}, "
+            f"{q['autoscaler_p95_s'] * 1e3:.0f}, a window's p95 10-50-90 % "
+            f"{'-'.join(f'{v * 1e3:.0f}' for v in q['autoscaler_window_p95_s'].values())}); "
+            f"workers measured {q['workers_measured']}, "
             f"simulated {q['workers_simulated']}"
         )
     for node, n in nodes.items():

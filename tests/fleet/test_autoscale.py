@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fleet_helpers import candidate, fleet
 from typer.testing import CliRunner
@@ -223,3 +224,25 @@ def test_cli_simulate_prices_the_autoscaler(tmp_path: Path) -> None:
     refused = CliRunner().invoke(app, [*args, "--autoscale", "--min-workers", "2"])
     assert isinstance(refused.exception, InputError) and "'edge'" in str(refused.exception)
     assert "Projection" not in refused.output  # refused before simulating
+
+
+def test_window_p95s_are_what_runs_of_that_length_would_measure() -> None:
+    """One window over the counted time is the run's p95; with the autoscaler the windows'
+    p95s spread far wider than at the planned replicas (Serve's place varies by window)."""
+    problem, choice = _cloud(20, 0.075)
+    horizon = 4000 / problem.total_rate_hz
+    whole = simulate(problem, choice, requests=4000, seed=1, window_s=0.9 * horizon)
+    assert whole.window_p95_s == (whole.latency_p95_s,)
+    fixed = simulate(problem, choice, requests=4000, seed=1, window_s=60)
+    scaled = simulate(
+        problem, choice, requests=4000, seed=1, window_s=60, autoscale=AutoscalePolicy()
+    )
+    assert len(fixed.window_p95_s) == len(scaled.window_p95_s) == int(0.9 * horizon // 60)
+
+    def spread(windows: tuple[float, ...]) -> float:
+        low, high = np.quantile(windows, [0.1, 0.9])
+        return float(high - low)
+
+    assert spread(scaled.window_p95_s) > 3 * spread(fixed.window_p95_s)
+    with pytest.raises(InputError, match="window_s"):
+        simulate(problem, choice, requests=1000, window_s=0)

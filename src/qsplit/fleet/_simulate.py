@@ -51,6 +51,9 @@ class Simulated:
     servers: dict[str, tuple[float, int, int]]
     """Shared node → its servers after the warm-up: (time-weighted mean, fewest, most); the
     planned replicas throughout unless autoscaled."""
+    window_p95_s: tuple[float, ...] = ()
+    """With ``window_s``: the p95 of the requests sent in each window of that length after the
+    warm-up (those with any): what runs of that length would measure, one each."""
 
 
 def simulate(
@@ -60,12 +63,16 @@ def simulate(
     requests: int = 20_000,
     seed: int = 0,
     autoscale: AutoscalePolicy | Mapping[str, AutoscalePolicy] | None = None,
+    window_s: float | None = None,
 ) -> Simulated:
     """Simulate about ``requests`` requests of the fleet running ``choice``; ``autoscale``
     moves the servers of every shared node (or of the nodes it maps) between the policy's
     minimum and the node's planned replicas as Serve's autoscaler would
-    (:mod:`qsplit.fleet._autoscale`)."""
+    (:mod:`qsplit.fleet._autoscale`); ``window_s`` adds the p95 of each window of that length
+    (a measured run is one window: with an autoscaler, its p95 varies from one to the next)."""
     policies = _policies(problem, autoscale)
+    if window_s is not None and not window_s > 0:
+        raise InputError(f"window_s is {window_s}", field="window_s", fix="give more than 0 s")
     rng = np.random.default_rng(seed)
     fleet = problem.fleet
     horizon = requests / problem.total_rate_hz
@@ -80,7 +87,7 @@ def simulate(
             for t in times[times < horizon]:
                 free = max(free, t) + cand.device_busy_s
                 arrivals.append((free, ci, float(t)))
-    return _run(problem, choice, names, arrivals, horizon, policies)
+    return _run(problem, choice, names, arrivals, horizon, policies, window_s)
 
 
 def _policies(
@@ -192,6 +199,7 @@ def _run(
     arrivals: list[tuple[float, int, float]],
     horizon: float,
     policies: Mapping[str, AutoscalePolicy],
+    window_s: float | None,
 ) -> Simulated:
     fleet = problem.fleet
     cands = [choice.of(problem, n) for n in names]
@@ -298,7 +306,24 @@ def _run(
                     servers.remove(now, -delta)
                 push(now + policy.metrics_interval_s, _DECIDE, node)
     servers = {k: n.summary(WARMUP * horizon, horizon) for k, n in nodes.items()}
-    return _summarise(problem, names, req_class, req_start, done, busy, horizon, servers)
+    simulated = _summarise(problem, names, req_class, req_start, done, busy, horizon, servers)
+    if window_s is None:
+        return simulated
+    return replace(simulated, window_p95_s=_window_p95(req_start, done, horizon, window_s))
+
+
+def _window_p95(
+    req_start: list[float], done: list[tuple[int, float]], horizon: float, window_s: float
+) -> tuple[float, ...]:
+    """The p95 of the requests sent in each ``window_s`` from the warm-up's end on."""
+    start = np.array([req_start[r] for r, _ in done])
+    latency = np.array([finish - req_start[r] for r, finish in done])
+    result = []
+    for opens in np.arange(WARMUP * horizon, horizon - window_s + 1e-9, window_s):
+        inside = latency[(start >= opens) & (start < opens + window_s)]
+        if inside.size:
+            result.append(float(np.quantile(inside, 0.95)))
+    return tuple(result)
 
 
 def _summarise(
