@@ -130,11 +130,7 @@ def main() -> None:
             "autoscaler_p50_s": simulated.latency_p50_s,
             "autoscaler_p95_s": simulated.latency_p95_s,
             "autoscaler_window_p95_s": dict(
-                zip(
-                    ("p10", "p50", "p90"),
-                    np.quantile(simulated.window_p95_s, [0.1, 0.5, 0.9]).tolist(),
-                    strict=True,
-                )
+                zip(("p10", "p50", "p90"), simulated.window_band(), strict=True)
             ),
             "autoscaler_windows": len(simulated.window_p95_s),
             "workers_measured": {

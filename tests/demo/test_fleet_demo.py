@@ -202,24 +202,30 @@ def test_autoscaled_workers_are_predicted_by_simulating_the_autoscaler(tmp_path:
         outcome.plan.deployment(),
         batching=batch_profile_for(graph.model.sha256),
     )
-    simulated = simulate(problem, choice, seed=config.seed, autoscale=scaling.policy)
+    simulated = simulate(
+        problem, choice, seed=config.seed, autoscale=scaling.policy, window_s=config.duration_s
+    )
     assert fleet.p95_s.predicted == pytest.approx(simulated.latency_p95_s)
     assert fleet.p95_s.predicted != pytest.approx(steady.latency_p95_s, rel=1e-6)
-    assert outcome.predicted_workers["fleet"] == simulated.servers
+    assert outcome.simulated["fleet"] == simulated and "device-only" in outcome.simulated
+    assert len(simulated.window_band()) == 3
     document = json.loads((tmp_path / FLEET_DEMO_FILE).read_text())
     assert document["prediction"] == "simulated-autoscaler"
     assert document["autoscale"]["downscale_delay_s"] == 5
     fleet_doc = document["configurations"][0]
     assert fleet_doc["predicted_workers"] == {k: list(v) for k, v in simulated.servers.items()}
+    assert fleet_doc["predicted_window_p95_s"] == list(simulated.window_band())
     from rich.console import Console
 
     from qsplit.cli.fleet_demo_cmd import configuration_table, node_table
 
     console = Console(record=True, width=200)
-    console.print(configuration_table(outcome.results, outcome.autoscale))
-    console.print(node_table(outcome.results, outcome.measurements, outcome.predicted_workers))
+    console.print(configuration_table(outcome.results, outcome.autoscale, outcome.simulated))
+    console.print(node_table(outcome.results, outcome.measurements, outcome.simulated))
     text = console.export_text()
     assert "the fleet simulation with Serve's autoscaler" in text and "down 5 s" in text
     node, (mean, _, _) = next(iter(simulated.servers.items()))
     row = next(line for line in text.splitlines() if line.startswith("│ fleet ") and node in line)
     assert f"({mean:.1f})" in row
+    band = " / ".join(f"{q * 1e3:.0f} ms" for q in simulated.window_band())
+    assert any(line.startswith("│ fleet ") and band in line for line in text.splitlines())

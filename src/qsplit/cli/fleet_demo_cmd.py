@@ -16,7 +16,7 @@ from rich.table import Table
 from qsplit.cli._app import console
 from qsplit.cli._progress import progress_bars
 from qsplit.cli.fleet_cmd import BatchWaitOption, ModelOption, UtilisationOption, fleet_app
-from qsplit.fleet import BATCH_WAIT_S, UTILISATION_MAX, AutoscalePolicy
+from qsplit.fleet import BATCH_WAIT_S, UTILISATION_MAX, AutoscalePolicy, Simulated
 from qsplit.model import parse_input_shape
 from qsplit.report import FLEET_TOLERANCE, FleetResult, Quantity, validation_rows
 from qsplit.serve import FleetMeasurement, NodeScaling
@@ -107,8 +107,8 @@ def demo_command(
         config = replace(config, model=model)
     with progress_bars() as progress:
         outcome = run_fleet_demo(config, progress)
-    console.print(configuration_table(outcome.results, outcome.autoscale))
-    console.print(node_table(outcome.results, outcome.measurements, outcome.predicted_workers))
+    console.print(configuration_table(outcome.results, outcome.autoscale, outcome.simulated))
+    console.print(node_table(outcome.results, outcome.measurements, outcome.simulated))
     console.print(validation_table(outcome.results))
     console.print(
         f"Ray's fixed cost per shared-component call (calibration run, in every prediction): "
@@ -129,19 +129,21 @@ def demo_command(
 
 
 def configuration_table(
-    results: tuple[FleetResult, ...], autoscale: AutoscalePolicy | None = None
+    results: tuple[FleetResult, ...],
+    autoscale: AutoscalePolicy | None = None,
+    simulated: Mapping[str, Simulated] | None = None,
 ) -> Table:
+    """Measured and predicted per configuration; autoscaled (``simulated``: configuration →
+    the simulation its prediction came from), also the simulated spread of a window's p95."""
+    simulated = simulated or {}
     table = Table(title="Configurations (measured; predicted in brackets)")
-    if autoscale is not None:
-        table.caption = (
-            "predicted p50/p95: the fleet simulation with Serve's autoscaler on the workers "
-            f"(min {autoscale.min_replicas}, up {autoscale.upscale_delay_s:g} s, down "
-            f"{autoscale.downscale_delay_s:g} s, a worker starts in "
-            f"{autoscale.replica_start_s:g} s), not the steady state at the planned replicas"
-        )
-    for column in ("configuration", "offered/s", "done/s", "failed", "p50", "p95"):
+    columns = ["configuration", "offered/s", "done/s", "failed", "p50", "p95"]
+    if simulated:
+        columns.append("a window's p95, simulated 10 / 50 / 90 %")
+    for column in columns:
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for r in results:
+        band = simulated[r.label].window_band() if r.label in simulated else ()
         table.add_row(
             r.label,
             f"{r.offered_hz:.2f}",
@@ -149,6 +151,15 @@ def configuration_table(
             f"[red]{r.failed}[/]" if r.failed else "0",
             _pair(r.p50_s),
             _pair(r.p95_s),
+            *([" / ".join(_ms(q) for q in band) or "—"] if simulated else []),
+        )
+    if autoscale is not None:
+        table.caption = (
+            "predicted p50/p95: the fleet simulation with Serve's autoscaler on the workers "
+            f"(min {autoscale.min_replicas}, up {autoscale.upscale_delay_s:g} s, down "
+            f"{autoscale.downscale_delay_s:g} s, a worker starts in "
+            f"{autoscale.replica_start_s:g} s), not the steady state at the planned replicas; "
+            "one run measures one window"
         )
     return table
 
@@ -156,10 +167,10 @@ def configuration_table(
 def node_table(
     results: Sequence[FleetResult],
     measurements: Sequence[FleetMeasurement],
-    predicted_workers: Mapping[str, Mapping[str, tuple[float, int, int]]] | None = None,
+    simulated: Mapping[str, Simulated] | None = None,
 ) -> Table:
-    """Per configuration and shared node; ``predicted_workers`` (configuration → node → the
-    simulated autoscaler's mean, fewest, most workers) adds the predicted mean in brackets."""
+    """Per configuration and shared node; ``simulated`` (configuration → the simulated
+    autoscaler its prediction came from) adds the simulated mean workers in brackets."""
     table = Table(title="Shared nodes (ρ and mean wait: measured / predicted)")
     for column in (
         "configuration",
@@ -173,12 +184,12 @@ def node_table(
     ):
         table.add_column(column, justify="left" if column in ("configuration", "node") else "right")
     for r, m in zip(results, measurements, strict=True):
-        simulated = (predicted_workers or {}).get(r.label, {})
+        workers_simulated = simulated[r.label].servers if r.label in (simulated or {}) else {}
         for n in r.nodes:
             batches = " ".join(f"{b}×{k}" for b, k in sorted(n.batches.items())) or "—"
             workers = _workers(m.workers(n.node))
-            if n.node in simulated:
-                workers += f" ({simulated[n.node][0]:.1f})"
+            if n.node in workers_simulated:
+                workers += f" ({workers_simulated[n.node][0]:.1f})"
             table.add_row(
                 r.label,
                 n.node,

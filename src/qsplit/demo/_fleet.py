@@ -44,6 +44,7 @@ from qsplit.fleet import (
     FleetDeployment,
     FleetPlan,
     Outcome,
+    Simulated,
     batch_profile_for,
     fleet_profiles,
     load_fleet,
@@ -133,11 +134,10 @@ class FleetDemoOutcome:
     autoscale: AutoscalePolicy | None = None
     """The workers' autoscaling policy when the nodes ran on autoscaled workers: the p50/p95
     predictions are then simulated with it (:mod:`qsplit.demo._fleet_predict`)."""
-    predicted_workers: Mapping[str, Mapping[str, tuple[float, int, int]]] = field(
-        default_factory=dict
-    )
-    """Configuration → shared node → the simulation's workers (time-weighted mean, fewest,
-    most), for each configuration predicted by simulating the autoscaler."""
+    simulated: Mapping[str, Simulated] = field(default_factory=dict)
+    """Configuration → the simulation its prediction came from, for each configuration
+    predicted by simulating the autoscaler: its workers per node and the p95 of every window
+    of the run's duration."""
 
     def result(self, label: str) -> FleetResult:
         return next(r for r in self.results if r.label == label)
@@ -203,7 +203,14 @@ def run_fleet_demo(
     scaling = config.node_scaling
     autoscale = scaling.policy if scaling.mode == "autoscale" else None
     predictor = Predictor(
-        fleet, graph, profiles, batching, config.utilisation_max, autoscale, config.seed
+        fleet,
+        graph,
+        profiles,
+        batching,
+        config.utilisation_max,
+        autoscale=autoscale,
+        seed=config.seed,
+        window_s=config.duration_s,
     )
     overhead_s = 0.0
     results, measurements = [], []
@@ -225,13 +232,13 @@ def run_fleet_demo(
                 predictor.outcome(deployments[FLEET], counts=few), measured, calls
             )
             step(1)
-        uncorrected, workers = {}, {}
+        uncorrected, simulations = {}, {}
         for label, deployment in deployments.items():
             measured = runner(deployment, label, None)
             uncorrected[label] = predictor.outcome(deployment)
             predicted, simulated = predictor.predict(deployment, overhead_s)
             if simulated is not None:
-                workers[label] = simulated.servers
+                simulations[label] = simulated
             results.append(compare_fleet(predicted, measured))
             measurements.append(measured)
             step(1)
@@ -248,7 +255,7 @@ def run_fleet_demo(
         overhead_s,
         uncorrected,
         autoscale,
-        workers,
+        simulations,
     )
     write_json(
         config.out / FLEET_DEMO_FILE,
@@ -294,6 +301,16 @@ def _ray_runner(
     return run
 
 
+def _simulated(simulated: Simulated | None) -> dict[str, Any]:
+    """A configuration's simulated autoscaler in the results file (empty without one)."""
+    if simulated is None:
+        return {"predicted_workers": {}, "predicted_window_p95_s": []}
+    return {
+        "predicted_workers": {node: list(w) for node, w in simulated.servers.items()},
+        "predicted_window_p95_s": list(simulated.window_band()),
+    }
+
+
 def _document(
     outcome: FleetDemoOutcome,
     deployments: Mapping[str, FleetDeployment],
@@ -310,10 +327,7 @@ def _document(
                 **result.to_dict(),
                 "plans": {c.name: plan_label(c.assignment, nodes) for c in deployment.classes},
                 "batch_size": {s.node: s.batch_size for s in deployment.shared},
-                "predicted_workers": {
-                    node: list(w)
-                    for node, w in outcome.predicted_workers.get(result.label, {}).items()
-                },
+                **_simulated(outcome.simulated.get(result.label)),
                 "uncorrected": {
                     "latency_p50_s": outcome.uncorrected[result.label].latency_p50_s,
                     "latency_p95_s": outcome.uncorrected[result.label].latency_p95_s,

@@ -67,6 +67,9 @@ class Predictor:
     """Seed of that simulation."""
     requests: int = 20_000
     """Requests that simulation runs."""
+    window_s: float | None = None
+    """The length of a measured run's window: that simulation then also gives the p95 of
+    every window of that length (``Simulated.window_p95_s``), the spread one run samples."""
 
     def problem(
         self, deployment: FleetDeployment, counts: Mapping[str, int] | None = None
@@ -120,7 +123,12 @@ class Predictor:
         if self.autoscale is None or math.isinf(predicted.latency_p95_s):
             return predicted, None
         simulated = simulate(
-            problem, choice, requests=self.requests, seed=self.seed, autoscale=self.autoscale
+            problem,
+            choice,
+            requests=self.requests,
+            seed=self.seed,
+            autoscale=self.autoscale,
+            window_s=self.window_s,
         )
         return _with_latencies(predicted, simulated), simulated
 

@@ -55,6 +55,12 @@ class Simulated:
     """With ``window_s``: the p95 of the requests sent in each window of that length after the
     warm-up (those with any): what runs of that length would measure, one each."""
 
+    def window_band(self) -> tuple[float, ...]:
+        """The 10, 50 and 90 % quantiles of :attr:`window_p95_s` (empty without windows)."""
+        if not self.window_p95_s:
+            return ()
+        return tuple(float(q) for q in np.quantile(self.window_p95_s, [0.1, 0.5, 0.9]))
+
 
 def simulate(
     problem: FleetProblem,
