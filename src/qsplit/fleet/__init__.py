@@ -48,7 +48,7 @@ from qsplit.fleet._simulate import (
     project,
     simulate,
 )
-from qsplit.fleet._spec import DeviceClass, Fleet, SharedNode
+from qsplit.fleet._spec import DeviceClass, DeviceRuntime, Fleet, SharedNode
 
 __all__ = [
     "ALONE",
@@ -65,6 +65,7 @@ __all__ = [
     "ClassDeployment",
     "ClassOutcome",
     "DeviceClass",
+    "DeviceRuntime",
     "Fleet",
     "FleetDeployment",
     "FleetPlan",
