@@ -90,7 +90,10 @@ def test_each_configuration_is_predicted_from_what_ran(demo) -> None:
         outcome.plan.outcome.latency_p95_s, rel=1e-6
     )
     # the calibration's fixed cost per shared call is carried by every prediction that calls
-    assert outcome.call_overhead_s >= 0
+    # Calibrated per device runtime: the fleet file's cameras keep the light agent.
+    assert set(outcome.call_overhead_s) <= {"ray", "agent"}
+    assert {c.name: c.runtime for c in outcome.plan.deployment().classes}["cameras"] == "agent"
+    assert all(s >= 0 for s in outcome.call_overhead_s.values())
     assert device_only.p50_s.predicted == pytest.approx(
         outcome.uncorrected["device-only"].latency_p50_s
     )
@@ -142,11 +145,17 @@ def test_call_overhead_is_the_excess_per_call_weighted_by_requests() -> None:
         6,
     )
     # a: 0.2 s over 2 calls, 3 requests; b: 0.3 s over 1 call, 1 request; c calls nothing
+    on_ray = dict.fromkeys("abc", "ray")
     expected = (3 * 0.2 + 1 * 0.3) / (3 * 2 + 1 * 1)
-    assert call_overhead(predicted, measured, {"a": 2, "b": 1, "c": 0}) == pytest.approx(expected)
-    assert call_overhead(predicted, measured, {"c": 0}) == 0.0
+    overhead = call_overhead(predicted, measured, {"a": 2, "b": 1, "c": 0}, on_ray)
+    assert overhead == pytest.approx({"ray": expected})
+    assert call_overhead(predicted, measured, {"c": 0}, on_ray) == {}
+    # Each runtime its own: b keeps the light agent and calls through a gateway.
+    mixed = {"a": "ray", "b": "agent", "c": "ray"}
+    overhead = call_overhead(predicted, measured, {"a": 2, "b": 1, "c": 0}, mixed)
+    assert overhead == pytest.approx({"ray": 0.2 / 2, "agent": 0.3})
     faster = FleetMeasurement("x", 10.0, tuple(requests("a", 0.5, 2)), {}, {}, {}, {}, {}, 2)
-    assert call_overhead(predicted, faster, {"a": 1}) == 0.0
+    assert call_overhead(predicted, faster, {"a": 1}, on_ray) == {"ray": 0.0}
 
 
 def test_the_node_table_shows_the_worker_replicas_each_node_ran(demo) -> None:

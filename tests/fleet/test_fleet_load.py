@@ -30,6 +30,9 @@ def test_example_loads() -> None:
     phones = fleet.device_class("phones")
     assert phones.rate_hz == 0.5 and phones.node.reference_time_s == pytest.approx(0.3)
     assert phones.node.role == "device"
+    runtimes = {c.name: c.runtime for c in fleet.classes}
+    assert runtimes == {"cameras": "agent", "phones": "ray", "boards": "ray"}
+    assert fleet.scaled(1000).device_class("cameras").runtime == "agent"
     infra = fleet.class_infra("cameras")
     assert infra.device == "cameras"
     assert set(infra.node_names) == {"cameras", "edge", "cloud"}
@@ -104,6 +107,11 @@ def _problems(edit) -> list[str]:
             "class 'boards' cannot hear from shared node 'edge'",
         ),
         (lambda f: f.pop("classes"), "fleet.classes: field required"),
+        (
+            lambda f: f["classes"][1].update(runtime="docker"),
+            "fleet.classes[1].runtime: input should be 'ray' or 'agent'. Fix: use `ray` (devices "
+            "run Ray) or `agent`",
+        ),
     ],
 )
 def test_every_problem_names_field_and_fix(edit, expected: str) -> None:

@@ -85,6 +85,7 @@ def test_plan_file_reads_back_as_a_deployment(result: FleetPlan, tmp_path: Path)
     deployment = load_fleet_plan(result.save(tmp_path / "fleet-plan.json"))
     for entry, c in zip(deployment.classes, result.fleet.classes, strict=True):
         assert (entry.name, entry.count, entry.rate_hz) == (c.name, c.count, c.rate_hz)
+        assert entry.runtime == c.runtime  # as the fleet file says: the cameras keep agents
         assert entry.assignment == result.choice.of(result.problem, c.name).assignment
     for entry, node in zip(deployment.shared, result.outcome.nodes, strict=True):
         assert (entry.node, entry.replicas, entry.batch_size) == (
@@ -98,6 +99,16 @@ def test_plan_file_reads_back_as_a_deployment(result: FleetPlan, tmp_path: Path)
     (tmp_path / "broken.json").write_text(json.dumps(broken))
     with pytest.raises(SchemaError, match=r"broken\.json: replicas: malformed fleet plan"):
         load_fleet_plan(tmp_path / "broken.json")
+    # A plan file from before classes had a runtime: its devices run Ray, as they were served.
+    older = json.loads((tmp_path / "fleet-plan.json").read_text())
+    for c in older["classes"]:
+        del c["runtime"]
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert {c.runtime for c in load_fleet_plan(tmp_path / "older.json").classes} == {"ray"}
+    older["classes"][0]["runtime"] = "docker"
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    with pytest.raises(SchemaError, match="runtime: 'docker' is neither 'ray' nor 'agent'"):
+        load_fleet_plan(tmp_path / "older.json")
     with pytest.raises(SchemaError, match="expected a 'fleet-plan' file"):
         load_fleet_plan(_plan_of_another_kind(tmp_path))
 

@@ -1,5 +1,6 @@
-"""What a fleet run measured, summarised (no Ray needed): the records of class actors and
-replica traces turned into a window's requests, busy time, batches and overruns."""
+"""What a fleet run measured, summarised (no Ray needed): the records of device classes, their
+requests' traces and the nodes' batch logs turned into a window's requests, busy time, batches
+and overruns."""
 
 from __future__ import annotations
 
@@ -56,21 +57,30 @@ def test_records_become_the_windows_requests_and_node_work() -> None:
         }
     }
     workers = {"edge": ((2.0, 1), (4.0, 2), (8.5, 1), (9.5, 3)), "cloud": ()}
-    m = _measure("fleet", results, {"edge": 1, "cloud": 2}, START, (3.0, 9.0), workers)
+    # The nodes log every batch, also one no recorded request ran in (a request of a class
+    # behind gateways has no trace): its busy time counts.
+    log = [s for r in results["cams"]["requests"] for s in r["trace"]]
+    log.append(step(2, 8.6, 8.8, 0.0, "cloud"))
+    m = _measure("fleet", results, log, {"edge": 1, "cloud": 2}, START, (3.0, 9.0), workers)
     assert [(r.device, r.index) for r in m.requests] == [(0, 1), (1, 0), (1, 1)]
     assert m.requests[1].shared_wait_s == pytest.approx({"edge": 0.3, "cloud": 0.0})
     assert m.requests[1].shared_forming_s == pytest.approx({"edge": 0.15, "cloud": 0.0})
     assert m.mean_forming_s("edge") == pytest.approx((0.1 + 0.15) / 2)
-    assert m.busy_s == pytest.approx({"edge": 0.4 + 0.7, "cloud": 0.2})
-    assert m.batch_sizes == {"edge": {1: 2}, "cloud": {1: 1}}
-    assert m.runs == {"cams": 2, "edge": 2, "cloud": 1}
+    assert m.busy_s == pytest.approx({"edge": 0.4 + 0.7, "cloud": 0.2 + 0.2})
+    assert m.batch_sizes == {"edge": {1: 2}, "cloud": {1: 2}}
+    assert m.runs == {"cams": 2, "edge": 2, "cloud": 2}
     assert m.overruns == {"cams": 1, "edge": 1, "cloud": 0}
     assert [r.error for r in m.failed()] == ["TransportError: edge died"]
     assert m.completions == 2  # (0, 1) and (1, 0); (0, 0) finished before the window
     assert m.throughput_hz() == pytest.approx(2 / 6)
-    assert m.utilisation("cloud") == pytest.approx(0.2 / (2 * 6))
+    assert m.utilisation("cloud") == pytest.approx(0.4 / (2 * 6))
     # The batches started in the window, in start order, with the replica that ran each.
-    assert [(b.node, b.batch) for b in m.batches] == [("edge", 2), ("edge", 3), ("cloud", 1)]
+    assert [(b.node, b.batch) for b in m.batches] == [
+        ("edge", 2),
+        ("edge", 3),
+        ("cloud", 1),
+        ("cloud", 2),
+    ]
     assert m.batches[0].start_s == pytest.approx(4.2) and m.batches[0].end_s == pytest.approx(4.6)
     assert m.batches[0].received_s == pytest.approx(4.202)
     assert m.batches[0].returned_s == pytest.approx(4.61) and m.batches[0].target_s == 0.5

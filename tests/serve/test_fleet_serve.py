@@ -2,12 +2,14 @@
 the planned quantized model's; each shared node is one Serve application in which identical
 components of two classes are one component; padding holds batches to their node's time;
 devices join and leave mid-run without failing or holding up the others' requests; a node's
-batches run on its fixed worker replicas, still one queue, or on workers Serve autoscales."""
+batches run on its fixed worker replicas, still one queue, or on workers Serve autoscales; a
+class that keeps the light agent runs its devices as agent processes without Ray, whose
+requests reach the same node fronts through gateway agents."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import pytest
 import qsplit
 from conftest import session
 from qsplit.assets import sample_images_dir
+from qsplit.errors import InputError
 from qsplit.fleet import (
     ClassDeployment,
     Fleet,
@@ -116,10 +119,10 @@ def output_errors(
 ) -> dict[str, float]:
     """Per class, the largest difference of its outputs from ``reference``'s, relative to the
     output's scale (its largest magnitude)."""
-    errors = dict.fromkeys(run.actors, 0.0)
+    errors = dict.fromkeys(run.device_classes, 0.0)
     for feeds in requests:
         want = reference.run(None, feeds)
-        for device_class in run.actors:
+        for device_class in run.device_classes:
             got = list(run.infer(device_class, feeds).values())
             assert [g.shape for g in got] == [w.shape for w in want]
             for g, w in zip(got, want, strict=True):
@@ -352,3 +355,105 @@ def test_serve_scales_a_nodes_workers_up_under_load_and_down_when_idle(
     scaled = next(t for t, n in samples if n > 1)
     assert [r for r in m.completed() if r.sent_s > scaled]
     assert autoscaled.idle and autoscaled.idle[-1][1] == 1, autoscaled.idle
+
+
+@dataclass(frozen=True)
+class Gateways:
+    run: FleetRun
+    measurement: FleetMeasurement
+    errors: dict[str, float]
+    infers: int
+    """Requests made outside the measured devices (each one batch of 1 at the cloud)."""
+    device_maps: dict[str, str]
+    gateway_maps: dict[str, str]
+    refused: InputError
+
+
+@pytest.fixture(scope="module")
+def gateways(serving: FleetServing, yolo11n_path: Path) -> Iterator[Gateways]:
+    """The deployment with the phones keeping the light agent: one phone issues requests, a
+    second joins mid-run; a third cannot (the class has two device processes)."""
+    import time
+
+    model, graph = analyze(str(yolo11n_path))
+    plan = deployment(graph.block_names)
+    cameras, phones = plan.classes
+    plan = replace(plan, classes=(cameras, replace(phones, runtime="agent")))
+    run = serving.start(plan, devices={"cameras": 2, "phones": 1}, seed=5)
+    try:
+        assert run.agents is not None
+        requests = images(2)
+        errors = output_errors(run, requests, session(model.proto))
+        device_maps = {
+            d.name: Path(f"/proc/{d.process.pid}/maps").read_text()
+            for d in run.agents.devices["phones"]
+        }
+        gateway_maps = {
+            node: Path(f"/proc/{p.pid}/maps").read_text() for node, p in run.agents.gateways.items()
+        }
+        time.sleep(max(0.0, PHASE_S / 2 - run.elapsed_s()))
+        added = run.add_devices("phones", 1)
+        with pytest.raises(InputError) as refused:
+            run.add_devices("phones", 1)
+        assert added == (1,)
+        time.sleep(max(0.0, PHASE_S - run.elapsed_s()))
+        measurement = run.finish("gateways")
+        infers = len(requests) * len(run.device_classes)
+        yield Gateways(run, measurement, errors, infers, device_maps, gateway_maps, refused.value)
+    finally:
+        run.close()
+
+
+def test_a_class_behind_gateways_gets_the_whole_models_outputs_without_ray(
+    gateways: Gateways,
+) -> None:
+    assert set(gateways.errors) == {"cameras", "phones"}
+    assert max(gateways.errors.values()) <= 1e-4, gateways.errors
+    assert set(gateways.device_maps) == {"phones-0", "phones-1"}
+    for name, maps in gateways.device_maps.items():
+        assert "onnxruntime" in maps and "_raylet" not in maps, name
+    assert set(gateways.gateway_maps) == {"edge", "cloud"}
+    assert all("_raylet" in maps for maps in gateways.gateway_maps.values())
+
+
+def test_requests_through_gateways_share_the_nodes_batchers_and_slots(
+    gateways: Gateways,
+) -> None:
+    """Every request of both classes, and every check request, ran one batch of 1 on the
+    cloud's one component (one front, one queue for Ray actors and gateways alike)."""
+    m = gateways.measurement
+    assert not m.failed(), [r.error for r in m.failed()][:3]
+    assert m.completed("cameras") and m.completed("phones")
+    assert m.batch_sizes["cloud"] == {1: len(m.completed()) + gateways.infers}
+    (cloud,) = [
+        c for c in gateways.run.components if c.startswith(gateways.run.applications["cloud"])
+    ]
+    assert gateways.run.components[cloud] == ("cameras", "phones")
+    # Only Ray classes' requests carry a trace of their waits; the phones' are end to end.
+    assert all(r.shared_wait_s for r in m.completed("cameras"))
+    assert not any(r.shared_wait_s for r in m.completed("phones"))
+
+
+def test_a_device_joins_a_class_behind_gateways_within_its_processes(gateways: Gateways) -> None:
+    m = gateways.measurement
+    joined = [r for r in m.requests if r.device_class == "phones" and r.device == 1]
+    assert joined and all(r.sent_s >= PHASE_S / 2 - 1 for r in joined)
+    refused = gateways.refused
+    assert refused.field == "devices"
+    assert "0 idle device process(es), not 1" in refused.problem
+
+
+def test_too_many_device_processes_are_refused_before_anything_starts(
+    serving: FleetServing, yolo11n_path: Path
+) -> None:
+    from ray import serve
+
+    _, graph = analyze(str(yolo11n_path))
+    plan = deployment(graph.block_names)
+    cameras, phones = plan.classes
+    plan = replace(plan, classes=(cameras, replace(phones, count=65, runtime="agent")))
+    before = set(serve.status().applications)
+    with pytest.raises(InputError, match="have 65 devices, each a process of its own") as error:
+        serving.start(plan)
+    assert error.value.field == "devices" and "--devices N" in error.value.fix
+    assert set(serve.status().applications) == before

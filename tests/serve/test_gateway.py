@@ -105,6 +105,8 @@ def test_ray_free_devices_run_their_plans_through_one_gateway(
         (["--backend", "ray", "--replicas", "2", "--max-replicas", "1"], "--max-replicas"),
         (["--backend", "ray", "--emulated"], "--backend"),
         (["--backend", "ray", "--max-batch", "0"], "--max-batch"),
+        (["--fleet-app", "qsplit-fleet1-edge"], "--fleet-app needs --backend ray"),
+        (["--backend", "ray", "--fleet-app", "qsplit-fleet1-edge"], "--ray-address"),
     ],
 )
 def test_gateway_options_are_checked_before_anything_starts(args: list[str], field: str) -> None:

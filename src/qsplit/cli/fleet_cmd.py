@@ -149,6 +149,7 @@ def class_table(result: FleetPlan) -> Table:
         "class",
         "devices",
         "req/s each",
+        "runtime",
         "plan",
         "ρ device",
         "mean ms",
@@ -156,12 +157,15 @@ def class_table(result: FleetPlan) -> Table:
         "p95 ms",
         "energy J",
     ):
-        table.add_column(column, justify="left" if column in ("class", "plan") else "right")
+        table.add_column(
+            column, justify="left" if column in ("class", "runtime", "plan") else "right"
+        )
     for c, o in zip(result.fleet.classes, result.outcome.classes, strict=True):
         table.add_row(
             c.name,
             str(c.count),
             f"{c.rate_hz:g}",
+            c.runtime,
             o.candidate,
             f"{o.device_utilisation:.2f}",
             _ms(o.latency_mean_s),

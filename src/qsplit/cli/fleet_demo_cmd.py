@@ -110,9 +110,13 @@ def demo_command(
     console.print(configuration_table(outcome.results, outcome.autoscale, outcome.simulated))
     console.print(node_table(outcome.results, outcome.measurements, outcome.simulated))
     console.print(validation_table(outcome.results))
+    paths = {"ray": "Ray actors", "agent": "agents through gateways"}
+    costs = ", ".join(
+        f"{paths.get(r, r)} {s * 1e3:.1f} ms" for r, s in outcome.call_overhead_s.items()
+    )
     console.print(
-        f"Ray's fixed cost per shared-component call (calibration run, in every prediction): "
-        f"{outcome.call_overhead_s * 1e3:.1f} ms"
+        "The serving path's fixed cost per shared-component call (calibration run, in every "
+        f"prediction): {costs or 'none measured'}"
     )
     for v in outcome.versus:
         if not (math.isfinite(v.throughput_ratio) and math.isfinite(v.p95_ratio)):

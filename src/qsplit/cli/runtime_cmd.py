@@ -31,7 +31,7 @@ from qsplit.errors import InputError
 
 if TYPE_CHECKING:
     from qsplit.profile import ComputeProfile, Statistic
-    from qsplit.runtime import CurveKeys, Session
+    from qsplit.runtime import ComponentHost, CurveKeys, Session
     from qsplit.serve import NodeServing, RaySession
 
 
@@ -229,6 +229,15 @@ def agent_command(
     replicas: ReplicasOpt = 1,
     max_replicas: MaxReplicasOpt = None,
     max_batch: MaxBatchOpt = 1,
+    fleet_app: Annotated[
+        str | None,
+        typer.Option(
+            "--fleet-app",
+            help="With --backend ray and --ray-address: run the components deployed here on "
+            "this fleet node's Serve application (qsplit-fleet<run>-<node>), sharing its "
+            "batchers and replicas with the fleet's other devices, instead of deploying each.",
+        ),
+    ] = None,
 ) -> None:
     """Run this machine's agent until interrupted.
 
@@ -259,15 +268,25 @@ def agent_command(
         # A gateway's calls wait on Serve: let many requests wait at once, so they batch there.
         workers=GATEWAY_CALLS if backend is AgentBackend.ray else 1,
     )
-    host = None
+    host: ComponentHost | None = None
     if backend is AgentBackend.ray:
-        from qsplit.serve import ServeHost
+        from qsplit.serve import FleetNodeHost, ServeHost
 
         check_gateway(settings)
         serving = _serving(replicas, max_replicas, max_batch)
-        host = ServeHost(name, address=ray_address, serving=serving, threads=threads)
-    elif ray_address is not None:
-        raise InputError("--ray-address needs --backend ray", fix="add --backend ray")
+        if fleet_app is not None:
+            if ray_address is None:
+                raise InputError(
+                    "--fleet-app needs the Ray the fleet runs on",
+                    field="--ray-address",
+                    fix="pass --ray-address HOST:PORT of that cluster",
+                )
+            host = FleetNodeHost(name, fleet_app, address=ray_address)
+        else:
+            host = ServeHost(name, address=ray_address, serving=serving, threads=threads)
+    elif ray_address is not None or fleet_app is not None:
+        option = "--ray-address" if ray_address is not None else "--fleet-app"
+        raise InputError(f"{option} needs --backend ray", field=option, fix="add --backend ray")
     run_agent(
         settings,
         on_ready=lambda a: print(f"agent {name} listening on {a}", flush=True),

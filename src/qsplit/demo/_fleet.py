@@ -126,9 +126,9 @@ class FleetDemoOutcome:
     versus: tuple[Versus, ...]
     """The fleet plan against each other configuration, measured."""
     figures: tuple[Path, ...]
-    call_overhead_s: float
-    """The serving path's fixed cost per shared-component call, from the calibration run
-    (0 without one), carried by every prediction."""
+    call_overhead_s: Mapping[str, float]
+    """The serving path's fixed cost per shared-component call, per device runtime (``ray``,
+    ``agent``), from the calibration run (empty without one), carried by every prediction."""
     uncorrected: Mapping[str, Outcome]
     """Configuration → its prediction without that cost."""
     autoscale: AutoscalePolicy | None = None
@@ -212,7 +212,7 @@ def run_fleet_demo(
         seed=config.seed,
         window_s=config.duration_s,
     )
-    overhead_s = 0.0
+    overhead_s: dict[str, float] = {}
     results, measurements = [], []
     with ExitStack() as stack:
         if runner is None:
@@ -229,7 +229,10 @@ def run_fleet_demo(
             measured = runner(deployments[FLEET], CALIBRATION, few)
             _, _, calls = predictor.problem(deployments[FLEET], few)
             overhead_s = call_overhead(
-                predictor.outcome(deployments[FLEET], counts=few), measured, calls
+                predictor.outcome(deployments[FLEET], counts=few),
+                measured,
+                calls,
+                {c.name: c.runtime for c in deployments[FLEET].classes},
             )
             step(1)
         uncorrected, simulations = {}, {}

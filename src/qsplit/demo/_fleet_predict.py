@@ -16,6 +16,12 @@ every configuration's prediction then carries (:meth:`Predictor.outcome`). The c
 run is not one of the configurations judged, so the queueing model is still checked against
 runs it was not fitted to.
 
+The cost is calibrated **per device runtime** (:class:`qsplit.fleet.DeviceClass`): a Ray class's
+call is a handle call from its actor; a call of a class that keeps the light agent crosses the
+agent protocol to a gateway, which then calls Serve — a path of its own, about three times as
+long on this host (docs/BENCHMARKS.md). Pooled, one value would over-predict one kind of class
+and under-predict the other.
+
 **Autoscaled workers.** The model prices a node's planned ``c`` servers throughout. Run on
 workers Serve autoscales (``NodeScaling("autoscale")``), a node has fewer whenever Serve has
 scaled it down, which at a load of about one busy server cost a measured phase 2.3× the
@@ -95,27 +101,27 @@ class Predictor:
     def outcome(
         self,
         deployment: FleetDeployment,
-        call_overhead_s: float = 0.0,
+        call_overhead_s: Mapping[str, float] | None = None,
         counts: Mapping[str, int] | None = None,
     ) -> Outcome:
         """The prediction for ``deployment``, each call of a shared component costing
-        ``call_overhead_s`` more."""
+        ``call_overhead_s`` more: device runtime (``ray``, ``agent``) → seconds per call."""
         return self.predict(deployment, call_overhead_s, counts)[0]
 
     def predict(
         self,
         deployment: FleetDeployment,
-        call_overhead_s: float = 0.0,
+        call_overhead_s: Mapping[str, float] | None = None,
         counts: Mapping[str, int] | None = None,
     ) -> tuple[Outcome, Simulated | None]:
         """:meth:`outcome`, and with :attr:`autoscale` the simulation its latencies come from
         (``None`` without, or where a node saturates: no steady state to simulate)."""
         problem, choice, calls = self.problem(deployment, counts)
-        if call_overhead_s:
+        runtimes = {c.name: c.runtime for c in deployment.classes}
+        extra = {n: calls[n] * (call_overhead_s or {}).get(r, 0.0) for n, r in runtimes.items()}
+        if any(extra.values()):
             candidates = {
-                name: tuple(
-                    replace(k, latency_s=k.latency_s + calls[name] * call_overhead_s) for k in cands
-                )
+                name: tuple(replace(k, latency_s=k.latency_s + extra[name]) for k in cands)
                 for name, cands in problem.candidates.items()
             }
             problem = replace(problem, candidates=candidates)
@@ -150,16 +156,24 @@ def _with_latencies(predicted: Outcome, simulated: Simulated) -> Outcome:
 
 
 def call_overhead(
-    predicted: Outcome, measured: FleetMeasurement, calls: Mapping[str, int]
-) -> float:
-    """Fixed cost per shared-component call: per class measured minus predicted p50 over the
-    calls its plan makes, weighted by the class's completed requests; 0 when no class calls a
-    shared component or the measurement is below the prediction."""
-    excess = weight = 0.0
+    predicted: Outcome,
+    measured: FleetMeasurement,
+    calls: Mapping[str, int],
+    runtimes: Mapping[str, str],
+) -> dict[str, float]:
+    """Fixed cost per shared-component call, per device runtime (``runtimes``: class → its
+    runtime): over the classes of that runtime, measured minus predicted p50 over the calls
+    each plan makes, weighted by the class's completed requests; 0 where the measurement is
+    below the prediction; a runtime none of whose classes calls a shared component (or
+    completed a request) is left out."""
+    excess: dict[str, float] = {}
+    weight: dict[str, float] = {}
     for c in predicted.classes:
         done = len(measured.completed(c.name))
         if not done or not calls.get(c.name):
             continue
-        excess += done * (measured.quantile(0.5, c.name) - c.latency_p50_s)
-        weight += done * calls[c.name]
-    return max(excess / weight, 0.0) if weight else 0.0
+        runtime = runtimes[c.name]
+        gap = measured.quantile(0.5, c.name) - c.latency_p50_s
+        excess[runtime] = excess.get(runtime, 0.0) + done * gap
+        weight[runtime] = weight.get(runtime, 0.0) + done * calls[c.name]
+    return {r: max(excess[r] / weight[r], 0.0) for r in weight}

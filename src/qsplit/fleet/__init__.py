@@ -55,7 +55,7 @@ from qsplit.fleet._simulate import (
     project,
     simulate,
 )
-from qsplit.fleet._spec import DeviceClass, Fleet, SharedNode
+from qsplit.fleet._spec import DeviceClass, DeviceRuntime, Fleet, SharedNode
 
 __all__ = [
     "ALONE",
@@ -76,6 +76,7 @@ __all__ = [
     "ClassOutcome",
     "Decision",
     "DeviceClass",
+    "DeviceRuntime",
     "Fleet",
     "FleetDeployment",
     "FleetPlan",

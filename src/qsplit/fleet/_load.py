@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,6 +41,7 @@ class _ClassDoc(BaseModel):
     memory_bytes: MemoryField
     reference_time: PositiveDurationField | None = None
     links: list[LinkDocument] = Field(min_length=1)
+    runtime: Literal["ray", "agent"] = "ray"
 
 
 class _SharedDoc(BaseModel):
@@ -77,6 +78,8 @@ _FIXES = {
     "bandwidth": "give a positive rate, e.g. 10MB/s",
     "latency": "give a one-way latency ≥ 0, e.g. 5ms",
     "symmetric": "use true or false",
+    "runtime": "use `ray` (devices run Ray) or `agent` (devices keep the light agent and reach "
+    "the shared nodes through gateways)",
 }
 
 
@@ -136,7 +139,9 @@ def _fleet(infra: Infra, data: Any) -> Fleet:
             memory_bytes=c.memory_bytes,
             reference_time_s=c.reference_time,
         )
-        classes.append(DeviceClass(c.name, c.count, c.rate_hz, node, tuple(links)))
+        classes.append(
+            DeviceClass(c.name, c.count, c.rate_hz, node, tuple(links), runtime=c.runtime)
+        )
     shared = tuple(SharedNode(s.node, s.replicas) for s in doc.shared)
     return Fleet(infra, tuple(classes), shared, infra.source)
 

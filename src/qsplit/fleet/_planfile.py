@@ -14,6 +14,7 @@ from pathlib import Path
 from qsplit._jsonio import read_json
 from qsplit.errors import SchemaError
 from qsplit.fleet._model import BATCH_WAIT_S
+from qsplit.fleet._spec import DeviceRuntime
 
 FLEET_PLAN_KIND = "fleet-plan"
 FLEET_PLAN_SCHEMA_VERSION = 1
@@ -28,6 +29,8 @@ class ClassDeployment:
     rate_hz: float
     assignment: Mapping[str, str]
     """Block → node; the device is named like the class."""
+    runtime: DeviceRuntime = "ray"
+    """Ray actors, or light agents behind gateway agents (:class:`qsplit.fleet.DeviceClass`)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,11 @@ def load_fleet_plan(path: str | Path) -> FleetDeployment:
     try:
         classes = tuple(
             ClassDeployment(
-                str(c["name"]), int(c["count"]), float(c["rate_hz"]), dict(c["assignment"])
+                str(c["name"]),
+                int(c["count"]),
+                float(c["rate_hz"]),
+                dict(c["assignment"]),
+                _runtime(c.get("runtime", "ray")),
             )
             for c in document["classes"]
         )
@@ -94,6 +101,12 @@ def load_fleet_plan(path: str | Path) -> FleetDeployment:
             fix="regenerate it with `qsplit fleet plan`",
         ) from None
     return FleetDeployment(classes, shared, str(path))
+
+
+def _runtime(value: object) -> DeviceRuntime:
+    if value == "ray" or value == "agent":
+        return value
+    raise ValueError(f"runtime: {value!r} is neither 'ray' nor 'agent'")
 
 
 def _field(exc: Exception) -> str | None:

@@ -82,6 +82,7 @@ class FleetPlan:
                     "name": c.name,
                     "count": c.count,
                     "rate_hz": c.rate_hz,
+                    "runtime": c.runtime,
                     "plan": cand.label,
                     "assignment": dict(cand.assignment),
                     "predicted": _class_predicted(out),
@@ -178,7 +179,9 @@ def fleet_deployment(
     assignment, per shared node its replicas, batch size and the components it hosts."""
     outcome = outcome or assess(problem, choice)
     classes = tuple(
-        ClassDeployment(c.name, c.count, c.rate_hz, dict(choice.of(problem, c.name).assignment))
+        ClassDeployment(
+            c.name, c.count, c.rate_hz, dict(choice.of(problem, c.name).assignment), c.runtime
+        )
         for c in problem.fleet.classes
     )
     shared = tuple(

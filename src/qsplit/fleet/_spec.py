@@ -9,10 +9,14 @@ is planned by :func:`qsplit.plan.plan` exactly as one device would be.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from qsplit.errors import InputError
 from qsplit.infra import Infra, Link, Node
+
+DeviceRuntime = Literal["ray", "agent"]
+"""What a device class's devices run: a Ray actor, or qsplit's light agent behind gateways."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class DeviceClass:
     """What one device is (role ``device``, named like the class)."""
     links: tuple[Link, ...]
     """Directed links between one device and the shared nodes (each device has its own)."""
+    runtime: DeviceRuntime = "ray"
+    """How the devices reach the shared nodes when served (docs/serve.md): ``ray``, they run
+    as Ray actors calling Serve directly; ``agent``, they keep qsplit's light agent (a device
+    that cannot run Ray) and reach each shared node through a gateway agent."""
 
     @property
     def total_rate_hz(self) -> float:
@@ -105,8 +113,5 @@ class Fleet:
         order = sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])
         for i in order[: device_count - sum(counts)]:
             counts[i] += 1
-        classes = tuple(
-            DeviceClass(c.name, n, c.rate_hz, c.node, c.links)
-            for c, n in zip(self.classes, counts, strict=True)
-        )
+        classes = tuple(replace(c, count=n) for c, n in zip(self.classes, counts, strict=True))
         return Fleet(self.infra, classes, self.shared, self.source)

@@ -7,7 +7,13 @@ wire format, failure semantics and security are described in ``docs/runtime.md``
 from qsplit.runtime._agent import MAX_SLOWDOWN, AgentSettings, check_gateway, run_agent, serve
 from qsplit.runtime._ask import health_of, slow_down
 from qsplit.runtime._client import InferResult, Session, connect
-from qsplit.runtime._deployment import ComponentSpec, Deployment, build_deployment, load_deployment
+from qsplit.runtime._deployment import (
+    ComponentSpec,
+    Deployment,
+    build_deployment,
+    load_deployment,
+    renamed_deployment,
+)
 from qsplit.runtime._hosted import ComponentHost, HostedComponent
 from qsplit.runtime._inputs import image_requests, random_requests
 from qsplit.runtime._keys import CurveKeys, KeyFiles, curve_keys, generate_keys, read_secret_key
@@ -60,6 +66,7 @@ __all__ = [
     "quantized_model",
     "random_requests",
     "read_secret_key",
+    "renamed_deployment",
     "run_agent",
     "save_results",
     "serve",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -182,16 +182,8 @@ def build_deployment(
                 fix=f"add address: HOST:PORT to node {node!r} and start `qsplit agent` there",
             )
         addresses[node] = address
-    # Routes and the agents' addresses are part of what agents hold (where to push), so they
-    # are part of the identity: two devices sharing an edge deploy two deployments there.
-    placed = "".join(
-        f"{s.node}:{s.sha256}:{s.compute_s}:{sorted(s.codecs.items())};" for s in specs
-    )
-    relayed = "".join(f"{a}>{b}:{','.join(via)};" for (a, b), via in relays.items())
-    reached = "".join(f"{node}@{address};" for node, address in sorted(addresses.items()))
-    digest = hashlib.sha256((placed + relayed + reached).encode())
     return Deployment(
-        id=digest.hexdigest()[:16],
+        id=_identity(specs, relays, addresses),
         components=tuple(specs),
         model_inputs=model_inputs,
         model_outputs=model_outputs,
@@ -200,6 +192,64 @@ def build_deployment(
         quantized=tuple(b for b in graph.block_names if b in set(quantized)),
         relays=relays,
         codecs={t: c for t, c in codecs.items() if t in model_inputs or t in readers},
+    )
+
+
+def _identity(
+    specs: Sequence[ComponentSpec],
+    relays: Mapping[tuple[str, str], tuple[str, ...]],
+    addresses: Mapping[str, str],
+) -> str:
+    """A deployment's id. Routes and the agents' addresses are part of what agents hold (where
+    to push), so they are part of it: two devices sharing an edge deploy two deployments
+    there."""
+    placed = "".join(
+        f"{s.node}:{s.sha256}:{s.compute_s}:{sorted(s.codecs.items())};" for s in specs
+    )
+    relayed = "".join(f"{a}>{b}:{','.join(via)};" for (a, b), via in relays.items())
+    reached = "".join(f"{node}@{address};" for node, address in sorted(addresses.items()))
+    return hashlib.sha256((placed + relayed + reached).encode()).hexdigest()[:16]
+
+
+def renamed_deployment(
+    deployment: Deployment, names: Mapping[str, str], addresses: Mapping[str, str]
+) -> Deployment:
+    """The same components under other node names (``names``: old → new; others kept) and
+    agents (``addresses``: new name → ``host:port``, for every node of the result): one
+    device class's deployment, built once, given to each of its devices, which are nodes of
+    their own (a fleet's devices behind gateway agents, ``qsplit.serve``)."""
+
+    def name(node: str) -> str:
+        return names.get(node, node)
+
+    def nodes(values: Sequence[str]) -> tuple[str, ...]:
+        return tuple(name(n) for n in values)
+
+    specs = tuple(
+        replace(
+            s,
+            node=name(s.node),
+            routes={t: nodes(readers) for t, readers in s.routes.items()},
+        )
+        for s in deployment.components
+    )
+    relays = {(name(a), name(b)): nodes(via) for (a, b), via in deployment.relays.items()}
+    used = {s.node for s in specs} | {n for via in relays.values() for n in via}
+    missing = sorted(used - set(addresses))
+    if missing:
+        raise InputError(
+            f"no agent address for node(s) {', '.join(missing)} of the renamed deployment",
+            field="addresses",
+            fix="give an address for every node that runs a component or relays",
+        )
+    placed = {n: addresses[n] for n in sorted(used)}
+    return replace(
+        deployment,
+        id=_identity(specs, relays, placed),
+        components=specs,
+        model_inputs={t: nodes(readers) for t, readers in deployment.model_inputs.items()},
+        addresses=placed,
+        relays=relays,
     )
 
 

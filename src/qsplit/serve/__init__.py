@@ -9,7 +9,7 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 """
 
 from qsplit.serve._fleet import FleetRun, FleetServing, run_fleet
-from qsplit.serve._gateway import ServeHost
+from qsplit.serve._gateway import FleetNodeHost, ServeHost
 from qsplit.serve._measure import FleetBatch, FleetMeasurement, FleetRequest
 from qsplit.serve._ray import check_resources, import_ray, start_embedded
 from qsplit.serve._runner import ComponentRunner, widen_batch
@@ -20,6 +20,7 @@ __all__ = [
     "ComponentRunner",
     "FleetBatch",
     "FleetMeasurement",
+    "FleetNodeHost",
     "FleetRequest",
     "FleetRun",
     "FleetServing",

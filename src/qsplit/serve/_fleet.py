@@ -40,12 +40,17 @@ from qsplit.partition import components
 from qsplit.profile import ComputeProfile
 from qsplit.runtime import ComponentSpec, Deployment, build_deployment
 from qsplit.serve import _ray
+from qsplit.serve._agent_devices import AgentClass, AgentDevices
 from qsplit.serve._measure import FleetBatch, FleetMeasurement, FleetRequest
 from qsplit.serve._scaling import WORKERS, NodeScaling
 from qsplit.serve._watch import ReplicaWatch, Samples
 
 DEVICE_RESOURCE = "device"
 """The custom resource the class actors are placed by."""
+
+MAX_AGENT_DEVICES = 64
+"""Device processes a run may start for the classes that keep the light agent (each one a
+Python process with ONNX Runtime, ~100 MiB): beyond it the fleet is refused, to be scaled down."""
 
 START_LEAD_S = 1.0
 """Devices start issuing requests this long after their actors exist (every actor the same
@@ -60,6 +65,11 @@ class _Shared:
     """Its name in its node's application (blocks and int8 blocks, digested)."""
     spec: ComponentSpec
     fixed_fraction: float
+    sha256s: tuple[str, ...]
+    """The digests of every class's bytes for it: what a gateway agent deploys
+    (:class:`~qsplit.serve.FleetNodeHost`)."""
+    classes: tuple[str, ...]
+    """The classes whose plans run it."""
 
 
 class FleetRun:
@@ -75,9 +85,12 @@ class FleetRun:
         replicas: Mapping[str, int],
         started: float,
         watch: ReplicaWatch | None = None,
+        agents: AgentDevices | None = None,
     ) -> None:
         self.actors = dict(actors)
-        """Device class → its Ray actor."""
+        """Device class → its Ray actor (the classes that run Ray)."""
+        self.agents = agents
+        """The device classes that keep the light agent, their processes and gateways."""
         self.applications = dict(applications)
         """Shared node → the Serve application emulating it."""
         self.components = dict(components)
@@ -89,6 +102,11 @@ class FleetRun:
         """Epoch seconds at which the devices started issuing requests (time 0 of the run)."""
         self._finished = False
 
+    @property
+    def device_classes(self) -> tuple[str, ...]:
+        """Every device class of the run: Ray actors' and light agents' alike."""
+        return (*self.actors, *self._agent_classes())
+
     def elapsed_s(self) -> float:
         return time.time() - self.started
 
@@ -99,8 +117,13 @@ class FleetRun:
         return {n: tuple((t - self.started, k) for t, k in s) for n, s in samples.items()}
 
     def add_devices(self, device_class: str, count: int) -> tuple[int, ...]:
-        """Start ``count`` more devices of ``device_class``; their numbers."""
+        """Start ``count`` more devices of ``device_class``; their numbers. A class that keeps
+        the light agent starts idle device processes of its own (as many as the fleet file
+        counts, started with the run)."""
         ray, _ = _ray.import_ray()
+        if self._agent_class(device_class):
+            assert self.agents is not None
+            return self.agents.add(device_class, count, time.time())
         actor = self._actor(device_class)
         return tuple(ray.get(actor.add.remote(count, time.time())))
 
@@ -108,34 +131,44 @@ class FleetRun:
         """Stop ``count`` devices of ``device_class`` (the latest started) issuing requests;
         their requests in flight complete. Their numbers."""
         ray, _ = _ray.import_ray()
+        if self._agent_class(device_class):
+            assert self.agents is not None
+            return self.agents.remove(device_class, count)
         return tuple(ray.get(self._actor(device_class).remove.remote(count)))
 
     def infer(self, device_class: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One request of ``device_class`` on ``feeds`` (emulated, outside any measurement)."""
         ray, _ = _ray.import_ray()
+        if self._agent_class(device_class):
+            assert self.agents is not None
+            return self.agents.infer(device_class, feeds)
         return dict(ray.get(self._actor(device_class).infer.remote(dict(feeds))))
 
     def finish(self, label: str, window_s: tuple[float, float] | None = None) -> FleetMeasurement:
         """Stop every device, wait for its requests, remove the deployment, and measure the
         requests sent in ``window_s`` (seconds since :attr:`started`; default: all)."""
-        ray, _ = _ray.import_ray()
-        results = ray.get([a.finish.remote() for a in self.actors.values()])
+        ray, serve = _ray.import_ray()
+        results = dict(
+            zip(
+                self.actors, ray.get([a.finish.remote() for a in self.actors.values()]), strict=True
+            )
+        )
+        if self.agents is not None:
+            results |= self.agents.finish()
         end = self.elapsed_s()
         workers = self.worker_replicas()
-        self.close()
-        crashed = [
-            f"{c}: {e}" for c, r in zip(self.actors, results, strict=True) for e in r["crashed"]
+        logs = [
+            serve.get_deployment_handle(node, app).batches.remote()
+            for node, app in self.applications.items()
         ]
+        batches = [b for log in logs for b in log.result()]
+        self.close()
+        crashed = [f"{c}: {e}" for c, r in results.items() for e in r["crashed"]]
         if crashed:
             raise RuntimeError("emulated devices stopped issuing requests: " + "; ".join(crashed))
         start, stop = window_s if window_s is not None else (0.0, end)
         return _measure(
-            label,
-            dict(zip(self.actors, results, strict=True)),
-            self._replicas,
-            self.started,
-            (start, stop),
-            workers,
+            label, results, batches, self._replicas, self.started, (start, stop), workers
         )
 
     def close(self) -> None:
@@ -148,8 +181,16 @@ class FleetRun:
         ray, serve = _ray.import_ray()
         for actor in self.actors.values():
             ray.kill(actor)
+        if self.agents is not None:
+            self.agents.close()
         for name in self.applications.values():
             serve.delete(name)
+
+    def _agent_classes(self) -> tuple[str, ...]:
+        return tuple(self.agents.classes) if self.agents is not None else ()
+
+    def _agent_class(self, device_class: str) -> bool:
+        return device_class in self._agent_classes()
 
     def _actor(self, device_class: str) -> Any:
         try:
@@ -158,7 +199,7 @@ class FleetRun:
             raise InputError(
                 f"no device class {device_class!r} in this fleet run",
                 field="device_class",
-                fix=f"use one of {', '.join(self.actors)}",
+                fix=f"use one of {', '.join(self.device_classes)}",
             ) from None
 
 
@@ -221,24 +262,19 @@ class FleetServing:
                 fix=f"count devices of {', '.join(c.name for c in deployment.classes)}",
             )
         built = {c.name: self._build(c, tuple(quantized)) for c in deployment.classes}
+        agent_classes = self._agent_classes(deployment, built, counts, seed)
         self._runs += 1
         prefix = f"qsplit-fleet{self._runs}"
         shared = self._shared(deployment, built, set(quantized))
         applications = {node: f"{prefix}-{node}" for node, _ in shared}
+        on_ray = [(i, c) for i, c in enumerate(deployment.classes) if c.runtime == "ray"]
         walks = {
             c.name: _walk(
                 built[c.name], shared, applications, self.fleet.class_infra(c.name), self.graph, c
             )
-            for c in deployment.classes
+            for _, c in on_ray
         }
-        users = {
-            f"{applications[node]}/{s.key}": tuple(
-                c
-                for c, w in walks.items()
-                if any((e["app"], e.get("key")) == (applications[node], s.key) for e in w)
-            )
-            for (node, _), s in shared.items()
-        }
+        users = {f"{applications[node]}/{s.key}": s.classes for (node, _), s in shared.items()}
         replicas = {s.node: s.replicas for s in deployment.shared}
         watch = (
             ReplicaWatch({n: (a, n + WORKERS) for n, a in applications.items()})
@@ -251,13 +287,74 @@ class FleetServing:
 
             # Each is a new process (ONNX Runtime, the components): the class actors start
             # while the nodes deploy.
-            self._create_actors(run, deployment, built, walks, seed)
+            self._create_actors(run, on_ray, built, walks, seed)
             deploy_nodes(self._nodes(shared, deployment, applications), scaling)
+            run.agents = self._start_agents(agent_classes, applications)
             self._start_devices(run, counts)
         except BaseException:
             run.close()
             raise
         return run
+
+    def _agent_classes(
+        self,
+        deployment: FleetDeployment,
+        built: Mapping[str, Deployment],
+        counts: Mapping[str, int],
+        seed: int,
+    ) -> list[AgentClass]:
+        """The classes that keep the light agent, each with a process per device (as many as
+        the fleet file counts, or ``counts`` if more); refused beyond
+        :data:`MAX_AGENT_DEVICES` before anything starts."""
+        classes = [
+            AgentClass(
+                c.name,
+                max(c.count, counts[c.name]),
+                c.rate_hz,
+                built[c.name],
+                self.fleet.class_infra(c.name),
+                self.fleet.device_class(c.name).links,
+                _inputs(built[c.name], seed + number),
+                (seed, number),
+            )
+            for number, c in enumerate(deployment.classes)
+            if c.runtime == "agent"
+        ]
+        processes = sum(c.devices for c in classes)
+        if processes > MAX_AGENT_DEVICES:
+            raise InputError(
+                f"the classes that keep the light agent ({', '.join(c.name for c in classes)}) "
+                f"have {processes} devices, each a process of its own; at most "
+                f"{MAX_AGENT_DEVICES} run on one host",
+                file=deployment.source,
+                field="devices",
+                fix="scale the fleet down (`qsplit fleet demo --devices N`, `Fleet.scaled`), or "
+                "give those classes `runtime: ray` to emulate them as Ray actors",
+            )
+        return classes
+
+    def _start_agents(
+        self, classes: Sequence[AgentClass], applications: Mapping[str, str]
+    ) -> AgentDevices | None:
+        """The agent classes' devices and a gateway per shared node, started and deployed once
+        the nodes run; ``None`` when every class runs Ray."""
+        if not classes:
+            return None
+        ray, _ = _ray.import_ray()
+        agents = AgentDevices(
+            classes,
+            applications,
+            self.fleet.infra,
+            ray.get_runtime_context().gcs_address,
+            self._threads,
+            self._optimize,
+        )
+        try:
+            agents.start()
+        except BaseException:
+            agents.close()
+            raise
+        return agents
 
     def _nodes(
         self,
@@ -281,6 +378,7 @@ class FleetServing:
                             "outputs": list(s.spec.outputs),
                             "compute_s": s.spec.compute_s,
                             "fixed_fraction": s.fixed_fraction,
+                            "sha256s": list(s.sha256s),
                         }
                         for (n, _), s in shared.items()
                         if n == node
@@ -298,15 +396,15 @@ class FleetServing:
     def _create_actors(
         self,
         run: FleetRun,
-        deployment: FleetDeployment,
+        classes: Sequence[tuple[int, ClassDeployment]],
         built: Mapping[str, Deployment],
         walks: Mapping[str, list[dict[str, Any]]],
         seed: int,
     ) -> None:
-        """One actor per class (created, not waited for)."""
+        """One actor per class that runs Ray (created, not waited for)."""
         from qsplit.serve._devices import DeviceClassActor
 
-        for number, c in enumerate(deployment.classes):
+        for number, c in classes:
             infra = self.fleet.class_infra(c.name)
             used = {n for n in c.assignment.values() if n != c.name}
             run.actors[c.name] = DeviceClassActor.options(
@@ -328,7 +426,11 @@ class FleetServing:
         # An actor starts in a new worker process (Ray, ONNX Runtime): slow on a busy host.
         ray.get([a.__ray_ready__.remote() for a in run.actors.values()])
         run.started = time.time() + START_LEAD_S
-        ray.get([a.add.remote(counts[n], run.started) for n, a in run.actors.items()])
+        adding = [a.add.remote(counts[n], run.started) for n, a in run.actors.items()]
+        if run.agents is not None:
+            for name in run.agents.classes:
+                run.agents.add(name, counts[name], run.started)
+        ray.get(adding)
 
     def run(
         self,
@@ -399,7 +501,7 @@ class FleetServing:
     ) -> dict[tuple[str, tuple[str, ...]], _Shared]:
         """(node, blocks) → the shared component, once for all the classes that run it."""
         planned = {s.node for s in deployment.shared}
-        result: dict[tuple[str, tuple[str, ...]], _Shared] = {}
+        found: dict[tuple[str, tuple[str, ...]], list[tuple[str, ComponentSpec]]] = {}
         for c in deployment.classes:
             for spec, blocks in _blocks(built[c.name], self.graph, c):
                 if spec.node == c.name:
@@ -412,15 +514,18 @@ class FleetServing:
                         field="shared",
                         fix="plan the fleet again (`qsplit fleet plan`)",
                     )
-                key = (spec.node, blocks)
-                if key not in result:
-                    int8 = [b for b in blocks if b in quantized]
-                    named = "|".join(blocks) + "/" + "|".join(int8)
-                    result[key] = _Shared(
-                        hashlib.sha256(named.encode()).hexdigest()[:12],
-                        spec,
-                        self._fixed_fraction(spec.node, blocks),
-                    )
+                found.setdefault((spec.node, blocks), []).append((c.name, spec))
+        result = {}
+        for (node, blocks), users in found.items():
+            int8 = [b for b in blocks if b in quantized]
+            named = "|".join(blocks) + "/" + "|".join(int8)
+            result[(node, blocks)] = _Shared(
+                hashlib.sha256(named.encode()).hexdigest()[:12],
+                users[0][1],
+                self._fixed_fraction(node, blocks),
+                tuple(dict.fromkeys(spec.sha256 for _, spec in users)),
+                tuple(name for name, _ in users),
+            )
         return result
 
     def _fixed_fraction(self, node: str, blocks: Sequence[str]) -> float:
@@ -541,16 +646,17 @@ def _inputs(built: Deployment, seed: int) -> list[dict[str, np.ndarray]]:
 def _measure(
     label: str,
     results: Mapping[str, Mapping[str, Any]],
+    batch_log: Sequence[Mapping[str, Any]],
     replicas: Mapping[str, int],
     started: float,
     window: tuple[float, float],
     workers: Samples | None = None,
 ) -> FleetMeasurement:
-    """The actors' records, relative to the run's start, restricted to the window, and the
-    worker replicas sampled in it (``workers``: seconds since the start, as
-    :meth:`FleetRun.worker_replicas` gives them)."""
+    """The device classes' records and the nodes' ``batch_log``, relative to the run's
+    start, restricted to the window, and the worker replicas sampled in it (``workers``:
+    seconds since the start, as :meth:`FleetRun.worker_replicas` gives them)."""
     first, last = window
-    requests, batches = [], {}
+    requests = []
     runs: dict[str, int] = {}
     overruns: dict[str, int] = {}
     completions = 0
@@ -558,8 +664,6 @@ def _measure(
         for r in result["requests"]:
             if r["done"] is not None and first <= r["done"] - started < last:
                 completions += 1
-            for step in r["trace"]:
-                batches[(step["node"], step["batch"])] = step
             sent = r["sent"] - started
             if not first <= sent < last:
                 continue
@@ -577,7 +681,7 @@ def _measure(
     busy = dict.fromkeys(replicas, 0.0)
     sizes: dict[str, dict[int, int]] = {n: {} for n in replicas}
     ran = []
-    for step in batches.values():
+    for step in batch_log:
         node, start, end = step["node"], step["start"] - started, step["end"] - started
         busy[node] += max(0.0, min(end, last) - max(start, first))
         if first <= start < last:

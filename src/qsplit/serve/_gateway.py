@@ -8,6 +8,11 @@ custom resource named after the node, with replicas, autoscaling and batching
 the gateway shares one Serve application, so requests of many devices batch together there,
 as the fleet planner's one batcher per component has them.
 
+A gateway may also front a fleet's shared node (:class:`FleetNodeHost`): then the components
+are not deployed anew but run by the node's Serve application, with the batchers and slots
+that the fleet's Ray-actor device classes call too, so every class's requests meet in one
+queue, as the fleet planner prices it.
+
 Imported only by a gateway (Ray is then required).
 """
 
@@ -20,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from qsplit.errors import InputError
 from qsplit.runtime import ComponentSpec
 from qsplit.serve import _ray
+from qsplit.serve._emulation import TRACE
 from qsplit.serve._session import NodeServing, ReplicaTarget, deploy_replicas
 
 
@@ -100,3 +107,62 @@ class ServeHost:
             applications = tuple(s.application for s in self._served.values())
             self._served.clear()
         _ray.stop(self._connection, applications)
+
+
+@dataclass(frozen=True)
+class _FleetComponent:
+    """A component a fleet node's front runs under ``key``."""
+
+    handle: Any
+    key: str
+    timeout_s: float
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        outputs = self.handle.remote(self.key, dict(feeds)).result(timeout_s=self.timeout_s)
+        return {k: v for k, v in outputs.items() if not k.startswith(TRACE)}
+
+
+@dataclass
+class FleetNodeHost:
+    """Runs a gateway agent's components on a fleet's shared node
+    (:class:`qsplit.runtime.ComponentHost`): ``application`` is the node's Serve application
+    (``qsplit.serve.FleetServing`` names them ``qsplit-fleet<run>-<node>``), whose front already
+    serves every component of the fleet plan; a deploy is matched to one of them by its bytes'
+    digest, and a component the node does not serve is refused.
+    """
+
+    node: str
+    application: str
+    address: str | None = None
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _, serve = _ray.import_ray()
+        self._connection = _ray.start(self.address, [self.node])
+        self._front = serve.get_deployment_handle(self.node, self.application)
+
+    def load(
+        self,
+        name: str,
+        onnx_bytes: bytes,
+        sha256: str,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        optimize: bool,
+    ) -> _FleetComponent:
+        key = self._front.key_of.remote(sha256).result(timeout_s=self.timeout_s)
+        if key is None:
+            raise InputError(
+                f"component {name!r} (sha256 {sha256[:12]}…) is not one the fleet node "
+                f"{self.node!r} ({self.application}) serves",
+                field="--fleet-app",
+                fix="deploy the fleet plan's own components (the plan the node was started "
+                "with), or start this gateway without --fleet-app",
+            )
+        return _FleetComponent(self._front, key, self.timeout_s)
+
+    def release(self, component: _FleetComponent) -> None:
+        """Nothing to undo: the fleet node's components live as long as its run."""
+
+    def close(self) -> None:
+        _ray.stop(self._connection, ())

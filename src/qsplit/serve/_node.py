@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -48,6 +49,9 @@ CONCURRENT_BATCHES = 1_000
 """Batches a component's batcher may have in flight: every batch it closes goes straight to
 the node's queue of slots, which bounds what runs."""
 
+BATCH_LOG = 100_000
+"""Batches a front remembers for :meth:`NodeReplica.batches` (hours of a fleet run)."""
+
 
 @dataclass(frozen=True)
 class _Component:
@@ -67,12 +71,13 @@ class NodeReplica:
     shared nodes, which the node waits out before the request joins its component's batcher.
 
     ``components``: per component ``{"key", "onnx", "inputs", "outputs", "compute_s",
-    "fixed_fraction"}``, plain values. Each batch waits for one of the node's ``slots``, runs
-    (here, or on ``workers`` when given: the node's :class:`NodeWorker` deployment), and is
-    padded to the node's time for its size; every request's outputs get a :data:`TRACE` entry
-    (its wait for the batch to close, its batch's wait for a server, the batch and the replica
-    that ran it), passed on with those of the nodes before it so that the caller receives the
-    request's whole trace."""
+    "fixed_fraction", "sha256s"}``, plain values; ``sha256s`` are the digests of the ONNX
+    bytes device classes deploy for it on a gateway agent (:meth:`key_of`). Each batch waits
+    for one of the node's ``slots``, runs (here, or on ``workers`` when given: the node's
+    :class:`NodeWorker` deployment), and is padded to the node's time for its size; every
+    request's outputs get a :data:`TRACE` entry (its wait for the batch to close, its batch's
+    wait for a server, the batch and the replica that ran it), passed on with those of the
+    nodes before it so that the caller receives the request's whole trace."""
 
     def __init__(
         self,
@@ -99,6 +104,8 @@ class NodeReplica:
         )
         self._run = self._local.run if self._local is not None else partial(_on_worker, workers)
         self._components: dict[str, _Component] = {}
+        self._keys = {sha: c["key"] for c in components for sha in c.get("sha256s", ())}
+        self._log: deque[dict[str, Any]] = deque(maxlen=BATCH_LOG)
         self._batchers: dict[str, Callable[[Request], Awaitable[tuple[Feeds, Any]]]] = {}
         for c in components:
             self._components[c["key"]] = _Component(
@@ -122,6 +129,16 @@ class NodeReplica:
         await asyncio.sleep(max((route_s(h, tensor_bytes(feeds, t)) for t, h in links), default=0))
         outputs, run = await self._batchers[key]((feeds, time.time()))
         return {**outputs, **trace, TRACE + key: run}
+
+    def key_of(self, sha256: str) -> str | None:
+        """The component a gateway agent runs here for deployed bytes of this digest (``None``:
+        the node serves no such component)."""
+        return self._keys.get(sha256)
+
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch run so far (the latest :data:`BATCH_LOG`), whoever sent its requests:
+        the node's own record of its busy time and batch sizes."""
+        return list(self._log)
 
     def _batcher(self, key: str) -> Any:
         async def batch(requests: list[Request]) -> list[tuple[Feeds, dict[str, Any]]]:
@@ -151,6 +168,7 @@ class NodeReplica:
             "size": len(requests),
             "overrun": ran["overrun"],
         }
+        self._log.append(run)
         return [
             (out, {**run, "wait_s": ran["start"] - closed, "forming_s": closed - arrived})
             for out, (_, arrived) in zip(ran["outputs"], requests, strict=True)
