@@ -18,9 +18,9 @@ runs it was not fitted to.
 
 The cost is calibrated **per device runtime** (:class:`qsplit.fleet.DeviceClass`): a Ray class's
 call is a handle call from its actor; a call of a class that keeps the light agent crosses the
-agent protocol to a gateway, which then calls Serve — a path of its own, about three times as
-long on this host (docs/BENCHMARKS.md). Pooled, one value would over-predict one kind of class
-and under-predict the other.
+agent protocol to a gateway, which then calls Serve — a path of its own (measured on this
+host at 28-40 ms per call against the actors' 22-25 ms, docs/BENCHMARKS.md). Pooled, one
+value taken from a calibration run that one kind of class dominated misprices the other.
 
 **Autoscaled workers.** The model prices a node's planned ``c`` servers throughout. Run on
 workers Serve autoscales (``NodeScaling("autoscale")``), a node has fewer whenever Serve has

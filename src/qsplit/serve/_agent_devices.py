@@ -74,8 +74,8 @@ class _Device:
 class AgentDevices:
     """Agent processes for the devices of ``classes`` and a gateway for each shared node in
     ``applications`` (node → its fleet Serve application), on the Ray at ``ray_address``.
-    :meth:`start` brings them up and deploys every device's plan; devices then issue requests
-    from :meth:`add` on, until :meth:`remove` or :meth:`finish`."""
+    :meth:`spawn` starts them and :meth:`deploy` deploys every device's plan; devices then
+    issue requests from :meth:`add` on, until :meth:`remove` or :meth:`finish`."""
 
     def __init__(
         self,
@@ -101,9 +101,9 @@ class AgentDevices:
         self._records: dict[str, list[dict[str, Any]]] = {c.name: [] for c in classes}
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        """Start the link emulators, the gateways and the devices' agents, and deploy each
-        device's plan (every process started at once; waits for all)."""
+    def spawn(self) -> None:
+        """Start the link emulators, the gateways and the devices' agents (every process at
+        once, not waited for: they start while the fleet's nodes deploy)."""
         self._link_shared_nodes()
         for c in self.classes.values():
             for number in range(c.devices):
@@ -116,6 +116,10 @@ class AgentDevices:
                 name = f"{c.name}-{number}"
                 process = self._spawn(name, ["--emulated", "--statistic", "min"])
                 self.devices[c.name].append(_Device(number, name, process))
+
+    def deploy(self) -> None:
+        """Once the fleet's nodes run: wait for every process to listen, and deploy each
+        device's plan through its own session."""
         processes = dict(self.gateways) | {
             d.name: d.process for devices in self.devices.values() for d in devices
         }

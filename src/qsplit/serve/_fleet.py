@@ -285,11 +285,13 @@ class FleetServing:
         try:
             from qsplit.serve._node import deploy_nodes
 
-            # Each is a new process (ONNX Runtime, the components): the class actors start
-            # while the nodes deploy.
+            # Each is a new process (ONNX Runtime, the components): the class actors and the
+            # agent classes' processes start while the nodes deploy.
             self._create_actors(run, on_ray, built, walks, seed)
+            run.agents = self._spawn_agents(agent_classes, applications)
             deploy_nodes(self._nodes(shared, deployment, applications), scaling)
-            run.agents = self._start_agents(agent_classes, applications)
+            if run.agents is not None:
+                run.agents.deploy()
             self._start_devices(run, counts)
         except BaseException:
             run.close()
@@ -333,11 +335,12 @@ class FleetServing:
             )
         return classes
 
-    def _start_agents(
+    def _spawn_agents(
         self, classes: Sequence[AgentClass], applications: Mapping[str, str]
     ) -> AgentDevices | None:
-        """The agent classes' devices and a gateway per shared node, started and deployed once
-        the nodes run; ``None`` when every class runs Ray."""
+        """The agent classes' devices and a gateway per shared node, their processes started
+        (they deploy once the nodes run: :meth:`AgentDevices.deploy`); ``None`` when every
+        class runs Ray."""
         if not classes:
             return None
         ray, _ = _ray.import_ray()
@@ -350,7 +353,7 @@ class FleetServing:
             self._optimize,
         )
         try:
-            agents.start()
+            agents.spawn()
         except BaseException:
             agents.close()
             raise

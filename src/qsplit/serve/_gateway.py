@@ -139,7 +139,8 @@ class FleetNodeHost:
     def __post_init__(self) -> None:
         _, serve = _ray.import_ray()
         self._connection = _ray.start(self.address, [self.node])
-        self._front = serve.get_deployment_handle(self.node, self.application)
+        # The gateway may start while the node deploys: the front is looked up at a deploy.
+        self._front = serve.get_deployment_handle(self.node, self.application, _check_exists=False)
 
     def load(
         self,
@@ -150,7 +151,15 @@ class FleetNodeHost:
         outputs: Sequence[str],
         optimize: bool,
     ) -> _FleetComponent:
-        key = self._front.key_of.remote(sha256).result(timeout_s=self.timeout_s)
+        try:
+            key = self._front.key_of.remote(sha256).result(timeout_s=self.timeout_s)
+        except Exception as exc:  # Ray's own: no such application, or it failed
+            raise InputError(
+                f"the fleet node {self.node!r} ({self.application}) did not answer: {exc}",
+                field="--fleet-app",
+                fix="name the Serve application of a running fleet node "
+                "(qsplit-fleet<run>-<node>), on the Ray of --ray-address",
+            ) from None
         if key is None:
             raise InputError(
                 f"component {name!r} (sha256 {sha256[:12]}…) is not one the fleet node "
