@@ -443,23 +443,39 @@ def _batch_variability(batchers: list[_Batcher]) -> tuple[float, float]:
     return ca2 / rate, max(second / mean**2 - 1, 0.0)
 
 
-def planning_load(problem: FleetProblem, work: Work, rate_hz: float, batch: int) -> float:
+def planning_load(
+    problem: FleetProblem, work: Work, rate_hz: float, batch: int, after: Work | None = None
+) -> float:
     """The utilisation a class sending ``rate_hz`` requests to ``work`` adds to its node, as
-    the MILP prices it: its batches' mean size as if no other class ran the component.
+    the MILP prices it: its batches' mean size as if no other class ran the component, its
+    requests Poisson — or, ``after`` a work on a 1-replica node, spaced at least that work's
+    batch-1 time apart (a shifted exponential gap: :mod:`._arrivals`), which a time-out shorter
+    than the spacing leaves in batches of 1.
 
-    Why this bound is safe: other classes' requests only fill a component's batches sooner, so
-    the real mean size is at least this one and the real utilisation at most the planned.
-    Exact for full batches (no time-out) and for a component only one class runs."""
-    size = forming(problem, work, batch, rate_hz).mean_size
+    Why this bound: other classes' requests only fill a component's batches sooner, so the real
+    mean size is at least this one and the real utilisation at most the planned. Exact for full
+    batches (no time-out) and for a component only one class runs from its devices; behind a
+    1-replica node it leaves out the batches that were waiting there (released a batch time
+    apart, which fill batches sooner), and a batch time there above the batch-1 time (which
+    spaces them wider): docs/fleet.md, *Arrivals through the tiers*."""
+    timeout = problem.batch_wait_s
+    spacing = 0.0
+    if after is not None and problem.fleet.replicas(after.node) == 1:
+        spacing = after.batch_s(1)
+    rate = window_rate([Stream(rate_hz, spacing_s=spacing)], batch, timeout)
+    size = Forming(batch, rate, timeout).mean_size
     return rate_hz * (work.fixed_s / size + work.per_item_s) / problem.fleet.replicas(work.node)
 
 
 def planning_utilisation(problem: FleetProblem, choice: Choice) -> dict[str, float]:
     """Shared node → ρ as the MILP prices it: the sum of its classes' :func:`planning_load`."""
     result = dict.fromkeys(problem.fleet.shared_names, 0.0)
-    for node, entries in node_groups(problem, choice).items():
-        for work, _, rate in entries:
-            result[node] += planning_load(problem, work, rate, choice.batch[node])
+    for c in problem.fleet.classes:
+        works = choice.of(problem, c.name).work
+        for i, work in enumerate(works):
+            after = works[i - 1] if i else None
+            batch = choice.batch[work.node]
+            result[work.node] += planning_load(problem, work, c.total_rate_hz, batch, after)
     return result
 
 
