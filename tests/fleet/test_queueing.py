@@ -28,6 +28,7 @@ from qsplit.fleet import (
     load_fleet,
     plan_fleet,
     simulate,
+    utilisation,
     waiting_requests,
 )
 from qsplit.fleet._queueing import DeviceWait, Forming, Wait, latency_distribution, quantile
@@ -201,7 +202,7 @@ def test_planned_utilisation_bounds_the_real_one() -> None:
     Poisson arrivals; behind a 1-replica node (spaced arrivals, priced without the batches
     that waited there) within 0.1 % — and against the Poisson price the planner used before,
     which a time-out shorter than the spacing beats by a fifth and more."""
-    from qsplit.fleet._model import planning_load, planning_utilisation, utilisation
+    from qsplit.fleet._model import planning_load, planning_utilisation
 
     for name in SCENARIOS:
         problem, choice = _scenario(name)
@@ -263,3 +264,15 @@ def test_testbed_with_the_cloud_forced_to_batch_four() -> None:
         _, p50, p95 = simulated.per_class[c.name]
         assert c.latency_p50_s == pytest.approx(p50, rel=0.05), c.name
         assert c.latency_p95_s == pytest.approx(p95, rel=0.05), c.name
+
+
+def test_a_saturated_edge_still_feeds_the_cloud() -> None:
+    """Past the edge's saturation (no steady state, latencies ∞) the cloud behind it still has
+    a utilisation: every gap the edge's batch time (the projection bisects through it)."""
+    problem, choice = tier_scenario("spaced, time-out longer than the spacing")
+    rho = utilisation(replace(problem, fleet=problem.fleet.scaled(80)), choice)
+    assert rho["edge"] > 1
+    assert 0 < rho["cloud"] < 1
+    assert math.isinf(
+        assess(replace(problem, fleet=problem.fleet.scaled(80)), choice).latency_p95_s
+    )

@@ -16,10 +16,11 @@ apart, and a batch leaving releases its requests together. Two things depend on 
   requests in one departing batch) whose gaps are ``G = S + Y``: ``S`` the upstream's batch time
   (nothing leaves sooner), ``Y = 0`` with probability ``p`` (the next batch was already waiting)
   and else exponential (the upstream went idle: the gap is then the wait for its next arrival);
-  for M/D/1 departures this is exact (``p = ρ``, ``Y`` of mean ``1/λ``). Flows from a
+  for M/D/1 departures this is exact with ``p = ρ`` and ``Y`` of mean ``1/λ``. Flows from a
   multi-replica node or from devices keep ``S = 0, p = 0`` (Poisson groups).
-  :func:`window_rate` turns the flows into the Poisson rate with the same chance of an empty
-  window, which the batch model (:class:`._queueing.Forming`) then uses inside the window.
+  :func:`batch_sizes` gives the batches such flows form, :func:`window_rate` the Poisson rate
+  with their mean size, which the batch model (:class:`._queueing.Forming`) then uses inside
+  the window.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Stream:
     @property
     def _tail_mean_s(self) -> float:
         """Mean of the exponential part of ``Y``: the group gaps average ``ḡ / rate``."""
+        if self.back_to_back >= 1:
+            return 0.0  # a saturated upstream: every gap is S
         gap = self.group_mean / self.rate_hz
         return max(gap - self.spacing_s, 0.0) / (1 - self.back_to_back)
 
@@ -166,7 +169,7 @@ def window_rate(streams: Sequence[Stream], batch: int, window_s: float) -> float
     batcher cannot say (docs/fleet.md, *Limits*)."""
     total = sum(s.rate_hz for s in streams)
     streams = [s if s.group_mean < GROUPED else Stream(s.rate_hz) for s in streams]
-    unspaced = all(s.spacing_s <= 0 for s in streams)  # as many or more than Poisson's
+    unspaced = all(s.spacing_s <= 0 for s in streams)  # batches at least Poisson's: the cap
     if total <= 0 or batch <= 1 or unspaced or not 0 < window_s < math.inf:
         return total
 
@@ -201,7 +204,8 @@ def departures(rate_hz: float, share: float, size_pmf: np.ndarray, batch_scv: fl
     """A flow of ``rate_hz`` requests, ``share`` of a component's, leaving in its batches
     (sizes ``size_pmf``, departures of variability ``batch_scv``): the batches holding the
     flow are a split of them (QNA), each releasing a group of the flow's requests at once,
-    Binomial(``K``, ``share``) given one at least. No spacing: see :class:`Stream`."""
+    Binomial(``K``, ``share``) given one at least. Without spacing: a 1-replica node's is the
+    caller's to add (it depends on the node's batch time and waits)."""
     sizes = np.arange(1, len(size_pmf) + 1)
     held = holding(share, size_pmf)
     groups = np.zeros(len(size_pmf))

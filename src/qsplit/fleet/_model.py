@@ -300,12 +300,6 @@ def _merged(
     return merged
 
 
-def forming(problem: FleetProblem, work: Work, batch: int, rate_hz: float) -> Forming:
-    """The batches of ``work``'s component, sent ``rate_hz`` requests, at ``batch``: its node's
-    one batcher for the component forms them from all of its requests."""
-    return Forming(batch, rate_hz, problem.batch_wait_s, work.per_item_s)
-
-
 def utilisation(problem: FleetProblem, choice: Choice) -> dict[str, float]:
     """Shared node → ρ: per component, its batches per second × their mean time, over the
     replicas (batches formed from the arrivals propagated through the tiers)."""
@@ -367,7 +361,10 @@ class _Tier:
         # one replica: nothing leaves sooner than a batch time after the previous batch, and
         # the gap is exactly that when the next batch holding the class closed before it left
         spacing = batcher.work.batch_s(batcher.forming.mean_size)
-        closed = batcher.forming.close_within(batcher.rate_hz, spacing + _replica_wait(self)[0])
+        wait_s = _replica_wait(self)[0]
+        closed = 1.0  # saturated: the next batch is always waiting
+        if math.isfinite(wait_s):
+            closed = batcher.forming.close_within(batcher.rate_hz, spacing + wait_s)
         return replace(stream, spacing_s=spacing, back_to_back=holding(share, pmf) * closed)
 
 
