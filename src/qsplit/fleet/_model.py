@@ -31,6 +31,12 @@ The MILP cannot carry ``K``'s dependence on the summed rate of a component's cla
 :func:`planning_value` bounds it per class (:func:`planning_load`, below); :func:`assess`,
 the demo's predictions and :func:`~._simulate.simulate` use the time-out model.
 
+A shared node behind another receives that node's departures, not Poisson arrivals:
+:func:`assess` and :func:`utilisation` propagate them through the tiers (:func:`_tiers`,
+:mod:`._arrivals`: QNA's variability into Allen–Cunneen, a 1-replica node's spacing into
+batch filling); the MILP keeps each class's own flow, spaced behind a 1-replica node
+(docs/fleet.md, *Arrivals through the tiers*).
+
 Links are not queues: each device has its own links, and the links between shared nodes are
 taken as provisioned for the fleet (docs/fleet.md, Limits).
 """
