@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from qsplit.fleet import Candidate, DeviceClass, Fleet, FleetProblem, SharedNode, Work
+from qsplit.fleet import Candidate, Choice, DeviceClass, Fleet, FleetProblem, SharedNode, Work
 from qsplit.infra import Infra, Link, Node
 
 
@@ -89,3 +89,79 @@ def random_problem(seed: int, objective: str = "latency-energy") -> FleetProblem
         utilisation_max=rng.choice([0.6, 0.8, 0.9]),
         batch_wait_s=rng.choice([0.05, 0.5, math.inf]),  # short, long, full batches only
     )
+
+
+TIER_SCENARIOS = (
+    "spaced, time-out shorter than the spacing",
+    "spaced, time-out longer than the spacing",
+    "spaced and Poisson in one batcher",
+    "spaced, long time-out",
+    "batched twice",
+)
+"""Two tiers: requests leave a 1-replica edge (deterministic 30 ms at batch 1, ρ ≈ 0.6) for a
+3-replica cloud that batches them (docs/fleet.md, *Arrivals through the tiers*)."""
+
+
+def tier_scenario(name: str) -> tuple[FleetProblem, Choice]:
+    """One of :data:`TIER_SCENARIOS`: the fleet, its one candidate per class and the choice."""
+    edge_then_cloud = [("edge", "e", 0.0, 0.03), ("cloud", "c", 0.05, 0.02)]
+    classes = [("a", 40, 0.5)]
+    cands = {"a": (candidate("tiers", 0.3, 1.0, 0.0, edge_then_cloud),)}
+    batch, timeout = {"edge": 1, "cloud": 4}, 0.02
+    if name == "spaced, time-out longer than the spacing":
+        timeout = 0.1
+    elif name == "spaced and Poisson in one batcher":
+        classes.append(("b", 20, 0.5))  # straight to the cloud's component
+        cands["b"] = (candidate("cloud", 0.3, 1.0, 0.0, [edge_then_cloud[1]]),)
+        timeout = 0.05
+    elif name == "spaced, long time-out":
+        timeout = 0.5
+    elif name == "batched twice":
+        cands["a"] = (
+            candidate("tiers", 0.3, 1.0, 0.0, [("edge", "e", 0.02, 0.01), edge_then_cloud[1]]),
+        )
+        batch, timeout = {"edge": 4, "cloud": 4}, 0.05
+    elif name != "spaced, time-out shorter than the spacing":
+        raise AssertionError(name)
+    problem = FleetProblem(
+        fleet(classes, [("edge", 1), ("cloud", 3)]),
+        cands,
+        utilisation_max=0.9,
+        batch_wait_s=timeout,
+    )
+    return problem, Choice(dict.fromkeys(cands, 0), batch)
+
+
+def random_tier_problem(seed: int) -> tuple[FleetProblem, Choice]:
+    """A random two-tier fleet: class ``a`` through a 1–2-replica edge (ρ 0.3–0.8 at batch 1,
+    batch 1–4) to a cloud batching at 2–8, and half the time class ``b`` straight to the
+    cloud, into ``a``'s batcher or its own; time-outs 10 ms to 1 s; the cloud's replicas
+    enough for ρ ≤ 0.8 at batch 1 (so at any batch size)."""
+    rng = random.Random(seed)
+    edge_replicas = rng.choice([1, 1, 2])
+    edge_s, cloud_s = rng.uniform(0.01, 0.05), rng.uniform(0.02, 0.1)
+    edge_fixed, cloud_fixed = edge_s * rng.choice([0.0, 0.5]), cloud_s * rng.choice([0.3, 0.6])
+    batch = {"edge": rng.choice([1, 1, 2, 4]), "cloud": rng.choice([2, 4, 8])}
+    timeout = rng.choice([0.01, 0.03, 0.1, 0.3, 1.0])
+    rate = rng.uniform(0.3, 0.8) * edge_replicas / edge_s
+    cloud = ("cloud", "c", cloud_fixed, cloud_s - cloud_fixed)
+    classes = [("a", 50, rate / 50)]
+    cands = {
+        "a": (
+            candidate(
+                "tiers", 0.3, 1.0, 0.0, [("edge", "e", edge_fixed, edge_s - edge_fixed), cloud]
+            ),
+        )
+    }
+    if rng.random() < 0.5:
+        classes.append(("b", 50, rate * rng.uniform(0.2, 1.0) / 50))
+        own = cloud if rng.random() < 0.5 else ("cloud", "d", *cloud[2:])
+        cands["b"] = (candidate("cloud", 0.3, 1.0, 0.0, [own]),)
+    cloud_replicas = max(2, math.ceil(sum(50 * r for _, _, r in classes) * cloud_s / 0.8))
+    problem = FleetProblem(
+        fleet(classes, [("edge", edge_replicas), ("cloud", cloud_replicas)]),
+        cands,
+        utilisation_max=0.9,
+        batch_wait_s=timeout,
+    )
+    return problem, Choice(dict.fromkeys(cands, 0), batch)

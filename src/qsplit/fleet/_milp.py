@@ -154,14 +154,15 @@ def solve_fleet(problem: FleetProblem, time_limit_s: float | None = 60.0) -> Sol
             wait = device_wait(cand, c.rate_hz).mean_s if c.count else 0.0
             rate = c.total_rate_hz
             cost[col] = rate * (k_t * (cand.latency_s + factor * wait) + k_e * cand.energy_j)
-            for work in cand.work:
+            for i, work in enumerate(cand.work):
+                after = cand.work[i - 1] if i else None
                 users.setdefault(work.key, []).append(col)
                 for b in problem.batch_sizes:
                     w = m.var(0, 1)
                     m.row({w: 1.0, col: -1.0}, high=0)
                     m.row({w: 1.0, y[work.node, b]: -1.0}, high=0)
                     m.row({w: 1.0, col: -1.0, y[work.node, b]: -1.0}, low=-1)
-                    load[work.node, b][w] = planning_load(problem, work, rate, b)
+                    load[work.node, b][w] = planning_load(problem, work, rate, b, after)
                     cost[w] = rate * (
                         k_t * (b - 1) * work.per_item_s
                         + k_e * (work.energy_j(b) - work.energy_j(1))

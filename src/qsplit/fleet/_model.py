@@ -31,6 +31,12 @@ The MILP cannot carry ``K``'s dependence on the summed rate of a component's cla
 :func:`planning_value` bounds it per class (:func:`planning_load`, below); :func:`assess`,
 the demo's predictions and :func:`~._simulate.simulate` use the time-out model.
 
+A shared node behind another receives that node's departures, not Poisson arrivals:
+:func:`assess` and :func:`utilisation` propagate them through the tiers (:func:`_tiers`,
+:mod:`._arrivals`: QNA's variability into Allen–Cunneen, a 1-replica node's spacing into
+batch filling); the MILP keeps each class's own flow, spaced behind a 1-replica node
+(docs/fleet.md, *Arrivals through the tiers*).
+
 Links are not queues: each device has its own links, and the links between shared nodes are
 taken as provisioned for the fleet (docs/fleet.md, Limits).
 """
@@ -45,6 +51,15 @@ from typing import Literal, get_args
 import numpy as np
 
 from qsplit.errors import InputError
+from qsplit.fleet._arrivals import (
+    Stream,
+    departure_scv,
+    departures,
+    holding,
+    merged_scv,
+    split_scv,
+    window_rate,
+)
 from qsplit.fleet._queueing import (
     SATURATED,
     Delay,
@@ -204,6 +219,9 @@ class Group:
     """The mean size of its batches, which close at the batch size or the time-out."""
     forming_s: float
     """A request's mean wait for its batch to close."""
+    arrival_scv: float = 1.0
+    """Variability (squared coefficient of variation) of its requests' arrivals: 1 from
+    devices (Poisson), else propagated from the node they leave (:mod:`._arrivals`)."""
 
 
 @dataclass(frozen=True)
@@ -288,43 +306,179 @@ def _merged(
     return merged
 
 
-def forming(problem: FleetProblem, work: Work, batch: int, rate_hz: float) -> Forming:
-    """The batches of ``work``'s component, sent ``rate_hz`` requests, at ``batch``: its node's
-    one batcher for the component forms them from all of its requests."""
-    return Forming(batch, rate_hz, problem.batch_wait_s, work.per_item_s)
-
-
 def utilisation(problem: FleetProblem, choice: Choice) -> dict[str, float]:
     """Shared node → ρ: per component, its batches per second × their mean time, over the
-    replicas."""
-    result = {}
-    for node, entries in node_groups(problem, choice).items():
-        b = choice.batch[node]
-        busy = sum(
-            rate * (w.fixed_s / forming(problem, w, b, rate).mean_size + w.per_item_s)
-            for w, _, rate in _merged(entries).values()
+    replicas (batches formed from the arrivals propagated through the tiers)."""
+    return {node: tier.utilisation for node, tier in _tiers(problem, choice).items()}
+
+
+@dataclass(frozen=True)
+class _Batcher:
+    """A node's one batcher for one component, fed by the classes that run it."""
+
+    work: Work
+    classes: tuple[str, ...]
+    streams: tuple[Stream, ...]
+    """Per class, its requests' arrivals."""
+    forming: Forming
+
+    @property
+    def rate_hz(self) -> float:
+        return sum(s.rate_hz for s in self.streams)
+
+    @property
+    def batches_hz(self) -> float:
+        return self.rate_hz / self.forming.mean_size
+
+    @property
+    def arrival_scv(self) -> float:
+        return merged_scv(self.streams)
+
+
+@dataclass(frozen=True)
+class _Tier:
+    """A shared node's batchers and load, what its departures carry downstream."""
+
+    replicas: int
+    batchers: dict[tuple[str, ...], _Batcher]
+    """Component (blocks) → its batcher."""
+    utilisation: float
+    arrival_scv: float
+    """Of its batches: the batch-rate weighted closes' variability."""
+    service_scv: float
+    """Of its batch times."""
+
+    def departures(self, blocks: tuple[str, ...], name: str) -> Stream:
+        """Class ``name``'s requests leaving the batcher of ``blocks`` (QNA: the node's
+        departures, split to the component, then to the batches holding the class, released
+        in groups)."""
+        batcher = self.batchers[blocks]
+        rate = dict(zip(batcher.classes, batcher.streams, strict=True))[name].rate_hz
+        if rate <= 0:
+            return Stream(rate)
+        share, pmf = rate / batcher.rate_hz, batcher.forming.size_pmf
+        batches_hz = sum(b.batches_hz for b in self.batchers.values())
+        node_scv = departure_scv(
+            self.arrival_scv, self.service_scv, self.utilisation, self.replicas
         )
-        result[node] = busy / problem.fleet.replicas(node)
-    return result
+        stream = departures(rate, share, pmf, split_scv(node_scv, batcher.batches_hz / batches_hz))
+        if self.replicas > 1:
+            return stream
+        # one replica: nothing leaves sooner than a batch time after the previous batch, and
+        # the gap is exactly that when the next batch holding the class closed before it left
+        spacing = batcher.work.batch_s(batcher.forming.mean_size)
+        wait_s = _replica_wait(self)[0]
+        closed = 1.0  # saturated: the next batch is always waiting
+        if math.isfinite(wait_s):
+            closed = batcher.forming.close_within(batcher.rate_hz, spacing + wait_s)
+        return replace(stream, spacing_s=spacing, back_to_back=holding(share, pmf) * closed)
 
 
-def planning_load(problem: FleetProblem, work: Work, rate_hz: float, batch: int) -> float:
+def _tiers(problem: FleetProblem, choice: Choice) -> dict[str, _Tier]:
+    """Every shared node's batchers, with arrivals propagated from the node each class
+    visits before (docs/fleet.md, *Arrivals through the tiers*).
+
+    A class's first shared node sees its devices' requests as Poisson; each later one, the
+    previous node's departures. Nodes are computed in passes, each from the previous pass's
+    departures (the first from Poisson everywhere), as many as the longest plan has shared
+    nodes: exact along the tiers' order whatever the order of the nodes."""
+    fleet = problem.fleet
+    plans = {c.name: (c.total_rate_hz, choice.of(problem, c.name).work) for c in fleet.classes}
+    depth = max((len(work) for _, work in plans.values()), default=0)
+    tiers: dict[str, _Tier] = {}
+    for _ in range(max(depth, 1)):
+        feeds: dict[str, dict[tuple[str, ...], list[tuple[Work, str, Stream]]]] = {
+            node: {} for node in fleet.shared_names
+        }
+        for name, (rate, works) in plans.items():
+            for stage, work in enumerate(works):
+                stream = Stream(rate)
+                before = works[stage - 1] if stage else None
+                if before is not None and before.node in tiers:
+                    stream = tiers[before.node].departures(before.blocks, name)
+                feeds[work.node].setdefault(work.blocks, []).append((work, name, stream))
+        tiers = {node: _tier(problem, node, choice.batch[node], f) for node, f in feeds.items()}
+    return tiers
+
+
+def _tier(
+    problem: FleetProblem,
+    node: str,
+    batch: int,
+    feeds: dict[tuple[str, ...], list[tuple[Work, str, Stream]]],
+) -> _Tier:
+    replicas = problem.fleet.replicas(node)
+    batchers = {}
+    for blocks, entries in feeds.items():
+        work = entries[0][0]
+        streams = tuple(s for _, _, s in entries)
+        rate = window_rate(streams, batch, problem.batch_wait_s)
+        batchers[blocks] = _Batcher(
+            work,
+            tuple(n for _, n, _ in entries),
+            streams,
+            Forming(batch, rate, problem.batch_wait_s, work.per_item_s),
+        )
+    busy = sum(b.batches_hz * b.work.batch_s(b.forming.mean_size) for b in batchers.values())
+    arrival_scv, service_scv = _batch_variability(list(batchers.values()))
+    return _Tier(replicas, batchers, busy / replicas, arrival_scv, service_scv)
+
+
+def _batch_variability(batchers: list[_Batcher]) -> tuple[float, float]:
+    """``(ca², cs²)`` of a node's batches: the batch-rate weighted variability of each
+    batcher's closes (their timing as Poisson arrivals at the batcher's rate would close them,
+    corrected for the arrivals' variability), and that of the batch times (sizes and
+    components vary)."""
+    rate = sum(b.batches_hz for b in batchers)
+    if rate <= 0:
+        return 1.0, 0.0
+    mean = second = ca2 = 0.0
+    for b in batchers:
+        w, f, r = b.work, b.forming, b.batches_hz
+        mean += r * w.batch_s(f.mean_size)
+        second += r * (
+            w.fixed_s**2
+            + 2 * w.fixed_s * w.per_item_s * f.mean_size
+            + w.per_item_s**2 * f.size_second
+        )
+        ca2 += r * replace(f, rate_hz=b.rate_hz).close_scv(b.arrival_scv)
+    mean, second = mean / rate, second / rate
+    return ca2 / rate, max(second / mean**2 - 1, 0.0)
+
+
+def planning_load(
+    problem: FleetProblem, work: Work, rate_hz: float, batch: int, after: Work | None = None
+) -> float:
     """The utilisation a class sending ``rate_hz`` requests to ``work`` adds to its node, as
-    the MILP prices it: its batches' mean size as if no other class ran the component.
+    the MILP prices it: its batches' mean size as if no other class ran the component, its
+    requests Poisson — or, ``after`` a work on a 1-replica node, spaced at least that work's
+    batch-1 time apart (a shifted exponential gap: :mod:`._arrivals`), which a time-out shorter
+    than the spacing leaves in batches of 1.
 
-    Why this bound is safe: other classes' requests only fill a component's batches sooner, so
-    the real mean size is at least this one and the real utilisation at most the planned.
-    Exact for full batches (no time-out) and for a component only one class runs."""
-    size = forming(problem, work, batch, rate_hz).mean_size
+    Why this bound: other classes' requests only fill a component's batches sooner, so the real
+    mean size is at least this one and the real utilisation at most the planned. Exact for full
+    batches (no time-out) and for a component only one class runs from its devices; behind a
+    1-replica node it leaves out the batches that were waiting there (released a batch time
+    apart, which fill batches sooner), and a batch time there above the batch-1 time (which
+    spaces them wider): docs/fleet.md, *Arrivals through the tiers*."""
+    timeout = problem.batch_wait_s
+    spacing = 0.0
+    if after is not None and problem.fleet.replicas(after.node) == 1:
+        spacing = after.batch_s(1)
+    rate = window_rate([Stream(rate_hz, spacing_s=spacing)], batch, timeout)
+    size = Forming(batch, rate, timeout).mean_size
     return rate_hz * (work.fixed_s / size + work.per_item_s) / problem.fleet.replicas(work.node)
 
 
 def planning_utilisation(problem: FleetProblem, choice: Choice) -> dict[str, float]:
     """Shared node → ρ as the MILP prices it: the sum of its classes' :func:`planning_load`."""
     result = dict.fromkeys(problem.fleet.shared_names, 0.0)
-    for node, entries in node_groups(problem, choice).items():
-        for work, _, rate in entries:
-            result[node] += planning_load(problem, work, rate, choice.batch[node])
+    for c in problem.fleet.classes:
+        works = choice.of(problem, c.name).work
+        for i, work in enumerate(works):
+            after = works[i - 1] if i else None
+            batch = choice.batch[work.node]
+            result[work.node] += planning_load(problem, work, c.total_rate_hz, batch, after)
     return result
 
 
@@ -377,18 +531,26 @@ def device_wait(candidate: Candidate, rate_hz: float) -> DeviceWait:
 
 def assess(problem: FleetProblem, choice: Choice) -> Outcome:
     """The predicted outcome of ``choice`` under the fleet's load (see the module docstring)."""
-    rho = utilisation(problem, choice)
+    tiers = _tiers(problem, choice)
+    rho = {node: tier.utilisation for node, tier in tiers.items()}
     nodes: dict[str, NodeLoad] = {}
-    for node, entries in node_groups(problem, choice).items():
-        replicas, b = problem.fleet.replicas(node), choice.batch[node]
-        merged = _merged(entries)
-        batches = [(w, rate, forming(problem, w, b, rate)) for w, _, rate in merged.values()]
-        wait_s, p_wait = _replica_wait(rho[node], replicas, batches)
+    for node, tier in tiers.items():
+        wait_s, p_wait = _replica_wait(tier)
         groups = tuple(
-            Group(blocks, tuple(names), rate, w.batch_s(b), f.mean_size, f.wait_s)
-            for (blocks, (w, names, rate)), (_, _, f) in zip(merged.items(), batches, strict=True)
+            Group(
+                blocks,
+                b.classes,
+                b.rate_hz,
+                b.work.batch_s(choice.batch[node]),
+                b.forming.mean_size,
+                b.forming.wait_s,
+                b.arrival_scv,
+            )
+            for blocks, b in tier.batchers.items()
         )
-        nodes[node] = NodeLoad(node, replicas, b, rho[node], wait_s, p_wait, groups)
+        nodes[node] = NodeLoad(
+            node, tier.replicas, choice.batch[node], tier.utilisation, wait_s, p_wait, groups
+        )
 
     outcomes = []
     distributions = []
@@ -403,8 +565,7 @@ def assess(problem: FleetProblem, choice: Choice) -> Outcome:
         energy = cand.energy_j
         for work in cand.work:
             load = nodes[work.node]
-            group = next(g for g in load.groups if g.blocks == work.blocks)
-            batches = forming(problem, work, load.batch, group.rate_hz)
+            batches = tiers[work.node].batchers[work.blocks].forming
             energy += work.energy_j(batches.mean_size) - work.energy_j(1)
             delays.append(Wait(load.wait_s, load.p_wait))
             delays.append(batches)
@@ -440,28 +601,16 @@ def assess(problem: FleetProblem, choice: Choice) -> Outcome:
     )
 
 
-def _replica_wait(
-    rho: float, replicas: int, batches: list[tuple[Work, float, Forming]]
-) -> tuple[float, float]:
-    """Allen–Cunneen mean wait and probability of waiting at a node of ``replicas``, for its
-    components' ``(work, request rate, batches)``: ``cs²`` from the batch times (sizes and
-    components vary), ``ca²`` the batch-rate weighted gap variability of each batcher."""
-    rates = [rate / f.mean_size for _, rate, f in batches]
-    rate = sum(rates)
-    if rate == 0:
+def _replica_wait(tier: _Tier) -> tuple[float, float]:
+    """Allen–Cunneen mean wait and probability of waiting at a node, from its batches'
+    variability (:func:`_batch_variability`)."""
+    batches = [b for b in tier.batchers.values() if b.batches_hz > 0]
+    if not batches:
         return 0.0, 0.0
-    if rho >= SATURATED:
+    if tier.utilisation >= SATURATED:
         return math.inf, 1.0
-    mean = second = ca2 = 0.0
-    for r, (w, _, f) in zip(rates, batches, strict=True):
-        mean += r * w.batch_s(f.mean_size)
-        second += r * (
-            w.fixed_s**2
-            + 2 * w.fixed_s * w.per_item_s * f.mean_size
-            + w.per_item_s**2 * f.size_second
-        )
-        ca2 += r * f.gap_scv
-    mean, second, ca2 = mean / rate, second / rate, ca2 / rate
-    cs2 = max(second / mean**2 - 1, 0.0)
-    p_wait = erlang_c(replicas, replicas * rho)
-    return p_wait * mean / (replicas * (1 - rho)) * (ca2 + cs2) / 2, p_wait
+    rate = sum(b.batches_hz for b in batches)
+    mean = sum(b.batches_hz * b.work.batch_s(b.forming.mean_size) for b in batches) / rate
+    c, rho = tier.replicas, tier.utilisation
+    p_wait = erlang_c(c, c * rho)
+    return p_wait * mean / (c * (1 - rho)) * (tier.arrival_scv + tier.service_scv) / 2, p_wait

@@ -11,7 +11,8 @@ Waiting for a replica follows the **Allen–Cunneen** approximation of the G/G/c
 with ``C`` the Erlang-C probability of waiting, ``S̄`` the mean batch service time, ``ρ`` the
 utilisation, ``cs²`` the squared coefficient of variation of batch service times (0 for one
 component: a component's time is deterministic) and ``ca²`` that of batch inter-arrival times:
-``1/b``, since a batch closes every ``b``-th arrival of a Poisson stream (Erlang-b gaps).
+``1/b`` for full batches of a Poisson stream (Erlang-b gaps); arrivals that are another node's
+departures carry their own variability (:mod:`._arrivals`).
 Why this one (docs/fleet.md): it is exact for M/M/c, within a few percent for M/D/c at the
 utilisations the planner allows, handles replicas (M/D/1 would not) and mixed components, and its
 mean number waiting is a convex function of ρ alone for fixed variability, which the MILP
@@ -178,7 +179,9 @@ class Forming:
     """One replica's batcher for one component: a batch opens at its first request and closes
     at ``batch`` requests or ``timeout_s`` after it opened, whichever comes first (Serve's
     ``max_batch_size`` and ``batch_wait_timeout_s``); ``rate_hz`` is the Poisson stream this
-    batcher sees. ``timeout_s = inf`` is the fixed-size batch.
+    batcher sees inside a batch's window — for arrivals from another node, the rate with their
+    chance of an empty window (:func:`._arrivals.window_rate`). ``timeout_s = inf`` is the
+    fixed-size batch.
 
     With ``N(t)`` the Poisson count of arrivals in ``t``, a batch holds
     ``K = min(1 + N(T), b)`` requests, so ``P(K ≥ i) = P(N(T) ≥ i − 1)``. The request in
@@ -221,20 +224,45 @@ class Forming:
         return self.request_size * self.mean_size
 
     @property
-    def gap_scv(self) -> float:
-        """Squared coefficient of variation of the time between closes: an exponential wait for
-        the opener plus ``Y = min(T, E_{b−1})``, the time the batch stays open (``1/b`` for
-        full batches: Erlang(b) gaps)."""
+    def size_pmf(self) -> np.ndarray:
+        """``P(K = k)`` for ``k = 1..b``."""
+        return -np.diff(self._size_tail(), append=0.0)
+
+    def close_scv(self, arrival_scv: float = 1.0) -> float:
+        """Squared coefficient of variation of the time between closes, the arrivals of
+        variability ``arrival_scv`` at ``rate_hz``.
+
+        A gap is an exponential wait for the next opener plus ``Y = min(T, E_{b−1})``, the time
+        the batch stays open (``1/b`` for full batches of Poisson arrivals: Erlang(b) gaps).
+        Arrivals of another variability add QNA's ``(arrival_scv − 1)/E[K]`` (a batch's gap as
+        the sum of ``K`` arrival gaps): at batch 1 the closes are the arrivals."""
         if self.batch <= 1 or self.rate_hz <= 0:
-            return 1.0
+            return arrival_scv
         lam, open_mean, open_second = self.rate_hz, *self._open_moments()
         mean = 1 / lam + open_mean
-        return (1 / lam**2 + open_second - open_mean**2) / mean**2
+        gap_scv = (1 / lam**2 + open_second - open_mean**2) / mean**2
+        return gap_scv + (arrival_scv - 1) / self.mean_size
+
+    def close_within(self, rate_hz: float, gap_s: float) -> float:
+        """Chance that a close follows the previous one within ``gap_s``, the batcher fed
+        ``rate_hz`` requests a second: the opener's wait, exponential of the mean that makes
+        the closes ``rate_hz / E[K]`` a second, plus ``Y``, the time the batch stays open."""
+        if gap_s <= 0:
+            return 0.0
+        if self.batch <= 1 or (self.rate_hz <= 0 and math.isinf(self.timeout_s)):
+            return -math.expm1(-rate_hz * gap_s)
+        open_mean, _ = self._open_moments()
+        opener = max(self.mean_size / rate_hz - open_mean, 1e-12)
+        e = np.linspace(0.0, gap_s, 2049)
+        y = gap_s - e
+        opened = 1 - _poisson_cdf(self.rate_hz * y, self.batch - 1)[self.batch - 2]
+        opened = np.where(y >= self.timeout_s, 1.0, opened)  # P(Y ≤ y)
+        return float(np.trapezoid(np.exp(-e / opener) / opener * opened, e))
 
     @property
     def wait_s(self) -> float:
         """The mean wait for the batch to close."""
-        if self.batch <= 1 or self.rate_hz <= 0 or self.timeout_s <= 0:
+        if self._idle:
             return 0.0
         if math.isinf(self.timeout_s):
             return (self.batch - 1) / (2 * self.rate_hz)
@@ -244,15 +272,24 @@ class Forming:
     @property
     def mean_s(self) -> float:
         """The mean delay: the wait plus the other items' time."""
-        if self.batch <= 1 or self.rate_hz <= 0:
+        if self._idle:
             return 0.0
         return self.wait_s + (self.request_size - 1) * self.per_item_s
+
+    @property
+    def _idle(self) -> bool:
+        """No request ever waits: batches of 1, no time-out, or full batches of no requests.
+        A window rate of 0 with a time-out is not idle: every batch's opener waits ``T``
+        alone (arrivals spaced wider than the time-out)."""
+        no_window = self.rate_hz <= 0 and math.isinf(self.timeout_s)
+        return self.batch <= 1 or self.timeout_s <= 0 or no_window
 
     @property
     def tail_s(self) -> float:
         if self.mean_s <= 0:
             return 0.0
-        return min(self.batch / self.rate_hz, self.timeout_s) + self.batch * self.per_item_s
+        filled = self.batch / self.rate_hz if self.rate_hz > 0 else math.inf
+        return min(filled, self.timeout_s) + self.batch * self.per_item_s
 
     def pmf(self, grid: np.ndarray, step: float) -> np.ndarray:
         b, lam, timeout, item = self.batch, self.rate_hz, self.timeout_s, self.per_item_s
@@ -292,6 +329,8 @@ class Forming:
 
     def _horizon(self) -> float:
         """Where the wait is over: ``T``, or far in the Erlang tail of a full batch."""
+        if self.rate_hz <= 0:
+            return self.timeout_s
         return min(self.timeout_s, 50 * self.batch / self.rate_hz)
 
     def _size_tail(self) -> np.ndarray:
