@@ -176,3 +176,59 @@ def test_a_failing_shared_component_is_named_with_its_node(
     for result in results:
         assert result.outputs is None and isinstance(result.error, TransportError)
         assert result.error.peer == "cloud" and result.record.error == str(result.error)
+
+
+SECOND_DEVICE = """
+import json, sys
+import numpy as np
+from qsplit.infra import load_infra
+from qsplit.runtime import build_deployment
+from qsplit.serve import connect_ray
+path, infra_path, assignment, address = sys.argv[1:5]
+infra = load_infra(infra_path)
+deployment = build_deployment(path, json.loads(assignment), infra, agents=False)
+feeds = {i.name: np.zeros(i.shape, i.dtype) for i in deployment.input_specs}
+with connect_ray(deployment, infra, address=address, graph_optimization="disabled") as served:
+    served.infer(feeds)
+    print("ready", deployment.id, flush=True)
+    sys.stdin.readline()  # the first device leaves meanwhile
+    served.infer(feeds)
+    print("still served", flush=True)
+"""
+
+
+def test_a_device_leaving_does_not_take_the_shared_applications_from_another(
+    ray_address: str, infra: Infra, tmp_path: Path
+) -> None:
+    """Two devices (two Ray drivers) run the same plan: its applications are shared, and the
+    first to leave does not delete them from under the second; the last one does."""
+    import json
+    import subprocess
+
+    from ray import serve
+
+    path = synthetic.save(synthetic.branchy_cnn(), tmp_path / "branchy.onnx")
+    _, graph = analyze(str(path))
+    tiers = {"stem": "device", "body": "edge"}
+    assignment = {b: tiers.get(b.split("/")[0], "cloud") for b in graph.block_names}
+    deployment = build_deployment(path, assignment, infra, agents=False)
+    args = [str(path), str(THREE_TIER), json.dumps(assignment), ray_address]
+    command = [sys.executable, "-c", SECOND_DEVICE, *args]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    with subprocess.Popen(command, **pipes) as other:  # type: ignore[call-overload]
+        try:
+            with connect_ray(deployment, infra, graph_optimization="disabled") as served:
+                ready = other.stdout.readline().split()
+                assert ready == ["ready", deployment.id]
+                ours = {a for a in serve.status().applications if deployment.id in a}
+                assert len(ours) == 2  # the edge's and the cloud's component, one each for both
+                served.infer({i.name: np.zeros(i.shape, i.dtype) for i in deployment.input_specs})
+            assert ours <= set(serve.status().applications)  # the other device still holds them
+            other.stdin.write("go\n")
+            other.stdin.flush()
+            assert other.stdout.readline().strip() == "still served"
+            assert other.wait(timeout=60) == 0
+        finally:
+            if other.poll() is None:
+                other.kill()
+    assert not ours & set(serve.status().applications)  # gone with their last device

@@ -263,6 +263,7 @@ def in_process_session(
         applications=(),
         connection=Connection.ATTACHED,
         timeout_s=30.0,
+        holder="test",
     )
     return served, handles
 

@@ -19,6 +19,7 @@ Imported only by a gateway (Ray is then required).
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,16 +33,17 @@ from qsplit.serve._emulation import TRACE
 from qsplit.serve._session import NodeServing, ReplicaTarget, deploy_replicas
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Served:
-    """One component's Serve application, shared by every deploy of the same bytes."""
+    """One deploy of a component: its Serve application (shared by every deploy of the same
+    bytes, in this gateway or another) and this deploy's lease on it."""
 
     key: tuple[str, bool]
     """Its bytes' sha256 and whether ORT optimises it: what deploys share."""
     application: str
     handle: Any
     timeout_s: float
-    users: int = 0
+    holder: str
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         return self.handle.remote(dict(feeds)).result(timeout_s=self.timeout_s)
@@ -65,7 +67,8 @@ class ServeHost:
 
     def __post_init__(self) -> None:
         self._connection = _ray.start(self.address, [self.node])
-        self._served: dict[tuple[str, bool], _Served] = {}
+        self._handles: dict[tuple[str, bool], Any] = {}
+        self._held: dict[str, _Served] = {}
         self._lock = threading.Lock()
 
     def load(
@@ -77,36 +80,50 @@ class ServeHost:
         outputs: Sequence[str],
         optimize: bool,
     ) -> _Served:
-        # Deploys of one component by several requesters share its application: one lock, so
-        # two arriving at once do not both start it.
+        from qsplit.serve import _leases
+
+        # Deploys of one component by several requesters share its application: each holds a
+        # lease (serve/_leases.py), and one lock keeps two arriving at once from both starting it.
+        key = (sha256, optimize)
+        application = f"qsplit-gw-{self.node}-{sha256[:16]}{'' if optimize else '-raw'}"
+        holder = f"gateway-{uuid.uuid4().hex}"
         with self._lock:
-            key = (sha256, optimize)
-            served = self._served.get(key)
-            if served is None:
-                application = f"qsplit-gw-{self.node}-{sha256[:16]}{'' if optimize else '-raw'}"
+            _leases.acquire(holder, [application])
+            handle = self._handles.get(key)
+            if handle is None:
                 spec = ComponentSpec(
                     name, self.node, tuple(inputs), tuple(outputs), onnx_bytes, sha256, {}, ()
                 )
                 target = ReplicaTarget(application, spec, self.serving)
-                (handle,) = deploy_replicas([target], self.threads, optimize)
-                served = _Served(key, application, handle, self.timeout_s)
-                self._served[key] = served
-            served.users += 1
+                try:
+                    (handle,) = deploy_replicas([target], self.threads, optimize)
+                except BaseException:
+                    _leases.release(holder, [application])
+                    raise
+                self._handles[key] = handle
+            served = _Served(key, application, handle, self.timeout_s, holder)
+            self._held[holder] = served
             return served
 
     def release(self, component: _Served) -> None:
+        from qsplit.serve import _leases
+
         _, serve = _ray.import_ray()
         with self._lock:
-            component.users -= 1
-            if component.users == 0:
-                del self._served[component.key]
+            self._held.pop(component.holder, None)
+            if _leases.release(component.holder, [component.application]):
+                self._handles.pop(component.key, None)
                 serve.delete(component.application, _blocking=False)
 
     def close(self) -> None:
+        from qsplit.serve import _leases
+
         with self._lock:
-            applications = tuple(s.application for s in self._served.values())
-            self._served.clear()
-        _ray.stop(self._connection, applications)
+            held = list(self._held.values())
+            self._held.clear()
+            self._handles.clear()
+        freed = {a for s in held for a in _leases.release(s.holder, [s.application])}
+        _ray.stop(self._connection, sorted(freed))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -109,6 +110,7 @@ class RaySession:
         applications: tuple[str, ...],
         connection: _ray.Connection,
         timeout_s: float,
+        holder: str,
     ) -> None:
         self.deployment = deployment
         self.device = device
@@ -118,6 +120,7 @@ class RaySession:
             for c in deployment.components
         ]
         self._applications, self._connection = applications, connection
+        self._holder = holder
         self._timeout_s = timeout_s
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -178,8 +181,9 @@ class RaySession:
         }
 
     def close(self) -> None:
-        """Stop the session's requests and its loop; delete its Serve applications; stop Ray
-        if this session started it, and disconnect if it joined a cluster."""
+        """Stop the session's requests and its loop; delete its Serve applications unless
+        another session still uses them; stop Ray if this session started it, and disconnect if
+        it joined a cluster."""
         with self._closing:
             if self._closed:
                 return
@@ -188,7 +192,12 @@ class RaySession:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
-        _ray.stop(self._connection, self._applications)
+        freed: list[str] = []
+        if self._applications:
+            from qsplit.serve import _leases
+
+            freed = _leases.release(self._holder, self._applications)
+        _ray.stop(self._connection, freed)
 
     def __enter__(self) -> RaySession:
         return self
@@ -289,37 +298,31 @@ def connect_ray(
     }
     nodes = sorted({c.node for c in shared})
     connection = _ray.start(address, nodes)
-    try:
-        handles, applications = _deploy(deployment, shared, serving, threads, optimize)
-    except BaseException:
-        _ray.stop(connection, ())
-        raise
-    return RaySession(
-        deployment,
-        infra.device,
-        handles,
-        local,
-        applications=applications,
-        connection=connection,
-        timeout_s=timeout_s,
-    )
+    # Devices running the same plan share its applications (their requests batch together):
+    # each holds a lease, and an application goes with its last holder (serve/_leases.py).
+    from qsplit.serve import _leases
 
-
-def _deploy(
-    deployment: Deployment,
-    shared: list[ComponentSpec],
-    serving: NodeServing | Mapping[str, NodeServing] | None,
-    threads: int,
-    optimize: bool,
-) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Run one Serve application per shared component and wait until all are running."""
+    holder = f"session-{uuid.uuid4().hex}"
     targets = [
         ReplicaTarget(f"qsplit-{deployment.id}-{c.name}", c, _settings(serving, c.node))
         for c in shared
     ]
-    handles = deploy_replicas(targets, threads, optimize)
-    return dict(zip((c.name for c in shared), handles, strict=True)), tuple(
-        t.application for t in targets
+    applications = tuple(t.application for t in targets)
+    try:
+        _leases.acquire(holder, applications)
+        handles = deploy_replicas(targets, threads, optimize)
+    except BaseException:
+        _ray.stop(connection, _leases.release(holder, applications))
+        raise
+    return RaySession(
+        deployment,
+        infra.device,
+        dict(zip((c.name for c in shared), handles, strict=True)),
+        local,
+        applications=applications,
+        connection=connection,
+        timeout_s=timeout_s,
+        holder=holder,
     )
 
 
