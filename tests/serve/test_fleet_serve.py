@@ -9,7 +9,7 @@ requests reach the same node fronts through gateway agents."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from qsplit.assets import sample_images_dir
 from qsplit.errors import InputError
 from qsplit.fleet import (
     ClassDeployment,
+    DeviceRuntime,
     Fleet,
     FleetDeployment,
     HostedComponent,
@@ -47,16 +48,19 @@ RATE_HZ = 0.25
 PHASE_S = 30.0
 
 
-def deployment(blocks: tuple[str, ...]) -> FleetDeployment:
-    """Cameras: blocks 0-9 on the edge, the rest on the cloud; phones: blocks 0-1 on the phone,
-    2-9 on the edge, the rest on the cloud — the same cloud component as the cameras'."""
+def deployment(
+    blocks: tuple[str, ...], phones: DeviceRuntime = "ray", phone_count: int = 2
+) -> FleetDeployment:
+    """Cameras (Ray actors): blocks 0-9 on the edge, the rest on the cloud; phones (``phones``:
+    Ray actors or light agents behind gateways): blocks 0-1 on the phone, 2-9 on the edge, the
+    rest on the cloud — the same cloud component as the cameras'."""
     cameras = {b: "edge" if i < 10 else "cloud" for i, b in enumerate(blocks)}
-    phones = {b: "phones" if i < 2 else n for i, (b, n) in enumerate(cameras.items())}
+    on_phones = {b: "phones" if i < 2 else n for i, (b, n) in enumerate(cameras.items())}
     cloud = HostedComponent(blocks[10:], ("cameras", "phones"), 2 * RATE_HZ)
     return FleetDeployment(
         (
             ClassDeployment("cameras", 3, RATE_HZ, cameras),
-            ClassDeployment("phones", 2, RATE_HZ, phones),
+            ClassDeployment("phones", phone_count, RATE_HZ, on_phones, phones),
         ),
         (
             SharedDeployment(
@@ -141,26 +145,44 @@ class JoinLeave:
     added: tuple[int, ...]
     errors: dict[str, float]
     """Per class, the largest relative difference from the whole model (fp32)."""
+    checks: int
+    """Requests made outside the measured devices (each one batch of 1 at the cloud)."""
+    maps: dict[str, str]
+    """Process (a phone, a gateway) → its memory map, read while it ran."""
+    refused: InputError
+    """The answer to a phone joining with no idle process left."""
 
 
 @pytest.fixture(scope="module")
 def join_leave(serving: FleetServing, yolo11n_path: Path) -> Iterator[JoinLeave]:
-    """The deployment run for a phase, then a camera leaves and two phones join, then a
-    second phase; the fp32 outputs are checked against the whole model while it runs."""
+    """The deployment, the phones keeping the light agent (4 processes, 2 issuing), run for a
+    phase, then a camera leaves and two phones join, then a second phase; the fp32 outputs are
+    checked against the whole model while it runs, and a fifth phone is refused."""
     import time
 
     model, graph = analyze(str(yolo11n_path))
     whole = session(model.proto)
-    run = serving.start(deployment(graph.block_names), seed=3)
+    plan = deployment(graph.block_names, "agent", phone_count=4)
+    run = serving.start(plan, devices={"phones": 2}, seed=3)
     try:
-        errors = output_errors(run, images(2), whole)
+        assert run.agents is not None
+        requests = images(2)
+        errors = output_errors(run, requests, whole)
+        processes = {d.name: d.process for d in run.agents.devices["phones"]}
+        processes |= run.agents.gateways
+        maps = {name: Path(f"/proc/{p.pid}/maps").read_text() for name, p in processes.items()}
         time.sleep(max(0.0, PHASE_S - run.elapsed_s()))
         changed_s = run.elapsed_s()
         removed = run.remove_devices("cameras", 1)
         added = run.add_devices("phones", 2)
+        with pytest.raises(InputError) as refused:
+            run.add_devices("phones", 1)
         time.sleep(max(0.0, 2 * PHASE_S - run.elapsed_s()))
         measurement = run.finish("join-leave")
-        yield JoinLeave(run, measurement, changed_s, removed, added, errors)
+        checks = len(requests) * len(run.device_classes)
+        yield JoinLeave(
+            run, measurement, changed_s, removed, added, errors, checks, maps, refused.value
+        )
     finally:
         run.close()
 
@@ -180,12 +202,15 @@ def test_identical_components_of_two_classes_are_one_component(join_leave: JoinL
     assert users == [("cameras",), ("cameras", "phones"), ("phones",)]
     (cloud,) = [c for c in run.components if c.startswith(run.applications["cloud"] + "/")]
     assert run.components[cloud] == ("cameras", "phones")
-    waits = {
-        (r.device_class, node)
-        for r in join_leave.measurement.completed()
-        for node in r.shared_wait_s
-    }
-    assert waits == {(c, n) for c in ("cameras", "phones") for n in ("edge", "cloud")}
+    m = join_leave.measurement
+    # The Ray class's requests carry their trace through both nodes; the phones' calls come
+    # through gateways (no trace), into the same cloud component: every request of either
+    # class, and each check request, is one batch of 1 there.
+    waits = {(r.device_class, node) for r in m.completed() for node in r.shared_wait_s}
+    assert waits == {("cameras", "edge"), ("cameras", "cloud")}
+    assert m.completed("phones")
+    cloud_batches = m.batch_sizes["cloud"][1]
+    assert len(m.completed()) <= cloud_batches <= len(m.completed()) + join_leave.checks
 
 
 def test_every_shared_node_is_one_queue_of_its_slots(join_leave: JoinLeave) -> None:
@@ -194,7 +219,7 @@ def test_every_shared_node_is_one_queue_of_its_slots(join_leave: JoinLeave) -> N
     cloud never runs more than 2 batches at once (its slots: one FIFO queue, as modelled)."""
     m = join_leave.measurement
     assert m.utilisation("cloud") <= 1.0
-    completed = m.completed()
+    completed = m.completed("cameras")
     assert completed
     for r in completed:
         assert set(r.shared_forming_s) == set(r.shared_wait_s) == {"edge", "cloud"}
@@ -230,7 +255,21 @@ def test_padding_holds_each_batch_to_its_nodes_time(
     # Generous: a run the busy host made slower than the target is an overrun, counted.
     assert mean_s < 1.5 * target_s + 0.2 or m.overruns["cloud"] > 0
     assert 0 <= m.overruns["cloud"] <= m.runs["cloud"]
-    assert m.runs["phones"] > 0  # the phones' own blocks ran, padded, on the devices
+    # The phones' own blocks ran, padded, in their agents (from the agents' reports).
+    assert m.runs["phones"] >= len(m.completed("phones"))
+    assert 0 <= m.overruns["phones"] <= m.runs["phones"]
+
+
+def test_a_class_behind_gateways_runs_without_ray_in_its_devices(join_leave: JoinLeave) -> None:
+    """Each phone is an agent process that never maps Ray's library; each shared node's gateway
+    does; a phone joining with every process of the class already issuing is refused."""
+    phones = {n: m for n, m in join_leave.maps.items() if n.startswith("phones-")}
+    assert set(phones) == {"phones-0", "phones-1", "phones-2", "phones-3"}
+    for name, maps in phones.items():
+        assert "onnxruntime" in maps and "_raylet" not in maps, name
+    assert all("_raylet" in join_leave.maps[node] for node in ("edge", "cloud"))
+    assert join_leave.refused.field == "devices"
+    assert "0 idle device process(es), not 1" in join_leave.refused.problem
 
 
 def test_a_quantized_plan_gives_the_planned_quantized_models_outputs(
@@ -244,7 +283,7 @@ def test_a_quantized_plan_gives_the_planned_quantized_models_outputs(
     quantized = graph.block_names[2:12]  # int8 crosses phone → edge and edge → cloud
     feeds = image_feeds(model, sample_images_dir())
     whole = session(Quantizer(model, graph, calibrate(model, feeds)).quantize(quantized))
-    plan = deployment(graph.block_names)
+    plan = deployment(graph.block_names, "agent")  # int8 crosses the gateways too
     run = serving.start(plan, devices={"cameras": 0, "phones": 0}, quantized=quantized)
     try:
         errors = output_errors(run, feeds[:2], whole)
@@ -357,101 +396,13 @@ def test_serve_scales_a_nodes_workers_up_under_load_and_down_when_idle(
     assert autoscaled.idle and autoscaled.idle[-1][1] == 1, autoscaled.idle
 
 
-@dataclass(frozen=True)
-class Gateways:
-    run: FleetRun
-    measurement: FleetMeasurement
-    errors: dict[str, float]
-    infers: int
-    """Requests made outside the measured devices (each one batch of 1 at the cloud)."""
-    device_maps: dict[str, str]
-    gateway_maps: dict[str, str]
-    refused: InputError
-
-
-@pytest.fixture(scope="module")
-def gateways(serving: FleetServing, yolo11n_path: Path) -> Iterator[Gateways]:
-    """The deployment with the phones keeping the light agent: one phone issues requests, a
-    second joins mid-run; a third cannot (the class has two device processes)."""
-    import time
-
-    model, graph = analyze(str(yolo11n_path))
-    plan = deployment(graph.block_names)
-    cameras, phones = plan.classes
-    plan = replace(plan, classes=(cameras, replace(phones, runtime="agent")))
-    run = serving.start(plan, devices={"cameras": 2, "phones": 1}, seed=5)
-    try:
-        assert run.agents is not None
-        requests = images(2)
-        errors = output_errors(run, requests, session(model.proto))
-        device_maps = {
-            d.name: Path(f"/proc/{d.process.pid}/maps").read_text()
-            for d in run.agents.devices["phones"]
-        }
-        gateway_maps = {
-            node: Path(f"/proc/{p.pid}/maps").read_text() for node, p in run.agents.gateways.items()
-        }
-        time.sleep(max(0.0, PHASE_S / 2 - run.elapsed_s()))
-        added = run.add_devices("phones", 1)
-        with pytest.raises(InputError) as refused:
-            run.add_devices("phones", 1)
-        assert added == (1,)
-        time.sleep(max(0.0, PHASE_S - run.elapsed_s()))
-        measurement = run.finish("gateways")
-        infers = len(requests) * len(run.device_classes)
-        yield Gateways(run, measurement, errors, infers, device_maps, gateway_maps, refused.value)
-    finally:
-        run.close()
-
-
-def test_a_class_behind_gateways_gets_the_whole_models_outputs_without_ray(
-    gateways: Gateways,
-) -> None:
-    assert set(gateways.errors) == {"cameras", "phones"}
-    assert max(gateways.errors.values()) <= 1e-4, gateways.errors
-    assert set(gateways.device_maps) == {"phones-0", "phones-1"}
-    for name, maps in gateways.device_maps.items():
-        assert "onnxruntime" in maps and "_raylet" not in maps, name
-    assert set(gateways.gateway_maps) == {"edge", "cloud"}
-    assert all("_raylet" in maps for maps in gateways.gateway_maps.values())
-
-
-def test_requests_through_gateways_share_the_nodes_batchers_and_slots(
-    gateways: Gateways,
-) -> None:
-    """Every request of both classes, and every check request, ran one batch of 1 on the
-    cloud's one component (one front, one queue for Ray actors and gateways alike)."""
-    m = gateways.measurement
-    assert not m.failed(), [r.error for r in m.failed()][:3]
-    assert m.completed("cameras") and m.completed("phones")
-    assert m.batch_sizes["cloud"] == {1: len(m.completed()) + gateways.infers}
-    (cloud,) = [
-        c for c in gateways.run.components if c.startswith(gateways.run.applications["cloud"])
-    ]
-    assert gateways.run.components[cloud] == ("cameras", "phones")
-    # Only Ray classes' requests carry a trace of their waits; the phones' are end to end.
-    assert all(r.shared_wait_s for r in m.completed("cameras"))
-    assert not any(r.shared_wait_s for r in m.completed("phones"))
-
-
-def test_a_device_joins_a_class_behind_gateways_within_its_processes(gateways: Gateways) -> None:
-    m = gateways.measurement
-    joined = [r for r in m.requests if r.device_class == "phones" and r.device == 1]
-    assert joined and all(r.sent_s >= PHASE_S / 2 - 1 for r in joined)
-    refused = gateways.refused
-    assert refused.field == "devices"
-    assert "0 idle device process(es), not 1" in refused.problem
-
-
 def test_too_many_device_processes_are_refused_before_anything_starts(
     serving: FleetServing, yolo11n_path: Path
 ) -> None:
     from ray import serve
 
     _, graph = analyze(str(yolo11n_path))
-    plan = deployment(graph.block_names)
-    cameras, phones = plan.classes
-    plan = replace(plan, classes=(cameras, replace(phones, count=65, runtime="agent")))
+    plan = deployment(graph.block_names, "agent", phone_count=65)
     before = set(serve.status().applications)
     with pytest.raises(InputError, match="have 65 devices, each a process of its own") as error:
         serving.start(plan)

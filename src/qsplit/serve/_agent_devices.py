@@ -11,7 +11,8 @@ are one emulator per direction. Each device's requests are issued by a
 :class:`qsplit.runtime.Session` of its own, open-loop at the class's seeded Poisson arrivals
 (the same schedule a Ray class's device gets), through the agent protocol like any device's.
 
-What the measurement gets from these devices is end to end (sent, done, error); their
+What the measurement gets from these devices is end to end (sent, done, error) and each run of
+their own components (whether it overran its profiled time, from the agent's report); their
 batches are in the nodes' own logs (:meth:`~qsplit.serve._node.NodeReplica.batches`).
 """
 
@@ -40,6 +41,10 @@ START_TIMEOUT_S = 120.0
 """How long an agent process may take to listen (a gateway joins Ray: tens of seconds on a
 loaded host)."""
 STOP_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 300.0
+"""How long a device waits for a request's answer: as long as an agent keeps a request open
+(``AgentSettings.max_deadline_s``), so that a saturated configuration's latency is measured,
+as a Ray class's device waits for its, not cut at a session's default 30 s."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,11 @@ class AgentDevices:
         """Shared node → its gateway agent's process."""
         self.devices: dict[str, list[_Device]] = {c.name: [] for c in classes}
         self._records: dict[str, list[dict[str, Any]]] = {c.name: [] for c in classes}
+        self._runs: dict[str, list[tuple[float, bool]]] = {c.name: [] for c in classes}
+        self._targets = {
+            c.name: {s.name: s.compute_s for s in c.deployment.components if s.node == c.name}
+            for c in classes
+        }
         self._lock = threading.Lock()
 
     def spawn(self) -> None:
@@ -177,7 +187,7 @@ class AgentDevices:
                     pending.result()
         with self._lock:
             return {
-                name: {"requests": list(records), "runs": [], "crashed": []}
+                name: {"requests": list(records), "runs": list(self._runs[name]), "crashed": []}
                 for name, records in self._records.items()
             }
 
@@ -227,8 +237,16 @@ class AgentDevices:
         result = future.result()
         error = None if result.error is None else str(result.error)[:500]
         record.update(done=None if error else time.time(), error=error, trace=[])
+        # An emulated agent reports a run padded to its target, or its own longer time.
+        targets = self._targets[name]
+        runs = [
+            (record["sent"], run.compute_s > (targets[run.component] or 0.0) + 1e-6)
+            for run in result.record.runs
+            if run.component in targets
+        ]
         with self._lock:
             self._records[name].append(record)
+            self._runs[name].extend(runs)
 
     def _link_shared_nodes(self) -> None:
         """One emulator per directed link between shared nodes (shared by all devices)."""
@@ -295,7 +313,9 @@ class AgentDevices:
             nodes=(device, *(n for n in c.infra.nodes if n.name != c.name)),
             links=tuple(_renamed(lk, c.name, name) for lk in c.infra.links),
         )
-        return connect(deployment, infra, graph_optimization=self._optimization)
+        return connect(
+            deployment, infra, timeout_s=REQUEST_TIMEOUT_S, graph_optimization=self._optimization
+        )
 
 
 def _renamed(link: Link, old: str, new: str) -> Link:

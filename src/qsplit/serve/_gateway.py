@@ -145,13 +145,15 @@ class FleetNodeHost:
     (:class:`qsplit.runtime.ComponentHost`): ``application`` is the node's Serve application
     (``qsplit.serve.FleetServing`` names them ``qsplit-fleet<run>-<node>``), whose front already
     serves every component of the fleet plan; a deploy is matched to one of them by its bytes'
-    digest, and a component the node does not serve is refused.
+    digest, and a component the node does not serve is refused. ``timeout_s``: how long a call
+    may wait in the node's queue and run (as long as an agent keeps a request open: an
+    overloaded node's queue is measured, not cut).
     """
 
     node: str
     application: str
     address: str | None = None
-    timeout_s: float = 60.0
+    timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         _, serve = _ray.import_ray()
