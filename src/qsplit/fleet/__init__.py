@@ -1,7 +1,13 @@
 """Fleets: device classes sharing edge and cloud nodes, planned jointly under contention
 (queueing and cross-device batching at the shared nodes), and simulated to large device counts."""
 
-from qsplit.fleet._autoscale import AutoscalePolicy, Decision, decide
+from qsplit.fleet._autoscale import (
+    AutoscalePolicy,
+    Decision,
+    decide,
+    policy_problems,
+    refuse_problems,
+)
 from qsplit.fleet._batching import NO_BATCHING, BatchProfile, batch_profile_for, load_batch_profile
 from qsplit.fleet._candidates import ALONE, CandidateSettings, class_candidates
 from qsplit.fleet._load import fleet_from_dict, load_fleet, validate_fleet
@@ -109,8 +115,10 @@ __all__ = [
     "plan_fleet",
     "planning_value",
     "plot_projection",
+    "policy_problems",
     "price_autoscaling",
     "project",
+    "refuse_problems",
     "simulate",
     "solve_fleet",
     "utilisation",

@@ -76,13 +76,7 @@ class AutoscalePolicy:
     loading its runners): this host's, not Serve's."""
 
     def __post_init__(self) -> None:
-        problems = policy_problems(**{f.name: getattr(self, f.name) for f in fields(self)})
-        if problems:
-            raise InputError(
-                "; ".join(f"{field} {problem}" for field, problem, _ in problems),
-                field=", ".join(field for field, _, _ in problems),
-                fix="; ".join(fix for _, _, fix in problems),
-            )
+        refuse_problems(policy_problems(**{f.name: getattr(self, f.name) for f in fields(self)}))
 
     @property
     def record_interval_s(self) -> float:
@@ -134,6 +128,16 @@ def policy_problems(**values: float) -> list[tuple[str, str, str]]:
         if not values.get(name, 1) > 0:
             problems.append((name, "is not positive", "give more than 0"))
     return problems
+
+
+def refuse_problems(problems: list[tuple[str, str, str]]) -> None:
+    """One :class:`InputError` naming every field of ``problems`` and its fix; none: return."""
+    if problems:
+        raise InputError(
+            "; ".join(f"{field} {problem}" for field, problem, _ in problems),
+            field=", ".join(field for field, _, _ in problems),
+            fix="; ".join(fix for _, _, fix in problems),
+        )
 
 
 @dataclass(frozen=True)

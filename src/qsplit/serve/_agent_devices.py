@@ -35,7 +35,7 @@ from qsplit.errors import InputError
 from qsplit.infra import Infra, Link
 from qsplit.runtime import Deployment, InferResult, Session, connect, renamed_deployment
 from qsplit.serve._emulation import next_arrival
-from qsplit.testbed import LinkClock, LinkProxy, LinkShape
+from qsplit.testbed import LinkClock, LinkProxy, LinkShape, stop_processes, wait_for_address
 
 START_TIMEOUT_S = 120.0
 """How long an agent process may take to listen (a gateway joins Ray: tens of seconds on a
@@ -134,7 +134,8 @@ class AgentDevices:
             d.name: d.process for devices in self.devices.values() for d in devices
         }
         for name, process in processes.items():
-            self._addresses[name] = self._wait_for_address(name, process)
+            log = Path(self._logs.name) / f"{name}.log"
+            self._addresses[name] = wait_for_address(name, process, log, timeout_s=START_TIMEOUT_S)
         for c in self.classes.values():
             for device in self.devices[c.name]:
                 device.session = self._session(c, device.name)
@@ -202,16 +203,7 @@ class AgentDevices:
             *self.gateways.values(),
             *(d.process for devices in self.devices.values() for d in devices),
         ]
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for process in processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_processes(processes, timeout_s=STOP_TIMEOUT_S)
         for proxy in self._proxies.values():
             proxy.close()
         self._logs.cleanup()
@@ -279,20 +271,6 @@ class AgentDevices:
                 command += ["--route", f"{target}={proxy.address}"]
         log: IO[bytes] = (Path(self._logs.name) / f"{name}.log").open("wb")
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-    def _wait_for_address(self, name: str, process: subprocess.Popen[bytes]) -> str:
-        log = Path(self._logs.name) / f"{name}.log"
-        prefix = f"agent {name} listening on "
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            for line in log.read_text(errors="replace").splitlines():
-                if line.startswith(prefix):
-                    return line[len(prefix) :].strip()
-            if process.poll() is not None:
-                break
-            time.sleep(0.05)
-        tail = log.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"agent {name} did not start (exit code {process.poll()}):\n{tail}")
 
     def _session(self, c: AgentClass, name: str) -> Session:
         """A session of device ``name`` of class ``c``, its plan deployed: its own agent

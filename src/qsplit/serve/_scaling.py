@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from qsplit.errors import InputError
-from qsplit.fleet._autoscale import AutoscalePolicy, policy_problems
+from qsplit.fleet import AutoscalePolicy, policy_problems, refuse_problems
 
 Mode = Literal["in-process", "fixed", "autoscale"]
 MODES: tuple[Mode, ...] = ("in-process", "fixed", "autoscale")
@@ -60,12 +59,7 @@ class NodeScaling:
             look_back_period_s=self.look_back_period_s,
             metrics_interval_s=self.metrics_interval_s,
         )
-        if problems:
-            raise InputError(
-                "; ".join(f"{field} {problem}" for field, problem, _ in problems),
-                field=", ".join(field for field, _, _ in problems),
-                fix="; ".join(fix for _, _, fix in problems),
-            )
+        refuse_problems(problems)
 
     @property
     def policy(self) -> AutoscalePolicy:

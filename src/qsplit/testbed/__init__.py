@@ -9,6 +9,7 @@ up|status|set|play|down``. See docs/testbed.md.
 from qsplit.testbed._dilation import dilated_infra
 from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
 from qsplit.testbed._probe import ProbeServer, probe_request
+from qsplit.testbed._processes import stop_processes, wait_for_address
 from qsplit.testbed._schedule import (
     PlayedEvent,
     Schedule,
@@ -50,4 +51,6 @@ __all__ = [
     "play",
     "probe_request",
     "schedule_from_dict",
+    "stop_processes",
+    "wait_for_address",
 ]

@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -44,6 +43,7 @@ from qsplit.runtime import MAX_SLOWDOWN, slow_down
 from qsplit.testbed._control import ControlServer
 from qsplit.testbed._linkemu import LinkClock, LinkProxy, LinkShape
 from qsplit.testbed._probe import ProbeServer
+from qsplit.testbed._processes import stop_processes, wait_for_address
 from qsplit.testbed._state import (
     AgentState,
     LinkState,
@@ -136,13 +136,13 @@ class _Running:
             self.proxies[(source, target)] = (data, probes)
         starts = {n.name: self._start_agent(n.name, "127.0.0.1:0") for n in self.infra.nodes}
         for name, offset in starts.items():
-            self.addresses[name] = _wait_for_address(name, self.agents[name], state_dir, offset)
+            self.addresses[name] = self._wait(name, offset)
         _write_requester_infra(self.infra, self.infra_path, self.addresses, self.proxies, state_dir)
         self._save()
 
     def close(self) -> None:
         self.control.close()
-        _stop_agents(self.agents)
+        stop_processes(self.agents.values(), timeout_s=AGENT_STOP_TIMEOUT_S)
         for pair in self.proxies.values():
             for proxy in pair:
                 proxy.close()
@@ -216,7 +216,7 @@ class _Running:
                 process.kill()
                 process.wait(timeout=AGENT_STOP_TIMEOUT_S)
             offset = self._start_agent(node, self.addresses[node])
-            _wait_for_address(node, self.agents[node], self.state_dir, offset)
+            self._wait(node, offset)
             self.killed.discard(node)
             if self.speeds[node] != 1.0:
                 self._slow_down(node, self.speeds[node])
@@ -247,6 +247,13 @@ class _Running:
         self.logs.append(log)
         self.agents[name] = _spawn_agent(name, listen, self.factors[name], self.proxies, log)
         return log.tell()
+
+    def _wait(self, name: str, offset: int) -> str:
+        """The address the node's agent prints once it listens, from ``offset`` of its log."""
+        log = self.state_dir / f"{name}.log"
+        return wait_for_address(
+            name, self.agents[name], log, timeout_s=AGENT_START_TIMEOUT_S, offset=offset
+        )
 
     def _save(self) -> None:
         TestbedState(
@@ -335,41 +342,6 @@ def _spawn_agent(
         if source == name:
             command += ["--route", f"{target}={data.address}"]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _wait_for_address(
-    name: str, process: subprocess.Popen[bytes], state_dir: Path, offset: int
-) -> str:
-    """The address the agent prints once it listens (read from its log file, from ``offset``
-    on: a restarted agent's log still holds its predecessor's lines)."""
-    log = state_dir / f"{name}.log"
-    prefix = f"agent {name} listening on "
-    deadline = time.monotonic() + AGENT_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        with log.open("rb") as file:
-            file.seek(offset)
-            text = file.read().decode(errors="replace")
-        for line in text.splitlines():
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    tail = log.read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"agent {name} did not start (exit code {process.poll()}):\n{tail}")
-
-
-def _stop_agents(agents: dict[str, subprocess.Popen[bytes]]) -> None:
-    for process in agents.values():
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + AGENT_STOP_TIMEOUT_S
-    for process in agents.values():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def _write_requester_infra(
