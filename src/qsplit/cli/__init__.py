@@ -9,6 +9,7 @@ from qsplit.cli import (  # noqa: F401  (imported to register their commands)
     demo_cmd,
     fleet_cmd,
     fleet_demo_cmd,
+    fleet_serve_cmd,
     keys_cmd,
     model_cmd,
     noise_cmd,

@@ -9,6 +9,7 @@ docs/serve.md says how it works and how to run it on a cluster. Ray is optional
 """
 
 from qsplit.serve._fleet import FleetRun, FleetServing, run_fleet
+from qsplit.serve._fleet_nodes import ServedFleet, connect_fleet, fleet_applications, serve_fleet
 from qsplit.serve._gateway import FleetNodeHost, ServeHost
 from qsplit.serve._measure import FleetBatch, FleetMeasurement, FleetRequest
 from qsplit.serve._ray import check_resources, import_ray, start_embedded
@@ -29,10 +30,14 @@ __all__ = [
     "RaySession",
     "ReplicaReport",
     "ServeHost",
+    "ServedFleet",
     "check_resources",
+    "connect_fleet",
     "connect_ray",
+    "fleet_applications",
     "import_ray",
     "run_fleet",
+    "serve_fleet",
     "start_embedded",
     "widen_batch",
 ]

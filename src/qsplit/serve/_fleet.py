@@ -15,10 +15,8 @@ links (docs/serve.md, *Serving a fleet*).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,11 +34,16 @@ from qsplit.fleet import (
 )
 from qsplit.infra import Infra
 from qsplit.model import LayerGraph, analyze
-from qsplit.partition import components
 from qsplit.profile import ComputeProfile
-from qsplit.runtime import ComponentSpec, Deployment, build_deployment
+from qsplit.runtime import Deployment, build_deployment
 from qsplit.serve import _ray
 from qsplit.serve._agent_devices import AgentClass, AgentDevices
+from qsplit.serve._fleet_parts import (
+    SharedComponent,
+    class_components,
+    node_arguments,
+    shared_components,
+)
 from qsplit.serve._measure import FleetBatch, FleetMeasurement, FleetRequest
 from qsplit.serve._scaling import WORKERS, NodeScaling
 from qsplit.serve._watch import ReplicaWatch, Samples
@@ -55,21 +58,6 @@ Python process with ONNX Runtime, ~100 MiB): beyond it the fleet is refused, to 
 START_LEAD_S = 1.0
 """Devices start issuing requests this long after their actors exist (every actor the same
 instant)."""
-
-
-@dataclass(frozen=True)
-class _Shared:
-    """A shared component as deployed: one per node and blocks, whichever classes use it."""
-
-    key: str
-    """Its name in its node's application (blocks and int8 blocks, digested)."""
-    spec: ComponentSpec
-    fixed_fraction: float
-    sha256s: tuple[str, ...]
-    """The digests of every class's bytes for it: what a gateway agent deploys
-    (:class:`~qsplit.serve.FleetNodeHost`)."""
-    classes: tuple[str, ...]
-    """The classes whose plans run it."""
 
 
 class FleetRun:
@@ -265,7 +253,9 @@ class FleetServing:
         agent_classes = self._agent_classes(deployment, built, counts, seed)
         self._runs += 1
         prefix = f"qsplit-fleet{self._runs}"
-        shared = self._shared(deployment, built, set(quantized))
+        shared = shared_components(
+            deployment, built, self.graph, set(quantized), self._fixed_fraction
+        )
         applications = {node: f"{prefix}-{node}" for node, _ in shared}
         on_ray = [(i, c) for i, c in enumerate(deployment.classes) if c.runtime == "ray"]
         walks = {
@@ -289,7 +279,10 @@ class FleetServing:
             # agent classes' processes start while the nodes deploy.
             self._create_actors(run, on_ray, built, walks, seed)
             run.agents = self._spawn_agents(agent_classes, applications)
-            deploy_nodes(self._nodes(shared, deployment, applications), scaling)
+            arguments = node_arguments(
+                shared, deployment, applications, self._threads, self._optimize
+            )
+            deploy_nodes(arguments, scaling)
             if run.agents is not None:
                 run.agents.deploy()
             self._start_devices(run, counts)
@@ -358,43 +351,6 @@ class FleetServing:
             agents.close()
             raise
         return agents
-
-    def _nodes(
-        self,
-        shared: Mapping[tuple[str, tuple[str, ...]], _Shared],
-        deployment: FleetDeployment,
-        applications: Mapping[str, str],
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """Each shared node as a Serve application: the arguments of its
-        :class:`~qsplit.serve._node.NodeReplica` (components, slots, batching), plain values."""
-        nodes = {s.node: s for s in deployment.shared}
-        return [
-            (
-                application,
-                {
-                    "node": node,
-                    "components": [
-                        {
-                            "key": s.key,
-                            "onnx": s.spec.onnx,
-                            "inputs": list(s.spec.inputs),
-                            "outputs": list(s.spec.outputs),
-                            "compute_s": s.spec.compute_s,
-                            "fixed_fraction": s.fixed_fraction,
-                            "sha256s": list(s.sha256s),
-                        }
-                        for (n, _), s in shared.items()
-                        if n == node
-                    ],
-                    "slots": nodes[node].replicas,
-                    "max_batch_size": nodes[node].batch_size,
-                    "batch_wait_timeout_s": nodes[node].batch_wait_s,
-                    "threads": self._threads,
-                    "optimize": self._optimize,
-                },
-            )
-            for node, application in applications.items()
-        ]
 
     def _create_actors(
         self,
@@ -496,41 +452,6 @@ class FleetServing:
             )
         return self._built[key]
 
-    def _shared(
-        self,
-        deployment: FleetDeployment,
-        built: Mapping[str, Deployment],
-        quantized: Collection[str],
-    ) -> dict[tuple[str, tuple[str, ...]], _Shared]:
-        """(node, blocks) → the shared component, once for all the classes that run it."""
-        planned = {s.node for s in deployment.shared}
-        found: dict[tuple[str, tuple[str, ...]], list[tuple[str, ComponentSpec]]] = {}
-        for c in deployment.classes:
-            for spec, blocks in _blocks(built[c.name], self.graph, c):
-                if spec.node == c.name:
-                    continue
-                if spec.node not in planned:
-                    raise InputError(
-                        f"class {c.name!r} runs blocks on {spec.node!r}, which the fleet plan "
-                        "gives no replicas",
-                        file=deployment.source,
-                        field="shared",
-                        fix="plan the fleet again (`qsplit fleet plan`)",
-                    )
-                found.setdefault((spec.node, blocks), []).append((c.name, spec))
-        result = {}
-        for (node, blocks), users in found.items():
-            int8 = [b for b in blocks if b in quantized]
-            named = "|".join(blocks) + "/" + "|".join(int8)
-            result[(node, blocks)] = _Shared(
-                hashlib.sha256(named.encode()).hexdigest()[:12],
-                users[0][1],
-                self._fixed_fraction(node, blocks),
-                tuple(dict.fromkeys(spec.sha256 for _, spec in users)),
-                tuple(name for name, _ in users),
-            )
-        return result
-
     def _fixed_fraction(self, node: str, blocks: Sequence[str]) -> float:
         times = {b: self.profiles[node].blocks[b].fp32_s for b in blocks}
         fixed, per_item = self.batching.split(times)
@@ -587,19 +508,9 @@ def run_fleet(
         )
 
 
-def _blocks(
-    built: Deployment, graph: LayerGraph, c: ClassDeployment
-) -> list[tuple[ComponentSpec, tuple[str, ...]]]:
-    """Each component of the class's deployment with its blocks (the same split, in order)."""
-    parts = components(graph, dict(c.assignment))
-    if [p.name for p in parts] != [s.name for s in built.components]:
-        raise AssertionError(f"class {c.name!r}: the deployment's split is not the plan's")
-    return [(spec, part.blocks) for spec, part in zip(built.components, parts, strict=True)]
-
-
 def _walk(
     built: Deployment,
-    shared: Mapping[tuple[str, tuple[str, ...]], _Shared],
+    shared: Mapping[tuple[str, tuple[str, ...]], SharedComponent],
     applications: Mapping[str, str],
     infra: Infra,
     graph: LayerGraph,
@@ -608,7 +519,7 @@ def _walk(
     """The class's components as :class:`~qsplit.serve._devices.DeviceClassActor` takes them."""
     producer = {t: spec.node for spec in built.components for t in spec.outputs}
     result = []
-    for spec, blocks in _blocks(built, graph, c):
+    for spec, blocks in class_components(built, graph, c):
         entry: dict[str, Any] = {
             "name": spec.name,
             "node": spec.node,

@@ -62,7 +62,7 @@ def start(address: str | None, resources: Collection[str]) -> Connection:
         start_embedded(resources)
         connection = Connection.STARTED
     else:
-        ray.init(address=address, log_to_driver=False)
+        join(address)
         connection = Connection.JOINED
     try:
         check_resources(address, resources)
@@ -71,6 +71,25 @@ def start(address: str | None, resources: Collection[str]) -> Connection:
         stop(connection, ())
         raise
     return connection
+
+
+def join(address: str) -> None:
+    """Connect this process to the Ray cluster at ``address``; a cluster that wants Ray's auth
+    token this process does not send is refused with the fix (Ray ≥ 2.5x enables token
+    authentication on the clusters it starts)."""
+    ray, _ = import_ray()
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except Exception as exc:  # Ray raises ConnectionError, its cause says why
+        if "auth" not in f"{exc} {exc.__cause__}".lower():
+            raise
+        raise InputError(
+            f"the Ray cluster at {address} wants an authentication token this process does "
+            "not send",
+            field="--ray-address",
+            fix="export RAY_AUTH_MODE=token, with the cluster's token in ~/.ray/auth_token or "
+            "RAY_AUTH_TOKEN (on the cluster's machine: `ray get-auth-token`)",
+        ) from None
 
 
 def stop(connection: Connection, applications: Collection[str]) -> None:
