@@ -18,6 +18,7 @@ batches are in the nodes' own logs (:meth:`~qsplit.serve._node.NodeReplica.batch
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from qsplit.errors import InputError
+from qsplit.errors import InputError, TransportError
 from qsplit.infra import Infra, Link
 from qsplit.runtime import Deployment, InferResult, Session, connect, renamed_deployment
 from qsplit.serve._emulation import next_arrival
@@ -80,7 +81,9 @@ class AgentDevices:
     """Agent processes for the devices of ``classes`` and a gateway for each shared node in
     ``applications`` (node → its fleet Serve application), on the Ray at ``ray_address``.
     :meth:`spawn` starts them and :meth:`deploy` deploys every device's plan; devices then
-    issue requests from :meth:`add` on, until :meth:`remove` or :meth:`finish`."""
+    issue requests from :meth:`add` on, until :meth:`remove` or :meth:`finish`;
+    :meth:`end_run` undeploys, and the processes serve the next run's plans (of the same
+    classes and device counts: :attr:`signature`) until :meth:`close`."""
 
     def __init__(
         self,
@@ -111,6 +114,11 @@ class AgentDevices:
         }
         self._lock = threading.Lock()
 
+    @property
+    def signature(self) -> tuple[tuple[str, int, tuple[Link, ...]], ...]:
+        """What the processes are: each class with its device count and links."""
+        return tuple((c.name, c.devices, c.links) for c in self.classes.values())
+
     def spawn(self) -> None:
         """Start the link emulators, the gateways and the devices' agents (every process at
         once, not waited for: they start while the fleet's nodes deploy)."""
@@ -127,18 +135,34 @@ class AgentDevices:
                 process = self._spawn(name, ["--emulated", "--statistic", "min"])
                 self.devices[c.name].append(_Device(number, name, process))
 
-    def deploy(self) -> None:
-        """Once the fleet's nodes run: wait for every process to listen, and deploy each
-        device's plan through its own session."""
+    def deploy(self, classes: Sequence[AgentClass] = ()) -> None:
+        """Once the fleet's nodes run: wait for every process to listen (the first time), and
+        deploy each device's plan through its own session; ``classes``: this run's (the same
+        :attr:`signature`, other plans), default those the processes were started for."""
+        if classes:
+            self._start_run(classes)
         processes = dict(self.gateways) | {
             d.name: d.process for devices in self.devices.values() for d in devices
         }
         for name, process in processes.items():
-            log = Path(self._logs.name) / f"{name}.log"
-            self._addresses[name] = wait_for_address(name, process, log, timeout_s=START_TIMEOUT_S)
+            if name not in self._addresses:
+                log = Path(self._logs.name) / f"{name}.log"
+                self._addresses[name] = wait_for_address(
+                    name, process, log, timeout_s=START_TIMEOUT_S
+                )
         for c in self.classes.values():
             for device in self.devices[c.name]:
                 device.session = self._session(c, device.name)
+
+    def _start_run(self, classes: Sequence[AgentClass]) -> None:
+        signature = tuple((c.name, c.devices, c.links) for c in classes)
+        if signature != self.signature:
+            raise ValueError("a run's agent classes differ from the processes'")
+        self.classes = {c.name: c for c in classes}
+        self._targets = {
+            c.name: {s.name: s.compute_s for s in c.deployment.components if s.node == c.name}
+            for c in classes
+        }
 
     def add(self, name: str, count: int, start: float) -> tuple[int, ...]:
         """Start ``count`` idle devices of class ``name`` issuing requests from ``start``."""
@@ -192,13 +216,27 @@ class AgentDevices:
                 for name, records in self._records.items()
             }
 
-    def close(self) -> None:
-        """Close the sessions, stop every process and emulator."""
+    def end_run(self) -> None:
+        """Stop the devices issuing, undeploy and close every session, forget the run's
+        records: the processes stay for the next run."""
         for devices in self.devices.values():
-            for device in devices:
+            for index, device in enumerate(devices):
                 device.stop.set()
+                if device.issuer is not None:
+                    device.issuer.join()
                 if device.session is not None:
+                    # An agent gone has nothing left to free.
+                    with contextlib.suppress(TransportError):
+                        device.session.undeploy()
                     device.session.close()
+                devices[index] = _Device(device.number, device.name, device.process)
+        with self._lock:
+            self._records = {name: [] for name in self.classes}
+            self._runs = {name: [] for name in self.classes}
+
+    def close(self) -> None:
+        """End the run, stop every process and emulator."""
+        self.end_run()
         processes = [
             *self.gateways.values(),
             *(d.process for devices in self.devices.values() for d in devices),

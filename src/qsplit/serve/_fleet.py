@@ -16,6 +16,7 @@ links (docs/serve.md, *Serving a fleet*).
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -170,7 +171,7 @@ class FleetRun:
         for actor in self.actors.values():
             ray.kill(actor)
         if self.agents is not None:
-            self.agents.close()
+            self.agents.end_run()  # the processes stay with the FleetServing for its next run
         for name in self.applications.values():
             serve.delete(name)
 
@@ -220,7 +221,11 @@ class FleetServing:
         self._threads = threads
         self._optimize = graph_optimization == "all"
         self._built: dict[tuple[Any, ...], Deployment] = {}
-        self._runs = 0
+        # One name per shared node for all of this instance's runs (one at a time): the gateway
+        # agents of the classes that keep the light agent outlive a run, and name theirs.
+        prefix = f"qsplit-fleet-{uuid.uuid4().hex[:8]}"
+        self._applications = {node: f"{prefix}-{node}" for node in fleet.shared_names}
+        self._agents: AgentDevices | None = None
         self._connection = _ray.start(address, [*fleet.shared_names, DEVICE_RESOURCE])
 
     def start(
@@ -251,12 +256,10 @@ class FleetServing:
             )
         built = {c.name: self._build(c, tuple(quantized)) for c in deployment.classes}
         agent_classes = self._agent_classes(deployment, built, counts, seed)
-        self._runs += 1
-        prefix = f"qsplit-fleet{self._runs}"
         shared = shared_components(
             deployment, built, self.graph, set(quantized), self._fixed_fraction
         )
-        applications = {node: f"{prefix}-{node}" for node, _ in shared}
+        applications = {node: self._applications[node] for node, _ in shared}
         on_ray = [(i, c) for i, c in enumerate(deployment.classes) if c.runtime == "ray"]
         walks = {
             c.name: _walk(
@@ -278,16 +281,17 @@ class FleetServing:
             # Each is a new process (ONNX Runtime, the components): the class actors and the
             # agent classes' processes start while the nodes deploy.
             self._create_actors(run, on_ray, built, walks, seed)
-            run.agents = self._spawn_agents(agent_classes, applications)
+            run.agents = self._agents_for(agent_classes)
             arguments = node_arguments(
                 shared, deployment, applications, self._threads, self._optimize
             )
             deploy_nodes(arguments, scaling)
             if run.agents is not None:
-                run.agents.deploy()
+                run.agents.deploy(agent_classes)
             self._start_devices(run, counts)
         except BaseException:
             run.close()
+            self._close_agents()  # in whatever state the failure left them: started afresh
             raise
         return run
 
@@ -328,18 +332,20 @@ class FleetServing:
             )
         return classes
 
-    def _spawn_agents(
-        self, classes: Sequence[AgentClass], applications: Mapping[str, str]
-    ) -> AgentDevices | None:
-        """The agent classes' devices and a gateway per shared node, their processes started
-        (they deploy once the nodes run: :meth:`AgentDevices.deploy`); ``None`` when every
-        class runs Ray."""
-        if not classes:
-            return None
+    def _agents_for(self, classes: Sequence[AgentClass]) -> AgentDevices | None:
+        """The processes of the classes that keep the light agent: those of the previous run
+        when they are the same classes and device counts (4-6 s of starts saved per run),
+        else started now, beside the nodes' deploy (:meth:`AgentDevices.deploy` follows);
+        ``None`` when every class runs Ray."""
+        wanted = tuple((c.name, c.devices, c.links) for c in classes)
+        if self._agents is not None and self._agents.signature != wanted:
+            self._close_agents()
+        if not classes or self._agents is not None:
+            return self._agents
         ray, _ = _ray.import_ray()
         agents = AgentDevices(
             classes,
-            applications,
+            self._applications,
             self.fleet.infra,
             ray.get_runtime_context().gcs_address,
             self._threads,
@@ -350,7 +356,13 @@ class FleetServing:
         except BaseException:
             agents.close()
             raise
+        self._agents = agents
         return agents
+
+    def _close_agents(self) -> None:
+        if self._agents is not None:
+            self._agents.close()
+            self._agents = None
 
     def _create_actors(
         self,
@@ -421,6 +433,7 @@ class FleetServing:
             run.close()
 
     def close(self) -> None:
+        self._close_agents()
         _ray.stop(self._connection, ())
 
     def __enter__(self) -> FleetServing:

@@ -156,10 +156,7 @@ class FleetNodeHost:
     timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
-        _, serve = _ray.import_ray()
         self._connection = _ray.start(self.address, [self.node])
-        # The gateway may start while the node deploys: the front is looked up at a deploy.
-        self._front = serve.get_deployment_handle(self.node, self.application, _check_exists=False)
 
     def load(
         self,
@@ -170,8 +167,12 @@ class FleetNodeHost:
         outputs: Sequence[str],
         optimize: bool,
     ) -> _FleetComponent:
+        _, serve = _ray.import_ray()
+        # Looked up at each deploy: the gateway may start while the node deploys, and a fleet
+        # testbed's node is deployed anew, under the same name, for each of its runs.
+        front = serve.get_deployment_handle(self.node, self.application, _check_exists=False)
         try:
-            key = self._front.key_of.remote(sha256).result(timeout_s=self.timeout_s)
+            key = front.key_of.remote(sha256).result(timeout_s=self.timeout_s)
         except Exception as exc:  # Ray's own: no such application, or it failed
             raise InputError(
                 f"the fleet node {self.node!r} ({self.application}) did not answer: {exc}",
@@ -187,7 +188,7 @@ class FleetNodeHost:
                 fix="deploy the fleet plan's own components (the plan the node was started "
                 "with), or start this gateway without --fleet-app",
             )
-        return _FleetComponent(self._front, key, self.timeout_s)
+        return _FleetComponent(front, key, self.timeout_s)
 
     def release(self, component: _FleetComponent) -> None:
         """Nothing to undo: the fleet node's components live as long as its run."""
