@@ -234,7 +234,7 @@ def agent_command(
         typer.Option(
             "--fleet-app",
             help="With --backend ray and --ray-address: run the components deployed here on "
-            "this fleet node's Serve application (qsplit-fleet<run>-<node>), sharing its "
+            "this fleet node's Serve application (qsplit-fleet-<id>-<node>), sharing its "
             "batchers and replicas with the fleet's other devices, instead of deploying each.",
         ),
     ] = None,

@@ -143,7 +143,7 @@ class _FleetComponent:
 class FleetNodeHost:
     """Runs a gateway agent's components on a fleet's shared node
     (:class:`qsplit.runtime.ComponentHost`): ``application`` is the node's Serve application
-    (``qsplit.serve.FleetServing`` names them ``qsplit-fleet<run>-<node>``), whose front already
+    (``qsplit.serve.FleetServing`` names them ``qsplit-fleet-<id>-<node>``), whose front already
     serves every component of the fleet plan; a deploy is matched to one of them by its bytes'
     digest, and a component the node does not serve is refused. ``timeout_s``: how long a call
     may wait in the node's queue and run (as long as an agent keeps a request open: an
@@ -178,7 +178,7 @@ class FleetNodeHost:
                 f"the fleet node {self.node!r} ({self.application}) did not answer: {exc}",
                 field="--fleet-app",
                 fix="name the Serve application of a running fleet node "
-                "(qsplit-fleet<run>-<node>), on the Ray of --ray-address",
+                "(qsplit-fleet-<id>-<node>), on the Ray of --ray-address",
             ) from None
         if key is None:
             raise InputError(
