@@ -5,19 +5,41 @@ deployment that ran, and write the results file and figures."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import qsplit
+from qsplit.assets import bundled_model_path
 from qsplit.demo import FLEET_DEMO_FILE, FleetDemoConfig, FleetDemoOutcome, run_fleet_demo
-from qsplit.demo._fleet_predict import call_overhead
-from qsplit.fleet import ClassOutcome, FleetDeployment, Outcome
+from qsplit.demo._fleet_predict import (
+    SPREAD_MIN_REQUESTS,
+    CallCost,
+    Predictor,
+    call_overhead,
+    device_waits,
+)
+from qsplit.fleet import (
+    ClassOutcome,
+    FleetDeployment,
+    Outcome,
+    assess,
+    batch_profile_for,
+    deployed_choice,
+    fleet_profiles,
+    load_fleet,
+    plan_fleet,
+)
+from qsplit.fleet._model import device_wait
+from qsplit.model import analyze
 from qsplit.serve import FleetMeasurement, FleetRequest
 
 EXAMPLE = Path(qsplit.__file__).parent / "examples" / "fleet.yaml"
+TESTBED = Path(qsplit.__file__).parent / "examples" / "fleet-testbed.yaml"
 
 
 class StandIn:
@@ -107,6 +129,10 @@ def test_results_file_and_figures(demo) -> None:
     assert sum(document["devices"].values()) == 6
     assert [c["label"] for c in document["configurations"]] == list(runner.ran)[1:]
     assert document["call_overhead_s"] == outcome.call_overhead_s
+    assert document["call_spread_s"] == {r: c.scale_s for r, c in outcome.call_cost.items()}
+    median = document["configurations"][0]["median_cost"]
+    assert median["latency_p95_s"] == pytest.approx(outcome.median_cost["fleet"].latency_p95_s)
+    assert set(median["classes"]) == set(document["devices"])
     fleet = document["configurations"][0]
     assert len(fleet["requests"]) == 12 and fleet["failed"] == 0
     assert fleet["throughput_hz"] == pytest.approx(11 / 10.0)
@@ -183,9 +209,7 @@ def test_autoscaled_workers_are_predicted_by_simulating_the_autoscaler(tmp_path:
     """With ``--node-workers autoscale`` the p50/p95 come from the fleet simulation with
     Serve's autoscaler (the model's steady state stays for the in-process default), the
     simulated workers per node come with them, and the file says which prediction it holds."""
-    from qsplit.assets import bundled_model_path
-    from qsplit.fleet import batch_profile_for, deployed_choice, fleet_profiles, simulate
-    from qsplit.model import analyze
+    from qsplit.fleet import simulate
     from qsplit.serve import NodeScaling
 
     scaling = NodeScaling("autoscale", downscale_delay_s=5)
@@ -238,3 +262,118 @@ def test_autoscaled_workers_are_predicted_by_simulating_the_autoscaler(tmp_path:
     assert f"({mean:.1f})" in row
     band = " / ".join(f"{q * 1e3:.0f} ms" for q in simulated.window_band())
     assert any(line.startswith("│ fleet ") and band in line for line in text.splitlines())
+
+
+@pytest.fixture(scope="module")
+def testbed() -> tuple[Predictor, FleetDeployment]:
+    """The testbed's fleet plan (cameras on Ray, phones on the light agent) and its model."""
+    fleet = load_fleet(TESTBED)
+    _, graph = analyze(str(bundled_model_path()))
+    profiles = fleet_profiles(fleet, graph)
+    batching = batch_profile_for(graph.model.sha256)
+    plan = plan_fleet(fleet, graph, profiles, batching=batching)
+    return Predictor(fleet, graph, profiles, batching), plan.deployment()
+
+
+def _calibration_run(
+    predictor: Predictor,
+    deployment: FleetDeployment,
+    counts: Mapping[str, int],
+    per_call: Mapping[str, tuple[float, float]],
+    requests_per_device: int,
+    seed: int = 1,
+) -> FleetMeasurement:
+    """A synthetic calibration run: each device's Poisson requests queue for it (M/D/1), Ray
+    classes' requests wait a random time at each shared node (which the trace records), agent
+    classes' the model's mean (unrecorded), and each call of a shared component costs
+    ``shift + Exp(scale)`` more (runtime → ``(shift_s, scale_s)``), one draw per request."""
+    rng = np.random.default_rng(seed)
+    problem, choice, calls = predictor.problem(deployment, counts)
+    predicted = assess(problem, choice)
+    requests = []
+    for c, spec in zip(deployment.classes, problem.fleet.classes, strict=True):
+        cand = choice.of(problem, c.name)
+        nodes = [w.node for w in cand.work]
+        mean = next(o for o in predicted.classes if o.name == c.name).latency_mean_s
+        untraced = mean - cand.latency_s - device_wait(cand, spec.rate_hz).mean_s
+        shift, scale = per_call[c.runtime]
+        for device in range(counts[c.name]):
+            sent = np.cumsum(rng.exponential(1 / spec.rate_hz, requests_per_device))
+            wait = 0.0
+            for index, at in enumerate(sent):
+                if index:
+                    wait = max(0.0, wait + cand.device_busy_s - (at - sent[index - 1]))
+                slots = {n: float(rng.exponential(0.05)) for n in nodes}
+                forming = dict.fromkeys(nodes, 0.0)
+                if c.runtime == "agent":
+                    slots, forming = {}, {}
+                waits = sum(slots.values()) if slots else untraced
+                serving = calls[c.name] * (shift + rng.exponential(scale)) if scale else 0.0
+                done = at + cand.latency_s + wait + waits + serving
+                requests.append(
+                    FleetRequest(c.name, device, index, float(at), done, None, slots, forming)
+                )
+    return FleetMeasurement("calibration", 60.0, tuple(requests), {}, {}, {}, {}, {}, 0)
+
+
+def test_call_cost_fits_a_shifted_exponential_from_its_quartiles() -> None:
+    """Many residuals give the scale; a handful with a stall in them no wild one; fewer than
+    ``SPREAD_MIN_REQUESTS``, none."""
+    rng = np.random.default_rng(3)
+    draws = 0.02 + rng.exponential(0.01, 4000)
+    cost = CallCost.fit(0.025, draws)
+    assert cost.scale_s == pytest.approx(0.01, rel=0.05)
+    assert cost.median_s == 0.025
+    assert cost.shift_s == pytest.approx(0.025 - cost.scale_s * math.log(2), rel=1e-12)
+    few = [*(0.02 + rng.exponential(0.01, SPREAD_MIN_REQUESTS)), 5.0]  # one request stalled 5 s
+    assert 0 < CallCost.fit(0.025, few).scale_s < 0.04
+    assert CallCost.fit(0.025, few[: SPREAD_MIN_REQUESTS - 1]).scale_s == 0.0
+
+
+def test_device_waits_replay_each_device_queue() -> None:
+    """Lindley's recursion per device, in the order sent: a request sent while its device is
+    still busy waits for the rest of that work."""
+    sent = {(0, 0): 0.0, (0, 1): 0.3, (0, 2): 0.5, (0, 3): 5.0, (1, 0): 0.1}
+    requests = [FleetRequest("a", d, i, t, t + 2.0, None, {}) for (d, i), t in sent.items()]
+    requests.append(FleetRequest("b", 0, 0, 0.2, 3.0, None, {}))
+    waits = device_waits(requests, "a", 1.0)
+    assert waits == pytest.approx({(0, 0): 0.0, (0, 1): 0.7, (0, 2): 1.5, (0, 3): 0.0, (1, 0): 0.0})
+
+
+def test_calibration_recovers_each_runtime_spread(testbed) -> None:
+    """The Ray cameras' and the agent phones' costs per call, drawn from known shifted
+    exponentials, are recovered apart, the trace's waits and the devices' queues removed."""
+    predictor, deployment = testbed
+    counts = {"cameras": 3, "phones": 2}
+    truth = {"ray": (0.02, 0.015), "agent": (0.03, 0.04)}
+    measured = _calibration_run(predictor, deployment, counts, truth, 150)
+    costs = predictor.calibrate(deployment, measured, counts)
+    assert set(costs) == {"ray", "agent"}
+    for runtime, (_, scale) in truth.items():
+        assert costs[runtime].scale_s == pytest.approx(scale, rel=0.2), runtime
+    # no spread in the run: no spread found, however the devices and the nodes queued
+    fixed = _calibration_run(predictor, deployment, counts, {"ray": (0.02, 0), "agent": (0, 0)}, 20)
+    assert all(c.scale_s < 1e-9 for c in predictor.calibrate(deployment, fixed, counts).values())
+
+
+def test_the_spread_widens_the_p95_and_keeps_the_p50(testbed) -> None:
+    """At the same median cost per call, a spread raises a calling class's p95 and leaves its
+    p50 within a few percent; a fixed cost (a number, or a ``CallCost`` without spread) is the
+    prediction it always was: each candidate that much slower, nothing else."""
+    predictor, deployment = testbed
+    fixed = {"ray": 0.03, "agent": 0.04}
+    old = predictor.outcome(deployment, fixed)
+    assert predictor.outcome(deployment, {r: CallCost(s) for r, s in fixed.items()}) == old
+    problem, choice, calls = predictor.problem(deployment)
+    runtimes = {c.name: c.runtime for c in deployment.classes}
+    slower = {
+        n: tuple(replace(k, latency_s=k.latency_s + calls[n] * fixed[runtimes[n]]) for k in ks)
+        for n, ks in problem.candidates.items()
+    }
+    assert assess(replace(problem, candidates=slower), choice) == old
+    spread = predictor.outcome(deployment, {r: CallCost(s, 0.02) for r, s in fixed.items()})
+    for before, after in zip(old.classes, spread.classes, strict=True):
+        assert calls[before.name] > 0
+        assert after.latency_p50_s == pytest.approx(before.latency_p50_s, rel=0.03)
+        grew_p50 = after.latency_p50_s - before.latency_p50_s
+        assert after.latency_p95_s - before.latency_p95_s > max(grew_p50, 0.0) + 1e-3

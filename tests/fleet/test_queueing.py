@@ -172,6 +172,22 @@ def test_distribution_of_known_delays() -> None:
     assert device.cdf(np.array([1.0]))[0] == pytest.approx(0.5 * math.exp(0.5), rel=1e-9)
 
 
+def test_a_class_serving_spread_is_one_more_independent_part() -> None:
+    """``assess``'s ``spread_s`` adds an exponential of that mean to one class's latency: its
+    mean grows by it, its p95 by more than its p50, the other class is untouched, and a zero
+    spread is no spread at all, to the bit."""
+    problem, choice = _scenario("shared M/D/2")
+    plain = assess(problem, choice)
+    assert assess(problem, choice, {"a": 0.0, "b": 0.0}) == plain
+    spread = assess(problem, choice, {"a": 0.05})
+    a0, a1 = plain.classes[0], spread.classes[0]
+    assert a1.latency_mean_s == pytest.approx(a0.latency_mean_s + 0.05, rel=1e-9)
+    grew_p50, grew_p95 = a1.latency_p50_s - a0.latency_p50_s, a1.latency_p95_s - a0.latency_p95_s
+    assert 0 < grew_p50 < grew_p95 <= 0.05 * math.log(20) + 1e-3
+    assert spread.classes[1] == plain.classes[1]
+    assert spread.latency_p95_s > plain.latency_p95_s
+
+
 def test_batches_closed_by_a_time_out() -> None:
     """Batch sizes ``min(1 + N(T), b)`` against the Poisson sums, the wait bounded by the
     time-out and by the full batch's, and the delay's distribution (wait plus the other

@@ -112,11 +112,13 @@ def demo_command(
     console.print(validation_table(outcome.results))
     paths = {"ray": "Ray actors", "agent": "agents through gateways"}
     costs = ", ".join(
-        f"{paths.get(r, r)} {s * 1e3:.1f} ms" for r, s in outcome.call_overhead_s.items()
+        f"{paths.get(r, r)} {c.median_s * 1e3:.1f} ms (spread {c.scale_s * 1e3:.1f} ms)"
+        for r, c in outcome.call_cost.items()
     )
     console.print(
-        "The serving path's fixed cost per shared-component call (calibration run, in every "
-        f"prediction): {costs or 'none measured'}"
+        "The serving path's cost per shared-component call, median (and the mean of its "
+        f"exponential spread), from the calibration run, in every prediction: "
+        f"{costs or 'none measured'}"
     )
     for v in outcome.versus:
         if not (math.isfinite(v.throughput_ratio) and math.isfinite(v.p95_ratio)):

@@ -10,7 +10,7 @@ arrivals, and sets every measurement beside its prediction (:func:`qsplit.report
 Every configuration is predicted the same way, from the deployment that runs, under the
 emulated fleet's device counts, so prediction and measurement describe the same system; a
 calibration run (the fleet plan with a quarter of the devices) first measures the serving path's
-fixed cost per shared-component call, which every prediction then carries
+cost per shared-component call, its median and its spread, which every prediction then carries
 (:mod:`qsplit.demo._fleet_predict`).
 
 The run directory gets ``fleet-plan.json`` (the planner's file), ``fleet-demo.json`` (kind
@@ -32,7 +32,7 @@ from typing import Any
 from qsplit._jsonio import write_json
 from qsplit.assets import bundled_model_path
 from qsplit.demo._config import EXAMPLES
-from qsplit.demo._fleet_predict import Predictor, call_overhead
+from qsplit.demo._fleet_predict import CallCost, Predictor
 from qsplit.demo._pipeline import Progress, _Silent
 from qsplit.demo._streams import plan_label
 from qsplit.fleet import (
@@ -67,7 +67,7 @@ Runner = Callable[[FleetDeployment, str, Mapping[str, int] | None], tuple[FleetM
 counts) for the demo's warm-up and duration; its measurement and when its measured window
 ended, in the measurement's clock."""
 CALIBRATION = "calibration"
-"""The fleet plan with one device per class: the serving path's fixed cost per call."""
+"""The fleet plan with a quarter of the devices: the serving path's cost per call."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class FleetDemoConfig:
     """Also run the fleet plan at batch size 1 when it batches somewhere."""
     calibrate: bool = True
     """Run the fleet plan with a quarter of the devices (at least one per class) first and add
-    the measured fixed cost per shared-component call to every prediction
+    the measured cost per shared-component call, its median and spread, to every prediction
     (:mod:`qsplit.demo._fleet_predict`)."""
     forced_batch: Mapping[str, int] = field(default_factory=dict)
     """Shared node → batch size: also run the fleet plan with these batch sizes (labelled
@@ -126,11 +126,14 @@ class FleetDemoOutcome:
     versus: tuple[Versus, ...]
     """The fleet plan against each other configuration, measured."""
     figures: tuple[Path, ...]
-    call_overhead_s: Mapping[str, float]
-    """The serving path's fixed cost per shared-component call, per device runtime (``ray``,
+    call_cost: Mapping[str, CallCost]
+    """The serving path's cost per shared-component call, per device runtime (``ray``,
     ``agent``), from the calibration run (empty without one), carried by every prediction."""
     uncorrected: Mapping[str, Outcome]
     """Configuration → its prediction without that cost."""
+    median_cost: Mapping[str, Outcome]
+    """Configuration → its prediction with the cost's median only, as a fixed cost (no
+    spread): what the spread changes."""
     autoscale: AutoscalePolicy | None = None
     """The workers' autoscaling policy when the nodes ran on autoscaled workers: the p50/p95
     predictions are then simulated with it (:mod:`qsplit.demo._fleet_predict`)."""
@@ -138,6 +141,11 @@ class FleetDemoOutcome:
     """Configuration → the simulation its prediction came from, for each configuration
     predicted by simulating the autoscaler: its workers per node and the p95 of every window
     of the run's duration."""
+
+    @property
+    def call_overhead_s(self) -> dict[str, float]:
+        """The cost's median per call, per device runtime."""
+        return {r: c.median_s for r, c in self.call_cost.items()}
 
     def result(self, label: str) -> FleetResult:
         return next(r for r in self.results if r.label == label)
@@ -212,7 +220,7 @@ def run_fleet_demo(
         seed=config.seed,
         window_s=config.duration_s,
     )
-    overhead_s: dict[str, float] = {}
+    costs: dict[str, CallCost] = {}
     results, measurements = [], []
     with ExitStack() as stack:
         if runner is None:
@@ -227,19 +235,15 @@ def run_fleet_demo(
         if config.calibrate:
             few = {c.name: max(1, c.count // 4) for c in fleet.classes}
             measured = runner(deployments[FLEET], CALIBRATION, few)
-            _, _, calls = predictor.problem(deployments[FLEET], few)
-            overhead_s = call_overhead(
-                predictor.outcome(deployments[FLEET], counts=few),
-                measured,
-                calls,
-                {c.name: c.runtime for c in deployments[FLEET].classes},
-            )
+            costs = predictor.calibrate(deployments[FLEET], measured, few)
             step(1)
-        uncorrected, simulations = {}, {}
+        medians = {r: c.median_s for r, c in costs.items()}
+        uncorrected, median_cost, simulations = {}, {}, {}
         for label, deployment in deployments.items():
             measured = runner(deployment, label, None)
             uncorrected[label] = predictor.outcome(deployment)
-            predicted, simulated = predictor.predict(deployment, overhead_s)
+            median_cost[label] = predictor.outcome(deployment, medians)
+            predicted, simulated = predictor.predict(deployment, costs)
             if simulated is not None:
                 simulations[label] = simulated
             results.append(compare_fleet(predicted, measured))
@@ -255,8 +259,9 @@ def run_fleet_demo(
         tuple(measurements),
         against,
         figures,
-        overhead_s,
+        costs,
         uncorrected,
+        median_cost,
         autoscale,
         simulations,
     )
@@ -314,6 +319,18 @@ def _simulated(simulated: Simulated | None) -> dict[str, Any]:
     }
 
 
+def _latencies(predicted: Outcome) -> dict[str, Any]:
+    """A prediction's p50 and p95, fleet-wide and per class, in the results file."""
+    return {
+        "latency_p50_s": predicted.latency_p50_s,
+        "latency_p95_s": predicted.latency_p95_s,
+        "classes": {
+            c.name: {"latency_p50_s": c.latency_p50_s, "latency_p95_s": c.latency_p95_s}
+            for c in predicted.classes
+        },
+    }
+
+
 def _document(
     outcome: FleetDemoOutcome,
     deployments: Mapping[str, FleetDeployment],
@@ -331,10 +348,8 @@ def _document(
                 "plans": {c.name: plan_label(c.assignment, nodes) for c in deployment.classes},
                 "batch_size": {s.node: s.batch_size for s in deployment.shared},
                 **_simulated(outcome.simulated.get(result.label)),
-                "uncorrected": {
-                    "latency_p50_s": outcome.uncorrected[result.label].latency_p50_s,
-                    "latency_p95_s": outcome.uncorrected[result.label].latency_p95_s,
-                },
+                "uncorrected": _latencies(outcome.uncorrected[result.label]),
+                "median_cost": _latencies(outcome.median_cost[result.label]),
                 "requests": [
                     [r.device_class, r.device, r.index, r.sent_s, r.done_s, r.error]
                     for r in measured.requests
@@ -353,6 +368,7 @@ def _document(
         "seed": config.seed,
         "plan_file": "fleet-plan.json",
         "call_overhead_s": outcome.call_overhead_s,
+        "call_spread_s": {r: c.scale_s for r, c in outcome.call_cost.items()},
         "node_workers": config.node_scaling.mode,
         "prediction": "queueing-model" if outcome.autoscale is None else "simulated-autoscaler",
         "autoscale": None if outcome.autoscale is None else asdict(outcome.autoscale),

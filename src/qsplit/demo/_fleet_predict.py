@@ -1,4 +1,4 @@
-"""What the fleet model predicts for a deployment as it runs, and the serving path's fixed cost.
+"""What the fleet model predicts for a deployment as it runs, and the serving path's cost per call.
 
 Every configuration of the fleet demo is predicted the same way, from the deployment that ran
 (:func:`qsplit.fleet.deployed_choice` then :func:`qsplit.fleet.assess`), at the batch sizes and
@@ -16,6 +16,27 @@ every configuration's prediction then carries (:meth:`Predictor.outcome`). The c
 run is not one of the configurations judged, so the queueing model is still checked against
 runs it was not fitted to.
 
+**The serving path's spread.** Ray's time per call varies (the router, the object store, event
+loops on a 2-core host), so a measured p95 sits above a model whose own spread is small (the
+cameras' p95 −12 % with the median cost alone). The calibration run therefore also gives, per
+runtime, the *spread* of that cost (:class:`CallCost`, :func:`call_spread`): each completed
+request's latency less what the model and the trace account for — the plan's deterministic
+latency, its device's wait (the M/D/1 queue replayed on the device's own send times, Lindley's
+recursion with the plan's device time), and the waits for a slot and for a batch to close as
+the trace measured them (Ray classes carry them per node; an agent class's requests carry none,
+so the model's mean waits stand in) — over its plan's calls. Those residuals are fitted to a
+shifted exponential from quantiles only: the scale from the interquartile range (``IQR / ln 3``),
+the median kept at the calibrated fixed cost. A calibration run has 7-30 requests per class:
+quantiles ignore the one request a stall delayed by seconds, where a variance would not, and
+an exponential is the shape of a delay that is mostly small and sometimes long, with a single
+parameter to estimate; with fewer than :data:`SPREAD_MIN_REQUESTS` residuals the spread is 0.
+A request of a class whose plan makes ``n`` calls then carries ``n`` × the per-call
+distribution (:meth:`Predictor.outcome`): its calls are taken as one draw scaled by ``n``,
+not ``n`` independent ones, as a slow spell of the host slows all of a request's calls, and so
+that the calibrated class's own residuals are reproduced, not narrowed by ``√n``. The
+fleet model (:func:`qsplit.fleet.assess`) sums that part with its own, as one more independent
+delay. The spread is a serving-layer calibration: the planner never sees it.
+
 The cost is calibrated **per device runtime** (:class:`qsplit.fleet.DeviceClass`): a Ray class's
 call is a handle call from its actor; a call of a class that keeps the light agent crosses the
 agent protocol to a gateway, which then calls Serve — a path of its own (measured on this
@@ -29,14 +50,17 @@ predicted p95 (docs/BENCHMARKS.md). Given the run's :class:`~qsplit.fleet.Autosc
 the p50/p95 (fleet-wide and per class) are therefore those of the fleet simulation with Serve's
 autoscaler on every shared node (:func:`qsplit.fleet.simulate`, the same Poisson arrivals
 model), and the simulation's mean workers per node come with them; the rest (utilisation,
-the nodes' waits, energy) stays the model's.
+the nodes' waits, energy) stays the model's. The simulation carries the serving path's median
+cost per call, not its spread.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from qsplit.fleet import (
     UTILISATION_MAX,
@@ -52,9 +76,39 @@ from qsplit.fleet import (
     deployed_choice,
     simulate,
 )
+from qsplit.fleet._model import device_wait
 from qsplit.model import LayerGraph
 from qsplit.profile import ComputeProfile
-from qsplit.serve import FleetMeasurement
+from qsplit.serve import FleetMeasurement, FleetRequest
+
+SPREAD_MIN_REQUESTS = 5
+"""Fewest residuals a runtime's spread is fitted from: below, the quartiles of a handful of
+requests say little, and the runtime keeps a fixed cost (spread 0)."""
+
+
+@dataclass(frozen=True)
+class CallCost:
+    """The serving path's time per shared-component call of one device runtime, as a
+    distribution: :attr:`shift_s` plus an exponential of mean :attr:`scale_s`."""
+
+    median_s: float
+    """Its median, seconds: the calibrated fixed cost (:func:`call_overhead`)."""
+    scale_s: float = 0.0
+    """Mean of its exponential part, seconds: its spread (0: the fixed cost :attr:`median_s`)."""
+
+    @property
+    def shift_s(self) -> float:
+        """Its least value: the median less the exponential part's median (``scale · ln 2``)."""
+        return self.median_s - self.scale_s * math.log(2)
+
+    @classmethod
+    def fit(cls, median_s: float, residuals_s: Sequence[float]) -> CallCost:
+        """The cost of median ``median_s`` whose spread is that of ``residuals_s`` (seconds per
+        call): an exponential's interquartile range is ``scale · ln 3``."""
+        if len(residuals_s) < SPREAD_MIN_REQUESTS:
+            return cls(median_s)
+        low, high = np.quantile(residuals_s, [0.25, 0.75])
+        return cls(median_s, float(high - low) / math.log(3))
 
 
 @dataclass(frozen=True)
@@ -101,35 +155,36 @@ class Predictor:
     def outcome(
         self,
         deployment: FleetDeployment,
-        call_overhead_s: Mapping[str, float] | None = None,
+        call_overhead_s: Mapping[str, float | CallCost] | None = None,
         counts: Mapping[str, int] | None = None,
     ) -> Outcome:
         """The prediction for ``deployment``, each call of a shared component costing
-        ``call_overhead_s`` more: device runtime (``ray``, ``agent``) → seconds per call."""
+        ``call_overhead_s`` more: device runtime (``ray``, ``agent``) → seconds per call (a
+        fixed cost) or its :class:`CallCost` (a fixed cost and a spread)."""
         return self.predict(deployment, call_overhead_s, counts)[0]
 
     def predict(
         self,
         deployment: FleetDeployment,
-        call_overhead_s: Mapping[str, float] | None = None,
+        call_overhead_s: Mapping[str, float | CallCost] | None = None,
         counts: Mapping[str, int] | None = None,
     ) -> tuple[Outcome, Simulated | None]:
         """:meth:`outcome`, and with :attr:`autoscale` the simulation its latencies come from
         (``None`` without, or where a node saturates: no steady state to simulate)."""
         problem, choice, calls = self.problem(deployment, counts)
-        runtimes = {c.name: c.runtime for c in deployment.classes}
-        extra = {n: calls[n] * (call_overhead_s or {}).get(r, 0.0) for n, r in runtimes.items()}
-        if any(extra.values()):
-            candidates = {
-                name: tuple(replace(k, latency_s=k.latency_s + extra[name]) for k in cands)
-                for name, cands in problem.candidates.items()
-            }
-            problem = replace(problem, candidates=candidates)
-        predicted = assess(problem, choice)
+        costs = {
+            r: c if isinstance(c, CallCost) else CallCost(c)
+            for r, c in (call_overhead_s or {}).items()
+        }
+        per_class = {c.name: costs.get(c.runtime, CallCost(0.0)) for c in deployment.classes}
+        shift = {n: calls[n] * c.shift_s for n, c in per_class.items()}
+        spread = {n: calls[n] * c.scale_s for n, c in per_class.items()}
+        predicted = assess(_slower(problem, shift), choice, spread)
         if self.autoscale is None or math.isinf(predicted.latency_p95_s):
             return predicted, None
+        median = {n: calls[n] * c.median_s for n, c in per_class.items()}
         simulated = simulate(
-            problem,
+            _slower(problem, median),
             choice,
             requests=self.requests,
             seed=self.seed,
@@ -137,6 +192,33 @@ class Predictor:
             window_s=self.window_s,
         )
         return _with_latencies(predicted, simulated), simulated
+
+    def calibrate(
+        self,
+        deployment: FleetDeployment,
+        measured: FleetMeasurement,
+        counts: Mapping[str, int] | None = None,
+    ) -> dict[str, CallCost]:
+        """The serving path's cost per call, per device runtime, from ``measured``, a run of
+        ``deployment`` with ``counts`` devices per class: its median (:func:`call_overhead`)
+        and its spread (:func:`call_spread`)."""
+        problem, choice, calls = self.problem(deployment, counts)
+        predicted = assess(problem, choice)
+        runtimes = {c.name: c.runtime for c in deployment.classes}
+        medians = call_overhead(predicted, measured, calls, runtimes)
+        residuals = call_spread(problem, choice, predicted, measured, calls, runtimes)
+        return {r: CallCost.fit(m, residuals.get(r, ())) for r, m in medians.items()}
+
+
+def _slower(problem: FleetProblem, extra_s: Mapping[str, float]) -> FleetProblem:
+    """``problem`` with each class's every candidate ``extra_s`` slower (class → seconds)."""
+    if not any(extra_s.values()):
+        return problem
+    candidates = {
+        name: tuple(replace(k, latency_s=k.latency_s + extra_s.get(name, 0.0)) for k in cands)
+        for name, cands in problem.candidates.items()
+    }
+    return replace(problem, candidates=candidates)
 
 
 def _with_latencies(predicted: Outcome, simulated: Simulated) -> Outcome:
@@ -177,3 +259,66 @@ def call_overhead(
         excess[runtime] = excess.get(runtime, 0.0) + done * gap
         weight[runtime] = weight.get(runtime, 0.0) + done * calls[c.name]
     return {r: max(excess[r] / weight[r], 0.0) for r in weight}
+
+
+def call_spread(
+    problem: FleetProblem,
+    choice: Choice,
+    predicted: Outcome,
+    measured: FleetMeasurement,
+    calls: Mapping[str, int],
+    runtimes: Mapping[str, str],
+) -> dict[str, tuple[float, ...]]:
+    """Per device runtime, the serving path's time per call in each completed request of
+    ``measured`` (``predicted``: the model's outcome of ``problem``'s ``choice``, the run's
+    deployment at its device counts): the latency less the plan's deterministic latency, its
+    device's replayed wait (:func:`device_waits`) and its waits at the shared nodes, over the
+    plan's calls. The waits at the shared nodes are the trace's where the request carries them
+    (Ray classes), else the model's mean (agent classes). Classes that call no shared
+    component are left out: they have no serving path to measure."""
+    expected = {c.name: c for c in predicted.classes}
+    residuals: dict[str, list[float]] = {}
+    for c in problem.fleet.classes:
+        n = calls.get(c.name, 0)
+        done = measured.completed(c.name)
+        if not n or not done:
+            continue
+        cand = choice.of(problem, c.name)
+        device = device_waits(measured.requests, c.name, cand.device_busy_s)
+        model_waits = (
+            expected[c.name].latency_mean_s - cand.latency_s - device_wait(cand, c.rate_hz).mean_s
+        )
+        for r in done:
+            traced = r.shared_wait_s or r.shared_forming_s
+            waits = (
+                sum(r.shared_wait_s.values()) + sum(r.shared_forming_s.values())
+                if traced
+                else model_waits
+            )
+            extra = r.latency_s - cand.latency_s - device[(r.device, r.index)] - waits
+            residuals.setdefault(runtimes[c.name], []).append(extra / n)
+    return {runtime: tuple(values) for runtime, values in residuals.items()}
+
+
+def device_waits(
+    requests: Sequence[FleetRequest], device_class: str, service_s: float
+) -> dict[tuple[int, int], float]:
+    """(device, request index) → how long each request of ``device_class`` waited for its own
+    device, which serves them one at a time, ``service_s`` each, in the order sent: Lindley's
+    recursion ``W' = max(0, W + service − gap)`` on the send times (the M/D/1 queue the model
+    prices, replayed on the run's own arrivals, so a burst's waits are not taken for the
+    serving path's)."""
+    waits: dict[tuple[int, int], float] = {}
+    mine = sorted(
+        (r for r in requests if r.device_class == device_class), key=lambda r: (r.device, r.sent_s)
+    )
+    previous: FleetRequest | None = None
+    wait = 0.0
+    for r in mine:
+        if previous is not None and previous.device == r.device:
+            wait = max(0.0, wait + service_s - (r.sent_s - previous.sent_s))
+        else:
+            wait = 0.0
+        waits[(r.device, r.index)] = wait
+        previous = r
+    return waits

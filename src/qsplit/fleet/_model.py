@@ -529,8 +529,14 @@ def device_wait(candidate: Candidate, rate_hz: float) -> DeviceWait:
     return DeviceWait(rate_hz, candidate.device_busy_s)
 
 
-def assess(problem: FleetProblem, choice: Choice) -> Outcome:
-    """The predicted outcome of ``choice`` under the fleet's load (see the module docstring)."""
+def assess(
+    problem: FleetProblem, choice: Choice, spread_s: Mapping[str, float] | None = None
+) -> Outcome:
+    """The predicted outcome of ``choice`` under the fleet's load (see the module docstring).
+
+    ``spread_s``: class → mean of one more independent, exponential part of its latency, the
+    serving path's spread around its median cost (calibrated outside the model, by the fleet
+    demo: :mod:`qsplit.demo._fleet_predict`); the planner never passes it."""
     tiers = _tiers(problem, choice)
     rho = {node: tier.utilisation for node, tier in tiers.items()}
     nodes: dict[str, NodeLoad] = {}
@@ -561,7 +567,7 @@ def assess(problem: FleetProblem, choice: Choice) -> Outcome:
         device = device_wait(cand, c.rate_hz)
         feasible &= cand.device_utilisation(c.rate_hz) <= bound or not c.count
         fixed = cand.latency_s
-        delays: list[Delay] = [device]
+        delays: list[Delay] = [device, Wait((spread_s or {}).get(c.name, 0.0), 1.0)]
         energy = cand.energy_j
         for work in cand.work:
             load = nodes[work.node]
