@@ -264,6 +264,8 @@ class AgentDevices:
             index += 1
 
     def _done(self, name: str, record: dict[str, Any], future: Future[InferResult]) -> None:
+        if future.cancelled():  # its session closed under it: a run ended without finish
+            return
         result = future.result()
         error = None if result.error is None else str(result.error)[:500]
         record.update(done=None if error else time.time(), error=error, trace=[])
