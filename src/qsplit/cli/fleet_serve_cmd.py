@@ -146,14 +146,7 @@ def connect_command(
 
     deployment, fleet = load_fleet_plan(plan), load_fleet(infra)
     model = model or bundled_model_path()
-    entry = next((c for c in deployment.classes if c.name == device_class), None)
-    if entry is None:
-        raise InputError(
-            f"no device class {device_class!r} in the fleet plan",
-            file=plan,
-            field="--class",
-            fix=f"use one of {', '.join(c.name for c in deployment.classes)}",
-        )
+    entry = deployment.device_class(device_class, field="--class")
     if entry.runtime == "ray":
         session = connect_fleet(deployment, fleet, device_class, model=model, address=ray_address)
     else:

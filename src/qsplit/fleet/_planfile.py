@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qsplit._jsonio import read_json
-from qsplit.errors import SchemaError
+from qsplit.errors import InputError, SchemaError
 from qsplit.fleet._model import BATCH_WAIT_S
 from qsplit.fleet._spec import DeviceRuntime
 
@@ -63,6 +63,18 @@ class FleetDeployment:
     classes: tuple[ClassDeployment, ...]
     shared: tuple[SharedDeployment, ...]
     source: str | None = None
+
+    def device_class(self, name: str, *, field: str = "device_class") -> ClassDeployment:
+        """The class named ``name``; an :class:`InputError` naming ``field`` otherwise."""
+        for c in self.classes:
+            if c.name == name:
+                return c
+        raise InputError(
+            f"no device class {name!r} in the fleet plan",
+            file=self.source,
+            field=field,
+            fix=f"use one of {', '.join(c.name for c in self.classes)}",
+        )
 
 
 def load_fleet_plan(path: str | Path) -> FleetDeployment:

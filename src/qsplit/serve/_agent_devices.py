@@ -66,6 +66,15 @@ class AgentClass:
     seed: tuple[int, ...]
 
 
+Signature = tuple[tuple[str, int, tuple[Link, ...]], ...]
+
+
+def signature(classes: Sequence[AgentClass]) -> Signature:
+    """What agent processes serve ``classes``: each class with its device count and links
+    (the runs whose classes have one signature can share the processes)."""
+    return tuple((c.name, c.devices, c.links) for c in classes)
+
+
 @dataclass
 class _Device:
     number: int
@@ -115,9 +124,9 @@ class AgentDevices:
         self._lock = threading.Lock()
 
     @property
-    def signature(self) -> tuple[tuple[str, int, tuple[Link, ...]], ...]:
-        """What the processes are: each class with its device count and links."""
-        return tuple((c.name, c.devices, c.links) for c in self.classes.values())
+    def signature(self) -> Signature:
+        """What the processes serve (:func:`signature`)."""
+        return signature(tuple(self.classes.values()))
 
     def spawn(self) -> None:
         """Start the link emulators, the gateways and the devices' agents (every process at
@@ -155,8 +164,7 @@ class AgentDevices:
                 device.session = self._session(c, device.name)
 
     def _start_run(self, classes: Sequence[AgentClass]) -> None:
-        signature = tuple((c.name, c.devices, c.links) for c in classes)
-        if signature != self.signature:
+        if signature(classes) != self.signature:
             raise ValueError("a run's agent classes differ from the processes'")
         self.classes = {c.name: c for c in classes}
         self._targets = {

@@ -36,12 +36,13 @@ from qsplit.fleet import (
 from qsplit.infra import Infra
 from qsplit.model import LayerGraph, analyze
 from qsplit.profile import ComputeProfile
-from qsplit.runtime import Deployment, build_deployment
+from qsplit.runtime import Deployment
 from qsplit.serve import _ray
-from qsplit.serve._agent_devices import AgentClass, AgentDevices
+from qsplit.serve._agent_devices import AgentClass, AgentDevices, signature
 from qsplit.serve._fleet_parts import (
     SharedComponent,
     class_components,
+    class_deployment,
     node_arguments,
     shared_components,
 )
@@ -337,8 +338,7 @@ class FleetServing:
         when they are the same classes and device counts (4-6 s of starts saved per run),
         else started now, beside the nodes' deploy (:meth:`AgentDevices.deploy` follows);
         ``None`` when every class runs Ray."""
-        wanted = tuple((c.name, c.devices, c.links) for c in classes)
-        if self._agents is not None and self._agents.signature != wanted:
+        if self._agents is not None and self._agents.signature != signature(classes):
             self._close_agents()
         if not classes or self._agents is not None:
             return self._agents
@@ -452,16 +452,14 @@ class FleetServing:
         baseline often repeats a class's plan)."""
         key = (c.name, tuple(sorted(c.assignment.items())), quantized)
         if key not in self._built:
-            infra = self.fleet.class_infra(c.name)
-            self._built[key] = build_deployment(
+            self._built[key] = class_deployment(
+                c,
+                self.fleet,
                 self.model,
-                c.assignment,
-                infra,
-                input_shapes=self._shapes,
                 quantized=quantized,
                 calibration=self._calibration,
-                profiles={n.name: self.profiles[n.name] for n in infra.nodes},
-                agents=False,
+                input_shapes=self._shapes,
+                profiles=self.profiles,
             )
         return self._built[key]
 

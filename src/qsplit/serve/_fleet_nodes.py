@@ -26,11 +26,15 @@ from types import TracebackType
 from typing import Any
 
 from qsplit.errors import InputError
-from qsplit.fleet import ClassDeployment, Fleet, FleetDeployment
+from qsplit.fleet import Fleet, FleetDeployment
 from qsplit.model import analyze
-from qsplit.runtime import Deployment, build_deployment
 from qsplit.serve import _ray
-from qsplit.serve._fleet_parts import class_components, component_key, node_arguments
+from qsplit.serve._fleet_parts import (
+    class_components,
+    class_deployment,
+    component_key,
+    node_arguments,
+)
 from qsplit.serve._fleet_parts import shared_components as find_shared
 from qsplit.serve._runner import ComponentRunner
 from qsplit.serve._scaling import NodeScaling
@@ -101,7 +105,9 @@ def serve_fleet(
         scaling.check(s.node, s.replicas)
     _, graph = analyze(str(model), dict(input_shapes) if input_shapes else None)
     built = {
-        c.name: _build(c, fleet, model, quantized, calibration, input_shapes)
+        c.name: class_deployment(
+            c, fleet, model, quantized=quantized, calibration=calibration, input_shapes=input_shapes
+        )
         for c in deployment.classes
     }
     shared = find_shared(deployment, built, graph, set(quantized), lambda node, blocks: 0.0)
@@ -148,14 +154,7 @@ def connect_fleet(
     """A session of one device of ``device_class`` on a fleet served by :func:`serve_fleet`
     (the same plan, on the Ray at ``address``): its components run here, the shared ones on
     the nodes, in the batchers every class's requests share."""
-    entry = next((c for c in deployment.classes if c.name == device_class), None)
-    if entry is None:
-        raise InputError(
-            f"no device class {device_class!r} in the fleet plan",
-            file=deployment.source,
-            field="device_class",
-            fix=f"use one of {', '.join(c.name for c in deployment.classes)}",
-        )
+    entry = deployment.device_class(device_class)
     if entry.runtime != "ray":
         raise InputError(
             f"class {device_class!r} keeps the light agent (runtime: agent): it reaches the "
@@ -166,7 +165,9 @@ def connect_fleet(
             "gateways (`qsplit run … --fleet-class`), or give it `runtime: ray`",
         )
     _, graph = analyze(str(model), dict(input_shapes) if input_shapes else None)
-    built = _build(entry, fleet, model, quantized, calibration, input_shapes)
+    built = class_deployment(
+        entry, fleet, model, quantized=quantized, calibration=calibration, input_shapes=input_shapes
+    )
     applications = fleet_applications(deployment, quantized)
     optimize = graph_optimization == "all"
     local, keys = {}, {}
@@ -209,23 +210,4 @@ def connect_fleet(
         connection=connection,
         timeout_s=timeout_s,
         holder=f"fleet-device-{device_class}",
-    )
-
-
-def _build(
-    c: ClassDeployment,
-    fleet: Fleet,
-    model: str | Path,
-    quantized: Collection[str],
-    calibration: Any,
-    input_shapes: Mapping[str, tuple[int, ...]] | None,
-) -> Deployment:
-    return build_deployment(
-        model,
-        c.assignment,
-        fleet.class_infra(c.name),
-        input_shapes=dict(input_shapes) if input_shapes else None,
-        quantized=quantized,
-        calibration=calibration,
-        agents=False,
     )

@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from qsplit.errors import InputError
-from qsplit.fleet import ClassDeployment, FleetDeployment
+from qsplit.fleet import ClassDeployment, Fleet, FleetDeployment
 from qsplit.model import LayerGraph
 from qsplit.partition import components
-from qsplit.runtime import ComponentSpec, Deployment
+from qsplit.profile import ComputeProfile
+from qsplit.runtime import ComponentSpec, Deployment, build_deployment
 
 Shared = Mapping[tuple[str, tuple[str, ...]], "SharedComponent"]
 """(node, blocks) → the component the node serves for them."""
@@ -45,6 +47,31 @@ def component_key(blocks: Sequence[str], quantized: Collection[str]) -> str:
     calling the plan computes alike."""
     int8 = [b for b in blocks if b in quantized]
     return hashlib.sha256(("|".join(blocks) + "/" + "|".join(int8)).encode()).hexdigest()[:12]
+
+
+def class_deployment(
+    c: ClassDeployment,
+    fleet: Fleet,
+    model: str | Path,
+    *,
+    quantized: Collection[str] = (),
+    calibration: Any = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    profiles: Mapping[str, ComputeProfile] | None = None,
+) -> Deployment:
+    """The class's plan split for it, as served on Ray (no agent addresses); with
+    ``profiles`` (node or class → profile), every component carries its profiled time."""
+    infra = fleet.class_infra(c.name)
+    return build_deployment(
+        model,
+        c.assignment,
+        infra,
+        input_shapes=dict(input_shapes) if input_shapes else None,
+        quantized=quantized,
+        calibration=calibration,
+        profiles={n.name: profiles[n.name] for n in infra.nodes} if profiles else None,
+        agents=False,
+    )
 
 
 def class_components(
